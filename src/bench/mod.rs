@@ -1,0 +1,4 @@
+//! Benchmarks behind `dmlviz bench`: each measures a part of the pipeline beside a
+//! reference measured in the same run, so figures are ratios that survive noisy machines.
+
+pub mod loader;

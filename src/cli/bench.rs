@@ -1,0 +1,58 @@
+//! `dmlviz bench loader`.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use dmlviz::bench::loader::{self, LoaderBenchOptions};
+use dmlviz::data::Dataset;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Loader images/s (decode + augment) beside a ResNet18 training step on the same batch.
+    #[command(after_help = "Example:\n  dmlviz bench loader --data data/cards --size 64 --size 224")]
+    Loader {
+        /// Dataset directory (image-folder or CUB layout).
+        #[arg(long)]
+        data: PathBuf,
+        /// Image sizes to measure.
+        #[arg(long = "size", default_values_t = [64, 224])]
+        sizes: Vec<u32>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Batches the loader prepares per measurement.
+        #[arg(long, default_value_t = 20)]
+        batches: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        train_steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.command {
+        BenchCommand::Loader { data, sizes, batch_size, batches, threads, train_steps, json } => {
+            let dataset = Dataset::open(&data)?;
+            let rows = loader::run(&dataset, &LoaderBenchOptions { sizes, batch_size, batches, threads, train_steps })?;
+            if json {
+                return super::print_json(&rows);
+            }
+            println!("{:>5} {:>6} {:>14} {:>14} {:>12} {:>14} {:>10} {:>10}", "size", "batch", "loader img/s", "cached img/s", "r18 step s", "r18 img/s", "cold/r18", "cache/r18");
+            for r in rows {
+                println!(
+                    "{:>5} {:>6} {:>14.0} {:>14.0} {:>12.3} {:>14.1} {:>10.1} {:>10.1}",
+                    r.size, r.batch_size, r.loader_cold_images_per_s, r.loader_cached_images_per_s, r.resnet18_step_s, r.resnet18_images_per_s, r.cold_over_trainer, r.cached_over_trainer
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! dmlviz: deep-metric-learning embedding networks for image classification —
+//! train, evaluate by nearest-neighbour search, explain, project and report.
+//!
+//! Layers (a layer uses only layers below it): data → model → loss → train →
+//! eval → project/explain → report → cli. See DESIGN.md.
+
+pub mod atomic;
+pub mod data;
+pub mod bench;
