@@ -1,0 +1,148 @@
+//! Reading image files safely: a cheap header check used when a dataset is opened,
+//! and full decoding to RGB (grey, palette and alpha images handled) with size limits.
+
+use anyhow::{bail, Context, Result};
+use image::{DynamicImage, ImageReader, RgbImage};
+use std::path::Path;
+
+/// Largest accepted side, in pixels: bigger files are treated as unreadable, not decoded
+/// (a 100 000² PNG "bomb" would otherwise take gigabytes).
+pub const MAX_SIDE: u32 = 12_000;
+/// Largest decoder allocation accepted, in bytes.
+pub const MAX_ALLOC: u64 = 512 << 20;
+
+/// File extensions the loaders treat as images (the codecs this build has).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+
+/// True when the path's extension names an image format we decode.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+fn limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    limits
+}
+
+fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+    let mut reader = ImageReader::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if reader.format().is_none() {
+        bail!("{}: not a PNG or JPEG image", path.display());
+    }
+    reader.limits(limits());
+    Ok(reader)
+}
+
+/// Reads only the header: the image's (width, height), or why the file is unusable
+/// (missing, not an image, zero-sized, larger than [`MAX_SIDE`]).
+pub fn check_header(path: &Path) -> Result<(u32, u32)> {
+    let (w, h) = reader(path)?
+        .into_dimensions()
+        .with_context(|| format!("{}: unreadable image header", path.display()))?;
+    if w == 0 || h == 0 {
+        bail!("{}: image is empty ({w}×{h})", path.display());
+    }
+    if w > MAX_SIDE || h > MAX_SIDE {
+        bail!("{}: image is {w}×{h}, larger than the limit of {MAX_SIDE} px per side", path.display());
+    }
+    Ok((w, h))
+}
+
+/// Decodes a file fully into RGB: grey and palette images are expanded, transparent
+/// pixels are composited on white (emoji and card images are transparent).
+pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let image = reader(path)?
+        .decode()
+        .with_context(|| format!("{}: corrupt or truncated image", path.display()))?;
+    Ok(flatten_on_white(image))
+}
+
+/// Converts any image to RGB, compositing its alpha channel (if any) on white.
+pub fn flatten_on_white(image: DynamicImage) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
+        let a = src[3] as u32;
+        for c in 0..3 {
+            // Rounded a·x + (1−a)·255 in integer arithmetic.
+            dst[c] = ((src[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma, Rgba, RgbaImage};
+
+    #[test]
+    fn alpha_is_composited_on_white() {
+        let mut img = RgbaImage::new(2, 1);
+        img.put_pixel(0, 0, Rgba([0, 0, 0, 0])); // transparent black → white
+        img.put_pixel(1, 0, Rgba([0, 100, 200, 128])); // half transparent
+        let rgb = flatten_on_white(DynamicImage::ImageRgba8(img));
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        // 0·128/255 + 255·127/255 = 127; 100·128/255 + 127 = 177.2; 200·128/255 + 127 = 227.4
+        assert_eq!(rgb.get_pixel(1, 0).0, [127, 177, 227]);
+    }
+
+    #[test]
+    fn grey_images_become_rgb_and_headers_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.png");
+        GrayImage::from_pixel(3, 2, Luma([90])).save(&path).unwrap();
+        assert_eq!(check_header(&path).unwrap(), (3, 2));
+        let rgb = decode_rgb(&path).unwrap();
+        assert_eq!(rgb.dimensions(), (3, 2));
+        assert_eq!(rgb.get_pixel(2, 1).0, [90, 90, 90]);
+    }
+
+    #[test]
+    fn bad_files_give_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, b"this is not an image").unwrap();
+        let err = format!("{:#}", check_header(&text).unwrap_err());
+        assert!(err.contains("notes.png"), "{err}");
+
+        let missing = dir.path().join("missing.jpg");
+        let err = format!("{:#}", check_header(&missing).unwrap_err());
+        assert!(err.contains("missing.jpg"), "{err}");
+
+        // A valid header with the pixel data cut off passes the header check but not decoding.
+        let full = dir.path().join("full.png");
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 3, 7])).save(&full).unwrap();
+        let bytes = std::fs::read(&full).unwrap();
+        let cut = dir.path().join("cut.png");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(check_header(&cut).is_ok());
+        let err = format!("{:#}", decode_rgb(&cut).unwrap_err());
+        assert!(err.contains("cut.png") && err.contains("corrupt or truncated"), "{err}");
+    }
+
+    #[test]
+    fn oversized_images_are_refused_from_the_header() {
+        // A PNG header announcing 20000×10 pixels: refused without decoding.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.png");
+        let mut buf = Vec::new();
+        let enc = image::codecs::png::PngEncoder::new(&mut buf);
+        image::ImageEncoder::write_image(enc, &vec![0u8; 20_000 * 10], 20_000, 10, image::ExtendedColorType::L8).unwrap();
+        std::fs::write(&path, buf).unwrap();
+        let err = format!("{:#}", check_header(&path).unwrap_err());
+        assert!(err.contains("huge.png") && err.contains("limit"), "{err}");
+    }
+}
