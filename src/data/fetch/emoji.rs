@@ -96,12 +96,18 @@ impl EmojiEntry {
 /// Checks the vendor list: non-empty, known vendors only, no repeats.
 pub fn check_vendors(vendors: &[String]) -> Result<()> {
     if vendors.is_empty() {
-        bail!("no emoji vendor chosen; valid vendors: {}", VENDORS.join(", "));
+        bail!(
+            "no emoji vendor chosen; valid vendors: {}",
+            VENDORS.join(", ")
+        );
     }
     let mut seen = HashSet::new();
     for vendor in vendors {
         if !VENDORS.contains(&vendor.as_str()) {
-            bail!("unknown emoji vendor {vendor:?}; valid vendors: {}", VENDORS.join(", "));
+            bail!(
+                "unknown emoji vendor {vendor:?}; valid vendors: {}",
+                VENDORS.join(", ")
+            );
         }
         if !seen.insert(vendor) {
             bail!("emoji vendor {vendor:?} given twice");
@@ -113,7 +119,9 @@ pub fn check_vendors(vendors: &[String]) -> Result<()> {
 /// Checks that `category` (if any) is one of the categories of `entries`; the error
 /// lists the valid ones in emoji order.
 pub fn check_category(entries: &[EmojiEntry], category: Option<&str>) -> Result<()> {
-    let Some(category) = category else { return Ok(()) };
+    let Some(category) = category else {
+        return Ok(());
+    };
     if entries.iter().any(|e| e.category == category) {
         return Ok(());
     }
@@ -127,13 +135,21 @@ pub fn check_category(entries: &[EmojiEntry], category: Option<&str>) -> Result<
     }
     bail!(
         "unknown emoji category {category:?}; valid categories: {}",
-        valid.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+        valid
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
 /// The classes, in order: entries drawn by every vendor in `vendors` (per their
 /// `has_img_*` flags) and, if given, of `category`, sorted by `sort_order`.
-pub fn select_emoji(entries: &[EmojiEntry], vendors: &[String], category: Option<&str>) -> Vec<EmojiEntry> {
+pub fn select_emoji(
+    entries: &[EmojiEntry],
+    vendors: &[String],
+    category: Option<&str>,
+) -> Vec<EmojiEntry> {
     let mut selected: Vec<EmojiEntry> = entries
         .iter()
         .filter(|e| category.map_or(true, |c| e.category == c))
@@ -141,7 +157,11 @@ pub fn select_emoji(entries: &[EmojiEntry], vendors: &[String], category: Option
         .cloned()
         .collect();
     // `unified` breaks ties so the numbering never depends on the input order.
-    selected.sort_by(|a, b| a.sort_order.cmp(&b.sort_order).then_with(|| a.unified.cmp(&b.unified)));
+    selected.sort_by(|a, b| {
+        a.sort_order
+            .cmp(&b.sort_order)
+            .then_with(|| a.unified.cmp(&b.unified))
+    });
     selected
 }
 
@@ -187,7 +207,11 @@ fn image_dir(vendor: &str) -> String {
 
 /// Parses `emoji.json` entry by entry, so that one malformed entry is skipped
 /// (and reported) rather than failing the whole fetch.
-fn parse_emoji_json(bytes: &[u8], what: &str, skipped: &mut Vec<String>) -> Result<Vec<EmojiEntry>> {
+fn parse_emoji_json(
+    bytes: &[u8],
+    what: &str,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<EmojiEntry>> {
     let values: Vec<serde_json::Value> =
         serde_json::from_slice(bytes).with_context(|| format!("{what}: not a JSON array"))?;
     let mut entries = Vec::with_capacity(values.len());
@@ -202,9 +226,15 @@ fn parse_emoji_json(bytes: &[u8], what: &str, skipped: &mut Vec<String>) -> Resu
 
 /// Turns one vendor PNG into the class image: decode, check size, composite on white.
 fn emoji_image(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
-    let rgba = image::load_from_memory(bytes).map_err(|e| format!("cannot decode: {e}"))?.to_rgba8();
+    let rgba = image::load_from_memory(bytes)
+        .map_err(|e| format!("cannot decode: {e}"))?
+        .to_rgba8();
     if rgba.dimensions() != (IMAGE_SIZE, IMAGE_SIZE) {
-        return Err(format!("is {}x{}, expected {IMAGE_SIZE}x{IMAGE_SIZE}", rgba.width(), rgba.height()));
+        return Err(format!(
+            "is {}x{}, expected {IMAGE_SIZE}x{IMAGE_SIZE}",
+            rgba.width(),
+            rgba.height()
+        ));
     }
     Ok(DynamicImage::ImageRgb8(composite_on_white(&rgba)))
 }
@@ -244,8 +274,12 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         )?;
         present.push(names.into_inner());
     }
-    let json_what = format!("{}@{EMOJI_VERSION}/emoji.json", package_name(&opts.vendors[0]));
-    let emoji_json = emoji_json.with_context(|| format!("{json_what} not found in {}", tarballs[0].display()))?;
+    let json_what = format!(
+        "{}@{EMOJI_VERSION}/emoji.json",
+        package_name(&opts.vendors[0])
+    );
+    let emoji_json = emoji_json
+        .with_context(|| format!("{json_what} not found in {}", tarballs[0].display()))?;
     let entries = parse_emoji_json(&emoji_json, &json_what, &mut report.skipped)?;
     drop(emoji_json);
 
@@ -256,15 +290,31 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
     let mut classes: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut folder_of: HashMap<String, String> = HashMap::new(); // image file -> class folder
     for entry in &selected {
-        let missing: Vec<&String> =
-            opts.vendors.iter().zip(&present).filter(|(_, names)| !names.contains(&entry.image)).map(|(v, _)| v).collect();
+        let missing: Vec<&String> = opts
+            .vendors
+            .iter()
+            .zip(&present)
+            .filter(|(_, names)| !names.contains(&entry.image))
+            .map(|(v, _)| v)
+            .collect();
         if !missing.is_empty() {
-            let list: Vec<String> = missing.iter().map(|v| format!("{}{}", image_dir(v), entry.image)).collect();
-            report.skipped.push(format!("{} ({}): has_img but missing from the package: {}", entry.short_name, entry.unified, list.join(", ")));
+            let list: Vec<String> = missing
+                .iter()
+                .map(|v| format!("{}{}", image_dir(v), entry.image))
+                .collect();
+            report.skipped.push(format!(
+                "{} ({}): has_img but missing from the package: {}",
+                entry.short_name,
+                entry.unified,
+                list.join(", ")
+            ));
             continue;
         }
         if folder_of.contains_key(&entry.image) {
-            report.skipped.push(format!("{} ({}): image {} already used by another emoji", entry.short_name, entry.unified, entry.image));
+            report.skipped.push(format!(
+                "{} ({}): image {} already used by another emoji",
+                entry.short_name, entry.unified, entry.image
+            ));
             continue;
         }
         let folder = class_folder_name(classes.len(), &entry.short_name);
@@ -276,16 +326,21 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
             ("category", &entry.category),
             ("subcategory", &entry.subcategory),
         ];
-        classes.insert(folder, meta.into_iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+        classes.insert(
+            folder,
+            meta.into_iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
     }
     drop(present);
     report.classes = classes.len();
     eprintln!(
-        "emoji: {} of {} entries drawn by {} ({} classes)",
+        "emoji: {} classes from {} entries (vendors {}, category {})",
         classes.len(),
         entries.len(),
         opts.vendors.join(", "),
-        opts.category.as_deref().unwrap_or("all categories")
+        opts.category.as_deref().unwrap_or("any")
     );
 
     // Pass 2: decode, composite and write the wanted images, a batch at a time.
@@ -294,35 +349,39 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         let dir = image_dir(vendor);
         let file_name = format!("{vendor}.png");
         let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);
-        let mut flush = |batch: &mut Vec<(String, Vec<u8>)>, report: &mut FetchReport| -> Result<()> {
-            let results: Vec<Result<std::result::Result<String, String>>> = batch
-                .par_iter()
-                .map(|(file, bytes)| {
-                    let folder = &folder_of[file];
-                    match emoji_image(bytes) {
-                        Ok(image) => {
-                            write_png(&opts.out.join(folder).join(&file_name), &image)?;
-                            Ok(Ok(folder.clone()))
+        let mut flush =
+            |batch: &mut Vec<(String, Vec<u8>)>, report: &mut FetchReport| -> Result<()> {
+                let results: Vec<Result<std::result::Result<String, String>>> = batch
+                    .par_iter()
+                    .map(|(file, bytes)| {
+                        let folder = &folder_of[file];
+                        match emoji_image(bytes) {
+                            Ok(image) => {
+                                write_png(&opts.out.join(folder).join(&file_name), &image)?;
+                                Ok(Ok(folder.clone()))
+                            }
+                            Err(why) => Ok(Err(format!("{}{file} ({folder}): {why}", dir))),
                         }
-                        Err(why) => Ok(Err(format!("{}{file} ({folder}): {why}", dir))),
+                    })
+                    .collect();
+                batch.clear();
+                for result in results {
+                    match result? {
+                        Ok(folder) => {
+                            written.entry(folder).or_default().insert(file_name.clone());
+                            report.images += 1;
+                        }
+                        Err(why) => report.skipped.push(why),
                     }
-                })
-                .collect();
-            batch.clear();
-            for result in results {
-                match result? {
-                    Ok(folder) => {
-                        written.entry(folder).or_default().insert(file_name.clone());
-                        report.images += 1;
-                    }
-                    Err(why) => report.skipped.push(why),
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         for_each_in_tgz(
             tgz,
-            |path| path.strip_prefix(&dir).is_some_and(|file| folder_of.contains_key(file)),
+            |path| {
+                path.strip_prefix(&dir)
+                    .is_some_and(|file| folder_of.contains_key(file))
+            },
             |path, bytes| {
                 batch.push((path[dir.len()..].to_string(), bytes));
                 if batch.len() >= BATCH {
@@ -348,7 +407,11 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         sources: opts
             .vendors
             .iter()
-            .map(|v| SourcePackage { registry: "npm".to_string(), name: package_name(v), version: EMOJI_VERSION.to_string() })
+            .map(|v| SourcePackage {
+                registry: "npm".to_string(),
+                name: package_name(v),
+                version: EMOJI_VERSION.to_string(),
+            })
             .collect(),
         licences: licence_notes(&opts.vendors),
         classes,
@@ -363,10 +426,15 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
 /// Reads the manifest already in `out`, refusing to write over a different dataset.
 /// Shared by the fetchers (it would sit best in `fetch/mod.rs`).
 pub(super) fn previous_manifest(out: &Path, name: &str) -> Result<Option<DatasetManifest>> {
-    let previous = read_manifest(out).with_context(|| format!("reading the existing dataset in {}", out.display()))?;
+    let previous = read_manifest(out)
+        .with_context(|| format!("reading the existing dataset in {}", out.display()))?;
     if let Some(m) = &previous {
         if m.name != name {
-            bail!("{} already holds the dataset {:?}; choose another directory for {name:?}", out.display(), m.name);
+            bail!(
+                "{} already holds the dataset {:?}; choose another directory for {name:?}",
+                out.display(),
+                m.name
+            );
         }
     }
     Ok(previous)
@@ -380,22 +448,37 @@ pub(super) fn prune_stale(
     previous: Option<&DatasetManifest>,
     written: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<()> {
-    let Some(previous) = previous else { return Ok(()) };
+    let Some(previous) = previous else {
+        return Ok(());
+    };
     // A manifest is data: only plain folder names may lead to a deletion.
-    let plain = |name: &str| !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']);
-    for folder in previous.classes.keys().filter(|f| plain(f) && !written.contains_key(*f)) {
+    let plain =
+        |name: &str| !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']);
+    for folder in previous
+        .classes
+        .keys()
+        .filter(|f| plain(f) && !written.contains_key(*f))
+    {
         let dir = out.join(folder);
         if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale class folder {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing stale class folder {}", dir.display()))?;
         }
     }
     for (folder, files) in written {
         let dir = out.join(folder);
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
             let path = entry?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if name.ends_with(".png") && !files.contains(&name) && path.is_file() {
-                std::fs::remove_file(&path).with_context(|| format!("removing stale image {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing stale image {}", path.display()))?;
             }
         }
     }
@@ -435,7 +518,12 @@ mod tests {
         vec![
             entry("dog", "Animals & Nature", 30, &all),
             entry("grinning", "Smileys & Emotion", 1, &all),
-            entry("new_thing", "Smileys & Emotion", 2, &["google", "twitter", "apple"]),
+            entry(
+                "new_thing",
+                "Smileys & Emotion",
+                2,
+                &["google", "twitter", "apple"],
+            ),
             entry("cat", "Animals & Nature", 20, &all),
             entry("pear", "Food & Drink", 40, &["google", "facebook"]),
         ]
@@ -445,19 +533,31 @@ mod tests {
     fn selects_emoji_drawn_by_all_vendors_in_sort_order() {
         let entries = sample();
         let all = strings(&VENDORS);
-        assert_eq!(names(&select_emoji(&entries, &all, None)), ["grinning", "cat", "dog"]);
+        assert_eq!(
+            names(&select_emoji(&entries, &all, None)),
+            ["grinning", "cat", "dog"]
+        );
         // Without facebook, the emoji it lacks comes back.
         let three = strings(&["google", "twitter", "apple"]);
-        assert_eq!(names(&select_emoji(&entries, &three, None)), ["grinning", "new_thing", "cat", "dog"]);
+        assert_eq!(
+            names(&select_emoji(&entries, &three, None)),
+            ["grinning", "new_thing", "cat", "dog"]
+        );
         let two = strings(&["google", "facebook"]);
-        assert_eq!(names(&select_emoji(&entries, &two, None)), ["grinning", "cat", "dog", "pear"]);
+        assert_eq!(
+            names(&select_emoji(&entries, &two, None)),
+            ["grinning", "cat", "dog", "pear"]
+        );
     }
 
     #[test]
     fn category_filter_keeps_only_that_category() {
         let entries = sample();
         let all = strings(&VENDORS);
-        assert_eq!(names(&select_emoji(&entries, &all, Some("Animals & Nature"))), ["cat", "dog"]);
+        assert_eq!(
+            names(&select_emoji(&entries, &all, Some("Animals & Nature"))),
+            ["cat", "dog"]
+        );
         assert!(select_emoji(&entries, &all, Some("Food & Drink")).is_empty());
     }
 
@@ -466,13 +566,23 @@ mod tests {
         let entries = sample();
         check_category(&entries, None).unwrap();
         check_category(&entries, Some("Animals & Nature")).unwrap();
-        let err = check_category(&entries, Some("Animals")).unwrap_err().to_string();
+        let err = check_category(&entries, Some("Animals"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"Animals\""), "{err}");
-        assert!(err.contains("\"Smileys & Emotion\", \"Animals & Nature\", \"Food & Drink\""), "{err}");
+        assert!(
+            err.contains("\"Smileys & Emotion\", \"Animals & Nature\", \"Food & Drink\""),
+            "{err}"
+        );
 
         check_vendors(&strings(&["apple", "google"])).unwrap();
-        let err = check_vendors(&strings(&["google", "samsung"])).unwrap_err().to_string();
-        assert!(err.contains("samsung") && err.contains("google, twitter, facebook, apple"), "{err}");
+        let err = check_vendors(&strings(&["google", "samsung"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("samsung") && err.contains("google, twitter, facebook, apple"),
+            "{err}"
+        );
         assert!(check_vendors(&[]).is_err());
         assert!(check_vendors(&strings(&["apple", "apple"])).is_err());
     }
@@ -488,7 +598,10 @@ mod tests {
         assert_eq!(names(&entries), ["dog"]);
         assert!(entries[0].has_img("apple") && !entries[0].has_img("google"));
         assert_eq!(skipped.len(), 1);
-        assert!(skipped[0].starts_with("emoji.json: entry 1:"), "{skipped:?}");
+        assert!(
+            skipped[0].starts_with("emoji.json: entry 1:"),
+            "{skipped:?}"
+        );
         assert!(parse_emoji_json(b"{}", "emoji.json", &mut skipped).is_err());
     }
 
@@ -506,12 +619,17 @@ mod tests {
         )
         .unwrap();
         let rgb = composite_on_white(&rgba);
-        assert_eq!(rgb.into_raw(), vec![255, 0, 0, 255, 255, 255, 127, 127, 127, 224, 244, 214]);
+        assert_eq!(
+            rgb.into_raw(),
+            vec![255, 0, 0, 255, 255, 255, 127, 127, 127, 224, 244, 214]
+        );
     }
 
     #[test]
     fn vendor_png_must_decode_and_be_64_pixels() {
-        assert!(emoji_image(b"not a png").unwrap_err().contains("cannot decode"));
+        assert!(emoji_image(b"not a png")
+            .unwrap_err()
+            .contains("cannot decode"));
         let mut png = Vec::new();
         DynamicImage::ImageRgba8(RgbaImage::new(32, 32))
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -523,17 +641,29 @@ mod tests {
     fn pruning_removes_only_what_the_previous_fetch_left() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
-        for f in ["0001.a/google.png", "0001.a/apple.png", "0001.a/notes.txt", "0002.b/google.png", "mine/x.png"] {
+        for f in [
+            "0001.a/google.png",
+            "0001.a/apple.png",
+            "0001.a/notes.txt",
+            "0002.b/google.png",
+            "mine/x.png",
+        ] {
             crate::atomic::write_atomic(&out.join(f), b"x").unwrap();
         }
         let previous = DatasetManifest {
             name: "emoji".into(),
             sources: vec![],
             licences: vec![],
-            classes: ["0001.a", "0002.b", "../escape"].iter().map(|f| (f.to_string(), BTreeMap::new())).collect(),
+            classes: ["0001.a", "0002.b", "../escape"]
+                .iter()
+                .map(|f| (f.to_string(), BTreeMap::new()))
+                .collect(),
             settings: BTreeMap::new(),
         };
-        let written = BTreeMap::from([("0001.a".to_string(), BTreeSet::from(["google.png".to_string()]))]);
+        let written = BTreeMap::from([(
+            "0001.a".to_string(),
+            BTreeSet::from(["google.png".to_string()]),
+        )]);
         prune_stale(out, Some(&previous), &written).unwrap();
         assert!(out.join("0001.a/google.png").exists());
         assert!(!out.join("0001.a/apple.png").exists());

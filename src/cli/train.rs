@@ -1,0 +1,130 @@
+//! `dmlviz train`.
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use dmlviz::config::{DeviceKind, ExperimentConfig, Phase};
+use dmlviz::run::RunDir;
+use dmlviz::train::trainer::{train, TrainOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PhaseArg {
+    All,
+    Seen,
+}
+
+/// Train an experiment's phases (all classes; without the held-out classes), evaluating every epoch.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  dmlviz train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml\n  dmlviz train --config experiments/reference/EPSHN_cosine_resnet18_sgd_aug.toml --device cuda\n  dmlviz train --config X.toml --resume   # continue a stopped run")]
+pub struct TrainArgs {
+    /// Experiment config (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Run directory (default runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in the run directory from its last checkpoints.
+    #[arg(long)]
+    resume: bool,
+    /// Log one line per epoch instead of progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Override training.device.
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
+    /// Override training.epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override training.threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Train only this phase.
+    #[arg(long, value_enum)]
+    phase: Option<PhaseArg>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let out = args.out.clone();
+    let mut cfg = ExperimentConfig::load(&args.config)?;
+    let run_dir = RunDir::new(out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name)));
+    if args.resume && run_dir.config_path().exists() {
+        // A resumed run continues with the config it started with.
+        cfg = run_dir.read_config()?;
+    }
+    if let Some(d) = args.device {
+        cfg.training.device = match d {
+            DeviceArg::Cpu => DeviceKind::Cpu,
+            DeviceArg::Cuda => DeviceKind::Cuda,
+        };
+    }
+    if let Some(e) = args.epochs {
+        cfg.training.epochs = e;
+    }
+    if let Some(t) = args.threads {
+        cfg.training.threads = t;
+    }
+    if let Some(p) = args.phase {
+        cfg.training.phases = vec![match p {
+            PhaseArg::All => Phase::All,
+            PhaseArg::Seen => Phase::Seen,
+        }];
+    }
+    cfg.validate()?;
+    ensure_dataset(&cfg)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // First Ctrl-C: finish the batch, keep the last checkpoint, exit cleanly. Second: exit now.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to quit at once)…");
+    })?;
+    let opts = TrainOptions { resume: args.resume, quiet: args.quiet, stop };
+    let outcomes = train(&cfg, &run_dir, &opts)?;
+    for o in outcomes {
+        if let Some(last) = o.history.last() {
+            let best = o.history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max);
+            println!(
+                "{}: {} epochs, final test accuracy (precision@1, all classes) {:.4}, best {:.4}{}",
+                o.phase.dir_name(),
+                last.epoch,
+                last.test_accuracy,
+                best,
+                last.test_accuracy_unseen.map(|u| format!(", held-out classes {u:.4}")).unwrap_or_default()
+            );
+        }
+    }
+    println!("run directory: {}", run_dir.root.display());
+    Ok(())
+}
+
+/// Creates the config's dataset with its `data.fetch` arguments when it is missing.
+fn ensure_dataset(cfg: &ExperimentConfig) -> Result<()> {
+    if cfg.data.path.exists() {
+        return Ok(());
+    }
+    let Some(fetch) = &cfg.data.fetch else {
+        bail!(
+            "dataset {} not found (data.path of experiment {}). The reference presets use CUB-200-2011: \
+             download it yourself and unpack it there, or run a preset of experiments/small/",
+            cfg.data.path.display(),
+            cfg.name
+        );
+    };
+    let mut argv: Vec<String> = vec!["dmlviz".into(), "data".into(), "fetch".into()];
+    argv.extend(fetch.iter().cloned());
+    argv.push("--out".into());
+    argv.push(cfg.data.path.display().to_string());
+    eprintln!("fetching the dataset: {}", argv[1..].join(" "));
+    super::run_from(argv)
+}

@@ -1,0 +1,3 @@
+//! Evaluation: nearest-neighbour search and retrieval metrics.
+
+pub mod knn;

@@ -1,0 +1,7 @@
+//! Training: the trainer loop, the trainable model bundle, optimisers, schedules.
+
+pub mod embed;
+pub mod model;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;

@@ -1,0 +1,427 @@
+//! The trainer: the reference experiments' two-phase protocol (phase-all trains on
+//! every class, phase-seen without the held-out ones), each phase evaluated on all
+//! classes every epoch, checkpointed atomically every epoch, resumable to the same
+//! result, stopped cleanly by Ctrl-C or a non-finite loss (last good checkpoint kept).
+
+use super::embed::{embed, EmbedOptions};
+use super::model::{Model, ModelSpec};
+use super::optimizer::Optimizer;
+use super::schedule::lr_factor;
+use crate::config::{ExperimentConfig, Init, Phase, SplitKind};
+use crate::data::loader::{BatchLoader, DecodedCache, LoaderOptions};
+use crate::data::sampler::{shuffled_batches, PkSampler};
+use crate::data::transform::Transform;
+use crate::data::{ClassProtocol, Dataset, Sample, Split};
+use crate::eval::knn::precision_at_1;
+use crate::loss::LossConfig;
+use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::{Device, Tensor};
+
+/// How `train` behaves beyond the config.
+#[derive(Clone)]
+pub struct TrainOptions {
+    /// Continue from the phases' last checkpoints instead of starting over.
+    pub resume: bool,
+    /// Log lines instead of progress bars.
+    pub quiet: bool,
+    /// Set (e.g. by Ctrl-C) to stop after the current batch.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { resume: false, quiet: true, stop: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// Why training stopped before the end, as an error the CLI can recognise.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("interrupted during {phase} epoch {epoch}: the checkpoint of epoch {kept} is kept; continue with --resume")]
+    Interrupted { phase: String, epoch: usize, kept: usize },
+    #[error("non-finite loss ({value}) in {phase} epoch {epoch}, batch {batch}: training stopped; the checkpoint of epoch {kept} is kept (lower the learning rate?)")]
+    NonFinite { phase: String, epoch: usize, batch: usize, value: f64, kept: usize },
+}
+
+/// A dataset opened and split for an experiment, shared by its phases.
+pub struct Experiment {
+    pub cfg: ExperimentConfig,
+    pub dataset: Dataset,
+    pub samples: Arc<Vec<Sample>>,
+    pub split: Split,
+    pub device: Device,
+    cache: Option<Arc<DecodedCache>>,
+}
+
+impl Experiment {
+    /// Opens the config's dataset and splits it.
+    pub fn prepare(cfg: &ExperimentConfig) -> Result<Experiment> {
+        let dataset = Dataset::open(&cfg.data.path)
+            .with_context(|| format!("opening the dataset of experiment {}", cfg.name))?;
+        let split = match cfg.data.split {
+            SplitKind::Stratified => Split::stratified(&dataset, cfg.data.test_ratio, cfg.training.seed)?,
+            SplitKind::Official => Split::official(&dataset)?,
+        };
+        let cache = cfg.data.cache_images.then(DecodedCache::new);
+        Ok(Experiment {
+            device: cfg.training.device.device()?,
+            samples: Arc::new(dataset.samples.clone()),
+            cfg: cfg.clone(),
+            dataset,
+            split,
+            cache,
+        })
+    }
+
+    fn test_transform(&self) -> Transform {
+        Transform::test(self.cfg.resize(), self.cfg.data.image_size)
+    }
+
+    fn protocol(&self, phase: Phase) -> Result<ClassProtocol> {
+        let n = self.dataset.classes.len();
+        match phase {
+            Phase::All => Ok(ClassProtocol::all(n)),
+            Phase::Seen => ClassProtocol::hold_out_last(n, self.cfg.data.held_out_classes),
+        }
+    }
+
+    fn embed_options(&self) -> EmbedOptions {
+        EmbedOptions {
+            transform: self.test_transform(),
+            batch_size: 64,
+            threads: self.cfg.training.threads,
+            device: self.device,
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// precision@1 of the test images against the training images (all classes), and
+    /// restricted to the classes `protocol` holds out (when it holds any out).
+    pub fn evaluate(&self, model: &Model, protocol: &ClassProtocol) -> Result<(f64, Option<f64>)> {
+        let opts = self.embed_options();
+        let refs = embed(&model.net, &self.samples, &self.split.train, &opts)?;
+        let queries = embed(&model.net, &self.samples, &self.split.test, &opts)?;
+        let distance = self.cfg.model.distance;
+        let all = precision_at_1(&queries.embeddings, &queries.labels, &refs.embeddings, &refs.labels, distance);
+        let unseen = if protocol.unseen.is_empty() {
+            None
+        } else {
+            let rows: Vec<i64> = queries
+                .indices
+                .iter()
+                .enumerate()
+                .filter(|(_, &i)| !protocol.is_seen(self.samples[i].label))
+                .map(|(r, _)| r as i64)
+                .collect();
+            let rows = Tensor::from_slice(&rows);
+            Some(precision_at_1(
+                &queries.embeddings.index_select(0, &rows),
+                &queries.labels.index_select(0, &rows),
+                &refs.embeddings,
+                &refs.labels,
+                distance,
+            ))
+        };
+        Ok((all, unseen))
+    }
+}
+
+/// How the batches of one fit are drawn.
+enum Batching {
+    /// P×K class-balanced (metric losses, the classifier pretraining).
+    Pk(PkSampler),
+    /// Two augmented views of each image, rows i and i + N (SimCLR).
+    TwoViews { images: usize },
+}
+
+/// One stretch of training: the main phase or a pretraining stage.
+struct Fit<'a> {
+    exp: &'a Experiment,
+    dir: PhaseDir,
+    label: String,
+    epochs: usize,
+    train: Vec<usize>,
+    protocol: ClassProtocol,
+    batching: Batching,
+    transform: Transform,
+    /// Evaluate precision@1 each epoch (pretraining stages skip it).
+    evaluate: bool,
+}
+
+fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+impl Fit<'_> {
+    /// Trains `model` for the remaining epochs of this fit, resuming from `dir` when asked.
+    fn run(&self, model: &mut Model, opts: &TrainOptions) -> Result<Vec<EpochRecord>> {
+        let cfg = &self.exp.cfg;
+        let mut optimizer = model.optimizer(&cfg.optimizer);
+        let mut history = Vec::new();
+        let mut start = 0;
+        if opts.resume {
+            if let Some(state) = self.dir.read_state()? {
+                if state.epochs_done > 0 {
+                    model.load_checkpoint(&self.dir.checkpoint())?;
+                    optimizer.load_state(read_tensors(&self.dir.optimizer())?);
+                    history = self.dir.read_history()?;
+                    history.truncate(state.epochs_done);
+                    start = state.epochs_done;
+                }
+            }
+        }
+        if start >= self.epochs {
+            return Ok(history);
+        }
+        let bar = progress_bar(opts.quiet, (self.epochs - start) as u64, &self.label);
+        for epoch in start..self.epochs {
+            let record = self.epoch(model, &mut optimizer, epoch, opts, &bar)?;
+            if opts.quiet {
+                eprintln!(
+                    "{} epoch {}/{}: loss {:.4}, test accuracy {:.4}, {:.0} img/s, {:.1} s",
+                    self.label, record.epoch, self.epochs, record.train_loss, record.test_accuracy, record.images_per_s, record.seconds
+                );
+            }
+            bar.set_message(format!("loss {:.4} acc {:.3} {:.0} img/s", record.train_loss, record.test_accuracy, record.images_per_s));
+            bar.inc(1);
+            history.push(record);
+            // Checkpoint, optimiser state, history, then the state that points at them:
+            // each file atomic, the state last, so a crash anywhere leaves a consistent epoch.
+            model.save_checkpoint(&self.dir.checkpoint())?;
+            write_tensors(&self.dir.optimizer(), &optimizer.state())?;
+            self.dir.write_history(&history)?;
+            self.dir.write_state(&TrainState {
+                epochs_done: epoch + 1,
+                epochs_total: self.epochs,
+                finished: epoch + 1 == self.epochs,
+                stopped: None,
+            })?;
+        }
+        bar.finish();
+        Ok(history)
+    }
+
+    fn batches(&self, epoch: usize) -> Result<Vec<Vec<usize>>> {
+        let seed = self.exp.cfg.training.seed;
+        match &self.batching {
+            Batching::Pk(sampler) => sampler.epoch(&self.train, |i| self.exp.samples[i].label, seed, epoch as u64),
+            Batching::TwoViews { images } => Ok(shuffled_batches(&self.train, *images, seed, epoch as u64, true)
+                .into_iter()
+                .map(|b| [b.clone(), b].concat())
+                .collect()),
+        }
+    }
+
+    fn epoch(&self, model: &mut Model, optimizer: &mut Optimizer, epoch: usize, opts: &TrainOptions, bar: &ProgressBar) -> Result<EpochRecord> {
+        let cfg = &self.exp.cfg;
+        let started = Instant::now();
+        let factor = lr_factor(&cfg.schedule, epoch, self.epochs);
+        let loader = BatchLoader::start(
+            self.exp.samples.clone(),
+            self.batches(epoch)?,
+            LoaderOptions {
+                transform: self.transform,
+                threads: cfg.training.threads,
+                prefetch: 2,
+                seed: cfg.training.seed,
+                epoch: epoch as u64,
+                cache: self.exp.cache.clone(),
+            },
+        )?;
+        let (mut loss_sum, mut batches, mut images) = (0.0, 0usize, 0usize);
+        let mut loader = loader;
+        let mut wait = Duration::ZERO;
+        loop {
+            let before = loader.waited();
+            let Some(batch) = loader.next() else { break };
+            wait += loader.waited() - before;
+            if opts.stop.load(Ordering::SeqCst) {
+                self.mark_stopped(epoch, "interrupted")?;
+                return Err(Stopped::Interrupted { phase: self.label.clone(), epoch: epoch + 1, kept: epoch }.into());
+            }
+            let x = batch.images.to_device(self.exp.device);
+            let y = batch.labels.to_device(self.exp.device);
+            let embeddings = model.net.forward_t(&x, true);
+            let loss = model.loss.loss(&embeddings, &y);
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                self.mark_stopped(epoch, &format!("non-finite loss {value} at batch {}", batches + 1))?;
+                return Err(Stopped::NonFinite { phase: self.label.clone(), epoch: epoch + 1, batch: batches + 1, value, kept: epoch }.into());
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step(factor);
+            loss_sum += value;
+            batches += 1;
+            images += batch.indices.len();
+        }
+        if batches == 0 {
+            bail!("{}: epoch {} had no readable training image", self.label, epoch + 1);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let skipped = loader.skipped();
+        if !skipped.is_empty() && epoch == 0 {
+            bar.println(format!("{}: {} training images could not be read and were skipped", self.label, skipped.len()));
+        }
+        let (test_accuracy, unseen) = if self.evaluate { self.exp.evaluate(model, &self.protocol)? } else { (f64::NAN, None) };
+        let lr = optimizer.learning_rates(factor).first().map(|(_, lr)| *lr).unwrap_or(0.0);
+        Ok(EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / batches as f64,
+            // JSON has no NaN: stages without evaluation record 0.
+            test_accuracy: if test_accuracy.is_nan() { 0.0 } else { test_accuracy },
+            test_accuracy_unseen: unseen,
+            lr,
+            images_per_s: images as f64 / train_seconds,
+            data_wait_share: wait.as_secs_f64() / train_seconds,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn mark_stopped(&self, epoch: usize, why: &str) -> Result<()> {
+        self.dir.write_state(&TrainState { epochs_done: epoch, epochs_total: self.epochs, finished: false, stopped: Some(why.to_string()) })
+    }
+}
+
+/// Reads named tensors from a safetensors file.
+pub fn read_tensors(path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes named tensors to a safetensors file atomically.
+pub fn write_tensors(path: &std::path::Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let tmp = path.with_extension("safetensors.partial");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// The result of one phase.
+#[derive(Debug, Clone)]
+pub struct PhaseOutcome {
+    pub phase: Phase,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Trains the phases the config asks for into `run`, evaluating every epoch.
+pub fn train(cfg: &ExperimentConfig, run: &RunDir, opts: &TrainOptions) -> Result<Vec<PhaseOutcome>> {
+    tch::set_num_threads(cfg.training.threads as i32);
+    let exp = Experiment::prepare(cfg)?;
+    if !opts.resume && run.root.join(Phase::All.dir_name()).exists() {
+        bail!("{} already holds a run: use --resume to continue it, or another --out", run.root.display());
+    }
+    run.write_config(cfg)?;
+    let mut outcomes = Vec::new();
+    for &phase in &cfg.training.phases {
+        outcomes.push(train_phase(&exp, run, phase, opts)?);
+    }
+    Ok(outcomes)
+}
+
+/// Trains one phase, after its pretraining stage when the init asks for one.
+pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOptions) -> Result<PhaseOutcome> {
+    let cfg = &exp.cfg;
+    let dir = run.phase(phase);
+    if opts.resume {
+        // Done when every epoch the config asks for is (a longer config continues it).
+        if let Some(state) = dir.read_state()? {
+            if state.epochs_done >= cfg.training.epochs {
+                return Ok(PhaseOutcome { phase, history: dir.read_history()? });
+            }
+        }
+    }
+    let protocol = exp.protocol(phase)?;
+    let train = exp.split.train_for(&exp.dataset, &protocol);
+    let spec = ModelSpec::from_config(cfg, exp.dataset.classes.len() as i64);
+    let mut model = Model::new(&spec, &cfg.loss, exp.device, cfg.training.seed)?;
+    let pk = PkSampler::new(cfg.training.classes_per_batch, cfg.training.images_per_class)?;
+    let train_transform = Transform::train(cfg.resize(), cfg.data.image_size, cfg.data.augment);
+    let resumed = opts.resume && dir.read_state()?.is_some_and(|s| s.epochs_done > 0);
+    if !resumed {
+        initialise(exp, &mut model, &spec, &dir, &train, &protocol, pk, opts)?;
+    }
+    let fit = Fit {
+        exp,
+        dir: dir.clone(),
+        label: phase.dir_name().to_string(),
+        epochs: cfg.training.epochs,
+        train,
+        protocol,
+        batching: Batching::Pk(pk),
+        transform: train_transform,
+        evaluate: true,
+    };
+    let history = fit.run(&mut model, opts)?;
+    Ok(PhaseOutcome { phase, history })
+}
+
+/// Sets the starting weights of a phase's model as `model.init` says.
+#[allow(clippy::too_many_arguments)]
+fn initialise(
+    exp: &Experiment,
+    model: &mut Model,
+    spec: &ModelSpec,
+    dir: &PhaseDir,
+    train: &[usize],
+    protocol: &ClassProtocol,
+    pk: PkSampler,
+    opts: &TrainOptions,
+) -> Result<()> {
+    let cfg = &exp.cfg;
+    match &cfg.model.init {
+        Init::Scratch => Ok(()),
+        Init::Imagenet => model.load_imagenet(cfg.model.weights.as_deref()),
+        Init::Checkpoint { path } => model.load_network_from(&path.join("checkpoint.safetensors")),
+        Init::Classifier { epochs } | Init::Simclr { epochs } => {
+            let simclr = matches!(cfg.model.init, Init::Simclr { .. });
+            // The pretraining stage has its own directory, history and checkpoints, so
+            // it is resumable and inspectable like a phase.
+            let stage_dir = PhaseDir { root: dir.root.join(if simclr { "pretrain-simclr" } else { "pretrain-classifier" }) };
+            let (loss, batching, transform) = if simclr {
+                // SimCLR learns from two random views of each image: augmentation is its signal.
+                let crop = cfg.data.image_size;
+                let resize = cfg.resize().max(crop + crop / 7);
+                (LossConfig::NtXent { temperature: 0.5 }, Batching::TwoViews { images: pk.batch_size() / 2 }, Transform::train(resize, crop, true))
+            } else {
+                (LossConfig::Classifier {}, Batching::Pk(pk), Transform::train(cfg.resize(), cfg.data.image_size, cfg.data.augment))
+            };
+            let mut stage = Model::new(spec, &loss, exp.device, cfg.training.seed)?;
+            if !simclr {
+                // The reference's classifier starts from ImageNet weights where we have them.
+                if let Err(e) = stage.load_imagenet(cfg.model.weights.as_deref()) {
+                    eprintln!("classifier pretraining starts from scratch: {e:#}");
+                }
+            }
+            let fit = Fit {
+                exp,
+                dir: stage_dir,
+                label: if simclr { "pretrain-simclr".into() } else { "pretrain-classifier".into() },
+                epochs: *epochs,
+                train: train.to_vec(),
+                protocol: protocol.clone(),
+                batching,
+                transform,
+                evaluate: false,
+            };
+            fit.run(&mut stage, &TrainOptions { resume: true, ..opts.clone() })?;
+            model.copy_network_from(&stage)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Training end to end on the committed card fixture: the run directory, two-phase
+//! protocol, reproducibility, resume after an interruption, NaN handling, and the
+//! shipped presets.
+
+use dmlviz::config::{ExperimentConfig, Phase};
+use dmlviz::run::{EpochRecord, RunDir};
+use dmlviz::train::trainer::{train, Stopped, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tiny experiment: 8 card classes × 6 decks, 32², MobileNetV2 from scratch, 4×2 batches.
+fn tiny(epochs: usize) -> ExperimentConfig {
+    let text = format!(
+        r#"
+name = "tiny"
+[data]
+path = "{}"
+image_size = 32
+resize = 36
+held_out_classes = 3
+augment = true
+[model]
+backbone = "mobilenet_v2"
+init = "scratch"
+distance = "cosine"
+embedding_dim = 16
+[loss]
+kind = "epshn"
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+epochs = {epochs}
+classes_per_batch = 4
+images_per_class = 2
+threads = 1
+"#,
+        root().join("fixtures/cards").display()
+    );
+    ExperimentConfig::from_toml(&text, Path::new("tiny.toml")).unwrap()
+}
+
+/// The parts of a history that must repeat exactly (timings never do).
+fn learning_curve(h: &[EpochRecord]) -> Vec<(usize, f64, f64, Option<f64>, f64)> {
+    h.iter().map(|r| (r.epoch, r.train_loss, r.test_accuracy, r.test_accuracy_unseen, r.lr)).collect()
+}
+
+fn checkpoint_bytes(run: &RunDir, phase: Phase) -> Vec<u8> {
+    std::fs::read(run.phase(phase).checkpoint()).unwrap()
+}
+
+#[test]
+fn two_phases_write_the_run_directory_and_repeat_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = RunDir::new(dir.path().join("a"));
+    let outcomes = train(&tiny(2), &a, &TrainOptions::default()).unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for phase in [Phase::All, Phase::Seen] {
+        let p = a.phase(phase);
+        let history = p.read_history().unwrap();
+        assert_eq!(history.len(), 2);
+        for r in &history {
+            assert!(r.train_loss.is_finite() && r.train_loss > 0.0);
+            assert!((0.0..=1.0).contains(&r.test_accuracy));
+            assert!(r.images_per_s > 0.0 && (0.0..=1.0).contains(&r.data_wait_share));
+        }
+        // Only phase-seen holds classes out, and reports their accuracy apart.
+        assert_eq!(history[0].test_accuracy_unseen.is_some(), phase == Phase::Seen);
+        let state = p.read_state().unwrap().unwrap();
+        assert!(state.finished && state.epochs_done == 2);
+        let tensors = tch::Tensor::read_safetensors(p.checkpoint()).unwrap();
+        assert!(tensors.iter().any(|(n, _)| n == "backbone.features.0.0.weight"), "torchvision names expected");
+        assert!(tensors.iter().any(|(n, _)| n.starts_with("head.")));
+    }
+    assert_eq!(a.read_config().unwrap(), tiny(2));
+
+    // Same config and seed on CPU: the same history and weights.
+    let b = RunDir::new(dir.path().join("b"));
+    train(&tiny(2), &b, &TrainOptions::default()).unwrap();
+    for phase in [Phase::All, Phase::Seen] {
+        assert_eq!(learning_curve(&a.phase(phase).read_history().unwrap()), learning_curve(&b.phase(phase).read_history().unwrap()));
+        assert_eq!(checkpoint_bytes(&a, phase), checkpoint_bytes(&b, phase));
+    }
+    // A second train into the same directory without --resume is refused.
+    let err = train(&tiny(2), &a, &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(2);
+    cfg.training.phases = vec![Phase::All];
+    let straight = RunDir::new(dir.path().join("straight"));
+    train(&cfg, &straight, &TrainOptions::default()).unwrap();
+
+    // Stop flag already raised (as Ctrl-C would): stops at the first batch, cleanly.
+    let resumed = RunDir::new(dir.path().join("resumed"));
+    let stopped = TrainOptions { stop: Arc::new(AtomicBool::new(true)), ..TrainOptions::default() };
+    let err = train(&cfg, &resumed, &stopped).unwrap_err();
+    assert!(matches!(err.downcast_ref::<Stopped>(), Some(Stopped::Interrupted { .. })), "{err:#}");
+    // Then one epoch and a stop (a shorter run), then resume to the end.
+    let mut one = cfg.clone();
+    one.training.epochs = 1;
+    train(&one, &resumed, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap();
+    assert_eq!(resumed.phase(Phase::All).read_history().unwrap().len(), 1);
+    train(&cfg, &resumed, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap();
+
+    let a = straight.phase(Phase::All).read_history().unwrap();
+    let b = resumed.phase(Phase::All).read_history().unwrap();
+    assert_eq!(learning_curve(&a), learning_curve(&b));
+    assert_eq!(checkpoint_bytes(&straight, Phase::All), checkpoint_bytes(&resumed, Phase::All));
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path().join("nan"));
+    let mut cfg = tiny(1);
+    cfg.training.phases = vec![Phase::All];
+    // Cross-entropy's gradient never vanishes, so the blow-up below cannot stall at a zero loss.
+    cfg.loss = dmlviz::loss::LossConfig::Classifier {};
+    train(&cfg, &run, &TrainOptions::default()).unwrap();
+    let good = checkpoint_bytes(&run, Phase::All);
+    // From epoch 2 on, an absurd learning rate and weight decay blow the weights up to inf.
+    cfg.training.epochs = 3;
+    cfg.optimizer.lr = 1e38;
+    cfg.optimizer.weight_decay = 10.0;
+    let err = train(&cfg, &run, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap_err();
+    match err.downcast_ref::<Stopped>() {
+        Some(Stopped::NonFinite { epoch, kept, .. }) => assert_eq!((*epoch, *kept), (2, 1)),
+        other => panic!("expected a non-finite loss stop, got {other:?}: {err:#}"),
+    }
+    assert!(err.to_string().contains("non-finite loss"));
+    assert_eq!(checkpoint_bytes(&run, Phase::All), good, "the last good checkpoint was overwritten");
+    let state = run.phase(Phase::All).read_state().unwrap().unwrap();
+    assert_eq!(state.epochs_done, 1);
+    assert!(state.stopped.unwrap().contains("non-finite"));
+    assert_eq!(run.phase(Phase::All).read_history().unwrap().len(), 1);
+}
+
+#[test]
+fn unknown_config_keys_are_rejected_by_name() {
+    let text = std::fs::read_to_string(root().join("experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml")).unwrap();
+    let typo = text.replace("classes_per_batch", "clases_per_batch");
+    let err = ExperimentConfig::from_toml(&typo, Path::new("typo.toml")).unwrap_err().to_string();
+    assert!(err.contains("typo.toml") && err.contains("clases_per_batch"), "{err}");
+    let bad_loss = text.replace("sigma = 0.1", "sigma = 0.1\ntemperature = 2");
+    let err = ExperimentConfig::from_toml(&bad_loss, Path::new("x.toml")).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
+}
