@@ -45,6 +45,10 @@ pub struct TrainState {
     /// Why training stopped early, when it did (interrupted, non-finite loss).
     #[serde(default)]
     pub stopped: Option<String>,
+    /// precision@1 (all classes) of the network before its first epoch: the baseline
+    /// training must beat.
+    #[serde(default)]
+    pub initial_test_accuracy: Option<f64>,
 }
 
 /// Paths inside a run directory.

@@ -74,6 +74,8 @@ fn two_phases_write_the_run_directory_and_repeat_exactly() {
         assert_eq!(history[0].test_accuracy_unseen.is_some(), phase == Phase::Seen);
         let state = p.read_state().unwrap().unwrap();
         assert!(state.finished && state.epochs_done == 2);
+        let initial = state.initial_test_accuracy.expect("accuracy before training is recorded");
+        assert!((0.0..=1.0).contains(&initial));
         let tensors = tch::Tensor::read_safetensors(p.checkpoint()).unwrap();
         assert!(tensors.iter().any(|(n, _)| n == "backbone.features.0.0.weight"), "torchvision names expected");
         assert!(tensors.iter().any(|(n, _)| n.starts_with("head.")));
@@ -154,4 +156,41 @@ fn unknown_config_keys_are_rejected_by_name() {
     let bad_loss = text.replace("sigma = 0.1", "sigma = 0.1\ntemperature = 2");
     let err = ExperimentConfig::from_toml(&bad_loss, Path::new("x.toml")).unwrap_err().to_string();
     assert!(err.contains("temperature"), "{err}");
+}
+
+/// Every shipped preset parses, builds its network and loss, and either finds its
+/// ImageNet weights or says where they come from and which preset runs instead.
+#[test]
+fn every_preset_parses_and_builds_its_model() {
+    use dmlviz::config::Init;
+    use dmlviz::model::Arch;
+    use dmlviz::train::model::{Model, ModelSpec};
+    tch::set_num_threads(1);
+    let mut count = 0;
+    for group in ["reference", "reference-mobilenet_v2", "small"] {
+        for entry in std::fs::read_dir(root().join("experiments").join(group)).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(path.file_stem().unwrap().to_string_lossy(), cfg.name, "file name and preset name differ");
+            if group == "reference" {
+                assert_eq!((cfg.training.epochs, cfg.training.seed, cfg.data.image_size), (100, 42, 224));
+                assert_eq!(cfg.training.classes_per_batch * cfg.training.images_per_class, 128);
+                assert_eq!((cfg.data.test_ratio, cfg.data.held_out_classes), (0.2, 20));
+            }
+            let spec = ModelSpec::from_config(&cfg, 200);
+            let mut model = Model::new(&spec, &cfg.loss, tch::Device::Cpu, 42).unwrap();
+            if cfg.model.init == Init::Imagenet {
+                match (cfg.model.backbone, model.load_imagenet(None)) {
+                    (Arch::MobileNetV2, result) => result.unwrap_or_else(|e| panic!("{}: {e:#} (run `make weights`)", cfg.name)),
+                    (_, Ok(())) => {}
+                    (_, Err(e)) => {
+                        let msg = format!("{e:#}");
+                        assert!(msg.contains("dmlviz weights import") && msg.contains("mobilenet_v2"), "{msg}");
+                    }
+                }
+            }
+            count += 1;
+        }
+    }
+    assert_eq!(count, 15 + 13 + 2);
 }

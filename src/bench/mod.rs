@@ -2,3 +2,4 @@
 //! reference measured in the same run, so figures are ratios that survive noisy machines.
 
 pub mod loader;
+pub mod train;

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use dmlviz::bench::loader::{self, LoaderBenchOptions};
+use dmlviz::config::ExperimentConfig;
+use dmlviz::model::Arch;
 use dmlviz::data::Dataset;
 use std::path::PathBuf;
 
@@ -35,6 +37,22 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training-loop images/s and data-wait share beside a bare forward+backward+update.
+    #[command(after_help = "Example:\n  dmlviz bench train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml \\\n      --arch mobilenet_v2 --arch resnet18 --size 64 --size 224")]
+    Train {
+        /// Experiment whose data, loss, optimiser and batch shape are measured.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "arch", default_values_t = [Arch::MobileNetV2, Arch::ResNet18])]
+        archs: Vec<Arch>,
+        #[arg(long = "size", default_values_t = [64, 224])]
+        sizes: Vec<u32>,
+        /// Epochs per measurement (the first is a warm-up).
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -50,6 +68,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 println!(
                     "{:>5} {:>6} {:>14.0} {:>14.0} {:>12.3} {:>14.1} {:>10.1} {:>10.1}",
                     r.size, r.batch_size, r.loader_cold_images_per_s, r.loader_cached_images_per_s, r.resnet18_step_s, r.resnet18_images_per_s, r.cold_over_trainer, r.cached_over_trainer
+                );
+            }
+            Ok(())
+        }
+        BenchCommand::Train { config, archs, sizes, epochs, json } => {
+            let cfg = ExperimentConfig::load(&config)?;
+            let mut rows = Vec::new();
+            for &arch in &archs {
+                for &size in &sizes {
+                    eprintln!("measuring {arch} at {size}²…");
+                    rows.push(dmlviz::bench::train::run(&cfg, arch, size, epochs)?);
+                }
+            }
+            if json {
+                return super::print_json(&rows);
+            }
+            println!("{:>13} {:>5} {:>6} {:>12} {:>10} {:>12} {:>10}", "arch", "size", "batch", "loop img/s", "data wait", "bare img/s", "overhead");
+            for r in rows {
+                println!(
+                    "{:>13} {:>5} {:>6} {:>12.1} {:>9.1}% {:>12.1} {:>9.1}%",
+                    r.arch, r.size, r.batch_size, r.loop_images_per_s, 100.0 * r.data_wait_share, r.bare_images_per_s, 100.0 * r.loop_overhead
                 );
             }
             Ok(())

@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod train;
+mod weights;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Data(data::DataArgs),
     /// Train an experiment (both protocol phases) into a run directory.
     Train(train::TrainArgs),
+    /// Import pretrained weights (PyTorch .pth) for a backbone.
+    Weights(weights::WeightsArgs),
     /// Measure the speed of the pipeline's parts on this machine.
     Bench(bench::BenchArgs),
 }
@@ -41,6 +44,7 @@ fn run_from(argv: Vec<String>) -> Result<()> {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Weights(args) => weights::run(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
     }

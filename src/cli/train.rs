@@ -95,9 +95,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(last) = o.history.last() {
             let best = o.history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max);
             println!(
-                "{}: {} epochs, final test accuracy (precision@1, all classes) {:.4}, best {:.4}{}",
+                "{}: {} epochs, test accuracy (precision@1, all classes) {} → {:.4} (best {:.4}){}",
                 o.phase.dir_name(),
                 last.epoch,
+                o.initial_test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "?".into()),
                 last.test_accuracy,
                 best,
                 last.test_accuracy_unseen.map(|u| format!(", held-out classes {u:.4}")).unwrap_or_default()

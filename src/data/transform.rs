@@ -52,8 +52,8 @@ impl Transform {
         let (x, y) = if self.random_crop {
             (rng.below(slack as u64 + 1) as u32, rng.below(slack as u64 + 1) as u32)
         } else {
-            // torchvision's CenterCrop rounds the offset to the nearest pixel.
-            let off = (slack as f64 / 2.0).round() as u32;
+            // torchvision's CenterCrop: Python's round, which rounds halves to even.
+            let off = (slack as f64 / 2.0).round_ties_even() as u32;
             (off, off)
         };
         let mut out = if slack == 0 {

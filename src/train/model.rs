@@ -5,6 +5,7 @@
 use super::optimizer::{Optimizer, ParamGroup};
 use crate::config::{ExperimentConfig, OptimizerConfig};
 use crate::loss::{self, Distance, LossConfig, MetricLoss};
+use crate::model::import::{load_into, ImportOptions};
 use crate::model::{Arch, EmbeddingNet, HeadConfig};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -101,29 +102,12 @@ impl Model {
         self.vs.load(path).with_context(|| format!("loading checkpoint {}", path.display()))
     }
 
-    /// Loads only the network (`backbone.*`, `head.*`) from another run's checkpoint.
+    /// Loads only the network (`backbone.*`, `head.*`) from another run's checkpoint;
+    /// the loss's own parameters (proxies, class weights) are left as initialised.
     pub fn load_network_from(&mut self, path: &Path) -> Result<()> {
         let tensors = super::trainer::read_tensors(path)?;
-        let vars = self.vs.variables();
-        let mut loaded = 0;
-        tch::no_grad(|| -> Result<()> {
-            for (name, t) in &tensors {
-                if !is_network_variable(name) {
-                    continue;
-                }
-                let Some(v) = vars.get(name) else { bail!("{}: {name} does not belong to a {} network", path.display(), self.spec.arch) };
-                if v.size() != t.size() {
-                    bail!("{}: {name} has shape {:?}, the network expects {:?}", path.display(), t.size(), v.size());
-                }
-                v.shallow_clone().copy_(t);
-                loaded += 1;
-            }
-            Ok(())
-        })?;
-        let expected = vars.keys().filter(|k| is_network_variable(k)).count();
-        if loaded != expected {
-            bail!("{}: holds {loaded} of the network's {expected} tensors", path.display());
-        }
+        let opts = ImportOptions { partial: false, ignore_prefixes: vec!["loss.".into()], add_prefix: String::new() };
+        load_into(&mut self.vs, &tensors, &opts).with_context(|| format!("loading the network of {}", path.display()))?;
         Ok(())
     }
 
@@ -161,33 +145,13 @@ impl Model {
             bail!("ImageNet weights for {} not found at {}: {hint}", self.spec.arch, path.display());
         }
         let tensors = super::trainer::read_tensors(&path)?;
-        let vars = self.vs.variables();
-        let classifier = self.spec.arch.classifier_prefixes();
-        let mut problems = Vec::new();
-        let mut loaded = std::collections::HashSet::new();
-        tch::no_grad(|| {
-            for (name, t) in &tensors {
-                // BatchNorm's step counter only matters to momentum=None BNs, which we don't use.
-                if classifier.iter().any(|p| name.starts_with(p)) || name.ends_with("num_batches_tracked") && !vars.contains_key(&format!("backbone.{name}")) {
-                    continue;
-                }
-                let key = format!("backbone.{name}");
-                match vars.get(&key) {
-                    None => problems.push(format!("unexpected {name}")),
-                    Some(v) if v.size() != t.size() => problems.push(format!("{name}: file {:?}, network {:?}", t.size(), v.size())),
-                    Some(v) => {
-                        v.shallow_clone().copy_(t);
-                        loaded.insert(key);
-                    }
-                }
-            }
-        });
-        for name in vars.keys().filter(|k| k.starts_with("backbone.") && !loaded.contains(*k)) {
-            problems.push(format!("missing {}", &name["backbone.".len()..]));
-        }
-        if !problems.is_empty() {
-            bail!("{} does not fit a {} backbone: {}", path.display(), self.spec.arch, problems.join("; "));
-        }
+        let opts = ImportOptions {
+            partial: false,
+            ignore_prefixes: self.spec.arch.classifier_prefixes().iter().map(|p| p.to_string()).collect(),
+            add_prefix: "backbone.".into(),
+        };
+        load_into(&mut self.vs, &tensors, &opts)
+            .with_context(|| format!("{} does not fit a {} backbone", path.display(), self.spec.arch))?;
         Ok(())
     }
 }

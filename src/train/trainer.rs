@@ -174,8 +174,10 @@ impl Fit<'_> {
         let mut optimizer = model.optimizer(&cfg.optimizer);
         let mut history = Vec::new();
         let mut start = 0;
+        let mut initial = None;
         if opts.resume {
             if let Some(state) = self.dir.read_state()? {
+                initial = state.initial_test_accuracy;
                 if state.epochs_done > 0 {
                     model.load_checkpoint(&self.dir.checkpoint())?;
                     optimizer.load_state(read_tensors(&self.dir.optimizer())?);
@@ -187,6 +189,12 @@ impl Fit<'_> {
         }
         if start >= self.epochs {
             return Ok(history);
+        }
+        if start == 0 && self.evaluate {
+            initial = Some(self.exp.evaluate(model, &self.protocol)?.0);
+            if opts.quiet {
+                eprintln!("{} before training: test accuracy {:.4}", self.label, initial.unwrap());
+            }
         }
         let bar = progress_bar(opts.quiet, (self.epochs - start) as u64, &self.label);
         for epoch in start..self.epochs {
@@ -210,6 +218,7 @@ impl Fit<'_> {
                 epochs_total: self.epochs,
                 finished: epoch + 1 == self.epochs,
                 stopped: None,
+                initial_test_accuracy: initial,
             })?;
         }
         bar.finish();
@@ -293,8 +302,16 @@ impl Fit<'_> {
         })
     }
 
+    /// Records why training stopped; the checkpoint of `epoch` completed epochs stays.
     fn mark_stopped(&self, epoch: usize, why: &str) -> Result<()> {
-        self.dir.write_state(&TrainState { epochs_done: epoch, epochs_total: self.epochs, finished: false, stopped: Some(why.to_string()) })
+        let initial = self.dir.read_state()?.and_then(|s| s.initial_test_accuracy);
+        self.dir.write_state(&TrainState {
+            epochs_done: epoch,
+            epochs_total: self.epochs,
+            finished: false,
+            stopped: Some(why.to_string()),
+            initial_test_accuracy: initial,
+        })
     }
 }
 
@@ -318,6 +335,8 @@ pub fn write_tensors(path: &std::path::Path, tensors: &[(String, Tensor)]) -> Re
 pub struct PhaseOutcome {
     pub phase: Phase,
     pub history: Vec<EpochRecord>,
+    /// precision@1 before training.
+    pub initial_test_accuracy: Option<f64>,
 }
 
 /// Trains the phases the config asks for into `run`, evaluating every epoch.
@@ -343,7 +362,7 @@ pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOpt
         // Done when every epoch the config asks for is (a longer config continues it).
         if let Some(state) = dir.read_state()? {
             if state.epochs_done >= cfg.training.epochs {
-                return Ok(PhaseOutcome { phase, history: dir.read_history()? });
+                return Ok(PhaseOutcome { phase, history: dir.read_history()?, initial_test_accuracy: state.initial_test_accuracy });
             }
         }
     }
@@ -369,7 +388,8 @@ pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOpt
         evaluate: true,
     };
     let history = fit.run(&mut model, opts)?;
-    Ok(PhaseOutcome { phase, history })
+    let initial_test_accuracy = dir.read_state()?.and_then(|s| s.initial_test_accuracy);
+    Ok(PhaseOutcome { phase, history, initial_test_accuracy })
 }
 
 /// Sets the starting weights of a phase's model as `model.init` says.
