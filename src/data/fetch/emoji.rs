@@ -8,15 +8,16 @@
 //! batch of small PNGs, even for the ~100 MB Apple tarball.
 
 use super::registry::{for_each_in_tgz, npm_tarball};
-use super::{class_folder_name, read_manifest, DatasetManifest, FetchReport, SourcePackage};
+use super::{class_folder_name, previous_manifest, prune_stale, DatasetManifest, FetchReport, SourcePackage};
+use crate::data::decode::flatten_on_white;
 use crate::atomic::{write_json, write_png};
 use anyhow::{bail, Context, Result};
-use image::{DynamicImage, RgbImage, RgbaImage};
+use image::DynamicImage;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Version of the `emoji-datasource-*` packages; the licence notes below are taken
 /// from its README, so a new version needs those re-read.
@@ -165,17 +166,6 @@ pub fn select_emoji(
     selected
 }
 
-/// Composites an RGBA image (straight alpha, as PNG stores it) on a white background.
-pub fn composite_on_white(image: &RgbaImage) -> RgbImage {
-    RgbImage::from_fn(image.width(), image.height(), |x, y| {
-        let [r, g, b, a] = image.get_pixel(x, y).0;
-        let a = a as u32;
-        // c·a + 255·(1−a), in 0..=255 fixed point, rounded to nearest.
-        let mix = |c: u8| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
-        image::Rgb([mix(r), mix(g), mix(b)])
-    })
-}
-
 /// Licence notes for the chosen vendors, as the packages' README (v16.0.0) states them.
 fn licence_notes(vendors: &[String]) -> Vec<String> {
     let mut notes = vec![
@@ -236,7 +226,7 @@ fn emoji_image(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
             rgba.height()
         ));
     }
-    Ok(DynamicImage::ImageRgb8(composite_on_white(&rgba)))
+    Ok(DynamicImage::ImageRgb8(flatten_on_white(DynamicImage::ImageRgba8(rgba))))
 }
 
 /// Builds the emoji dataset into `opts.out` (see the module comment).
@@ -423,68 +413,6 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
     Ok(report)
 }
 
-/// Reads the manifest already in `out`, refusing to write over a different dataset.
-/// Shared by the fetchers (it would sit best in `fetch/mod.rs`).
-pub(super) fn previous_manifest(out: &Path, name: &str) -> Result<Option<DatasetManifest>> {
-    let previous = read_manifest(out)
-        .with_context(|| format!("reading the existing dataset in {}", out.display()))?;
-    if let Some(m) = &previous {
-        if m.name != name {
-            bail!(
-                "{} already holds the dataset {:?}; choose another directory for {name:?}",
-                out.display(),
-                m.name
-            );
-        }
-    }
-    Ok(previous)
-}
-
-/// Removes what a previous fetch of the same dataset left that this one did not
-/// write: class folders no longer in the dataset, and `.png` files in the class
-/// folders just written. Touches only folders named in the manifests, never other files.
-pub(super) fn prune_stale(
-    out: &Path,
-    previous: Option<&DatasetManifest>,
-    written: &BTreeMap<String, BTreeSet<String>>,
-) -> Result<()> {
-    let Some(previous) = previous else {
-        return Ok(());
-    };
-    // A manifest is data: only plain folder names may lead to a deletion.
-    let plain =
-        |name: &str| !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']);
-    for folder in previous
-        .classes
-        .keys()
-        .filter(|f| plain(f) && !written.contains_key(*f))
-    {
-        let dir = out.join(folder);
-        if dir.is_dir() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing stale class folder {}", dir.display()))?;
-        }
-    }
-    for (folder, files) in written {
-        let dir = out.join(folder);
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
-        {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            if name.ends_with(".png") && !files.contains(&name) && path.is_file() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing stale image {}", path.display()))?;
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,69 +534,15 @@ mod tests {
     }
 
     #[test]
-    fn alpha_is_composited_on_white() {
-        let rgba = RgbaImage::from_raw(
-            2,
-            2,
-            vec![
-                255, 0, 0, 255, // opaque red stays red
-                0, 0, 0, 0, // transparent becomes white
-                0, 0, 0, 128, // half black: 255·127/255
-                100, 200, 50, 51, // 20 % alpha: c·51/255 + 255·204/255
-            ],
-        )
-        .unwrap();
-        let rgb = composite_on_white(&rgba);
-        assert_eq!(
-            rgb.into_raw(),
-            vec![255, 0, 0, 255, 255, 255, 127, 127, 127, 224, 244, 214]
-        );
-    }
-
-    #[test]
     fn vendor_png_must_decode_and_be_64_pixels() {
         assert!(emoji_image(b"not a png")
             .unwrap_err()
             .contains("cannot decode"));
         let mut png = Vec::new();
-        DynamicImage::ImageRgba8(RgbaImage::new(32, 32))
+        DynamicImage::ImageRgba8(image::RgbaImage::new(32, 32))
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert!(emoji_image(&png).unwrap_err().contains("32x32"));
     }
 
-    #[test]
-    fn pruning_removes_only_what_the_previous_fetch_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path();
-        for f in [
-            "0001.a/google.png",
-            "0001.a/apple.png",
-            "0001.a/notes.txt",
-            "0002.b/google.png",
-            "mine/x.png",
-        ] {
-            crate::atomic::write_atomic(&out.join(f), b"x").unwrap();
-        }
-        let previous = DatasetManifest {
-            name: "emoji".into(),
-            sources: vec![],
-            licences: vec![],
-            classes: ["0001.a", "0002.b", "../escape"]
-                .iter()
-                .map(|f| (f.to_string(), BTreeMap::new()))
-                .collect(),
-            settings: BTreeMap::new(),
-        };
-        let written = BTreeMap::from([(
-            "0001.a".to_string(),
-            BTreeSet::from(["google.png".to_string()]),
-        )]);
-        prune_stale(out, Some(&previous), &written).unwrap();
-        assert!(out.join("0001.a/google.png").exists());
-        assert!(!out.join("0001.a/apple.png").exists());
-        assert!(out.join("0001.a/notes.txt").exists());
-        assert!(!out.join("0002.b").exists());
-        assert!(out.join("mine/x.png").exists());
-    }
 }
