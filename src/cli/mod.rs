@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod predict;
 mod train;
 mod weights;
 
@@ -24,6 +25,10 @@ enum Command {
     Data(data::DataArgs),
     /// Train an experiment (both protocol phases) into a run directory.
     Train(train::TrainArgs),
+    /// Classify images by nearest neighbours in a run's gallery.
+    Predict(predict::PredictArgs),
+    /// Manage a run's reference gallery (enrol new classes without retraining).
+    Index(predict::IndexArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
     /// Measure the speed of the pipeline's parts on this machine.
@@ -45,6 +50,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Weights(args) => weights::run(args),
+        Command::Predict(args) => predict::predict(args),
+        Command::Index(args) => predict::index(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -285,52 +285,140 @@ mod tests {
         (a - b).abs().max().double_value(&[]) / scale
     }
 
-    /// Parity with torchvision itself, on files written by a Python script (kept out of CI:
-    /// it needs torch + torchvision). For each arch the script saves
-    /// `<arch>.safetensors` (the `state_dict` without `fc.`/`classifier.`; ResNets randomly
-    /// initialised with random BN statistics, MobileNetV2 with the ImageNet file) and
-    /// `<arch>_io.safetensors`: `x` = randn(2, 3, 64, 96); `eval_last` = last conv activation
-    /// in eval mode (`m.features(x)` / stem + layer1..4); then in train mode, after
-    /// `last.mean((2, 3)).sum().backward()`: `train_last`, `first_conv_grad`,
-    /// `first_bn_running_mean`, `first_bn_nbt`.
-    /// The script: `src/model/testdata/torchvision_reference.py` (how to run it is at its top).
-    #[test]
-    #[ignore = "needs reference files written with torchvision (DMLVIZ_TORCHVISION_REFERENCE)"]
-    fn torchvision_parity() {
-        tch::set_num_threads(1);
-        let dir = std::path::PathBuf::from(std::env::var("DMLVIZ_TORCHVISION_REFERENCE").expect("DMLVIZ_TORCHVISION_REFERENCE"));
-        for arch in Arch::ALL {
-            let mut vs = VarStore::new(Device::Cpu);
-            let bb = Backbone::new(&vs.root(), arch);
-            let weights = dir.join(format!("{arch}.safetensors"));
-            // Exactly the same entries: names, shapes and dtypes.
-            let mut file: Vec<_> =
-                Tensor::read_safetensors(&weights).unwrap().into_iter().map(|(k, t)| (k, t.size(), t.kind())).collect();
-            let mut ours: Vec<_> = vs.variables().into_iter().map(|(k, t)| (k, t.size(), t.kind())).collect();
-            file.sort_by(|a, b| a.0.cmp(&b.0));
-            ours.sort_by(|a, b| a.0.cmp(&b.0));
-            assert_eq!(ours, file, "{arch}: entries differ from torchvision's state_dict");
-            vs.load(&weights).unwrap();
-            let io: std::collections::HashMap<String, Tensor> =
-                Tensor::read_safetensors(dir.join(format!("{arch}_io.safetensors"))).unwrap().into_iter().collect();
-            let x = &io["x"];
-            let e = bb.forward_t(x, false);
-            let err = max_rel_err(&e.last_conv, &io["eval_last"]);
-            assert!(err < 1e-4, "{arch}: eval last conv differs by {err:e}");
-            assert!(max_rel_err(&e.pooled, &io["eval_pooled"]) < 1e-4);
-            let t = bb.forward_t(x, true);
-            t.pooled.sum(Kind::Float).backward();
-            let err = max_rel_err(&t.last_conv, &io["train_last"]);
-            assert!(err < 1e-4, "{arch}: train last conv differs by {err:e}");
-            let first_conv = if arch == Arch::MobileNetV2 { "features.0.0.weight" } else { "conv1.weight" };
-            let err = max_rel_err(&vs.variables()[first_conv].grad(), &io["first_conv_grad"]);
-            // Through ResNet50's 53 training-mode BNs, torch's own float32 gradient differs
-            // from its float64 one by ~6e-3 (relative max): compare at that noise level.
-            assert!(err < 1e-2, "{arch}: first conv gradient differs by {err:e}");
-            let bn = bb.batch_norms()[0];
-            assert!(max_rel_err(&bn.running_mean, &io["first_bn_running_mean"]) < 1e-4, "{arch}: running mean");
-            assert_eq!(bn.num_batches_tracked.int64_value(&[]), io["first_bn_nbt"].int64_value(&[]));
-            eprintln!("{arch}: matches torchvision");
+    /// `fixtures/torchvision/`: what torchvision gives for the formula input and weights
+    /// below (written by `src/model/testdata/torchvision_reference.py`, see the README there).
+    const TORCHVISION_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/torchvision");
+    /// The ImageNet MobileNetV2, put there by `scripts/fetch-weights.sh` (as before `make test`).
+    const MOBILENET_V2_PTH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/weights/mobilenet_v2-b0353104.pth");
+    /// 2^31 - 1, the modulus of the formula.
+    const FORMULA_P: i64 = 2_147_483_647;
+
+    /// `u = h / P` in [0, 1) for each element index i of a tensor with seed `seed`, where
+    /// h = (16807·(i² mod P) + (48271·seed mod P)·i + 12345·seed) mod P in exact int64
+    /// arithmetic (every intermediate < 2^55), as `formula_u` of the Python script.
+    fn formula_u(seed: i64, shape: &[i64]) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let i = Tensor::arange(n, (Kind::Int64, Device::Cpu));
+        let h = ((&i * &i).remainder(FORMULA_P) * 16807 + &i * ((48271 * seed) % FORMULA_P) + 12345 * seed)
+            .remainder(FORMULA_P);
+        (h.to_kind(Kind::Double) / FORMULA_P).reshape(shape)
+    }
+
+    /// The input x, [2, 3, 64, 96]: seed 0, (2u - 1)·√3.
+    fn formula_input() -> Tensor {
+        ((formula_u(0, &[2, 3, 64, 96]) * 2.0 - 1.0) * 3f64.sqrt()).to_kind(Kind::Float)
+    }
+
+    /// The formula value of the state_dict entry `name` with seed `seed` (see the script's
+    /// header). Convolutions have variance 1/fan_in rather than Kaiming's 2/fan_in: eval-mode
+    /// BN with running_var near 1 does not renormalise, and with 2/fan_in ResNet50's residual
+    /// stream grows ~700-fold (|layer4| up to 1.3e4); with 1/fan_in it stays near 1.
+    fn formula_tensor(name: &str, shape: &[i64], seed: i64) -> Tensor {
+        if name.ends_with("num_batches_tracked") {
+            return Tensor::from(7i64);
         }
+        let u = formula_u(seed, shape);
+        let v = if shape.len() == 4 {
+            (u * 2.0 - 1.0) * (3.0 / (shape[1] * shape[2] * shape[3]) as f64).sqrt()
+        } else if name.ends_with("running_var") {
+            u + 0.5
+        } else if name.ends_with(".bias") || name.ends_with("running_mean") {
+            u * 0.2 - 0.1
+        } else if name.ends_with(".weight") {
+            u * 0.5 + 0.75
+        } else {
+            panic!("no formula for {name} {shape:?}")
+        };
+        v.to_kind(Kind::Float)
+    }
+
+    /// Parity with torchvision itself. `fixtures/torchvision/<arch>_state_dict.txt` lists
+    /// torchvision's `state_dict` without `fc.`/`classifier.` ("name dtype shape", sorted);
+    /// `<arch>_io.safetensors` holds what torchvision computes for the formula input x with
+    /// the formula weights (ResNets) or the ImageNet weights (MobileNetV2): `eval_last` = last
+    /// conv activation in eval mode (`m.features(x)` / stem + layer1..4), `eval_pooled`; then
+    /// in train mode, after `last.mean((2, 3)).sum().backward()`: `train_last`,
+    /// `first_conv_grad`, `first_bn_running_mean`, `first_bn_nbt`.
+    fn torchvision_parity(arch: Arch) {
+        tch::set_num_threads(1);
+        let dir = std::path::Path::new(TORCHVISION_FIXTURES);
+        let mut vs = VarStore::new(Device::Cpu);
+        let bb = Backbone::new(&vs.root(), arch);
+        // Exactly torchvision's entries: names, shapes and dtypes.
+        let listing = dir.join(format!("{arch}_state_dict.txt"));
+        let theirs: Vec<String> = std::fs::read_to_string(&listing)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", listing.display()))
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let dtype = |k: Kind| match k {
+            Kind::Float => "float32",
+            Kind::Int64 => "int64",
+            k => panic!("unexpected dtype {k:?}"),
+        };
+        let ours: Vec<String> = vars.iter().map(|(k, t)| format!("{k} {} {:?}", dtype(t.kind()), t.size())).collect();
+        assert_eq!(ours, theirs, "{arch}: entries differ from torchvision's state_dict ({})", listing.display());
+        if arch == Arch::MobileNetV2 {
+            let pth = std::path::Path::new(MOBILENET_V2_PTH);
+            assert!(
+                pth.is_file(),
+                "{} is missing: run `bash scripts/fetch-weights.sh` first (`make test` does)",
+                pth.display()
+            );
+            let tensors = crate::model::import::read_pth(pth).unwrap();
+            let opts = crate::model::import::ImportOptions {
+                ignore_prefixes: vec!["classifier.".into()],
+                ..Default::default()
+            };
+            crate::model::import::load_into(&mut vs, &tensors, &opts).unwrap();
+        } else {
+            tch::no_grad(|| {
+                for (seed, (name, var)) in (1..).zip(&vars) {
+                    var.shallow_clone().copy_(&formula_tensor(name, &var.size(), seed));
+                }
+            });
+        }
+        let io: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(dir.join(format!("{arch}_io.safetensors"))).unwrap().into_iter().collect();
+        let x = formula_input();
+        let e = bb.forward_t(&x, false);
+        let eval_err = max_rel_err(&e.last_conv, &io["eval_last"]);
+        assert!(eval_err < 1e-4, "{arch}: eval last conv differs by {eval_err:e}");
+        let pooled_err = max_rel_err(&e.pooled, &io["eval_pooled"]);
+        assert!(pooled_err < 1e-4, "{arch}: eval pooled differs by {pooled_err:e}");
+        let t = bb.forward_t(&x, true);
+        t.pooled.sum(Kind::Float).backward();
+        let train_err = max_rel_err(&t.last_conv, &io["train_last"]);
+        assert!(train_err < 1e-4, "{arch}: train last conv differs by {train_err:e}");
+        let first_conv = if arch == Arch::MobileNetV2 { "features.0.0.weight" } else { "conv1.weight" };
+        let grad_err = max_rel_err(&vs.variables()[first_conv].grad(), &io["first_conv_grad"]);
+        // Through ResNet50's 53 training-mode BNs, torch's own float32 gradient differs
+        // from its float64 one by ~6e-3 (relative max): compare at that noise level.
+        assert!(grad_err < 1e-2, "{arch}: first conv gradient differs by {grad_err:e}");
+        let bn = bb.batch_norms()[0];
+        let mean_err = max_rel_err(&bn.running_mean, &io["first_bn_running_mean"]);
+        assert!(mean_err < 1e-4, "{arch}: running mean differs by {mean_err:e}");
+        assert_eq!(bn.num_batches_tracked.int64_value(&[]), io["first_bn_nbt"].int64_value(&[]));
+        eprintln!(
+            "{arch} matches torchvision (max rel err): eval {eval_err:.1e}, pooled {pooled_err:.1e}, \
+             train {train_err:.1e}, first conv grad {grad_err:.1e}, running mean {mean_err:.1e}"
+        );
+    }
+
+    #[test]
+    fn torchvision_parity_resnet18() {
+        torchvision_parity(Arch::ResNet18);
+    }
+
+    #[test]
+    fn torchvision_parity_resnet50() {
+        torchvision_parity(Arch::ResNet50);
+    }
+
+    #[test]
+    fn torchvision_parity_mobilenet_v2() {
+        torchvision_parity(Arch::MobileNetV2);
     }
 }

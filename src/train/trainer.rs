@@ -3,16 +3,15 @@
 //! classes every epoch, checkpointed atomically every epoch, resumable to the same
 //! result, stopped cleanly by Ctrl-C or a non-finite loss (last good checkpoint kept).
 
-use super::embed::{embed, EmbedOptions};
+pub use super::experiment::Experiment;
 use super::model::{Model, ModelSpec};
 use super::optimizer::Optimizer;
 use super::schedule::lr_factor;
-use crate::config::{ExperimentConfig, Init, Phase, SplitKind};
-use crate::data::loader::{BatchLoader, DecodedCache, LoaderOptions};
+use crate::config::{ExperimentConfig, Init, Phase};
+use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::sampler::{shuffled_batches, PkSampler};
 use crate::data::transform::Transform;
-use crate::data::{ClassProtocol, Dataset, Sample, Split};
-use crate::eval::knn::precision_at_1;
+use crate::data::ClassProtocol;
 use crate::loss::LossConfig;
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
 use anyhow::{bail, Context, Result};
@@ -20,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// How `train` behaves beyond the config.
 #[derive(Clone)]
@@ -46,89 +45,6 @@ pub enum Stopped {
     Interrupted { phase: String, epoch: usize, kept: usize },
     #[error("non-finite loss ({value}) in {phase} epoch {epoch}, batch {batch}: training stopped; the checkpoint of epoch {kept} is kept (lower the learning rate?)")]
     NonFinite { phase: String, epoch: usize, batch: usize, value: f64, kept: usize },
-}
-
-/// A dataset opened and split for an experiment, shared by its phases.
-pub struct Experiment {
-    pub cfg: ExperimentConfig,
-    pub dataset: Dataset,
-    pub samples: Arc<Vec<Sample>>,
-    pub split: Split,
-    pub device: Device,
-    cache: Option<Arc<DecodedCache>>,
-}
-
-impl Experiment {
-    /// Opens the config's dataset and splits it.
-    pub fn prepare(cfg: &ExperimentConfig) -> Result<Experiment> {
-        let dataset = Dataset::open(&cfg.data.path)
-            .with_context(|| format!("opening the dataset of experiment {}", cfg.name))?;
-        let split = match cfg.data.split {
-            SplitKind::Stratified => Split::stratified(&dataset, cfg.data.test_ratio, cfg.training.seed)?,
-            SplitKind::Official => Split::official(&dataset)?,
-        };
-        let cache = cfg.data.cache_images.then(DecodedCache::new);
-        Ok(Experiment {
-            device: cfg.training.device.device()?,
-            samples: Arc::new(dataset.samples.clone()),
-            cfg: cfg.clone(),
-            dataset,
-            split,
-            cache,
-        })
-    }
-
-    fn test_transform(&self) -> Transform {
-        Transform::test(self.cfg.resize(), self.cfg.data.image_size)
-    }
-
-    fn protocol(&self, phase: Phase) -> Result<ClassProtocol> {
-        let n = self.dataset.classes.len();
-        match phase {
-            Phase::All => Ok(ClassProtocol::all(n)),
-            Phase::Seen => ClassProtocol::hold_out_last(n, self.cfg.data.held_out_classes),
-        }
-    }
-
-    fn embed_options(&self) -> EmbedOptions {
-        EmbedOptions {
-            transform: self.test_transform(),
-            batch_size: 64,
-            threads: self.cfg.training.threads,
-            device: self.device,
-            cache: self.cache.clone(),
-        }
-    }
-
-    /// precision@1 of the test images against the training images (all classes), and
-    /// restricted to the classes `protocol` holds out (when it holds any out).
-    pub fn evaluate(&self, model: &Model, protocol: &ClassProtocol) -> Result<(f64, Option<f64>)> {
-        let opts = self.embed_options();
-        let refs = embed(&model.net, &self.samples, &self.split.train, &opts)?;
-        let queries = embed(&model.net, &self.samples, &self.split.test, &opts)?;
-        let distance = self.cfg.model.distance;
-        let all = precision_at_1(&queries.embeddings, &queries.labels, &refs.embeddings, &refs.labels, distance);
-        let unseen = if protocol.unseen.is_empty() {
-            None
-        } else {
-            let rows: Vec<i64> = queries
-                .indices
-                .iter()
-                .enumerate()
-                .filter(|(_, &i)| !protocol.is_seen(self.samples[i].label))
-                .map(|(r, _)| r as i64)
-                .collect();
-            let rows = Tensor::from_slice(&rows);
-            Some(precision_at_1(
-                &queries.embeddings.index_select(0, &rows),
-                &queries.labels.index_select(0, &rows),
-                &refs.embeddings,
-                &refs.labels,
-                distance,
-            ))
-        };
-        Ok((all, unseen))
-    }
 }
 
 /// How the batches of one fit are drawn.

@@ -1,0 +1,134 @@
+//! `dmlviz predict` and `dmlviz index add`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use dmlviz::config::Phase;
+use dmlviz::eval::phase_model::PhaseModel;
+use dmlviz::eval::predict::{embed_files, is_image, predict_embeddings};
+use dmlviz::run::RunDir;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PhaseArg {
+    All,
+    Seen,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(p: PhaseArg) -> Phase {
+        match p {
+            PhaseArg::All => Phase::All,
+            PhaseArg::Seen => Phase::Seen,
+        }
+    }
+}
+
+/// Classify images by their nearest neighbours in the run's gallery (no retraining).
+#[derive(Args)]
+#[command(after_help = "Example:\n  dmlviz predict --run runs/demo --image cat.png --k 10")]
+pub struct PredictArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// Image files (repeat) or directories of images.
+    #[arg(long = "image", required = true)]
+    images: Vec<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Which trained model: all classes, or without the held-out ones.
+    #[arg(long, value_enum, default_value = "all")]
+    phase: PhaseArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    command: IndexCommand,
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Enrol images of a (new) class into the run's gallery, so `predict` recognises it.
+    #[command(after_help = "Example:\n  dmlviz index add --run runs/demo --images photos/otter --class otter")]
+    Add {
+        #[arg(long)]
+        run: PathBuf,
+        /// A directory of images (or one image).
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        class: String,
+        #[arg(long, value_enum, default_value = "all")]
+        phase: PhaseArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Image files named directly or found (sorted) in the directories given.
+fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("listing {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_image(p))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                bail!("{}: no PNG or JPEG image inside", input.display());
+            }
+            out.extend(found);
+        } else if input.is_file() {
+            out.push(input.clone());
+        } else {
+            bail!("{}: no such file or directory", input.display());
+        }
+    }
+    Ok(out)
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let run = RunDir::new(&args.run);
+    let pm = PhaseModel::load(&run, args.phase.into())?;
+    let gallery = pm.gallery(&run)?;
+    let images = collect_images(&args.images)?;
+    let queries = embed_files(&pm.model.net, &images, pm.exp.test_transform(), pm.exp.device)?;
+    let predictions = predict_embeddings(&gallery, &queries, &images, args.k, pm.exp.cfg.model.distance);
+    if args.json {
+        return super::print_json(&predictions);
+    }
+    for p in predictions {
+        println!("{}: nearest {} | majority {} ({}/{} votes)", p.image.display(), p.nearest, p.majority, p.votes, p.neighbours.len());
+        for (i, n) in p.neighbours.iter().enumerate() {
+            println!("  {:>2}. {:<40} {:.4}  {}", i + 1, n.class, n.distance, n.path.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn index(args: IndexArgs) -> Result<()> {
+    match args.command {
+        IndexCommand::Add { run, images, class, phase, json } => {
+            if class.trim().is_empty() {
+                bail!("--class must not be empty");
+            }
+            let run = RunDir::new(run);
+            let pm = PhaseModel::load(&run, phase.into())?;
+            let mut gallery = pm.gallery(&run)?;
+            let paths = collect_images(std::slice::from_ref(&images))?;
+            // Every image must decode: a gallery row from an unreadable file would be noise.
+            let embeddings = embed_files(&pm.model.net, &paths, pm.exp.test_transform(), pm.exp.device)?;
+            let added = gallery.add(&class, paths, &embeddings)?;
+            gallery.save(&pm.dir(&run))?;
+            let total = gallery.manifest.entries.len();
+            if json {
+                return super::print_json(&serde_json::json!({ "class": class, "added": added, "gallery_size": total }));
+            }
+            println!("enrolled {added} images of {class:?}; the gallery now holds {total} images of {} classes", gallery.manifest.classes.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Classifying an image by its nearest gallery neighbours: nearest-neighbour class
+//! and majority vote over k (ties: the nearest of the tied classes wins).
+
+use super::gallery::Gallery;
+use super::knn::k_nearest;
+use crate::data::decode::decode_rgb;
+use crate::data::rng::Rng;
+use crate::data::transform::{normalise_into, Transform};
+use crate::loss::Distance;
+use crate::model::EmbeddingNet;
+use anyhow::Result;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// One neighbour of a query.
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbour {
+    pub class: String,
+    pub distance: f64,
+    pub path: PathBuf,
+}
+
+/// A prediction for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub image: PathBuf,
+    /// Class of the nearest neighbour.
+    pub nearest: String,
+    /// Most frequent class among the k nearest (ties: nearest wins).
+    pub majority: String,
+    /// Votes for the majority class.
+    pub votes: usize,
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Majority label among `labels` (nearest first); ties go to the label met first.
+pub fn majority_vote(labels: &[usize]) -> (usize, usize) {
+    let mut best = (labels[0], 0);
+    for &l in labels {
+        let count = labels.iter().filter(|&&x| x == l).count();
+        // Strictly more: on a tie the earlier (nearer) label stays.
+        if count > best.1 {
+            best = (l, count);
+        }
+    }
+    best
+}
+
+/// Embeds image files with the test transform, in batches; returns `[N, D]` on the CPU.
+pub fn embed_files(net: &EmbeddingNet, paths: &[PathBuf], transform: Transform, device: Device) -> Result<Tensor> {
+    let mut rows = Vec::new();
+    for chunk in paths.chunks(32) {
+        let mut data = vec![0f32; chunk.len() * transform.output_len()];
+        for (i, p) in chunk.iter().enumerate() {
+            let image = transform.apply(&decode_rgb(p)?, &mut Rng::new(0));
+            normalise_into(&image, &mut data[i * transform.output_len()..(i + 1) * transform.output_len()]);
+        }
+        let c = transform.crop as i64;
+        let x = Tensor::from_slice(&data).view([chunk.len() as i64, 3, c, c]).to_device(device);
+        rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
+    }
+    Ok(Tensor::cat(&rows, 0))
+}
+
+/// Predicts the class of each embedding row from the `k` nearest gallery entries.
+pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf], k: usize, distance: Distance) -> Vec<Prediction> {
+    let (idx, dist) = k_nearest(queries, &gallery.embeddings, k as i64, distance);
+    let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap_or_default();
+    let dist: Vec<Vec<f32>> = Vec::try_from(&dist).unwrap_or_default();
+    let m = &gallery.manifest;
+    images
+        .iter()
+        .zip(idx.iter().zip(&dist))
+        .map(|(image, (row, drow))| {
+            let labels: Vec<usize> = row.iter().map(|&j| m.entries[j as usize].label).collect();
+            let (majority, votes) = majority_vote(&labels);
+            Prediction {
+                image: image.clone(),
+                nearest: m.classes[labels[0]].clone(),
+                majority: m.classes[majority].clone(),
+                votes,
+                neighbours: row
+                    .iter()
+                    .zip(drow)
+                    .map(|(&j, &d)| {
+                        let e = &m.entries[j as usize];
+                        Neighbour { class: m.classes[e.label].clone(), distance: d as f64, path: e.path.clone() }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// True when `path` names an image file we can read (by extension).
+pub fn is_image(path: &Path) -> bool {
+    crate::data::decode::has_image_extension(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majority_vote_ties_go_to_the_nearest() {
+        // The reference README's example: 24, 24, 5, 24, 5, 5, 5, 5, 24, 5 → 5 (6 votes).
+        assert_eq!(majority_vote(&[24, 24, 5, 24, 5, 5, 5, 5, 24, 5]), (5, 6));
+        // 2 votes each for 7 and 3: 7 is nearer.
+        assert_eq!(majority_vote(&[7, 3, 3, 7]), (7, 2));
+        assert_eq!(majority_vote(&[3, 7, 7, 3]), (3, 2));
+        assert_eq!(majority_vote(&[9]), (9, 1));
+    }
+}

@@ -1,0 +1,101 @@
+//! An experiment's data, opened and split once and shared by its phases, training
+//! and evaluation alike.
+
+use super::embed::{embed, EmbedOptions};
+use super::model::Model;
+use crate::config::{ExperimentConfig, Phase, SplitKind};
+use crate::data::loader::DecodedCache;
+use crate::data::transform::Transform;
+use crate::data::{ClassProtocol, Dataset, Sample, Split};
+use crate::eval::knn::precision_at_1;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use tch::{Device, Tensor};
+
+/// A dataset opened and split for an experiment, shared by its phases.
+pub struct Experiment {
+    pub cfg: ExperimentConfig,
+    pub dataset: Dataset,
+    pub samples: Arc<Vec<Sample>>,
+    pub split: Split,
+    pub device: Device,
+    /// Decoded images shared by training and evaluation.
+    pub cache: Option<Arc<DecodedCache>>,
+}
+
+impl Experiment {
+    /// Opens the config's dataset and splits it.
+    pub fn prepare(cfg: &ExperimentConfig) -> Result<Experiment> {
+        let dataset = Dataset::open(&cfg.data.path)
+            .with_context(|| format!("opening the dataset of experiment {}", cfg.name))?;
+        let split = match cfg.data.split {
+            SplitKind::Stratified => Split::stratified(&dataset, cfg.data.test_ratio, cfg.training.seed)?,
+            SplitKind::Official => Split::official(&dataset)?,
+        };
+        let cache = cfg.data.cache_images.then(DecodedCache::new);
+        Ok(Experiment {
+            device: cfg.training.device.device()?,
+            samples: Arc::new(dataset.samples.clone()),
+            cfg: cfg.clone(),
+            dataset,
+            split,
+            cache,
+        })
+    }
+
+    /// The evaluation transform: resize, centre crop.
+    pub fn test_transform(&self) -> Transform {
+        Transform::test(self.cfg.resize(), self.cfg.data.image_size)
+    }
+
+    /// Which classes a phase trains on.
+    pub fn protocol(&self, phase: Phase) -> Result<ClassProtocol> {
+        let n = self.dataset.classes.len();
+        match phase {
+            Phase::All => Ok(ClassProtocol::all(n)),
+            Phase::Seen => ClassProtocol::hold_out_last(n, self.cfg.data.held_out_classes),
+        }
+    }
+
+    /// How this experiment embeds images for evaluation.
+    pub fn embed_options(&self) -> EmbedOptions {
+        EmbedOptions {
+            transform: self.test_transform(),
+            batch_size: 64,
+            threads: self.cfg.training.threads,
+            device: self.device,
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// precision@1 of the test images against the training images (all classes), and
+    /// restricted to the classes `protocol` holds out (when it holds any out).
+    pub fn evaluate(&self, model: &Model, protocol: &ClassProtocol) -> Result<(f64, Option<f64>)> {
+        let opts = self.embed_options();
+        let refs = embed(&model.net, &self.samples, &self.split.train, &opts)?;
+        let queries = embed(&model.net, &self.samples, &self.split.test, &opts)?;
+        let distance = self.cfg.model.distance;
+        let all = precision_at_1(&queries.embeddings, &queries.labels, &refs.embeddings, &refs.labels, distance);
+        let unseen = if protocol.unseen.is_empty() {
+            None
+        } else {
+            let rows: Vec<i64> = queries
+                .indices
+                .iter()
+                .enumerate()
+                .filter(|(_, &i)| !protocol.is_seen(self.samples[i].label))
+                .map(|(r, _)| r as i64)
+                .collect();
+            let rows = Tensor::from_slice(&rows);
+            Some(precision_at_1(
+                &queries.embeddings.index_select(0, &rows),
+                &queries.labels.index_select(0, &rows),
+                &refs.embeddings,
+                &refs.labels,
+                distance,
+            ))
+        };
+        Ok((all, unseen))
+    }
+}
+

@@ -1,0 +1,66 @@
+//! `predict` and `index add` end to end on a briefly trained fixture run: enrolling a
+//! new class without retraining, persistence, and refusal of unreadable images.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn dmlviz(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dmlviz")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Trains a one-epoch phase-all run on the card fixture into `dir`.
+fn tiny_run(dir: &Path) -> PathBuf {
+    let cfg = dir.join("tiny.toml");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"tiny\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 2\n\
+             [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = 16\n\
+             [loss]\nkind = \"epshn\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\nphases = [\"all\"]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = dir.join("run");
+    ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
+    run
+}
+
+#[test]
+fn an_enrolled_class_is_recognised_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let run_s = run.to_str().unwrap();
+    let new_class = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/emoji-cub/images/005.dog");
+
+    let out = ok(dmlviz(&["index", "add", "--run", run_s, "--images", new_class.to_str().unwrap(), "--class", "dog <emoji>", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"], 2);
+    assert_eq!(v["gallery_size"], 40 + 2, "8 classes × 5 training cards, plus 2 dogs");
+
+    // A fresh process reads the stored gallery: an enrolled image finds itself first.
+    let image = new_class.join("twitter.png");
+    let out = ok(dmlviz(&["predict", "--run", run_s, "--image", image.to_str().unwrap(), "--k", "3", "--json"]));
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p[0]["nearest"], "dog <emoji>");
+    assert!(p[0]["neighbours"][0]["distance"].as_f64().unwrap().abs() < 1e-4);
+    assert_eq!(p[0]["neighbours"].as_array().unwrap().len(), 3);
+
+    // Unreadable images are refused with the file named, and the gallery is unchanged.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("broken.png"), b"not a png").unwrap();
+    let out = dmlviz(&["index", "add", "--run", run_s, "--images", bad.to_str().unwrap(), "--class", "broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.png"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/gallery.json")).unwrap()).unwrap();
+    assert_eq!(manifest["entries"].as_array().unwrap().len(), 42);
+    assert!(!manifest["classes"].as_array().unwrap().iter().any(|c| c == "broken"));
+}
