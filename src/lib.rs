@@ -10,6 +10,7 @@ pub mod data;
 pub mod loss;
 pub mod model;
 pub mod run;
+pub mod tensor_io;
 pub mod train;
 pub mod eval;
 pub mod bench;

@@ -5,7 +5,7 @@
 //! (embeddings, labels) + `gallery.json` (class names, one entry per row).
 
 use crate::atomic::write_json;
-use crate::train::trainer::{read_tensors, write_tensors};
+use crate::tensor_io::{read_safetensors, write_safetensors};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ impl Gallery {
         let (tensors, json) = files(dir);
         let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
         let manifest: GalleryManifest = serde_json::from_str(&text).with_context(|| format!("{}", json.display()))?;
-        let embeddings = read_tensors(&tensors)?
+        let embeddings = read_safetensors(&tensors)?
             .into_iter()
             .find(|(n, _)| n == "embeddings")
             .with_context(|| format!("{}: no `embeddings` tensor", tensors.display()))?
@@ -80,7 +80,7 @@ impl Gallery {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let (tensors, json) = files(dir);
         let labels: Vec<i64> = self.manifest.entries.iter().map(|e| e.label as i64).collect();
-        write_tensors(&tensors, &[("embeddings".into(), self.embeddings.shallow_clone()), ("labels".into(), Tensor::from_slice(&labels))])?;
+        write_safetensors(&tensors, &[("embeddings".into(), self.embeddings.shallow_clone()), ("labels".into(), Tensor::from_slice(&labels))])?;
         write_json(&json, &self.manifest)
     }
 

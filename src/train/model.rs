@@ -94,7 +94,7 @@ impl Model {
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        super::trainer::write_tensors(path, &named)
+        crate::tensor_io::write_safetensors(path, &named)
     }
 
     /// Loads a checkpoint written by [`Model::save_checkpoint`]; every variable must be there.
@@ -105,7 +105,7 @@ impl Model {
     /// Loads only the network (`backbone.*`, `head.*`) from another run's checkpoint;
     /// the loss's own parameters (proxies, class weights) are left as initialised.
     pub fn load_network_from(&mut self, path: &Path) -> Result<()> {
-        let tensors = super::trainer::read_tensors(path)?;
+        let tensors = crate::tensor_io::read_safetensors(path)?;
         let opts = ImportOptions { partial: false, ignore_prefixes: vec!["loss.".into()], add_prefix: String::new() };
         load_into(&mut self.vs, &tensors, &opts).with_context(|| format!("loading the network of {}", path.display()))?;
         Ok(())
@@ -144,7 +144,7 @@ impl Model {
             };
             bail!("ImageNet weights for {} not found at {}: {hint}", self.spec.arch, path.display());
         }
-        let tensors = super::trainer::read_tensors(&path)?;
+        let tensors = crate::tensor_io::read_safetensors(&path)?;
         let opts = ImportOptions {
             partial: false,
             ignore_prefixes: self.spec.arch.classifier_prefixes().iter().map(|p| p.to_string()).collect(),

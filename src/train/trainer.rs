@@ -13,13 +13,13 @@ use crate::data::sampler::{shuffled_batches, PkSampler};
 use crate::data::transform::Transform;
 use crate::data::ClassProtocol;
 use crate::loss::LossConfig;
+use crate::tensor_io::{read_safetensors, write_safetensors};
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tch::Tensor;
 
 /// How `train` behaves beyond the config.
 #[derive(Clone)]
@@ -96,7 +96,7 @@ impl Fit<'_> {
                 initial = state.initial_test_accuracy;
                 if state.epochs_done > 0 {
                     model.load_checkpoint(&self.dir.checkpoint())?;
-                    optimizer.load_state(read_tensors(&self.dir.optimizer())?);
+                    optimizer.load_state(read_safetensors(&self.dir.optimizer())?);
                     history = self.dir.read_history()?;
                     history.truncate(state.epochs_done);
                     start = state.epochs_done;
@@ -127,7 +127,7 @@ impl Fit<'_> {
             // Checkpoint, optimiser state, history, then the state that points at them:
             // each file atomic, the state last, so a crash anywhere leaves a consistent epoch.
             model.save_checkpoint(&self.dir.checkpoint())?;
-            write_tensors(&self.dir.optimizer(), &optimizer.state())?;
+            write_safetensors(&self.dir.optimizer(), &optimizer.state())?;
             self.dir.write_history(&history)?;
             self.dir.write_state(&TrainState {
                 epochs_done: epoch + 1,
@@ -229,21 +229,6 @@ impl Fit<'_> {
             initial_test_accuracy: initial,
         })
     }
-}
-
-/// Reads named tensors from a safetensors file.
-pub fn read_tensors(path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
-    Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Writes named tensors to a safetensors file atomically.
-pub fn write_tensors(path: &std::path::Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let tmp = path.with_extension("safetensors.partial");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// The result of one phase.

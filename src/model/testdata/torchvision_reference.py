@@ -99,15 +99,15 @@ def main():
         m.zero_grad()
         b = last_conv(m, arch, x)
         b.mean(dim=(2, 3)).sum().backward()
+        b = b.detach()
         first_conv = m.features[0][0] if arch == "mobilenet_v2" else m.conv1
         first_bn = m.features[0][1] if arch == "mobilenet_v2" else m.bn1
-        io = {"eval_last": a, "eval_pooled": a.mean(dim=(2, 3)), "train_last": b.detach(),
+        io = {"eval_last": a, "eval_pooled": a.mean(dim=(2, 3)), "train_last": b,
               "first_conv_grad": first_conv.weight.grad, "first_bn_running_mean": first_bn.running_mean,
               "first_bn_nbt": first_bn.num_batches_tracked}
         save_file({k: v.contiguous() for k, v in io.items()}, f"{out}/{arch}_io.safetensors")
-        print(arch, len(sd), tuple(a.shape), "eval |a| mean", float(a.abs().mean()), "max", float(a.abs().max()),
-              "zeros", float((a == 0).float().mean()), "train |b| mean", float(b.abs().mean()),
-              "max", float(b.abs().max()), "zeros", float((b == 0).float().mean()))
+        print(f"{arch}: {len(sd)} entries, last conv {tuple(a.shape)}; eval |mean| {a.abs().mean():.3g} "
+              f"max {a.abs().max():.3g}, train |mean| {b.abs().mean():.3g} max {b.abs().max():.3g}")
 
 
 if __name__ == "__main__":
