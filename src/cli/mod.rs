@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod eval;
 mod predict;
 mod train;
 mod weights;
@@ -25,6 +26,8 @@ enum Command {
     Data(data::DataArgs),
     /// Train an experiment (both protocol phases) into a run directory.
     Train(train::TrainArgs),
+    /// Recompute every metric and table of a run from its checkpoints.
+    Eval(eval::EvalArgs),
     /// Classify images by nearest neighbours in a run's gallery.
     Predict(predict::PredictArgs),
     /// Manage a run's reference gallery (enrol new classes without retraining).
@@ -50,6 +53,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Weights(args) => weights::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::predict(args),
         Command::Index(args) => predict::index(args),
         Command::Data(args) => data::run(args),

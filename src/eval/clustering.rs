@@ -4,7 +4,7 @@
 //! scikit-learn's `normalized_mutual_info_score` and
 //! `adjusted_mutual_info_score` (arithmetic-mean normalisation, their default).
 //!
-//! k-means is our own: k-means++ seeding from [`crate::data::rng::Rng`] (PML
+//! k-means is our own: greedy k-means++ seeding (scikit-learn's) from [`crate::data::rng::Rng`] (PML
 //! uses faiss' random seeding, which is not reproducible across machines),
 //! Lloyd iterations and several restarts keeping the lowest inertia.
 
@@ -29,7 +29,7 @@ pub struct KMeansConfig {
 
 impl Default for KMeansConfig {
     fn default() -> Self {
-        KMeansConfig { restarts: 4, max_iterations: 300, tolerance: 1e-4, seed: 0 }
+        KMeansConfig { restarts: 3, max_iterations: 300, tolerance: 1e-4, seed: 0 }
     }
 }
 
@@ -120,7 +120,7 @@ impl Data {
     /// Nearest centre (lowest index on ties) and squared distance of every point.
     fn assign(&self, centroids: &[f64]) -> Vec<(usize, f64)> {
         let d = self.dim;
-        let k = if d == 0 { 1 } else { centroids.len() / d };
+        let k = centroids.len().checked_div(d).unwrap_or(1);
         (0..self.len())
             .into_par_iter()
             .map(|i| {
@@ -153,37 +153,40 @@ fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
     acc[0] + acc[1] + acc[2] + acc[3] + tail
 }
 
-/// Classic k-means++ seeding (Arthur & Vassilvitskii 2007): the first centre
-/// uniformly, each next one with probability ∝ squared distance to the nearest
-/// centre chosen so far. Returns the centres, row-major.
+/// Greedy k-means++ seeding, as scikit-learn's `_kmeans_plusplus`: the first
+/// centre uniformly; then `2 + ⌊ln k⌋` candidates drawn with probability ∝
+/// squared distance to the nearest centre so far, keeping the candidate that
+/// lowers the total squared distance most (plain k-means++ draws one, and lands
+/// in poor local optima more often). Returns the centres, row-major.
 fn kmeans_plus_plus(data: &Data, k: usize, rng: &mut Rng) -> Vec<f64> {
     let n = data.len();
+    let trials = 2 + (k as f64).ln() as usize;
     let first = rng.below(n as u64) as usize;
     let mut centroids = data.point(first).to_vec();
     let mut nearest: Vec<f64> = (0..n).into_par_iter().map(|i| squared_distance(data.point(i), data.point(first))).collect();
     for _ in 1..k {
-        let total: f64 = nearest.iter().sum();
-        let chosen = if total > 0.0 {
-            let target = rng.next_f64() * total;
-            let mut acc = 0.0;
-            // Rounding can leave `target` past the last partial sum: fall back to
-            // the last point with a positive weight.
-            let mut pick = nearest.iter().rposition(|&w| w > 0.0).unwrap_or(0);
-            for (i, &w) in nearest.iter().enumerate() {
-                acc += w;
-                if acc > target && w > 0.0 {
-                    pick = i;
-                    break;
-                }
+        let mut cumulative = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for &w in &nearest {
+            acc += w;
+            cumulative.push(acc);
+        }
+        let mut best: Option<(f64, usize, Vec<f64>)> = None;
+        for _ in 0..trials {
+            let target = rng.next_f64() * acc;
+            // First index whose running sum reaches the target (numpy's searchsorted).
+            let candidate = cumulative.partition_point(|&c| c < target).min(n - 1);
+            let centre = data.point(candidate);
+            let merged: Vec<f64> =
+                nearest.par_iter().enumerate().map(|(i, &w)| w.min(squared_distance(data.point(i), centre))).collect();
+            let potential: f64 = merged.iter().sum();
+            if best.as_ref().map_or(true, |b| potential < b.0) {
+                best = Some((potential, candidate, merged));
             }
-            pick
-        } else {
-            // All points coincide with chosen centres (duplicates).
-            rng.below(n as u64) as usize
-        };
-        let centre = data.point(chosen).to_vec();
-        nearest.par_iter_mut().enumerate().for_each(|(i, w)| *w = w.min(squared_distance(data.point(i), &centre)));
-        centroids.extend(centre);
+        }
+        let (_, chosen, merged) = best.expect("at least two trials");
+        nearest = merged;
+        centroids.extend_from_slice(data.point(chosen));
     }
     centroids
 }
@@ -263,8 +266,8 @@ pub struct ClusteringMetrics {
     pub ami: Option<f64>,
     /// k-means inertia of the clustering used.
     pub inertia: f64,
-    /// Why NMI/AMI are missing, e.g. one query per label: as many clusters as
-    /// queries makes NMI 1.0 by construction (DESIGN.md).
+    /// Why NMI/AMI are missing: one query per label (as many clusters as queries
+    /// makes NMI 1.0 by construction, DESIGN.md), a single label, or no queries.
     pub note: Option<String>,
 }
 
@@ -286,6 +289,9 @@ pub fn clustering_metrics(embeddings: &[Vec<f32>], labels: &[usize], config: &KM
         return Ok(missing(format!(
             "one query per label: {clusters} clusters for {queries} queries make NMI 1.0 by construction, so NMI and AMI are not meaningful"
         )));
+    }
+    if clusters == 1 {
+        return Ok(missing("a single label: one cluster makes NMI and AMI 1.0 by construction, so they are not meaningful".into()));
     }
     let result = kmeans(embeddings, clusters, config)?;
     Ok(ClusteringMetrics {
@@ -518,9 +524,13 @@ mod tests {
         let gen = |n: usize, t: fn(usize) -> usize, p: fn(usize) -> usize| -> (Vec<usize>, Vec<usize>) {
             ((0..n).map(t).collect(), (0..n).map(p).collect())
         };
-        let cases: Vec<(&str, (Vec<usize>, Vec<usize>), [f64; 4])> = vec![
-            ("same", (vec![0, 0, 1, 1], vec![0, 0, 1, 1]), [1.0, 1.0, 0.6931471805599453, 0.23104906018664825]),
-            ("renamed", (vec![0, 0, 1, 1], vec![1, 1, 0, 0]), [1.0, 1.0, 0.6931471805599453, 0.23104906018664825]),
+        // (name, (labels_true, labels_pred), [NMI, AMI, MI, EMI]); MI = ln 2 where
+        // scikit-learn printed 0.6931471805599453.
+        type Case = (&'static str, (Vec<usize>, Vec<usize>), [f64; 4]);
+        use std::f64::consts::LN_2;
+        let cases: Vec<Case> = vec![
+            ("same", (vec![0, 0, 1, 1], vec![0, 0, 1, 1]), [1.0, 1.0, LN_2, 0.23104906018664825]),
+            ("renamed", (vec![0, 0, 1, 1], vec![1, 1, 0, 0]), [1.0, 1.0, LN_2, 0.23104906018664825]),
             ("split", (vec![0, 0, 0, 1, 1, 1], vec![0, 0, 1, 1, 2, 2]), [0.5158037429793889, 0.2987924581708901, 0.4620981203732969, 0.27725887222397816]),
             (
                 "mixed",
@@ -558,7 +568,9 @@ mod tests {
             near(normalized_mutual_info(&t, &p), nmi, "NMI");
             near(adjusted_mutual_info(&t, &p), ami, "AMI");
         }
-        // scikit-learn's limit cases.
+        // scikit-learn's limit cases. Identical singleton labellings: MI = EMI and
+        // H = EMI, both differences clamped to machine epsilon; scikit-learn gives 1.0.
+        assert_eq!(adjusted_mutual_info(&[0, 1, 2, 3], &[0, 1, 2, 3]), 1.0);
         assert_eq!(normalized_mutual_info(&[], &[]), 1.0);
         assert_eq!(adjusted_mutual_info(&[3, 3], &[1, 1]), 1.0);
         assert_eq!(adjusted_mutual_info(&[0, 1, 2], &[0, 0, 0]), 0.0);
@@ -641,5 +653,7 @@ mod tests {
         assert_eq!((m.nmi, m.ami), (None, None));
         assert!(m.note.unwrap().contains("not meaningful"));
         assert!(clustering_metrics(&points[..3], &[0, 1], &KMeansConfig::default()).is_err());
+        let m = clustering_metrics(&points[..3], &[4, 4, 4], &KMeansConfig::default()).unwrap();
+        assert_eq!((m.clusters, m.nmi), (1, None));
     }
 }

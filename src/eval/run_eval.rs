@@ -1,0 +1,218 @@
+//! `dmlviz eval`: every metric and table of a run, recomputed from its checkpoints —
+//! the reference experiments' tables (`all_classes_metrics`, `*_classification_report`,
+//! `comparison_*`, precision drops) plus Recall@k, MAP@R, MRR, NMI/AMI, majority vote
+//! and, for losses with class weights, the accuracy of their own logits.
+
+use super::clustering::{clustering_metrics, ClusteringMetrics, KMeansConfig};
+use super::knn::k_nearest;
+use super::metrics::{label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics, DEFAULT_RECALL_KS, DEFAULT_VOTE_KS};
+use super::phase_model::PhaseModel;
+use super::report::{classification_report, classification_report_dict, confusion_matrix, csv_field, ClassificationReport};
+use crate::atomic::{write_atomic, write_json};
+use crate::config::Phase;
+use crate::run::RunDir;
+use crate::tensor_io::write_safetensors;
+use crate::train::embed::{embed, Embedded};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// One class's row of the `*_classes_metrics` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassRow {
+    pub class: String,
+    pub test_count: usize,
+    pub train_count: usize,
+    pub precision_at_1: f64,
+}
+
+/// Everything `eval` computes for one phase (written as `metrics.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseEvaluation {
+    pub phase: Phase,
+    pub retrieval: RetrievalMetrics,
+    pub clustering: ClusteringMetrics,
+    /// Accuracy of the loss's own class logits (ArcFace, SubCenterArcFace, ProxyNCA,
+    /// classifier), beside the kNN accuracy; `None` for losses without class parameters.
+    pub logits_accuracy: Option<f64>,
+    /// precision@1 over the held-out classes' test images (phase-seen).
+    pub unseen_precision_at_1: Option<f64>,
+    pub classes: Vec<ClassRow>,
+    #[serde(skip)]
+    pub report: ClassificationReport,
+}
+
+/// The comparison of the two phases (written under `comparison/`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Mean over the held-out classes of P@1(all-classes model) − P@1(limited model).
+    pub precision_drop_unseen_classes: f64,
+    /// The same mean over every class.
+    pub precision_drop_all_classes: f64,
+    pub held_out_classes: Vec<String>,
+}
+
+/// Table prefix of a phase, as the reference names its tables.
+fn table_prefix(phase: Phase) -> &'static str {
+    match phase {
+        Phase::All => "all_classes",
+        Phase::Seen => "limited_classes",
+    }
+}
+
+fn to_usize(t: &Tensor) -> Vec<usize> {
+    Vec::<i64>::try_from(t).unwrap_or_default().into_iter().map(|v| v as usize).collect()
+}
+
+fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
+    Vec::try_from(&t.to_kind(Kind::Float)).unwrap_or_default()
+}
+
+/// Stores train (reference) and test (query) embeddings, labels and sample indices,
+/// and the image paths beside them, for projection and explanation.
+fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embedded) -> Result<()> {
+    let idx = |e: &Embedded| Tensor::from_slice(&e.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    write_safetensors(
+        &dir.join("embeddings.safetensors"),
+        &[
+            ("train_embeddings".into(), refs.embeddings.shallow_clone()),
+            ("train_labels".into(), refs.labels.shallow_clone()),
+            ("train_indices".into(), idx(refs)),
+            ("test_embeddings".into(), queries.embeddings.shallow_clone()),
+            ("test_labels".into(), queries.labels.shallow_clone()),
+            ("test_indices".into(), idx(queries)),
+        ],
+    )?;
+    let paths = |e: &Embedded| e.indices.iter().map(|&i| pm.exp.samples[i].path.clone()).collect::<Vec<_>>();
+    write_json(
+        &dir.join("embeddings.json"),
+        &serde_json::json!({ "classes": pm.exp.dataset.classes, "train_paths": paths(refs), "test_paths": paths(queries) }),
+    )
+}
+
+/// Evaluates one trained phase and writes its files.
+pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
+    let pm = PhaseModel::load(run, phase)?;
+    let dir = run.phase(phase).root;
+    let exp = &pm.exp;
+    let opts = exp.embed_options();
+    let refs = embed(&pm.model.net, &exp.samples, &exp.split.train, &opts)?;
+    let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
+    save_embeddings(&dir, &pm, &refs, &queries)?;
+
+    let ref_labels = to_usize(&refs.labels);
+    let query_labels = to_usize(&queries.labels);
+    let counts = label_counts(&ref_labels);
+    let k = required_k(&query_labels, &counts, &DEFAULT_VOTE_KS);
+    let (idx, _) = k_nearest(&queries.embeddings, &refs.embeddings, k as i64, exp.cfg.model.distance);
+    let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading neighbour indices")?;
+    let knn = neighbour_labels(&idx, &ref_labels)?;
+    let n = Neighbours::new(&query_labels, &knn, &counts)?;
+    let retrieval = retrieval_metrics(&n, &DEFAULT_RECALL_KS, &DEFAULT_VOTE_KS)?;
+    let clustering = clustering_metrics(&rows_f32(&queries.embeddings), &query_labels, &KMeansConfig::default())?;
+
+    // Nearest-neighbour predictions: the classification report and confusion matrix.
+    let predicted: Vec<usize> = knn.iter().map(|row| row[0]).collect();
+    let report = classification_report(&query_labels, &predicted)?;
+    let confusion = confusion_matrix(&query_labels, &predicted)?;
+
+    let logits_accuracy = tch::no_grad(|| pm.model.loss.logits(&queries.embeddings.to_device(exp.device))).map(|logits| {
+        let pred = logits.argmax(1, false).to_device(tch::Device::Cpu);
+        pred.eq_tensor(&queries.labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    });
+
+    let protocol = exp.protocol(phase)?;
+    let per_class: std::collections::HashMap<usize, (usize, f64)> =
+        retrieval.per_class_precision_at_1.iter().map(|c| (c.label, (c.queries, c.accuracy))).collect();
+    let classes: Vec<ClassRow> = (0..exp.dataset.classes.len())
+        .map(|c| {
+            let (test_count, precision_at_1) = per_class.get(&c).copied().unwrap_or((0, 0.0));
+            ClassRow { class: exp.dataset.classes[c].clone(), test_count, train_count: counts.get(c).copied().unwrap_or(0), precision_at_1 }
+        })
+        .collect();
+    let unseen_precision_at_1 = (!protocol.unseen.is_empty()).then(|| {
+        let (hits, total) = protocol.unseen.iter().fold((0.0, 0), |(h, t), &u| (h + classes[u].precision_at_1 * classes[u].test_count as f64, t + classes[u].test_count));
+        if total == 0 { 0.0 } else { hits / total as f64 }
+    });
+
+    // Tables.
+    let tables = dir.join("tables");
+    let prefix = table_prefix(phase);
+    let mut csv = String::from("class,test_count,train_count,precision_at_1\n");
+    for r in &classes {
+        csv.push_str(&format!("{},{},{},{}\n", csv_field(&r.class), r.test_count, r.train_count, r.precision_at_1));
+    }
+    write_atomic(&tables.join(format!("{prefix}_metrics.csv")), csv.as_bytes())?;
+    let report_dict = classification_report_dict(&report, &exp.dataset.classes);
+    write_json(&tables.join(format!("{prefix}_classification_report.json")), &report_dict)?;
+    write_atomic(&tables.join(format!("{prefix}_classification_report.csv")), report_csv(&report_dict).as_bytes())?;
+    write_json(&tables.join("confusion_matrix.json"), &confusion)?;
+
+    let evaluation = PhaseEvaluation { phase, retrieval, clustering, logits_accuracy, unseen_precision_at_1, classes, report };
+    write_json(&dir.join("metrics.json"), &evaluation)?;
+    Ok(evaluation)
+}
+
+/// sklearn's classification report dict as CSV rows: label, precision, recall, f1, support.
+fn report_csv(dict: &serde_json::Value) -> String {
+    let mut csv = String::from("label,precision,recall,f1-score,support\n");
+    if let Some(map) = dict.as_object() {
+        for (label, v) in map {
+            if let Some(acc) = v.as_f64() {
+                csv.push_str(&format!("{},,,{acc},\n", csv_field(label)));
+                continue;
+            }
+            let f = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+            csv.push_str(&format!("{},{},{},{},{}\n", csv_field(label), f("precision"), f("recall"), f("f1-score"), f("support")));
+        }
+    }
+    csv
+}
+
+/// Compares the two phases and writes `comparison/`.
+pub fn compare(run: &RunDir, all: &PhaseEvaluation, seen: &PhaseEvaluation, held_out: &[usize]) -> Result<Comparison> {
+    let dir = run.root.join("comparison");
+    let drop = |c: usize| all.classes[c].precision_at_1 - seen.classes[c].precision_at_1;
+    let mut unseen_csv = String::from("class,precision_at_1_all_classes_model,precision_at_1_limited_classes_model\n");
+    for &c in held_out {
+        unseen_csv.push_str(&format!("{},{},{}\n", csv_field(&all.classes[c].class), all.classes[c].precision_at_1, seen.classes[c].precision_at_1));
+    }
+    let mut all_csv = unseen_csv.lines().next().unwrap().to_string() + "\n";
+    for (a, s) in all.classes.iter().zip(&seen.classes) {
+        all_csv.push_str(&format!("{},{},{}\n", csv_field(&a.class), a.precision_at_1, s.precision_at_1));
+    }
+    write_atomic(&dir.join("comparison_unseen_classes_metrics.csv"), unseen_csv.as_bytes())?;
+    write_atomic(&dir.join("comparison_seen_classes_metrics.csv"), all_csv.as_bytes())?;
+    let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let comparison = Comparison {
+        precision_drop_unseen_classes: mean(held_out.iter().map(|&c| drop(c)).collect()),
+        precision_drop_all_classes: mean((0..all.classes.len()).map(drop).collect()),
+        held_out_classes: held_out.iter().map(|&c| all.classes[c].class.clone()).collect(),
+    };
+    write_json(&dir.join("precision_drop.json"), &comparison)?;
+    Ok(comparison)
+}
+
+/// Evaluates every trained phase of a run, and compares them when both exist.
+pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison>)> {
+    let mut phases = Vec::new();
+    for phase in [Phase::All, Phase::Seen] {
+        if run.phase(phase).checkpoint().exists() {
+            phases.push(evaluate_phase(run, phase)?);
+        }
+    }
+    if phases.is_empty() {
+        anyhow::bail!("{}: no trained phase (no checkpoint.safetensors)", run.root.display());
+    }
+    let comparison = match (phases.iter().find(|p| p.phase == Phase::All), phases.iter().find(|p| p.phase == Phase::Seen)) {
+        (Some(all), Some(seen)) => {
+            let cfg = run.read_config()?;
+            let n = all.classes.len();
+            let held_out: Vec<usize> = (n.saturating_sub(cfg.data.held_out_classes)..n).collect();
+            Some(compare(run, all, seen, &held_out)?)
+        }
+        _ => None,
+    };
+    Ok((phases, comparison))
+}
