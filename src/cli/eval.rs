@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use dmlviz::eval::run_eval::evaluate_run;
+use dmlviz::eval::run_eval::{evaluate_run, Comparison, PhaseEvaluation};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -22,9 +22,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.json {
         return super::print_json(&serde_json::json!({ "phases": phases, "comparison": comparison }));
     }
+    print_summary(&run, &phases, comparison.as_ref());
+    Ok(())
+}
+
+/// The summary table `eval` (and `train`, after training) prints.
+pub fn print_summary(run: &RunDir, phases: &[PhaseEvaluation], comparison: Option<&Comparison>) {
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into());
     println!("{:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}", "phase", "P@1", "R@2", "R@4", "R@8", "MAP@R", "MRR", "NMI", "AMI", "vote@5", "logits", "unseen");
-    for p in &phases {
+    for p in phases {
         let r = &p.retrieval;
         let at = |v: &[dmlviz::eval::metrics::AtK], k: usize| v.iter().find(|a| a.k == k).map(|a| a.value);
         println!(
@@ -53,5 +59,4 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     println!("tables written under {}", run.root.display());
-    Ok(())
 }

@@ -105,6 +105,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
     }
+    // Every table and metric of the run, as `dmlviz eval` would write them.
+    let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir)?;
+    super::eval::print_summary(&run_dir, &phases, comparison.as_ref());
     println!("run directory: {}", run_dir.root.display());
     Ok(())
 }

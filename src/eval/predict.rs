@@ -3,6 +3,7 @@
 
 use super::gallery::Gallery;
 use super::knn::k_nearest;
+use super::metrics::majority_vote;
 use crate::data::decode::decode_rgb;
 use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
@@ -34,19 +35,6 @@ pub struct Prediction {
     pub neighbours: Vec<Neighbour>,
 }
 
-/// Majority label among `labels` (nearest first); ties go to the label met first.
-pub fn majority_vote(labels: &[usize]) -> (usize, usize) {
-    let mut best = (labels[0], 0);
-    for &l in labels {
-        let count = labels.iter().filter(|&&x| x == l).count();
-        // Strictly more: on a tie the earlier (nearer) label stays.
-        if count > best.1 {
-            best = (l, count);
-        }
-    }
-    best
-}
-
 /// Embeds image files with the test transform, in batches; returns `[N, D]` on the CPU.
 pub fn embed_files(net: &EmbeddingNet, paths: &[PathBuf], transform: Transform, device: Device) -> Result<Tensor> {
     let mut rows = Vec::new();
@@ -74,7 +62,8 @@ pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf
         .zip(idx.iter().zip(&dist))
         .map(|(image, (row, drow))| {
             let labels: Vec<usize> = row.iter().map(|&j| m.entries[j as usize].label).collect();
-            let (majority, votes) = majority_vote(&labels);
+            let majority = majority_vote(&labels, labels.len()).unwrap_or(labels[0]);
+            let votes = labels.iter().filter(|&&l| l == majority).count();
             Prediction {
                 image: image.clone(),
                 nearest: m.classes[labels[0]].clone(),
@@ -96,19 +85,4 @@ pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf
 /// True when `path` names an image file we can read (by extension).
 pub fn is_image(path: &Path) -> bool {
     crate::data::decode::has_image_extension(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn majority_vote_ties_go_to_the_nearest() {
-        // The reference README's example: 24, 24, 5, 24, 5, 5, 5, 5, 24, 5 → 5 (6 votes).
-        assert_eq!(majority_vote(&[24, 24, 5, 24, 5, 5, 5, 5, 24, 5]), (5, 6));
-        // 2 votes each for 7 and 3: 7 is nearer.
-        assert_eq!(majority_vote(&[7, 3, 3, 7]), (7, 2));
-        assert_eq!(majority_vote(&[3, 7, 7, 3]), (3, 2));
-        assert_eq!(majority_vote(&[9]), (9, 1));
-    }
 }

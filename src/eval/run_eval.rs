@@ -7,7 +7,10 @@ use super::clustering::{clustering_metrics, ClusteringMetrics, KMeansConfig};
 use super::knn::k_nearest;
 use super::metrics::{label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics, DEFAULT_RECALL_KS, DEFAULT_VOTE_KS};
 use super::phase_model::PhaseModel;
-use super::report::{classification_report, classification_report_dict, confusion_matrix, csv_field, ClassificationReport};
+use super::report::{
+    classification_report, classification_report_csv, classification_report_dict, confusion_matrix, confusion_matrix_csv, csv_field,
+    ClassificationReport,
+};
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::run::RunDir;
@@ -146,28 +149,13 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     write_atomic(&tables.join(format!("{prefix}_metrics.csv")), csv.as_bytes())?;
     let report_dict = classification_report_dict(&report, &exp.dataset.classes);
     write_json(&tables.join(format!("{prefix}_classification_report.json")), &report_dict)?;
-    write_atomic(&tables.join(format!("{prefix}_classification_report.csv")), report_csv(&report_dict).as_bytes())?;
+    write_atomic(&tables.join(format!("{prefix}_classification_report.csv")), classification_report_csv(&report, &exp.dataset.classes).as_bytes())?;
     write_json(&tables.join("confusion_matrix.json"), &confusion)?;
+    write_atomic(&tables.join("confusion_matrix.csv"), confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes())?;
 
     let evaluation = PhaseEvaluation { phase, retrieval, clustering, logits_accuracy, unseen_precision_at_1, classes, report };
     write_json(&dir.join("metrics.json"), &evaluation)?;
     Ok(evaluation)
-}
-
-/// sklearn's classification report dict as CSV rows: label, precision, recall, f1, support.
-fn report_csv(dict: &serde_json::Value) -> String {
-    let mut csv = String::from("label,precision,recall,f1-score,support\n");
-    if let Some(map) = dict.as_object() {
-        for (label, v) in map {
-            if let Some(acc) = v.as_f64() {
-                csv.push_str(&format!("{},,,{acc},\n", csv_field(label)));
-                continue;
-            }
-            let f = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
-            csv.push_str(&format!("{},{},{},{},{}\n", csv_field(label), f("precision"), f("recall"), f("f1-score"), f("support")));
-        }
-    }
-    csv
 }
 
 /// Compares the two phases and writes `comparison/`.
