@@ -194,3 +194,43 @@ fn every_preset_parses_and_builds_its_model() {
     }
     assert_eq!(count, 15 + 13 + 2);
 }
+
+/// The pretraining initialisations run their own resumable stage first; a checkpoint
+/// init starts from another run's network.
+#[test]
+fn classifier_simclr_and_checkpoint_initialisations() {
+    use dmlviz::config::Init;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(1);
+    cfg.training.phases = vec![Phase::All];
+    let first_weights = |run: &RunDir| -> Vec<f32> {
+        let t = tch::Tensor::read_safetensors(run.phase(Phase::All).checkpoint()).unwrap();
+        let w = &t.iter().find(|(n, _)| n == "backbone.features.0.0.weight").unwrap().1;
+        Vec::try_from(&w.flatten(0, -1)).unwrap()
+    };
+    let scratch = RunDir::new(dir.path().join("scratch"));
+    train(&cfg, &scratch, &TrainOptions::default()).unwrap();
+
+    for (init, stage) in [(Init::Classifier { epochs: 2 }, "pretrain-classifier"), (Init::Simclr { epochs: 2 }, "pretrain-simclr")] {
+        let mut c = cfg.clone();
+        c.model.init = init;
+        let run = RunDir::new(dir.path().join(stage));
+        train(&c, &run, &TrainOptions::default()).unwrap();
+        let stage_dir = dmlviz::run::PhaseDir { root: run.phase(Phase::All).root.join(stage) };
+        let h = stage_dir.read_history().unwrap();
+        assert_eq!(h.len(), 2, "{stage}");
+        assert!(h.iter().all(|r| r.train_loss.is_finite() && r.train_loss > 0.0));
+        assert!(stage_dir.checkpoint().exists());
+        // Same seed, same scratch init: only the pretraining can make the weights differ.
+        assert_ne!(first_weights(&run), first_weights(&scratch), "{stage} left no trace");
+    }
+
+    let mut c = cfg.clone();
+    c.model.init = Init::Checkpoint { path: scratch.phase(Phase::All).root };
+    c.training.epochs = 1;
+    let from = RunDir::new(dir.path().join("from-checkpoint"));
+    train(&c, &from, &TrainOptions::default()).unwrap();
+    let before = from.phase(Phase::All).read_state().unwrap().unwrap().initial_test_accuracy.unwrap();
+    let scratch_last = scratch.phase(Phase::All).read_history().unwrap().last().unwrap().test_accuracy;
+    assert_eq!(before, scratch_last, "the checkpoint init must start where the other run ended");
+}

@@ -156,7 +156,7 @@ impl Fit<'_> {
         let cfg = &self.exp.cfg;
         let started = Instant::now();
         let factor = lr_factor(&cfg.schedule, epoch, self.epochs);
-        let loader = BatchLoader::start(
+        let mut loader = BatchLoader::start(
             self.exp.samples.clone(),
             self.batches(epoch)?,
             LoaderOptions {
@@ -169,7 +169,6 @@ impl Fit<'_> {
             },
         )?;
         let (mut loss_sum, mut batches, mut images) = (0.0, 0usize, 0usize);
-        let mut loader = loader;
         let mut wait = Duration::ZERO;
         loop {
             let before = loader.waited();
@@ -203,13 +202,14 @@ impl Fit<'_> {
         if !skipped.is_empty() && epoch == 0 {
             bar.println(format!("{}: {} training images could not be read and were skipped", self.label, skipped.len()));
         }
-        let (test_accuracy, unseen) = if self.evaluate { self.exp.evaluate(model, &self.protocol)? } else { (f64::NAN, None) };
+        // Pretraining stages are not evaluated (their loss is not the metric one): 0 is
+        // recorded, as JSON has no NaN.
+        let (test_accuracy, unseen) = if self.evaluate { self.exp.evaluate(model, &self.protocol)? } else { (0.0, None) };
         let lr = optimizer.learning_rates(factor).first().map(|(_, lr)| *lr).unwrap_or(0.0);
         Ok(EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / batches as f64,
-            // JSON has no NaN: stages without evaluation record 0.
-            test_accuracy: if test_accuracy.is_nan() { 0.0 } else { test_accuracy },
+            test_accuracy,
             test_accuracy_unseen: unseen,
             lr,
             images_per_s: images as f64 / train_seconds,
