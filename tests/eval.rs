@@ -29,23 +29,29 @@ fn rows(csv: &str) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
-#[test]
-fn eval_writes_consistent_tables_for_both_phases() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("tiny.toml");
+/// Trains a one-epoch run of the card fixture with `loss` (and `extra` training keys).
+fn tiny_run(dir: &Path, loss: &str, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("tiny.toml");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
     std::fs::write(
         &cfg,
         format!(
             "name = \"tiny\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 3\n\
              [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = 16\n\
-             [loss]\nkind = \"arcface\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\n",
+             [loss]\nkind = \"{loss}\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\n{extra}",
             data.display()
         ),
     )
     .unwrap();
-    let run = dir.path().join("run");
+    let run = dir.join("run");
     ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
+    run
+}
+
+#[test]
+fn eval_writes_consistent_tables_for_both_phases() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "arcface", "");
     let out = ok(dmlviz(&["eval", "--run", run.to_str().unwrap(), "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
 
@@ -80,4 +86,19 @@ fn eval_writes_consistent_tables_for_both_phases() {
     let c = &v["comparison"];
     assert!((c["precision_drop_unseen_classes"].as_f64().unwrap() - mean_drop(&unseen)).abs() < 1e-12);
     assert!((c["precision_drop_all_classes"].as_f64().unwrap() - mean_drop(&all)).abs() < 1e-12);
+}
+
+#[test]
+fn sub_center_arcface_reports_training_outliers() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "sub_center_arcface", "phases = [\"all\"]\n");
+    let csv = read(&run.join("phase-all/tables/sub_center_outliers.csv"));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), "class,dominant_sub_center,samples_per_sub_center,outlier,cosine_to_dominant");
+    // Every listed outlier lies beyond 75° of its class's dominant sub-centre.
+    for line in lines {
+        let cos: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!(cos < 75f64.to_radians().cos(), "{line}");
+        assert!(line.contains("fixtures/cards/"), "{line}");
+    }
 }

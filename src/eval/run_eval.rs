@@ -153,6 +153,21 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     write_json(&tables.join("confusion_matrix.json"), &confusion)?;
     write_atomic(&tables.join("confusion_matrix.csv"), confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes())?;
 
+    // SubCenterArcFace: training images far from their class's dominant sub-centre
+    // (label noise or a second mode of the class).
+    if let Some(reports) = tch::no_grad(|| pm.model.loss.outliers(&refs.embeddings.to_device(exp.device), &refs.labels.to_device(exp.device))) {
+        let mut csv = String::from("class,dominant_sub_center,samples_per_sub_center,outlier,cosine_to_dominant\n");
+        for r in &reports {
+            let class = csv_field(&exp.dataset.classes[r.class as usize]);
+            let counts = r.counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+            for (&row, cos) in r.outliers.iter().zip(&r.outlier_cosines) {
+                let path = exp.samples[refs.indices[row]].path.display().to_string();
+                csv.push_str(&format!("{class},{},{counts},{},{cos}\n", r.dominant_sub_center, csv_field(&path)));
+            }
+        }
+        write_atomic(&tables.join("sub_center_outliers.csv"), csv.as_bytes())?;
+    }
+
     let evaluation = PhaseEvaluation { phase, retrieval, clustering, logits_accuracy, unseen_precision_at_1, classes, report };
     write_json(&dir.join("metrics.json"), &evaluation)?;
     Ok(evaluation)

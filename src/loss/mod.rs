@@ -42,6 +42,12 @@ pub trait MetricLoss: Send {
         None
     }
 
+    /// Per-class outlier report (SubCenterArcFace: samples far from their class's
+    /// dominant sub-centre); `None` for losses that have no such notion.
+    fn outliers(&self, _embeddings: &Tensor, _labels: &Tensor) -> Option<Vec<OutlierReport>> {
+        None
+    }
+
     /// Short name for logs and reports (the config's `kind`).
     fn name(&self) -> &'static str;
 }

@@ -131,6 +131,10 @@ impl MetricLoss for SubCenterArcFace {
         Some(self.cosine(embeddings) * self.scale)
     }
 
+    fn outliers(&self, embeddings: &Tensor, labels: &Tensor) -> Option<Vec<OutlierReport>> {
+        Some(SubCenterArcFace::outliers(self, embeddings, labels))
+    }
+
     fn name(&self) -> &'static str {
         "sub_center_arcface"
     }
