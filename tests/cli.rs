@@ -1,14 +1,8 @@
 //! The `dmlviz` binary end to end: output formats and exit codes.
 
-use std::process::Command;
+mod common;
 
-fn dmlviz(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmlviz"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::dmlviz;
 
 #[test]
 fn summary_as_json_describes_the_fixture() {

@@ -1,17 +1,10 @@
 //! `dmlviz eval` on a briefly trained two-phase fixture run: every table is written,
 //! and the numbers agree with each other and with training's own evaluation.
 
+mod common;
+
+use common::{dmlviz, ok, tiny_run};
 use std::path::Path;
-use std::process::Command;
-
-fn dmlviz(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmlviz")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -29,24 +22,6 @@ fn rows(csv: &str) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
-/// Trains a one-epoch run of the card fixture with `loss` (and `extra` training keys).
-fn tiny_run(dir: &Path, loss: &str, extra: &str) -> std::path::PathBuf {
-    let cfg = dir.join("tiny.toml");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"tiny\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 3\n\
-             [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = 16\n\
-             [loss]\nkind = \"{loss}\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\n{extra}",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let run = dir.join("run");
-    ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
-    run
-}
 
 #[test]
 fn eval_writes_consistent_tables_for_both_phases() {

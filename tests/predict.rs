@@ -1,41 +1,15 @@
 //! `predict` and `index add` end to end on a briefly trained fixture run: enrolling a
 //! new class without retraining, persistence, and refusal of unreadable images.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn dmlviz(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmlviz")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Trains a one-epoch phase-all run on the card fixture into `dir`.
-fn tiny_run(dir: &Path) -> PathBuf {
-    let cfg = dir.join("tiny.toml");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"tiny\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 2\n\
-             [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = 16\n\
-             [loss]\nkind = \"epshn\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\nphases = [\"all\"]\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let run = dir.join("run");
-    ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
-    run
-}
+use common::{dmlviz, ok, tiny_run};
+use std::path::Path;
 
 #[test]
 fn an_enrolled_class_is_recognised_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let run = tiny_run(dir.path());
+    let run = tiny_run(dir.path(), "epshn", "phases = [\"all\"]\n");
     let run_s = run.to_str().unwrap();
     let new_class = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/emoji-cub/images/005.dog");
 
