@@ -41,6 +41,7 @@ bench: build
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	$(DMLVIZ) bench loader --data data/cards --size 64 --size 224
 	$(DMLVIZ) bench train --config $(DEMO) --arch mobilenet_v2 --arch resnet18 --size 64
+	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

@@ -1,5 +1,6 @@
 //! Benchmarks behind `dmlviz bench`: each measures a part of the pipeline beside a
 //! reference measured in the same run, so figures are ratios that survive noisy machines.
 
+pub mod knn;
 pub mod loader;
 pub mod train;

@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use dmlviz::bench::knn::KnnBenchOptions;
 use dmlviz::bench::loader::{self, LoaderBenchOptions};
+use dmlviz::eval::knn::Tile;
 use dmlviz::config::ExperimentConfig;
 use dmlviz::model::Arch;
 use dmlviz::data::Dataset;
@@ -53,6 +55,42 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Exact k-nearest-neighbour search beside a whole-matrix matmul + topk on the same data.
+    #[command(after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2")]
+    Knn {
+        /// Number of queries (synthetic clustered embeddings, L2-normalised).
+        #[arg(long, default_value_t = 10_000)]
+        queries: i64,
+        /// Number of references (the gallery).
+        #[arg(long, default_value_t = 50_000)]
+        references: i64,
+        /// Embedding dimension.
+        #[arg(long, default_value_t = 128)]
+        dim: i64,
+        /// Neighbours per query.
+        #[arg(long, default_value_t = 10)]
+        k: i64,
+        /// libtorch threads.
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+        /// Timed runs of each method (the best counts).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Tile of our search, QUERIESxREFERENCES: queries per chunk, references per
+        /// product (default: its own choice).
+        #[arg(long, value_parser = parse_tile)]
+        tile: Option<Tile>,
+        /// JSON rows instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `QUERIESxREFERENCES`, e.g. `1024x4096`.
+fn parse_tile(s: &str) -> Result<Tile, String> {
+    let (q, r) = s.split_once('x').ok_or("expected QUERIESxREFERENCES, e.g. 1024x4096")?;
+    let parse = |v: &str| v.trim().parse::<i64>().ok().filter(|&v| v > 0).ok_or(format!("not a positive number: {v}"));
+    Ok(Tile { queries: parse(q)?, references: parse(r)? })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -89,6 +127,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 println!(
                     "{:>13} {:>5} {:>6} {:>12.1} {:>9.1}% {:>12.1} {:>9.1}%",
                     r.arch, r.size, r.batch_size, r.loop_images_per_s, 100.0 * r.data_wait_share, r.bare_images_per_s, 100.0 * r.loop_overhead
+                );
+            }
+            Ok(())
+        }
+        BenchCommand::Knn { queries, references, dim, k, threads, repeats, tile, json } => {
+            let opts = KnnBenchOptions { queries, references, dim, k, threads, repeats, tile, ..Default::default() };
+            let rows = dmlviz::bench::knn::run(&opts)?;
+            if json {
+                return super::print_json(&rows);
+            }
+            println!("{} queries × {} references × {}, k = {}, {} threads, tile {}", queries, references, dim, k, threads, rows[0].tile);
+            println!("{:>10} {:>10} {:>14} {:>9} {:>11} {:>10}", "distance", "ours s", "matmul+topk s", "speedup", "same index", "max gap");
+            for r in rows {
+                println!(
+                    "{:>10} {:>10.3} {:>14.3} {:>8.2}× {:>10.4}% {:>10.1e}",
+                    r.distance, r.ours_s, r.reference_s, r.speedup, 100.0 * r.same_index_share, r.max_gap_where_different
                 );
             }
             Ok(())
