@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use dmlviz::config::Phase;
 use dmlviz::eval::phase_model::PhaseModel;
-use dmlviz::eval::predict::{embed_files, is_image, predict_embeddings};
+use dmlviz::data::decode::has_image_extension;
+use dmlviz::eval::predict::{embed_files, predict_embeddings};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -74,7 +75,7 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .with_context(|| format!("listing {}", input.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
+                .filter(|p| p.is_file() && has_image_extension(p))
                 .collect();
             found.sort();
             if found.is_empty() {

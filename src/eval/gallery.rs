@@ -79,8 +79,7 @@ impl Gallery {
     /// Writes both files atomically (tensors first: the manifest is the commit point).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let (tensors, json) = files(dir);
-        let labels: Vec<i64> = self.manifest.entries.iter().map(|e| e.label as i64).collect();
-        write_safetensors(&tensors, &[("embeddings".into(), self.embeddings.shallow_clone()), ("labels".into(), Tensor::from_slice(&labels))])?;
+        write_safetensors(&tensors, &[("embeddings".into(), self.embeddings.shallow_clone()), ("labels".into(), self.labels())])?;
         write_json(&json, &self.manifest)
     }
 

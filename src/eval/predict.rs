@@ -11,7 +11,7 @@ use crate::loss::Distance;
 use crate::model::EmbeddingNet;
 use anyhow::Result;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 /// One neighbour of a query.
@@ -80,9 +80,4 @@ pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf
             }
         })
         .collect()
-}
-
-/// True when `path` names an image file we can read (by extension).
-pub fn is_image(path: &Path) -> bool {
-    crate::data::decode::has_image_extension(path)
 }
