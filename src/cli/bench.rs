@@ -55,6 +55,10 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Images explained per second (Grad-CAM, guided backprop, weight transfer) beside a plain forward+backward.
+    Explain(super::explain::ExplainBenchArgs),
+    /// UMAP and t-SNE time and trustworthiness on clustered embeddings.
+    Project(super::project::ProjectBenchArgs),
     /// Exact k-nearest-neighbour search beside a whole-matrix matmul + topk on the same data.
     #[command(after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2")]
     Knn {
@@ -95,6 +99,8 @@ fn parse_tile(s: &str) -> Result<Tile, String> {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
+        BenchCommand::Explain(args) => super::explain::bench(args),
+        BenchCommand::Project(args) => super::project::bench(args),
         BenchCommand::Loader { data, sizes, batch_size, batches, threads, train_steps, json } => {
             let dataset = Dataset::open(&data)?;
             let rows = loader::run(&dataset, &LoaderBenchOptions { sizes, batch_size, batches, threads, train_steps })?;

@@ -4,6 +4,9 @@
 mod bench;
 mod data;
 mod eval;
+mod explain;
+mod project;
+mod report;
 mod predict;
 mod train;
 mod weights;
@@ -32,6 +35,12 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Manage a run's reference gallery (enrol new classes without retraining).
     Index(predict::IndexArgs),
+    /// Saliency maps (Grad-CAM, guided backprop...) for images and their nearest neighbours.
+    Explain(explain::ExplainArgs),
+    /// 2-D maps of the embedding space (UMAP, t-SNE) and nearest-neighbour galleries.
+    Project(project::ProjectArgs),
+    /// Write the static report site: one page per run and a comparison page.
+    Report(report::ReportArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
     /// Measure the speed of the pipeline's parts on this machine.
@@ -58,6 +67,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Index(args) => predict::index(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Project(args) => project::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
