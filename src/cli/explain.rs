@@ -1,18 +1,275 @@
-//! `dmlviz explain` (work in progress).
+//! `dmlviz explain` and `dmlviz bench explain`.
 
-use anyhow::{bail, Result};
+use super::predict::PhaseArg;
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use dmlviz::bench::explain::{ExplainBenchOptions, ExplainBenchRow};
+use dmlviz::data::decode::has_image_extension;
+use dmlviz::eval::phase_model::PhaseModel;
+use dmlviz::explain::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method};
+use dmlviz::explain::samples::{explain_samples, SampleOptions};
+use dmlviz::explain::target::TargetChoice;
+use dmlviz::explain::transfer::DEFAULT_TRANSFER_K;
+use dmlviz::html::{escape, page, url};
+use dmlviz::model::Arch;
+use dmlviz::run::RunDir;
+use std::path::{Path, PathBuf};
 
+/// Saliency maps of an image (or many) and its nearest training images, as arrays, PNGs and an HTML page.
 #[derive(Args)]
-pub struct ExplainArgs {}
-
-pub fn run(_args: ExplainArgs) -> Result<()> {
-    bail!("dmlviz explain is not implemented yet")
+#[command(after_help = "Examples:\n  dmlviz explain --run runs/demo --image data/emoji-animals/0002.monkey/apple.png --method all\n  \
+dmlviz explain --run runs/demo --image cat.jpg --method gradcam --class 0002.monkey\n  \
+dmlviz explain --run runs/demo --batch photos/ --method gradcam\n  \
+dmlviz explain --run runs/demo --samples 8 --phase seen   # the report's sample (explanations/)")]
+pub struct ExplainArgs {
+    /// The run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// One image to explain.
+    #[arg(long, conflicts_with_all = ["batch", "samples"])]
+    image: Option<PathBuf>,
+    /// A directory of images, explained in batches.
+    #[arg(long, conflicts_with = "samples")]
+    batch: Option<PathBuf>,
+    /// Explain this many test images (half correctly, half incorrectly classified) into
+    /// runs/X/phase-P/explanations/.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// gradcam, transfer, pair, vanilla, guided, guided-gradcam or all (repeatable).
+    #[arg(long = "method", default_value = "all")]
+    methods: Vec<String>,
+    /// Explain the similarity to this image instead of the nearest training image.
+    #[arg(long, conflicts_with = "class")]
+    reference: Option<PathBuf>,
+    /// Explain the similarity to this class's centroid instead of the nearest training image.
+    #[arg(long)]
+    class: Option<String>,
+    /// Nearest training images listed (with pair maps) and voting.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Stored neighbours whose Grad-CAM weights weight transfer averages.
+    #[arg(long, default_value_t = DEFAULT_TRANSFER_K)]
+    transfer_k: usize,
+    /// Images per forward/backward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Output directory (default: runs/X/phase-P/explain/<image stem or folder name>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Which trained model: all classes, or without the held-out ones.
+    #[arg(long, value_enum, default_value = "all")]
+    phase: PhaseArg,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
-#[derive(Args)]
-pub struct ExplainBenchArgs {}
+fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
+    let mut out = Vec::new();
+    for n in names {
+        if n.trim().eq_ignore_ascii_case("all") {
+            out.extend(Method::ALL);
+        } else {
+            out.push(n.parse::<Method>().map_err(anyhow::Error::msg)?);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
 
-pub fn bench(_args: ExplainBenchArgs) -> Result<()> {
-    bail!("dmlviz bench explain is not implemented yet")
+fn file_stem(p: &Path) -> String {
+    p.file_stem().or_else(|| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
+}
+
+fn print_record(dir: &Path, r: &ExplanationRecord) {
+    let verdict = match r.correct {
+        Some(true) => " (correct)",
+        Some(false) => " (wrong)",
+        None => "",
+    };
+    println!(
+        "{}: predicted {}{} by {}/{} votes; true class {}",
+        r.image.display(),
+        r.predicted,
+        verdict,
+        r.votes,
+        r.neighbours.iter().filter(|n| n.role == "neighbour").count(),
+        r.true_class.as_deref().unwrap_or("unknown")
+    );
+    for (name, m) in &r.maps {
+        let note = if m.status.name() == "ok" { String::new() } else { format!(" [{}]", m.status.describe()) };
+        println!("  {name:<15} {}{note}", m.files.iter().map(|f| dir.join(f).display().to_string()).collect::<Vec<_>>().join("  "));
+    }
+    println!("  page: {}", dir.join("index.html").display());
+}
+
+pub fn run(args: ExplainArgs) -> Result<()> {
+    let run = RunDir::new(&args.run);
+    let phase = args.phase.into();
+    if let Some(n) = args.samples {
+        if n == 0 {
+            bail!("--samples must be at least 1");
+        }
+        let cfg = run.read_config()?;
+        tch::set_num_threads(cfg.training.threads as i32);
+        let index = explain_samples(&run, phase, &SampleOptions { count: n, k: args.k, batch_size: args.batch_size.max(1) })?;
+        let dir = run.phase(phase).root.join(dmlviz::explain::samples::EXPLANATIONS_DIR);
+        if args.json {
+            return super::print_json(&index);
+        }
+        let good = index.items.iter().filter(|i| i.correct).count();
+        println!("explained {} test images ({} correct, {} wrong): {}", index.items.len(), good, index.items.len() - good, dir.join("index.html").display());
+        println!("data: {}", dir.join("explanations.json").display());
+        return Ok(());
+    }
+    let images: Vec<PathBuf> = match (&args.image, &args.batch) {
+        (Some(i), None) => {
+            if !i.is_file() {
+                bail!("{}: no such image file", i.display());
+            }
+            vec![i.clone()]
+        }
+        (None, Some(d)) => {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(d)
+                .with_context(|| format!("listing {}", d.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && has_image_extension(p))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                bail!("{}: no PNG or JPEG image inside", d.display());
+            }
+            found
+        }
+        _ => bail!("give --image FILE, --batch DIR or --samples N"),
+    };
+    let methods = parse_methods(&args.methods)?;
+    let target = match (&args.reference, &args.class) {
+        (Some(p), _) => {
+            if !p.is_file() {
+                bail!("--reference {}: no such image file", p.display());
+            }
+            TargetChoice::Reference(p.clone())
+        }
+        (None, Some(c)) => TargetChoice::Class(c.clone()),
+        (None, None) => TargetChoice::Nearest,
+    };
+    let pm = PhaseModel::load(&run, phase)?;
+    tch::set_num_threads(pm.exp.cfg.training.threads as i32);
+    let mut explainer = Explainer::new(&run, &pm)?;
+    let opts = ExplainOptions { methods, target, k: args.k.max(1), transfer_k: args.transfer_k.max(1), batch_size: args.batch_size.max(1), ..Default::default() };
+    if opts.methods.contains(&Method::Transfer) {
+        let (store, computed) = explainer.weight_store()?;
+        if computed && !args.json {
+            eprintln!("stored Grad-CAM weights of {} training images in {}", store.len(), run.phase(phase).root.join(dmlviz::explain::transfer::WEIGHTS_FILE).display());
+        }
+    }
+    let explanations = explainer.explain(&images, &opts)?;
+    let base = run.phase(phase).root.join("explain");
+    if let Some(image) = &args.image {
+        let dir = args.out.clone().unwrap_or_else(|| base.join(file_stem(image)));
+        let title = format!("Explanation of {}", image.display());
+        let record = write_explanation(&explanations[0], &dir, &title, &[])?;
+        if args.json {
+            return super::print_json(&serde_json::json!({ "dir": dir, "explanation": record }));
+        }
+        print_record(&dir, &record);
+        return Ok(());
+    }
+    let folder = args.batch.as_ref().expect("batch given");
+    let dir = args.out.clone().unwrap_or_else(|| base.join(file_stem(folder)));
+    let nav = vec![("../index.html".to_string(), "all images".to_string())];
+    let mut records = Vec::new();
+    let mut rows = String::new();
+    for (i, e) in explanations.iter().enumerate() {
+        let sub = format!("{:03}-{}", i + 1, file_stem(&e.image).chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>());
+        let record = write_explanation(e, &dir.join(&sub), &format!("Explanation of {}", e.image.display()), &nav)?;
+        let preview = record.maps.get("gradcam").or_else(|| record.maps.values().next()).and_then(|m| m.files.last().cloned());
+        rows.push_str(&format!(
+            "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            url(&format!("{sub}/index.html")),
+            escape(&e.image.display().to_string()),
+            url(&format!("{sub}/image.png")),
+            preview.map(|p| format!("<img src=\"{}\" width=\"96\" alt=\"map\">", url(&format!("{sub}/{p}")))).unwrap_or_default(),
+            escape(&record.predicted),
+            escape(record.true_class.as_deref().unwrap_or("unknown")),
+            match record.correct {
+                Some(true) => "<span class=\"ok\">✓</span>",
+                Some(false) => "<span class=\"bad\">✗</span>",
+                None => "",
+            }
+        ));
+        records.push((sub, record));
+    }
+    let title = format!("Explanations of {}", folder.display());
+    let body = format!(
+        "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
+        escape(&title)
+    );
+    dmlviz::atomic::write_atomic(&dir.join("index.html"), page(&title, &[], "", &body).as_bytes())?;
+    if args.json {
+        let list: Vec<_> = records.iter().map(|(sub, r)| serde_json::json!({ "dir": dir.join(sub), "explanation": r })).collect();
+        return super::print_json(&list);
+    }
+    for (sub, r) in &records {
+        print_record(&dir.join(sub), r);
+    }
+    println!("index: {}", dir.join("index.html").display());
+    Ok(())
+}
+
+/// Images explained per second (Grad-CAM, guided backprop, weight transfer) beside a plain forward+backward.
+#[derive(Args)]
+#[command(after_help = "Example:\n  dmlviz bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16")]
+pub struct ExplainBenchArgs {
+    #[arg(long = "arch", default_values_t = [Arch::MobileNetV2, Arch::ResNet18])]
+    archs: Vec<Arch>,
+    #[arg(long = "size", default_values_t = [224])]
+    sizes: Vec<i64>,
+    #[arg(long = "batch", default_values_t = [1, 16])]
+    batches: Vec<i64>,
+    /// Timed runs per method after one warm-up (the mean counts).
+    #[arg(long, default_value_t = 3)]
+    iterations: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    /// Stored training images of the weight-transfer store.
+    #[arg(long, default_value_t = 1000)]
+    stored: i64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(args: ExplainBenchArgs) -> Result<()> {
+    let opts = ExplainBenchOptions { archs: args.archs, sizes: args.sizes, batches: args.batches, iterations: args.iterations, threads: args.threads, stored: args.stored };
+    let rows: Vec<ExplainBenchRow> = dmlviz::bench::explain::run(&opts)?;
+    if args.json {
+        return super::print_json(&rows);
+    }
+    println!(
+        "{:>13} {:>5} {:>6} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "arch", "size", "batch", "plain/s", "gradcam/s", "gc-full/s", "guided/s", "transf/s", "gc/pl", "full/pl", "gd/pl", "tr/pl", "tr÷gc", "tr÷gcfull"
+    );
+    for r in rows {
+        println!(
+            "{:>13} {:>5} {:>6} {:>10.1} {:>10.1} {:>12.1} {:>10.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}× {:>9.2}×",
+            r.arch,
+            r.size,
+            r.batch,
+            r.plain_images_per_s,
+            r.gradcam_images_per_s,
+            r.gradcam_full_backward_images_per_s,
+            r.guided_images_per_s,
+            r.transfer_images_per_s,
+            r.gradcam_vs_plain,
+            r.gradcam_full_backward_vs_plain,
+            r.guided_vs_plain,
+            r.transfer_vs_plain,
+            r.transfer_over_gradcam,
+            r.transfer_over_gradcam_full_backward
+        );
+    }
+    println!("x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's");
+    Ok(())
 }

@@ -111,11 +111,13 @@ pub struct ExplainOptions {
     pub transfer_k: usize,
     /// Images per forward/backward pass.
     pub batch_size: usize,
+    /// How many of the k neighbours get pair maps (nearest first).
+    pub pair_neighbours: usize,
 }
 
 impl Default for ExplainOptions {
     fn default() -> Self {
-        ExplainOptions { methods: Method::ALL.to_vec(), target: TargetChoice::Nearest, k: 10, transfer_k: DEFAULT_TRANSFER_K, batch_size: 16 }
+        ExplainOptions { methods: Method::ALL.to_vec(), target: TargetChoice::Nearest, k: 10, transfer_k: DEFAULT_TRANSFER_K, batch_size: 16, pair_neighbours: usize::MAX }
     }
 }
 
@@ -354,7 +356,7 @@ impl<'a> Explainer<'a> {
                     let class = target_info[i].class.clone().unwrap_or_default();
                     others.push((Neighbour { class, distance: d, path: p.clone() }, "reference"));
                 }
-                others.extend(predictions[i].neighbours.iter().map(|n| (n.clone(), "neighbour")));
+                others.extend(predictions[i].neighbours.iter().take(opts.pair_neighbours).map(|n| (n.clone(), "neighbour")));
                 let other_paths: Vec<PathBuf> = others.iter().map(|(n, _)| n.path.clone()).collect();
                 let other_inputs: Inputs = load_inputs(&other_paths, transform, device)?;
                 let (_, a_n) = tch::no_grad(|| net.forward_explained(&other_inputs.tensor, &mut apply_activation));
@@ -472,11 +474,11 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
     let mut neighbours = Vec::new();
     let pair_by_path: Vec<&PairExplanation> = e.pairs.iter().collect();
     let mut listed: Vec<(Neighbour, String, Option<&PairExplanation>)> = Vec::new();
-    if pair_by_path.is_empty() {
-        listed.extend(e.prediction.neighbours.iter().map(|n| (n.clone(), "neighbour".to_string(), None)));
-    } else {
-        listed.extend(pair_by_path.iter().map(|p| (p.other.clone(), p.role.to_string(), Some(*p))));
-    }
+    // Pairs come first in neighbour order (reference image first); neighbours beyond
+    // `pair_neighbours` follow without pair maps.
+    listed.extend(pair_by_path.iter().map(|p| (p.other.clone(), p.role.to_string(), Some(*p))));
+    let paired = pair_by_path.iter().filter(|p| p.role == "neighbour").count();
+    listed.extend(e.prediction.neighbours.iter().skip(paired).map(|n| (n.clone(), "neighbour".to_string(), None)));
     for (j, (n, role, pair)) in listed.into_iter().enumerate() {
         let thumb = format!("neighbour-{j}.jpg");
         write_jpeg(&dir.join(&thumb), &thumbnail(&n.path, THUMBNAIL_SIDE)?)?;

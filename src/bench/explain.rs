@@ -1,0 +1,165 @@
+//! Explanation benchmark: images explained per second by Grad-CAM, guided backprop and
+//! Grad-CAM with weight transfer, beside one plain forward + backward of the same network
+//! (embedding sum, gradients for every parameter, as a training step computes them) on
+//! the same batch in the same run. Figures are tensor work only (no decoding, no PNGs).
+//!
+//! Grad-CAM needs ∂score/∂A only, so its backward pass runs through the head alone; the
+//! "full backward" row adds the input gradient (a backward pass through the whole
+//! network, what a hook-based Grad-CAM that back-propagates the score to the input or the
+//! parameters pays), which is the cost weight transfer avoids in Chen et al.
+
+use crate::explain::gradcam::gradcam_maps;
+use crate::explain::guided::{dead_images, display_maps, guided_backprop};
+use crate::explain::saliency::gradients;
+use crate::explain::target::cosine_score;
+use crate::explain::transfer::{transfer_gradcam, WeightStore, DEFAULT_TRANSFER_K};
+use crate::loss::Distance;
+use crate::model::head::l2_normalize;
+use crate::model::{Arch, EmbeddingNet, HeadConfig};
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Instant;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ExplainBenchOptions {
+    /// Backbones.
+    pub archs: Vec<Arch>,
+    /// Square input sizes.
+    pub sizes: Vec<i64>,
+    /// Batch sizes.
+    pub batches: Vec<i64>,
+    /// Timed runs of each method after one warm-up (the mean counts).
+    pub iterations: usize,
+    /// libtorch threads.
+    pub threads: i32,
+    /// Stored training images of the weight-transfer store.
+    pub stored: i64,
+}
+
+impl Default for ExplainBenchOptions {
+    fn default() -> Self {
+        ExplainBenchOptions {
+            archs: vec![Arch::MobileNetV2, Arch::ResNet18],
+            sizes: vec![224],
+            batches: vec![1, 16],
+            iterations: 3,
+            threads: 2,
+            stored: 1000,
+        }
+    }
+}
+
+/// One measured configuration (images per second; ratios against the plain pass).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainBenchRow {
+    /// Backbone.
+    pub arch: String,
+    /// Input side.
+    pub size: i64,
+    /// Images per pass.
+    pub batch: i64,
+    /// Plain forward + backward (all parameter gradients), images/s.
+    pub plain_images_per_s: f64,
+    /// Grad-CAM (forward, head backward, maps), images/s.
+    pub gradcam_images_per_s: f64,
+    /// Grad-CAM with a backward pass through the whole network (input gradient too), images/s.
+    pub gradcam_full_backward_images_per_s: f64,
+    /// Guided backprop (segmented walk, display maps), images/s.
+    pub guided_images_per_s: f64,
+    /// Weight transfer (forward without gradients, kNN in the store, maps), images/s.
+    pub transfer_images_per_s: f64,
+    /// Plain pass time ÷ method time for each method (> 1: faster than the plain pass).
+    pub gradcam_vs_plain: f64,
+    /// As above, full-backward Grad-CAM.
+    pub gradcam_full_backward_vs_plain: f64,
+    /// As above, guided backprop.
+    pub guided_vs_plain: f64,
+    /// As above, weight transfer.
+    pub transfer_vs_plain: f64,
+    /// Weight transfer's speed over Grad-CAM's (head-only backward).
+    pub transfer_over_gradcam: f64,
+    /// Weight transfer's speed over full-backward Grad-CAM's.
+    pub transfer_over_gradcam_full_backward: f64,
+}
+
+/// Mean seconds of `f` over `iterations` runs after one warm-up.
+fn time(iterations: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..iterations.max(1) {
+        f();
+    }
+    start.elapsed().as_secs_f64() / iterations.max(1) as f64
+}
+
+/// Measures every (arch, size, batch) of `opts` with random weights (speed does not depend
+/// on them) on the CPU.
+pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
+    tch::set_num_threads(opts.threads);
+    tch::manual_seed(0);
+    let mut out = Vec::new();
+    for &arch in &opts.archs {
+        let vs = VarStore::new(Device::Cpu);
+        let net = EmbeddingNet::new(&vs.root(), arch, &HeadConfig::default());
+        let d = net.embedding_dim();
+        let store = WeightStore {
+            embeddings: l2_normalize(&Tensor::randn([opts.stored, d], (Kind::Float, Device::Cpu))),
+            weights: Tensor::randn([opts.stored, arch.out_dim()], (Kind::Float, Device::Cpu)) * 1e-3,
+            labels: Tensor::zeros([opts.stored], (Kind::Int64, Device::Cpu)),
+            indices: Tensor::arange(opts.stored, (Kind::Int64, Device::Cpu)),
+        };
+        for &size in &opts.sizes {
+            for &batch in &opts.batches {
+                eprintln!("measuring {arch} at {size}², batch {batch}…");
+                let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
+                let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
+                let score = |e: &Tensor| cosine_score(e, &targets);
+                let n = opts.iterations;
+                let plain = time(n, || {
+                    vs.variables().values().for_each(|v| {
+                        let mut g = v.grad();
+                        if g.defined() {
+                            let _ = g.zero_();
+                        }
+                    });
+                    net.forward_t(&x, false).sum(Kind::Float).backward();
+                });
+                let gradcam = time(n, || {
+                    let g = gradients(&net, &x, &score, false);
+                    let _ = gradcam_maps(&g, size, size);
+                });
+                let full = time(n, || {
+                    let g = gradients(&net, &x, &score, true);
+                    let _ = gradcam_maps(&g, size, size);
+                });
+                let guided = time(n, || {
+                    let g = guided_backprop(&net, &x, &score);
+                    let _ = display_maps(&g.input_grads, &dead_images(&g));
+                });
+                let transfer = time(n, || {
+                    let _ = transfer_gradcam(&net, &x, &store, DEFAULT_TRANSFER_K, Distance::Cosine);
+                });
+                let ips = |s: f64| batch as f64 / s;
+                out.push(ExplainBenchRow {
+                    arch: arch.name().into(),
+                    size,
+                    batch,
+                    plain_images_per_s: ips(plain),
+                    gradcam_images_per_s: ips(gradcam),
+                    gradcam_full_backward_images_per_s: ips(full),
+                    guided_images_per_s: ips(guided),
+                    transfer_images_per_s: ips(transfer),
+                    gradcam_vs_plain: plain / gradcam,
+                    gradcam_full_backward_vs_plain: plain / full,
+                    guided_vs_plain: plain / guided,
+                    transfer_vs_plain: plain / transfer,
+                    transfer_over_gradcam: gradcam / transfer,
+                    transfer_over_gradcam_full_backward: full / transfer,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
