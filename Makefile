@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup build test demo bench fixtures weights
+.PHONY: setup build test demo study bench fixtures weights
 
 setup: .libtorch/build-version
 
@@ -26,13 +26,32 @@ test: setup weights
 	$(CARGO) test --no-fail-fast
 
 # The main job on the built-in dataset: the "Animals & Nature" emoji of four vendors,
-# trained with both protocol phases on CPU (about 7 minutes on 2 cores).
+# trained with both protocol phases on CPU, evaluated, projected, explained and
+# written as the report site (about 12 minutes on 2 cores from a fresh clone).
 DEMO := experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml
 demo: build weights
+	@echo "== 1/6 dataset: emoji Animals & Nature (npm emoji-datasource-*)"
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	$(DMLVIZ) data summary data/emoji-animals
+	@echo "== 2/6 training both phases (all classes; without the last 20)"
 	@if [ -d runs/demo ]; then $(DMLVIZ) train --config $(DEMO) --out runs/demo --resume; \
 	else $(DMLVIZ) train --config $(DEMO) --out runs/demo; fi
+	@echo "== 3/6 embedding maps and nearest-neighbour galleries"
+	$(DMLVIZ) project --run runs/demo --phase all --method both --thumbnails
+	$(DMLVIZ) project --run runs/demo --phase seen --method umap
+	@echo "== 4/6 explanations: correct and incorrect queries, and a photo of a cat"
+	$(DMLVIZ) explain --run runs/demo --phase all --samples 8
+	$(DMLVIZ) explain --run runs/demo --phase seen --samples 8
+	$(DMLVIZ) explain --run runs/demo --image fixtures/photos/chelsea.jpg --method all
+	@echo "== 5/6 report site"
+	$(DMLVIZ) report --runs runs --out reports
+	@echo "== 6/6 done: open $(CURDIR)/reports/index.html"
+
+# The reference study: every row of the reference table on emoji and card decks,
+# both phases, 3 seeds where effects are small (see README, "What we found").
+# Resumable: stop with Ctrl-C, run again to continue.
+study: build weights
+	$(DMLVIZ) study --grid experiments/study --runs runs/study --out reports
 
 # Loader speed beside a ResNet18 training step, and the training loop beside a bare
 # forward+backward+update (figures in README.md).

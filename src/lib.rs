@@ -20,3 +20,4 @@ pub mod imaging;
 pub mod explain;
 pub mod project;
 pub mod report;
+pub mod study;

@@ -7,6 +7,7 @@ mod eval;
 mod explain;
 mod project;
 mod report;
+mod study;
 mod predict;
 mod train;
 mod weights;
@@ -41,6 +42,8 @@ enum Command {
     Project(project::ProjectArgs),
     /// Write the static report site: one page per run and a comparison page.
     Report(report::ReportArgs),
+    /// Run the reference study's grid (resumable) and write its page.
+    Study(study::StudyArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
     /// Measure the speed of the pipeline's parts on this machine.
@@ -70,6 +73,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Explain(args) => explain::run(args),
         Command::Project(args) => project::run(args),
         Command::Report(args) => report::run(args),
+        Command::Study(args) => study::run(args),
     }
 }
 

@@ -108,12 +108,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Every table and metric of the run, as `dmlviz eval` would write them.
     let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir)?;
     super::eval::print_summary(&run_dir, &phases, comparison.as_ref());
+    // The run's own report page; a failure here must not fail a finished training.
+    match dmlviz::report::write_run_page(&run_dir.root, &run_dir.root.join("report")) {
+        Ok(page) => println!("report: {}", page.display()),
+        Err(e) => eprintln!("warning: the run's report page was not written: {e:#}"),
+    }
     println!("run directory: {}", run_dir.root.display());
     Ok(())
 }
 
 /// Creates the config's dataset with its `data.fetch` arguments when it is missing.
-fn ensure_dataset(cfg: &ExperimentConfig) -> Result<()> {
+pub(super) fn ensure_dataset(cfg: &ExperimentConfig) -> Result<()> {
     if cfg.data.path.exists() {
         return Ok(());
     }

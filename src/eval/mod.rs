@@ -1,6 +1,7 @@
 //! Evaluation: nearest-neighbour search and retrieval metrics.
 
 pub mod clustering;
+pub mod cost;
 pub mod knn;
 pub mod metrics;
 pub mod report;
