@@ -1,0 +1,325 @@
+//! The whole site: every run's page (rebuilt only when its inputs changed) with its
+//! maps, galleries and explanations copied beside it, and the comparison page —
+//! the table of experiments, the test-accuracy curves of every run on one chart and
+//! the precision-drop bar plot of the reference README.
+
+use super::assets::{copy_tree, fingerprint, write_if_changed, WriteStats};
+use super::bars::{DropBars, PrecisionDropPlot};
+use super::check::{check_site, BrokenLink};
+use super::config_diff::diff_against_baseline;
+use super::curves::{LineChart, Series};
+use super::figure::{inline_svg, png, svg, Figure};
+use super::read::{list_runs, read_run, RunSummary};
+use super::run_page::{duration, render_run_page, RunPageOptions, EXTRA_STYLE};
+use super::tables::{html_table, Cell};
+use crate::config::Phase;
+use crate::html::{escape, page, url};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Sub-folders of a phase directory copied into the site.
+pub const COPIED_FOLDERS: [&str; 3] = ["projections", "galleries", "explanations"];
+/// Folders never copied (large, and not part of any page).
+const SKIPPED_FOLDERS: [&str; 1] = ["tensorboard"];
+/// Marker file of a run folder in the site: the fingerprint of its inputs.
+const INPUTS_FILE: &str = ".inputs";
+
+/// Options of [`write_site_with`].
+#[derive(Debug, Clone)]
+pub struct SiteOptions {
+    /// Presets directory for the baseline comparisons.
+    pub presets_dir: PathBuf,
+    /// Render every run page even when its inputs did not change.
+    pub force: bool,
+}
+
+impl Default for SiteOptions {
+    fn default() -> Self {
+        SiteOptions {
+            presets_dir: PathBuf::from("experiments"),
+            force: false,
+        }
+    }
+}
+
+/// What [`write_site`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SiteSummary {
+    /// The comparison page.
+    pub index: PathBuf,
+    /// Runs on the site.
+    pub runs: Vec<String>,
+    /// Runs whose page was rendered this time.
+    pub rendered: Vec<String>,
+    /// Files written or copied.
+    pub files_written: usize,
+    /// Files left as they were.
+    pub files_unchanged: usize,
+    /// Bytes written or copied.
+    pub bytes_written: u64,
+    /// Files or folders not copied (TensorBoard, oversized files).
+    pub left_out: Vec<PathBuf>,
+    /// Links or images of the site that do not resolve (should be empty).
+    pub broken_links: Vec<String>,
+    /// Seconds the build took.
+    pub seconds: f64,
+}
+
+/// Writes the site for every run under `runs_dir` into `out_dir`, comparing configs
+/// with the presets under `experiments/`.
+pub fn write_site(runs_dir: &Path, out_dir: &Path) -> Result<SiteSummary> {
+    write_site_with(runs_dir, out_dir, &SiteOptions::default())
+}
+
+/// The input files of a run page, for its fingerprint.
+fn page_inputs(run: &RunSummary, presets_dir: &Path) -> Vec<PathBuf> {
+    let mut inputs = vec![
+        run.root.join("config.toml"),
+        run.root.join(super::deductions::FILE_NAME),
+        run.root.join("comparison"),
+        presets_dir.to_path_buf(),
+    ];
+    for phase in [Phase::All, Phase::Seen] {
+        let dir = run.root.join(phase.dir_name());
+        for file in [
+            "train-state.json",
+            "history.jsonl",
+            "metrics.json",
+            "tables",
+            "projections",
+            "galleries",
+            "explanations",
+        ] {
+            inputs.push(dir.join(file));
+        }
+    }
+    if let Some(cfg) = &run.config {
+        inputs.push(cfg.data.path.join("dataset.json"));
+    }
+    inputs
+}
+
+/// Copies a run's maps, galleries and explanations beside its page; removes copies
+/// whose source is gone.
+fn copy_run_assets(run: &RunSummary, site_dir: &Path, left_out: &mut Vec<PathBuf>) -> Result<WriteStats> {
+    let mut stats = WriteStats::default();
+    for phase in [Phase::All, Phase::Seen] {
+        for folder in COPIED_FOLDERS {
+            let from = run.root.join(phase.dir_name()).join(folder);
+            let to = site_dir.join(phase.dir_name()).join(folder);
+            if from.is_dir() {
+                stats.add(copy_tree(&from, &to, &SKIPPED_FOLDERS, left_out)?);
+            } else if to.is_dir() {
+                std::fs::remove_dir_all(&to).with_context(|| format!("removing stale {}", to.display()))?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// The comparison table's rows.
+fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
+    runs.iter()
+        .map(|run| {
+            let href = format!("runs/{}/index.html", run.name);
+            let mut name = format!("<a href=\"{}\">{}</a>", url(&href), escape(&run.name));
+            if let Some(cfg) = run.config.as_ref().filter(|c| c.name != run.name) {
+                name.push_str(&format!("<br><small class=\"muted\">{}</small>", escape(&cfg.name)));
+            }
+            let differs = match &run.config {
+                Some(cfg) => {
+                    let diff = match diff_against_baseline(cfg, presets_dir) {
+                        Ok(d) => format!("<br><small>{}</small>", escape(&d.summary(4))),
+                        Err(_) => String::new(),
+                    };
+                    format!("{}{diff}", escape(&cfg.description))
+                }
+                None => "<span class=\"bad\">config unreadable</span>".into(),
+            };
+            let status = if run.is_complete() {
+                "<span class=\"ok\">finished</span>".to_string()
+            } else {
+                format!("<span class=\"bad\">{}</span>", escape(&run.status_line()))
+            };
+            let deductions = run.deductions.as_deref().map(super::deductions::to_html).unwrap_or_default();
+            let drop = run.comparison.as_ref();
+            vec![
+                Cell::html(name, &run.name),
+                Cell::html(differs, &run.config.as_ref().map(|c| c.description.clone()).unwrap_or_default()),
+                Cell::percent(run.phase(Phase::All).and_then(|p| p.precision_at_1())),
+                Cell::percent(drop.and_then(|d| d.precision_drop_unseen_classes)),
+                Cell::percent(drop.and_then(|d| d.precision_drop_all_classes)),
+                Cell {
+                    numeric: true,
+                    ..Cell::html(escape(&duration(run.training_seconds())), &format!("{}", run.training_seconds()))
+                },
+                Cell::html(status, if run.is_complete() { "0" } else { "1" }),
+                Cell::html(deductions, ""),
+            ]
+        })
+        .collect()
+}
+
+/// Test-accuracy curves of every run for one phase.
+fn accuracy_chart(runs: &[RunSummary], phase: Phase) -> LineChart {
+    let (title, label) = match phase {
+        Phase::All => ("test_accuracy: precision@1 of the all-classes model, every run", "test_accuracy"),
+        Phase::Seen => (
+            "test_accuracy2: precision@1 of the model trained without the held-out classes",
+            "test_accuracy2",
+        ),
+    };
+    let mut chart = LineChart::new(title, "epoch", label);
+    chart.width = 1000;
+    for run in runs {
+        if let Some(p) = run.phase(phase).filter(|p| !p.history.is_empty()) {
+            let mut points: Vec<(f64, f64)> = p
+                .history
+                .iter()
+                .map(|h| (h.epoch as f64, h.test_accuracy.unwrap_or(f64::NAN)))
+                .collect();
+            if let Some(initial) = p.state.as_ref().and_then(|s| s.initial_test_accuracy) {
+                points.insert(0, (0.0, initial));
+            }
+            chart.series.push(Series {
+                label: run.name.clone(),
+                points,
+                dashed: false,
+            });
+        }
+    }
+    chart
+}
+
+/// Writes a chart's PNG into `out_dir` and returns the inline SVG with the PNG link.
+fn site_chart<F: Figure>(out_dir: &Path, stem: &str, figure: &F, stats: &mut WriteStats) -> Result<String> {
+    let file = format!("{stem}.png");
+    stats.add(write_if_changed(&out_dir.join(&file), &png(figure)?)?);
+    Ok(format!(
+        "<div class=\"chart\">{}<br><a href=\"{}\">PNG</a></div>\n",
+        inline_svg(&svg(figure)?),
+        url(&file)
+    ))
+}
+
+/// The comparison page.
+fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &mut WriteStats) -> Result<PathBuf> {
+    let mut body = String::from("<h1>Experiments</h1>\n");
+    if runs.is_empty() {
+        body.push_str("<p class=\"note\">No run found. Train one with <code>dmlviz train --config experiments/…</code>.</p>\n");
+    }
+    let complete = runs.iter().filter(|r| r.is_complete()).count();
+    body.push_str(&format!(
+        "<p>{} runs ({complete} complete). Click a column header to sort; each name opens the run's page. \
+         Precision drop: mean over classes of precision@1 of the model trained on all classes minus that of the model trained without the held-out classes. \
+         Deductions come from each run's <code>deductions.md</code>.</p>\n",
+        runs.len()
+    ));
+    let rows = comparison_rows(runs, &opts.presets_dir);
+    body.push_str(&format!(
+        "<div class=\"scroll\" style=\"max-height:none\">{}</div>\n",
+        html_table(
+            &[
+                "experiment",
+                "what differs from the baseline",
+                "precision@1 (all classes)",
+                "precision drop (unseen)",
+                "precision drop (all)",
+                "training time",
+                "status",
+                "deductions"
+            ],
+            &rows,
+            "wide"
+        )
+    ));
+    body.push_str("<h2 id=\"curves\">Test accuracy of every run</h2>\n");
+    for phase in [Phase::All, Phase::Seen] {
+        let chart = accuracy_chart(runs, phase);
+        if !chart.is_empty() {
+            let stem = if phase == Phase::All { "test-accuracy" } else { "test-accuracy2" };
+            body.push_str(&site_chart(out_dir, stem, &chart, stats)?);
+        }
+    }
+    let bars: Vec<DropBars> = runs
+        .iter()
+        .filter_map(|r| {
+            r.comparison.as_ref().map(|c| DropBars {
+                name: r.name.clone(),
+                unseen: c.precision_drop_unseen_classes,
+                all: c.precision_drop_all_classes,
+            })
+        })
+        .collect();
+    body.push_str("<h2 id=\"drop\">Precision drop for models trained with and without the held-out classes</h2>\n");
+    if bars.is_empty() {
+        body.push_str("<p class=\"muted\">No run has both phases evaluated yet.</p>\n");
+    } else {
+        body.push_str(&site_chart(
+            out_dir,
+            "precision-drop",
+            &PrecisionDropPlot { experiments: bars },
+            stats,
+        )?);
+    }
+    let html = page("dmlviz experiments", &[], EXTRA_STYLE, &body);
+    let index = out_dir.join("index.html");
+    stats.add(write_if_changed(&index, html.as_bytes())?);
+    Ok(index)
+}
+
+/// Removes site folders of runs that no longer exist (only folders the site made:
+/// those holding its marker file).
+fn remove_stale_runs(out_dir: &Path, runs: &[RunSummary]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out_dir.join("runs")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !runs.iter().any(|r| r.name == name) && entry.path().join(INPUTS_FILE).is_file() {
+            std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing the stale run page {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// [`write_site`] with options.
+pub fn write_site_with(runs_dir: &Path, out_dir: &Path, opts: &SiteOptions) -> Result<SiteSummary> {
+    let start = Instant::now();
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let runs: Vec<RunSummary> = list_runs(runs_dir)?.iter().map(|r| read_run(r)).collect();
+    let mut stats = WriteStats::default();
+    let mut summary = SiteSummary::default();
+    for run in &runs {
+        let site_dir = out_dir.join("runs").join(&run.name);
+        stats.add(copy_run_assets(run, &site_dir, &mut summary.left_out)?);
+        // The program itself is an input too: a new build may render pages differently.
+        let mut inputs = page_inputs(run, &opts.presets_dir);
+        inputs.extend(std::env::current_exe().ok());
+        let stamp = format!("dmlviz {}\n{}", env!("CARGO_PKG_VERSION"), fingerprint(&inputs));
+        let marker = site_dir.join(INPUTS_FILE);
+        let current = std::fs::read_to_string(&marker).ok();
+        if opts.force || current.as_deref() != Some(stamp.as_str()) || !site_dir.join("index.html").is_file() {
+            let page_opts = RunPageOptions {
+                presets_dir: opts.presets_dir.clone(),
+                assets_base: ".".into(),
+                site_index: Some("../../index.html".into()),
+            };
+            stats.add(
+                render_run_page(run, &site_dir, &page_opts).with_context(|| format!("writing the page of run {}", run.root.display()))?,
+            );
+            write_if_changed(&marker, stamp.as_bytes())?;
+            summary.rendered.push(run.name.clone());
+        }
+    }
+    remove_stale_runs(out_dir, &runs)?;
+    summary.index = write_index(&runs, out_dir, opts, &mut stats)?;
+    summary.runs = runs.iter().map(|r| r.name.clone()).collect();
+    summary.broken_links = check_site(out_dir).iter().map(BrokenLink::to_string).collect();
+    summary.files_written = stats.written;
+    summary.files_unchanged = stats.unchanged;
+    summary.bytes_written = stats.bytes;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -1,0 +1,226 @@
+//! HTML tables: the sortable table used on every report page, and the run's CSV
+//! tables (`all_classes_metrics`, classification reports, comparisons) turned into
+//! it. Numbers are shown rounded and sorted by their full value (`data-sort`).
+
+use crate::html::escape;
+use anyhow::{bail, Result};
+use std::path::Path;
+
+/// One table cell: its HTML, an optional sort key, and whether it is numeric.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    /// Cell content, already HTML (escaped).
+    pub html: String,
+    /// Sort key when it differs from the text (full-precision numbers).
+    pub sort: Option<String>,
+    /// Right-aligned numeric cell.
+    pub numeric: bool,
+}
+
+impl Cell {
+    /// A text cell (escaped here).
+    pub fn text(text: &str) -> Cell {
+        Cell {
+            html: escape(text),
+            sort: None,
+            numeric: false,
+        }
+    }
+
+    /// A cell of ready-made HTML, sorted by `sort`.
+    pub fn html(html: String, sort: &str) -> Cell {
+        Cell {
+            html,
+            sort: Some(sort.to_string()),
+            numeric: false,
+        }
+    }
+
+    /// A number shown with `decimals` decimals (as is when it is an integer), sorted
+    /// by its full value; `None` shows a dash and sorts last.
+    pub fn number(value: Option<f64>, decimals: usize) -> Cell {
+        match value.filter(|v| v.is_finite()) {
+            Some(v) => Cell {
+                html: format_number(v, decimals),
+                sort: Some(format!("{v}")),
+                numeric: true,
+            },
+            None => Cell {
+                html: match value {
+                    Some(v) => escape(&v.to_string()),
+                    None => "–".into(),
+                },
+                sort: Some("-1e308".into()),
+                numeric: true,
+            },
+        }
+    }
+
+    /// A share in [0, 1] shown as a percentage with one decimal.
+    pub fn percent(value: Option<f64>) -> Cell {
+        match value.filter(|v| v.is_finite()) {
+            Some(v) => Cell {
+                html: format!("{:.1}&#8239;%", v * 100.0),
+                sort: Some(format!("{v}")),
+                numeric: true,
+            },
+            None => Cell::number(None, 0),
+        }
+    }
+}
+
+/// A number with `decimals` decimals, or as an integer when it is one.
+pub fn format_number(v: f64, decimals: usize) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+/// A percentage of a share in [0, 1] (`54.8 %`), or `–`.
+pub fn percent(value: Option<f64>) -> String {
+    value
+        .filter(|v| v.is_finite())
+        .map(|v| format!("{:.1}&#8239;%", v * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// A sortable HTML table (headers escaped here; cells are HTML already).
+pub fn html_table(headers: &[&str], rows: &[Vec<Cell>], class: &str) -> String {
+    let mut out = format!("<table class=\"sortable {}\">\n<thead><tr>", escape(class));
+    let numeric: Vec<bool> = (0..headers.len())
+        .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).map_or(true, |c| c.numeric)))
+        .collect();
+    for (i, h) in headers.iter().enumerate() {
+        out.push_str(&format!("<th{}>{}</th>", if numeric[i] { " class=\"num\"" } else { "" }, escape(h)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let class = if cell.numeric { " class=\"num\"" } else { "" };
+            let sort = cell
+                .sort
+                .as_ref()
+                .map(|s| format!(" data-sort=\"{}\"", escape(s)))
+                .unwrap_or_default();
+            out.push_str(&format!("<td{class}{sort}>{}</td>", cell.html));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// Parses CSV as the eval layer writes it (RFC 4180 quoting, `\n` or `\r\n` line ends).
+pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                c => {
+                    if c == '\n' {
+                        line += 1;
+                    }
+                    field.push(c)
+                }
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                line += 1;
+            }
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        bail!("unterminated quoted field at line {line}");
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Which columns of a CSV table hold shares in [0, 1] shown as numbers with 3 decimals.
+fn cell_for(value: &str) -> Cell {
+    match value.trim().parse::<f64>() {
+        Ok(v) if !value.trim().is_empty() => Cell::number(Some(v), 3),
+        _ => Cell::text(value),
+    }
+}
+
+/// A CSV file as a sortable HTML table, its first row the headers; `None` when the
+/// file is absent, a note naming the file when it cannot be read.
+pub fn csv_table(path: &Path, class: &str) -> Option<String> {
+    if !path.exists() {
+        return None;
+    }
+    let parsed = std::fs::read_to_string(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| parse_csv(&t));
+    let rows = match parsed {
+        Ok(rows) if !rows.is_empty() => rows,
+        Ok(_) => return Some(format!("<p class=\"note\">{} is empty.</p>", escape(&path.display().to_string()))),
+        Err(e) => {
+            return Some(format!(
+                "<p class=\"note\">{}: {}</p>",
+                escape(&path.display().to_string()),
+                escape(&format!("{e:#}"))
+            ))
+        }
+    };
+    let headers: Vec<&str> = rows[0].iter().map(String::as_str).collect();
+    let body: Vec<Vec<Cell>> = rows[1..].iter().map(|r| r.iter().map(|v| cell_for(v)).collect()).collect();
+    Some(html_table(&headers, &body, class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_quoted_fields() {
+        let rows = parse_csv("class,p\n\"a, \"\"b\"\"\",0.5\r\nc,1\n").unwrap();
+        assert_eq!(rows, vec![vec!["class", "p"], vec!["a, \"b\"", "0.5"], vec!["c", "1"]]);
+        assert!(parse_csv("\"open").is_err());
+        assert_eq!(parse_csv("a,b").unwrap(), vec![vec!["a", "b"]]);
+    }
+
+    #[test]
+    fn csv_tables_escape_class_names_and_sort_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "class,precision_at_1\n<b>&x,0.123456\nplain,1\n").unwrap();
+        let html = csv_table(&path, "wide").unwrap();
+        assert!(html.contains("<td>&lt;b&gt;&amp;x</td>"), "{html}");
+        assert!(html.contains("data-sort=\"0.123456\">0.123</td>"), "{html}");
+        assert!(html.contains("<th class=\"num\">precision_at_1</th>"), "{html}");
+        assert!(csv_table(&dir.path().join("absent.csv"), "").is_none());
+    }
+
+    #[test]
+    fn missing_numbers_show_a_dash() {
+        assert_eq!(Cell::number(None, 3).html, "–");
+        assert_eq!(Cell::percent(Some(0.5477)).html, "54.8&#8239;%");
+        assert_eq!(Cell::number(Some(3.0), 3).html, "3");
+    }
+}
