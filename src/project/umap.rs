@@ -1,0 +1,286 @@
+//! UMAP through `umap-rs` 0.4.5, set up as umap-learn does it:
+//!
+//! * the kNN graph comes from our exact search ([`crate::eval::knn`]) in the run's
+//!   distance, each point's own index first at distance 0 (umap-learn counts the point
+//!   among its `n_neighbors`);
+//! * the curve parameters `a`, `b` are fitted here by Levenberg–Marquardt, as scipy's
+//!   `curve_fit` does in umap-learn (umap-rs's own fit stops short of them);
+//! * the initial layout is spectral ([`super::spectral`]) or PCA, scaled to a
+//!   largest coordinate of 10 with noise of 1e-4;
+//! * the layout is optimised through umap-rs's generic-metric path with a 2-D
+//!   Euclidean output metric: its Euclidean fast path divides the attractive gradient
+//!   by `a·d^{2b}·d² + 1` instead of umap-learn's `a·d^{2b} + 1` and scatters clusters.
+//!
+//! Input is validated first ([`super::input::validate`]): umap-rs panics on bad input.
+//! The seed fixes the initial layout; umap-rs's SGD draws its negative samples from
+//! the thread's random generator, so layouts differ slightly from run to run.
+
+use super::input::{pca, validate, Matrix};
+use super::spectral::{spectral_layout, Graph};
+use crate::data::rng::Rng;
+use crate::eval::knn::{k_nearest_with, Exclude, KnnOptions};
+use crate::loss::Distance;
+use anyhow::{bail, ensure, Result};
+use ndarray::{Array1, Array2, ArrayView1};
+use serde::Serialize;
+use umap_rs::{GraphParams, ManifoldParams, Metric, MetricType, OptimizationParams, Optimizer, Umap, UmapConfig};
+
+/// How the layout starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UmapInit {
+    /// Laplacian eigenmaps of the neighbour graph (umap-learn's default).
+    Spectral,
+    /// The first two principal components.
+    Pca,
+}
+
+/// UMAP parameters; the defaults are umap-learn's.
+#[derive(Debug, Clone, Serialize)]
+pub struct UmapParams {
+    /// Neighbours per point, the point itself included (15).
+    pub n_neighbors: usize,
+    /// Smallest distance between points in the layout (0.1).
+    pub min_dist: f32,
+    /// Scale of the layout (1.0).
+    pub spread: f32,
+    /// Initial SGD learning rate, decaying linearly to 0 (1.0).
+    pub learning_rate: f32,
+    /// Negative samples per positive sample (5).
+    pub negative_sample_rate: usize,
+    /// Epochs; `None`: 500 up to 10 000 points, else 200 (umap-learn).
+    pub n_epochs: Option<usize>,
+    /// Initial layout (spectral).
+    pub init: UmapInit,
+    /// Seed of the initial layout's noise and random parts.
+    pub seed: u64,
+}
+
+impl Default for UmapParams {
+    fn default() -> Self {
+        UmapParams { n_neighbors: 15, min_dist: 0.1, spread: 1.0, learning_rate: 1.0, negative_sample_rate: 5, n_epochs: None, init: UmapInit::Spectral, seed: 42 }
+    }
+}
+
+impl UmapParams {
+    /// The epochs a run on `n` points does.
+    pub fn epochs_for(&self, n: usize) -> usize {
+        self.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 })
+    }
+}
+
+/// Euclidean distance in the layout, reported as a *generic* metric so umap-rs takes
+/// its correct generic gradient path (module doc).
+#[derive(Debug, Clone, Copy)]
+struct PlaneMetric;
+
+impl Metric for PlaneMetric {
+    fn metric_type(&self) -> MetricType {
+        MetricType::Generic
+    }
+
+    fn distance(&self, a: ArrayView1<f32>, b: ArrayView1<f32>) -> (f32, Array1<f32>) {
+        let diff: Array1<f32> = &a - &b;
+        let d = diff.iter().map(|v| v * v).sum::<f32>().sqrt();
+        // umap-learn's euclidean_grad: (x − y) / (1e-6 + d).
+        (d, diff / (d + 1e-6))
+    }
+}
+
+/// `a`, `b` of the layout's similarity curve `1 / (1 + a·x^{2b})`, fitted by least squares
+/// to `1` below `min_dist` and `exp(−(x − min_dist)/spread)` above, on 300 points of
+/// `[0, 3·spread]` (umap-learn `find_ab_params`, Levenberg–Marquardt from `(1, 1)`).
+pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
+    let (spread, min_dist) = (spread as f64, min_dist as f64);
+    let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
+    let ys: Vec<f64> = xs.iter().map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() }).collect();
+    let residuals = |a: f64, b: f64| -> f64 { xs.iter().zip(&ys).map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2)).sum() };
+    let (mut a, mut b, mut lambda) = (1.0f64, 1.0f64, 1e-3);
+    let mut cost = residuals(a, b);
+    for _ in 0..500 {
+        // Normal equations JᵀJ δ = −Jᵀr.
+        let (mut jaa, mut jab, mut jbb, mut ga, mut gb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let p = if x > 0.0 { x.powf(2.0 * b) } else { 0.0 };
+            let f = 1.0 / (1.0 + a * p);
+            let r = f - y;
+            let da = -p * f * f;
+            let db = if x > 0.0 { -2.0 * a * p * x.ln() * f * f } else { 0.0 };
+            jaa += da * da;
+            jab += da * db;
+            jbb += db * db;
+            ga += da * r;
+            gb += db * r;
+        }
+        let (m11, m22) = (jaa * (1.0 + lambda), jbb * (1.0 + lambda));
+        let det = m11 * m22 - jab * jab;
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let da = (-ga * m22 + gb * jab) / det;
+        let db = (-gb * m11 + ga * jab) / det;
+        let trial = residuals(a + da, b + db);
+        if trial < cost {
+            a += da;
+            b += db;
+            let improvement = cost - trial;
+            cost = trial;
+            lambda = (lambda / 10.0).max(1e-12);
+            if improvement < 1e-15 * cost.max(1e-300) {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+            if lambda > 1e12 {
+                break;
+            }
+        }
+    }
+    (a as f32, b as f32)
+}
+
+/// Each point's `k` nearest points, itself first at distance 0 (umap-learn's layout
+/// of a kNN graph): `[n, k]` indices and distances.
+pub fn knn_graph(points: &Matrix, k: usize, distance: Distance) -> Result<(Array2<u32>, Array2<f32>)> {
+    let n = points.rows;
+    ensure!(k >= 2 && k <= n, "{k} neighbours for {n} points");
+    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let x = points.to_tensor();
+    let (idx, dist) = k_nearest_with(&x, &x, (k - 1) as i64, distance, &options);
+    let idx = Vec::<i64>::try_from(&idx.view([-1]))?;
+    let dist = Vec::<f32>::try_from(&dist.to_kind(tch::Kind::Float).view([-1]))?;
+    let mut indices = Array2::<u32>::zeros((n, k));
+    let mut dists = Array2::<f32>::zeros((n, k));
+    for i in 0..n {
+        indices[(i, 0)] = i as u32;
+        for c in 1..k {
+            indices[(i, c)] = idx[i * (k - 1) + c - 1] as u32;
+            // Cosine distances of near-copies can round below 0.
+            dists[(i, c)] = dist[i * (k - 1) + c - 1].max(0.0);
+        }
+    }
+    Ok((indices, dists))
+}
+
+/// Scales a layout to a largest coordinate of 10 and adds noise of standard
+/// deviation 1e-4 (umap-learn `noisy_scale_coords`).
+fn noisy_scale(layout: &mut [f32], rng: &mut Rng) {
+    let max = layout.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 { 10.0 / max } else { 1.0 };
+    for v in layout.iter_mut() {
+        *v = *v * scale + (super::normal(rng) * 1e-4) as f32;
+    }
+}
+
+/// The 2-D UMAP layout of `points` (row-major, one point per row), with `distance`
+/// between input points.
+pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<Matrix> {
+    validate(points, params.n_neighbors, "UMAP input")?;
+    ensure!(params.n_neighbors >= 2, "UMAP needs n_neighbors ≥ 2, got {}", params.n_neighbors);
+    ensure!(
+        params.min_dist >= 0.0 && params.min_dist <= params.spread && params.spread > 0.0,
+        "UMAP needs 0 ≤ min_dist ≤ spread, got min_dist {} and spread {}",
+        params.min_dist,
+        params.spread
+    );
+    ensure!(params.learning_rate > 0.0 && params.negative_sample_rate >= 1, "UMAP needs a positive learning rate and negative sample rate");
+    let n = points.rows;
+    let (indices, dists) = knn_graph(points, params.n_neighbors, distance)?;
+    let (a, b) = find_ab_params(params.spread, params.min_dist);
+    let epochs = params.epochs_for(n);
+    ensure!(epochs >= 1, "UMAP needs at least one epoch");
+    let config = UmapConfig {
+        n_components: 2,
+        manifold: ManifoldParams { min_dist: params.min_dist, spread: params.spread, a: Some(a), b: Some(b) },
+        graph: GraphParams { n_neighbors: params.n_neighbors, ..Default::default() },
+        optimization: OptimizationParams {
+            n_epochs: Some(epochs),
+            learning_rate: params.learning_rate,
+            negative_sample_rate: params.negative_sample_rate,
+            repulsion_strength: 1.0,
+        },
+    };
+    let umap = Umap::with_metrics(config.clone(), Box::new(PlaneMetric), Box::new(PlaneMetric));
+    // umap-rs reads only the number of rows of its data argument.
+    let shape_only = Array2::<f32>::zeros((n, 0));
+    let manifold = umap.learn_manifold(shape_only.view(), indices.view(), dists.view());
+    let mut rng = Rng::new(params.seed);
+    let mut init = match params.init {
+        UmapInit::Spectral => {
+            let graph = manifold.graph();
+            let indptr = graph.indptr();
+            let g = Graph { indptr: indptr.raw_storage(), indices: graph.indices(), weights: graph.data() };
+            spectral_layout(&g, 2, &points.data, points.cols, params.seed)
+        }
+        UmapInit::Pca => pca(points, 2)?.data,
+    };
+    if init.len() != n * 2 {
+        // PCA of 1-D input: pad the second coordinate.
+        init = (0..n).flat_map(|i| [init.get(i).copied().unwrap_or(0.0), 0.0]).collect();
+    }
+    noisy_scale(&mut init, &mut rng);
+    let init = Array2::from_shape_vec((n, 2), init)?;
+    let mut optimizer = Optimizer::new(manifold, init, epochs, &config, MetricType::Generic);
+    optimizer.step_epochs(epochs, &PlaneMetric);
+    let embedding = optimizer.into_fitted(config).into_embedding();
+    let data: Vec<f32> = embedding.iter().copied().collect();
+    if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+        bail!("UMAP produced a non-finite coordinate for point {} (a vertex without neighbours?)", pos / 2);
+    }
+    Matrix::new(n, 2, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_parameters_match_umap_learn() {
+        // umap-learn 0.5: find_ab_params(1.0, 0.1) = (1.5769434603113077, 0.8950608779109733).
+        let (a, b) = find_ab_params(1.0, 0.1);
+        assert!((a - 1.5769).abs() < 2e-3 && (b - 0.8951).abs() < 1e-3, "a = {a}, b = {b}");
+        // A larger min_dist flattens the curve's top: smaller a, larger b.
+        let (a5, b5) = find_ab_params(1.0, 0.5);
+        assert!(a5 < a && b5 > b, "a = {a5}, b = {b5}");
+    }
+
+    #[test]
+    fn graph_starts_with_the_point_itself() {
+        tch::set_num_threads(1);
+        let m = Matrix::new(5, 1, vec![0.0, 1.0, 3.0, 6.0, 10.0]).unwrap();
+        let (idx, dist) = knn_graph(&m, 3, Distance::Euclidean).unwrap();
+        // 0 and 3 tie at distance 3: the lower index first.
+        assert_eq!(idx.row(2).to_vec(), vec![2, 1, 0]);
+        assert_eq!(dist.row(2).to_vec(), vec![0.0, 2.0, 3.0]);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::project::clustered_points;
+    use crate::project::quality::{knn_label_agreement, trustworthiness};
+
+    #[test]
+    fn clustered_data_is_laid_out_trustworthily() {
+        tch::set_num_threads(1);
+        let (points, labels) = clustered_points(300, 16, 6, 0.5, 7);
+        for init in [UmapInit::Spectral, UmapInit::Pca] {
+            let params = UmapParams { n_epochs: Some(200), init, ..Default::default() };
+            let layout = umap(&points, Distance::Euclidean, &params).unwrap();
+            let t = trustworthiness(&points, &layout, 15, Distance::Euclidean).unwrap();
+            assert!(t > 0.9, "{init:?}: trustworthiness {t}");
+            assert!(knn_label_agreement(&layout, &labels, 15).unwrap() > 0.95);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let (mut points, _) = clustered_points(15, 4, 2, 0.5, 1);
+        let err = umap(&points, Distance::Euclidean, &UmapParams::default()).unwrap_err().to_string();
+        assert!(err.contains("15 points") && err.contains("more than 15"), "{err}");
+        points.data[9] = f32::NAN;
+        let params = UmapParams { n_neighbors: 5, ..Default::default() };
+        assert!(umap(&points, Distance::Euclidean, &params).unwrap_err().to_string().contains("row 2"));
+    }
+}
