@@ -83,9 +83,14 @@ pub fn copy_if_changed(from: &Path, to: &Path) -> Result<WriteStats> {
 /// Largest file copied into the site; bigger ones are left out (and reported).
 pub const MAX_COPIED_FILE: u64 = 16 << 20;
 
+/// Extensions of files never copied into the site: tensors kept for other tools, not
+/// shown by any page.
+pub const SKIPPED_EXTENSIONS: [&str; 2] = ["safetensors", "bin"];
+
 /// Copies a directory tree incrementally, leaving out sub-directories named in
-/// `skip_dirs`, hidden files and files over [`MAX_COPIED_FILE`] (their paths are
-/// returned as `left_out`). Files in `to` that no longer exist in `from` are removed.
+/// `skip_dirs`, hidden files, tensors ([`SKIPPED_EXTENSIONS`]) and files over
+/// [`MAX_COPIED_FILE`] (the last two returned in `left_out`). Files in `to` that no
+/// longer exist in `from` are removed.
 pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<PathBuf>) -> Result<WriteStats> {
     let mut stats = WriteStats::default();
     let mut kept = std::collections::BTreeSet::new();
@@ -109,7 +114,10 @@ pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<
             stats.add(copy_tree(&path, &to.join(&name), skip_dirs, left_out)?);
             kept.insert(name);
         } else if path.is_file() {
-            if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > MAX_COPIED_FILE {
+            let tensor = path
+                .extension()
+                .is_some_and(|e| SKIPPED_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()));
+            if tensor || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > MAX_COPIED_FILE {
                 left_out.push(path);
                 continue;
             }

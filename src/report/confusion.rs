@@ -133,7 +133,7 @@ const TOP: u32 = 50;
 impl Figure for HeatMap<'_> {
     fn size(&self) -> (u32, u32) {
         let side = self.cell() * self.order.len().max(1) as u32;
-        (self.label_width() + side + 20, TOP + side + 30)
+        ((self.label_width() + side + 20).max(330), TOP + side + 30)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
@@ -141,7 +141,7 @@ impl Figure for HeatMap<'_> {
         let left = self.label_width() as i32;
         let n = self.order.len() as i32;
         area.draw(&Text::new(
-            "Confusion matrix (rows: true class, columns: predicted; share of the row's queries; classes grouped by confusion)",
+            "Confusion matrix: rows true, columns predicted",
             (8, 8),
             (FONT, 13).into_font(),
         ))
@@ -188,7 +188,7 @@ impl Figure for HeatMap<'_> {
         }
         area.draw(&Text::new(
             format!("{n} classes; the same order on both axes"),
-            (left, top + n * cell + 8),
+            (8, top + n * cell + 8),
             (FONT, 12).into_font(),
         ))
         .map_err(plot_error)?;

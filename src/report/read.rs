@@ -203,6 +203,12 @@ pub struct ExplanationItem {
     pub correct: Option<bool>,
     /// Map name (`gradcam`, `guided`, ...) → image path relative to `explanations/`.
     pub maps: std::collections::BTreeMap<String, String>,
+    /// Map name → `ok`, or why the map is flat (`constant`, `zero`, `non_finite`).
+    pub status: std::collections::BTreeMap<String, String>,
+    /// The image's class was held out of the phase's training.
+    pub unseen_class: bool,
+    /// The item's own folder (with its page), relative to `explanations/`.
+    pub dir: Option<String>,
 }
 
 /// `explanations/explanations.json`.

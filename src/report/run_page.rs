@@ -391,14 +391,24 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             Some(false) => "<span class=\"bad\">✗ wrong</span>".to_string(),
             None => String::new(),
         };
+        let name = match &item.dir {
+            Some(d) => format!("<a href=\"{}\">{}</a>", url(&format!("{dir}/{d}/index.html")), escape(&name)),
+            None => escape(&name),
+        };
         out.push_str(&format!(
-            "<tr><td style=\"text-align:left\">{verdict}<br>{}<br>true: {}<br>predicted: {}</td>",
-            escape(&name),
+            "<tr><td style=\"text-align:left\">{verdict}{}<br>{name}<br>true: {}<br>predicted: {}</td>",
+            if item.unseen_class { " <i>(held-out class)</i>" } else { "" },
             escape(item.true_class.as_deref().unwrap_or("?")),
             escape(item.predicted.as_deref().unwrap_or("?"))
         ));
         for (key, label) in &columns {
+            let status = item.status.get(*key).filter(|s| s.as_str() != "ok");
             match item.maps.get(*key) {
+                Some(_) if status.is_some() => out.push_str(&format!(
+                    "<td class=\"muted\">{}<br>map is {}</td>",
+                    escape(label),
+                    escape(status.unwrap())
+                )),
                 Some(path) => out.push_str(&format!(
                     "<td><a href=\"{0}\"><img src=\"{0}\" loading=\"lazy\" alt=\"{1}\"></a></td>",
                     url(&format!("{dir}/{path}")),
@@ -467,7 +477,8 @@ fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> R
     };
     let (w, h) = super::figure::Figure::size(&map);
     Ok(format!(
-        "<h3>{}</h3>\n<div class=\"grid\"><div><a href=\"{1}\" title=\"full size\"><img src=\"{1}\" loading=\"lazy\" width=\"{2}\" height=\"{3}\" style=\"max-width:640px\" alt=\"confusion matrix heat map\"></a><br><a href=\"{1}\">full size</a></div><div>{pairs}</div></div>\n",
+        "<h3>{}</h3>\n<p class=\"muted\">Each row is a true class, each column a predicted class; colour: share of the row's test queries \
+         (green: correct). Classes are ordered so that classes confused with each other sit side by side.</p>\n<div class=\"grid\"><div><a href=\"{1}\" title=\"full size\"><img src=\"{1}\" loading=\"lazy\" width=\"{2}\" height=\"{3}\" style=\"max-width:640px\" alt=\"confusion matrix heat map\"></a><br><a href=\"{1}\">full size</a></div><div>{pairs}</div></div>\n",
         escape(phase_label(p.phase)),
         url(&file),
         w,
