@@ -29,3 +29,6 @@ pub mod vanilla;
 
 pub use map::{MapStatus, SaliencyMap};
 pub use saliency::Explainable;
+
+#[cfg(test)]
+mod tests;
