@@ -6,7 +6,7 @@
 //! component's position in a meta-layout (corners of a cross for up to 4 components,
 //! else a spectral layout of the components' centroids).
 //!
-//! Eigenvectors: dense Jacobi for small components, block subspace iteration with
+//! Eigenvectors: dense (LAPACK `eigh` through libtorch) for small components, block subspace iteration with
 //! Rayleigh–Ritz for large ones (tolerance 1e-4 as umap-learn gives ARPACK; when it
 //! has not converged within its iteration cap the subspace reached is used, a fine
 //! starting point for the optimisation that follows).
@@ -188,7 +188,20 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
             nmat[i * m + j] = inv_sqrt[i] * a[i * m + j] * inv_sqrt[j];
         }
     }
-    let (values, vectors) = jacobi_eigen(&nmat, m);
+    // LAPACK through libtorch: Jacobi is O(m³) per sweep and slow at a few hundred.
+    let (values, vectors) = tch::no_grad(|| {
+        let (v, w) = tch::Tensor::from_slice(&nmat).view([m as i64, m as i64]).linalg_eigh("L");
+        (Vec::<f64>::try_from(&v).unwrap_or_default(), Vec::<f64>::try_from(&w.contiguous().view([-1])).unwrap_or_default())
+    });
+    if values.len() != m || vectors.len() != m * m {
+        let (values, vectors) = jacobi_eigen(&nmat, m);
+        return pick(&values, &vectors, m, dim, rng);
+    }
+    pick(&values, &vectors, m, dim, rng)
+}
+
+/// Eigenvectors 2..=dim+1 by descending eigenvalue (columns of row-major `vectors`).
+fn pick(values: &[f64], vectors: &[f64], m: usize, dim: usize, rng: &mut Rng) -> Vec<f64> {
     let mut order: Vec<usize> = (0..m).collect();
     order.sort_by(|&x, &y| values[y].partial_cmp(&values[x]).unwrap_or(std::cmp::Ordering::Equal));
     let mut out = vec![0f64; m * dim];

@@ -1,0 +1,114 @@
+//! Projection benchmark: our UMAP and t-SNE on clustered synthetic embeddings, time and
+//! trustworthiness (k = 15), beside the figures umap-learn and openTSNE reach on this
+//! machine kind for 2 000 × 128 points (measured once with their defaults; Python is
+//! not available to CI, so they are constants here).
+//!
+//! Data: [`crate::project::clustered_points`] — `clusters` standard-normal centres in
+//! `dim` dimensions, noise 0.5 — one set per size, the same for both methods.
+
+use crate::loss::Distance;
+use crate::project::clustered_points;
+use crate::project::quality::{knn_label_agreement, trustworthiness, QUALITY_K};
+use crate::project::tsne::{tsne, TsneParams};
+use crate::project::umap::{umap, UmapParams};
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use std::time::Instant;
+
+/// umap-learn (defaults) on 2 000 × 128 here: seconds and trustworthiness.
+pub const UMAP_LEARN_2000: (f64, f64) = (2.9, 0.984);
+/// openTSNE (defaults) on 2 000 × 128 here: seconds and trustworthiness.
+pub const OPENTSNE_2000: (f64, f64) = (2.2, 0.989);
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ProjectBenchOptions {
+    /// Point counts, one measurement each.
+    pub sizes: Vec<usize>,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Gaussian clusters the points are drawn around.
+    pub clusters: usize,
+    /// Threads (rayon and libtorch).
+    pub threads: usize,
+    /// Which methods: "umap", "tsne".
+    pub methods: Vec<String>,
+    /// Seed of the data and the layouts.
+    pub seed: u64,
+}
+
+impl Default for ProjectBenchOptions {
+    fn default() -> Self {
+        ProjectBenchOptions { sizes: vec![2000, 10_000], dim: 128, clusters: 20, threads: 2, methods: vec!["umap".into(), "tsne".into()], seed: 0 }
+    }
+}
+
+/// One method on one data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectBenchRow {
+    /// "umap" or "tsne".
+    pub method: String,
+    /// Number of points.
+    pub points: usize,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Wall-clock seconds of the layout (neighbour search included).
+    pub seconds: f64,
+    /// Trustworthiness at k = 15.
+    pub trustworthiness: f64,
+    /// Share of 15 nearest 2-D neighbours with the same cluster.
+    pub knn_label_agreement: f64,
+    /// The Python reference's seconds, where measured (2 000 points).
+    pub reference_seconds: Option<f64>,
+    /// The Python reference's trustworthiness, where measured.
+    pub reference_trustworthiness: Option<f64>,
+}
+
+/// Runs every method on every size.
+pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
+    ensure!(opts.dim > 0 && opts.threads > 0, "dimension and threads must be positive");
+    tch::set_num_threads(opts.threads as i32);
+    // Rayon's global pool can be sized once per process; a second call is harmless.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build_global();
+    let mut rows = Vec::new();
+    for &n in &opts.sizes {
+        let (points, labels) = clustered_points(n, opts.dim, opts.clusters, 0.5, opts.seed);
+        for method in &opts.methods {
+            let start = Instant::now();
+            let (layout, reference) = match method.as_str() {
+                "umap" => (umap(&points, Distance::Euclidean, &UmapParams { seed: opts.seed, ..Default::default() })?, UMAP_LEARN_2000),
+                "tsne" => (tsne(&points, &TsneParams::default())?.layout, OPENTSNE_2000),
+                other => anyhow::bail!("unknown method {other:?} (umap or tsne)"),
+            };
+            let seconds = start.elapsed().as_secs_f64();
+            let measured = n == 2000 && opts.dim == 128;
+            rows.push(ProjectBenchRow {
+                method: method.clone(),
+                points: n,
+                dim: opts.dim,
+                seconds,
+                trustworthiness: trustworthiness(&points, &layout, QUALITY_K, Distance::Euclidean)?,
+                knn_label_agreement: knn_label_agreement(&layout, &labels, QUALITY_K)?,
+                reference_seconds: measured.then_some(reference.0),
+                reference_trustworthiness: measured.then_some(reference.1),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_run_measures_both_methods() {
+        let opts = ProjectBenchOptions { sizes: vec![200], dim: 8, clusters: 4, threads: 1, ..Default::default() };
+        let rows = run(&opts).unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            assert!(r.seconds > 0.0 && r.trustworthiness > 0.9, "{r:?}");
+            assert!(r.reference_seconds.is_none());
+        }
+    }
+}
