@@ -13,7 +13,7 @@ pub fn guided_gradcam(guided: &Tensor, cams: &[SaliencyMap], dead: &[bool]) -> (
     let product = guided.detach().to_device(tch::Device::Cpu) * cam;
     let mut maps = display_maps(&product, dead);
     for (m, c) in maps.iter_mut().zip(cams) {
-        if c.status != MapStatus::Ok && m.status == MapStatus::Ok {
+        if c.status != MapStatus::Ok && m.status != MapStatus::NonFinite {
             *m = SaliencyMap::blank(m.channels, m.height, m.width, c.status);
         }
     }

@@ -1,0 +1,132 @@
+//! `dmlviz explain` end to end on a briefly trained fixture run: every method for one
+//! image (arrays, PNGs, page, JSON), a batch folder, a class target, the report's sample
+//! (`explanations.json`), and user errors.
+
+mod common;
+
+use common::{dmlviz, ok, tiny_run};
+use std::path::Path;
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[test]
+fn explain_writes_every_map_page_and_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "epshn", "phases = [\"all\", \"seen\"]\n");
+    let run_s = run.to_str().unwrap();
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards/0027.1_heart/dondorf.png");
+    let out = dir.path().join("one");
+
+    // One image, every method.
+    let v = json(&ok(dmlviz(&[
+        "explain", "--run", run_s, "--image", image.to_str().unwrap(), "--method", "all", "--k", "3", "--out", out.to_str().unwrap(), "--json",
+    ])));
+    let e = &v["explanation"];
+    assert_eq!(e["true_class"], "0027.1_heart");
+    assert_eq!(e["correct"], e["predicted"] == "0027.1_heart");
+    for m in ["gradcam", "transfer", "vanilla", "guided", "guided_gradcam"] {
+        let rec = &e["maps"][m];
+        let status = rec["status"].as_str().unwrap();
+        assert!(["ok", "constant", "zero", "non_finite"].contains(&status), "{m}: {status}");
+        for f in rec["files"].as_array().unwrap() {
+            let p = out.join(f.as_str().unwrap());
+            let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(img.width() >= 224, "{m}: display size");
+        }
+    }
+    assert_eq!(e["maps"]["gradcam"]["files"].as_array().unwrap().len(), 2, "heat map and overlay");
+    // At 32² MobileNetV2's last conv is 1×1: a Grad-CAM map holds one value, which is
+    // reported as constant and drawn as a flat blank, not stretched into noise.
+    for m in ["gradcam", "transfer"] {
+        assert_eq!(e["maps"][m]["status"], "constant", "{m}");
+        let png = image::open(out.join(e["maps"][m]["files"][0].as_str().unwrap())).unwrap().to_rgb8();
+        let first = *png.get_pixel(0, 0);
+        assert!(png.pixels().all(|p| *p == first), "{m}: a constant map must render flat");
+    }
+    for m in ["vanilla", "guided", "guided_gradcam"] {
+        let status = e["maps"][m]["status"].as_str().unwrap();
+        // guided Grad-CAM inherits the Grad-CAM map's status.
+        let expected = if m == "guided_gradcam" { "constant" } else { "ok" };
+        assert_eq!(status, expected, "{m}");
+    }
+    assert_eq!(e["maps"]["guided"]["files"].as_array().unwrap().len(), 1);
+    let nb = e["neighbours"].as_array().unwrap();
+    assert_eq!(nb.len(), 3);
+    for n in nb {
+        assert!(out.join(n["thumbnail"].as_str().unwrap()).is_file());
+        let pair = &n["pair"];
+        assert!(out.join(pair["query"]["files"][0].as_str().unwrap()).is_file());
+        assert!(out.join(pair["neighbour"]["files"][1].as_str().unwrap()).is_file());
+        assert!(pair["similarity"].as_f64().unwrap() <= 1.0 + 1e-6);
+    }
+    // Arrays: maps at the input's size (32², the run's crop) with values in [0, 1].
+    let arrays: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(out.join("maps.safetensors")).unwrap().into_iter().collect();
+    assert_eq!(arrays["gradcam"].size(), [32, 32]);
+    assert_eq!(arrays["guided"].size(), [3, 32, 32]);
+    assert_eq!(arrays["vanilla_gradient"].size(), [3, 32, 32]);
+    assert_eq!(arrays["gradcam_weights"].size(), [1280]);
+    for k in ["gradcam", "transfer", "vanilla", "guided", "guided_gradcam", "pair_0_query", "pair_0_other"] {
+        let t = &arrays[k];
+        assert!(t.min().double_value(&[]) >= 0.0 && t.max().double_value(&[]) <= 1.0, "{k} outside [0, 1]");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for needle in ["Grad-CAM", "Guided Grad-CAM", "Similarity decomposition", "Nearest training images", "0027.1_heart", "vanilla-overlay.png", "constant map"] {
+        assert!(html.contains(needle), "page lacks {needle}");
+    }
+    assert!(!html.contains("src=\"/"), "links must be relative");
+    // The weight-transfer store was cached beside the checkpoint.
+    assert!(run.join("phase-all/gradcam-weights.safetensors").is_file());
+
+    // A class target and a batch folder.
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards/0040.1_spade");
+    let bout = dir.path().join("batch");
+    let v = json(&ok(dmlviz(&[
+        "explain", "--run", run_s, "--batch", folder.to_str().unwrap(), "--method", "gradcam", "--method", "guided-gradcam",
+        "--class", "0028.2_heart", "--batch-size", "4", "--out", bout.to_str().unwrap(), "--json",
+    ])));
+    let list = v.as_array().unwrap();
+    assert!(list.len() >= 2);
+    for item in list {
+        let ex = &item["explanation"];
+        assert_eq!(ex["target"]["kind"], "class");
+        assert_eq!(ex["target"]["class"], "0028.2_heart");
+        assert!(ex["maps"]["gradcam"].is_object() && ex["maps"]["guided_gradcam"].is_object());
+        assert!(ex["maps"]["vanilla"].is_null());
+    }
+    assert!(bout.join("index.html").is_file());
+
+    // The report's sample, for the model trained without the held-out classes.
+    let v = json(&ok(dmlviz(&["explain", "--run", run_s, "--samples", "4", "--phase", "seen", "--k", "3", "--json"])));
+    let root = run.join("phase-seen/explanations");
+    let index = json(&std::fs::read_to_string(root.join("explanations.json")).unwrap());
+    assert_eq!(index, v);
+    assert_eq!(index["phase"], "seen");
+    let items = index["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    for it in items {
+        assert_eq!(it["correct"], it["true_class"] == it["predicted"]);
+        for key in ["image", "gradcam", "guided", "guided_gradcam", "vanilla", "pair_query", "pair_neighbour"] {
+            let p = root.join(it["maps"][key].as_str().unwrap_or_else(|| panic!("no {key}")));
+            assert!(p.is_file(), "{}", p.display());
+        }
+        for key in ["gradcam", "guided", "guided_gradcam", "vanilla", "pair_query", "pair_neighbour"] {
+            assert!(it["status"][key].is_string(), "no status for {key}");
+        }
+        assert_eq!(it["neighbours"].as_array().unwrap().len(), 3);
+        assert!(root.join(it["neighbours"][0]["thumbnail"].as_str().unwrap()).is_file());
+    }
+    // Held-out classes (the last 3 of 8) come first.
+    assert_eq!(items[0]["unseen_class"], true);
+    assert!(root.join("index.html").is_file());
+
+    // User errors: exit code 1 with the culprit named.
+    let bad = dmlviz(&["explain", "--run", run_s, "--image", image.to_str().unwrap(), "--class", "no such <class>"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no such <class>"));
+    let bad = dmlviz(&["explain", "--run", run_s, "--image", image.to_str().unwrap(), "--method", "lime"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lime"));
+}
