@@ -138,7 +138,7 @@ impl Figure for LineChart {
                 if (x - x.round()).abs() < 1e-9 {
                     format!("{}", x.round() as i64)
                 } else {
-                    format!("{x:.1}")
+                    String::new()
                 }
             })
             .y_label_formatter(&|y| format_tick(*y, y1 - y0))

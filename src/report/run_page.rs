@@ -70,7 +70,7 @@ pub fn duration(seconds: f64) -> String {
 fn status_text(p: &PhaseSummary) -> String {
     match p.status() {
         PhaseStatus::Finished => match &p.state {
-            Some(s) => format!("finished, {} epochs", s.epochs_done),
+            Some(s) => format!("finished, {} epoch{}", s.epochs_done, if s.epochs_done == 1 { "" } else { "s" }),
             None => "finished".into(),
         },
         PhaseStatus::Missing => "not trained".into(),
