@@ -163,8 +163,8 @@ pub struct GalleryNeighbour {
 pub struct GalleryItem {
     /// Anchor id in `galleries/index.html` (`q<N>`), derived from `query` when absent.
     pub id: Option<String>,
-    /// Query index.
-    pub query: Option<usize>,
+    /// The query: its image path (or, in older files, its index).
+    pub query: Option<serde_json::Value>,
     /// True class.
     pub true_class: String,
     /// Class of the nearest neighbour.
@@ -548,5 +548,40 @@ mod tests {
         assert!(run.phases[0].problems[0].contains("metrics.json"));
         assert!(run.status_line().contains("config.toml unreadable"), "{}", run.status_line());
         assert!(!run.is_complete());
+    }
+
+    #[test]
+    fn reads_the_project_and_explain_outputs_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let phase = dir.path().join("phase-all");
+        std::fs::create_dir_all(phase.join("galleries")).unwrap();
+        std::fs::create_dir_all(phase.join("explanations")).unwrap();
+        std::fs::create_dir_all(phase.join("projections/tensorboard")).unwrap();
+        std::fs::write(
+            phase.join("galleries/galleries.json"),
+            r#"{"items":[{"id":"q12","query":"data/x/a.png","true_class":"a","predicted":"b","majority":"a","correct":false,"unseen":true,
+                "sheet":"q12.jpg","neighbours":[{"path":"p","class":"b","distance":0.1,"correct":false}],"top_classes":[{"class":"b","votes":6}]}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            phase.join("explanations/explanations.json"),
+            r#"{"phase":"all","k":10,"method_notes":"n","items":[{"image":"data/x/a.png","true_class":"a","predicted":"b","correct":false,
+                "unseen_class":false,"dir":"01-a","maps":{"image":"01-a/image.png","gradcam":"01-a/gradcam-overlay.png"},
+                "status":{"gradcam":"constant"},"neighbours":[{"path":"p","class":"b","distance":0.1,"thumbnail":"01-a/neighbour-0.jpg"}]}]}"#,
+        )
+        .unwrap();
+        for f in ["umap.json", "umap.png", "umap.html", "sprite.jpg", "sprite.json"] {
+            std::fs::write(phase.join("projections").join(f), if f.ends_with("json") { "{\"method\":\"umap\",\"trustworthiness\":0.9}" } else { "" }).unwrap();
+        }
+        let p = read_phase(&RunDir::new(dir.path()), Phase::All).unwrap();
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let g = p.galleries.unwrap();
+        assert_eq!((g.items[0].id.as_deref(), g.items[0].unseen, g.items[0].sheet.as_deref()), (Some("q12"), true, Some("q12.jpg")));
+        let e = p.explanations.unwrap();
+        assert_eq!(e.items[0].status["gradcam"], "constant");
+        assert_eq!(e.items[0].dir.as_deref(), Some("01-a"));
+        assert_eq!(p.projections.len(), 1, "sprite is not a projection");
+        assert_eq!(p.projections[0].method, "umap");
+        assert_eq!(p.projections[0].info.as_ref().unwrap().trustworthiness, Some(0.9));
     }
 }

@@ -313,7 +313,7 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         url(&format!("{dir}/index.html"))
     );
     for item in wrong.chain(right) {
-        let id = item.id.clone().or_else(|| item.query.map(|q| format!("q{q}"))).unwrap_or_default();
+        let id = item.id.clone().or_else(|| item.query.as_ref().and_then(|q| q.as_u64()).map(|q| format!("q{q}"))).unwrap_or_default();
         let votes: Vec<String> = item.neighbours.iter().take(10).map(|n| n.class.clone()).collect();
         let caption = format!(
             "<span class=\"{}\">{}</span> {} → {}{}{}",
