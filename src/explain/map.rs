@@ -45,7 +45,7 @@ impl MapStatus {
         match self {
             MapStatus::Ok => "",
             MapStatus::Constant => "constant map: no region matters more than another",
-            MapStatus::Zero => "all-zero map: the score has no gradient here (dead target or zero gradient)",
+            MapStatus::Zero => "all-zero map: nothing raises the score (a dead target, a zero gradient, or every location cut by the ReLU)",
             MapStatus::NonFinite => "not computable: NaN or infinite values",
         }
     }

@@ -130,13 +130,22 @@ fn spread(len: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| i * len / n).collect()
 }
 
-/// Picks `count` rows from (correct, incorrect) candidate lists, as the module says.
-pub fn pick(correct: &[usize], incorrect: &[usize], count: usize) -> Vec<usize> {
-    let want_bad = (count / 2).min(incorrect.len());
-    let want_good = (count - want_bad).min(correct.len());
-    let want_bad = (count - want_good).min(incorrect.len());
-    let mut out: Vec<usize> = spread(correct.len(), want_good).into_iter().map(|i| correct[i]).collect();
-    out.extend(spread(incorrect.len(), want_bad).into_iter().map(|i| incorrect[i]));
+/// `n` rows spread over `preferred`, then (when it is short) over `rest`.
+fn spread_preferring(preferred: &[usize], rest: &[usize], n: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = spread(preferred.len(), n).into_iter().map(|i| preferred[i]).collect();
+    out.extend(spread(rest.len(), n - out.len()).into_iter().map(|i| rest[i]));
+    out
+}
+
+/// Picks `count` rows from (correct, incorrect) candidate lists, each split into
+/// (preferred, rest) — held-out classes first for phase `seen` — as the module says.
+pub fn pick(correct: (&[usize], &[usize]), incorrect: (&[usize], &[usize]), count: usize) -> Vec<usize> {
+    let (n_good, n_bad) = (correct.0.len() + correct.1.len(), incorrect.0.len() + incorrect.1.len());
+    let want_bad = (count / 2).min(n_bad);
+    let want_good = (count - want_bad).min(n_good);
+    let want_bad = (count - want_good).min(n_bad);
+    let mut out = spread_preferring(correct.0, correct.1, want_good);
+    out.extend(spread_preferring(incorrect.0, incorrect.1, want_bad));
     out
 }
 
@@ -218,12 +227,17 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         let truth = &exp.dataset.classes[exp.samples[queries.indices[row]].label];
         if *truth == p.majority { good.push(row) } else { bad.push(row) }
     }
-    if phase == Phase::Seen {
-        // Held-out classes first (stable: dataset order within each group).
-        good.sort_by_key(|&r| !unseen(r));
-        bad.sort_by_key(|&r| !unseen(r));
-    }
-    let chosen = pick(&good, &bad, opts.count);
+    // Phase seen: test images of the held-out classes are preferred.
+    let split = |rows: &mut Vec<usize>| -> Vec<usize> {
+        if phase != Phase::Seen {
+            return Vec::new();
+        }
+        let (pref, rest): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&r| unseen(r));
+        *rows = rest;
+        pref
+    };
+    let (good_pref, bad_pref) = (split(&mut good), split(&mut bad));
+    let chosen = pick((&good_pref, &good), (&bad_pref, &bad), opts.count);
     let chosen_paths: Vec<PathBuf> = chosen.iter().map(|&r| paths[r].clone()).collect();
     let eopts = ExplainOptions {
         methods: vec![Method::GradCam, Method::Vanilla, Method::Guided, Method::GuidedGradCam, Method::Pair],
@@ -267,6 +281,15 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     );
     write_atomic(&out.join("index.html"), page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes())?;
     write_json(&out.join("explanations.json"), &index)?;
+    // Item directories of an earlier sample that this one does not list are stale.
+    let keep: std::collections::HashSet<&str> = index.items.iter().map(|i| i.dir.as_str()).collect();
+    for entry in std::fs::read_dir(&out).map_err(|e| anyhow::anyhow!("listing {}: {e}", out.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let numbered = name.len() > 3 && name.as_bytes()[..2].iter().all(u8::is_ascii_digit) && name.as_bytes()[2] == b'-';
+        if numbered && entry.path().is_dir() && !keep.contains(name.as_str()) {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| anyhow::anyhow!("removing stale {}: {e}", entry.path().display()))?;
+        }
+    }
     Ok(index)
 }
 
@@ -276,10 +299,12 @@ mod tests {
 
     #[test]
     fn picks_half_and_half_and_fills_in() {
-        assert_eq!(pick(&[0, 1, 2, 3, 4, 5, 6, 7], &[10, 11, 12, 13], 4), [0, 4, 10, 12]);
-        assert_eq!(pick(&[0, 1, 2, 3, 4, 5], &[10], 4), [0, 2, 4, 10]);
-        assert_eq!(pick(&[0], &[10, 11, 12], 4), [0, 10, 11, 12]);
-        assert_eq!(pick(&[], &[], 4), Vec::<usize>::new());
+        assert_eq!(pick((&[], &[0, 1, 2, 3, 4, 5, 6, 7]), (&[], &[10, 11, 12, 13]), 4), [0, 4, 10, 12]);
+        assert_eq!(pick((&[], &[0, 1, 2, 3, 4, 5]), (&[], &[10]), 4), [0, 2, 4, 10]);
+        assert_eq!(pick((&[0], &[]), (&[], &[10, 11, 12]), 4), [0, 10, 11, 12]);
+        assert_eq!(pick((&[], &[]), (&[], &[]), 4), Vec::<usize>::new());
+        // Preferred rows first, the rest fills in.
+        assert_eq!(pick((&[5], &[0, 1, 2]), (&[7, 8, 9], &[3]), 4), [5, 0, 7, 8]);
         assert_eq!(item_dir(2, "0001.monkey face", Path::new("a/b/twit ter.png")), "03-0001_monkey_face-twit_ter");
     }
 }
