@@ -1,14 +1,93 @@
 //! `dmlviz project` and `dmlviz bench project`.
 
-use anyhow::{bail, Result};
-use clap::Args;
+use super::predict::PhaseArg;
+use anyhow::Result;
+use clap::{Args, ValueEnum};
 use dmlviz::bench::project::{run as bench_run, ProjectBenchOptions};
+use dmlviz::project::{project_phase, Method, ProjectOptions};
+use dmlviz::run::RunDir;
+use std::path::PathBuf;
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    Umap,
+    Tsne,
+    Both,
+}
+
+/// 2-D maps of a run's embeddings (UMAP, t-SNE: PNG, SVG, interactive HTML, CSV,
+/// TensorBoard projector files) and nearest-neighbour galleries, under
+/// runs/X/phase-P/projections/ and runs/X/phase-P/galleries/.
 #[derive(Args)]
-pub struct ProjectArgs {}
+#[command(after_help = "Example:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails")]
+pub struct ProjectArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// Which trained model's embeddings: all classes, or without the held-out ones.
+    #[arg(long, value_enum, default_value = "all")]
+    phase: PhaseArg,
+    #[arg(long, value_enum, default_value = "both")]
+    method: MethodArg,
+    /// Also draw each image at its point (umap-thumbnails.png, tsne-thumbnails.png).
+    #[arg(long)]
+    thumbnails: bool,
+    /// Reduce the embeddings to this many dimensions by PCA first (e.g. 50).
+    #[arg(long)]
+    pca: Option<usize>,
+    /// Seed of UMAP's initial layout and sampling, and of the gallery sample.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Held-out classes' test images to put in the galleries.
+    #[arg(long, default_value_t = 20)]
+    gallery_unseen: usize,
+    /// Misclassified test images to put in the galleries, at most.
+    #[arg(long, default_value_t = 50)]
+    gallery_misclassified: usize,
+    /// Threads (libtorch and rayon).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: ProjectArgs) -> Result<()> {
-    bail!("dmlviz project is not implemented yet")
+pub fn run(args: ProjectArgs) -> Result<()> {
+    tch::set_num_threads(args.threads.max(1) as i32);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build_global();
+    let mut opts = ProjectOptions {
+        methods: match args.method {
+            MethodArg::Umap => vec![Method::Umap],
+            MethodArg::Tsne => vec![Method::Tsne],
+            MethodArg::Both => vec![Method::Umap, Method::Tsne],
+        },
+        pca_dims: args.pca,
+        thumbnails: args.thumbnails,
+        ..Default::default()
+    };
+    opts.umap.seed = args.seed;
+    opts.gallery.seed = args.seed;
+    opts.gallery.unseen_sample = args.gallery_unseen;
+    opts.gallery.misclassified_limit = args.gallery_misclassified;
+    let summary = project_phase(&RunDir::new(&args.run), args.phase.into(), &opts)?;
+    if args.json {
+        return super::print_json(&summary);
+    }
+    for r in &summary.projections {
+        println!(
+            "{:<5} {} points: trustworthiness {:.3}, kNN label agreement {:.3}, {:.1} s",
+            r.method.name(),
+            r.points,
+            r.trustworthiness,
+            r.knn_label_agreement,
+            r.seconds
+        );
+    }
+    println!("maps in {}", summary.projections_dir.display());
+    println!("{} gallery queries in {}", summary.gallery_items, summary.galleries_dir.display());
+    if summary.missing_images > 0 {
+        eprintln!("warning: {} images could not be read (drawn grey)", summary.missing_images);
+    }
+    Ok(())
 }
 
 /// UMAP and t-SNE time and trustworthiness on clustered embeddings.

@@ -1,13 +1,275 @@
 //! 2-D maps of the embedding space: UMAP and t-SNE layouts with quality measures,
 //! scatter plots, the interactive HTML map, exports, nearest-neighbour galleries.
+//!
+//! [`project_phase`] reads a phase's stored embeddings (`embeddings.safetensors`,
+//! `embeddings.json`; train rows then test rows) and writes:
+//!
+//! ```text
+//! runs/X/phase-P/projections/
+//!   umap.csv, tsne.csv    index,split,label,class,unseen,x,y,path   (one row per point;
+//!                         index = row in train-then-test order, split = train|test,
+//!                         unseen = class held out by the protocol (last N classes),
+//!                         RFC 4180 quoting)
+//!   umap.json, tsne.json  {method, points, dims, params{...}, seconds, trustworthiness,
+//!                          knn_label_agreement, pca_dims, distance, duplicates}
+//!                         (trustworthiness: scikit-learn's, k = 15, input space =
+//!                          the embeddings, unit rows for cosine runs; knn_label_agreement:
+//!                          share of the 15 nearest 2-D neighbours with the same class)
+//!   umap.png, umap.svg, tsne.png, tsne.svg         scatter plots
+//!   umap-thumbnails.png, tsne-thumbnails.png       with --thumbnails
+//!   umap.html, tsne.html  interactive map (hover: thumbnail, class, split, 5 nearest
+//!                         neighbours in the embedding space; click: the point's gallery
+//!                         entry ../galleries/index.html#q<N>, else #p<N> on the map)
+//!   sprite.jpg, sprite.json   hover thumbnails: {cell, columns, rows, count}, cell i
+//!                         (point i) at column i % columns, row i / columns
+//!   tensorboard/          vectors.tsv, metadata.tsv (class, split, unseen), sprite.png,
+//!                         projector_config.pbtxt
+//! runs/X/phase-P/galleries/
+//!   galleries.json        {"items":[{id:"q<N>", query, true_class, predicted, majority,
+//!                          correct, unseen, sheet:"q<N>.jpg", neighbours:[{path, class,
+//!                          distance, correct}], top_classes:[{class, votes}]}]}
+//!   q<N>.jpg              contact sheet: query + its 10 nearest training images
+//!   index.html            every query, anchored at its id
+//! ```
+//!
+//! `N` is always the point's row in train-then-test order.
 
+pub mod data;
+pub mod export;
+pub mod gallery;
 pub mod input;
+pub mod map;
+pub mod plot;
 pub mod quality;
 pub mod spectral;
-pub mod umap;
 pub mod tsne;
+pub mod umap;
 
+use crate::atomic::{write_atomic, write_json};
+use crate::config::Phase;
 use crate::data::rng::Rng;
+use crate::eval::knn::{k_nearest_with, Exclude, KnnOptions};
+use crate::loss::Distance;
+use crate::run::RunDir;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A layout method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// UMAP ([`umap`]).
+    Umap,
+    /// t-SNE ([`tsne`]).
+    Tsne,
+}
+
+impl Method {
+    /// File stem and JSON name: `umap` or `tsne`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Umap => "umap",
+            Method::Tsne => "tsne",
+        }
+    }
+
+    /// Display name.
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::Umap => "UMAP",
+            Method::Tsne => "t-SNE",
+        }
+    }
+}
+
+/// What [`project_phase`] does.
+#[derive(Debug, Clone)]
+pub struct ProjectOptions {
+    /// Layouts to compute.
+    pub methods: Vec<Method>,
+    /// UMAP parameters (umap-learn's defaults).
+    pub umap: umap::UmapParams,
+    /// t-SNE parameters (openTSNE's defaults).
+    pub tsne: tsne::TsneParams,
+    /// Reduce to this many dimensions by PCA first (when the embeddings have more).
+    pub pca_dims: Option<usize>,
+    /// Also draw the thumbnail maps.
+    pub thumbnails: bool,
+    /// Gallery queries and neighbours.
+    pub gallery: gallery::GalleryOptions,
+}
+
+impl Default for ProjectOptions {
+    fn default() -> Self {
+        ProjectOptions {
+            methods: vec![Method::Umap, Method::Tsne],
+            umap: Default::default(),
+            tsne: Default::default(),
+            pca_dims: None,
+            thumbnails: false,
+            gallery: Default::default(),
+        }
+    }
+}
+
+/// One layout's record (`<method>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectionRecord {
+    /// `umap` or `tsne`.
+    pub method: Method,
+    /// Number of points.
+    pub points: usize,
+    /// Dimensions of the embeddings.
+    pub dims: usize,
+    /// The parameters used (t-SNE: the perplexity after lowering to (n − 1)/3).
+    pub params: serde_json::Value,
+    /// Wall-clock seconds of the layout (neighbour search included).
+    pub seconds: f64,
+    /// Trustworthiness at k = 15.
+    pub trustworthiness: f64,
+    /// Share of the 15 nearest 2-D neighbours with the same class.
+    pub knn_label_agreement: f64,
+    /// Dimensions after PCA, when PCA ran first.
+    pub pca_dims: Option<usize>,
+    /// The run's distance (`cosine`: rows were L2-normalised first).
+    pub distance: Distance,
+    /// Rows equal to an earlier row.
+    pub duplicates: usize,
+}
+
+/// What [`project_phase`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectSummary {
+    /// The phase.
+    pub phase: Phase,
+    /// `runs/X/phase-P/projections`.
+    pub projections_dir: PathBuf,
+    /// `runs/X/phase-P/galleries`.
+    pub galleries_dir: PathBuf,
+    /// Number of points.
+    pub points: usize,
+    /// One record per layout.
+    pub projections: Vec<ProjectionRecord>,
+    /// Gallery queries written.
+    pub gallery_items: usize,
+    /// Images that could not be read (drawn grey).
+    pub missing_images: usize,
+}
+
+/// Neighbours shown on hover.
+const HOVER_NEIGHBOURS: usize = 5;
+
+/// Projects one phase of a run: layouts, their quality, plots, maps, exports and
+/// galleries (file list in the module doc). Every file is written atomically.
+pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Result<ProjectSummary> {
+    let data = data::load_phase(run, phase)?;
+    let source = data.dir.join("embeddings.safetensors").display().to_string();
+    let min_neighbours = if opts.methods.contains(&Method::Umap) { opts.umap.n_neighbors } else { 3 };
+    let report = input::validate(&data.embeddings, min_neighbours, &source)?;
+    let out = data.dir.join("projections");
+    let galleries_dir = data.dir.join("galleries");
+    let n = data.len();
+
+    // The space distances are measured in: unit rows for cosine, then optional PCA.
+    let space = input::for_distance(&data.embeddings, data.distance);
+    let pca_dims = opts.pca_dims.filter(|&d| d > 0 && d < space.cols);
+    let reduced = match pca_dims {
+        Some(d) => input::pca(&space, d)?,
+        None => space.clone(),
+    };
+
+    // Hover neighbours in the embedding space (the run's distance).
+    let x = data.embeddings.to_tensor();
+    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let (idx, dist) = k_nearest_with(&x, &x, HOVER_NEIGHBOURS.min(n - 1) as i64, data.distance, &options);
+    let idx = Vec::<Vec<i64>>::try_from(&idx)?;
+    let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))?;
+    let neighbours: Vec<Vec<(usize, f32)>> = idx.iter().zip(&dist).map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect()).collect();
+
+    // Galleries first: the maps link to their entries.
+    let items = gallery::write_galleries(&data, &galleries_dir, &opts.gallery)?;
+    let mut in_gallery = vec![false; n];
+    for item in &items {
+        if let Ok(i) = item.id[1..].parse::<usize>() {
+            in_gallery[i] = true;
+        }
+    }
+
+    // Thumbnails: the hover sprite, the TensorBoard sprite and the thumbnail maps.
+    let sprite = map::SpriteInfo::for_points(n);
+    let (thumbs, missing_images) = map::load_thumbnails(&data.paths, 64);
+    let sheet = map::sprite_sheet(&thumbs, &sprite);
+    crate::imaging::write_jpeg(&out.join("sprite.jpg"), &sheet)?;
+    write_json(&out.join("sprite.json"), &sprite)?;
+    export::tensorboard(&data, &out.join("tensorboard"), Some((&sheet, &sprite)))?;
+
+    let mut records = Vec::new();
+    for &method in &opts.methods {
+        let start = Instant::now();
+        let (layout, params) = match method {
+            Method::Umap => {
+                // Cosine runs: UMAP measures cosine itself, as umap-learn's metric="cosine".
+                let (points, distance) = if pca_dims.is_some() { (&reduced, Distance::Euclidean) } else { (&data.embeddings, data.distance) };
+                let layout = umap::umap(points, distance, &opts.umap).with_context(|| format!("UMAP of {source}"))?;
+                let mut params = serde_json::to_value(&opts.umap)?;
+                params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(n));
+                (layout, params)
+            }
+            Method::Tsne => {
+                let result = tsne::tsne(&reduced, &opts.tsne).with_context(|| format!("t-SNE of {source}"))?;
+                let mut params = serde_json::to_value(&opts.tsne)?;
+                params["perplexity"] = serde_json::json!(result.perplexity);
+                params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
+                (result.layout, params)
+            }
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let k = quality::QUALITY_K.min((n - 1) / 2).max(1);
+        let record = ProjectionRecord {
+            method,
+            points: n,
+            dims: data.embeddings.cols,
+            params,
+            seconds,
+            trustworthiness: quality::trustworthiness(&space, &layout, k, Distance::Euclidean)?,
+            knn_label_agreement: quality::knn_label_agreement(&layout, &data.labels, k)?,
+            pca_dims,
+            distance: data.distance,
+            duplicates: report.duplicates,
+        };
+        let name = method.name();
+        let title = format!("{} — {} ({} points)", method.title(), phase.dir_name(), n);
+        write_atomic(&out.join(format!("{name}.csv")), export::layout_csv(&data, &layout).as_bytes())?;
+        plot::scatter_png(&data, &layout, &title, &out.join(format!("{name}.png")))?;
+        plot::scatter_svg(&data, &layout, &title, &out.join(format!("{name}.svg")))?;
+        if opts.thumbnails {
+            let side = if n > 2000 { 24 } else { 32 };
+            plot::thumbnail_png(&data, &layout, &title, &thumbs, side, &out.join(format!("{name}-thumbnails.png")))?;
+        }
+        let facts = format!(
+            "{} points ({} train, {} test) · trustworthiness {:.3} · kNN label agreement {:.3} · {:.1} s",
+            n,
+            data.n_train,
+            n - data.n_train,
+            record.trustworthiness,
+            record.knn_label_agreement,
+            seconds
+        );
+        let nav = vec![
+            ("umap.html".to_string(), "UMAP map".to_string()),
+            ("tsne.html".to_string(), "t-SNE map".to_string()),
+            ("../galleries/index.html".to_string(), "galleries".to_string()),
+        ];
+        let page = map::MapPage { title: format!("{} — {}", method.title(), phase.dir_name()), facts, neighbours: &neighbours, gallery: &in_gallery, sprite: Some(sprite), nav };
+        write_atomic(&out.join(format!("{name}.html")), map::map_html(&data, &layout, &page).as_bytes())?;
+        write_json(&out.join(format!("{name}.json")), &record)?;
+        records.push(record);
+    }
+    Ok(ProjectSummary { phase, projections_dir: out, galleries_dir, points: n, projections: records, gallery_items: items.len(), missing_images })
+}
+
 
 /// A standard normal draw (Box–Muller) from the project's seeded generator.
 pub(crate) fn normal(rng: &mut Rng) -> f64 {
