@@ -118,6 +118,10 @@ fn site_of_a_trained_and_a_broken_run() {
     }
     assert!(page.contains("<svg") && page.contains("href=\"../../index.html\""));
     assert!(page.contains("dmlviz project --run"), "absent maps are not explained");
+    assert!(
+        run.join("hardware.json").is_file() && page.contains("logical CPUs"),
+        "the training machine is not shown"
+    );
     for file in ["test-accuracy.png", "test-accuracy2.png", "precision-drop.png"] {
         assert!(site.join(file).is_file(), "{file} missing");
     }

@@ -108,7 +108,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Every table and metric of the run, as `dmlviz eval` would write them.
     let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir)?;
     super::eval::print_summary(&run_dir, &phases, comparison.as_ref());
-    // The run's own report page; a failure here must not fail a finished training.
+    // The machine and the run's own report page; a failure here must not fail a finished training.
+    if let Err(e) = dmlviz::report::hardware::record(&run_dir.root) {
+        eprintln!("warning: hardware.json was not written: {e:#}");
+    }
     match dmlviz::report::write_run_page(&run_dir.root, &run_dir.root.join("report")) {
         Ok(page) => println!("report: {}", page.display()),
         Err(e) => eprintln!("warning: the run's report page was not written: {e:#}"),

@@ -309,6 +309,8 @@ pub struct RunSummary {
     pub comparison: Option<PrecisionDrop>,
     /// The user's notes (`deductions.md`), raw.
     pub deductions: Option<String>,
+    /// The training machine (`hardware.json`, written by `dmlviz train`).
+    pub hardware: Option<crate::report::hardware::Hardware>,
     /// Files that exist but could not be read, each with the reason.
     pub problems: Vec<String>,
 }
@@ -485,6 +487,7 @@ pub fn read_run(root: &Path) -> RunSummary {
     let phases = [Phase::All, Phase::Seen].into_iter().filter_map(|p| read_phase(&run, p)).collect();
     let comparison = read_json(&root.join("comparison/precision_drop.json"), &mut problems);
     let deductions = crate::report::deductions::read(root, &mut problems);
+    let hardware = read_json(&root.join(crate::report::hardware::FILE_NAME), &mut problems);
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -497,6 +500,7 @@ pub fn read_run(root: &Path) -> RunSummary {
         phases,
         comparison,
         deductions,
+        hardware,
         problems,
     }
 }
@@ -571,12 +575,23 @@ mod tests {
         )
         .unwrap();
         for f in ["umap.json", "umap.png", "umap.html", "sprite.jpg", "sprite.json"] {
-            std::fs::write(phase.join("projections").join(f), if f.ends_with("json") { "{\"method\":\"umap\",\"trustworthiness\":0.9}" } else { "" }).unwrap();
+            std::fs::write(
+                phase.join("projections").join(f),
+                if f.ends_with("json") {
+                    "{\"method\":\"umap\",\"trustworthiness\":0.9}"
+                } else {
+                    ""
+                },
+            )
+            .unwrap();
         }
         let p = read_phase(&RunDir::new(dir.path()), Phase::All).unwrap();
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         let g = p.galleries.unwrap();
-        assert_eq!((g.items[0].id.as_deref(), g.items[0].unseen, g.items[0].sheet.as_deref()), (Some("q12"), true, Some("q12.jpg")));
+        assert_eq!(
+            (g.items[0].id.as_deref(), g.items[0].unseen, g.items[0].sheet.as_deref()),
+            (Some("q12"), true, Some("q12.jpg"))
+        );
         let e = p.explanations.unwrap();
         assert_eq!(e.items[0].status["gradcam"], "constant");
         assert_eq!(e.items[0].dir.as_deref(), Some("01-a"));

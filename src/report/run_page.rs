@@ -313,7 +313,11 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         url(&format!("{dir}/index.html"))
     );
     for item in wrong.chain(right) {
-        let id = item.id.clone().or_else(|| item.query.as_ref().and_then(|q| q.as_u64()).map(|q| format!("q{q}"))).unwrap_or_default();
+        let id = item
+            .id
+            .clone()
+            .or_else(|| item.query.as_ref().and_then(|q| q.as_u64()).map(|q| format!("q{q}")))
+            .unwrap_or_default();
         let votes: Vec<String> = item.neighbours.iter().take(10).map(|n| n.class.clone()).collect();
         let caption = format!(
             "<span class=\"{}\">{}</span> {} → {}{}{}",
@@ -640,8 +644,15 @@ fn hardware_html(run: &RunSummary) -> String {
         .as_ref()
         .map(|c| format!("{:?} with {} threads", c.training.device, c.training.threads).to_lowercase())
         .unwrap_or_default();
+    let machine = match &run.hardware {
+        Some(h) => format!("Trained on: {}.", escape(&h.describe())),
+        None => format!(
+            "No <code>{}</code> in the run (written when <code>dmlviz train</code> finishes).",
+            super::hardware::FILE_NAME
+        ),
+    };
     format!(
-        "<p>Device: {}. Throughput is training images per second (loader, forward, backward, update).</p>\n{}",
+        "<p>{machine}</p>\n<p>Device: {}. Throughput is training images per second (loader, forward, backward, update).</p>\n{}",
         escape(&device),
         html_table(&["phase", "status", "epochs", "duration", "images/s"], &rows, "")
     )

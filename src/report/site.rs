@@ -77,6 +77,7 @@ fn page_inputs(run: &RunSummary, presets_dir: &Path) -> Vec<PathBuf> {
     let mut inputs = vec![
         run.root.join("config.toml"),
         run.root.join(super::deductions::FILE_NAME),
+        run.root.join(super::hardware::FILE_NAME),
         run.root.join("comparison"),
         presets_dir.to_path_buf(),
     ];
