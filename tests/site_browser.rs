@@ -382,7 +382,7 @@ fn site_opens_in_headless_chromium() {
     std::fs::write(run.join("deductions.md"), "- **tiny**: one epoch, `scratch` init <not> a result\n").unwrap();
     ok(dmlviz(&["explain", "--run", run.to_str().unwrap(), "--samples", "4"]));
     // Embedding maps and galleries, when this build has them.
-    let project = dmlviz(&["project", "--run", run.to_str().unwrap(), "--method", "umap"]);
+    let project = dmlviz(&["project", "--run", run.to_str().unwrap(), "--method", "both"]);
     let stderr = String::from_utf8_lossy(&project.stderr);
     if !project.status.success() {
         assert!(
