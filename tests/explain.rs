@@ -21,7 +21,18 @@ fn explain_writes_every_map_page_and_sample() {
 
     // One image, every method.
     let v = json(&ok(dmlviz(&[
-        "explain", "--run", run_s, "--image", image.to_str().unwrap(), "--method", "all", "--k", "3", "--out", out.to_str().unwrap(), "--json",
+        "explain",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--method",
+        "all",
+        "--k",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
     ])));
     let e = &v["explanation"];
     assert_eq!(e["true_class"], "0027.1_heart");
@@ -62,18 +73,39 @@ fn explain_writes_every_map_page_and_sample() {
         assert!(pair["similarity"].as_f64().unwrap() <= 1.0 + 1e-6);
     }
     // Arrays: maps at the input's size (32², the run's crop) with values in [0, 1].
-    let arrays: std::collections::HashMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(out.join("maps.safetensors")).unwrap().into_iter().collect();
+    let arrays: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(out.join("maps.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(arrays["gradcam"].size(), [32, 32]);
     assert_eq!(arrays["guided"].size(), [3, 32, 32]);
     assert_eq!(arrays["vanilla_gradient"].size(), [3, 32, 32]);
     assert_eq!(arrays["gradcam_weights"].size(), [1280]);
-    for k in ["gradcam", "transfer", "vanilla", "guided", "guided_gradcam", "pair_0_query", "pair_0_other"] {
+    for k in [
+        "gradcam",
+        "transfer",
+        "vanilla",
+        "guided",
+        "guided_gradcam",
+        "pair_0_query",
+        "pair_0_other",
+    ] {
         let t = &arrays[k];
-        assert!(t.min().double_value(&[]) >= 0.0 && t.max().double_value(&[]) <= 1.0, "{k} outside [0, 1]");
+        assert!(
+            t.min().double_value(&[]) >= 0.0 && t.max().double_value(&[]) <= 1.0,
+            "{k} outside [0, 1]"
+        );
     }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-    for needle in ["Grad-CAM", "Guided Grad-CAM", "Similarity decomposition", "Nearest training images", "0027.1_heart", "vanilla-overlay.png", "constant map"] {
+    for needle in [
+        "Grad-CAM",
+        "Guided Grad-CAM",
+        "Similarity decomposition",
+        "Nearest training images",
+        "0027.1_heart",
+        "vanilla-overlay.png",
+        "constant map",
+    ] {
         assert!(html.contains(needle), "page lacks {needle}");
     }
     assert!(!html.contains("src=\"/"), "links must be relative");
@@ -84,8 +116,22 @@ fn explain_writes_every_map_page_and_sample() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards/0040.1_spade");
     let bout = dir.path().join("batch");
     let v = json(&ok(dmlviz(&[
-        "explain", "--run", run_s, "--batch", folder.to_str().unwrap(), "--method", "gradcam", "--method", "guided-gradcam",
-        "--class", "0028.2_heart", "--batch-size", "4", "--out", bout.to_str().unwrap(), "--json",
+        "explain",
+        "--run",
+        run_s,
+        "--batch",
+        folder.to_str().unwrap(),
+        "--method",
+        "gradcam",
+        "--method",
+        "guided-gradcam",
+        "--class",
+        "0028.2_heart",
+        "--batch-size",
+        "4",
+        "--out",
+        bout.to_str().unwrap(),
+        "--json",
     ])));
     let list = v.as_array().unwrap();
     assert!(list.len() >= 2);
@@ -99,7 +145,18 @@ fn explain_writes_every_map_page_and_sample() {
     assert!(bout.join("index.html").is_file());
 
     // The report's sample, for the model trained without the held-out classes.
-    let v = json(&ok(dmlviz(&["explain", "--run", run_s, "--samples", "4", "--phase", "seen", "--k", "3", "--json"])));
+    let v = json(&ok(dmlviz(&[
+        "explain",
+        "--run",
+        run_s,
+        "--samples",
+        "4",
+        "--phase",
+        "seen",
+        "--k",
+        "3",
+        "--json",
+    ])));
     let root = run.join("phase-seen/explanations");
     let index = json(&std::fs::read_to_string(root.join("explanations.json")).unwrap());
     assert_eq!(index, v);
@@ -108,7 +165,15 @@ fn explain_writes_every_map_page_and_sample() {
     assert_eq!(items.len(), 4);
     for it in items {
         assert_eq!(it["correct"], it["true_class"] == it["predicted"]);
-        for key in ["image", "gradcam", "guided", "guided_gradcam", "vanilla", "pair_query", "pair_neighbour"] {
+        for key in [
+            "image",
+            "gradcam",
+            "guided",
+            "guided_gradcam",
+            "vanilla",
+            "pair_query",
+            "pair_neighbour",
+        ] {
             let p = root.join(it["maps"][key].as_str().unwrap_or_else(|| panic!("no {key}")));
             assert!(p.is_file(), "{}", p.display());
         }
@@ -123,7 +188,15 @@ fn explain_writes_every_map_page_and_sample() {
     assert!(root.join("index.html").is_file());
 
     // User errors: exit code 1 with the culprit named.
-    let bad = dmlviz(&["explain", "--run", run_s, "--image", image.to_str().unwrap(), "--class", "no such <class>"]);
+    let bad = dmlviz(&[
+        "explain",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--class",
+        "no such <class>",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no such <class>"));
     let bad = dmlviz(&["explain", "--run", run_s, "--image", image.to_str().unwrap(), "--method", "lime"]);

@@ -30,7 +30,7 @@ pub struct ExplainBenchOptions {
     pub sizes: Vec<i64>,
     /// Batch sizes.
     pub batches: Vec<i64>,
-    /// Timed runs of each method after one warm-up (the mean counts).
+    /// Timed runs of each method after one warm-up (the best counts).
     pub iterations: usize,
     /// libtorch threads.
     pub threads: i32,
@@ -84,14 +84,17 @@ pub struct ExplainBenchRow {
     pub transfer_over_gradcam_full_backward: f64,
 }
 
-/// Mean seconds of `f` over `iterations` runs after one warm-up.
+/// Best seconds of `f` over `iterations` runs after one warm-up (the best run is the one
+/// least disturbed by other work on a shared machine).
 fn time(iterations: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let start = Instant::now();
-    for _ in 0..iterations.max(1) {
-        f();
-    }
-    start.elapsed().as_secs_f64() / iterations.max(1) as f64
+    (0..iterations.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Measures every (arch, size, batch) of `opts` with random weights (speed does not depend

@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 /// Saliency maps of an image (or many) and its nearest training images, as arrays, PNGs and an HTML page.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  dmlviz explain --run runs/demo --image data/emoji-animals/0002.monkey/apple.png --method all\n  \
+#[command(
+    after_help = "Examples:\n  dmlviz explain --run runs/demo --image data/emoji-animals/0002.monkey/apple.png --method all\n  \
 dmlviz explain --run runs/demo --image cat.jpg --method gradcam --class 0002.monkey\n  \
 dmlviz explain --run runs/demo --batch photos/ --method gradcam\n  \
-dmlviz explain --run runs/demo --samples 8 --phase seen   # the report's sample (explanations/)")]
+dmlviz explain --run runs/demo --samples 8 --phase seen   # the report's sample (explanations/)"
+)]
 pub struct ExplainArgs {
     /// The run directory.
     #[arg(long)]
@@ -79,7 +81,10 @@ fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
 }
 
 fn file_stem(p: &Path) -> String {
-    p.file_stem().or_else(|| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
+    p.file_stem()
+        .or_else(|| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
 }
 
 fn print_record(dir: &Path, r: &ExplanationRecord) {
@@ -98,8 +103,19 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
         r.true_class.as_deref().unwrap_or("unknown")
     );
     for (name, m) in &r.maps {
-        let note = if m.status.name() == "ok" { String::new() } else { format!(" [{}]", m.status.describe()) };
-        println!("  {name:<15} {}{note}", m.files.iter().map(|f| dir.join(f).display().to_string()).collect::<Vec<_>>().join("  "));
+        let note = if m.status.name() == "ok" {
+            String::new()
+        } else {
+            format!(" [{}]", m.status.describe())
+        };
+        println!(
+            "  {name:<15} {}{note}",
+            m.files
+                .iter()
+                .map(|f| dir.join(f).display().to_string())
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
     }
     println!("  page: {}", dir.join("index.html").display());
 }
@@ -113,13 +129,27 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         }
         let cfg = run.read_config()?;
         tch::set_num_threads(cfg.training.threads as i32);
-        let index = explain_samples(&run, phase, &SampleOptions { count: n, k: args.k, batch_size: args.batch_size.max(1) })?;
+        let index = explain_samples(
+            &run,
+            phase,
+            &SampleOptions {
+                count: n,
+                k: args.k,
+                batch_size: args.batch_size.max(1),
+            },
+        )?;
         let dir = run.phase(phase).root.join(dmlviz::explain::samples::EXPLANATIONS_DIR);
         if args.json {
             return super::print_json(&index);
         }
         let good = index.items.iter().filter(|i| i.correct).count();
-        println!("explained {} test images ({} correct, {} wrong): {}", index.items.len(), good, index.items.len() - good, dir.join("index.html").display());
+        println!(
+            "explained {} test images ({} correct, {} wrong): {}",
+            index.items.len(),
+            good,
+            index.items.len() - good,
+            dir.join("index.html").display()
+        );
         println!("data: {}", dir.join("explanations.json").display());
         return Ok(());
     }
@@ -158,11 +188,22 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let pm = PhaseModel::load(&run, phase)?;
     tch::set_num_threads(pm.exp.cfg.training.threads as i32);
     let mut explainer = Explainer::new(&run, &pm)?;
-    let opts = ExplainOptions { methods, target, k: args.k.max(1), transfer_k: args.transfer_k.max(1), batch_size: args.batch_size.max(1), ..Default::default() };
+    let opts = ExplainOptions {
+        methods,
+        target,
+        k: args.k.max(1),
+        transfer_k: args.transfer_k.max(1),
+        batch_size: args.batch_size.max(1),
+        ..Default::default()
+    };
     if opts.methods.contains(&Method::Transfer) {
         let (store, computed) = explainer.weight_store()?;
         if computed && !args.json {
-            eprintln!("stored Grad-CAM weights of {} training images in {}", store.len(), run.phase(phase).root.join(dmlviz::explain::transfer::WEIGHTS_FILE).display());
+            eprintln!(
+                "stored Grad-CAM weights of {} training images in {}",
+                store.len(),
+                run.phase(phase).root.join(dmlviz::explain::transfer::WEIGHTS_FILE).display()
+            );
         }
     }
     let explanations = explainer.explain(&images, &opts)?;
@@ -183,9 +224,24 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let mut records = Vec::new();
     let mut rows = String::new();
     for (i, e) in explanations.iter().enumerate() {
-        let sub = format!("{:03}-{}", i + 1, file_stem(&e.image).chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>());
+        let sub = format!(
+            "{:03}-{}",
+            i + 1,
+            file_stem(&e.image)
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                })
+                .collect::<String>()
+        );
         let record = write_explanation(e, &dir.join(&sub), &format!("Explanation of {}", e.image.display()), &nav)?;
-        let preview = record.maps.get("gradcam").or_else(|| record.maps.values().next()).and_then(|m| m.files.last().cloned());
+        let preview = record
+            .maps
+            .get("gradcam")
+            .or_else(|| record.maps.values().next())
+            .and_then(|m| m.files.last().cloned());
         rows.push_str(&format!(
             "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             url(&format!("{sub}/index.html")),
@@ -209,7 +265,10 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     );
     dmlviz::atomic::write_atomic(&dir.join("index.html"), page(&title, &[], "", &body).as_bytes())?;
     if args.json {
-        let list: Vec<_> = records.iter().map(|(sub, r)| serde_json::json!({ "dir": dir.join(sub), "explanation": r })).collect();
+        let list: Vec<_> = records
+            .iter()
+            .map(|(sub, r)| serde_json::json!({ "dir": dir.join(sub), "explanation": r }))
+            .collect();
         return super::print_json(&list);
     }
     for (sub, r) in &records {
@@ -229,7 +288,7 @@ pub struct ExplainBenchArgs {
     sizes: Vec<i64>,
     #[arg(long = "batch", default_values_t = [1, 16])]
     batches: Vec<i64>,
-    /// Timed runs per method after one warm-up (the mean counts).
+    /// Timed runs per method after one warm-up (the best counts).
     #[arg(long, default_value_t = 3)]
     iterations: usize,
     #[arg(long, default_value_t = 2)]
@@ -242,14 +301,34 @@ pub struct ExplainBenchArgs {
 }
 
 pub fn bench(args: ExplainBenchArgs) -> Result<()> {
-    let opts = ExplainBenchOptions { archs: args.archs, sizes: args.sizes, batches: args.batches, iterations: args.iterations, threads: args.threads, stored: args.stored };
+    let opts = ExplainBenchOptions {
+        archs: args.archs,
+        sizes: args.sizes,
+        batches: args.batches,
+        iterations: args.iterations,
+        threads: args.threads,
+        stored: args.stored,
+    };
     let rows: Vec<ExplainBenchRow> = dmlviz::bench::explain::run(&opts)?;
     if args.json {
         return super::print_json(&rows);
     }
     println!(
         "{:>13} {:>5} {:>6} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
-        "arch", "size", "batch", "plain/s", "gradcam/s", "gc-full/s", "guided/s", "transf/s", "gc/pl", "full/pl", "gd/pl", "tr/pl", "tr÷gc", "tr÷gcfull"
+        "arch",
+        "size",
+        "batch",
+        "plain/s",
+        "gradcam/s",
+        "gc-full/s",
+        "guided/s",
+        "transf/s",
+        "gc/pl",
+        "full/pl",
+        "gd/pl",
+        "tr/pl",
+        "tr÷gc",
+        "tr÷gcfull"
     );
     for r in rows {
         println!(
@@ -270,6 +349,8 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
             r.transfer_over_gradcam_full_backward
         );
     }
-    println!("x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's");
+    println!(
+        "x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's"
+    );
     Ok(())
 }

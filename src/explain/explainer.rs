@@ -60,7 +60,14 @@ pub enum Method {
 
 impl Method {
     /// Every method, in page order.
-    pub const ALL: [Method; 6] = [Method::GradCam, Method::Transfer, Method::Vanilla, Method::Guided, Method::GuidedGradCam, Method::Pair];
+    pub const ALL: [Method; 6] = [
+        Method::GradCam,
+        Method::Transfer,
+        Method::Vanilla,
+        Method::Guided,
+        Method::GuidedGradCam,
+        Method::Pair,
+    ];
 
     /// The name in files, JSON and on the command line (`guided-gradcam` is accepted too).
     pub fn name(self) -> &'static str {
@@ -117,7 +124,14 @@ pub struct ExplainOptions {
 
 impl Default for ExplainOptions {
     fn default() -> Self {
-        ExplainOptions { methods: Method::ALL.to_vec(), target: TargetChoice::Nearest, k: 10, transfer_k: DEFAULT_TRANSFER_K, batch_size: 16, pair_neighbours: usize::MAX }
+        ExplainOptions {
+            methods: Method::ALL.to_vec(),
+            target: TargetChoice::Nearest,
+            k: 10,
+            transfer_k: DEFAULT_TRANSFER_K,
+            batch_size: 16,
+            pair_neighbours: usize::MAX,
+        }
     }
 }
 
@@ -191,7 +205,13 @@ impl<'a> Explainer<'a> {
     pub fn new(run: &RunDir, pm: &'a PhaseModel) -> Result<Explainer<'a>> {
         let gallery = pm.gallery(run)?;
         let labels = gallery.manifest.entries.iter().map(|e| e.label).collect();
-        Ok(Explainer { run: run.clone(), pm, gallery, store: None, labels })
+        Ok(Explainer {
+            run: run.clone(),
+            pm,
+            gallery,
+            store: None,
+            labels,
+        })
     }
 
     /// The weight-transfer store (read or computed on first use); the flag says whether it
@@ -231,7 +251,13 @@ impl<'a> Explainer<'a> {
     }
 
     /// Target embeddings `[B, D]` for a chunk and what they are.
-    fn targets(&self, embeddings: &Tensor, nearest: &[Vec<i64>], distances: &[Vec<f32>], opts: &ExplainOptions) -> Result<(Tensor, Vec<TargetInfo>)> {
+    fn targets(
+        &self,
+        embeddings: &Tensor,
+        nearest: &[Vec<i64>],
+        distances: &[Vec<f32>],
+        opts: &ExplainOptions,
+    ) -> Result<(Tensor, Vec<TargetInfo>)> {
         let m = &self.gallery.manifest;
         match &opts.target {
             TargetChoice::Nearest => {
@@ -242,7 +268,12 @@ impl<'a> Explainer<'a> {
                     let j = row[first_other(&d)];
                     let e = &m.entries[j as usize];
                     rows_t.push(self.gallery.embeddings.get(j));
-                    info.push(TargetInfo { kind: "nearest".into(), class: Some(m.classes[e.label].clone()), path: Some(e.path.clone()), score: 0.0 });
+                    info.push(TargetInfo {
+                        kind: "nearest".into(),
+                        class: Some(m.classes[e.label].clone()),
+                        path: Some(e.path.clone()),
+                        score: 0.0,
+                    });
                 }
                 Ok((Tensor::stack(&rows_t, 0), info))
             }
@@ -253,14 +284,33 @@ impl<'a> Explainer<'a> {
                 };
                 let c = class_centroid(&self.gallery.embeddings, &self.labels, label, name)?;
                 let b = embeddings.size()[0];
-                let info = (0..b).map(|_| TargetInfo { kind: "class".into(), class: Some(name.clone()), path: None, score: 0.0 }).collect();
+                let info = (0..b)
+                    .map(|_| TargetInfo {
+                        kind: "class".into(),
+                        class: Some(name.clone()),
+                        path: None,
+                        score: 0.0,
+                    })
+                    .collect();
                 Ok((c.unsqueeze(0).expand([b, -1], false).contiguous(), info))
             }
             TargetChoice::Reference(path) => {
-                let e = embed_files(&self.pm.model.net, std::slice::from_ref(path), self.pm.exp.test_transform(), self.pm.exp.device)?;
+                let e = embed_files(
+                    &self.pm.model.net,
+                    std::slice::from_ref(path),
+                    self.pm.exp.test_transform(),
+                    self.pm.exp.device,
+                )?;
                 let b = embeddings.size()[0];
                 let class = self.true_class(path);
-                let info = (0..b).map(|_| TargetInfo { kind: "reference".into(), class: class.clone(), path: Some(path.clone()), score: 0.0 }).collect();
+                let info = (0..b)
+                    .map(|_| TargetInfo {
+                        kind: "reference".into(),
+                        class: class.clone(),
+                        path: Some(path.clone()),
+                        score: 0.0,
+                    })
+                    .collect();
                 Ok((e.expand([b, -1], false).contiguous(), info))
             }
         }
@@ -287,7 +337,11 @@ impl<'a> Explainer<'a> {
         let (targets, mut target_info) = self.targets(&e0, &idx, &dist, opts)?;
         let targets = targets.to_kind(Kind::Float).to_device(device);
         let score = |e: &Tensor| cosine_score(e, &targets);
-        let scores: Vec<f64> = Vec::try_from(cosine_score(&e0.to_device(device), &targets).to_kind(Kind::Double).to_device(Device::Cpu))?;
+        let scores: Vec<f64> = Vec::try_from(
+            cosine_score(&e0.to_device(device), &targets)
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu),
+        )?;
         for (t, s) in target_info.iter_mut().zip(&scores) {
             t.score = *s;
         }
@@ -354,9 +408,22 @@ impl<'a> Explainer<'a> {
                 if let TargetChoice::Reference(p) = &opts.target {
                     let d = 1.0 - target_info[i].score;
                     let class = target_info[i].class.clone().unwrap_or_default();
-                    others.push((Neighbour { class, distance: d, path: p.clone() }, "reference"));
+                    others.push((
+                        Neighbour {
+                            class,
+                            distance: d,
+                            path: p.clone(),
+                        },
+                        "reference",
+                    ));
                 }
-                others.extend(predictions[i].neighbours.iter().take(opts.pair_neighbours).map(|n| (n.clone(), "neighbour")));
+                others.extend(
+                    predictions[i]
+                        .neighbours
+                        .iter()
+                        .take(opts.pair_neighbours)
+                        .map(|n| (n.clone(), "neighbour")),
+                );
                 let other_paths: Vec<PathBuf> = others.iter().map(|(n, _)| n.path.clone()).collect();
                 let other_inputs: Inputs = load_inputs(&other_paths, transform, device)?;
                 let (_, a_n) = tch::no_grad(|| net.forward_explained(&other_inputs.tensor, &mut apply_activation));
@@ -367,12 +434,22 @@ impl<'a> Explainer<'a> {
                 let (_, _, hn, wn) = other_inputs.tensor.size4()?;
                 let nmaps = pair_maps(&terms.neighbour, hn, wn);
                 let sims: Vec<f64> = Vec::try_from(terms.cosine.to_kind(Kind::Double).to_device(Device::Cpu))?;
-                for (j, (((other, role), (q, nm)), img)) in
-                    others.into_iter().zip(qmaps.into_iter().zip(nmaps)).zip(other_inputs.images).enumerate()
+                for (j, (((other, role), (q, nm)), img)) in others
+                    .into_iter()
+                    .zip(qmaps.into_iter().zip(nmaps))
+                    .zip(other_inputs.images)
+                    .enumerate()
                 {
                     arrays[i].push((format!("pair_{j}_query"), q.to_tensor().squeeze_dim(0)));
                     arrays[i].push((format!("pair_{j}_other"), nm.to_tensor().squeeze_dim(0)));
-                    pairs[i].push(PairExplanation { other, role, similarity: sims[j], query: q, other_map: nm, other_image: img });
+                    pairs[i].push(PairExplanation {
+                        other,
+                        role,
+                        similarity: sims[j],
+                        query: q,
+                        other_map: nm,
+                        other_image: img,
+                    });
                 }
             }
         }
@@ -389,7 +466,16 @@ impl<'a> Explainer<'a> {
         {
             let _ = i;
             let true_class = self.true_class(&image);
-            out.push(Explanation { image, input, true_class, prediction, target, maps: m, arrays: a, pairs: p });
+            out.push(Explanation {
+                image,
+                input,
+                true_class,
+                prediction,
+                target,
+                maps: m,
+                arrays: a,
+                pairs: p,
+            });
         }
         Ok(out)
     }
@@ -478,7 +564,13 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
     // `pair_neighbours` follow without pair maps.
     listed.extend(pair_by_path.iter().map(|p| (p.other.clone(), p.role.to_string(), Some(*p))));
     let paired = pair_by_path.iter().filter(|p| p.role == "neighbour").count();
-    listed.extend(e.prediction.neighbours.iter().skip(paired).map(|n| (n.clone(), "neighbour".to_string(), None)));
+    listed.extend(
+        e.prediction
+            .neighbours
+            .iter()
+            .skip(paired)
+            .map(|n| (n.clone(), "neighbour".to_string(), None)),
+    );
     for (j, (n, role, pair)) in listed.into_iter().enumerate() {
         let thumb = format!("neighbour-{j}.jpg");
         write_jpeg(&dir.join(&thumb), &thumbnail(&n.path, THUMBNAIL_SIDE)?)?;
@@ -488,13 +580,26 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
                 let o = write_map_pngs(dir, &format!("pair-{j}-neighbour"), &p.other_map, &p.other_image)?;
                 Some(PairRecord {
                     similarity: p.similarity,
-                    query: MapRecord { status: p.query.status, files: q },
-                    neighbour: MapRecord { status: p.other_map.status, files: o },
+                    query: MapRecord {
+                        status: p.query.status,
+                        files: q,
+                    },
+                    neighbour: MapRecord {
+                        status: p.other_map.status,
+                        files: o,
+                    },
                 })
             }
             None => None,
         };
-        neighbours.push(NeighbourRecord { path: n.path, class: n.class, distance: n.distance, role, thumbnail: thumb, pair });
+        neighbours.push(NeighbourRecord {
+            path: n.path,
+            class: n.class,
+            distance: n.distance,
+            role,
+            thumbnail: thumb,
+            pair,
+        });
     }
     let arrays: Vec<(String, Tensor)> = e.arrays.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     write_safetensors(&dir.join("maps.safetensors"), &arrays)?;
@@ -511,6 +616,9 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
         neighbours,
     };
     write_json(&dir.join("explanation.json"), &record)?;
-    crate::atomic::write_atomic(&dir.join("index.html"), super::page::explanation_page(&record, title, nav).as_bytes())?;
+    crate::atomic::write_atomic(
+        &dir.join("index.html"),
+        super::page::explanation_page(&record, title, nav).as_bytes(),
+    )?;
     Ok(record)
 }

@@ -17,7 +17,10 @@ pub fn weighted_activations(weights: &Tensor, activations: &Tensor) -> (Tensor, 
     let w = weights.to_kind(activations.kind()).unsqueeze(-1).unsqueeze(-1);
     let terms = activations * &w;
     let raw = terms.sum_dim_intlist([1i64].as_slice(), false, None).relu();
-    let magnitude = terms.abs().sum_dim_intlist([1i64].as_slice(), false, None).amax([1i64, 2].as_slice(), false);
+    let magnitude = terms
+        .abs()
+        .sum_dim_intlist([1i64].as_slice(), false, None)
+        .amax([1i64, 2].as_slice(), false);
     let reference = Vec::try_from(magnitude.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default();
     (raw, reference)
 }

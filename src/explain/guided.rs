@@ -121,8 +121,17 @@ pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
             let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-            let values = values.iter().map(|&v| (((v as f64 - mean) / (std + 1e-5) * 0.1 + 0.5).clamp(0.0, 1.0)) as f32).collect();
-            SaliencyMap { channels: c as usize, height: h as usize, width: w as usize, values, status }
+            let values = values
+                .iter()
+                .map(|&v| (((v as f64 - mean) / (std + 1e-5) * 0.1 + 0.5).clamp(0.0, 1.0)) as f32)
+                .collect();
+            SaliencyMap {
+                channels: c as usize,
+                height: h as usize,
+                width: w as usize,
+                values,
+                status,
+            }
         })
         .collect()
 }

@@ -26,11 +26,18 @@ pub fn load_inputs(paths: &[PathBuf], transform: Transform, device: Device) -> R
     let mut data = vec![0f32; paths.len() * len];
     let mut images = Vec::with_capacity(paths.len());
     for (i, p) in paths.iter().enumerate() {
-        let image = transform.apply(&decode_rgb(p).with_context(|| format!("explaining {}", p.display()))?, &mut Rng::new(0));
+        let image = transform.apply(
+            &decode_rgb(p).with_context(|| format!("explaining {}", p.display()))?,
+            &mut Rng::new(0),
+        );
         normalise_into(&image, &mut data[i * len..(i + 1) * len]);
         images.push(image);
     }
     let c = transform.crop as i64;
     let tensor = Tensor::from_slice(&data).view([paths.len() as i64, 3, c, c]).to_device(device);
-    Ok(Inputs { paths: paths.to_vec(), images, tensor })
+    Ok(Inputs {
+        paths: paths.to_vec(),
+        images,
+        tensor,
+    })
 }

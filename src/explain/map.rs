@@ -70,7 +70,13 @@ pub struct SaliencyMap {
 impl SaliencyMap {
     /// A blank (all-zero) map with a degenerate status.
     pub fn blank(channels: usize, height: usize, width: usize, status: MapStatus) -> SaliencyMap {
-        SaliencyMap { channels, height, width, values: vec![0.0; channels * height * width], status }
+        SaliencyMap {
+            channels,
+            height,
+            width,
+            values: vec![0.0; channels * height * width],
+            status,
+        }
     }
 
     /// The map as a `[channels, height, width]` float tensor.
@@ -80,7 +86,11 @@ impl SaliencyMap {
 
     /// (row, column) of the largest value of a one-channel map (first on ties).
     pub fn argmax(&self) -> (usize, usize) {
-        let i = self.values.iter().enumerate().fold(0, |best, (i, &v)| if v > self.values[best] { i } else { best });
+        let i = self
+            .values
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > self.values[best] { i } else { best });
         (i / self.width, i % self.width)
     }
 }
@@ -91,7 +101,9 @@ pub fn judge(values: &[f32], reference: f64) -> MapStatus {
     if values.iter().any(|v| !v.is_finite()) {
         return MapStatus::NonFinite;
     }
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let magnitude = hi.abs().max(lo.abs()) as f64;
     if values.is_empty() || magnitude <= f32::MIN_POSITIVE as f64 || magnitude <= ZERO_TOLERANCE * reference {
         return MapStatus::Zero;
@@ -125,9 +137,19 @@ pub fn scale_maps(raw: &Tensor, reference: &[f64], dead: &[bool], height: i64, w
             let shifted: Vec<f32> = values.iter().map(|v| v - lo).collect();
             let hi = shifted.iter().copied().fold(0.0, f32::max);
             let scaled: Vec<f32> = shifted.iter().map(|v| v / (hi + 1e-7)).collect();
-            let values = if (h, w) == (height, width) { scaled } else { resize_bilinear(&scaled, h, w, height, width) };
+            let values = if (h, w) == (height, width) {
+                scaled
+            } else {
+                resize_bilinear(&scaled, h, w, height, width)
+            };
             let values = values.into_iter().map(|v| v.clamp(0.0, 1.0)).collect();
-            SaliencyMap { channels: 1, height: height as usize, width: width as usize, values, status }
+            SaliencyMap {
+                channels: 1,
+                height: height as usize,
+                width: width as usize,
+                values,
+                status,
+            }
         })
         .collect()
 }
@@ -160,11 +182,31 @@ mod tests {
 
     #[test]
     fn degenerate_maps_are_labelled_blanks() {
-        let raw = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 1.0, f32::NAN, 0.0, 0.0, 1e-9, 0.0, 0.0, 0.0])
-            .view([4, 2, 2]);
+        let raw = Tensor::from_slice(&[
+            0.0f32,
+            0.0,
+            0.0,
+            0.0,
+            2.0,
+            2.0,
+            2.0,
+            2.0,
+            1.0,
+            f32::NAN,
+            0.0,
+            0.0,
+            1e-9,
+            0.0,
+            0.0,
+            0.0,
+        ])
+        .view([4, 2, 2]);
         let maps = scale_maps(&raw, &[1.0, 1.0, 1.0, 1.0], &[false; 4], 2, 2);
         let status: Vec<MapStatus> = maps.iter().map(|m| m.status).collect();
-        assert_eq!(status, [MapStatus::Zero, MapStatus::Constant, MapStatus::NonFinite, MapStatus::Zero]);
+        assert_eq!(
+            status,
+            [MapStatus::Zero, MapStatus::Constant, MapStatus::NonFinite, MapStatus::Zero]
+        );
         assert!(maps.iter().all(|m| m.values.iter().all(|&v| v == 0.0)));
         // A dead target is zero whatever its rounding noise looks like.
         let noise = Tensor::from_slice(&[1e-9f32, 3e-9, 0.0, 2e-9]).view([1, 2, 2]);

@@ -12,13 +12,23 @@ const EXTRA_CSS: &str = "<style>.maps figure img{width:224px;image-rendering:aut
 /// One map's figure: its PNGs, or a labelled blank for a degenerate map.
 pub fn map_figures(title: &str, m: &MapRecord, prefix: &str) -> String {
     if m.status != MapStatus::Ok {
-        return format!("<figure><div class=\"blank\">{}</div><figcaption>{}: {}</figcaption></figure>", escape(m.status.describe()), escape(title), escape(m.status.name()));
+        return format!(
+            "<figure><div class=\"blank\">{}</div><figcaption>{}: {}</figcaption></figure>",
+            escape(m.status.describe()),
+            escape(title),
+            escape(m.status.name())
+        );
     }
     m.files
         .iter()
         .map(|f| {
             let kind = if f.ends_with("-overlay.png") { "overlay" } else { "map" };
-            format!("<figure><img src=\"{}\" alt=\"{}\"><figcaption>{} ({kind})</figcaption></figure>", url(&format!("{prefix}{f}")), escape(title), escape(title))
+            format!(
+                "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{} ({kind})</figcaption></figure>",
+                url(&format!("{prefix}{f}")),
+                escape(title),
+                escape(title)
+            )
         })
         .collect()
 }
@@ -42,15 +52,31 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
         escape(&r.nearest)
     ));
     let target = match r.target.kind.as_str() {
-        "nearest" => format!("its nearest training image{}", r.target.class.as_deref().map(|c| format!(" ({})", escape(c))).unwrap_or_default()),
+        "nearest" => format!(
+            "its nearest training image{}",
+            r.target.class.as_deref().map(|c| format!(" ({})", escape(c))).unwrap_or_default()
+        ),
         "class" => format!("the centroid of class {}", escape(r.target.class.as_deref().unwrap_or(""))),
-        _ => format!("the reference image {}", escape(&r.target.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())),
+        _ => format!(
+            "the reference image {}",
+            escape(&r.target.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())
+        ),
     };
-    b.push_str(&format!("<p class=\"muted\">Score explained: cosine similarity of the embedding to {target} = {:.4}.</p>", r.target.score));
-    b.push_str(&format!("<div class=\"grid maps\"><figure><img src=\"{}\" alt=\"input\"><figcaption>network input</figcaption></figure></div>", url(&format!("{prefix}{}", r.input_png))));
+    b.push_str(&format!(
+        "<p class=\"muted\">Score explained: cosine similarity of the embedding to {target} = {:.4}.</p>",
+        r.target.score
+    ));
+    b.push_str(&format!(
+        "<div class=\"grid maps\"><figure><img src=\"{}\" alt=\"input\"><figcaption>network input</figcaption></figure></div>",
+        url(&format!("{prefix}{}", r.input_png))
+    ));
     for m in Method::ALL {
         if let Some(rec) = r.maps.get(m.name()) {
-            b.push_str(&format!("<h2>{}</h2><div class=\"grid maps\">{}</div>", escape(m.title()), map_figures(m.title(), rec, prefix)));
+            b.push_str(&format!(
+                "<h2>{}</h2><div class=\"grid maps\">{}</div>",
+                escape(m.title()),
+                map_figures(m.title(), rec, prefix)
+            ));
         }
     }
     b.push_str("<h2>Nearest training images</h2><table class=\"sortable nb\"><thead><tr><th class=\"num\">#</th><th>image</th><th>class</th><th class=\"num\">distance</th><th>pair: explained image</th><th>pair: neighbour</th><th class=\"num\">pooled cosine</th></tr></thead><tbody>");
@@ -69,7 +95,11 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
             Some(m) => escape(m.status.describe()),
             None => String::new(),
         };
-        let rank = if n.role == "reference" { "ref".to_string() } else { format!("{}", j + 1 - r.neighbours.iter().take(j).filter(|x| x.role == "reference").count()) };
+        let rank = if n.role == "reference" {
+            "ref".to_string()
+        } else {
+            format!("{}", j + 1 - r.neighbours.iter().take(j).filter(|x| x.role == "reference").count())
+        };
         b.push_str(&format!(
             "<tr><td class=\"num\">{rank}</td><td><img src=\"{}\" alt=\"neighbour\" title=\"{}\"></td><td{cls}>{}</td><td class=\"num\">{:.4}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
             url(&format!("{prefix}{}", n.thumbnail)),

@@ -31,14 +31,24 @@ pub fn decompose(a_q: &Tensor, a_n: &Tensor) -> PairTerms {
         let t = (a * other.unsqueeze(-1).unsqueeze(-1)).sum_dim_intlist([1i64].as_slice(), false, None);
         t / (norm.unsqueeze(-1).unsqueeze(-1) * locations(a))
     };
-    PairTerms { query: terms(a_q, &pn), neighbour: terms(a_n, &pq), cosine: (&pq * &pn).sum_dim_intlist([1i64].as_slice(), false, None) / &norm }
+    PairTerms {
+        query: terms(a_q, &pn),
+        neighbour: terms(a_n, &pq),
+        cosine: (&pq * &pn).sum_dim_intlist([1i64].as_slice(), false, None) / &norm,
+    }
 }
 
 /// [0, 1] maps of decomposition terms `[B, h, w]` at `height`×`width` (negative terms, which
 /// non-negative activations cannot give, are cut by the ReLU as in Grad-CAM).
 pub fn pair_maps(terms: &Tensor, height: i64, width: i64) -> Vec<SaliencyMap> {
-    let reference: Vec<f64> =
-        Vec::try_from(terms.abs().amax([1i64, 2].as_slice(), false).to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let reference: Vec<f64> = Vec::try_from(
+        terms
+            .abs()
+            .amax([1i64, 2].as_slice(), false)
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap_or_default();
     let dead = vec![false; reference.len()];
     scale_maps(&terms.relu(), &reference, &dead, height, width)
 }

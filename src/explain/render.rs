@@ -105,7 +105,13 @@ mod tests {
         let h = heat(&blank);
         assert_eq!(h.dimensions(), (224, 224));
         assert!(h.pixels().all(|p| *p == BLANK));
-        let map = SaliencyMap { channels: 1, height: 2, width: 2, values: vec![0.0, 0.0, 0.0, 1.0], status: MapStatus::Ok };
+        let map = SaliencyMap {
+            channels: 1,
+            height: 2,
+            width: 2,
+            values: vec![0.0, 0.0, 0.0, 1.0],
+            status: MapStatus::Ok,
+        };
         let h = heat(&map);
         assert_eq!(*h.get_pixel(0, 0), Rgb(crate::imaging::jet(0.0)));
         assert_eq!(*h.get_pixel(223, 223), Rgb(crate::imaging::jet(1.0)));

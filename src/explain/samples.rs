@@ -71,7 +71,11 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        SampleOptions { count: 8, k: 10, batch_size: 8 }
+        SampleOptions {
+            count: 8,
+            k: 10,
+            batch_size: 8,
+        }
     }
 }
 
@@ -155,14 +159,33 @@ fn stem(path: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.is_empty() { "image".into() } else { s }
+    if s.is_empty() {
+        "image".into()
+    } else {
+        s
+    }
 }
 
 /// Directory name of item `i` (`NN-<class>-<stem>`, made of safe characters).
 fn item_dir(i: usize, class: &str, path: &Path) -> String {
-    let class: String = class.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let class: String = class
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{:02}-{}-{}", i + 1, class, stem(path))
 }
 
@@ -202,7 +225,12 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {
         neighbours: record
             .neighbours
             .iter()
-            .map(|n| SampleNeighbour { path: n.path.clone(), class: n.class.clone(), distance: n.distance, thumbnail: format!("{dir}/{}", n.thumbnail) })
+            .map(|n| SampleNeighbour {
+                path: n.path.clone(),
+                class: n.class.clone(),
+                distance: n.distance,
+                thumbnail: format!("{dir}/{}", n.thumbnail),
+            })
             .collect(),
     }
 }
@@ -225,7 +253,11 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for (row, p) in predictions.iter().enumerate() {
         let truth = &exp.dataset.classes[exp.samples[queries.indices[row]].label];
-        if *truth == p.majority { good.push(row) } else { bad.push(row) }
+        if *truth == p.majority {
+            good.push(row)
+        } else {
+            bad.push(row)
+        }
     }
     // Phase seen: test images of the held-out classes are preferred.
     let split = |rows: &mut Vec<usize>| -> Vec<usize> {
@@ -240,7 +272,13 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     let chosen = pick((&good_pref, &good), (&bad_pref, &bad), opts.count);
     let chosen_paths: Vec<PathBuf> = chosen.iter().map(|&r| paths[r].clone()).collect();
     let eopts = ExplainOptions {
-        methods: vec![Method::GradCam, Method::Vanilla, Method::Guided, Method::GuidedGradCam, Method::Pair],
+        methods: vec![
+            Method::GradCam,
+            Method::Vanilla,
+            Method::Guided,
+            Method::GuidedGradCam,
+            Method::Pair,
+        ],
         target: TargetChoice::Nearest,
         k,
         batch_size: opts.batch_size,
@@ -264,12 +302,21 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
             url(&format!("{dir}/index.html")),
             i + 1,
             escape(&it.true_class),
-            if it.unseen_class { "<span class=\"muted\">(class held out of training)</span>" } else { "" },
+            if it.unseen_class {
+                "<span class=\"muted\">(class held out of training)</span>"
+            } else {
+                ""
+            },
             explanation_body(&record, &format!("{dir}/"))
         ));
         items.push(it);
     }
-    let index = SampleIndex { phase, k, method_notes: METHOD_NOTES.to_string(), items };
+    let index = SampleIndex {
+        phase,
+        k,
+        method_notes: METHOD_NOTES.to_string(),
+        items,
+    };
     let title = format!("Explanations — {} ({})", run.root.display(), phase.dir_name());
     let intro = format!(
         "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {k} nearest training images.</p><p class=\"muted\">{}</p>",
@@ -279,11 +326,17 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         index.items.iter().filter(|i| !i.correct).count(),
         escape(METHOD_NOTES)
     );
-    write_atomic(&out.join("index.html"), page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes())?;
+    write_atomic(
+        &out.join("index.html"),
+        page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
+    )?;
     write_json(&out.join("explanations.json"), &index)?;
     // Item directories of an earlier sample that this one does not list are stale.
     let keep: std::collections::HashSet<&str> = index.items.iter().map(|i| i.dir.as_str()).collect();
-    for entry in std::fs::read_dir(&out).map_err(|e| anyhow::anyhow!("listing {}: {e}", out.display()))?.flatten() {
+    for entry in std::fs::read_dir(&out)
+        .map_err(|e| anyhow::anyhow!("listing {}: {e}", out.display()))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         let numbered = name.len() > 3 && name.as_bytes()[..2].iter().all(u8::is_ascii_digit) && name.as_bytes()[2] == b'-';
         if numbered && entry.path().is_dir() && !keep.contains(name.as_str()) {
@@ -305,6 +358,9 @@ mod tests {
         assert_eq!(pick((&[], &[]), (&[], &[]), 4), Vec::<usize>::new());
         // Preferred rows first, the rest fills in.
         assert_eq!(pick((&[5], &[0, 1, 2]), (&[7, 8, 9], &[3]), 4), [5, 0, 7, 8]);
-        assert_eq!(item_dir(2, "0001.monkey face", Path::new("a/b/twit ter.png")), "03-0001_monkey_face-twit_ter");
+        assert_eq!(
+            item_dir(2, "0001.monkey face", Path::new("a/b/twit ter.png")),
+            "03-0001_monkey_face-twit_ter"
+        );
     }
 }

@@ -30,11 +30,19 @@ pub fn cosine_score(embeddings: &Tensor, targets: &Tensor) -> Tensor {
 /// Mean of the rows of `embeddings` whose label is `label` (`[D]`); errors when the class
 /// has no row.
 pub fn class_centroid(embeddings: &Tensor, labels: &[usize], label: usize, class: &str) -> Result<Tensor> {
-    let rows: Vec<i64> = labels.iter().enumerate().filter(|(_, &l)| l == label).map(|(i, _)| i as i64).collect();
+    let rows: Vec<i64> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, &l)| l == label)
+        .map(|(i, _)| i as i64)
+        .collect();
     if rows.is_empty() {
         bail!("class {class:?} has no reference image in the gallery");
     }
-    Ok(embeddings.index_select(0, &Tensor::from_slice(&rows)).to_kind(Kind::Float).mean_dim([0i64].as_slice(), false, None))
+    Ok(embeddings
+        .index_select(0, &Tensor::from_slice(&rows))
+        .to_kind(Kind::Float)
+        .mean_dim([0i64].as_slice(), false, None))
 }
 
 /// Position of the first neighbour farther than [`SELF_MATCH_DISTANCE`] in a list sorted by

@@ -112,7 +112,10 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     for (m, n) in va.iter().zip(&vb) {
         let d = m.values.iter().zip(&n.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) as f64;
         // |Δ| ≤ 0.1·|x − mean|/std · 1e-5/std, and |x − mean|/std ≤ √n.
-        assert!(d <= 0.1 * (m.values.len() as f64).sqrt() * 1e-5 / std + 1e-6, "guided displays differ by {d} (std {std})");
+        assert!(
+            d <= 0.1 * (m.values.len() as f64).sqrt() * 1e-5 / std + 1e-6,
+            "guided displays differ by {d} (std {std})"
+        );
     }
 }
 
@@ -125,7 +128,9 @@ fn vanilla_backprop_matches_finite_differences() {
         let t = Tensor::randn([1, 3], F64);
         let score = |e: &Tensor| cosine_score(e, &t);
         let g = gradients(&net, &x, &score, true).input_grads.unwrap();
-        let f = |x: &Tensor| tch::no_grad(|| score(&net.forward_explained(x, &mut crate::model::layers::apply_activation).0)).double_value(&[0]);
+        let f = |x: &Tensor| {
+            tch::no_grad(|| score(&net.forward_explained(x, &mut crate::model::layers::apply_activation).0)).double_value(&[0])
+        };
         let eps = 1e-6;
         let flat = x.flatten(0, -1);
         let mut fd = vec![0.0; flat.size()[0] as usize];
@@ -136,7 +141,11 @@ fn vanilla_backprop_matches_finite_differences() {
             *v = (f(&p.view_as(&x)) - f(&m.view_as(&x))) / (2.0 * eps);
         }
         let fd = Tensor::from_slice(&fd).view_as(&x);
-        assert!(rel_err(&g, &fd) < 1e-6, "{act:?}: autograd vs finite differences {}", rel_err(&g, &fd));
+        assert!(
+            rel_err(&g, &fd) < 1e-6,
+            "{act:?}: autograd vs finite differences {}",
+            rel_err(&g, &fd)
+        );
         // The segmented walk with the activations' own derivative is the same gradient.
         let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain);
         assert_eq!(walk.segments, 2);
@@ -190,7 +199,11 @@ fn guided_differs_from_the_gradient_where_the_rule_bites() {
         let back = |r: &Tensor, w: &Tensor| r.conv_transpose2d(w, None::<&Tensor>, [1, 1], [1, 1], [0, 0], 1, [1, 1]);
         let r1 = back(&r2, &net.w2).relu() * act.grad_mask(&z1);
         let expected = back(&r1, &net.w1);
-        assert!(rel_err(&guided, &expected) < 1e-10, "{act:?}: guided {}", rel_err(&guided, &expected));
+        assert!(
+            rel_err(&guided, &expected) < 1e-10,
+            "{act:?}: guided {}",
+            rel_err(&guided, &expected)
+        );
     }
 }
 
@@ -230,7 +243,14 @@ fn grad_cam_peaks_in_the_only_region_that_can_change_the_embedding() {
 fn a_dead_target_gives_labelled_zero_maps_not_noise() {
     tch::set_num_threads(1);
     let vs = VarStore::new(Device::Cpu);
-    let net = EmbeddingNet::new(&vs.root(), Arch::ResNet18, &HeadConfig { embedding_dim: 16, ..Default::default() });
+    let net = EmbeddingNet::new(
+        &vs.root(),
+        Arch::ResNet18,
+        &HeadConfig {
+            embedding_dim: 16,
+            ..Default::default()
+        },
+    );
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     // The target is each image's own embedding: cos = 1 is a maximum, the gradient vanishes.
     let own = tch::no_grad(|| net.forward_t(&x, false));
@@ -264,7 +284,11 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
     let (h, w) = (40, 56);
     for arch in Arch::ALL {
         let vs = VarStore::new(Device::Cpu);
-        let cfg = HeadConfig { embedding_dim: 8, skip_connection: arch == Arch::ResNet18, ..Default::default() };
+        let cfg = HeadConfig {
+            embedding_dim: 8,
+            skip_connection: arch == Arch::ResNet18,
+            ..Default::default()
+        };
         let net = EmbeddingNet::new(&vs.root(), arch, &cfg);
         let x = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
         let t = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
@@ -295,12 +319,20 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
             .collect();
         let terms = decompose(&g.activations, &g.activations.flip([0i64]));
         let pairs = pair_maps(&terms.query, h, w);
-        for (name, maps, channels) in
-            [("gradcam", &cams, 1), ("vanilla", &vanilla, 1), ("guided", &guided, 3), ("guided_gradcam", &ggc, 3), ("transfer", &transfer, 1), ("pair", &pairs, 1)]
-        {
+        for (name, maps, channels) in [
+            ("gradcam", &cams, 1),
+            ("vanilla", &vanilla, 1),
+            ("guided", &guided, 3),
+            ("guided_gradcam", &ggc, 3),
+            ("transfer", &transfer, 1),
+            ("pair", &pairs, 1),
+        ] {
             for m in maps {
                 assert_eq!((m.channels, m.height, m.width), (channels, h as usize, w as usize), "{arch} {name}");
-                assert!(m.values.iter().all(|v| (0.0..=1.0).contains(v)), "{arch} {name}: values outside [0, 1]");
+                assert!(
+                    m.values.iter().all(|v| (0.0..=1.0).contains(v)),
+                    "{arch} {name}: values outside [0, 1]"
+                );
                 assert_eq!(m.status, MapStatus::Ok, "{arch} {name}");
             }
         }

@@ -74,7 +74,9 @@ pub fn training_targets(embeddings: &Tensor, labels: &[usize], distance: Distanc
         if counts[l] >= 2 {
             rows.push((sums.get(l as i64) - &own) / (counts[l] - 1) as f64);
         } else {
-            let pick = nearest_other.get(next_alone).and_then(|r| r.iter().copied().find(|&j| j != i as i64));
+            let pick = nearest_other
+                .get(next_alone)
+                .and_then(|r| r.iter().copied().find(|&j| j != i as i64));
             next_alone += 1;
             rows.push(pick.map_or(own.shallow_clone(), |j| e.get(j)));
         }
@@ -95,7 +97,14 @@ impl WeightStore {
         let loader = BatchLoader::start(
             exp.samples.clone(),
             sequential_batches(&refs.indices, opts.batch_size.min(32)),
-            LoaderOptions { transform: opts.transform, threads: opts.threads, prefetch: 2, seed: 0, epoch: 0, cache: opts.cache.clone() },
+            LoaderOptions {
+                transform: opts.transform,
+                threads: opts.threads,
+                prefetch: 2,
+                seed: 0,
+                epoch: 0,
+                cache: opts.cache.clone(),
+            },
         )?;
         let mut weights = Vec::new();
         let mut row = 0i64;
@@ -141,7 +150,12 @@ impl WeightStore {
     pub fn load(path: &Path) -> Result<WeightStore> {
         let mut map: std::collections::HashMap<String, Tensor> = read_safetensors(path)?.into_iter().collect();
         let mut take = |k: &str| map.remove(k).with_context(|| format!("{}: no `{k}` tensor", path.display()));
-        let store = WeightStore { embeddings: take("embeddings")?, weights: take("weights")?, labels: take("labels")?, indices: take("indices")? };
+        let store = WeightStore {
+            embeddings: take("embeddings")?,
+            weights: take("weights")?,
+            labels: take("labels")?,
+            indices: take("indices")?,
+        };
         let n = store.embeddings.size()[0];
         if store.weights.size()[0] != n || store.labels.size()[0] != n || store.indices.size()[0] != n {
             bail!("{}: row counts of embeddings, weights, labels and indices differ", path.display());
@@ -185,18 +199,69 @@ impl WeightStore {
         let k = k.clamp(1, self.len().max(1)) as i64;
         let (idx, _) = k_nearest(&q, &self.embeddings, k, distance);
         let (b, c) = (idx.size()[0], self.weights.size()[1]);
-        self.weights.index_select(0, &idx.flatten(0, -1)).view([b, k, c]).mean_dim([1i64].as_slice(), false, None)
+        self.weights
+            .index_select(0, &idx.flatten(0, -1))
+            .view([b, k, c])
+            .mean_dim([1i64].as_slice(), false, None)
     }
 }
 
 /// Weight-transfer Grad-CAM of images `x` `[B, 3, H, W]`: one forward pass without
 /// gradients, the transferred weights, the maps. Returns the maps, weights `[B, C]` and
 /// embeddings `[B, D]`.
-pub fn transfer_gradcam(net: &dyn Explainable, x: &Tensor, store: &WeightStore, k: usize, distance: Distance) -> (Vec<SaliencyMap>, Tensor, Tensor) {
+pub fn transfer_gradcam(
+    net: &dyn Explainable,
+    x: &Tensor,
+    store: &WeightStore,
+    k: usize,
+    distance: Distance,
+) -> (Vec<SaliencyMap>, Tensor, Tensor) {
     let (_, _, h, w) = x.size4().expect("images must be [B, 3, H, W]");
     let (e, a) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
     let weights = store.transfer_weights(&e, k, distance).to_device(a.device());
     let (raw, reference) = weighted_activations(&weights, &a);
     let dead = vec![false; reference.len()];
     (scale_maps(&raw, &reference, &dead, h, w), weights, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_leave_one_out_centroids_or_the_nearest_other() {
+        // Class 0: three unit vectors; class 1: one image (its nearest other is row 0).
+        let e = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 0.6, 0.8, 0.9, -0.1]).view([4, 2]);
+        let t = training_targets(&e, &[0, 0, 0, 1], Distance::Cosine);
+        let rows: Vec<Vec<f32>> = Vec::try_from(&t).unwrap();
+        let expect = [
+            [(0.0 + 0.6) / 2.0, (1.0 + 0.8) / 2.0],
+            [(1.0 + 0.6) / 2.0, (0.0 + 0.8) / 2.0],
+            [0.5, 0.5],
+            [1.0, 0.0],
+        ];
+        for (r, x) in rows.iter().zip(expect) {
+            assert!((r[0] - x[0]).abs() < 1e-6 && (r[1] - x[1]).abs() < 1e-6, "{rows:?}");
+        }
+    }
+
+    #[test]
+    fn transferred_weights_are_the_mean_of_the_nearest_and_the_store_round_trips() {
+        let store = WeightStore {
+            embeddings: Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, -1.0, 0.0]).view([3, 2]),
+            weights: Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 100.0, 100.0]).view([3, 2]),
+            labels: Tensor::from_slice(&[0i64, 1, 2]),
+            indices: Tensor::from_slice(&[5i64, 6, 7]),
+        };
+        let q = Tensor::from_slice(&[0.9f32, 0.8]).view([1, 2]);
+        let w: Vec<f32> = Vec::try_from(store.transfer_weights(&q, 2, Distance::Cosine).flatten(0, -1)).unwrap();
+        assert_eq!(w, [2.0, 3.0]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WEIGHTS_FILE);
+        store.save(&path).unwrap();
+        let back = WeightStore::load(&path).unwrap();
+        assert!(back.weights.equal(&store.weights) && back.indices.equal(&store.indices));
+        std::fs::write(&path, b"junk").unwrap();
+        assert!(format!("{:#}", WeightStore::load(&path).err().unwrap()).contains(WEIGHTS_FILE));
+    }
 }
