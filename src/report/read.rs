@@ -141,7 +141,7 @@ pub struct Projection {
     pub method: String,
     /// Its JSON summary, if readable.
     pub info: Option<ProjectionInfo>,
-    /// Which of `png`, `svg`, `html`, `csv` exist.
+    /// Which of `png`, `svg`, `html`, `csv`, `thumbnails.png` (`<method>-thumbnails.png`) exist.
     pub files: Vec<String>,
 }
 
@@ -422,7 +422,11 @@ fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
             if stem == "sprite" || stem == "index" {
                 continue;
             }
-            by_method.entry(stem).or_default().push(ext);
+            // `umap-thumbnails.png`: the map drawn with the images, an extra of `umap`.
+            match stem.strip_suffix("-thumbnails") {
+                Some(method) if ext == "png" => by_method.entry(method.to_string()).or_default().push("thumbnails.png".into()),
+                _ => by_method.entry(stem).or_default().push(ext),
+            }
         }
     }
     by_method
@@ -574,7 +578,14 @@ mod tests {
                 "status":{"gradcam":"constant"},"neighbours":[{"path":"p","class":"b","distance":0.1,"thumbnail":"01-a/neighbour-0.jpg"}]}]}"#,
         )
         .unwrap();
-        for f in ["umap.json", "umap.png", "umap.html", "sprite.jpg", "sprite.json"] {
+        for f in [
+            "umap.json",
+            "umap.png",
+            "umap.html",
+            "umap-thumbnails.png",
+            "sprite.jpg",
+            "sprite.json",
+        ] {
             std::fs::write(
                 phase.join("projections").join(f),
                 if f.ends_with("json") {
@@ -597,6 +608,11 @@ mod tests {
         assert_eq!(e.items[0].dir.as_deref(), Some("01-a"));
         assert_eq!(p.projections.len(), 1, "sprite is not a projection");
         assert_eq!(p.projections[0].method, "umap");
+        assert!(
+            p.projections[0].files.contains(&"thumbnails.png".to_string()),
+            "{:?}",
+            p.projections[0].files
+        );
         assert_eq!(p.projections[0].info.as_ref().unwrap().trustworthiness, Some(0.9));
     }
 }

@@ -262,16 +262,19 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             .collect();
             caption.push_str(&format!(": {}", escape(&facts.join(", "))));
         }
-        let links: Vec<String> = ["html", "svg", "png", "csv"]
+        let links: Vec<String> = ["html", "svg", "png", "thumbnails.png", "csv"]
             .iter()
             .filter(|e| has(e))
             .map(|e| {
-                let label = if *e == "html" {
-                    "interactive map (hover: image, click: neighbours)".to_string()
-                } else {
-                    e.to_uppercase()
+                let (label, file) = match *e {
+                    "html" => (
+                        "interactive map (hover: image, click: neighbours)".to_string(),
+                        format!("{}.html", proj.method),
+                    ),
+                    "thumbnails.png" => ("map with the images".to_string(), format!("{}-thumbnails.png", proj.method)),
+                    e => (e.to_uppercase(), format!("{}.{e}", proj.method)),
                 };
-                format!("<a href=\"{}\">{}</a>", url(&format!("{dir}/{}.{e}", proj.method)), escape(&label))
+                format!("<a href=\"{}\">{}</a>", url(&format!("{dir}/{file}")), escape(&label))
             })
             .collect();
         let image = if has("png") {
@@ -303,9 +306,9 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             escape(run_root)
         );
     };
-    const EACH: usize = 6;
+    const EACH: usize = 4;
     let wrong = g.items.iter().filter(|i| !i.correct).take(EACH);
-    let right = g.items.iter().filter(|i| i.correct).take(EACH);
+    let right = g.items.iter().filter(|i| i.correct).take(EACH / 2);
     let mut out = format!(
         "<p>{} queries ({} with a wrong nearest neighbour). <a href=\"{}\">All galleries</a>.</p>\n<div class=\"grid\">\n",
         g.items.len(),
@@ -334,7 +337,7 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         let link = url(&format!("{dir}/index.html")) + &if id.is_empty() { String::new() } else { format!("#{}", url(&id)) };
         let image = match &item.sheet {
             Some(sheet) => format!(
-                "<img src=\"{}\" loading=\"lazy\" width=\"240\" alt=\"{}\" title=\"{}\">",
+                "<img src=\"{}\" loading=\"lazy\" width=\"560\" alt=\"{}\" title=\"{}\">",
                 url(&format!("{dir}/{sheet}")),
                 escape(&format!("query of {} and its neighbours", item.true_class)),
                 escape(&votes.join(", "))
@@ -342,7 +345,7 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             None => String::new(),
         };
         out.push_str(&format!(
-            "<figure><a href=\"{link}\">{image}</a><figcaption>{caption}</figcaption></figure>\n"
+            "<figure><a href=\"{link}\">{image}</a><figcaption style=\"max-width:560px\">{caption}</figcaption></figure>\n"
         ));
     }
     out.push_str("</div>\n");
