@@ -39,7 +39,14 @@ pub struct ProjectBenchOptions {
 
 impl Default for ProjectBenchOptions {
     fn default() -> Self {
-        ProjectBenchOptions { sizes: vec![2000, 10_000], dim: 128, clusters: 20, threads: 2, methods: vec!["umap".into(), "tsne".into()], seed: 0 }
+        ProjectBenchOptions {
+            sizes: vec![2000, 10_000],
+            dim: 128,
+            clusters: 20,
+            threads: 2,
+            methods: vec!["umap".into(), "tsne".into()],
+            seed: 0,
+        }
     }
 }
 
@@ -76,7 +83,17 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
         for method in &opts.methods {
             let start = Instant::now();
             let (layout, reference) = match method.as_str() {
-                "umap" => (umap(&points, Distance::Euclidean, &UmapParams { seed: opts.seed, ..Default::default() })?, UMAP_LEARN_2000),
+                "umap" => (
+                    umap(
+                        &points,
+                        Distance::Euclidean,
+                        &UmapParams {
+                            seed: opts.seed,
+                            ..Default::default()
+                        },
+                    )?,
+                    UMAP_LEARN_2000,
+                ),
                 "tsne" => (tsne(&points, &TsneParams::default())?.layout, OPENTSNE_2000),
                 other => anyhow::bail!("unknown method {other:?} (umap or tsne)"),
             };
@@ -103,7 +120,13 @@ mod tests {
 
     #[test]
     fn small_run_measures_both_methods() {
-        let opts = ProjectBenchOptions { sizes: vec![200], dim: 8, clusters: 4, threads: 1, ..Default::default() };
+        let opts = ProjectBenchOptions {
+            sizes: vec![200],
+            dim: 8,
+            clusters: 4,
+            threads: 1,
+            ..Default::default()
+        };
         let rows = run(&opts).unwrap();
         assert_eq!(rows.len(), 2);
         for r in rows {

@@ -114,17 +114,34 @@ pub struct ProjectBenchArgs {
 }
 
 pub fn bench(args: ProjectBenchArgs) -> Result<()> {
-    let opts = ProjectBenchOptions { sizes: args.points, dim: args.dim, clusters: args.clusters, threads: args.threads, methods: args.methods, seed: 0 };
+    let opts = ProjectBenchOptions {
+        sizes: args.points,
+        dim: args.dim,
+        clusters: args.clusters,
+        threads: args.threads,
+        methods: args.methods,
+        seed: 0,
+    };
     let rows = bench_run(&opts)?;
     if args.json {
         return super::print_json(&rows);
     }
-    println!("{:>6} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}", "method", "points", "dim", "ours s", "trust", "label agr.", "ref s", "ref trust");
+    println!(
+        "{:>6} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}",
+        "method", "points", "dim", "ours s", "trust", "label agr.", "ref s", "ref trust"
+    );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
             "{:>6} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}",
-            r.method, r.points, r.dim, r.seconds, r.trustworthiness, r.knn_label_agreement, opt(r.reference_seconds, 1), opt(r.reference_trustworthiness, 3)
+            r.method,
+            r.points,
+            r.dim,
+            r.seconds,
+            r.trustworthiness,
+            r.knn_label_agreement,
+            opt(r.reference_seconds, 1),
+            opt(r.reference_trustworthiness, 3)
         );
     }
     Ok(())

@@ -92,7 +92,11 @@ struct EmbeddingsJson {
 }
 
 fn tensor(tensors: &[(String, Tensor)], name: &str, file: &Path) -> Result<Tensor> {
-    tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).with_context(|| format!("{}: no `{name}` tensor", file.display()))
+    tensors
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t.shallow_clone())
+        .with_context(|| format!("{}: no `{name}` tensor", file.display()))
 }
 
 fn labels(t: &Tensor) -> Result<Vec<i64>> {
@@ -107,26 +111,53 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
     let file = dir.join("embeddings.safetensors");
     let json_file = dir.join("embeddings.json");
     if !file.exists() {
-        bail!("{}: not found (train the run, or run `dmlviz eval --run {}`)", file.display(), run.root.display());
+        bail!(
+            "{}: not found (train the run, or run `dmlviz eval --run {}`)",
+            file.display(),
+            run.root.display()
+        );
     }
     let tensors = read_safetensors(&file)?;
     let text = std::fs::read_to_string(&json_file).with_context(|| format!("reading {}", json_file.display()))?;
     let meta: EmbeddingsJson = serde_json::from_str(&text).with_context(|| format!("{}", json_file.display()))?;
-    let train = Matrix::from_tensor(&tensor(&tensors, "train_embeddings", &file)?).with_context(|| format!("{}: train_embeddings", file.display()))?;
-    let test = Matrix::from_tensor(&tensor(&tensors, "test_embeddings", &file)?).with_context(|| format!("{}: test_embeddings", file.display()))?;
+    let train = Matrix::from_tensor(&tensor(&tensors, "train_embeddings", &file)?)
+        .with_context(|| format!("{}: train_embeddings", file.display()))?;
+    let test = Matrix::from_tensor(&tensor(&tensors, "test_embeddings", &file)?)
+        .with_context(|| format!("{}: test_embeddings", file.display()))?;
     let train_labels = labels(&tensor(&tensors, "train_labels", &file)?)?;
     let test_labels = labels(&tensor(&tensors, "test_labels", &file)?)?;
     if train.cols != test.cols {
-        bail!("{}: train_embeddings have {} dimensions, test_embeddings {}", file.display(), train.cols, test.cols);
+        bail!(
+            "{}: train_embeddings have {} dimensions, test_embeddings {}",
+            file.display(),
+            train.cols,
+            test.cols
+        );
     }
-    for (what, rows, n_labels, n_paths) in [("train", train.rows, train_labels.len(), meta.train_paths.len()), ("test", test.rows, test_labels.len(), meta.test_paths.len())] {
+    for (what, rows, n_labels, n_paths) in [
+        ("train", train.rows, train_labels.len(), meta.train_paths.len()),
+        ("test", test.rows, test_labels.len(), meta.test_paths.len()),
+    ] {
         if rows != n_labels || rows != n_paths {
-            bail!("{what}: {} has {rows} embeddings and {n_labels} labels, {} lists {n_paths} paths", file.display(), json_file.display());
+            bail!(
+                "{what}: {} has {rows} embeddings and {n_labels} labels, {} lists {n_paths} paths",
+                file.display(),
+                json_file.display()
+            );
         }
     }
     let classes = meta.classes;
-    if let Some(bad) = train_labels.iter().chain(&test_labels).find(|&&l| l < 0 || l as usize >= classes.len()) {
-        bail!("{}: label {bad} is outside the {} classes of {}", file.display(), classes.len(), json_file.display());
+    if let Some(bad) = train_labels
+        .iter()
+        .chain(&test_labels)
+        .find(|&&l| l < 0 || l as usize >= classes.len())
+    {
+        bail!(
+            "{}: label {bad} is outside the {} classes of {}",
+            file.display(),
+            classes.len(),
+            json_file.display()
+        );
     }
     let mut held_out = vec![false; classes.len()];
     if cfg.data.held_out_classes > 0 {

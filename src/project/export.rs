@@ -49,14 +49,25 @@ pub fn tensorboard(data: &PhaseData, dir: &Path, sprite: Option<(&RgbImage, &Spr
     write_atomic(&dir.join("vectors.tsv"), vectors.as_bytes())?;
     let mut meta = String::from("class\tsplit\tunseen\n");
     for i in 0..data.len() {
-        let _ = writeln!(meta, "{}\t{}\t{}", tsv_field(data.class_name(i)), data.split[i].name(), data.unseen(i));
+        let _ = writeln!(
+            meta,
+            "{}\t{}\t{}",
+            tsv_field(data.class_name(i)),
+            data.split[i].name(),
+            data.unseen(i)
+        );
     }
     write_atomic(&dir.join("metadata.tsv"), meta.as_bytes())?;
     let name = format!("dmlviz {}", data.phase.dir_name());
-    let mut config = format!("embeddings {{\n  tensor_name: \"{name}\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n");
+    let mut config =
+        format!("embeddings {{\n  tensor_name: \"{name}\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n");
     if let Some((image, info)) = sprite {
         write_png(&dir.join("sprite.png"), &image::DynamicImage::ImageRgb8(image.clone()))?;
-        let _ = write!(config, "  sprite {{\n    image_path: \"sprite.png\"\n    single_image_dim: {0}\n    single_image_dim: {0}\n  }}\n", info.cell);
+        let _ = write!(
+            config,
+            "  sprite {{\n    image_path: \"sprite.png\"\n    single_image_dim: {0}\n    single_image_dim: {0}\n  }}\n",
+            info.cell
+        );
     }
     config.push_str("}\n");
     write_atomic(&dir.join("projector_config.pbtxt"), config.as_bytes())
@@ -80,7 +91,12 @@ mod tests {
         assert!(lines[9].starts_with("8,test,2,c\td,true,16,17,"));
         let dir = tempfile::tempdir().unwrap();
         let sheet = RgbImage::new(9, 9);
-        let info = SpriteInfo { cell: 3, columns: 3, rows: 3, count: 9 };
+        let info = SpriteInfo {
+            cell: 3,
+            columns: 3,
+            rows: 3,
+            count: 9,
+        };
         tensorboard(&data, dir.path(), Some((&sheet, &info))).unwrap();
         let vectors = std::fs::read_to_string(dir.path().join("vectors.tsv")).unwrap();
         let meta = std::fs::read_to_string(dir.path().join("metadata.tsv")).unwrap();

@@ -38,7 +38,12 @@ pub struct GalleryOptions {
 
 impl Default for GalleryOptions {
     fn default() -> Self {
-        GalleryOptions { unseen_sample: 20, misclassified_limit: 50, k: 10, seed: 42 }
+        GalleryOptions {
+            unseen_sample: 20,
+            misclassified_limit: 50,
+            k: 10,
+            seed: 42,
+        }
     }
 }
 
@@ -130,7 +135,10 @@ pub fn top_classes(classes: &[String]) -> Vec<ClassVotes> {
     for c in classes {
         match tally.iter_mut().find(|v| &v.class == c) {
             Some(v) => v.votes += 1,
-            None => tally.push(ClassVotes { class: c.clone(), votes: 1 }),
+            None => tally.push(ClassVotes {
+                class: c.clone(),
+                votes: 1,
+            }),
         }
     }
     tally.sort_by(|a, b| b.votes.cmp(&a.votes)); // stable: ties keep first appearance
@@ -151,7 +159,8 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
     let cells = 1 + item.neighbours.len() as u32;
     let (w, h) = (PAD + cells * (CELL + PAD) + PAD, HEADER + CELL + 2 * PAD + CAPTION);
     let mut sheet = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let load = |path: &Path| crate::imaging::thumbnail(path, CELL).unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])));
+    let load =
+        |path: &Path| crate::imaging::thumbnail(path, CELL).unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])));
     let frame = |sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage| {
         let (x0, y0) = (x - 4, HEADER + PAD - 4);
         for dx in 0..CELL + 8 {
@@ -172,18 +181,55 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
         let err = |e: plotters::drawing::DrawingAreaErrorKind<_>| anyhow!("drawing the contact sheet: {e}");
         let text = |s: String, x: i32, y: i32, size: u32, colour: RGBColor| Text::new(s, (x, y), (FONT, size).into_font().color(&colour));
-        let short = |s: &str, max: usize| if s.chars().count() > max { s.chars().take(max - 1).collect::<String>() + "…" } else { s.to_string() };
-        let votes: Vec<String> = item.top_classes.iter().map(|v| format!("{} ×{}", short(&v.class, 22), v.votes)).collect();
-        let header = format!("true {} · nearest {} · majority {} — top {}: {}", short(&item.true_class, 28), short(&item.predicted, 28), short(&item.majority, 28), item.neighbours.len(), votes.join(", "));
+        let short = |s: &str, max: usize| {
+            if s.chars().count() > max {
+                s.chars().take(max - 1).collect::<String>() + "…"
+            } else {
+                s.to_string()
+            }
+        };
+        let votes: Vec<String> = item
+            .top_classes
+            .iter()
+            .map(|v| format!("{} ×{}", short(&v.class, 22), v.votes))
+            .collect();
+        let header = format!(
+            "true {} · nearest {} · majority {} — top {}: {}",
+            short(&item.true_class, 28),
+            short(&item.predicted, 28),
+            short(&item.majority, 28),
+            item.neighbours.len(),
+            votes.join(", ")
+        );
         root.draw(&text(short(&header, 230), PAD as i32, 9, 15, BLACK)).map_err(err)?;
         let y = (HEADER + CELL + PAD + 8) as i32;
-        root.draw(&text(short(&format!("query: {}", item.true_class), 21), x_of(0) as i32, y, 12, RGBColor(36, 84, 197))).map_err(err)?;
-        root.draw(&text(if item.unseen { "held-out class".into() } else { "test image".into() }, x_of(0) as i32, y + 15, 12, RGBColor(90, 90, 90))).map_err(err)?;
+        root.draw(&text(
+            short(&format!("query: {}", item.true_class), 21),
+            x_of(0) as i32,
+            y,
+            12,
+            RGBColor(36, 84, 197),
+        ))
+        .map_err(err)?;
+        root.draw(&text(
+            if item.unseen {
+                "held-out class".into()
+            } else {
+                "test image".into()
+            },
+            x_of(0) as i32,
+            y + 15,
+            12,
+            RGBColor(90, 90, 90),
+        ))
+        .map_err(err)?;
         for (c, n) in item.neighbours.iter().enumerate() {
             let x = x_of(c as u32 + 1) as i32;
             let colour = if n.correct { RGBColor(26, 127, 55) } else { RGBColor(198, 40, 40) };
-            root.draw(&text(format!("{}. {}", c + 1, short(&n.class, 18)), x, y, 12, colour)).map_err(err)?;
-            root.draw(&text(format!("d = {:.4}", n.distance), x, y + 15, 12, RGBColor(90, 90, 90))).map_err(err)?;
+            root.draw(&text(format!("{}. {}", c + 1, short(&n.class, 18)), x, y, 12, colour))
+                .map_err(err)?;
+            root.draw(&text(format!("d = {:.4}", n.distance), x, y + 15, 12, RGBColor(90, 90, 90)))
+                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
@@ -200,12 +246,26 @@ pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions) -> R
             embeddings: data.rows(0..data.n_train),
             manifest: GalleryManifest {
                 classes: data.classes.clone(),
-                entries: (0..data.n_train).map(|i| GalleryEntry { path: data.paths[i].clone(), label: data.labels[i] as usize, origin: Origin::Train }).collect(),
+                entries: (0..data.n_train)
+                    .map(|i| GalleryEntry {
+                        path: data.paths[i].clone(),
+                        label: data.labels[i] as usize,
+                        origin: Origin::Train,
+                    })
+                    .collect(),
             },
         };
         let test_paths = &data.paths[data.n_train..];
-        let predictions = predict_embeddings(&gallery, &data.rows(data.n_train..data.len()), test_paths, opts.k.max(1), data.distance);
-        let misclassified: Vec<bool> = (0..n_test).map(|t| predictions[t].nearest != data.class_name(data.n_train + t)).collect();
+        let predictions = predict_embeddings(
+            &gallery,
+            &data.rows(data.n_train..data.len()),
+            test_paths,
+            opts.k.max(1),
+            data.distance,
+        );
+        let misclassified: Vec<bool> = (0..n_test)
+            .map(|t| predictions[t].nearest != data.class_name(data.n_train + t))
+            .collect();
         for t in choose_queries(data, &misclassified, opts) {
             let point = data.n_train + t;
             let p = &predictions[t];
@@ -213,7 +273,12 @@ pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions) -> R
             let neighbours: Vec<GalleryNeighbour> = p
                 .neighbours
                 .iter()
-                .map(|n| GalleryNeighbour { path: n.path.display().to_string(), class: n.class.clone(), distance: n.distance, correct: n.class == true_class })
+                .map(|n| GalleryNeighbour {
+                    path: n.path.display().to_string(),
+                    class: n.class.clone(),
+                    distance: n.distance,
+                    correct: n.class == true_class,
+                })
                 .collect();
             let classes: Vec<String> = neighbours.iter().map(|n| n.class.clone()).collect();
             items.push(GalleryItem {
@@ -250,10 +315,18 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem]) -> String {
         body.push_str("<p class=\"note\">No query: no held-out class and no misclassified test image.</p>\n");
     }
     for item in items {
-        let verdict = if item.correct { "<span class=\"ok\">nearest correct</span>" } else { "<span class=\"bad\">nearest wrong</span>" };
+        let verdict = if item.correct {
+            "<span class=\"ok\">nearest correct</span>"
+        } else {
+            "<span class=\"bad\">nearest wrong</span>"
+        };
         let vote_ok = item.majority == item.true_class;
         let order: Vec<String> = item.neighbours.iter().map(|n| html::escape(&n.class)).collect();
-        let votes: Vec<String> = item.top_classes.iter().map(|v| format!("{} ({})", html::escape(&v.class), v.votes)).collect();
+        let votes: Vec<String> = item
+            .top_classes
+            .iter()
+            .map(|v| format!("{} ({})", html::escape(&v.class), v.votes))
+            .collect();
         let _ = write!(
             body,
             "<section id=\"{id}\"><h2>{id}: {true_class}{unseen}</h2>\n<p>true label: <b>{true_class}</b> · predicted (nearest): <b>{pred}</b> {verdict} · majority of {k}: <b class=\"{vote_class}\">{majority}</b></p>\n<p>Classes of top {k} closest samples: {order}</p>\n<p class=\"muted\">votes: {votes}</p>\n<img src=\"{sheet}\" alt=\"{alt}\" loading=\"lazy\">\n<table><thead><tr><th>#</th><th>class</th><th class=\"num\">distance</th><th>image</th></tr></thead><tbody>",
@@ -282,8 +355,16 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem]) -> String {
         }
         body.push_str("</tbody></table></section>\n");
     }
-    let nav = vec![("../projections/umap.html".to_string(), "UMAP map".to_string()), ("../projections/tsne.html".to_string(), "t-SNE map".to_string())];
-    html::page(&format!("Galleries — {}", data.phase.dir_name()), &nav, "<style>section{margin-bottom:28px}:target{outline:3px solid var(--accent);outline-offset:4px}</style>", &body)
+    let nav = vec![
+        ("../projections/umap.html".to_string(), "UMAP map".to_string()),
+        ("../projections/tsne.html".to_string(), "t-SNE map".to_string()),
+    ];
+    html::page(
+        &format!("Galleries — {}", data.phase.dir_name()),
+        &nav,
+        "<style>section{margin-bottom:28px}:target{outline:3px solid var(--accent);outline-offset:4px}</style>",
+        &body,
+    )
 }
 
 #[cfg(test)]
@@ -296,7 +377,10 @@ mod tests {
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // The reference README's example: 24, 24, 5, 24, 5, 5, 5, 5, 24, 5.
         let votes = top_classes(&c(&["24", "24", "5", "24", "5", "5", "5", "5", "24", "5"]));
-        assert_eq!(votes.iter().map(|v| (v.class.as_str(), v.votes)).collect::<Vec<_>>(), vec![("5", 6), ("24", 4)]);
+        assert_eq!(
+            votes.iter().map(|v| (v.class.as_str(), v.votes)).collect::<Vec<_>>(),
+            vec![("5", 6), ("24", 4)]
+        );
         let tie = top_classes(&c(&["b", "a", "a", "b"]));
         assert_eq!(tie[0].class, "b");
     }
@@ -310,13 +394,21 @@ mod tests {
         let donor: Vec<f32> = data.embeddings.row(1).to_vec();
         data.embeddings.data[40 * d..41 * d].copy_from_slice(&donor);
         let dir = tempfile::tempdir().unwrap();
-        let opts = GalleryOptions { unseen_sample: 3, misclassified_limit: 5, k: 10, seed: 1 };
+        let opts = GalleryOptions {
+            unseen_sample: 3,
+            misclassified_limit: 5,
+            k: 10,
+            seed: 1,
+        };
         let items = write_galleries(&data, dir.path(), &opts).unwrap();
         let unseen = items.iter().filter(|i| i.unseen).count();
         assert_eq!(unseen, 3);
         let wrong: Vec<&GalleryItem> = items.iter().filter(|i| !i.correct).collect();
         assert_eq!(wrong.len(), 1);
-        assert_eq!((wrong[0].id.as_str(), wrong[0].predicted.as_str(), wrong[0].true_class.as_str()), ("q40", "one", "<b>x</b>"));
+        assert_eq!(
+            (wrong[0].id.as_str(), wrong[0].predicted.as_str(), wrong[0].true_class.as_str()),
+            ("q40", "one", "<b>x</b>")
+        );
         let item = &items[0];
         assert_eq!(item.neighbours.len(), 10);
         assert!(item.neighbours.windows(2).all(|w| w[0].distance <= w[1].distance));
@@ -329,6 +421,9 @@ mod tests {
         assert!(html.contains("id=\"q40\""));
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("galleries.json")).unwrap()).unwrap();
         assert_eq!(json["items"].as_array().unwrap().len(), items.len());
-        assert_eq!(json["items"][0]["neighbours"][0]["correct"].as_bool(), Some(items[0].neighbours[0].correct));
+        assert_eq!(
+            json["items"][0]["neighbours"][0]["correct"].as_bool(),
+            Some(items[0].neighbours[0].correct)
+        );
     }
 }

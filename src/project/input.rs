@@ -20,7 +20,11 @@ pub struct Matrix {
 impl Matrix {
     /// A matrix from row-major values; errors when the length does not match.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Result<Matrix> {
-        ensure!(data.len() == rows * cols, "{} values do not make a {rows}×{cols} matrix", data.len());
+        ensure!(
+            data.len() == rows * cols,
+            "{} values do not make a {rows}×{cols} matrix",
+            data.len()
+        );
         Ok(Matrix { rows, cols, data })
     }
 
@@ -75,10 +79,16 @@ pub fn validate(points: &Matrix, min_neighbours: usize, source: &str) -> Result<
     }
     if let Some(pos) = points.data.iter().position(|v| !v.is_finite()) {
         let (row, col) = (pos / points.cols, pos % points.cols);
-        bail!("{source}: embedding row {row} holds a non-finite value ({}) in dimension {col}", points.data[pos]);
+        bail!(
+            "{source}: embedding row {row} holds a non-finite value ({}) in dimension {col}",
+            points.data[pos]
+        );
     }
     if points.rows <= min_neighbours {
-        bail!("{source}: {} points, but the projection needs more than {min_neighbours} (its number of neighbours)", points.rows);
+        bail!(
+            "{source}: {} points, but the projection needs more than {min_neighbours} (its number of neighbours)",
+            points.rows
+        );
     }
     // Exact duplicates by bit pattern (−0 and +0 differ, which only undercounts).
     let mut seen = std::collections::HashSet::with_capacity(points.rows);
@@ -141,7 +151,10 @@ mod tests {
         let mut m = matrix(&[&[0.0, 1.0], &[1.0, 0.0], &[2.0, 2.0], &[3.0, 1.0]]);
         m.data[5] = f32::NAN;
         let err = validate(&m, 1, "embeddings.safetensors").unwrap_err().to_string();
-        assert!(err.contains("row 2") && err.contains("embeddings.safetensors") && err.contains("NaN"), "{err}");
+        assert!(
+            err.contains("row 2") && err.contains("embeddings.safetensors") && err.contains("NaN"),
+            "{err}"
+        );
         m.data[5] = f32::INFINITY;
         assert!(validate(&m, 1, "x").unwrap_err().to_string().contains("inf"));
     }
@@ -155,14 +168,22 @@ mod tests {
         let err = validate(&copies, 2, "e").unwrap_err().to_string();
         assert!(err.contains("2 distinct") && err.contains("3 duplicates"), "{err}");
         let some = matrix(&[&[1.0, 1.0], &[1.0, 1.0], &[0.0, 1.0], &[3.0, 1.0], &[2.0, 0.0]]);
-        assert_eq!(validate(&some, 2, "e").unwrap(), InputReport { duplicates: 1, distinct: 4 });
+        assert_eq!(
+            validate(&some, 2, "e").unwrap(),
+            InputReport {
+                duplicates: 1,
+                distinct: 4
+            }
+        );
     }
 
     #[test]
     fn pca_finds_the_long_axis_with_a_fixed_sign() {
         tch::set_num_threads(1);
         // Points along (1, 1, 0), each twice, at z = ±0.1 (uncorrelated with the line).
-        let rows: Vec<Vec<f32>> = (0..20).map(|r| vec![(r / 2) as f32, (r / 2) as f32, if r % 2 == 0 { 0.1 } else { -0.1 }]).collect();
+        let rows: Vec<Vec<f32>> = (0..20)
+            .map(|r| vec![(r / 2) as f32, (r / 2) as f32, if r % 2 == 0 { 0.1 } else { -0.1 }])
+            .collect();
         let m = Matrix::new(20, 3, rows.concat()).unwrap();
         let p = pca(&m, 2).unwrap();
         assert_eq!((p.rows, p.cols), (20, 2));

@@ -36,10 +36,21 @@ impl SpriteInfo {
     /// Cell size for `n` points: 64 px up to 1 000 points, 48 up to 4 000, else 32
     /// (the sheet stays under 4 000 px a side at 10 000 points).
     pub fn for_points(n: usize) -> SpriteInfo {
-        let cell = if n <= 1000 { 64 } else if n <= 4000 { 48 } else { 32 };
+        let cell = if n <= 1000 {
+            64
+        } else if n <= 4000 {
+            48
+        } else {
+            32
+        };
         let columns = ((n as f64).sqrt().ceil() as u32).max(1);
         let rows = (n as u32).div_ceil(columns).max(1);
-        SpriteInfo { cell, columns, rows, count: n }
+        SpriteInfo {
+            cell,
+            columns,
+            rows,
+            count: n,
+        }
     }
 }
 
@@ -48,7 +59,13 @@ impl SpriteInfo {
 pub fn load_thumbnails(paths: &[PathBuf], side: u32) -> (Vec<RgbImage>, usize) {
     let thumbs: Vec<Option<RgbImage>> = paths.par_iter().map(|p| crate::imaging::thumbnail(p, side).ok()).collect();
     let missing = thumbs.iter().filter(|t| t.is_none()).count();
-    (thumbs.into_iter().map(|t| t.unwrap_or_else(|| RgbImage::from_pixel(side, side, Rgb([200, 200, 200])))).collect(), missing)
+    (
+        thumbs
+            .into_iter()
+            .map(|t| t.unwrap_or_else(|| RgbImage::from_pixel(side, side, Rgb([200, 200, 200]))))
+            .collect(),
+        missing,
+    )
 }
 
 /// The sprite sheet: each thumbnail letterboxed into its square cell.
@@ -159,9 +176,19 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
         })
         .collect();
     let colours: Vec<String> = (0..n_classes).map(|c| css(class_colour(c, n_classes))).collect();
-    let r = if n > 5000 { 2.5 } else if n > 1000 { 3.5 } else { 4.5 };
+    let r = if n > 5000 {
+        2.5
+    } else if n > 1000 {
+        3.5
+    } else {
+        4.5
+    };
     let mut svg = String::with_capacity(n * 64);
-    let _ = write!(svg, "<svg id=\"map\" viewBox=\"0 0 {} {}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"embedding map\"><g>", VIEW.0, VIEW.1);
+    let _ = write!(
+        svg,
+        "<svg id=\"map\" viewBox=\"0 0 {} {}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"embedding map\"><g>",
+        VIEW.0, VIEW.1
+    );
     // Training points first, test points on top.
     for pass in [Split::Train, Split::Test] {
         for i in (0..n).filter(|&i| data.split[i] == pass) {
@@ -170,11 +197,21 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
             let unseen = if data.unseen(i) { " class=\"u\"" } else { "" };
             match pass {
                 Split::Train => {
-                    let _ = write!(svg, "<circle data-i=\"{i}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" fill=\"{fill}\"{unseen}/>");
+                    let _ = write!(
+                        svg,
+                        "<circle data-i=\"{i}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" fill=\"{fill}\"{unseen}/>"
+                    );
                 }
                 Split::Test => {
                     let s = r * 1.5;
-                    let _ = write!(svg, "<path data-i=\"{i}\" d=\"M{x} {:.1}l{:.1} {:.1}h{:.1}z\" fill=\"{fill}\"{unseen}/>", y - s, s * 0.9, s * 1.6, -s * 1.8);
+                    let _ = write!(
+                        svg,
+                        "<path data-i=\"{i}\" d=\"M{x} {:.1}l{:.1} {:.1}h{:.1}z\" fill=\"{fill}\"{unseen}/>",
+                        y - s,
+                        s * 0.9,
+                        s * 1.6,
+                        -s * 1.8
+                    );
                 }
             }
             svg.push('\n');
@@ -186,11 +223,22 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
         classes: &data.classes,
         colours: colours.clone(),
         points: (0..n)
-            .map(|i| [data.labels[i], (data.split[i] == Split::Test) as i64, data.unseen(i) as i64, page.gallery.get(i).copied().unwrap_or(false) as i64])
+            .map(|i| {
+                [
+                    data.labels[i],
+                    (data.split[i] == Split::Test) as i64,
+                    data.unseen(i) as i64,
+                    page.gallery.get(i).copied().unwrap_or(false) as i64,
+                ]
+            })
             .collect(),
         xy,
         near: page.neighbours.iter().map(|row| row.iter().map(|&(j, _)| j).collect()).collect(),
-        dist: page.neighbours.iter().map(|row| row.iter().map(|&(_, d)| (d * 1e4).round() / 1e4).collect()).collect(),
+        dist: page
+            .neighbours
+            .iter()
+            .map(|row| row.iter().map(|&(_, d)| (d * 1e4).round() / 1e4).collect())
+            .collect(),
         paths: data.paths.iter().map(|p| p.display().to_string()).collect(),
         sprite: page.sprite,
     };
@@ -199,7 +247,14 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
     present.dedup();
     let legend: String = present
         .iter()
-        .map(|&c| format!("<div><span style=\"background:{}\"></span>{}{}</div>", colours[c], html::escape(&data.classes[c]), if data.held_out[c] { " ◯" } else { "" }))
+        .map(|&c| {
+            format!(
+                "<div><span style=\"background:{}\"></span>{}{}</div>",
+                colours[c],
+                html::escape(&data.classes[c]),
+                if data.held_out[c] { " ◯" } else { "" }
+            )
+        })
         .collect();
     let body = format!(
         "<h1>{}</h1>\n<p class=\"muted\">{}</p>\n<p class=\"muted\">● train image · ▲ test image · black outline: held-out class · hover a point for its image and nearest neighbours; click to open its gallery entry (or to link to the point).</p>\n<div class=\"mapwrap\">{svg}\n<aside id=\"panel\"><div id=\"thumb\"></div><b id=\"p-class\">hover a point</b><div id=\"p-split\" class=\"muted\"></div><div id=\"p-path\" class=\"muted\" style=\"overflow-wrap:anywhere;font-size:.8em\"></div><div>nearest in the embedding space:</div><ol id=\"p-near\"></ol></aside></div>\n<h2>Classes</h2><div class=\"legend\">{legend}</div>\n<script>window.DMLVIZ_MAP={};</script>\n<script>{MAP_SCRIPT}</script>",
@@ -239,7 +294,10 @@ mod tests {
         let html = page_for(&data);
         assert!(!html.contains("<script>alert(1)"), "raw class name in the page");
         assert!(!html.contains("<img src=x"), "raw path in the page");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "legend must show the escaped name");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "legend must show the escaped name"
+        );
         assert!(html.contains("cat &amp; &quot;dog&quot;"));
         assert!(html.contains("<title>UMAP — &lt;phase&gt;</title>"));
         // Exactly the page's own scripts: the frame's sort script, the data and the handler.

@@ -166,7 +166,11 @@ const HOVER_NEIGHBOURS: usize = 5;
 pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Result<ProjectSummary> {
     let data = data::load_phase(run, phase)?;
     let source = data.dir.join("embeddings.safetensors").display().to_string();
-    let min_neighbours = if opts.methods.contains(&Method::Umap) { opts.umap.n_neighbors } else { 3 };
+    let min_neighbours = if opts.methods.contains(&Method::Umap) {
+        opts.umap.n_neighbors
+    } else {
+        3
+    };
     let report = input::validate(&data.embeddings, min_neighbours, &source)?;
     let out = data.dir.join("projections");
     let galleries_dir = data.dir.join("galleries");
@@ -182,11 +186,18 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
 
     // Hover neighbours in the embedding space (the run's distance).
     let x = data.embeddings.to_tensor();
-    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let options = KnnOptions {
+        exclude: Exclude::SameIndex,
+        ..Default::default()
+    };
     let (idx, dist) = k_nearest_with(&x, &x, HOVER_NEIGHBOURS.min(n - 1) as i64, data.distance, &options);
     let idx = Vec::<Vec<i64>>::try_from(&idx)?;
     let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))?;
-    let neighbours: Vec<Vec<(usize, f32)>> = idx.iter().zip(&dist).map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect()).collect();
+    let neighbours: Vec<Vec<(usize, f32)>> = idx
+        .iter()
+        .zip(&dist)
+        .map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect())
+        .collect();
 
     // Galleries first: the maps link to their entries.
     let items = gallery::write_galleries(&data, &galleries_dir, &opts.gallery)?;
@@ -211,7 +222,11 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         let (layout, params) = match method {
             Method::Umap => {
                 // Cosine runs: UMAP measures cosine itself, as umap-learn's metric="cosine".
-                let (points, distance) = if pca_dims.is_some() { (&reduced, Distance::Euclidean) } else { (&data.embeddings, data.distance) };
+                let (points, distance) = if pca_dims.is_some() {
+                    (&reduced, Distance::Euclidean)
+                } else {
+                    (&data.embeddings, data.distance)
+                };
                 let layout = umap::umap(points, distance, &opts.umap).with_context(|| format!("UMAP of {source}"))?;
                 let mut params = serde_json::to_value(&opts.umap)?;
                 params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(n));
@@ -262,14 +277,28 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             ("tsne.html".to_string(), "t-SNE map".to_string()),
             ("../galleries/index.html".to_string(), "galleries".to_string()),
         ];
-        let page = map::MapPage { title: format!("{} — {}", method.title(), phase.dir_name()), facts, neighbours: &neighbours, gallery: &in_gallery, sprite: Some(sprite), nav };
+        let page = map::MapPage {
+            title: format!("{} — {}", method.title(), phase.dir_name()),
+            facts,
+            neighbours: &neighbours,
+            gallery: &in_gallery,
+            sprite: Some(sprite),
+            nav,
+        };
         write_atomic(&out.join(format!("{name}.html")), map::map_html(&data, &layout, &page).as_bytes())?;
         write_json(&out.join(format!("{name}.json")), &record)?;
         records.push(record);
     }
-    Ok(ProjectSummary { phase, projections_dir: out, galleries_dir, points: n, projections: records, gallery_items: items.len(), missing_images })
+    Ok(ProjectSummary {
+        phase,
+        projections_dir: out,
+        galleries_dir,
+        points: n,
+        projections: records,
+        gallery_items: items.len(),
+        missing_images,
+    })
 }
-
 
 /// A standard normal draw (Box–Muller) from the project's seeded generator.
 pub(crate) fn normal(rng: &mut Rng) -> f64 {

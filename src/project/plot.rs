@@ -42,19 +42,39 @@ fn bounds(layout: &Matrix) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
 }
 
 /// Draws the scatter plot on `root`; returns each point's pixel position.
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PhaseData, layout: &Matrix, title: &str, legend_width: u32) -> Result<Vec<(i32, i32)>> {
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &PhaseData,
+    layout: &Matrix,
+    title: &str,
+    legend_width: u32,
+) -> Result<Vec<(i32, i32)>> {
     root.fill(&WHITE).map_err(err)?;
     let (w, h) = root.dim_in_pixel();
     let (plot, legend) = root.split_horizontally(w.saturating_sub(legend_width));
     let (xs, ys) = bounds(layout);
-    let mut chart = ChartBuilder::on(&plot).caption(title, (FONT, 20)).margin(12).build_cartesian_2d(xs, ys).map_err(err)?;
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .build_cartesian_2d(xs, ys)
+        .map_err(err)?;
     chart.plotting_area().fill(&RGBColor(250, 250, 252)).map_err(err)?;
     let n_classes = data.classes.len();
-    let r = if data.len() > 5000 { 2 } else if data.len() > 1000 { 3 } else { 4 };
+    let r = if data.len() > 5000 {
+        2
+    } else if data.len() > 1000 {
+        3
+    } else {
+        4
+    };
     let at = |i: usize| (layout.row(i)[0] as f64, layout.row(i)[1] as f64);
     // Training dots first, then test triangles on top, then rings of held-out classes.
     chart
-        .draw_series((0..data.len()).filter(|&i| data.split[i] == Split::Train).map(|i| Circle::new(at(i), r, class_colour(data.labels[i] as usize, n_classes).filled())))
+        .draw_series(
+            (0..data.len())
+                .filter(|&i| data.split[i] == Split::Train)
+                .map(|i| Circle::new(at(i), r, class_colour(data.labels[i] as usize, n_classes).filled())),
+        )
         .map_err(err)?;
     chart
         .draw_series(
@@ -63,7 +83,13 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PhaseData, lay
                 .map(|i| TriangleMarker::new(at(i), r + 2, class_colour(data.labels[i] as usize, n_classes).filled())),
         )
         .map_err(err)?;
-    chart.draw_series((0..data.len()).filter(|&i| data.unseen(i)).map(|i| Circle::new(at(i), r + 3, BLACK.stroke_width(1)))).map_err(err)?;
+    chart
+        .draw_series(
+            (0..data.len())
+                .filter(|&i| data.unseen(i))
+                .map(|i| Circle::new(at(i), r + 3, BLACK.stroke_width(1))),
+        )
+        .map_err(err)?;
     let positions = (0..data.len()).map(|i| chart.backend_coord(&at(i))).collect();
 
     // Legend: markers, then classes when they fit.
@@ -72,10 +98,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PhaseData, lay
         let mut y = 40;
         legend.draw(&text("markers", 10, y, 15)).map_err(err)?;
         y += LEGEND_ROW + 4;
-        legend.draw(&Circle::new((18, y + 6), 4, RGBColor(90, 90, 90).filled())).map_err(err)?;
+        legend
+            .draw(&Circle::new((18, y + 6), 4, RGBColor(90, 90, 90).filled()))
+            .map_err(err)?;
         legend.draw(&text("train image", 30, y, 13)).map_err(err)?;
         y += LEGEND_ROW;
-        legend.draw(&TriangleMarker::new((18, y + 6), 6, RGBColor(90, 90, 90).filled())).map_err(err)?;
+        legend
+            .draw(&TriangleMarker::new((18, y + 6), 6, RGBColor(90, 90, 90).filled()))
+            .map_err(err)?;
         legend.draw(&text("test image", 30, y, 13)).map_err(err)?;
         y += LEGEND_ROW;
         legend.draw(&Circle::new((18, y + 6), 7, BLACK.stroke_width(1))).map_err(err)?;
@@ -89,7 +119,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PhaseData, lay
             legend.draw(&text("classes", 10, y, 15)).map_err(err)?;
             y += LEGEND_ROW + 4;
             for c in present {
-                legend.draw(&Rectangle::new([(12, y + 2), (24, y + 12)], class_colour(c, n_classes).filled())).map_err(err)?;
+                legend
+                    .draw(&Rectangle::new([(12, y + 2), (24, y + 12)], class_colour(c, n_classes).filled()))
+                    .map_err(err)?;
                 let mut name = data.classes[c].clone();
                 if name.chars().count() > 34 {
                     name = name.chars().take(33).collect::<String>() + "…";
@@ -98,7 +130,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PhaseData, lay
                 y += LEGEND_ROW;
             }
         } else {
-            legend.draw(&text(&format!("{} classes: one colour each", present.len()), 10, y, 13)).map_err(err)?;
+            legend
+                .draw(&text(&format!("{} classes: one colour each", present.len()), 10, y, 13))
+                .map_err(err)?;
             legend.draw(&text("(names in the HTML map)", 10, y + LEGEND_ROW, 13)).map_err(err)?;
         }
     }
@@ -147,7 +181,9 @@ pub fn thumbnail_png(data: &PhaseData, layout: &Matrix, title: &str, thumbs: &[R
     let size = if data.len() > 2000 { (3000, 2600) } else { (2000, 1700) };
     let (mut canvas, positions) = render(data, layout, title, size, LEGEND)?;
     let n_classes = data.classes.len();
-    let order = (0..data.len()).filter(|&i| data.split[i] == Split::Train).chain((0..data.len()).filter(|&i| data.split[i] == Split::Test));
+    let order = (0..data.len())
+        .filter(|&i| data.split[i] == Split::Train)
+        .chain((0..data.len()).filter(|&i| data.split[i] == Split::Test));
     for i in order {
         let Some(thumb) = thumbs.get(i) else { continue };
         let small = crate::imaging::shrink(thumb, side);

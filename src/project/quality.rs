@@ -13,7 +13,10 @@ pub const QUALITY_K: usize = 15;
 
 /// The `k` nearest other points of every point, `[n][k]`.
 pub fn self_neighbours(points: &Tensor, k: usize, distance: Distance) -> Result<Vec<Vec<i64>>> {
-    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let options = KnnOptions {
+        exclude: Exclude::SameIndex,
+        ..Default::default()
+    };
     let (idx, _) = k_nearest_with(points, points, k as i64, distance, &options);
     Ok(Vec::<Vec<i64>>::try_from(&idx)?)
 }
@@ -26,7 +29,10 @@ pub fn self_neighbours(points: &Tensor, k: usize, distance: Distance) -> Result<
 pub fn trustworthiness(input: &Matrix, layout: &Matrix, k: usize, distance: Distance) -> Result<f64> {
     let n = input.rows;
     ensure!(layout.rows == n, "layout has {} points, input {n}", layout.rows);
-    ensure!(k >= 1 && k < n / 2 + n % 2 && 2 * n > 3 * k + 1, "trustworthiness needs 1 ≤ k < n/2 (k = {k}, n = {n})");
+    ensure!(
+        k >= 1 && k < n / 2 + n % 2 && 2 * n > 3 * k + 1,
+        "trustworthiness needs 1 ≤ k < n/2 (k = {k}, n = {n})"
+    );
     tch::no_grad(|| {
         let x = input.to_tensor();
         let near_in = self_neighbours(&x, k, distance)?;
@@ -50,12 +56,18 @@ pub fn trustworthiness(input: &Matrix, layout: &Matrix, k: usize, distance: Dist
             let width = rows.iter().map(|&i| intruders[i].len()).max().unwrap_or(0);
             // Columns of the intruders (padded with the point itself; its count is masked).
             let intruders = &intruders;
-            let cols: Vec<i64> = rows.iter().flat_map(|&i| (0..width).map(move |c| *intruders[i].get(c).unwrap_or(&(i as i64)))).collect();
+            let cols: Vec<i64> = rows
+                .iter()
+                .flat_map(|&i| (0..width).map(move |c| *intruders[i].get(c).unwrap_or(&(i as i64))))
+                .collect();
             let cols = Tensor::from_slice(&cols).view([rows.len() as i64, width as i64]);
             let thresholds = d.gather(1, &cols, false);
             // Rank = 1 + number of other points strictly nearer (the point itself is at
             // distance ≈ 0, nearer than any intruder: subtract it).
-            let nearer = d.unsqueeze(1).lt_tensor(&thresholds.unsqueeze(2)).sum_dim_intlist(2, false, Kind::Int64);
+            let nearer = d
+                .unsqueeze(1)
+                .lt_tensor(&thresholds.unsqueeze(2))
+                .sum_dim_intlist(2, false, Kind::Int64);
             let nearer = Vec::<Vec<i64>>::try_from(&nearer)?;
             for (r, &i) in rows.iter().enumerate() {
                 for c in 0..intruders[i].len() {
@@ -73,7 +85,12 @@ pub fn trustworthiness(input: &Matrix, layout: &Matrix, k: usize, distance: Dist
 /// kNN label agreement of a layout: the share of (point, neighbour) pairs, over each
 /// point's `k` nearest other points in the layout, whose labels are equal.
 pub fn knn_label_agreement(layout: &Matrix, labels: &[i64], k: usize) -> Result<f64> {
-    ensure!(layout.rows == labels.len() && layout.rows > 1, "{} points, {} labels", layout.rows, labels.len());
+    ensure!(
+        layout.rows == labels.len() && layout.rows > 1,
+        "{} points, {} labels",
+        layout.rows,
+        labels.len()
+    );
     let near = self_neighbours(&layout.to_tensor(), k, Distance::Euclidean)?;
     let (mut same, mut total) = (0usize, 0usize);
     for (i, row) in near.iter().enumerate() {

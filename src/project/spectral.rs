@@ -55,14 +55,19 @@ pub fn spectral_layout(graph: &Graph, dim: usize, data: &[f32], cols: usize, see
         // Half the distance to the nearest other component.
         let mut nearest = f64::INFINITY;
         for o in (0..count).filter(|&o| o != c) {
-            let d: f64 = (0..dim).map(|k| ((meta[o * dim + k] - centre[k]) as f64).powi(2)).sum::<f64>().sqrt();
+            let d: f64 = (0..dim)
+                .map(|k| ((meta[o * dim + k] - centre[k]) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
             if d > 0.0 {
                 nearest = nearest.min(d);
             }
         }
         let range = if nearest.is_finite() { nearest / 2.0 } else { 1.0 } as f32;
         let local: Vec<f32> = if members.len() < 2 * dim || members.len() <= dim + 1 {
-            (0..members.len() * dim).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * range).collect()
+            (0..members.len() * dim)
+                .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * range)
+                .collect()
         } else {
             let mut l = component_spectral(graph, &members, dim, &mut rng);
             let max = l.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -191,7 +196,10 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
     // LAPACK through libtorch: Jacobi is O(m³) per sweep and slow at a few hundred.
     let (values, vectors) = tch::no_grad(|| {
         let (v, w) = tch::Tensor::from_slice(&nmat).view([m as i64, m as i64]).linalg_eigh("L");
-        (Vec::<f64>::try_from(&v).unwrap_or_default(), Vec::<f64>::try_from(&w.contiguous().view([-1])).unwrap_or_default())
+        (
+            Vec::<f64>::try_from(&v).unwrap_or_default(),
+            Vec::<f64>::try_from(&w.contiguous().view([-1])).unwrap_or_default(),
+        )
     });
     if values.len() != m || vectors.len() != m * m {
         let (values, vectors) = jacobi_eigen(&nmat, m);
@@ -222,7 +230,10 @@ pub fn jacobi_eigen(matrix: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
     (0..m).for_each(|i| v[i * m + i] = 1.0);
     let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
     for _sweep in 0..100 {
-        let off: f64 = (0..m).flat_map(|i| (0..m).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * m + j].powi(2)).sum();
+        let off: f64 = (0..m)
+            .flat_map(|i| (0..m).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * m + j].powi(2))
+            .sum();
         if off.sqrt() <= 1e-13 * norm {
             break;
         }
@@ -264,7 +275,12 @@ fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usiz
     let m = members.len();
     let degree: Vec<f64> = members
         .iter()
-        .map(|&i| (graph.indptr[i]..graph.indptr[i + 1]).filter(|&e| local[graph.indices[e] as usize] != usize::MAX).map(|e| graph.weights[e] as f64).sum())
+        .map(|&i| {
+            (graph.indptr[i]..graph.indptr[i + 1])
+                .filter(|&e| local[graph.indices[e] as usize] != usize::MAX)
+                .map(|e| graph.weights[e] as f64)
+                .sum()
+        })
         .collect();
     let inv_sqrt: Vec<f64> = degree.iter().map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 }).collect();
     let mut top: Vec<f64> = degree.iter().map(|d| d.sqrt()).collect();
@@ -315,12 +331,17 @@ fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usiz
             let mut order: Vec<usize> = (0..p).collect();
             order.sort_by(|&x, &y| values[y].partial_cmp(&values[x]).unwrap_or(std::cmp::Ordering::Equal));
             let rotate = |src: &[Vec<f64>]| -> Vec<Vec<f64>> {
-                order.iter().map(|&c| (0..m).map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum()).collect()).collect()
+                order
+                    .iter()
+                    .map(|&c| (0..m).map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum()).collect())
+                    .collect()
             };
             let x = rotate(&block);
             let y = rotate(&next);
             theta = order.iter().map(|&c| values[c]).collect();
-            let residual = (0..dim).map(|k| x[k].iter().zip(&y[k]).map(|(a, b)| (b - theta[k] * a).powi(2)).sum::<f64>().sqrt()).fold(0f64, f64::max);
+            let residual = (0..dim)
+                .map(|k| x[k].iter().zip(&y[k]).map(|(a, b)| (b - theta[k] * a).powi(2)).sum::<f64>().sqrt())
+                .fold(0f64, f64::max);
             block = x;
             if residual < 1e-4 {
                 break;
@@ -402,12 +423,20 @@ mod tests {
     fn ring_becomes_a_circle_dense_and_sparse() {
         let n = 40;
         let (indptr, indices, weights) = ring(n);
-        let g = Graph { indptr: &indptr, indices: &indices, weights: &weights };
+        let g = Graph {
+            indptr: &indptr,
+            indices: &indices,
+            weights: &weights,
+        };
         is_circle(&spectral_layout(&g, 2, &vec![0.0; n], 1, 0), n);
         // The iterative path on the same kind of graph.
         let n = 60;
         let (indptr, indices, weights) = ring(n);
-        let g = Graph { indptr: &indptr, indices: &indices, weights: &weights };
+        let g = Graph {
+            indptr: &indptr,
+            indices: &indices,
+            weights: &weights,
+        };
         let members: Vec<usize> = (0..n).collect();
         let vectors = sparse_laplacian_eigenvectors(&g, &members, &members, 2, &mut Rng::new(1));
         is_circle(&vectors.iter().map(|&v| v as f32).collect::<Vec<_>>(), n);
@@ -422,10 +451,19 @@ mod tests {
         let weights: Vec<f32> = w1.iter().chain(&w1).copied().collect();
         indices.extend(i1.iter().map(|j| j + 30));
         indptr.extend(p1[1..].iter().map(|p| p + i1.len()));
-        let g = Graph { indptr: &indptr, indices: &indices, weights: &weights };
+        let g = Graph {
+            indptr: &indptr,
+            indices: &indices,
+            weights: &weights,
+        };
         assert_eq!(components(&g).1, 2);
         let layout = spectral_layout(&g, 2, &vec![0.0; 60], 1, 0);
         let mean = |r: std::ops::Range<usize>| r.clone().map(|i| layout[2 * i]).sum::<f32>() / r.len() as f32;
-        assert!((mean(0..30) - 1.0).abs() < 0.1 && (mean(30..60) + 1.0).abs() < 0.1, "{} {}", mean(0..30), mean(30..60));
+        assert!(
+            (mean(0..30) - 1.0).abs() < 0.1 && (mean(30..60) + 1.0).abs() < 0.1,
+            "{} {}",
+            mean(0..30),
+            mean(30..60)
+        );
     }
 }

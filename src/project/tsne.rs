@@ -48,7 +48,14 @@ pub struct TsneParams {
 
 impl Default for TsneParams {
     fn default() -> Self {
-        TsneParams { perplexity: 30.0, early_exaggeration: 12.0, early_exaggeration_iter: 250, n_iter: 500, theta: 0.5, learning_rate: None }
+        TsneParams {
+            perplexity: 30.0,
+            early_exaggeration: 12.0,
+            early_exaggeration_iter: 250,
+            n_iter: 500,
+            theta: 0.5,
+            learning_rate: None,
+        }
     }
 }
 
@@ -103,7 +110,10 @@ fn affinities(points: &Matrix, perplexity: f64) -> Result<Affinities> {
     let n = points.rows;
     let k = (n - 1).min((3.0 * perplexity).floor() as usize).max(1);
     let x = points.to_tensor();
-    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let options = KnnOptions {
+        exclude: Exclude::SameIndex,
+        ..Default::default()
+    };
     let (idx, dist) = k_nearest_with(&x, &x, k as i64, Distance::Euclidean, &options);
     let idx = Vec::<i64>::try_from(&idx.view([-1]))?;
     let dist = Vec::<f32>::try_from(&dist.to_kind(tch::Kind::Float).view([-1]))?;
@@ -177,8 +187,19 @@ impl QuadTree {
             y1 = y1.max(y[2 * i + 1]);
         }
         let half = ((x1 - x0).max(y1 - y0) / 2.0) * (1.0 + 1e-9) + 1e-12;
-        let root = Node { cx: (x0 + x1) / 2.0, cy: (y0 + y1) / 2.0, half, sx: 0.0, sy: 0.0, count: 0, child: 0, point: u32::MAX };
-        let mut tree = QuadTree { nodes: Vec::with_capacity(4 * n) };
+        let root = Node {
+            cx: (x0 + x1) / 2.0,
+            cy: (y0 + y1) / 2.0,
+            half,
+            sx: 0.0,
+            sy: 0.0,
+            count: 0,
+            child: 0,
+            point: u32::MAX,
+        };
+        let mut tree = QuadTree {
+            nodes: Vec::with_capacity(4 * n),
+        };
         tree.nodes.push(root);
         for i in 0..n {
             tree.insert(i as u32, y[2 * i], y[2 * i + 1], y);
@@ -218,7 +239,16 @@ impl QuadTree {
                 for q in 0..4u32 {
                     let cx = node.cx + if q & 1 == 1 { h } else { -h };
                     let cy = node.cy + if q & 2 == 2 { h } else { -h };
-                    self.nodes.push(Node { cx, cy, half: h, sx: 0.0, sy: 0.0, count: 0, child: 0, point: u32::MAX });
+                    self.nodes.push(Node {
+                        cx,
+                        cy,
+                        half: h,
+                        sx: 0.0,
+                        sy: 0.0,
+                        count: 0,
+                        child: 0,
+                        point: u32::MAX,
+                    });
                 }
                 let moved = (first + Self::quadrant(&node, px, py)) as usize;
                 let nd = &mut self.nodes[moved];
@@ -275,15 +305,23 @@ impl QuadTree {
 /// for a cosine embedding).
 pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     validate(points, 3, "t-SNE input")?;
-    ensure!(params.perplexity > 0.0 && params.theta >= 0.0, "t-SNE needs perplexity > 0 and θ ≥ 0");
-    ensure!(params.learning_rate.map_or(true, |lr| lr > 0.0), "t-SNE learning rate must be positive");
+    ensure!(
+        params.perplexity > 0.0 && params.theta >= 0.0,
+        "t-SNE needs perplexity > 0 and θ ≥ 0"
+    );
+    ensure!(
+        params.learning_rate.map_or(true, |lr| lr > 0.0),
+        "t-SNE learning rate must be positive"
+    );
     let n = points.rows;
     let perplexity = params.perplexity.min((n - 1) as f64 / 3.0);
     let p = affinities(points, perplexity)?;
 
     // PCA initialisation, first coordinate scaled to standard deviation 1e-4.
     let init = pca(points, 2)?;
-    let mut y: Vec<f64> = (0..n).flat_map(|i| [init.row(i)[0] as f64, init.row(i).get(1).copied().unwrap_or(0.0) as f64]).collect();
+    let mut y: Vec<f64> = (0..n)
+        .flat_map(|i| [init.row(i)[0] as f64, init.row(i).get(1).copied().unwrap_or(0.0) as f64])
+        .collect();
     let mean = y.iter().step_by(2).sum::<f64>() / n as f64;
     let std = (y.iter().step_by(2).map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
     let scale = if std > 0.0 { 1e-4 / std } else { 1.0 };
@@ -295,7 +333,10 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     // Per point: attraction (x, y), repulsion (x, y), its share of Z.
     let mut forces = vec![[0f64; 5]; n];
     let theta2 = params.theta * params.theta;
-    let phases = [(params.early_exaggeration, params.early_exaggeration_iter, 0.5), (1.0, params.n_iter, 0.8)];
+    let phases = [
+        (params.early_exaggeration, params.early_exaggeration_iter, 0.5),
+        (1.0, params.n_iter, 0.8),
+    ];
     for (exaggeration, iterations, momentum) in phases {
         let lr = params.learning_rate.unwrap_or((n as f64 / exaggeration).max(50.0));
         for _ in 0..iterations {
@@ -326,7 +367,11 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
                 let mut step = [0f64; 2];
                 for c in 0..2 {
                     let k = 2 * i + c;
-                    gains[k] = if (grad[k] > 0.0) != (update[k] > 0.0) { gains[k] + 0.2 } else { gains[k] * 0.8 };
+                    gains[k] = if (grad[k] > 0.0) != (update[k] > 0.0) {
+                        gains[k] + 0.2
+                    } else {
+                        gains[k] * 0.8
+                    };
                     gains[k] = gains[k].max(0.01);
                     step[c] = momentum * update[k] - lr * gains[k] * grad[k];
                 }
@@ -343,7 +388,10 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     }
     let data: Vec<f32> = y.iter().map(|&v| v as f32).collect();
     ensure!(data.iter().all(|v| v.is_finite()), "t-SNE diverged (non-finite coordinates)");
-    Ok(TsneLayout { layout: Matrix::new(n, 2, data)?, perplexity })
+    Ok(TsneLayout {
+        layout: Matrix::new(n, 2, data)?,
+        perplexity,
+    })
 }
 
 /// Every pair, for θ = 0.
@@ -383,7 +431,11 @@ mod tests {
         tch::set_num_threads(1);
         let (points, _) = clustered_points(40, 4, 3, 0.5, 3);
         let p = affinities(&points, 5.0).unwrap();
-        let get = |i: usize, j: usize| (p.indptr[i]..p.indptr[i + 1]).find(|&e| p.indices[e] as usize == j).map_or(0.0, |e| p.values[e]);
+        let get = |i: usize, j: usize| {
+            (p.indptr[i]..p.indptr[i + 1])
+                .find(|&e| p.indices[e] as usize == j)
+                .map_or(0.0, |e| p.values[e])
+        };
         assert!((p.values.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         for i in 0..40 {
             for e in p.indptr[i]..p.indptr[i + 1] {
@@ -395,7 +447,9 @@ mod tests {
 
     #[test]
     fn barnes_hut_is_close_to_exact_and_handles_duplicates() {
-        let mut y: Vec<f64> = (0..200).map(|i| ((i * 37 % 101) as f64 / 10.0).sin() * 5.0 + i as f64 * 0.01).collect();
+        let mut y: Vec<f64> = (0..200)
+            .map(|i| ((i * 37 % 101) as f64 / 10.0).sin() * 5.0 + i as f64 * 0.01)
+            .collect();
         // Two copies of point 0.
         y[2] = y[0];
         y[3] = y[1];
@@ -405,7 +459,10 @@ mod tests {
             let (bx, by, bz) = tree.repulsion(y[2 * i], y[2 * i + 1], 0.25, &mut stack);
             let (ex, ey, ez) = exact_repulsion(&y, i);
             assert!((bz - ez).abs() < 0.02 * ez, "{bz} vs {ez}");
-            assert!((bx - ex).abs() + (by - ey).abs() < 0.05 * (ex.abs() + ey.abs()) + 1e-3, "({bx}, {by}) vs ({ex}, {ey})");
+            assert!(
+                (bx - ex).abs() + (by - ey).abs() < 0.05 * (ex.abs() + ey.abs()) + 1e-3,
+                "({bx}, {by}) vs ({ex}, {ey})"
+            );
         }
         let (_, _, z) = tree.repulsion(y[0], y[1], 0.0, &mut stack);
         assert!((z - exact_repulsion(&y, 0).2).abs() < 1e-9);
@@ -415,7 +472,11 @@ mod tests {
     fn clustered_data_is_laid_out_trustworthily_and_reproducibly() {
         tch::set_num_threads(1);
         let (points, labels) = clustered_points(300, 16, 6, 0.5, 7);
-        let params = TsneParams { early_exaggeration_iter: 100, n_iter: 200, ..Default::default() };
+        let params = TsneParams {
+            early_exaggeration_iter: 100,
+            n_iter: 200,
+            ..Default::default()
+        };
         let a = tsne(&points, &params).unwrap();
         let t = trustworthiness(&points, &a.layout, 15, Distance::Euclidean).unwrap();
         assert!(t > 0.9, "trustworthiness {t}");

@@ -79,7 +79,17 @@ pub struct UmapParams {
 
 impl Default for UmapParams {
     fn default() -> Self {
-        UmapParams { n_neighbors: 15, min_dist: 0.1, spread: 1.0, learning_rate: 1.0, negative_sample_rate: 5, n_epochs: None, init: UmapInit::Spectral, seed: 42, sgd: UmapSgd::Ours }
+        UmapParams {
+            n_neighbors: 15,
+            min_dist: 0.1,
+            spread: 1.0,
+            learning_rate: 1.0,
+            negative_sample_rate: 5,
+            n_epochs: None,
+            init: UmapInit::Spectral,
+            seed: 42,
+            sgd: UmapSgd::Ours,
+        }
     }
 }
 
@@ -114,8 +124,16 @@ impl Metric for PlaneMetric {
 pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
     let (spread, min_dist) = (spread as f64, min_dist as f64);
     let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
-    let ys: Vec<f64> = xs.iter().map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() }).collect();
-    let residuals = |a: f64, b: f64| -> f64 { xs.iter().zip(&ys).map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2)).sum() };
+    let ys: Vec<f64> = xs
+        .iter()
+        .map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() })
+        .collect();
+    let residuals = |a: f64, b: f64| -> f64 {
+        xs.iter()
+            .zip(&ys)
+            .map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2))
+            .sum()
+    };
     let (mut a, mut b, mut lambda) = (1.0f64, 1.0f64, 1e-3);
     let mut cost = residuals(a, b);
     for _ in 0..500 {
@@ -165,7 +183,10 @@ pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
 pub fn knn_graph(points: &Matrix, k: usize, distance: Distance) -> Result<(Array2<u32>, Array2<f32>)> {
     let n = points.rows;
     ensure!(k >= 2 && k <= n, "{k} neighbours for {n} points");
-    let options = KnnOptions { exclude: Exclude::SameIndex, ..Default::default() };
+    let options = KnnOptions {
+        exclude: Exclude::SameIndex,
+        ..Default::default()
+    };
     let x = points.to_tensor();
     let (idx, dist) = k_nearest_with(&x, &x, (k - 1) as i64, distance, &options);
     let idx = Vec::<i64>::try_from(&idx.view([-1]))?;
@@ -204,7 +225,10 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
         params.min_dist,
         params.spread
     );
-    ensure!(params.learning_rate > 0.0 && params.negative_sample_rate >= 1, "UMAP needs a positive learning rate and negative sample rate");
+    ensure!(
+        params.learning_rate > 0.0 && params.negative_sample_rate >= 1,
+        "UMAP needs a positive learning rate and negative sample rate"
+    );
     let n = points.rows;
     let (indices, dists) = knn_graph(points, params.n_neighbors, distance)?;
     let (a, b) = find_ab_params(params.spread, params.min_dist);
@@ -212,8 +236,16 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     ensure!(epochs >= 1, "UMAP needs at least one epoch");
     let config = UmapConfig {
         n_components: 2,
-        manifold: ManifoldParams { min_dist: params.min_dist, spread: params.spread, a: Some(a), b: Some(b) },
-        graph: GraphParams { n_neighbors: params.n_neighbors, ..Default::default() },
+        manifold: ManifoldParams {
+            min_dist: params.min_dist,
+            spread: params.spread,
+            a: Some(a),
+            b: Some(b),
+        },
+        graph: GraphParams {
+            n_neighbors: params.n_neighbors,
+            ..Default::default()
+        },
         optimization: OptimizationParams {
             n_epochs: Some(epochs),
             learning_rate: params.learning_rate,
@@ -230,7 +262,11 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
         UmapInit::Spectral => {
             let graph = manifold.graph();
             let indptr = graph.indptr();
-            let g = Graph { indptr: indptr.raw_storage(), indices: graph.indices(), weights: graph.data() };
+            let g = Graph {
+                indptr: indptr.raw_storage(),
+                indices: graph.indices(),
+                weights: graph.data(),
+            };
             spectral_layout(&g, 2, &points.data, points.cols, params.seed)
         }
         UmapInit::Pca => pca(points, 2)?.data,
@@ -244,7 +280,11 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
         UmapSgd::Ours => {
             let graph = manifold.graph();
             let indptr = graph.indptr();
-            let g = Graph { indptr: indptr.raw_storage(), indices: graph.indices(), weights: graph.data() };
+            let g = Graph {
+                indptr: indptr.raw_storage(),
+                indices: graph.indices(),
+                weights: graph.data(),
+            };
             optimize_layout(init, &g, epochs, a, b, params, &mut rng)
         }
         UmapSgd::UmapRs => {
@@ -256,7 +296,10 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     };
     let data = embedding;
     if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
-        bail!("UMAP produced a non-finite coordinate for point {} (a vertex without neighbours?)", pos / 2);
+        bail!(
+            "UMAP produced a non-finite coordinate for point {} (a vertex without neighbours?)",
+            pos / 2
+        );
     }
     Matrix::new(n, 2, data)
 }
@@ -271,7 +314,9 @@ fn clip(v: f32) -> f32 {
 fn optimize_layout(mut y: Vec<f32>, graph: &Graph, epochs: usize, a: f32, b: f32, params: &UmapParams, rng: &mut Rng) -> Vec<f32> {
     let n = y.len() / 2;
     for c in 0..2 {
-        let (lo, hi) = (0..n).map(|i| y[2 * i + c]).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (lo, hi) = (0..n)
+            .map(|i| y[2 * i + c])
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
         let range = hi - lo;
         for i in 0..n {
             y[2 * i + c] = if range > 0.0 { 10.0 * (y[2 * i + c] - lo) / range } else { 0.0 };
@@ -367,8 +412,17 @@ mod layout_tests {
     fn clustered_data_is_laid_out_trustworthily() {
         tch::set_num_threads(1);
         let (points, labels) = clustered_points(300, 16, 6, 0.5, 7);
-        for (init, sgd) in [(UmapInit::Spectral, UmapSgd::Ours), (UmapInit::Pca, UmapSgd::Ours), (UmapInit::Spectral, UmapSgd::UmapRs)] {
-            let params = UmapParams { n_epochs: Some(200), init, sgd, ..Default::default() };
+        for (init, sgd) in [
+            (UmapInit::Spectral, UmapSgd::Ours),
+            (UmapInit::Pca, UmapSgd::Ours),
+            (UmapInit::Spectral, UmapSgd::UmapRs),
+        ] {
+            let params = UmapParams {
+                n_epochs: Some(200),
+                init,
+                sgd,
+                ..Default::default()
+            };
             let layout = umap(&points, Distance::Euclidean, &params).unwrap();
             let t = trustworthiness(&points, &layout, 15, Distance::Euclidean).unwrap();
             assert!(t > 0.9, "{init:?} {sgd:?}: trustworthiness {t}");
@@ -385,7 +439,13 @@ mod layout_tests {
         let err = umap(&points, Distance::Euclidean, &UmapParams::default()).unwrap_err().to_string();
         assert!(err.contains("15 points") && err.contains("more than 15"), "{err}");
         points.data[9] = f32::NAN;
-        let params = UmapParams { n_neighbors: 5, ..Default::default() };
-        assert!(umap(&points, Distance::Euclidean, &params).unwrap_err().to_string().contains("row 2"));
+        let params = UmapParams {
+            n_neighbors: 5,
+            ..Default::default()
+        };
+        assert!(umap(&points, Distance::Euclidean, &params)
+            .unwrap_err()
+            .to_string()
+            .contains("row 2"));
     }
 }

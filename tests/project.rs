@@ -1,0 +1,129 @@
+//! `dmlviz project` end to end on a tiny trained run of the card fixture: maps, exports
+//! and galleries land where the report expects them; bad embeddings are a clear error.
+
+mod common;
+
+use common::{dmlviz, ok, tiny_run};
+use std::path::Path;
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn project_writes_maps_exports_and_galleries() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "epshn", "");
+    let out = ok(dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--thumbnails",
+        "--threads",
+        "1",
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let points = summary["points"].as_u64().unwrap() as usize;
+    assert!(points > 15, "{points} points");
+
+    let proj = run.join("phase-all/projections");
+    for method in ["umap", "tsne"] {
+        for ext in ["png", "svg", "html", "csv", "json"] {
+            assert!(proj.join(format!("{method}.{ext}")).is_file(), "{method}.{ext} missing");
+        }
+        assert!(proj.join(format!("{method}-thumbnails.png")).is_file());
+        let record: serde_json::Value = serde_json::from_str(&read(&proj.join(format!("{method}.json")))).unwrap();
+        assert_eq!(record["method"], method);
+        assert_eq!(record["points"].as_u64().unwrap() as usize, points);
+        for key in ["trustworthiness", "knn_label_agreement"] {
+            let v = record[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{method} {key} = {v}");
+        }
+        assert!(record["params"].is_object() && record["seconds"].as_f64().unwrap() > 0.0);
+        let csv = read(&proj.join(format!("{method}.csv")));
+        assert_eq!(csv.lines().next().unwrap(), "index,split,label,class,unseen,x,y,path");
+        assert_eq!(csv.lines().count(), points + 1);
+        assert!(
+            csv.contains(",test,") && csv.contains(",train,") && csv.contains(",true,"),
+            "splits and held-out classes in the CSV"
+        );
+        let html = read(&proj.join(format!("{method}.html")));
+        assert_eq!(html.matches("data-i=\"").count(), points);
+        assert!(html.contains("sprite.jpg"));
+        for remote in ["src=\"http", "href=\"http", "src=\"//", "url(http"] {
+            assert!(!html.contains(remote), "{method}.html loads {remote}…: not self-contained");
+        }
+    }
+    // t-SNE lowered its perplexity to what so few points allow.
+    let tsne: serde_json::Value = serde_json::from_str(&read(&proj.join("tsne.json"))).unwrap();
+    assert!((tsne["params"]["perplexity"].as_f64().unwrap() - (points - 1) as f64 / 3.0).abs() < 1e-9);
+
+    let sprite: serde_json::Value = serde_json::from_str(&read(&proj.join("sprite.json"))).unwrap();
+    assert_eq!(sprite["count"].as_u64().unwrap() as usize, points);
+    assert!(sprite["cell"].as_u64().unwrap() <= 64);
+    assert!(proj.join("sprite.jpg").is_file());
+    let tb = proj.join("tensorboard");
+    assert_eq!(read(&tb.join("vectors.tsv")).lines().count(), points);
+    assert_eq!(read(&tb.join("metadata.tsv")).lines().next().unwrap(), "class\tsplit\tunseen");
+    assert!(tb.join("sprite.png").is_file() && read(&tb.join("projector_config.pbtxt")).contains("sprite.png"));
+
+    let galleries = run.join("phase-all/galleries");
+    let json: serde_json::Value = serde_json::from_str(&read(&galleries.join("galleries.json"))).unwrap();
+    let items = json["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "held-out classes give gallery queries");
+    let index = read(&galleries.join("index.html"));
+    for item in items {
+        let id = item["id"].as_str().unwrap();
+        assert!(galleries.join(item["sheet"].as_str().unwrap()).is_file());
+        assert!(index.contains(&format!("id=\"{id}\"")));
+        let neighbours = item["neighbours"].as_array().unwrap();
+        assert_eq!(neighbours.len(), 10);
+        let votes: u64 = item["top_classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["votes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(votes, 10);
+        assert_eq!(item["correct"].as_bool().unwrap(), item["predicted"] == item["true_class"]);
+    }
+    assert!(items.iter().any(|i| i["unseen"].as_bool().unwrap()));
+
+    // The other phase, one method.
+    ok(dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--phase",
+        "seen",
+        "--method",
+        "tsne",
+        "--threads",
+        "1",
+    ]));
+    assert!(run.join("phase-seen/projections/tsne.png").is_file());
+    assert!(!run.join("phase-seen/projections/umap.png").exists());
+
+    // A NaN in the embeddings: exit code 1 and a message naming the file and row.
+    let file = run.join("phase-all/embeddings.safetensors");
+    let mut tensors = dmlviz::tensor_io::read_safetensors(&file).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "test_embeddings" {
+            let _ = t.get(0).get(0).fill_(f64::NAN);
+        }
+    }
+    dmlviz::tensor_io::write_safetensors(&file, &tensors).unwrap();
+    let out = dmlviz(&["project", "--run", run.to_str().unwrap(), "--threads", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("embeddings.safetensors") && err.contains("non-finite"), "{err}");
+}
+
+#[test]
+fn project_of_a_missing_run_is_a_user_error() {
+    let out = dmlviz(&["project", "--run", "no/such/run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+}
