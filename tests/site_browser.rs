@@ -435,6 +435,31 @@ fn site_opens_in_headless_chromium() {
     );
 }
 
+/// An existing site (e.g. the demo's `reports/`), when `DMLVIZ_SITE` names it:
+/// every page of it gets the same checks, screenshots in
+/// `target/site-screenshots/existing/`. Without the variable there is nothing to check.
+#[test]
+fn existing_site_named_by_env_opens_cleanly() {
+    let Some(site) = std::env::var_os("DMLVIZ_SITE").map(PathBuf::from) else {
+        println!("nothing to check: set DMLVIZ_SITE to a site folder (e.g. reports) to check it in the browser");
+        return;
+    };
+    let chromium = find_chromium().expect("DMLVIZ_SITE is set but no chromium was found");
+    let site = if site.is_absolute() {
+        site
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(site)
+    };
+    let pages = dmlviz::report::check::html_files(&site);
+    assert!(!pages.is_empty(), "no HTML page under {}", site.display());
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/site-screenshots/existing");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = Browser::launch(&chromium);
+    let problems: Vec<String> = pages.iter().flat_map(|p| visit(&mut browser, &site, p, &shots)).collect();
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    println!("{} pages of {} checked", pages.len(), site.display());
+}
+
 /// The checks themselves catch what they should: a page with a missing image, a
 /// console error and a broken link, a map whose hover shows a thumbnail, and one
 /// whose hover shows nothing.
