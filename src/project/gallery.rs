@@ -238,7 +238,8 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
 
 /// Builds the galleries of a phase into `dir` (`galleries.json`, `q<N>.jpg`,
 /// `index.html`); returns the items.
-pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions) -> Result<Vec<GalleryItem>> {
+/// `nav` links the page to other pages (relative href from `dir`, label).
+pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions, nav: &[(String, String)]) -> Result<Vec<GalleryItem>> {
     let n_test = data.len() - data.n_train;
     let mut items = Vec::new();
     if n_test > 0 && data.n_train > 0 {
@@ -300,12 +301,12 @@ pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions) -> R
         write_jpeg(&dir.join(&item.sheet), &contact_sheet(data, point, item)?)?;
     }
     write_json(&dir.join("galleries.json"), &serde_json::json!({ "items": items }))?;
-    crate::atomic::write_atomic(&dir.join("index.html"), galleries_html(data, &items).as_bytes())?;
+    crate::atomic::write_atomic(&dir.join("index.html"), galleries_html(data, &items, nav).as_bytes())?;
     Ok(items)
 }
 
 /// The galleries page: one section per query, anchored at its id.
-pub fn galleries_html(data: &PhaseData, items: &[GalleryItem]) -> String {
+pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, String)]) -> String {
     let mut body = format!(
         "<h1>Nearest-neighbour galleries — {}</h1>\n<p class=\"muted\">{} queries: a sample of the held-out classes' test images and the misclassified ones. Each shows the test image and its nearest training images (green: same class, red: another), the classes of the top neighbours and their majority vote.</p>\n",
         html::escape(data.phase.dir_name()),
@@ -355,13 +356,9 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem]) -> String {
         }
         body.push_str("</tbody></table></section>\n");
     }
-    let nav = vec![
-        ("../projections/umap.html".to_string(), "UMAP map".to_string()),
-        ("../projections/tsne.html".to_string(), "t-SNE map".to_string()),
-    ];
     html::page(
         &format!("Galleries — {}", data.phase.dir_name()),
-        &nav,
+        nav,
         "<style>section{margin-bottom:28px}:target{outline:3px solid var(--accent);outline-offset:4px}</style>",
         &body,
     )
@@ -400,7 +397,7 @@ mod tests {
             k: 10,
             seed: 1,
         };
-        let items = write_galleries(&data, dir.path(), &opts).unwrap();
+        let items = write_galleries(&data, dir.path(), &opts, &[]).unwrap();
         let unseen = items.iter().filter(|i| i.unseen).count();
         assert_eq!(unseen, 3);
         let wrong: Vec<&GalleryItem> = items.iter().filter(|i| !i.correct).collect();

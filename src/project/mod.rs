@@ -199,8 +199,13 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         .map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect())
         .collect();
 
+    // Maps to link: the ones made now and any made before.
+    let maps: Vec<Method> =
+        [Method::Umap, Method::Tsne].into_iter().filter(|m| opts.methods.contains(m) || out.join(format!("{}.html", m.name())).exists()).collect();
+    let map_nav = |prefix: &str| -> Vec<(String, String)> { maps.iter().map(|m| (format!("{prefix}{}.html", m.name()), format!("{} map", m.title()))).collect() };
+
     // Galleries first: the maps link to their entries.
-    let items = gallery::write_galleries(&data, &galleries_dir, &opts.gallery)?;
+    let items = gallery::write_galleries(&data, &galleries_dir, &opts.gallery, &map_nav("../projections/"))?;
     let mut in_gallery = vec![false; n];
     for item in &items {
         if let Ok(i) = item.id[1..].parse::<usize>() {
@@ -272,11 +277,8 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             record.knn_label_agreement,
             seconds
         );
-        let nav = vec![
-            ("umap.html".to_string(), "UMAP map".to_string()),
-            ("tsne.html".to_string(), "t-SNE map".to_string()),
-            ("../galleries/index.html".to_string(), "galleries".to_string()),
-        ];
+        let mut nav = map_nav("");
+        nav.push(("../galleries/index.html".to_string(), "galleries".to_string()));
         let page = map::MapPage {
             title: format!("{} — {}", method.title(), phase.dir_name()),
             facts,
