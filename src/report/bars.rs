@@ -126,7 +126,7 @@ mod tests {
         };
         let s = svg(&plot).unwrap();
         assert!(s.contains("A&lt;&amp;&gt;"), "axis label not escaped");
-        assert_eq!(s.matches("<rect").count() >= 3, true);
+        assert!(s.matches("<rect").count() >= 3);
         let p = png(&plot).unwrap();
         assert_eq!(image::load_from_memory(&p).unwrap().height(), plot.size().1);
         svg(&PrecisionDropPlot { experiments: vec![] }).unwrap();

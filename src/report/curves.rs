@@ -208,7 +208,7 @@ impl Figure for LineChart {
 /// A y tick label with as many decimals as the axis span needs (one more than
 /// the span's first significant digit); scientific notation below 1e-6.
 fn format_tick(y: f64, span: f64) -> String {
-    if !(span > 0.0) {
+    if span.is_nan() || span <= 0.0 {
         return format!("{y:.2}");
     }
     let decimals = (1.0 - span.log10().floor()).max(0.0) as usize;
