@@ -76,6 +76,7 @@ impl Figure for PrecisionDropPlot {
                     String::new()
                 }
             })
+            .x_label_formatter(&|x| format!("{:.2}", if x.abs() < 1e-12 { 0.0 } else { *x }))
             .x_desc("mean drop of precision@1 (positive: the model trained without the classes is worse)")
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))

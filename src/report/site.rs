@@ -132,7 +132,7 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
                 Some(cfg) => {
                     let diff = match diff_against_baseline(cfg, presets_dir) {
                         Ok(d) => format!("<br><small>{}</small>", escape(&d.summary(4))),
-                        Err(_) => String::new(),
+                        Err(_) => "<br><small class=\"muted\">no baseline preset to compare with</small>".to_string(),
                     };
                     format!("{}{diff}", escape(&cfg.description))
                 }
@@ -212,10 +212,11 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
     }
     let complete = runs.iter().filter(|r| r.is_complete()).count();
     body.push_str(&format!(
-        "<p>{} runs ({complete} complete). Click a column header to sort; each name opens the run's page. \
+        "<p>{} run{} ({complete} complete). Click a column header to sort; each name opens the run's page. \
          Precision drop: mean over classes of precision@1 of the model trained on all classes minus that of the model trained without the held-out classes. \
          Deductions come from each run's <code>deductions.md</code>.</p>\n",
-        runs.len()
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" }
     ));
     let rows = comparison_rows(runs, &opts.presets_dir);
     body.push_str(&format!(
