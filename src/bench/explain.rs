@@ -30,7 +30,7 @@ pub struct ExplainBenchOptions {
     pub sizes: Vec<i64>,
     /// Batch sizes.
     pub batches: Vec<i64>,
-    /// Timed runs of each method after one warm-up (the best counts).
+    /// Timed rounds (each method once per round, in turn) after one warm-up round; the best counts.
     pub iterations: usize,
     /// libtorch threads.
     pub threads: i32,
@@ -84,17 +84,22 @@ pub struct ExplainBenchRow {
     pub transfer_over_gradcam_full_backward: f64,
 }
 
-/// Best seconds of `f` over `iterations` runs after one warm-up (the best run is the one
-/// least disturbed by other work on a shared machine).
-fn time(iterations: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..iterations.max(1))
-        .map(|_| {
+/// Best seconds of each job over `iterations` rounds after one warm-up round. The jobs
+/// run in turn within each round, so load from other work on a shared machine falls on
+/// all of them alike, and the best run is the least disturbed one.
+fn time_interleaved(iterations: usize, jobs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    for job in jobs.iter_mut() {
+        job();
+    }
+    let mut best = vec![f64::INFINITY; jobs.len()];
+    for _ in 0..iterations.max(1) {
+        for (job, b) in jobs.iter_mut().zip(best.iter_mut()) {
             let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+            job();
+            *b = b.min(start.elapsed().as_secs_f64());
+        }
+    }
+    best
 }
 
 /// Measures every (arch, size, batch) of `opts` with random weights (speed does not depend
@@ -120,7 +125,7 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
                 let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
                 let score = |e: &Tensor| cosine_score(e, &targets);
                 let n = opts.iterations;
-                let plain = time(n, || {
+                let mut plain = || {
                     vs.variables().values().for_each(|v| {
                         let mut g = v.grad();
                         if g.defined() {
@@ -128,22 +133,24 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
                         }
                     });
                     net.forward_t(&x, false).sum(Kind::Float).backward();
-                });
-                let gradcam = time(n, || {
+                };
+                let mut gradcam = || {
                     let g = gradients(&net, &x, &score, false);
                     let _ = gradcam_maps(&g, size, size);
-                });
-                let full = time(n, || {
+                };
+                let mut full = || {
                     let g = gradients(&net, &x, &score, true);
                     let _ = gradcam_maps(&g, size, size);
-                });
-                let guided = time(n, || {
+                };
+                let mut guided = || {
                     let g = guided_backprop(&net, &x, &score);
                     let _ = display_maps(&g.input_grads, &dead_images(&g));
-                });
-                let transfer = time(n, || {
+                };
+                let mut transfer = || {
                     let _ = transfer_gradcam(&net, &x, &store, DEFAULT_TRANSFER_K, Distance::Cosine);
-                });
+                };
+                let t = time_interleaved(n, &mut [&mut plain, &mut gradcam, &mut full, &mut guided, &mut transfer]);
+                let (plain, gradcam, full, guided, transfer) = (t[0], t[1], t[2], t[3], t[4]);
                 let ips = |s: f64| batch as f64 / s;
                 out.push(ExplainBenchRow {
                     arch: arch.name().into(),

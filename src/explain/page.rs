@@ -79,7 +79,7 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
             ));
         }
     }
-    b.push_str("<h2>Nearest training images</h2><table class=\"sortable nb\"><thead><tr><th class=\"num\">#</th><th>image</th><th>class</th><th class=\"num\">distance</th><th>pair: explained image</th><th>pair: neighbour</th><th class=\"num\">pooled cosine</th></tr></thead><tbody>");
+    b.push_str("<h2>Nearest training images and similarity decomposition</h2><table class=\"sortable nb\"><thead><tr><th class=\"num\">#</th><th>image</th><th>class</th><th class=\"num\">distance</th><th>pair: explained image</th><th>pair: neighbour</th><th class=\"num\">pooled cosine</th></tr></thead><tbody>");
     for (j, n) in r.neighbours.iter().enumerate() {
         let same = r.true_class.as_ref().map(|c| *c == n.class);
         let cls = match same {
