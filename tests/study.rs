@@ -3,48 +3,27 @@
 //! is written, and a second invocation skips what has finished.
 
 mod common;
-use common::{dmlviz, ok};
-use std::path::Path;
-
-fn write_grid(dir: &Path) {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
-    std::fs::create_dir_all(dir.join("cards")).unwrap();
-    std::fs::write(dir.join("study.toml"), "baseline = \"base\"\nseeds = [7, 8]\nsmall_effect_points = 0.0\nlatency_images = 2\nexplain_samples = 2\n").unwrap();
-    std::fs::write(
-        dir.join("findings.toml"),
-        "[[finding]]\nrow = \"wide\"\nreference_row = \"EPSHN_cosine_resnet18x512_sgd_aug\"\ndeduction = \"a wider <embedding> has no effect\"\n\
-         metric = \"precision_at_1\"\nexpect = \"no_effect\"\n",
-    )
-    .unwrap();
-    for (row, dim) in [("base", 16), ("wide", 32)] {
-        std::fs::write(
-            dir.join(format!("cards/{row}.toml")),
-            format!(
-                "name = \"cards_{row}\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 3\n\
-                 [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = {dim}\n\
-                 [loss]\nkind = \"epshn\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\nseed = 7\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-    }
-}
+use common::{dmlviz, ok, write_tiny_grid};
 
 #[test]
 fn study_runs_the_grid_writes_its_page_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("grid");
-    write_grid(&grid);
+    write_tiny_grid(&grid);
     let runs = dir.path().join("runs");
     let site = dir.path().join("site");
-    let args = ["study", "--grid", grid.to_str().unwrap(), "--runs", runs.to_str().unwrap(), "--out", site.to_str().unwrap()];
+    let study_runs = runs.join("study");
+    let args = [
+        "study", "--grid", grid.to_str().unwrap(), "--runs", study_runs.to_str().unwrap(),
+        "--site-runs", runs.to_str().unwrap(), "--out", site.to_str().unwrap(),
+    ];
     let out = dmlviz(&args);
     let stdout = ok(out);
     assert!(stdout.contains("study page:"), "{stdout}");
 
     // base at seeds 7 and 8 (the baseline), wide at its own seed only (small_effect_points = 0).
     for run in ["cards/base", "cards/base-seed8", "cards/wide"] {
-        let r = runs.join(run);
+        let r = study_runs.join(run);
         assert!(r.join("study-run.json").exists(), "{run} not marked done");
         assert!(r.join("comparison/precision_drop.json").exists(), "{run}: no comparison");
         let cost: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.join("phase-all/cost.json")).unwrap()).unwrap();
@@ -53,13 +32,19 @@ fn study_runs_the_grid_writes_its_page_and_resumes() {
         assert!(r.join("phase-all/projections/umap.json").exists(), "{run}: not projected");
         assert!(r.join("phase-all/explanations/explanations.json").exists(), "{run}: not explained");
     }
-    assert!(!runs.join("cards/wide-seed8").exists(), "a large-effect row ran extra seeds");
-    let seed8: toml::Value = toml::from_str(&std::fs::read_to_string(runs.join("cards/base-seed8/config.toml")).unwrap()).unwrap();
+    assert!(!study_runs.join("cards/wide-seed8").exists(), "a large-effect row ran extra seeds");
+    let seed8: toml::Value = toml::from_str(&std::fs::read_to_string(study_runs.join("cards/base-seed8/config.toml")).unwrap()).unwrap();
     assert_eq!(seed8["training"]["seed"].as_integer(), Some(8));
 
     let html = std::fs::read_to_string(site.join("study.html")).unwrap();
     assert!(html.contains("a wider &lt;embedding&gt; has no effect"), "deduction escaped");
     assert!(html.contains("(2 seeds)"), "baseline spread over its seeds");
+    // The site covers the grid's nested runs, links the study page and has no broken link.
+    assert!(html.contains("href=\"runs/study--cards--base/index.html\""), "rows link to their run pages");
+    assert!(site.join("runs/study--cards--base/index.html").is_file());
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(index.contains("href=\"study.html\""), "the index links the study page");
+    assert!(dmlviz::report::check::check_site(&site).is_empty(), "{:?}", dmlviz::report::check::check_site(&site));
     let study: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(site.join("study.json")).unwrap()).unwrap();
     let verdict = study["findings"][0]["judgement"]["verdict"]["verdict"].as_str().unwrap().to_string();
     assert!(["holds", "does_not_hold"].contains(&verdict.as_str()), "{study}");

@@ -29,6 +29,10 @@ pub struct StudyArgs {
     /// Report site to write at the end (the study page is <out>/study.html).
     #[arg(long, default_value = "reports")]
     out: PathBuf,
+    /// The runs folder the report site in --out covers (rebuilt at the end; the study
+    /// page links each row to its run page there).
+    #[arg(long, default_value = "runs")]
+    site_runs: PathBuf,
     /// Print the planned runs and what has finished; run nothing.
     #[arg(long)]
     plan: bool,
@@ -86,7 +90,12 @@ pub fn run(args: StudyArgs) -> Result<()> {
         if outcome.stopped { "; stopped — run the same command to continue" } else { "" }
     );
     let results = collect_results(&grid, &args.runs)?;
-    let page = dmlviz::study::page::write_study_page(&grid, &results, &args.runs, &args.out)?;
+    let page = dmlviz::study::page::write_study_page(&grid, &results, &args.runs, Some(&args.site_runs), &args.out)?;
+    let site = dmlviz::report::write_site(&args.site_runs, &args.out)?;
+    for link in &site.broken_links {
+        eprintln!("warning: broken link in the site: {link}");
+    }
     println!("study page: {}", page.display());
+    println!("site: {}", site.index.display());
     Ok(())
 }

@@ -509,18 +509,29 @@ pub fn read_run(root: &Path) -> RunSummary {
     }
 }
 
-/// The run directories directly under `runs_dir` (those with a `config.toml` or a
+/// The run directories under `runs_dir`, at most [`MAX_RUN_DEPTH`] levels down (those with a `config.toml` or a
 /// phase directory), sorted by name.
 pub fn list_runs(runs_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context;
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
-        .with_context(|| format!("listing runs in {}", runs_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && (crate::run::is_run_dir(p) || p.join("phase-all").is_dir() || p.join("phase-seen").is_dir()))
-        .collect();
+    let mut runs = Vec::new();
+    let mut folders = vec![(runs_dir.to_path_buf(), 0)];
+    while let Some((folder, depth)) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).with_context(|| format!("listing runs in {}", folder.display()))?;
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
+            if crate::run::is_run_dir(&p) || p.join("phase-all").is_dir() || p.join("phase-seen").is_dir() {
+                runs.push(p);
+            } else if depth < MAX_RUN_DEPTH {
+                // Grids keep their runs in sub-folders (runs/study/<dataset>/<row>).
+                folders.push((p, depth + 1));
+            }
+        }
+    }
     runs.sort();
     Ok(runs)
 }
+
+/// How many folder levels below the runs directory are searched for runs.
+pub const MAX_RUN_DEPTH: usize = 3;
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,7 @@ fn copy_run_assets(run: &RunSummary, site_dir: &Path, left_out: &mut Vec<PathBuf
 fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
     runs.iter()
         .map(|run| {
-            let href = format!("runs/{}/index.html", run.name);
+            let href = format!("runs/{}/index.html", site_folder(&run.name));
             let mut name = format!("<a href=\"{}\">{}</a>", url(&href), escape(&run.name));
             if let Some(cfg) = run.config.as_ref().filter(|c| c.name != run.name) {
                 name.push_str(&format!("<br><small class=\"muted\">{}</small>", escape(&cfg.name)));
@@ -218,6 +218,10 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
         runs.len(),
         if runs.len() == 1 { "" } else { "s" }
     ));
+    if out_dir.join("study.html").is_file() {
+        // Written by `dmlviz study`: the reference's findings against ours.
+        body.push_str("<p class=\"note\"><a href=\"study.html\">The reference study, re-run here</a>: every finding of the reference README with our numbers and a verdict.</p>\n");
+    }
     let rows = comparison_rows(runs, &opts.presets_dir);
     body.push_str(&format!(
         "<div class=\"scroll\" style=\"max-height:none\">{}</div>\n",
@@ -271,6 +275,12 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
     Ok(index)
 }
 
+/// The site folder of a run: its name with `/` as `--`, so every run page sits at
+/// the same depth (`runs/<folder>/index.html`) and its relative links hold.
+pub fn site_folder(name: &str) -> String {
+    name.replace('/', "--")
+}
+
 /// Removes site folders of runs that no longer exist (only folders the site made:
 /// those holding its marker file).
 fn remove_stale_runs(out_dir: &Path, runs: &[RunSummary]) -> Result<()> {
@@ -279,7 +289,7 @@ fn remove_stale_runs(out_dir: &Path, runs: &[RunSummary]) -> Result<()> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !runs.iter().any(|r| r.name == name) && entry.path().join(INPUTS_FILE).is_file() {
+        if !runs.iter().any(|r| site_folder(&r.name) == name) && entry.path().join(INPUTS_FILE).is_file() {
             std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing the stale run page {}", entry.path().display()))?;
         }
     }
@@ -290,11 +300,21 @@ fn remove_stale_runs(out_dir: &Path, runs: &[RunSummary]) -> Result<()> {
 pub fn write_site_with(runs_dir: &Path, out_dir: &Path, opts: &SiteOptions) -> Result<SiteSummary> {
     let start = Instant::now();
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let runs: Vec<RunSummary> = list_runs(runs_dir)?.iter().map(|r| read_run(r)).collect();
+    let runs: Vec<RunSummary> = list_runs(runs_dir)?
+        .iter()
+        .map(|r| {
+            // Runs of a grid (runs/study/cards/X) are named by their path below the runs folder.
+            let mut run = read_run(r);
+            if let Ok(rel) = r.strip_prefix(runs_dir) {
+                run.name = rel.to_string_lossy().replace('\\', "/");
+            }
+            run
+        })
+        .collect();
     let mut stats = WriteStats::default();
     let mut summary = SiteSummary::default();
     for run in &runs {
-        let site_dir = out_dir.join("runs").join(&run.name);
+        let site_dir = out_dir.join("runs").join(site_folder(&run.name));
         stats.add(copy_run_assets(run, &site_dir, &mut summary.left_out)?);
         // The program itself is an input too: a new build may render pages differently.
         let mut inputs = page_inputs(run, &opts.presets_dir);

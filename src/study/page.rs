@@ -6,7 +6,8 @@ use super::findings::{judge_all, Judgement, Verdict};
 use super::grid::{Expectation, StudyGrid, StudyMetric};
 use super::results::{Stat, StudyResults};
 use crate::atomic::{write_atomic, write_json};
-use crate::html::{escape, page};
+use crate::html::{escape, page, url};
+use crate::report::site::site_folder;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -43,8 +44,17 @@ fn mean(results: &StudyResults, dataset: &str, row: &str, f: impl Fn(&super::res
     Stat::of(&v).map(|s| s.mean)
 }
 
+/// The link from the study page to a run's page in the site, when the site covers
+/// `site_runs` and the run lies below it.
+fn run_link(run: &Path, site_runs: Option<&Path>) -> Option<String> {
+    let rel = run.strip_prefix(site_runs?).ok()?;
+    Some(format!("runs/{}/index.html", site_folder(&rel.to_string_lossy().replace('\\', "/"))))
+}
+
 /// Writes `study.html` and `study.json` into `out` and returns the page's path.
-pub fn write_study_page(grid: &StudyGrid, results: &StudyResults, runs: &Path, out: &Path) -> Result<PathBuf> {
+/// `site_runs` is the runs folder the report site in `out` is built from (rows link
+/// to their run pages there).
+pub fn write_study_page(grid: &StudyGrid, results: &StudyResults, runs: &Path, site_runs: Option<&Path>, out: &Path) -> Result<PathBuf> {
     let judgements = judge_all(grid, results);
     let datasets = grid.datasets();
     let base = &grid.settings.baseline;
@@ -54,11 +64,10 @@ pub fn write_study_page(grid: &StudyGrid, results: &StudyResults, runs: &Path, o
     let _ = write!(
         body,
         "<h1>The reference study, re-run here</h1>\n<p>Every row of the reference README's experiment table, re-run with <code>dmlviz study</code> on real data that fits 2 CPU cores \
-         ({} datasets: {}). Runs: <code>{}</code>. {} of {} experiments measured; {} runs in all (baseline and small-effect rows over seeds {:?}).</p>\n\
+         (datasets: {}). Runs: <code>{}</code>. {} of {} experiments measured; {} runs in all (baseline and small-effect rows over seeds {:?}).</p>\n\
          <p class=\"note\">Substitutions: the ImageNet ResNet18/50 weights of the reference cannot be obtained here, so the ImageNet MobileNetV2 takes their place; \
          ResNet18 and ResNet50 run from scratch. EPSHN is used in its official softmax form (the triplet form does not learn in a few hundred steps). \
          Images are small (48–64 px) and epochs few: absolute numbers are not the reference's; the directions of effects are what is compared.</p>\n",
-        datasets.len(),
         escape(&datasets.join(", ")),
         escape(&runs.display().to_string()),
         measured_rows,
@@ -142,11 +151,14 @@ pub fn write_study_page(grid: &StudyGrid, results: &StudyResults, runs: &Path, o
     );
     for e in &grid.experiments {
         let m = |f: &dyn Fn(&super::results::RunResult) -> Option<f64>| mean(results, &e.dataset, &e.row, f);
+        let name = match results.of_row(&e.dataset, &e.row).next().and_then(|r| run_link(&r.run, site_runs)) {
+            Some(href) => format!("<a href=\"{}\"><code>{}</code></a>", url(&href), escape(&e.row)),
+            None => format!("<code>{}</code>", escape(&e.row)),
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td><code>{}</code></td>{}{}{}{}{}{}{}{}{}{}{}</tr>\n",
+            "<tr><td>{}</td><td>{name}</td>{}{}{}{}{}{}{}{}{}{}{}</tr>\n",
             escape(&e.dataset),
-            escape(&e.row),
             stat_cell(results.stat(&e.dataset, &e.row, StudyMetric::PrecisionAt1)),
             opt_cell(m(&|r| r.precision_at_1_seen_model), 1.0, 3),
             opt_cell(m(&|r| r.unseen_precision_at_1), 1.0, 3),
@@ -228,13 +240,14 @@ mod tests {
         }
         results.runs.push(r("ArcFace_cosine_mobilenet_v2_sgd_aug", 42, 0.75, 0.35));
         let dir = tempfile::tempdir().unwrap();
-        let path = write_study_page(&grid, &results, Path::new("runs/<study>"), dir.path()).unwrap();
+        let path = write_study_page(&grid, &results, Path::new("runs/<study>"), Some(Path::new("runs")), dir.path()).unwrap();
         let html = std::fs::read_to_string(path).unwrap();
         assert!(html.contains("0.610 ± 0.010 (3 seeds)"), "baseline mean ± std");
         assert!(html.contains("runs/&lt;study&gt;") && !html.contains("runs/<study>"));
         assert!(html.contains("+14.0 points"), "ArcFace − baseline difference");
         assert!(html.contains(">holds<") && html.contains(">pending<"));
         assert!(html.contains("0.900 vs 0.750"), "ArcFace logits vs kNN");
+        assert!(html.contains("href=\"runs/study--cards--%3Cx%3E/index.html\""), "rows link to their run pages");
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("study.json")).unwrap()).unwrap();
         assert_eq!(json["results"]["runs"].as_array().unwrap().len(), 4);
     }

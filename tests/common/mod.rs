@@ -34,3 +34,29 @@ pub fn tiny_run(dir: &Path, loss: &str, extra: &str) -> PathBuf {
     ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
     run
 }
+
+/// Writes a two-row study grid of the card fixture (1 epoch, 32², seeds 7 and 8,
+/// one finding) into `dir`, for `dmlviz study` tests.
+pub fn write_tiny_grid(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
+    std::fs::create_dir_all(dir.join("cards")).unwrap();
+    std::fs::write(dir.join("study.toml"), "baseline = \"base\"\nseeds = [7, 8]\nsmall_effect_points = 0.0\nlatency_images = 2\nexplain_samples = 2\n").unwrap();
+    std::fs::write(
+        dir.join("findings.toml"),
+        "[[finding]]\nrow = \"wide\"\nreference_row = \"EPSHN_cosine_resnet18x512_sgd_aug\"\ndeduction = \"a wider <embedding> has no effect\"\n\
+         metric = \"precision_at_1\"\nexpect = \"no_effect\"\n",
+    )
+    .unwrap();
+    for (row, dim) in [("base", 16), ("wide", 32)] {
+        std::fs::write(
+            dir.join(format!("cards/{row}.toml")),
+            format!(
+                "name = \"cards_{row}\"\n[data]\npath = \"{}\"\nimage_size = 32\nheld_out_classes = 3\n\
+                 [model]\nbackbone = \"mobilenet_v2\"\ninit = \"scratch\"\ndistance = \"cosine\"\nembedding_dim = {dim}\n\
+                 [loss]\nkind = \"epshn\"\n[training]\nepochs = 1\nclasses_per_batch = 4\nimages_per_class = 2\nthreads = 1\nseed = 7\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+    }
+}
