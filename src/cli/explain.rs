@@ -55,7 +55,7 @@ pub struct ExplainArgs {
     /// Images per forward/backward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Output directory (default: runs/X/phase-P/explain/<image stem or folder name>/).
+    /// Output directory (default: runs/X/phase-P/explain/<parent folder>-<image stem>/, or the folder's name with --batch).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Which trained model: all classes, or without the held-out ones.
@@ -85,6 +85,15 @@ fn file_stem(p: &Path) -> String {
         .or_else(|| p.file_name())
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into())
+}
+
+/// Default output folder of one image: `<parent folder>-<stem>`, since datasets name
+/// files alike across classes (`0013.cat/google.png`, `0015.black_cat/google.png`).
+fn image_dir_name(p: &Path) -> String {
+    match p.parent().and_then(|d| d.file_name()) {
+        Some(parent) => format!("{}-{}", parent.to_string_lossy(), file_stem(p)),
+        None => file_stem(p),
+    }
 }
 
 fn print_record(dir: &Path, r: &ExplanationRecord) {
@@ -209,7 +218,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let explanations = explainer.explain(&images, &opts)?;
     let base = run.phase(phase).root.join("explain");
     if let Some(image) = &args.image {
-        let dir = args.out.clone().unwrap_or_else(|| base.join(file_stem(image)));
+        let dir = args.out.clone().unwrap_or_else(|| base.join(image_dir_name(image)));
         let title = format!("Explanation of {}", image.display());
         let record = write_explanation(&explanations[0], &dir, &title, &[])?;
         if args.json {
@@ -353,4 +362,17 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         "x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_dir_name;
+    use std::path::Path;
+
+    #[test]
+    fn images_of_different_classes_get_different_folders() {
+        assert_eq!(image_dir_name(Path::new("data/e/0013.cat/google.png")), "0013.cat-google");
+        assert_ne!(image_dir_name(Path::new("d/0013.cat/google.png")), image_dir_name(Path::new("d/0015.black_cat/google.png")));
+        assert_eq!(image_dir_name(Path::new("x.jpg")), "x");
+    }
 }
