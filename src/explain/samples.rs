@@ -153,20 +153,13 @@ pub fn pick(correct: (&[usize], &[usize]), incorrect: (&[usize], &[usize]), coun
     out
 }
 
+/// `text` with every character but ASCII letters, digits, `-` and `_` as `_`.
+fn safe_name(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
 fn stem(path: &Path) -> String {
-    let s: String = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let s = safe_name(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
     if s.is_empty() {
         "image".into()
     } else {
@@ -176,17 +169,7 @@ fn stem(path: &Path) -> String {
 
 /// Directory name of item `i` (`NN-<class>-<stem>`, made of safe characters).
 fn item_dir(i: usize, class: &str, path: &Path) -> String {
-    let class: String = class
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{:02}-{}-{}", i + 1, class, stem(path))
+    format!("{:02}-{}-{}", i + 1, safe_name(class), stem(path))
 }
 
 fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {

@@ -32,7 +32,7 @@ use crate::loss::Distance;
 use anyhow::{bail, ensure, Result};
 use ndarray::{Array1, Array2, ArrayView1};
 use serde::Serialize;
-use umap_rs::{GraphParams, ManifoldParams, Metric, MetricType, OptimizationParams, Optimizer, Umap, UmapConfig};
+use umap_rs::{GraphParams, LearnedManifold, ManifoldParams, Metric, MetricType, OptimizationParams, Optimizer, Umap, UmapConfig};
 
 /// How the layout starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -260,14 +260,7 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     let mut rng = Rng::new(params.seed);
     let mut init = match params.init {
         UmapInit::Spectral => {
-            let graph = manifold.graph();
-            let indptr = graph.indptr();
-            let g = Graph {
-                indptr: indptr.raw_storage(),
-                indices: graph.indices(),
-                weights: graph.data(),
-            };
-            spectral_layout(&g, 2, &points.data, points.cols, params.seed)
+            with_graph(&manifold, |g| spectral_layout(g, 2, &points.data, points.cols, params.seed))
         }
         UmapInit::Pca => pca(points, 2)?.data,
     };
@@ -278,14 +271,7 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     noisy_scale(&mut init, &mut rng);
     let embedding: Vec<f32> = match params.sgd {
         UmapSgd::Ours => {
-            let graph = manifold.graph();
-            let indptr = graph.indptr();
-            let g = Graph {
-                indptr: indptr.raw_storage(),
-                indices: graph.indices(),
-                weights: graph.data(),
-            };
-            optimize_layout(init, &g, epochs, a, b, params, &mut rng)
+            with_graph(&manifold, |g| optimize_layout(init, g, epochs, a, b, params, &mut rng))
         }
         UmapSgd::UmapRs => {
             let init = Array2::from_shape_vec((n, 2), init)?;
@@ -448,4 +434,12 @@ mod layout_tests {
             .to_string()
             .contains("row 2"));
     }
+}
+
+/// Calls `f` with the manifold's fuzzy graph as the CSR view our spectral layout and
+/// optimiser read.
+fn with_graph<R>(manifold: &LearnedManifold, f: impl FnOnce(&Graph) -> R) -> R {
+    let graph = manifold.graph();
+    let indptr = graph.indptr();
+    f(&Graph { indptr: indptr.raw_storage(), indices: graph.indices(), weights: graph.data() })
 }

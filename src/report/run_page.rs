@@ -138,7 +138,7 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
 
 /// Writes a chart's PNG beside the page and returns its HTML: the inline SVG and a
 /// link to the PNG.
-fn chart_html<F: super::figure::Figure>(out_dir: &Path, stem: &str, figure: &F, stats: &mut WriteStats) -> Result<String> {
+pub(crate) fn chart_html<F: super::figure::Figure>(out_dir: &Path, stem: &str, figure: &F, stats: &mut WriteStats) -> Result<String> {
     let file = format!("{stem}.png");
     stats.add(write_if_changed(&out_dir.join(&file), &png(figure)?)?);
     Ok(format!(

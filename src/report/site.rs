@@ -8,7 +8,6 @@ use super::bars::{DropBars, PrecisionDropPlot};
 use super::check::{check_site, BrokenLink};
 use super::config_diff::diff_against_baseline;
 use super::curves::{LineChart, Series};
-use super::figure::{inline_svg, png, svg, Figure};
 use super::read::{list_runs, read_run, RunSummary};
 use super::run_page::{duration, render_run_page, RunPageOptions, EXTRA_STYLE};
 use super::tables::{html_table, Cell};
@@ -193,16 +192,6 @@ fn accuracy_chart(runs: &[RunSummary], phase: Phase) -> LineChart {
     chart
 }
 
-/// Writes a chart's PNG into `out_dir` and returns the inline SVG with the PNG link.
-fn site_chart<F: Figure>(out_dir: &Path, stem: &str, figure: &F, stats: &mut WriteStats) -> Result<String> {
-    let file = format!("{stem}.png");
-    stats.add(write_if_changed(&out_dir.join(&file), &png(figure)?)?);
-    Ok(format!(
-        "<div class=\"chart\">{}<br><a href=\"{}\">PNG</a></div>\n",
-        inline_svg(&svg(figure)?),
-        url(&file)
-    ))
-}
 
 /// The comparison page.
 fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &mut WriteStats) -> Result<PathBuf> {
@@ -245,7 +234,7 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
         let chart = accuracy_chart(runs, phase);
         if !chart.is_empty() {
             let stem = if phase == Phase::All { "test-accuracy" } else { "test-accuracy2" };
-            body.push_str(&site_chart(out_dir, stem, &chart, stats)?);
+            body.push_str(&super::run_page::chart_html(out_dir, stem, &chart, stats)?);
         }
     }
     let bars: Vec<DropBars> = runs
@@ -262,7 +251,7 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
     if bars.is_empty() {
         body.push_str("<p class=\"muted\">No run has both phases evaluated yet.</p>\n");
     } else {
-        body.push_str(&site_chart(
+        body.push_str(&super::run_page::chart_html(
             out_dir,
             "precision-drop",
             &PrecisionDropPlot { experiments: bars },
