@@ -53,14 +53,17 @@ demo: build weights
 study: build weights
 	$(DMLVIZ) study --grid experiments/study --runs runs/study --out reports
 
-# Loader speed beside a ResNet18 training step, and the training loop beside a bare
-# forward+backward+update (figures in README.md).
+# Loader speed beside a ResNet18 training step, the training loop beside a bare
+# forward+backward+update, kNN beside matmul+topk, saliency beside a plain backward,
+# UMAP/t-SNE time and quality (figures in README.md).
 bench: build
 	@test -d data/cards || $(DMLVIZ) data fetch cards --out data/cards
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	$(DMLVIZ) bench loader --data data/cards --size 64 --size 224
 	$(DMLVIZ) bench train --config $(DEMO) --arch mobilenet_v2 --arch resnet18 --size 64
 	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10
+	$(DMLVIZ) bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16
+	$(DMLVIZ) bench project --points 2000 --points 10000 --dim 128
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build
