@@ -14,6 +14,7 @@
 mod common;
 
 use common::{dmlviz, ok, tiny_run, write_tiny_grid};
+use dmlviz::report::check::percent_decode;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -280,27 +281,6 @@ fn check_link(site: &Path, page: &str, href: &str) -> Option<String> {
             (!html.contains(&format!("id=\"{fragment}\""))).then(|| format!("{page}: no #{fragment} in {}", p.display()))
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// File URL of a path (percent-encoded).

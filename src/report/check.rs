@@ -32,8 +32,8 @@ fn unescape(value: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Decodes `%XX` sequences (UTF-8).
-fn percent_decode(value: &str) -> String {
+/// Decodes `%XX` sequences (UTF-8), as a browser does for a relative link.
+pub fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
