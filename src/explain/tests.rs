@@ -292,6 +292,13 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
         let net = EmbeddingNet::new(&vs.root(), arch, &cfg);
         let x = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
         let t = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
+        // With random weights and a random target, ReLU(sum of weighted channels) can
+        // be zero everywhere: a legitimate Zero map. Negating the target negates the
+        // channel weights, so the map of -t is non-zero wherever that of t is zero;
+        // flip the target of any image whose map came out Zero.
+        let first = gradcam_maps(&gradients(&net, &x, &|e: &Tensor| cosine_score(e, &t), false), h, w).0;
+        let signs: Vec<f32> = first.iter().map(|m| if m.status == MapStatus::Zero { -1.0 } else { 1.0 }).collect();
+        let t = &t * Tensor::from_slice(&signs).unsqueeze(1);
         let score = |e: &Tensor| cosine_score(e, &t);
         let g = gradients(&net, &x, &score, true);
         let (cams, weights) = gradcam_maps(&g, h, w);
