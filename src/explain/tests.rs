@@ -29,6 +29,16 @@ struct TinyNet {
     mask: Option<Tensor>,
 }
 
+/// With random weights and a random target, ReLU(sum of weighted channels) can be
+/// zero everywhere: a legitimate Zero map that would make these tests depend on the
+/// draw. Negating a target negates its channel weights, so the map of -t is non-zero
+/// wherever that of t is zero: flip the target of every image whose map came out Zero.
+fn targets_with_live_cams(net: &dyn Explainable, x: &Tensor, t: &Tensor) -> Tensor {
+    let (maps, _, _) = gradcam(net, x, &|e: &Tensor| cosine_score(e, t));
+    let signs: Vec<f64> = maps.iter().map(|m| if m.status == MapStatus::Zero { -1.0 } else { 1.0 }).collect();
+    t * Tensor::from_slice(&signs).to_kind(t.kind()).unsqueeze(1)
+}
+
 impl TinyNet {
     fn random(seed: i64, c1: i64, c2: i64, d: i64, act: Activation) -> TinyNet {
         tch::manual_seed(seed);
@@ -92,7 +102,7 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     tch::set_num_threads(1);
     let net = TinyNet::random(2, 4, 6, 3, Activation::Relu);
     let x = Tensor::randn([2, 3, 8, 8], F64);
-    let t = Tensor::randn([2, 3], F64);
+    let t = targets_with_live_cams(&net, &x, &Tensor::randn([2, 3], F64));
     let score = |e: &Tensor| cosine_score(e, &t);
     let scaled = |e: &Tensor| cosine_score(e, &t) * 37.5;
     let (a, _, _) = gradcam(&net, &x, &score);
@@ -221,6 +231,7 @@ fn grad_cam_peaks_in_the_only_region_that_can_change_the_embedding() {
     let x = Tensor::randn([3, 3, h, w], F64);
     let other = Tensor::randn([3, 3, h, w], F64);
     let t = tch::no_grad(|| net.forward_explained(&other, &mut crate::model::layers::apply_activation).0);
+    let t = targets_with_live_cams(&net, &x, &t);
     let score = |e: &Tensor| cosine_score(e, &t);
     let (maps, _, _) = gradcam(&net, &x, &score);
     for m in &maps {
@@ -292,13 +303,7 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
         let net = EmbeddingNet::new(&vs.root(), arch, &cfg);
         let x = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
         let t = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
-        // With random weights and a random target, ReLU(sum of weighted channels) can
-        // be zero everywhere: a legitimate Zero map. Negating the target negates the
-        // channel weights, so the map of -t is non-zero wherever that of t is zero;
-        // flip the target of any image whose map came out Zero.
-        let first = gradcam_maps(&gradients(&net, &x, &|e: &Tensor| cosine_score(e, &t), false), h, w).0;
-        let signs: Vec<f32> = first.iter().map(|m| if m.status == MapStatus::Zero { -1.0 } else { 1.0 }).collect();
-        let t = &t * Tensor::from_slice(&signs).unsqueeze(1);
+        let t = targets_with_live_cams(&net, &x, &t);
         let score = |e: &Tensor| cosine_score(e, &t);
         let g = gradients(&net, &x, &score, true);
         let (cams, weights) = gradcam_maps(&g, h, w);
