@@ -29,9 +29,16 @@ fn study_runs_the_grid_writes_its_page_and_resumes() {
         let cost: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.join("phase-all/cost.json")).unwrap()).unwrap();
         assert!(cost["knn_predict_seconds"].as_f64().unwrap() > 0.0, "{run}: {cost}");
         assert!(cost["index_bytes"].as_u64().unwrap() > 0);
-        assert!(r.join("phase-all/projections/umap.json").exists(), "{run}: not projected");
-        assert!(r.join("phase-all/explanations/explanations.json").exists(), "{run}: not explained");
+        // A row's own seed is projected and explained; a seed replica only measured.
+        let replica = run.ends_with("-seed8");
+        assert_eq!(r.join("phase-all/projections/umap.json").exists(), !replica, "{run}: projected?");
+        assert_eq!(r.join("phase-all/explanations/explanations.json").exists(), !replica, "{run}: explained?");
     }
+    // Galleries are capped by the grid's settings (1 held-out + 2 misclassified at most).
+    let galleries: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study_runs.join("cards/base/phase-all/galleries/galleries.json")).unwrap()).unwrap();
+    let queries = galleries["items"].as_array().unwrap().len();
+    assert!((1..=3).contains(&queries), "{queries} gallery queries");
     assert!(!study_runs.join("cards/wide-seed8").exists(), "a large-effect row ran extra seeds");
     let seed8: toml::Value = toml::from_str(&std::fs::read_to_string(study_runs.join("cards/base-seed8/config.toml")).unwrap()).unwrap();
     assert_eq!(seed8["training"]["seed"].as_integer(), Some(8));

@@ -70,13 +70,20 @@ pub fn run(args: StudyArgs) -> Result<()> {
         }
         let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(run)?;
         super::eval::print_summary(run, &phases, comparison.as_ref());
-        let dir = run.root.display().to_string();
-        for phase in ["all", "seen"] {
-            if run.phase(if phase == "all" { Phase::All } else { Phase::Seen }).checkpoint().exists() {
-                super::run_from(vec!["dmlviz".into(), "project".into(), "--run".into(), dir.clone(), "--phase".into(), phase.into(), "--method".into(), "umap".into()])?;
+        // Seed replicas exist for the spread of the numbers; their maps would repeat the
+        // row's, so only a row's own seed is projected and explained.
+        if cfg.training.seed == settings.seeds[0] {
+            let dir = run.root.display().to_string();
+            for phase in ["all", "seen"] {
+                if run.phase(if phase == "all" { Phase::All } else { Phase::Seen }).checkpoint().exists() {
+                    let mut args: Vec<String> = ["dmlviz", "project", "--run", &dir, "--phase", phase, "--method", "umap"].map(String::from).to_vec();
+                    args.extend(["--gallery-unseen".into(), settings.gallery_unseen.to_string()]);
+                    args.extend(["--gallery-misclassified".into(), settings.gallery_misclassified.to_string()]);
+                    super::run_from(args)?;
+                }
             }
+            super::run_from(vec!["dmlviz".into(), "explain".into(), "--run".into(), dir, "--samples".into(), settings.explain_samples.to_string()])?;
         }
-        super::run_from(vec!["dmlviz".into(), "explain".into(), "--run".into(), dir.clone(), "--samples".into(), settings.explain_samples.to_string()])?;
         measure_cost(run, Phase::All, settings.latency_images)?;
         Ok(())
     };

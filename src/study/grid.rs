@@ -24,6 +24,20 @@ pub struct StudySettings {
     /// Correct and incorrect test images explained per experiment.
     #[serde(default = "default_explain_samples")]
     pub explain_samples: usize,
+    /// Nearest-neighbour galleries per phase: held-out test images, and misclassified
+    /// ones at most (fewer than `dmlviz project`'s defaults: the site holds every row).
+    #[serde(default = "default_gallery_unseen")]
+    pub gallery_unseen: usize,
+    #[serde(default = "default_gallery_misclassified")]
+    pub gallery_misclassified: usize,
+}
+
+fn default_gallery_unseen() -> usize {
+    8
+}
+
+fn default_gallery_misclassified() -> usize {
+    12
 }
 
 fn default_latency_images() -> usize {

@@ -40,7 +40,7 @@ pub fn tiny_run(dir: &Path, loss: &str, extra: &str) -> PathBuf {
 pub fn write_tiny_grid(dir: &Path) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
     std::fs::create_dir_all(dir.join("cards")).unwrap();
-    std::fs::write(dir.join("study.toml"), "baseline = \"base\"\nseeds = [7, 8]\nsmall_effect_points = 0.0\nlatency_images = 2\nexplain_samples = 2\n").unwrap();
+    std::fs::write(dir.join("study.toml"), "baseline = \"base\"\nseeds = [7, 8]\nsmall_effect_points = 0.0\nlatency_images = 2\nexplain_samples = 2\ngallery_unseen = 1\ngallery_misclassified = 2\n").unwrap();
     std::fs::write(
         dir.join("findings.toml"),
         "[[finding]]\nrow = \"wide\"\nreference_row = \"EPSHN_cosine_resnet18x512_sgd_aug\"\ndeduction = \"a wider <embedding> has no effect\"\n\
