@@ -57,7 +57,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
         eprintln!("\nstopping after this epoch (Ctrl-C again to quit at once); run the same command to continue…");
     })?;
     let settings = grid.settings.clone();
-    let mut run_one = |cfg: &ExperimentConfig, run: &RunDir| -> Result<()> {
+    let mut run_one = |cfg: &ExperimentConfig, run: &RunDir, replica: bool| -> Result<()> {
         super::train::ensure_dataset(cfg)?;
         let opts = TrainOptions { resume: run.config_path().exists(), quiet: true, stop: stop.clone() };
         if let Err(e) = train(cfg, run, &opts) {
@@ -72,7 +72,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
         super::eval::print_summary(run, &phases, comparison.as_ref());
         // Seed replicas exist for the spread of the numbers; their maps would repeat the
         // row's, so only a row's own seed is projected and explained.
-        if cfg.training.seed == settings.seeds[0] {
+        if !replica {
             let dir = run.root.display().to_string();
             for phase in ["all", "seen"] {
                 if run.phase(if phase == "all" { Phase::All } else { Phase::Seen }).checkpoint().exists() {

@@ -264,6 +264,12 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
     Ok(index)
 }
 
+/// The name of the run at `path` in the site: its path below `runs_dir`, with `/`
+/// separators (grids keep runs in sub-folders: `study/cards/X`).
+pub fn run_name(runs_dir: &Path, path: &Path) -> Option<String> {
+    Some(path.strip_prefix(runs_dir).ok()?.to_string_lossy().replace('\\', "/"))
+}
+
 /// The site folder of a run: its name with `/` as `--`, so every run page sits at
 /// the same depth (`runs/<folder>/index.html`) and its relative links hold.
 pub fn site_folder(name: &str) -> String {
@@ -294,8 +300,8 @@ pub fn write_site_with(runs_dir: &Path, out_dir: &Path, opts: &SiteOptions) -> R
         .map(|r| {
             // Runs of a grid (runs/study/cards/X) are named by their path below the runs folder.
             let mut run = read_run(r);
-            if let Ok(rel) = r.strip_prefix(runs_dir) {
-                run.name = rel.to_string_lossy().replace('\\', "/");
+            if let Some(name) = run_name(runs_dir, r) {
+                run.name = name;
             }
             run
         })

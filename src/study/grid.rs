@@ -32,6 +32,13 @@ pub struct StudySettings {
     pub gallery_misclassified: usize,
 }
 
+impl StudySettings {
+    /// Whether a run at `seed` is a replica (for the spread) rather than the row's own run.
+    pub fn is_replica(&self, seed: u64) -> bool {
+        seed != self.seeds[0]
+    }
+}
+
 fn default_gallery_unseen() -> usize {
     8
 }
@@ -201,7 +208,7 @@ impl StudyGrid {
     /// The run directory of an experiment at a seed: `<runs>/<dataset>/<row>` for the
     /// row's own (first) seed, `<row>-seed<N>` for the others.
     pub fn run_dir(&self, runs: &Path, e: &GridExperiment, seed: u64) -> PathBuf {
-        let name = if seed == self.settings.seeds[0] { e.row.clone() } else { format!("{}-seed{seed}", e.row) };
+        let name = if !self.settings.is_replica(seed) { e.row.clone() } else { format!("{}-seed{seed}", e.row) };
         runs.join(&e.dataset).join(name)
     }
 }

@@ -7,7 +7,7 @@ use super::grid::{Expectation, StudyGrid, StudyMetric};
 use super::results::{Stat, StudyResults};
 use crate::atomic::{write_atomic, write_json};
 use crate::html::{escape, page, url};
-use crate::report::site::site_folder;
+use crate::report::site::{run_name, site_folder};
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,7 @@ fn mean(results: &StudyResults, dataset: &str, row: &str, f: impl Fn(&super::res
 /// The link from the study page to a run's page in the site, when the site covers
 /// `site_runs` and the run lies below it.
 fn run_link(run: &Path, site_runs: Option<&Path>) -> Option<String> {
-    let rel = run.strip_prefix(site_runs?).ok()?;
-    Some(format!("runs/{}/index.html", site_folder(&rel.to_string_lossy().replace('\\', "/"))))
+    Some(format!("runs/{}/index.html", site_folder(&run_name(site_runs?, run)?)))
 }
 
 /// Writes `study.html` and `study.json` into `out` and returns the page's path.

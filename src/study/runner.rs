@@ -62,7 +62,7 @@ pub fn work_units(cfg: &ExperimentConfig) -> f64 {
 /// The config of an experiment at a seed (the row's own seed keeps its name).
 pub fn config_at_seed(grid: &StudyGrid, e: &GridExperiment, seed: u64) -> ExperimentConfig {
     let mut cfg = e.config.clone();
-    if seed != grid.settings.seeds[0] {
+    if grid.settings.is_replica(seed) {
         cfg.training.seed = seed;
         cfg.name = format!("{}-seed{seed}", cfg.name);
     }
@@ -140,13 +140,13 @@ fn hms(seconds: f64) -> String {
     }
 }
 
-/// Runs the grid: `run_one(config, run_dir)` does one experiment's work (train with
+/// Runs the grid: `run_one(config, run_dir, replica)` does one experiment's work (train with
 /// resume, evaluate, project, explain, measure cost); the runner decides what to run,
 /// writes the done marker and the collected results, and reports progress on stderr.
 pub fn run_study(
     grid: &StudyGrid,
     opts: &StudyOptions,
-    run_one: &mut dyn FnMut(&ExperimentConfig, &RunDir) -> Result<()>,
+    run_one: &mut dyn FnMut(&ExperimentConfig, &RunDir, bool) -> Result<()>,
 ) -> Result<StudyOutcome> {
     let start = Instant::now();
     let selected = |p: &PlannedRun| {
@@ -193,7 +193,7 @@ pub fn run_study(
         let cfg = config_at_seed(grid, e, next.seed);
         let run = RunDir::new(&next.dir);
         let t = Instant::now();
-        run_one(&cfg, &run).with_context(|| format!("study run {}", next.dir.display()))?;
+        run_one(&cfg, &run, grid.settings.is_replica(next.seed)).with_context(|| format!("study run {}", next.dir.display()))?;
         if opts.stop.load(Ordering::SeqCst) {
             // The run was interrupted inside: not done, resumed next time.
             return Ok(StudyOutcome { ran, skipped, remaining: todo.len(), seconds: start.elapsed().as_secs_f64(), stopped: true });
@@ -273,7 +273,7 @@ mod tests {
         // The baseline filter selects the baseline's 3 seeds; pretend each run trains by
         // writing its metrics, and stop after the second.
         let mut calls = Vec::new();
-        let mut fake = |cfg: &ExperimentConfig, run: &RunDir| -> Result<()> {
+        let mut fake = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls.push(cfg.training.seed);
             std::fs::create_dir_all(run.root.join("phase-all"))?;
             std::fs::write(run.root.join("phase-all/metrics.json"), "{\"retrieval\":{\"precision_at_1\":0.5}}")?;
@@ -288,7 +288,7 @@ mod tests {
         // The second run was interrupted: it is not marked done and runs again.
         stop.store(false, Ordering::SeqCst);
         let mut calls2 = Vec::new();
-        let mut fake2 = |cfg: &ExperimentConfig, run: &RunDir| -> Result<()> {
+        let mut fake2 = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls2.push(cfg.training.seed);
             std::fs::create_dir_all(run.root.join("phase-all"))?;
             std::fs::write(run.root.join("phase-all/metrics.json"), "{\"retrieval\":{\"precision_at_1\":0.5}}")?;
