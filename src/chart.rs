@@ -15,19 +15,41 @@ static REGISTER: Once = Once::new();
 /// Call before drawing any text; cheap after the first call.
 pub fn register_fonts() {
     REGISTER.call_once(|| {
-        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+        for style in [
+            FontStyle::Normal,
+            FontStyle::Bold,
+            FontStyle::Italic,
+            FontStyle::Oblique,
+        ] {
             // The font is compiled in and known to parse.
-            plotters::style::register_font(FONT, style, FONT_BYTES).unwrap_or_else(|_| panic!("embedded font does not parse"));
+            plotters::style::register_font(FONT, style, FONT_BYTES)
+                .unwrap_or_else(|_| panic!("embedded font does not parse"));
         }
     });
 }
 
 /// Tableau's 10 categorical colours, then 10 lighter partners (tab20).
 const TAB20: [(u8, u8, u8); 20] = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
 ];
 
 /// One colour per class: tab20 up to 20 classes, beyond that hues spread by the
@@ -73,7 +95,8 @@ mod tests {
 
     #[test]
     fn many_classes_get_distinct_colours() {
-        let colours: std::collections::HashSet<_> = (0..200).map(|c| css(class_colour(c, 200))).collect();
+        let colours: std::collections::HashSet<_> =
+            (0..200).map(|c| css(class_colour(c, 200))).collect();
         assert!(colours.len() >= 195, "{} distinct of 200", colours.len());
         assert_eq!(css(class_colour(0, 5)), "#1f77b4");
     }

@@ -128,7 +128,13 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig { kind: OptimizerKind::Sgd, lr: default_lr(), momentum: 0.0, weight_decay: 0.0, loss_lr: None }
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: default_lr(),
+            momentum: 0.0,
+            weight_decay: 0.0,
+            loss_lr: None,
+        }
     }
 }
 
@@ -147,7 +153,10 @@ pub enum OptimizerKind {
 pub enum ScheduleConfig {
     Constant,
     /// ×gamma at each milestone, given as fractions of the epochs (official EPSHN: 0.5, 0.75).
-    MultiStep { milestones: Vec<f64>, gamma: f64 },
+    MultiStep {
+        milestones: Vec<f64>,
+        gamma: f64,
+    },
     /// Cosine annealing to 0 over the epochs.
     Cosine,
 }
@@ -193,7 +202,9 @@ impl DeviceKind {
         match self {
             DeviceKind::Cpu => Ok(tch::Device::Cpu),
             DeviceKind::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceKind::Cuda => bail!("device = \"cuda\" but no CUDA device is available; use device = \"cpu\""),
+            DeviceKind::Cuda => {
+                bail!("device = \"cuda\" but no CUDA device is available; use device = \"cpu\"")
+            }
         }
     }
 }
@@ -248,13 +259,15 @@ impl ExperimentConfig {
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
         let cfg: ExperimentConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
-        cfg.validate().with_context(|| format!("{}", origin.display()))?;
+        cfg.validate()
+            .with_context(|| format!("{}", origin.display()))?;
         Ok(cfg)
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_toml(&text, path)
     }
 
@@ -273,7 +286,11 @@ impl ExperimentConfig {
             bail!("data.image_size must be at least 16, got {}", d.image_size);
         }
         if d.resize.is_some_and(|r| r < d.image_size) {
-            bail!("data.resize ({}) is smaller than data.image_size ({})", d.resize.unwrap(), d.image_size);
+            bail!(
+                "data.resize ({}) is smaller than data.image_size ({})",
+                d.resize.unwrap(),
+                d.image_size
+            );
         }
         let t = &self.training;
         if t.epochs == 0 {

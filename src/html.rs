@@ -27,7 +27,9 @@ pub fn url(relative_path: &str) -> String {
     let mut out = String::with_capacity(relative_path.len());
     for b in relative_path.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -97,7 +99,10 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 /// already be HTML (built with [`escape`]). `nav` is a list of (relative href,
 /// label) links shown in the page header.
 pub fn page(title: &str, nav: &[(String, String)], head_extra: &str, body: &str) -> String {
-    let links: String = nav.iter().map(|(href, label)| format!("<a href=\"{}\">{}</a>", url(href), escape(label))).collect();
+    let links: String = nav
+        .iter()
+        .map(|(href, label)| format!("<a href=\"{}\">{}</a>", url(href), escape(label)))
+        .collect();
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{STYLE}</style>\n{head_extra}\n</head>\n<body>\n<header class=\"site\"><b>dmlviz</b> {links}</header>\n<main>\n{body}\n</main>\n<script>{SORT_SCRIPT}</script>\n</body>\n</html>\n",
         escape(title)
@@ -110,7 +115,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape(r#"<b>"cat" & 'dog'</b>"#), "&lt;b&gt;&quot;cat&quot; &amp; &#39;dog&#39;&lt;/b&gt;");
+        assert_eq!(
+            escape(r#"<b>"cat" & 'dog'</b>"#),
+            "&lt;b&gt;&quot;cat&quot; &amp; &#39;dog&#39;&lt;/b&gt;"
+        );
         assert_eq!(escape("plain"), "plain");
     }
 
@@ -128,7 +136,12 @@ mod tests {
 
     #[test]
     fn page_escapes_the_title_and_nav() {
-        let p = page("<x>", &[("a b.html".into(), "<y>".into())], "", "<p>body</p>");
+        let p = page(
+            "<x>",
+            &[("a b.html".into(), "<y>".into())],
+            "",
+            "<p>body</p>",
+        );
         assert!(p.contains("<title>&lt;x&gt;</title>"));
         assert!(p.contains("href=\"a%20b.html\">&lt;y&gt;</a>"));
         assert!(p.contains("<p>body</p>"));

@@ -46,22 +46,37 @@ pub fn square(image: &RgbImage, side: u32) -> RgbImage {
 /// drawn as the colour of 0.
 pub fn jet(v: f32) -> [u8; 3] {
     let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-    let channel = |centre: f32| ((1.5 - (4.0 * v - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    let channel =
+        |centre: f32| ((1.5 - (4.0 * v - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
     [channel(3.0), channel(2.0), channel(1.0)]
 }
 
 /// Renders a map with values in [0, 1] (row-major, `width`×`height`) in JET.
 pub fn jet_image(map: &[f32], width: u32, height: u32) -> RgbImage {
-    assert_eq!(map.len(), (width * height) as usize, "map size does not match {width}×{height}");
-    RgbImage::from_fn(width, height, |x, y| Rgb(jet(map[(y * width + x) as usize])))
+    assert_eq!(
+        map.len(),
+        (width * height) as usize,
+        "map size does not match {width}×{height}"
+    );
+    RgbImage::from_fn(width, height, |x, y| {
+        Rgb(jet(map[(y * width + x) as usize]))
+    })
 }
 
 /// Renders a map with values in [0, 1] as grey levels (guided backprop displays).
 pub fn grey_image(map: &[f32], width: u32, height: u32) -> RgbImage {
-    assert_eq!(map.len(), (width * height) as usize, "map size does not match {width}×{height}");
+    assert_eq!(
+        map.len(),
+        (width * height) as usize,
+        "map size does not match {width}×{height}"
+    );
     RgbImage::from_fn(width, height, |x, y| {
         let v = map[(y * width + x) as usize];
-        let g = if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 };
+        let g = if v.is_nan() {
+            0
+        } else {
+            (v.clamp(0.0, 1.0) * 255.0).round() as u8
+        };
         Rgb([g, g, g])
     })
 }
@@ -69,10 +84,16 @@ pub fn grey_image(map: &[f32], width: u32, height: u32) -> RgbImage {
 /// Blends `top` over `base` with weight `alpha` for `top` (0.5: the 50/50 overlay
 /// convention of the saliency literature). Both images must have the same size.
 pub fn blend(base: &RgbImage, top: &RgbImage, alpha: f32) -> RgbImage {
-    assert_eq!(base.dimensions(), top.dimensions(), "blend needs images of the same size");
+    assert_eq!(
+        base.dimensions(),
+        top.dimensions(),
+        "blend needs images of the same size"
+    );
     RgbImage::from_fn(base.width(), base.height(), |x, y| {
         let (b, t) = (base.get_pixel(x, y), top.get_pixel(x, y));
-        Rgb(std::array::from_fn(|c| (b[c] as f32 * (1.0 - alpha) + t[c] as f32 * alpha).round() as u8))
+        Rgb(std::array::from_fn(|c| {
+            (b[c] as f32 * (1.0 - alpha) + t[c] as f32 * alpha).round() as u8
+        }))
     })
 }
 
@@ -81,7 +102,8 @@ pub fn blend(base: &RgbImage, top: &RgbImage, alpha: f32) -> RgbImage {
 pub fn write_jpeg(path: &Path, image: &RgbImage) -> Result<()> {
     write_atomic_with(path, |w| {
         let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(w, 85);
-        enc.encode_image(image).with_context(|| format!("encoding JPEG {}", path.display()))
+        enc.encode_image(image)
+            .with_context(|| format!("encoding JPEG {}", path.display()))
     })
 }
 

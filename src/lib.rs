@@ -5,19 +5,19 @@
 //! eval → project/explain → report → cli. See DESIGN.md.
 
 pub mod atomic;
-pub mod config;
-pub mod data;
-pub mod loss;
-pub mod model;
-pub mod run;
-pub mod tensor_io;
-pub mod train;
-pub mod eval;
 pub mod bench;
 pub mod chart;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod explain;
 pub mod html;
 pub mod imaging;
-pub mod explain;
+pub mod loss;
+pub mod model;
 pub mod project;
 pub mod report;
+pub mod run;
 pub mod study;
+pub mod tensor_io;
+pub mod train;

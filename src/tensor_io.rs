@@ -17,10 +17,18 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
     let mut seen = HashSet::new();
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        ensure!(seen.insert(name.as_str()), "writing {}: tensor name {name} given twice", path.display());
+        ensure!(
+            seen.insert(name.as_str()),
+            "writing {}: tensor name {name} given twice",
+            path.display()
+        );
         let kind = tensor.f_kind()?;
-        let dtype = safetensors_dtype(kind)
-            .ok_or_else(|| anyhow!("writing {}: tensor {name} has unsupported dtype {kind:?}", path.display()))?;
+        let dtype = safetensors_dtype(kind).ok_or_else(|| {
+            anyhow!(
+                "writing {}: tensor {name} has unsupported dtype {kind:?}",
+                path.display()
+            )
+        })?;
         // at_copy_data copies raw memory: the tensor must be contiguous and on the CPU.
         let cpu = tensor.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         let numel = cpu.numel();
@@ -32,11 +40,15 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
     let views = buffers
         .iter()
         .map(|(name, dtype, shape, data)| {
-            Ok((name.as_str(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)?))
+            Ok((
+                name.as_str(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)?,
+            ))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .with_context(|| format!("writing {}", path.display()))?;
-    let bytes = safetensors::tensor::serialize(views, None).with_context(|| format!("writing {}", path.display()))?;
+    let bytes = safetensors::tensor::serialize(views, None)
+        .with_context(|| format!("writing {}", path.display()))?;
     crate::atomic::write_atomic(path, &bytes)
 }
 

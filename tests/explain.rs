@@ -16,7 +16,8 @@ fn explain_writes_every_map_page_and_sample() {
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path(), "epshn", "phases = [\"all\", \"seen\"]\n");
     let run_s = run.to_str().unwrap();
-    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards/0027.1_heart/dondorf.png");
+    let image =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards/0027.1_heart/dondorf.png");
     let out = dir.path().join("one");
 
     // One image, every method.
@@ -40,26 +41,42 @@ fn explain_writes_every_map_page_and_sample() {
     for m in ["gradcam", "transfer", "vanilla", "guided", "guided_gradcam"] {
         let rec = &e["maps"][m];
         let status = rec["status"].as_str().unwrap();
-        assert!(["ok", "constant", "zero", "non_finite"].contains(&status), "{m}: {status}");
+        assert!(
+            ["ok", "constant", "zero", "non_finite"].contains(&status),
+            "{m}: {status}"
+        );
         for f in rec["files"].as_array().unwrap() {
             let p = out.join(f.as_str().unwrap());
             let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(img.width() >= 224, "{m}: display size");
         }
     }
-    assert_eq!(e["maps"]["gradcam"]["files"].as_array().unwrap().len(), 2, "heat map and overlay");
+    assert_eq!(
+        e["maps"]["gradcam"]["files"].as_array().unwrap().len(),
+        2,
+        "heat map and overlay"
+    );
     // At 32² MobileNetV2's last conv is 1×1: a Grad-CAM map holds one value, which is
     // reported as constant and drawn as a flat blank, not stretched into noise.
     for m in ["gradcam", "transfer"] {
         assert_eq!(e["maps"][m]["status"], "constant", "{m}");
-        let png = image::open(out.join(e["maps"][m]["files"][0].as_str().unwrap())).unwrap().to_rgb8();
+        let png = image::open(out.join(e["maps"][m]["files"][0].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
         let first = *png.get_pixel(0, 0);
-        assert!(png.pixels().all(|p| *p == first), "{m}: a constant map must render flat");
+        assert!(
+            png.pixels().all(|p| *p == first),
+            "{m}: a constant map must render flat"
+        );
     }
     for m in ["vanilla", "guided", "guided_gradcam"] {
         let status = e["maps"][m]["status"].as_str().unwrap();
         // guided Grad-CAM inherits the Grad-CAM map's status.
-        let expected = if m == "guided_gradcam" { "constant" } else { "ok" };
+        let expected = if m == "guided_gradcam" {
+            "constant"
+        } else {
+            "ok"
+        };
         assert_eq!(status, expected, "{m}");
     }
     assert_eq!(e["maps"]["guided"]["files"].as_array().unwrap().len(), 1);
@@ -68,15 +85,20 @@ fn explain_writes_every_map_page_and_sample() {
     for n in nb {
         assert!(out.join(n["thumbnail"].as_str().unwrap()).is_file());
         let pair = &n["pair"];
-        assert!(out.join(pair["query"]["files"][0].as_str().unwrap()).is_file());
-        assert!(out.join(pair["neighbour"]["files"][1].as_str().unwrap()).is_file());
+        assert!(out
+            .join(pair["query"]["files"][0].as_str().unwrap())
+            .is_file());
+        assert!(out
+            .join(pair["neighbour"]["files"][1].as_str().unwrap())
+            .is_file());
         assert!(pair["similarity"].as_f64().unwrap() <= 1.0 + 1e-6);
     }
     // Arrays: maps at the input's size (32², the run's crop) with values in [0, 1].
-    let arrays: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(out.join("maps.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    let arrays: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(out.join("maps.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
     assert_eq!(arrays["gradcam"].size(), [32, 32]);
     assert_eq!(arrays["guided"].size(), [3, 32, 32]);
     assert_eq!(arrays["vanilla_gradient"].size(), [3, 32, 32]);
@@ -174,14 +196,27 @@ fn explain_writes_every_map_page_and_sample() {
             "pair_query",
             "pair_neighbour",
         ] {
-            let p = root.join(it["maps"][key].as_str().unwrap_or_else(|| panic!("no {key}")));
+            let p = root.join(
+                it["maps"][key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no {key}")),
+            );
             assert!(p.is_file(), "{}", p.display());
         }
-        for key in ["gradcam", "guided", "guided_gradcam", "vanilla", "pair_query", "pair_neighbour"] {
+        for key in [
+            "gradcam",
+            "guided",
+            "guided_gradcam",
+            "vanilla",
+            "pair_query",
+            "pair_neighbour",
+        ] {
             assert!(it["status"][key].is_string(), "no status for {key}");
         }
         assert_eq!(it["neighbours"].as_array().unwrap().len(), 3);
-        assert!(root.join(it["neighbours"][0]["thumbnail"].as_str().unwrap()).is_file());
+        assert!(root
+            .join(it["neighbours"][0]["thumbnail"].as_str().unwrap())
+            .is_file());
     }
     // Held-out classes (the last 3 of 8) come first.
     assert_eq!(items[0]["unseen_class"], true);
@@ -199,7 +234,15 @@ fn explain_writes_every_map_page_and_sample() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no such <class>"));
-    let bad = dmlviz(&["explain", "--run", run_s, "--image", image.to_str().unwrap(), "--method", "lime"]);
+    let bad = dmlviz(&[
+        "explain",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--method",
+        "lime",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lime"));
 }

@@ -115,10 +115,20 @@ fn imported_mobilenet_v2_classifies_real_photos() {
 
     let mut vs = VarStore::new(Device::Cpu);
     let backbone = Backbone::new(&vs.root(), Arch::MobileNetV2);
-    let opts = ImportOptions { ignore_prefixes: vec!["classifier.".to_string()], ..Default::default() };
+    let opts = ImportOptions {
+        ignore_prefixes: vec!["classifier.".to_string()],
+        ..Default::default()
+    };
     let report = load_into(&mut vs, &tensors, &opts).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{report:?}");
-    assert_eq!(report.loaded.len(), vs.variables().len(), "every backbone variable is loaded");
+    assert!(
+        report.missing.is_empty() && report.unexpected.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.loaded.len(),
+        vs.variables().len(),
+        "every backbone variable is loaded"
+    );
 
     // torchvision: classifier = Sequential(Dropout(0.2), Linear(1280, 1000)); eval mode.
     let fc_w = tensor(&tensors, "classifier.1.weight").to_kind(Kind::Float);
@@ -127,21 +137,33 @@ fn imported_mobilenet_v2_classifies_real_photos() {
     assert_eq!(fc_b.size(), [1000]);
 
     let batch = Tensor::stack(
-        &PHOTOS.iter().map(|p| load_photo(&root().join("fixtures/photos").join(p.file))).collect::<Vec<_>>(),
+        &PHOTOS
+            .iter()
+            .map(|p| load_photo(&root().join("fixtures/photos").join(p.file)))
+            .collect::<Vec<_>>(),
         0,
     );
     let probs = tch::no_grad(|| {
         let features = backbone.forward_t(&batch, false);
-        features.pooled.linear(&fc_w, Some(&fc_b)).softmax(-1, Kind::Float)
+        features
+            .pooled
+            .linear(&fc_w, Some(&fc_b))
+            .softmax(-1, Kind::Float)
     });
 
     let mut failures = Vec::new();
     for (i, photo) in PHOTOS.iter().enumerate() {
         let (top_p, top_c) = probs.get(i as i64).topk(5, 0, true, true);
-        let top: Vec<(i64, f64)> = (0..5).map(|k| (top_c.int64_value(&[k]), top_p.double_value(&[k]))).collect();
+        let top: Vec<(i64, f64)> = (0..5)
+            .map(|k| (top_c.int64_value(&[k]), top_p.double_value(&[k])))
+            .collect();
         let (class, p) = top[0];
         println!("{}: top-5 (class, probability) {top:.4?}", photo.file);
-        let name = photo.accept.iter().find(|(c, _)| *c == class).map(|(_, n)| *n);
+        let name = photo
+            .accept
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, n)| *n);
         match name {
             None => failures.push(format!(
                 "{}: top-1 class {class} (p = {p:.4}) is not one of {:?}; top-5 {top:.4?}",
@@ -162,5 +184,9 @@ fn imported_mobilenet_v2_classifies_real_photos() {
             ));
         }
     }
-    assert!(failures.is_empty(), "wrong predictions:\n  {}", failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "wrong predictions:\n  {}",
+        failures.join("\n  ")
+    );
 }

@@ -13,14 +13,37 @@ fn an_enrolled_class_is_recognised_and_survives_a_restart() {
     let run_s = run.to_str().unwrap();
     let new_class = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/emoji-cub/images/005.dog");
 
-    let out = ok(dmlviz(&["index", "add", "--run", run_s, "--images", new_class.to_str().unwrap(), "--class", "dog <emoji>", "--json"]));
+    let out = ok(dmlviz(&[
+        "index",
+        "add",
+        "--run",
+        run_s,
+        "--images",
+        new_class.to_str().unwrap(),
+        "--class",
+        "dog <emoji>",
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["added"], 2);
-    assert_eq!(v["gallery_size"], 40 + 2, "8 classes × 5 training cards, plus 2 dogs");
+    assert_eq!(
+        v["gallery_size"],
+        40 + 2,
+        "8 classes × 5 training cards, plus 2 dogs"
+    );
 
     // A fresh process reads the stored gallery: an enrolled image finds itself first.
     let image = new_class.join("twitter.png");
-    let out = ok(dmlviz(&["predict", "--run", run_s, "--image", image.to_str().unwrap(), "--k", "3", "--json"]));
+    let out = ok(dmlviz(&[
+        "predict",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--k",
+        "3",
+        "--json",
+    ]));
     let p: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(p[0]["nearest"], "dog <emoji>");
     assert!(p[0]["neighbours"][0]["distance"].as_f64().unwrap().abs() < 1e-4);
@@ -30,11 +53,25 @@ fn an_enrolled_class_is_recognised_and_survives_a_restart() {
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("broken.png"), b"not a png").unwrap();
-    let out = dmlviz(&["index", "add", "--run", run_s, "--images", bad.to_str().unwrap(), "--class", "broken"]);
+    let out = dmlviz(&[
+        "index",
+        "add",
+        "--run",
+        run_s,
+        "--images",
+        bad.to_str().unwrap(),
+        "--class",
+        "broken",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.png"));
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/gallery.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/gallery.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["entries"].as_array().unwrap().len(), 42);
-    assert!(!manifest["classes"].as_array().unwrap().iter().any(|c| c == "broken"));
+    assert!(!manifest["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "broken"));
 }

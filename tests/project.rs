@@ -31,10 +31,14 @@ fn project_writes_maps_exports_and_galleries() {
     let proj = run.join("phase-all/projections");
     for method in ["umap", "tsne"] {
         for ext in ["png", "svg", "html", "csv", "json"] {
-            assert!(proj.join(format!("{method}.{ext}")).is_file(), "{method}.{ext} missing");
+            assert!(
+                proj.join(format!("{method}.{ext}")).is_file(),
+                "{method}.{ext} missing"
+            );
         }
         assert!(proj.join(format!("{method}-thumbnails.png")).is_file());
-        let record: serde_json::Value = serde_json::from_str(&read(&proj.join(format!("{method}.json")))).unwrap();
+        let record: serde_json::Value =
+            serde_json::from_str(&read(&proj.join(format!("{method}.json")))).unwrap();
         assert_eq!(record["method"], method);
         assert_eq!(record["points"].as_u64().unwrap() as usize, points);
         for key in ["trustworthiness", "knn_label_agreement"] {
@@ -43,7 +47,10 @@ fn project_writes_maps_exports_and_galleries() {
         }
         assert!(record["params"].is_object() && record["seconds"].as_f64().unwrap() > 0.0);
         let csv = read(&proj.join(format!("{method}.csv")));
-        assert_eq!(csv.lines().next().unwrap(), "index,split,label,class,unseen,x,y,path");
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "index,split,label,class,unseen,x,y,path"
+        );
         assert_eq!(csv.lines().count(), points + 1);
         assert!(
             csv.contains(",test,") && csv.contains(",train,") && csv.contains(",true,"),
@@ -53,12 +60,17 @@ fn project_writes_maps_exports_and_galleries() {
         assert_eq!(html.matches("data-i=\"").count(), points);
         assert!(html.contains("sprite.jpg"));
         for remote in ["src=\"http", "href=\"http", "src=\"//", "url(http"] {
-            assert!(!html.contains(remote), "{method}.html loads {remote}…: not self-contained");
+            assert!(
+                !html.contains(remote),
+                "{method}.html loads {remote}…: not self-contained"
+            );
         }
     }
     // t-SNE lowered its perplexity to what so few points allow.
     let tsne: serde_json::Value = serde_json::from_str(&read(&proj.join("tsne.json"))).unwrap();
-    assert!((tsne["params"]["perplexity"].as_f64().unwrap() - (points - 1) as f64 / 3.0).abs() < 1e-9);
+    assert!(
+        (tsne["params"]["perplexity"].as_f64().unwrap() - (points - 1) as f64 / 3.0).abs() < 1e-9
+    );
 
     let sprite: serde_json::Value = serde_json::from_str(&read(&proj.join("sprite.json"))).unwrap();
     assert_eq!(sprite["count"].as_u64().unwrap() as usize, points);
@@ -66,11 +78,18 @@ fn project_writes_maps_exports_and_galleries() {
     assert!(proj.join("sprite.jpg").is_file());
     let tb = proj.join("tensorboard");
     assert_eq!(read(&tb.join("vectors.tsv")).lines().count(), points);
-    assert_eq!(read(&tb.join("metadata.tsv")).lines().next().unwrap(), "class\tsplit\tunseen");
-    assert!(tb.join("sprite.png").is_file() && read(&tb.join("projector_config.pbtxt")).contains("sprite.png"));
+    assert_eq!(
+        read(&tb.join("metadata.tsv")).lines().next().unwrap(),
+        "class\tsplit\tunseen"
+    );
+    assert!(
+        tb.join("sprite.png").is_file()
+            && read(&tb.join("projector_config.pbtxt")).contains("sprite.png")
+    );
 
     let galleries = run.join("phase-all/galleries");
-    let json: serde_json::Value = serde_json::from_str(&read(&galleries.join("galleries.json"))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&read(&galleries.join("galleries.json"))).unwrap();
     let items = json["items"].as_array().unwrap();
     assert!(!items.is_empty(), "held-out classes give gallery queries");
     let index = read(&galleries.join("index.html"));
@@ -87,7 +106,10 @@ fn project_writes_maps_exports_and_galleries() {
             .map(|v| v["votes"].as_u64().unwrap())
             .sum();
         assert_eq!(votes, 10);
-        assert_eq!(item["correct"].as_bool().unwrap(), item["predicted"] == item["true_class"]);
+        assert_eq!(
+            item["correct"].as_bool().unwrap(),
+            item["predicted"] == item["true_class"]
+        );
     }
     assert!(items.iter().any(|i| i["unseen"].as_bool().unwrap()));
 
@@ -116,9 +138,17 @@ fn project_writes_maps_exports_and_galleries() {
     }
     dmlviz::tensor_io::write_safetensors(&file, &tensors).unwrap();
     let out = dmlviz(&["project", "--run", run.to_str().unwrap(), "--threads", "1"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("embeddings.safetensors") && err.contains("non-finite"), "{err}");
+    assert!(
+        err.contains("embeddings.safetensors") && err.contains("non-finite"),
+        "{err}"
+    );
 }
 
 #[test]

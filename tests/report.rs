@@ -20,7 +20,10 @@ fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap());
+                out.insert(
+                    p.clone(),
+                    std::fs::metadata(&p).unwrap().modified().unwrap(),
+                );
             }
         }
     }
@@ -47,7 +50,13 @@ fn broken_run(runs: &Path, config_from: &Path) {
     let config = std::fs::read_to_string(config_from.join("config.toml")).unwrap();
     let config = config
         .lines()
-        .map(|l| if l.starts_with("path = ") { "path = \"gone/data\"" } else { l })
+        .map(|l| {
+            if l.starts_with("path = ") {
+                "path = \"gone/data\""
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("config.toml"), config).unwrap();
@@ -86,20 +95,37 @@ fn site_of_a_trained_and_a_broken_run() {
     let site = tmp.path().join("site");
     let summary = report_json(&runs, &site);
     assert_eq!(summary["runs"].as_array().unwrap().len(), 2, "{summary}");
-    assert_eq!(summary["broken_links"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(
+        summary["broken_links"].as_array().unwrap().len(),
+        0,
+        "{summary}"
+    );
     assert!(check_site(&site).is_empty());
 
     // Headline numbers match metrics.json, on both pages.
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/metrics.json")).unwrap())
+            .unwrap();
     let p1 = metrics["retrieval"]["precision_at_1"].as_f64().unwrap();
     let shown = format!("{:.1}&#8239;%", p1 * 100.0);
     let index = std::fs::read_to_string(site.join("index.html")).unwrap();
     let page = std::fs::read_to_string(site.join("runs/run/index.html")).unwrap();
-    assert!(index.contains(&shown) && page.contains(&shown), "precision@1 {shown} not shown");
-    let drop: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("comparison/precision_drop.json")).unwrap()).unwrap();
-    let unseen = format!("{:.1}&#8239;%", drop["precision_drop_unseen_classes"].as_f64().unwrap() * 100.0);
-    assert!(index.contains(&unseen), "precision drop {unseen} not in the comparison table");
+    assert!(
+        index.contains(&shown) && page.contains(&shown),
+        "precision@1 {shown} not shown"
+    );
+    let drop: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("comparison/precision_drop.json")).unwrap(),
+    )
+    .unwrap();
+    let unseen = format!(
+        "{:.1}&#8239;%",
+        drop["precision_drop_unseen_classes"].as_f64().unwrap() * 100.0
+    );
+    assert!(
+        index.contains(&unseen),
+        "precision drop {unseen} not in the comparison table"
+    );
     for class in metrics["classes"].as_array().unwrap() {
         assert!(
             page.contains(&format!("<td>{}</td>", class["class"].as_str().unwrap())),
@@ -117,12 +143,19 @@ fn site_of_a_trained_and_a_broken_run() {
         assert!(site.join("runs/run").join(file).is_file(), "{file} missing");
     }
     assert!(page.contains("<svg") && page.contains("href=\"../../index.html\""));
-    assert!(page.contains("dmlviz project --run"), "absent maps are not explained");
+    assert!(
+        page.contains("dmlviz project --run"),
+        "absent maps are not explained"
+    );
     assert!(
         run.join("hardware.json").is_file() && page.contains("logical CPUs"),
         "the training machine is not shown"
     );
-    for file in ["test-accuracy.png", "test-accuracy2.png", "precision-drop.png"] {
+    for file in [
+        "test-accuracy.png",
+        "test-accuracy2.png",
+        "precision-drop.png",
+    ] {
         assert!(site.join(file).is_file(), "{file} missing");
     }
 
@@ -140,8 +173,14 @@ fn site_of_a_trained_and_a_broken_run() {
     }
     assert!(bad.contains("stopped (non-finite loss NaN at batch 3)"));
     assert!(bad.contains("phase-seen: not trained"));
-    assert!(bad.contains("not found here"), "the missing dataset folder is not said");
-    assert!(bad.contains("37.5&#8239;%"), "the last epoch's accuracy is not shown");
+    assert!(
+        bad.contains("not found here"),
+        "the missing dataset folder is not said"
+    );
+    assert!(
+        bad.contains("37.5&#8239;%"),
+        "the last epoch's accuracy is not shown"
+    );
 
     // Rebuilding with nothing changed renders nothing and rewrites no file.
     let before = mtimes(&site);
@@ -156,11 +195,14 @@ fn site_of_a_trained_and_a_broken_run() {
     let third = report_json(&runs, &site);
     assert_eq!(third["rendered"], serde_json::json!(["run"]), "{third}");
     let after = mtimes(&site);
-    let changed: Vec<&PathBuf> = after.keys().filter(|p| before.get(*p) != after.get(*p)).collect();
+    let changed: Vec<&PathBuf> = after
+        .keys()
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
     assert!(
-        changed
-            .iter()
-            .all(|p| p.ends_with("runs/run/index.html") || p.ends_with("runs/run/.inputs") || p.ends_with("index.html")),
+        changed.iter().all(|p| p.ends_with("runs/run/index.html")
+            || p.ends_with("runs/run/.inputs")
+            || p.ends_with("index.html")),
         "{changed:?}"
     );
     assert!(std::fs::read_to_string(site.join("index.html"))
@@ -175,7 +217,13 @@ fn site_of_a_trained_and_a_broken_run() {
 
 #[test]
 fn report_of_a_missing_runs_folder_is_a_user_error() {
-    let out = dmlviz(&["report", "--runs", "/nonexistent/runs", "--out", "/tmp/never"]);
+    let out = dmlviz(&[
+        "report",
+        "--runs",
+        "/nonexistent/runs",
+        "--out",
+        "/tmp/never",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/runs"));
 }

@@ -55,7 +55,9 @@ impl Browser {
         let flags = "--headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking --disable-component-update \
                      --disable-sync --disable-extensions --hide-scrollbars --mute-audio --remote-debugging-pipe";
         // The shell maps our pipes onto the browser's fd 3 (commands) and fd 4 (replies).
-        let script = format!("exec \"$0\" {flags} --user-data-dir=\"$1\" about:blank 3<&0 4>&1 0</dev/null 1>&2");
+        let script = format!(
+            "exec \"$0\" {flags} --user-data-dir=\"$1\" about:blank 3<&0 4>&1 0</dev/null 1>&2"
+        );
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -119,7 +121,9 @@ impl Browser {
                     return m["result"].clone();
                 }
                 Ok(m) => self.events.push_back(m),
-                Err(RecvTimeoutError::Timeout) => panic!("{method}: no reply from chromium in {TIMEOUT:?}"),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{method}: no reply from chromium in {TIMEOUT:?}")
+                }
                 Err(RecvTimeoutError::Disconnected) => panic!("{method}: chromium exited"),
             }
         }
@@ -127,13 +131,20 @@ impl Browser {
 
     /// Waits for an event of `session` named `method`.
     fn wait_event(&mut self, session: &str, method: &str) {
-        if let Some(i) = self.events.iter().position(|e| e["method"] == method && e["sessionId"] == session) {
+        if let Some(i) = self
+            .events
+            .iter()
+            .position(|e| e["method"] == method && e["sessionId"] == session)
+        {
             self.events.remove(i);
             return;
         }
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            match self.messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .messages
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(m) if m["method"] == method && m["sessionId"] == session => return,
                 Ok(m) => self.events.push_back(m),
                 Err(e) => panic!("waiting for {method}: {e:?}"),
@@ -154,13 +165,18 @@ impl Browser {
             }
             let p = &e["params"];
             match e["method"].as_str() {
-                Some("Runtime.exceptionThrown") => errors.push(format!("exception: {}", p["exceptionDetails"])),
-                Some("Runtime.consoleAPICalled") if matches!(p["type"].as_str(), Some("error" | "assert")) => {
+                Some("Runtime.exceptionThrown") => {
+                    errors.push(format!("exception: {}", p["exceptionDetails"]))
+                }
+                Some("Runtime.consoleAPICalled")
+                    if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+                {
                     errors.push(format!("console.{}: {}", p["type"], p["args"]))
                 }
-                Some("Log.entryAdded") if p["entry"]["level"] == "error" => {
-                    errors.push(format!("{}: {} {}", p["entry"]["source"], p["entry"]["text"], p["entry"]["url"]))
-                }
+                Some("Log.entryAdded") if p["entry"]["level"] == "error" => errors.push(format!(
+                    "{}: {} {}",
+                    p["entry"]["source"], p["entry"]["text"], p["entry"]["url"]
+                )),
                 _ => {}
             }
             false
@@ -172,7 +188,11 @@ impl Browser {
     fn new_page(&mut self) -> (String, String) {
         let target = self.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
         let target = target["targetId"].as_str().unwrap().to_string();
-        let attached = self.call(None, "Target.attachToTarget", json!({ "targetId": target, "flatten": true }));
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        );
         let session = attached["sessionId"].as_str().unwrap().to_string();
         for method in ["Page.enable", "Runtime.enable", "Log.enable"] {
             self.call(Some(&session), method, json!({}));
@@ -216,11 +236,17 @@ fn base64_decode(text: &str) -> Vec<u8> {
         b'/' => 63,
         _ => panic!("not base64: {c}"),
     };
-    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
         let v: Vec<u32> = chunk.iter().map(|&c| value(c) as u32).collect();
-        let n = v.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | x << (18 - 6 * i));
+        let n = v
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | x << (18 - 6 * i));
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
@@ -269,7 +295,9 @@ fn check_link(site: &Path, page: &str, href: &str) -> Option<String> {
     let Some(rest) = href.strip_prefix("file://") else {
         return Some(format!("{page}: non-local link {href}"));
     };
-    let (path, fragment) = rest.split_once('#').map_or((rest, None), |(p, f)| (p, Some(f)));
+    let (path, fragment) = rest
+        .split_once('#')
+        .map_or((rest, None), |(p, f)| (p, Some(f)));
     let path = PathBuf::from(percent_decode(path.split('?').next().unwrap()));
     let site = site.canonicalize().unwrap();
     match path.canonicalize() {
@@ -278,7 +306,8 @@ fn check_link(site: &Path, page: &str, href: &str) -> Option<String> {
         Ok(p) => {
             let fragment = fragment.map(percent_decode).filter(|f| !f.is_empty())?;
             let html = std::fs::read_to_string(&p).ok()?;
-            (!html.contains(&format!("id=\"{fragment}\""))).then(|| format!("{page}: no #{fragment} in {}", p.display()))
+            (!html.contains(&format!("id=\"{fragment}\"")))
+                .then(|| format!("{page}: no #{fragment} in {}", p.display()))
         }
     }
 }
@@ -287,7 +316,8 @@ fn check_link(site: &Path, page: &str, href: &str) -> Option<String> {
 fn file_url(path: &Path) -> String {
     format!(
         "file://{}",
-        dmlviz::html::url(&path.canonicalize().unwrap().display().to_string()).replace("&amp;", "&")
+        dmlviz::html::url(&path.canonicalize().unwrap().display().to_string())
+            .replace("&amp;", "&")
     )
 }
 
@@ -295,14 +325,21 @@ fn file_url(path: &Path) -> String {
 fn visit(browser: &mut Browser, site: &Path, page: &Path, shots: &Path) -> Vec<String> {
     let name = page.strip_prefix(site).unwrap().display().to_string();
     let (target, session) = browser.new_page();
-    browser.call(Some(&session), "Page.navigate", json!({ "url": file_url(page) }));
+    browser.call(
+        Some(&session),
+        "Page.navigate",
+        json!({ "url": file_url(page) }),
+    );
     browser.wait_event(&session, "Page.loadEventFired");
     let mut problems = Vec::new();
     let unloaded = browser.eval(&session, IMAGES_JS);
     for src in unloaded.as_array().unwrap() {
         problems.push(format!("{name}: image did not load: {src}"));
     }
-    let links = browser.eval(&session, "Array.from(document.querySelectorAll('a[href]')).map(a => a.href)");
+    let links = browser.eval(
+        &session,
+        "Array.from(document.querySelectorAll('a[href]')).map(a => a.href)",
+    );
     for href in links.as_array().unwrap() {
         problems.extend(check_link(site, &name, href.as_str().unwrap()));
     }
@@ -321,7 +358,9 @@ fn visit(browser: &mut Browser, site: &Path, page: &Path, shots: &Path) -> Vec<S
                 std::thread::sleep(Duration::from_millis(400));
                 let after = browser.eval(&session, THUMBS_JS).as_u64().unwrap();
                 if after <= before {
-                    problems.push(format!("{name}: hovering the point at ({x:.0}, {y:.0}) showed no thumbnail"));
+                    problems.push(format!(
+                        "{name}: hovering the point at ({x:.0}, {y:.0}) showed no thumbnail"
+                    ));
                 }
             }
         }
@@ -336,10 +375,18 @@ fn visit(browser: &mut Browser, site: &Path, page: &Path, shots: &Path) -> Vec<S
         "Page.captureScreenshot",
         json!({ "format": "png", "captureBeyondViewport": true, "clip": { "x": 0, "y": 0, "width": 1280, "height": height, "scale": 1 } }),
     );
-    let file = shots.join(format!("{}.png", name.replace(['/', ' '], "_").trim_end_matches(".html")));
+    let file = shots.join(format!(
+        "{}.png",
+        name.replace(['/', ' '], "_").trim_end_matches(".html")
+    ));
     std::fs::write(&file, base64_decode(shot["data"].as_str().unwrap())).unwrap();
     println!("screenshot: {}", file.display());
-    problems.extend(browser.take_errors(&session).into_iter().map(|e| format!("{name}: {e}")));
+    problems.extend(
+        browser
+            .take_errors(&session)
+            .into_iter()
+            .map(|e| format!("{name}: {e}")),
+    );
     browser.call(None, "Target.closeTarget", json!({ "targetId": target }));
     problems
 }
@@ -359,16 +406,39 @@ fn site_opens_in_headless_chromium() {
     let runs = tmp.path().join("runs");
     std::fs::create_dir_all(&runs).unwrap();
     let run = tiny_run(&runs, "epshn", "");
-    std::fs::write(run.join("deductions.md"), "- **tiny**: one epoch, `scratch` init <not> a result\n").unwrap();
-    ok(dmlviz(&["explain", "--run", run.to_str().unwrap(), "--samples", "4"]));
-    ok(dmlviz(&["project", "--run", run.to_str().unwrap(), "--method", "both"]));
+    std::fs::write(
+        run.join("deductions.md"),
+        "- **tiny**: one epoch, `scratch` init <not> a result\n",
+    )
+    .unwrap();
+    ok(dmlviz(&[
+        "explain",
+        "--run",
+        run.to_str().unwrap(),
+        "--samples",
+        "4",
+    ]));
+    ok(dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--method",
+        "both",
+    ]));
     // The study page: a tiny grid run by `dmlviz study`, its runs beside the others.
     let grid = tmp.path().join("grid");
     write_tiny_grid(&grid);
     let site = tmp.path().join("site");
     ok(dmlviz(&[
-        "study", "--grid", grid.to_str().unwrap(), "--runs", runs.join("study").to_str().unwrap(),
-        "--site-runs", runs.to_str().unwrap(), "--out", site.to_str().unwrap(),
+        "study",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--runs",
+        runs.join("study").to_str().unwrap(),
+        "--site-runs",
+        runs.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
     ]));
     ok(dmlviz(&[
         "report",
@@ -380,10 +450,16 @@ fn site_opens_in_headless_chromium() {
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/site-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let mut pages = vec![site.join("index.html"), site.join("runs/run/index.html"), site.join("study.html")];
+    let mut pages = vec![
+        site.join("index.html"),
+        site.join("runs/run/index.html"),
+        site.join("study.html"),
+    ];
     for phase in ["phase-all", "phase-seen"] {
         for folder in ["projections", "galleries", "explanations"] {
-            pages.extend(dmlviz::report::check::html_files(&site.join("runs/run").join(phase).join(folder)));
+            pages.extend(dmlviz::report::check::html_files(
+                &site.join("runs/run").join(phase).join(folder),
+            ));
         }
     }
     let maps = pages
@@ -391,7 +467,9 @@ fn site_opens_in_headless_chromium() {
         .filter(|p| p.parent().is_some_and(|d| d.ends_with("projections")))
         .count();
     assert!(
-        pages.iter().any(|p| p.ends_with("phase-all/explanations/index.html")),
+        pages
+            .iter()
+            .any(|p| p.ends_with("phase-all/explanations/index.html")),
         "explanations were not copied into the site"
     );
     assert!(maps > 0, "the site has no interactive map");
@@ -403,7 +481,12 @@ fn site_opens_in_headless_chromium() {
     for page in &pages {
         problems.extend(visit(&mut browser, &site, page, &shots));
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     println!(
         "{} pages checked ({maps} maps hovered); screenshots in {}",
         pages.len(),
@@ -431,8 +514,16 @@ fn existing_site_named_by_env_opens_cleanly() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/site-screenshots/existing");
     std::fs::create_dir_all(&shots).unwrap();
     let mut browser = Browser::launch(&chromium);
-    let problems: Vec<String> = pages.iter().flat_map(|p| visit(&mut browser, &site, p, &shots)).collect();
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    let problems: Vec<String> = pages
+        .iter()
+        .flat_map(|p| visit(&mut browser, &site, p, &shots))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     println!("{} pages of {} checked", pages.len(), site.display());
 }
 
@@ -476,14 +567,30 @@ fn browser_checks_catch_broken_pages() {
     let mut browser = Browser::launch(&chromium);
     let bad = visit(&mut browser, site, &site.join("bad.html"), &shots).join("\n");
     assert!(bad.contains("image did not load: \"missing.png\""), "{bad}");
-    assert!(bad.contains("broken link") && bad.contains("nowhere.html"), "{bad}");
+    assert!(
+        bad.contains("broken link") && bad.contains("nowhere.html"),
+        "{bad}"
+    );
     assert!(bad.contains("boom"), "console error not caught: {bad}");
     assert_eq!(
-        visit(&mut browser, site, &site.join("projections/good.html"), &shots),
+        visit(
+            &mut browser,
+            site,
+            &site.join("projections/good.html"),
+            &shots
+        ),
         Vec::<String>::new()
     );
-    let dead = visit(&mut browser, site, &site.join("projections/dead.html"), &shots);
-    assert!(dead.len() == 1 && dead[0].contains("showed no thumbnail"), "{dead:?}");
+    let dead = visit(
+        &mut browser,
+        site,
+        &site.join("projections/dead.html"),
+        &shots,
+    );
+    assert!(
+        dead.len() == 1 && dead[0].contains("showed no thumbnail"),
+        "{dead:?}"
+    );
 }
 
 #[test]

@@ -48,7 +48,17 @@ threads = 1
 
 /// The parts of a history that must repeat exactly (timings never do).
 fn learning_curve(h: &[EpochRecord]) -> Vec<(usize, f64, f64, Option<f64>, f64)> {
-    h.iter().map(|r| (r.epoch, r.train_loss, r.test_accuracy, r.test_accuracy_unseen, r.lr)).collect()
+    h.iter()
+        .map(|r| {
+            (
+                r.epoch,
+                r.train_loss,
+                r.test_accuracy,
+                r.test_accuracy_unseen,
+                r.lr,
+            )
+        })
+        .collect()
 }
 
 fn checkpoint_bytes(run: &RunDir, phase: Phase) -> Vec<u8> {
@@ -71,13 +81,23 @@ fn two_phases_write_the_run_directory_and_repeat_exactly() {
             assert!(r.images_per_s > 0.0 && (0.0..=1.0).contains(&r.data_wait_share));
         }
         // Only phase-seen holds classes out, and reports their accuracy apart.
-        assert_eq!(history[0].test_accuracy_unseen.is_some(), phase == Phase::Seen);
+        assert_eq!(
+            history[0].test_accuracy_unseen.is_some(),
+            phase == Phase::Seen
+        );
         let state = p.read_state().unwrap().unwrap();
         assert!(state.finished && state.epochs_done == 2);
-        let initial = state.initial_test_accuracy.expect("accuracy before training is recorded");
+        let initial = state
+            .initial_test_accuracy
+            .expect("accuracy before training is recorded");
         assert!((0.0..=1.0).contains(&initial));
         let tensors = tch::Tensor::read_safetensors(p.checkpoint()).unwrap();
-        assert!(tensors.iter().any(|(n, _)| n == "backbone.features.0.0.weight"), "torchvision names expected");
+        assert!(
+            tensors
+                .iter()
+                .any(|(n, _)| n == "backbone.features.0.0.weight"),
+            "torchvision names expected"
+        );
         assert!(tensors.iter().any(|(n, _)| n.starts_with("head.")));
     }
     assert_eq!(a.read_config().unwrap(), tiny(2));
@@ -86,11 +106,16 @@ fn two_phases_write_the_run_directory_and_repeat_exactly() {
     let b = RunDir::new(dir.path().join("b"));
     train(&tiny(2), &b, &TrainOptions::default()).unwrap();
     for phase in [Phase::All, Phase::Seen] {
-        assert_eq!(learning_curve(&a.phase(phase).read_history().unwrap()), learning_curve(&b.phase(phase).read_history().unwrap()));
+        assert_eq!(
+            learning_curve(&a.phase(phase).read_history().unwrap()),
+            learning_curve(&b.phase(phase).read_history().unwrap())
+        );
         assert_eq!(checkpoint_bytes(&a, phase), checkpoint_bytes(&b, phase));
     }
     // A second train into the same directory without --resume is refused.
-    let err = train(&tiny(2), &a, &TrainOptions::default()).unwrap_err().to_string();
+    let err = train(&tiny(2), &a, &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
 }
 
@@ -104,20 +129,48 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
 
     // Stop flag already raised (as Ctrl-C would): stops at the first batch, cleanly.
     let resumed = RunDir::new(dir.path().join("resumed"));
-    let stopped = TrainOptions { stop: Arc::new(AtomicBool::new(true)), ..TrainOptions::default() };
+    let stopped = TrainOptions {
+        stop: Arc::new(AtomicBool::new(true)),
+        ..TrainOptions::default()
+    };
     let err = train(&cfg, &resumed, &stopped).unwrap_err();
-    assert!(matches!(err.downcast_ref::<Stopped>(), Some(Stopped::Interrupted { .. })), "{err:#}");
+    assert!(
+        matches!(
+            err.downcast_ref::<Stopped>(),
+            Some(Stopped::Interrupted { .. })
+        ),
+        "{err:#}"
+    );
     // Then one epoch and a stop (a shorter run), then resume to the end.
     let mut one = cfg.clone();
     one.training.epochs = 1;
-    train(&one, &resumed, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap();
+    train(
+        &one,
+        &resumed,
+        &TrainOptions {
+            resume: true,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(resumed.phase(Phase::All).read_history().unwrap().len(), 1);
-    train(&cfg, &resumed, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap();
+    train(
+        &cfg,
+        &resumed,
+        &TrainOptions {
+            resume: true,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
 
     let a = straight.phase(Phase::All).read_history().unwrap();
     let b = resumed.phase(Phase::All).read_history().unwrap();
     assert_eq!(learning_curve(&a), learning_curve(&b));
-    assert_eq!(checkpoint_bytes(&straight, Phase::All), checkpoint_bytes(&resumed, Phase::All));
+    assert_eq!(
+        checkpoint_bytes(&straight, Phase::All),
+        checkpoint_bytes(&resumed, Phase::All)
+    );
 }
 
 #[test]
@@ -134,13 +187,25 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     cfg.training.epochs = 3;
     cfg.optimizer.lr = 1e38;
     cfg.optimizer.weight_decay = 10.0;
-    let err = train(&cfg, &run, &TrainOptions { resume: true, ..TrainOptions::default() }).unwrap_err();
+    let err = train(
+        &cfg,
+        &run,
+        &TrainOptions {
+            resume: true,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap_err();
     match err.downcast_ref::<Stopped>() {
         Some(Stopped::NonFinite { epoch, kept, .. }) => assert_eq!((*epoch, *kept), (2, 1)),
         other => panic!("expected a non-finite loss stop, got {other:?}: {err:#}"),
     }
     assert!(err.to_string().contains("non-finite loss"));
-    assert_eq!(checkpoint_bytes(&run, Phase::All), good, "the last good checkpoint was overwritten");
+    assert_eq!(
+        checkpoint_bytes(&run, Phase::All),
+        good,
+        "the last good checkpoint was overwritten"
+    );
     let state = run.phase(Phase::All).read_state().unwrap().unwrap();
     assert_eq!(state.epochs_done, 1);
     assert!(state.stopped.unwrap().contains("non-finite"));
@@ -149,12 +214,22 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn unknown_config_keys_are_rejected_by_name() {
-    let text = std::fs::read_to_string(root().join("experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml")).unwrap();
+    let text = std::fs::read_to_string(
+        root().join("experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml"),
+    )
+    .unwrap();
     let typo = text.replace("classes_per_batch", "clases_per_batch");
-    let err = ExperimentConfig::from_toml(&typo, Path::new("typo.toml")).unwrap_err().to_string();
-    assert!(err.contains("typo.toml") && err.contains("clases_per_batch"), "{err}");
+    let err = ExperimentConfig::from_toml(&typo, Path::new("typo.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("typo.toml") && err.contains("clases_per_batch"),
+        "{err}"
+    );
     let bad_loss = text.replace("sigma = 0.1", "sigma = 0.1\ntemperature = 2");
-    let err = ExperimentConfig::from_toml(&bad_loss, Path::new("x.toml")).unwrap_err().to_string();
+    let err = ExperimentConfig::from_toml(&bad_loss, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("temperature"), "{err}");
 }
 
@@ -171,21 +246,35 @@ fn every_preset_parses_and_builds_its_model() {
         for entry in std::fs::read_dir(root().join("experiments").join(group)).unwrap() {
             let path = entry.unwrap().path();
             let cfg = ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
-            assert_eq!(path.file_stem().unwrap().to_string_lossy(), cfg.name, "file name and preset name differ");
+            assert_eq!(
+                path.file_stem().unwrap().to_string_lossy(),
+                cfg.name,
+                "file name and preset name differ"
+            );
             if group == "reference" {
-                assert_eq!((cfg.training.epochs, cfg.training.seed, cfg.data.image_size), (100, 42, 224));
-                assert_eq!(cfg.training.classes_per_batch * cfg.training.images_per_class, 128);
+                assert_eq!(
+                    (cfg.training.epochs, cfg.training.seed, cfg.data.image_size),
+                    (100, 42, 224)
+                );
+                assert_eq!(
+                    cfg.training.classes_per_batch * cfg.training.images_per_class,
+                    128
+                );
                 assert_eq!((cfg.data.test_ratio, cfg.data.held_out_classes), (0.2, 20));
             }
             let spec = ModelSpec::from_config(&cfg, 200);
             let mut model = Model::new(&spec, &cfg.loss, tch::Device::Cpu, 42).unwrap();
             if cfg.model.init == Init::Imagenet {
                 match (cfg.model.backbone, model.load_imagenet(None)) {
-                    (Arch::MobileNetV2, result) => result.unwrap_or_else(|e| panic!("{}: {e:#} (run `make weights`)", cfg.name)),
+                    (Arch::MobileNetV2, result) => result
+                        .unwrap_or_else(|e| panic!("{}: {e:#} (run `make weights`)", cfg.name)),
                     (_, Ok(())) => {}
                     (_, Err(e)) => {
                         let msg = format!("{e:#}");
-                        assert!(msg.contains("dmlviz weights import") && msg.contains("mobilenet_v2"), "{msg}");
+                        assert!(
+                            msg.contains("dmlviz weights import") && msg.contains("mobilenet_v2"),
+                            "{msg}"
+                        );
                     }
                 }
             }
@@ -205,32 +294,64 @@ fn classifier_simclr_and_checkpoint_initialisations() {
     cfg.training.phases = vec![Phase::All];
     let first_weights = |run: &RunDir| -> Vec<f32> {
         let t = tch::Tensor::read_safetensors(run.phase(Phase::All).checkpoint()).unwrap();
-        let w = &t.iter().find(|(n, _)| n == "backbone.features.0.0.weight").unwrap().1;
+        let w = &t
+            .iter()
+            .find(|(n, _)| n == "backbone.features.0.0.weight")
+            .unwrap()
+            .1;
         Vec::try_from(&w.flatten(0, -1)).unwrap()
     };
     let scratch = RunDir::new(dir.path().join("scratch"));
     train(&cfg, &scratch, &TrainOptions::default()).unwrap();
 
-    for (init, stage) in [(Init::Classifier { epochs: 2 }, "pretrain-classifier"), (Init::Simclr { epochs: 2 }, "pretrain-simclr")] {
+    for (init, stage) in [
+        (Init::Classifier { epochs: 2 }, "pretrain-classifier"),
+        (Init::Simclr { epochs: 2 }, "pretrain-simclr"),
+    ] {
         let mut c = cfg.clone();
         c.model.init = init;
         let run = RunDir::new(dir.path().join(stage));
         train(&c, &run, &TrainOptions::default()).unwrap();
-        let stage_dir = dmlviz::run::PhaseDir { root: run.phase(Phase::All).root.join(stage) };
+        let stage_dir = dmlviz::run::PhaseDir {
+            root: run.phase(Phase::All).root.join(stage),
+        };
         let h = stage_dir.read_history().unwrap();
         assert_eq!(h.len(), 2, "{stage}");
-        assert!(h.iter().all(|r| r.train_loss.is_finite() && r.train_loss > 0.0));
+        assert!(h
+            .iter()
+            .all(|r| r.train_loss.is_finite() && r.train_loss > 0.0));
         assert!(stage_dir.checkpoint().exists());
         // Same seed, same scratch init: only the pretraining can make the weights differ.
-        assert_ne!(first_weights(&run), first_weights(&scratch), "{stage} left no trace");
+        assert_ne!(
+            first_weights(&run),
+            first_weights(&scratch),
+            "{stage} left no trace"
+        );
     }
 
     let mut c = cfg.clone();
-    c.model.init = Init::Checkpoint { path: scratch.phase(Phase::All).root };
+    c.model.init = Init::Checkpoint {
+        path: scratch.phase(Phase::All).root,
+    };
     c.training.epochs = 1;
     let from = RunDir::new(dir.path().join("from-checkpoint"));
     train(&c, &from, &TrainOptions::default()).unwrap();
-    let before = from.phase(Phase::All).read_state().unwrap().unwrap().initial_test_accuracy.unwrap();
-    let scratch_last = scratch.phase(Phase::All).read_history().unwrap().last().unwrap().test_accuracy;
-    assert_eq!(before, scratch_last, "the checkpoint init must start where the other run ended");
+    let before = from
+        .phase(Phase::All)
+        .read_state()
+        .unwrap()
+        .unwrap()
+        .initial_test_accuracy
+        .unwrap();
+    let scratch_last = scratch
+        .phase(Phase::All)
+        .read_history()
+        .unwrap()
+        .last()
+        .unwrap()
+        .test_accuracy;
+    assert_eq!(
+        before, scratch_last,
+        "the checkpoint init must start where the other run ended"
+    );
 }

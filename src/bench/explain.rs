@@ -114,7 +114,8 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
         let d = net.embedding_dim();
         let store = WeightStore {
             embeddings: l2_normalize(&Tensor::randn([opts.stored, d], (Kind::Float, Device::Cpu))),
-            weights: Tensor::randn([opts.stored, arch.out_dim()], (Kind::Float, Device::Cpu)) * 1e-3,
+            weights: Tensor::randn([opts.stored, arch.out_dim()], (Kind::Float, Device::Cpu))
+                * 1e-3,
             labels: Tensor::zeros([opts.stored], (Kind::Int64, Device::Cpu)),
             indices: Tensor::arange(opts.stored, (Kind::Int64, Device::Cpu)),
         };
@@ -147,9 +148,19 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
                     let _ = display_maps(&g.input_grads, &dead_images(&g));
                 };
                 let mut transfer = || {
-                    let _ = transfer_gradcam(&net, &x, &store, DEFAULT_TRANSFER_K, Distance::Cosine);
+                    let _ =
+                        transfer_gradcam(&net, &x, &store, DEFAULT_TRANSFER_K, Distance::Cosine);
                 };
-                let t = time_interleaved(n, &mut [&mut plain, &mut gradcam, &mut full, &mut guided, &mut transfer]);
+                let t = time_interleaved(
+                    n,
+                    &mut [
+                        &mut plain,
+                        &mut gradcam,
+                        &mut full,
+                        &mut guided,
+                        &mut transfer,
+                    ],
+                );
                 let (plain, gradcam, full, guided, transfer) = (t[0], t[1], t[2], t[3], t[4]);
                 let ips = |s: f64| batch as f64 / s;
                 out.push(ExplainBenchRow {

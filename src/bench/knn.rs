@@ -39,7 +39,17 @@ pub struct KnnBenchOptions {
 
 impl Default for KnnBenchOptions {
     fn default() -> Self {
-        KnnBenchOptions { queries: 10_000, references: 50_000, dim: 128, k: 10, threads: 2, clusters: 100, repeats: 3, seed: 0, tile: None }
+        KnnBenchOptions {
+            queries: 10_000,
+            references: 50_000,
+            dim: 128,
+            k: 10,
+            threads: 2,
+            clusters: 100,
+            repeats: 3,
+            seed: 0,
+            tile: None,
+        }
     }
 }
 
@@ -79,21 +89,34 @@ const TIE: f64 = 1e-5;
 /// `n` L2-normalised points around `centres`.
 fn clustered(centres: &Tensor, n: i64) -> Tensor {
     let labels = Tensor::randint(centres.size()[0], [n], (Kind::Int64, Device::Cpu));
-    let x = centres.index_select(0, &labels) + 0.5 * Tensor::randn([n, centres.size()[1]], (Kind::Float, Device::Cpu));
+    let x = centres.index_select(0, &labels)
+        + 0.5 * Tensor::randn([n, centres.size()[1]], (Kind::Float, Device::Cpu));
     normalize(&x).contiguous()
 }
 
 /// The plain way: every score at once, then one `topk`.
-fn whole_matrix(queries: &Tensor, references: &Tensor, k: i64, distance: Distance) -> (Tensor, Tensor) {
+fn whole_matrix(
+    queries: &Tensor,
+    references: &Tensor,
+    k: i64,
+    distance: Distance,
+) -> (Tensor, Tensor) {
     tch::no_grad(|| match distance {
         Distance::Cosine => {
-            let (s, i) = normalize(queries).mm(&normalize(references).tr()).topk(k, 1, true, true);
+            let (s, i) = normalize(queries)
+                .mm(&normalize(references).tr())
+                .topk(k, 1, true, true);
             (i, 1.0 - s)
         }
         Distance::Euclidean => {
-            let rr = references.square().sum_dim_intlist(1, false, None::<Kind>).unsqueeze(0);
+            let rr = references
+                .square()
+                .sum_dim_intlist(1, false, None::<Kind>)
+                .unsqueeze(0);
             let qq = queries.square().sum_dim_intlist(1, true, None::<Kind>);
-            let (s, i) = rr.addmm(&(queries * -2.0), &references.tr()).topk(k, 1, false, true);
+            let (s, i) = rr
+                .addmm(&(queries * -2.0), &references.tr())
+                .topk(k, 1, false, true);
             (i, (s + qq).clamp_min(0.0).sqrt())
         }
     })
@@ -107,15 +130,23 @@ fn seconds(f: impl FnOnce() -> (Tensor, Tensor)) -> (f64, (Tensor, Tensor)) {
 
 /// Measures both distances on CPU.
 pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
-    ensure!(opts.queries > 0 && opts.references > 0 && opts.dim > 0 && opts.k > 0, "sizes and k must be positive");
+    ensure!(
+        opts.queries > 0 && opts.references > 0 && opts.dim > 0 && opts.k > 0,
+        "sizes and k must be positive"
+    );
     tch::set_num_threads(opts.threads);
     tch::manual_seed(opts.seed);
     let centres = Tensor::randn([opts.clusters.max(1), opts.dim], (Kind::Float, Device::Cpu));
     let references = clustered(&centres, opts.references);
     let queries = clustered(&centres, opts.queries);
     let k = opts.k.min(opts.references);
-    let options = KnnOptions { tile: opts.tile, ..Default::default() };
-    let tile = opts.tile.unwrap_or_else(|| Tile::choose(Device::Cpu, opts.references, 4, options.memory_budget));
+    let options = KnnOptions {
+        tile: opts.tile,
+        ..Default::default()
+    };
+    let tile = opts
+        .tile
+        .unwrap_or_else(|| Tile::choose(Device::Cpu, opts.references, 4, options.memory_budget));
 
     let mut rows = Vec::new();
     for distance in [Distance::Cosine, Distance::Euclidean] {
@@ -127,7 +158,8 @@ pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
         let mut last = None;
         // Alternating runs, so a busy machine slows both alike.
         for _ in 0..opts.repeats.max(1) {
-            let (t, ours) = seconds(|| k_nearest_with(&queries, &references, k, distance, &options));
+            let (t, ours) =
+                seconds(|| k_nearest_with(&queries, &references, k, distance, &options));
             ours_s = ours_s.min(t);
             let (t, reference) = seconds(|| whole_matrix(&queries, &references, k, distance));
             reference_s = reference_s.min(t);
@@ -135,8 +167,13 @@ pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
         }
         let ((oi, od), (ri, rd)) = last.expect("at least one repeat");
         let same = oi.eq_tensor(&ri);
-        let same_index_share = same.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
-        let gap = (od.to_kind(Kind::Double) - rd.to_kind(Kind::Double)).abs().masked_fill(&same, 0.0);
+        let same_index_share = same
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        let gap = (od.to_kind(Kind::Double) - rd.to_kind(Kind::Double))
+            .abs()
+            .masked_fill(&same, 0.0);
         let max_gap_where_different = gap.max().double_value(&[]);
         ensure!(
             max_gap_where_different <= TIE,
@@ -166,7 +203,19 @@ mod tests {
 
     #[test]
     fn small_run_agrees_with_the_whole_matrix() {
-        let opts = KnnBenchOptions { queries: 300, references: 2000, dim: 16, k: 5, threads: 1, repeats: 1, tile: Some(Tile { queries: 64, references: 512 }), ..Default::default() };
+        let opts = KnnBenchOptions {
+            queries: 300,
+            references: 2000,
+            dim: 16,
+            k: 5,
+            threads: 1,
+            repeats: 1,
+            tile: Some(Tile {
+                queries: 64,
+                references: 512,
+            }),
+            ..Default::default()
+        };
         let rows = run(&opts).unwrap();
         assert_eq!(rows.len(), 2);
         for r in rows {
@@ -175,4 +224,3 @@ mod tests {
         }
     }
 }
-

@@ -39,7 +39,12 @@ pub struct LoaderBenchRow {
     pub cached_over_trainer: f64,
 }
 
-fn loader_speed(dataset: &Dataset, transform: Transform, opts: &LoaderBenchOptions, cache: Option<Arc<DecodedCache>>) -> Result<f64> {
+fn loader_speed(
+    dataset: &Dataset,
+    transform: Transform,
+    opts: &LoaderBenchOptions,
+    cache: Option<Arc<DecodedCache>>,
+) -> Result<f64> {
     let indices: Vec<usize> = (0..dataset.samples.len()).collect();
     let mut batches = Vec::new();
     let mut epoch = 0;
@@ -52,7 +57,14 @@ fn loader_speed(dataset: &Dataset, transform: Transform, opts: &LoaderBenchOptio
     let loader = BatchLoader::start(
         samples,
         batches,
-        LoaderOptions { transform, threads: opts.threads, prefetch: 4, seed: 1, epoch: 0, cache },
+        LoaderOptions {
+            transform,
+            threads: opts.threads,
+            prefetch: 4,
+            seed: 1,
+            epoch: 0,
+            cache,
+        },
     )?;
     let start = Instant::now();
     let images: usize = loader.map(|b| b.indices.len()).sum();
@@ -62,8 +74,15 @@ fn loader_speed(dataset: &Dataset, transform: Transform, opts: &LoaderBenchOptio
 fn resnet18_step_seconds(size: u32, batch_size: usize, steps: usize) -> Result<f64> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let net = tch::vision::resnet::resnet18(&vs.root(), 128);
-    let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.01)?;
-    let x = tch::Tensor::randn([batch_size as i64, 3, size as i64, size as i64], (tch::Kind::Float, tch::Device::Cpu));
+    let mut opt = nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(&vs, 0.01)?;
+    let x = tch::Tensor::randn(
+        [batch_size as i64, 3, size as i64, size as i64],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
     let mut step = || {
         let loss = net.forward_t(&x, true).square().mean(None);
         opt.backward_step(&loss);

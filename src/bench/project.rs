@@ -73,10 +73,15 @@ pub struct ProjectBenchRow {
 
 /// Runs every method on every size.
 pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
-    ensure!(opts.dim > 0 && opts.threads > 0, "dimension and threads must be positive");
+    ensure!(
+        opts.dim > 0 && opts.threads > 0,
+        "dimension and threads must be positive"
+    );
     tch::set_num_threads(opts.threads as i32);
     // Rayon's global pool can be sized once per process; a second call is harmless.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build_global();
     let mut rows = Vec::new();
     for &n in &opts.sizes {
         let (points, labels) = clustered_points(n, opts.dim, opts.clusters, 0.5, opts.seed);

@@ -42,16 +42,27 @@ pub fn run(cfg: &ExperimentConfig, arch: Arch, size: u32, epochs: usize) -> Resu
     let batch = cfg.training.classes_per_batch * cfg.training.images_per_class;
 
     let dir = tempfile::tempdir()?;
-    let outcome = train(&cfg, &RunDir::new(dir.path().join("bench")), &TrainOptions::default())?;
+    let outcome = train(
+        &cfg,
+        &RunDir::new(dir.path().join("bench")),
+        &TrainOptions::default(),
+    )?;
     let measured = &outcome[0].history[1..];
-    let loop_images_per_s = measured.iter().map(|r| r.images_per_s).sum::<f64>() / measured.len() as f64;
-    let data_wait_share = measured.iter().map(|r| r.data_wait_share).sum::<f64>() / measured.len() as f64;
+    let loop_images_per_s =
+        measured.iter().map(|r| r.images_per_s).sum::<f64>() / measured.len() as f64;
+    let data_wait_share =
+        measured.iter().map(|r| r.data_wait_share).sum::<f64>() / measured.len() as f64;
 
     let spec = ModelSpec::from_config(&cfg, 1000);
     let model = Model::new(&spec, &cfg.loss, tch::Device::Cpu, cfg.training.seed)?;
     let mut optimizer = model.optimizer(&cfg.optimizer);
-    let x = Tensor::randn([batch as i64, 3, size as i64, size as i64], (Kind::Float, tch::Device::Cpu));
-    let labels: Vec<i64> = (0..batch).map(|i| (i / cfg.training.images_per_class) as i64).collect();
+    let x = Tensor::randn(
+        [batch as i64, 3, size as i64, size as i64],
+        (Kind::Float, tch::Device::Cpu),
+    );
+    let labels: Vec<i64> = (0..batch)
+        .map(|i| (i / cfg.training.images_per_class) as i64)
+        .collect();
     let y = Tensor::from_slice(&labels);
     let mut step = || {
         let loss = model.loss.loss(&model.net.forward_t(&x, true), &y);

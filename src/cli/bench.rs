@@ -4,10 +4,10 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use dmlviz::bench::knn::KnnBenchOptions;
 use dmlviz::bench::loader::{self, LoaderBenchOptions};
-use dmlviz::eval::knn::Tile;
 use dmlviz::config::ExperimentConfig;
-use dmlviz::model::Arch;
 use dmlviz::data::Dataset;
+use dmlviz::eval::knn::Tile;
+use dmlviz::model::Arch;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -19,7 +19,9 @@ pub struct BenchArgs {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Loader images/s (decode + augment) beside a ResNet18 training step on the same batch.
-    #[command(after_help = "Example:\n  dmlviz bench loader --data data/cards --size 64 --size 224")]
+    #[command(
+        after_help = "Example:\n  dmlviz bench loader --data data/cards --size 64 --size 224"
+    )]
     Loader {
         /// Dataset directory (image-folder or CUB layout).
         #[arg(long)]
@@ -40,7 +42,9 @@ enum BenchCommand {
         json: bool,
     },
     /// Training-loop images/s and data-wait share beside a bare forward+backward+update.
-    #[command(after_help = "Example:\n  dmlviz bench train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml \\\n      --arch mobilenet_v2 --arch resnet18 --size 64 --size 224")]
+    #[command(
+        after_help = "Example:\n  dmlviz bench train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml \\\n      --arch mobilenet_v2 --arch resnet18 --size 64 --size 224"
+    )]
     Train {
         /// Experiment whose data, loss, optimiser and batch shape are measured.
         #[arg(long)]
@@ -60,7 +64,9 @@ enum BenchCommand {
     /// UMAP and t-SNE time and trustworthiness on clustered embeddings.
     Project(super::project::ProjectBenchArgs),
     /// Exact k-nearest-neighbour search beside a whole-matrix matmul + topk on the same data.
-    #[command(after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2")]
+    #[command(
+        after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2"
+    )]
     Knn {
         /// Number of queries (synthetic clustered embeddings, L2-normalised).
         #[arg(long, default_value_t = 10_000)]
@@ -92,31 +98,82 @@ enum BenchCommand {
 
 /// Parses `QUERIESxREFERENCES`, e.g. `1024x4096`.
 fn parse_tile(s: &str) -> Result<Tile, String> {
-    let (q, r) = s.split_once('x').ok_or("expected QUERIESxREFERENCES, e.g. 1024x4096")?;
-    let parse = |v: &str| v.trim().parse::<i64>().ok().filter(|&v| v > 0).ok_or(format!("not a positive number: {v}"));
-    Ok(Tile { queries: parse(q)?, references: parse(r)? })
+    let (q, r) = s
+        .split_once('x')
+        .ok_or("expected QUERIESxREFERENCES, e.g. 1024x4096")?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or(format!("not a positive number: {v}"))
+    };
+    Ok(Tile {
+        queries: parse(q)?,
+        references: parse(r)?,
+    })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Explain(args) => super::explain::bench(args),
         BenchCommand::Project(args) => super::project::bench(args),
-        BenchCommand::Loader { data, sizes, batch_size, batches, threads, train_steps, json } => {
+        BenchCommand::Loader {
+            data,
+            sizes,
+            batch_size,
+            batches,
+            threads,
+            train_steps,
+            json,
+        } => {
             let dataset = Dataset::open(&data)?;
-            let rows = loader::run(&dataset, &LoaderBenchOptions { sizes, batch_size, batches, threads, train_steps })?;
+            let rows = loader::run(
+                &dataset,
+                &LoaderBenchOptions {
+                    sizes,
+                    batch_size,
+                    batches,
+                    threads,
+                    train_steps,
+                },
+            )?;
             if json {
                 return super::print_json(&rows);
             }
-            println!("{:>5} {:>6} {:>14} {:>14} {:>12} {:>14} {:>10} {:>10}", "size", "batch", "loader img/s", "cached img/s", "r18 step s", "r18 img/s", "cold/r18", "cache/r18");
+            println!(
+                "{:>5} {:>6} {:>14} {:>14} {:>12} {:>14} {:>10} {:>10}",
+                "size",
+                "batch",
+                "loader img/s",
+                "cached img/s",
+                "r18 step s",
+                "r18 img/s",
+                "cold/r18",
+                "cache/r18"
+            );
             for r in rows {
                 println!(
                     "{:>5} {:>6} {:>14.0} {:>14.0} {:>12.3} {:>14.1} {:>10.1} {:>10.1}",
-                    r.size, r.batch_size, r.loader_cold_images_per_s, r.loader_cached_images_per_s, r.resnet18_step_s, r.resnet18_images_per_s, r.cold_over_trainer, r.cached_over_trainer
+                    r.size,
+                    r.batch_size,
+                    r.loader_cold_images_per_s,
+                    r.loader_cached_images_per_s,
+                    r.resnet18_step_s,
+                    r.resnet18_images_per_s,
+                    r.cold_over_trainer,
+                    r.cached_over_trainer
                 );
             }
             Ok(())
         }
-        BenchCommand::Train { config, archs, sizes, epochs, json } => {
+        BenchCommand::Train {
+            config,
+            archs,
+            sizes,
+            epochs,
+            json,
+        } => {
             let cfg = ExperimentConfig::load(&config)?;
             let mut rows = Vec::new();
             for &arch in &archs {
@@ -128,27 +185,65 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if json {
                 return super::print_json(&rows);
             }
-            println!("{:>13} {:>5} {:>6} {:>12} {:>10} {:>12} {:>10}", "arch", "size", "batch", "loop img/s", "data wait", "bare img/s", "overhead");
+            println!(
+                "{:>13} {:>5} {:>6} {:>12} {:>10} {:>12} {:>10}",
+                "arch", "size", "batch", "loop img/s", "data wait", "bare img/s", "overhead"
+            );
             for r in rows {
                 println!(
                     "{:>13} {:>5} {:>6} {:>12.1} {:>9.1}% {:>12.1} {:>9.1}%",
-                    r.arch, r.size, r.batch_size, r.loop_images_per_s, 100.0 * r.data_wait_share, r.bare_images_per_s, 100.0 * r.loop_overhead
+                    r.arch,
+                    r.size,
+                    r.batch_size,
+                    r.loop_images_per_s,
+                    100.0 * r.data_wait_share,
+                    r.bare_images_per_s,
+                    100.0 * r.loop_overhead
                 );
             }
             Ok(())
         }
-        BenchCommand::Knn { queries, references, dim, k, threads, repeats, tile, json } => {
-            let opts = KnnBenchOptions { queries, references, dim, k, threads, repeats, tile, ..Default::default() };
+        BenchCommand::Knn {
+            queries,
+            references,
+            dim,
+            k,
+            threads,
+            repeats,
+            tile,
+            json,
+        } => {
+            let opts = KnnBenchOptions {
+                queries,
+                references,
+                dim,
+                k,
+                threads,
+                repeats,
+                tile,
+                ..Default::default()
+            };
             let rows = dmlviz::bench::knn::run(&opts)?;
             if json {
                 return super::print_json(&rows);
             }
-            println!("{} queries × {} references × {}, k = {}, {} threads, tile {}", queries, references, dim, k, threads, rows[0].tile);
-            println!("{:>10} {:>10} {:>14} {:>9} {:>11} {:>10}", "distance", "ours s", "matmul+topk s", "speedup", "same index", "max gap");
+            println!(
+                "{} queries × {} references × {}, k = {}, {} threads, tile {}",
+                queries, references, dim, k, threads, rows[0].tile
+            );
+            println!(
+                "{:>10} {:>10} {:>14} {:>9} {:>11} {:>10}",
+                "distance", "ours s", "matmul+topk s", "speedup", "same index", "max gap"
+            );
             for r in rows {
                 println!(
                     "{:>10} {:>10.3} {:>14.3} {:>8.2}× {:>10.4}% {:>10.1e}",
-                    r.distance, r.ours_s, r.reference_s, r.speedup, 100.0 * r.same_index_share, r.max_gap_where_different
+                    r.distance,
+                    r.ours_s,
+                    r.reference_s,
+                    r.speedup,
+                    100.0 * r.same_index_share,
+                    r.max_gap_where_different
                 );
             }
             Ok(())

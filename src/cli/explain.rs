@@ -6,7 +6,9 @@ use clap::Args;
 use dmlviz::bench::explain::{ExplainBenchOptions, ExplainBenchRow};
 use dmlviz::data::decode::has_image_extension;
 use dmlviz::eval::phase_model::PhaseModel;
-use dmlviz::explain::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method};
+use dmlviz::explain::explainer::{
+    write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method,
+};
 use dmlviz::explain::samples::{explain_samples, SampleOptions};
 use dmlviz::explain::target::TargetChoice;
 use dmlviz::explain::transfer::DEFAULT_TRANSFER_K;
@@ -108,7 +110,10 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
         r.predicted,
         verdict,
         r.votes,
-        r.neighbours.iter().filter(|n| n.role == "neighbour").count(),
+        r.neighbours
+            .iter()
+            .filter(|n| n.role == "neighbour")
+            .count(),
         r.true_class.as_deref().unwrap_or("unknown")
     );
     for (name, m) in &r.maps {
@@ -147,7 +152,10 @@ pub fn run(args: ExplainArgs) -> Result<()> {
                 batch_size: args.batch_size.max(1),
             },
         )?;
-        let dir = run.phase(phase).root.join(dmlviz::explain::samples::EXPLANATIONS_DIR);
+        let dir = run
+            .phase(phase)
+            .root
+            .join(dmlviz::explain::samples::EXPLANATIONS_DIR);
         if args.json {
             return super::print_json(&index);
         }
@@ -211,14 +219,20 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             eprintln!(
                 "stored Grad-CAM weights of {} training images in {}",
                 store.len(),
-                run.phase(phase).root.join(dmlviz::explain::transfer::WEIGHTS_FILE).display()
+                run.phase(phase)
+                    .root
+                    .join(dmlviz::explain::transfer::WEIGHTS_FILE)
+                    .display()
             );
         }
     }
     let explanations = explainer.explain(&images, &opts)?;
     let base = run.phase(phase).root.join("explain");
     if let Some(image) = &args.image {
-        let dir = args.out.clone().unwrap_or_else(|| base.join(image_dir_name(image)));
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| base.join(image_dir_name(image)));
         let title = format!("Explanation of {}", image.display());
         let record = write_explanation(&explanations[0], &dir, &title, &[])?;
         if args.json {
@@ -228,7 +242,10 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         return Ok(());
     }
     let folder = args.batch.as_ref().expect("batch given");
-    let dir = args.out.clone().unwrap_or_else(|| base.join(file_stem(folder)));
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| base.join(file_stem(folder)));
     let nav = vec![("../index.html".to_string(), "all images".to_string())];
     let mut records = Vec::new();
     let mut rows = String::new();
@@ -245,7 +262,12 @@ pub fn run(args: ExplainArgs) -> Result<()> {
                 })
                 .collect::<String>()
         );
-        let record = write_explanation(e, &dir.join(&sub), &format!("Explanation of {}", e.image.display()), &nav)?;
+        let record = write_explanation(
+            e,
+            &dir.join(&sub),
+            &format!("Explanation of {}", e.image.display()),
+            &nav,
+        )?;
         let preview = record
             .maps
             .get("gradcam")
@@ -272,7 +294,10 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
         escape(&title)
     );
-    dmlviz::atomic::write_atomic(&dir.join("index.html"), page(&title, &[], "", &body).as_bytes())?;
+    dmlviz::atomic::write_atomic(
+        &dir.join("index.html"),
+        page(&title, &[], "", &body).as_bytes(),
+    )?;
     if args.json {
         let list: Vec<_> = records
             .iter()
@@ -289,7 +314,9 @@ pub fn run(args: ExplainArgs) -> Result<()> {
 
 /// Images explained per second (Grad-CAM, guided backprop, weight transfer) beside a plain forward+backward.
 #[derive(Args)]
-#[command(after_help = "Example:\n  dmlviz bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16")]
+#[command(
+    after_help = "Example:\n  dmlviz bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16"
+)]
 pub struct ExplainBenchArgs {
     #[arg(long = "arch", default_values_t = [Arch::MobileNetV2, Arch::ResNet18])]
     archs: Vec<Arch>,
@@ -371,8 +398,14 @@ mod tests {
 
     #[test]
     fn images_of_different_classes_get_different_folders() {
-        assert_eq!(image_dir_name(Path::new("data/e/0013.cat/google.png")), "0013.cat-google");
-        assert_ne!(image_dir_name(Path::new("d/0013.cat/google.png")), image_dir_name(Path::new("d/0015.black_cat/google.png")));
+        assert_eq!(
+            image_dir_name(Path::new("data/e/0013.cat/google.png")),
+            "0013.cat-google"
+        );
+        assert_ne!(
+            image_dir_name(Path::new("d/0013.cat/google.png")),
+            image_dir_name(Path::new("d/0015.black_cat/google.png"))
+        );
         assert_eq!(image_dir_name(Path::new("x.jpg")), "x");
     }
 }

@@ -5,10 +5,10 @@ mod bench;
 mod data;
 mod eval;
 mod explain;
+mod predict;
 mod project;
 mod report;
 mod study;
-mod predict;
 mod train;
 mod weights;
 

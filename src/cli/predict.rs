@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use dmlviz::config::Phase;
-use dmlviz::eval::phase_model::PhaseModel;
 use dmlviz::data::decode::has_image_extension;
+use dmlviz::eval::phase_model::PhaseModel;
 use dmlviz::eval::predict::{embed_files, predict_embeddings};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
@@ -51,7 +51,9 @@ pub struct IndexArgs {
 #[derive(Subcommand)]
 enum IndexCommand {
     /// Enrol images of a (new) class into the run's gallery, so `predict` recognises it.
-    #[command(after_help = "Example:\n  dmlviz index add --run runs/demo --images photos/otter --class otter")]
+    #[command(
+        after_help = "Example:\n  dmlviz index add --run runs/demo --images photos/otter --class otter"
+    )]
     Add {
         #[arg(long)]
         run: PathBuf,
@@ -96,15 +98,39 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let pm = PhaseModel::load(&run, args.phase.into())?;
     let gallery = pm.gallery(&run)?;
     let images = collect_images(&args.images)?;
-    let queries = embed_files(&pm.model.net, &images, pm.exp.test_transform(), pm.exp.device)?;
-    let predictions = predict_embeddings(&gallery, &queries, &images, args.k, pm.exp.cfg.model.distance);
+    let queries = embed_files(
+        &pm.model.net,
+        &images,
+        pm.exp.test_transform(),
+        pm.exp.device,
+    )?;
+    let predictions = predict_embeddings(
+        &gallery,
+        &queries,
+        &images,
+        args.k,
+        pm.exp.cfg.model.distance,
+    );
     if args.json {
         return super::print_json(&predictions);
     }
     for p in predictions {
-        println!("{}: nearest {} | majority {} ({}/{} votes)", p.image.display(), p.nearest, p.majority, p.votes, p.neighbours.len());
+        println!(
+            "{}: nearest {} | majority {} ({}/{} votes)",
+            p.image.display(),
+            p.nearest,
+            p.majority,
+            p.votes,
+            p.neighbours.len()
+        );
         for (i, n) in p.neighbours.iter().enumerate() {
-            println!("  {:>2}. {:<40} {:.4}  {}", i + 1, n.class, n.distance, n.path.display());
+            println!(
+                "  {:>2}. {:<40} {:.4}  {}",
+                i + 1,
+                n.class,
+                n.distance,
+                n.path.display()
+            );
         }
     }
     Ok(())
@@ -112,7 +138,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 pub fn index(args: IndexArgs) -> Result<()> {
     match args.command {
-        IndexCommand::Add { run, images, class, phase, json } => {
+        IndexCommand::Add {
+            run,
+            images,
+            class,
+            phase,
+            json,
+        } => {
             if class.trim().is_empty() {
                 bail!("--class must not be empty");
             }
@@ -121,12 +153,19 @@ pub fn index(args: IndexArgs) -> Result<()> {
             let mut gallery = pm.gallery(&run)?;
             let paths = collect_images(std::slice::from_ref(&images))?;
             // Every image must decode: a gallery row from an unreadable file would be noise.
-            let embeddings = embed_files(&pm.model.net, &paths, pm.exp.test_transform(), pm.exp.device)?;
+            let embeddings = embed_files(
+                &pm.model.net,
+                &paths,
+                pm.exp.test_transform(),
+                pm.exp.device,
+            )?;
             let added = gallery.add(&class, paths, &embeddings)?;
             gallery.save(&pm.dir(&run))?;
             let total = gallery.manifest.entries.len();
             if json {
-                return super::print_json(&serde_json::json!({ "class": class, "added": added, "gallery_size": total }));
+                return super::print_json(
+                    &serde_json::json!({ "class": class, "added": added, "gallery_size": total }),
+                );
             }
             println!("enrolled {added} images of {class:?}; the gallery now holds {total} images of {} classes", gallery.manifest.classes.len());
             Ok(())

@@ -19,7 +19,9 @@ pub enum MethodArg {
 /// TensorBoard projector files) and nearest-neighbour galleries, under
 /// runs/X/phase-P/projections/ and runs/X/phase-P/galleries/.
 #[derive(Args)]
-#[command(after_help = "Example:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails")]
+#[command(
+    after_help = "Example:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails"
+)]
 pub struct ProjectArgs {
     #[arg(long)]
     run: PathBuf,
@@ -53,7 +55,9 @@ pub struct ProjectArgs {
 
 pub fn run(args: ProjectArgs) -> Result<()> {
     tch::set_num_threads(args.threads.max(1) as i32);
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.max(1))
+        .build_global();
     let mut opts = ProjectOptions {
         methods: match args.method {
             MethodArg::Umap => vec![Method::Umap],
@@ -83,16 +87,25 @@ pub fn run(args: ProjectArgs) -> Result<()> {
         );
     }
     println!("maps in {}", summary.projections_dir.display());
-    println!("{} gallery queries in {}", summary.gallery_items, summary.galleries_dir.display());
+    println!(
+        "{} gallery queries in {}",
+        summary.gallery_items,
+        summary.galleries_dir.display()
+    );
     if summary.missing_images > 0 {
-        eprintln!("warning: {} images could not be read (drawn grey)", summary.missing_images);
+        eprintln!(
+            "warning: {} images could not be read (drawn grey)",
+            summary.missing_images
+        );
     }
     Ok(())
 }
 
 /// UMAP and t-SNE time and trustworthiness on clustered embeddings.
 #[derive(Args)]
-#[command(after_help = "Example:\n  dmlviz bench project --points 2000 --points 10000 --dim 128 --threads 2")]
+#[command(
+    after_help = "Example:\n  dmlviz bench project --points 2000 --points 10000 --dim 128 --threads 2"
+)]
 pub struct ProjectBenchArgs {
     /// Point counts to measure (same clustered data for both methods).
     #[arg(long = "points", default_values_t = [2000, 10_000])]

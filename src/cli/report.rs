@@ -70,7 +70,12 @@ pub fn run(args: ReportArgs) -> Result<()> {
         summary.seconds
     );
     if !summary.left_out.is_empty() {
-        let shown: Vec<String> = summary.left_out.iter().take(3).map(|p| p.display().to_string()).collect();
+        let shown: Vec<String> = summary
+            .left_out
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
         let more = summary.left_out.len().saturating_sub(shown.len());
         println!(
             "not copied into the site (tensors, TensorBoard files; they stay in the run directories): {}{}",

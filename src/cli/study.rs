@@ -15,7 +15,9 @@ use std::sync::Arc;
 /// Run the reference study's grid (every reference row on emoji and card decks, both
 /// phases, evaluated, projected, explained, costed), then write the study page.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  dmlviz study --grid experiments/study/            # run (or continue) the whole grid\n  dmlviz study --plan                               # what is left, and the estimate\n  dmlviz study --only cards/ --runs runs/study      # one dataset only\nStop with Ctrl-C (the current epoch finishes); run it again to continue.")]
+#[command(
+    after_help = "Examples:\n  dmlviz study --grid experiments/study/            # run (or continue) the whole grid\n  dmlviz study --plan                               # what is left, and the estimate\n  dmlviz study --only cards/ --runs runs/study      # one dataset only\nStop with Ctrl-C (the current epoch finishes); run it again to continue."
+)]
 pub struct StudyArgs {
     /// Grid directory: study.toml, findings.toml and one folder of experiment TOMLs per dataset.
     #[arg(long, default_value = "experiments/study")]
@@ -44,7 +46,13 @@ pub fn run(args: StudyArgs) -> Result<()> {
         let results = collect_results(&grid, &args.runs)?;
         for p in plan(&grid, &args.runs, &results) {
             let done = dmlviz::study::runner::is_done(&p.dir);
-            println!("{} seed {:>3}  {:>6.1} units  {}", if done { "done" } else { "todo" }, p.seed, p.units, p.dir.display());
+            println!(
+                "{} seed {:>3}  {:>6.1} units  {}",
+                if done { "done" } else { "todo" },
+                p.seed,
+                p.units,
+                p.dir.display()
+            );
         }
         return Ok(());
     }
@@ -59,7 +67,11 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let settings = grid.settings.clone();
     let mut run_one = |cfg: &ExperimentConfig, run: &RunDir, replica: bool| -> Result<()> {
         super::train::ensure_dataset(cfg)?;
-        let opts = TrainOptions { resume: run.config_path().exists(), quiet: true, stop: stop.clone() };
+        let opts = TrainOptions {
+            resume: run.config_path().exists(),
+            quiet: true,
+            stop: stop.clone(),
+        };
         if let Err(e) = train(cfg, run, &opts) {
             match e.downcast_ref::<Stopped>() {
                 Some(Stopped::Interrupted { .. }) => return Ok(()),
@@ -75,29 +87,72 @@ pub fn run(args: StudyArgs) -> Result<()> {
         if !replica {
             let dir = run.root.display().to_string();
             for phase in ["all", "seen"] {
-                if run.phase(if phase == "all" { Phase::All } else { Phase::Seen }).checkpoint().exists() {
-                    let mut args: Vec<String> = ["dmlviz", "project", "--run", &dir, "--phase", phase, "--method", "umap"].map(String::from).to_vec();
-                    args.extend(["--gallery-unseen".into(), settings.gallery_unseen.to_string()]);
-                    args.extend(["--gallery-misclassified".into(), settings.gallery_misclassified.to_string()]);
+                if run
+                    .phase(if phase == "all" {
+                        Phase::All
+                    } else {
+                        Phase::Seen
+                    })
+                    .checkpoint()
+                    .exists()
+                {
+                    let mut args: Vec<String> = [
+                        "dmlviz", "project", "--run", &dir, "--phase", phase, "--method", "umap",
+                    ]
+                    .map(String::from)
+                    .to_vec();
+                    args.extend([
+                        "--gallery-unseen".into(),
+                        settings.gallery_unseen.to_string(),
+                    ]);
+                    args.extend([
+                        "--gallery-misclassified".into(),
+                        settings.gallery_misclassified.to_string(),
+                    ]);
                     super::run_from(args)?;
                 }
             }
-            super::run_from(vec!["dmlviz".into(), "explain".into(), "--run".into(), dir, "--samples".into(), settings.explain_samples.to_string()])?;
+            super::run_from(vec![
+                "dmlviz".into(),
+                "explain".into(),
+                "--run".into(),
+                dir,
+                "--samples".into(),
+                settings.explain_samples.to_string(),
+            ])?;
         }
         measure_cost(run, Phase::All, settings.latency_images)?;
         Ok(())
     };
-    let outcome = run_study(&grid, &StudyOptions { runs: args.runs.clone(), only: args.only.clone(), stop: &stop }, &mut run_one)?;
+    let outcome = run_study(
+        &grid,
+        &StudyOptions {
+            runs: args.runs.clone(),
+            only: args.only.clone(),
+            stop: &stop,
+        },
+        &mut run_one,
+    )?;
     eprintln!(
         "study: {} runs done now, {} were already done, {} left ({:.0} s){}",
         outcome.ran,
         outcome.skipped,
         outcome.remaining,
         outcome.seconds,
-        if outcome.stopped { "; stopped — run the same command to continue" } else { "" }
+        if outcome.stopped {
+            "; stopped — run the same command to continue"
+        } else {
+            ""
+        }
     );
     let results = collect_results(&grid, &args.runs)?;
-    let page = dmlviz::study::page::write_study_page(&grid, &results, &args.runs, Some(&args.site_runs), &args.out)?;
+    let page = dmlviz::study::page::write_study_page(
+        &grid,
+        &results,
+        &args.runs,
+        Some(&args.site_runs),
+        &args.out,
+    )?;
     let site = dmlviz::report::write_site(&args.site_runs, &args.out)?;
     for link in &site.broken_links {
         eprintln!("warning: broken link in the site: {link}");

@@ -23,7 +23,9 @@ enum PhaseArg {
 
 /// Train an experiment's phases (all classes; without the held-out classes), evaluating every epoch.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  dmlviz train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml\n  dmlviz train --config experiments/reference/EPSHN_cosine_resnet18_sgd_aug.toml --device cuda\n  dmlviz train --config X.toml --resume   # continue a stopped run")]
+#[command(
+    after_help = "Examples:\n  dmlviz train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml\n  dmlviz train --config experiments/reference/EPSHN_cosine_resnet18_sgd_aug.toml --device cuda\n  dmlviz train --config X.toml --resume   # continue a stopped run"
+)]
 pub struct TrainArgs {
     /// Experiment config (TOML).
     #[arg(long)]
@@ -89,19 +91,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         eprintln!("\nstopping after this batch (Ctrl-C again to quit at once)…");
     })?;
-    let opts = TrainOptions { resume: args.resume, quiet: args.quiet, stop };
+    let opts = TrainOptions {
+        resume: args.resume,
+        quiet: args.quiet,
+        stop,
+    };
     let outcomes = train(&cfg, &run_dir, &opts)?;
     for o in outcomes {
         if let Some(last) = o.history.last() {
-            let best = o.history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max);
+            let best = o
+                .history
+                .iter()
+                .map(|r| r.test_accuracy)
+                .fold(0.0, f64::max);
             println!(
                 "{}: {} epochs, test accuracy (precision@1, all classes) {} → {:.4} (best {:.4}){}",
                 o.phase.dir_name(),
                 last.epoch,
-                o.initial_test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "?".into()),
+                o.initial_test_accuracy
+                    .map(|a| format!("{a:.4}"))
+                    .unwrap_or_else(|| "?".into()),
                 last.test_accuracy,
                 best,
-                last.test_accuracy_unseen.map(|u| format!(", held-out classes {u:.4}")).unwrap_or_default()
+                last.test_accuracy_unseen
+                    .map(|u| format!(", held-out classes {u:.4}"))
+                    .unwrap_or_default()
             );
         }
     }

@@ -9,8 +9,13 @@ use std::path::Path;
 
 /// Parses a whitespace-separated `<integer id> <value>` file; errors name the file and line.
 fn read_pairs(path: &Path) -> Result<Vec<(usize, u64, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -18,9 +23,9 @@ fn read_pairs(path: &Path) -> Result<Vec<(usize, u64, String)>> {
         if line.is_empty() {
             continue;
         }
-        let (id, value) = line
-            .split_once(char::is_whitespace)
-            .with_context(|| format!("{name} line {line_no}: expected `<id> <value>`, got {line:?}"))?;
+        let (id, value) = line.split_once(char::is_whitespace).with_context(|| {
+            format!("{name} line {line_no}: expected `<id> <value>`, got {line:?}")
+        })?;
         let id: u64 = id
             .parse()
             .with_context(|| format!("{name} line {line_no}: id {id:?} is not a whole number"))?;
@@ -31,7 +36,11 @@ fn read_pairs(path: &Path) -> Result<Vec<(usize, u64, String)>> {
 
 /// Parses `<id> <value>` rows into a map, rejecting duplicate ids.
 fn read_map(path: &Path) -> Result<HashMap<u64, (usize, String)>> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let mut map = HashMap::new();
     for (line_no, id, value) in read_pairs(path)? {
         if let Some((first, _)) = map.insert(id, (line_no, value)) {
@@ -51,18 +60,28 @@ pub fn open_cub(root: &Path) -> Result<Dataset> {
         }
     }
     let classes: Vec<String> = class_ids.values().cloned().collect();
-    let class_index: HashMap<u64, usize> = class_ids.keys().enumerate().map(|(i, &id)| (id, i)).collect();
+    let class_index: HashMap<u64, usize> = class_ids
+        .keys()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
 
     let labels = read_map(&root.join("image_class_labels.txt"))?;
     let split_path = root.join("train_test_split.txt");
-    let split = if split_path.exists() { Some(read_map(&split_path)?) } else { None };
+    let split = if split_path.exists() {
+        Some(read_map(&split_path)?)
+    } else {
+        None
+    };
 
     let mut candidates = Vec::new();
     let mut unreadable = Vec::new();
     for (line_no, id, rel) in read_pairs(&root.join("images.txt"))? {
-        let (label_line, class_id) = labels
-            .get(&id)
-            .with_context(|| format!("images.txt line {line_no}: image id {id} has no entry in image_class_labels.txt"))?;
+        let (label_line, class_id) = labels.get(&id).with_context(|| {
+            format!(
+                "images.txt line {line_no}: image id {id} has no entry in image_class_labels.txt"
+            )
+        })?;
         let class_id: u64 = class_id
             .parse()
             .with_context(|| format!("image_class_labels.txt line {label_line}: class id {class_id:?} is not a whole number"))?;
@@ -78,17 +97,34 @@ pub fn open_cub(root: &Path) -> Result<Dataset> {
                 Some(match flag.as_str() {
                     "1" => true,
                     "0" => false,
-                    other => bail!("train_test_split.txt line {split_line}: expected 0 or 1, got {other:?}"),
+                    other => bail!(
+                        "train_test_split.txt line {split_line}: expected 0 or 1, got {other:?}"
+                    ),
                 })
             }
         };
         let path = root.join("images").join(&rel);
         if path.is_file() {
-            candidates.push(Sample { path, label, official_train });
+            candidates.push(Sample {
+                path,
+                label,
+                official_train,
+            });
         } else {
-            unreadable.push(Unreadable { path, reason: format!("listed in images.txt line {line_no} but missing") });
+            unreadable.push(Unreadable {
+                path,
+                reason: format!("listed in images.txt line {line_no} but missing"),
+            });
         }
     }
     let name = super::dataset::directory_name(root);
-    Dataset::from_candidates(name, root.to_path_buf(), "cub", classes, candidates, unreadable, Vec::new())
+    Dataset::from_candidates(
+        name,
+        root.to_path_buf(),
+        "cub",
+        classes,
+        candidates,
+        unreadable,
+        Vec::new(),
+    )
 }

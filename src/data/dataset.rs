@@ -72,7 +72,9 @@ impl Dataset {
         let checked: Vec<(Sample, Option<String>)> = candidates
             .into_par_iter()
             .map(|s| {
-                let problem = super::decode::check_header(&s.path).err().map(|e| format!("{e:#}"));
+                let problem = super::decode::check_header(&s.path)
+                    .err()
+                    .map(|e| format!("{e:#}"));
                 (s, problem)
             })
             .collect();
@@ -80,11 +82,18 @@ impl Dataset {
         for (sample, problem) in checked {
             match problem {
                 None => samples.push(sample),
-                Some(reason) => unreadable.push(Unreadable { path: sample.path, reason }),
+                Some(reason) => unreadable.push(Unreadable {
+                    path: sample.path,
+                    reason,
+                }),
             }
         }
         if samples.is_empty() {
-            bail!("{}: no readable images found ({} unreadable)", root.display(), unreadable.len());
+            bail!(
+                "{}: no readable images found ({} unreadable)",
+                root.display(),
+                unreadable.len()
+            );
         }
         // Classes left without a usable image are dropped (and named), so every class
         // index downstream has data; labels are renumbered in the original order.
@@ -114,7 +123,15 @@ impl Dataset {
             s.label = new_index[s.label];
         }
         let classes = kept;
-        Ok(Dataset { name, root, layout, classes, samples, unreadable, warnings })
+        Ok(Dataset {
+            name,
+            root,
+            layout,
+            classes,
+            samples,
+            unreadable,
+            warnings,
+        })
     }
 
     /// Number of usable images per class, in class order.
@@ -175,7 +192,13 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "dataset      {} ({} layout, {})", self.name, self.layout, self.root.display())?;
+        writeln!(
+            f,
+            "dataset      {} ({} layout, {})",
+            self.name,
+            self.layout,
+            self.root.display()
+        )?;
         writeln!(f, "classes      {}", self.classes)?;
         writeln!(f, "images       {}", self.images)?;
         writeln!(

@@ -51,7 +51,10 @@ pub fn check_header(path: &Path) -> Result<(u32, u32)> {
         bail!("{}: image is empty ({w}×{h})", path.display());
     }
     if w > MAX_SIDE || h > MAX_SIDE {
-        bail!("{}: image is {w}×{h}, larger than the limit of {MAX_SIDE} px per side", path.display());
+        bail!(
+            "{}: image is {w}×{h}, larger than the limit of {MAX_SIDE} px per side",
+            path.display()
+        );
     }
     Ok((w, h))
 }
@@ -124,13 +127,18 @@ mod tests {
 
         // A valid header with the pixel data cut off passes the header check but not decoding.
         let full = dir.path().join("full.png");
-        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 3, 7])).save(&full).unwrap();
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 3, 7]))
+            .save(&full)
+            .unwrap();
         let bytes = std::fs::read(&full).unwrap();
         let cut = dir.path().join("cut.png");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         assert!(check_header(&cut).is_ok());
         let err = format!("{:#}", decode_rgb(&cut).unwrap_err());
-        assert!(err.contains("cut.png") && err.contains("corrupt or truncated"), "{err}");
+        assert!(
+            err.contains("cut.png") && err.contains("corrupt or truncated"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -140,7 +148,14 @@ mod tests {
         let path = dir.path().join("huge.png");
         let mut buf = Vec::new();
         let enc = image::codecs::png::PngEncoder::new(&mut buf);
-        image::ImageEncoder::write_image(enc, &vec![0u8; 20_000 * 10], 20_000, 10, image::ExtendedColorType::L8).unwrap();
+        image::ImageEncoder::write_image(
+            enc,
+            &vec![0u8; 20_000 * 10],
+            20_000,
+            10,
+            image::ExtendedColorType::L8,
+        )
+        .unwrap();
         std::fs::write(&path, buf).unwrap();
         let err = format!("{:#}", check_header(&path).unwrap_err());
         assert!(err.contains("huge.png") && err.contains("limit"), "{err}");

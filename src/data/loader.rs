@@ -76,7 +76,12 @@ pub struct BatchLoader {
 }
 
 /// Decodes one sample and resizes it to `resize`² (through the cache when given).
-fn load_resized(index: usize, sample: &Sample, resize: u32, cache: Option<&DecodedCache>) -> Result<Arc<RgbImage>> {
+fn load_resized(
+    index: usize,
+    sample: &Sample,
+    resize: u32,
+    cache: Option<&DecodedCache>,
+) -> Result<Arc<RgbImage>> {
     if let Some(hit) = cache.and_then(|c| c.images.read().unwrap().get(&index).cloned()) {
         return Ok(hit);
     }
@@ -105,7 +110,9 @@ fn build_batch(
         .par_iter()
         .enumerate()
         .map(|(pos, &i)| {
-            let sample = samples.get(i).with_context(|| format!("sample index {i} out of range"))?;
+            let sample = samples
+                .get(i)
+                .with_context(|| format!("sample index {i} out of range"))?;
             let resized = load_resized(i, sample, opts.transform.resize, opts.cache.as_deref())?;
             let mut rng = Rng::derive(opts.seed, &[opts.epoch, batch_no, pos as u64]);
             let image = opts.transform.apply(&resized, &mut rng);
@@ -136,13 +143,21 @@ fn build_batch(
     }
     let c = opts.transform.crop as i64;
     let images = Tensor::from_slice(&data).view([kept.len() as i64, 3, c, c]);
-    let batch = Batch { images, labels: Tensor::from_slice(&labels), indices: kept };
+    let batch = Batch {
+        images,
+        labels: Tensor::from_slice(&labels),
+        indices: kept,
+    };
     (Some(batch), failed)
 }
 
 impl BatchLoader {
     /// Starts preparing `batches` (lists of sample indices) in the background.
-    pub fn start(samples: Arc<Vec<Sample>>, batches: Vec<Vec<usize>>, opts: LoaderOptions) -> Result<Self> {
+    pub fn start(
+        samples: Arc<Vec<Sample>>,
+        batches: Vec<Vec<usize>>,
+        opts: LoaderOptions,
+    ) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads.max(1))
             .thread_name(|i| format!("dmlviz-loader-{i}"))
@@ -155,7 +170,8 @@ impl BatchLoader {
             .name("dmlviz-loader".into())
             .spawn(move || {
                 for (batch_no, indices) in batches.iter().enumerate() {
-                    let (batch, failed) = pool.install(|| build_batch(&samples, indices, &opts, batch_no as u64));
+                    let (batch, failed) =
+                        pool.install(|| build_batch(&samples, indices, &opts, batch_no as u64));
                     skipped_worker.lock().unwrap().extend(failed);
                     // A closed channel means the consumer stopped early: stop too.
                     if let Some(batch) = batch {
@@ -166,7 +182,12 @@ impl BatchLoader {
                 }
             })
             .context("starting the loader thread")?;
-        Ok(BatchLoader { rx: Some(rx), worker: Some(worker), skipped, waited: Duration::ZERO })
+        Ok(BatchLoader {
+            rx: Some(rx),
+            worker: Some(worker),
+            skipped,
+            waited: Duration::ZERO,
+        })
     }
 
     /// Images that failed to decode so far, with reasons.

@@ -98,7 +98,13 @@ mod tests {
         let mut sorted = items.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
-        assert_ne!(Rng::derive(1, &[0, 1]).next_u64(), Rng::derive(1, &[1, 0]).next_u64());
-        assert_eq!(Rng::derive(1, &[3, 4]).next_u64(), Rng::derive(1, &[3, 4]).next_u64());
+        assert_ne!(
+            Rng::derive(1, &[0, 1]).next_u64(),
+            Rng::derive(1, &[1, 0]).next_u64()
+        );
+        assert_eq!(
+            Rng::derive(1, &[3, 4]).next_u64(),
+            Rng::derive(1, &[3, 4]).next_u64()
+        );
     }
 }

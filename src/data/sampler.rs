@@ -63,7 +63,11 @@ impl PkSampler {
         for &i in indices {
             by_class.entry(label_of(i)).or_default().push(i);
         }
-        let mut images: Vec<Cycle> = by_class.into_values().filter(|v| v.len() >= 2).map(Cycle::new).collect();
+        let mut images: Vec<Cycle> = by_class
+            .into_values()
+            .filter(|v| v.len() >= 2)
+            .map(Cycle::new)
+            .collect();
         if images.len() < self.p {
             bail!(
                 "P×K sampling needs {} classes with at least 2 training images, the training set has {}",
@@ -98,12 +102,21 @@ impl PkSampler {
 
 /// Consecutive batches of at most `batch_size`, in the given order (evaluation).
 pub fn sequential_batches(indices: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
-    indices.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+    indices
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// A fresh random order each epoch, cut into batches; the last partial batch is
 /// dropped when `drop_last` (BatchNorm dislikes a batch of one).
-pub fn shuffled_batches(indices: &[usize], batch_size: usize, seed: u64, epoch: u64, drop_last: bool) -> Vec<Vec<usize>> {
+pub fn shuffled_batches(
+    indices: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+    drop_last: bool,
+) -> Vec<Vec<usize>> {
     let mut order = indices.to_vec();
     Rng::derive(seed, &[0x5348_5546, epoch]).shuffle(&mut order);
     let mut batches = sequential_batches(&order, batch_size);
@@ -120,7 +133,9 @@ mod tests {
 
     /// 10 classes; class c has c + 1 images (class 0 has a lone image).
     fn labels() -> Vec<usize> {
-        (0..10).flat_map(|c| std::iter::repeat(c).take(c + 1)).collect()
+        (0..10)
+            .flat_map(|c| std::iter::repeat(c).take(c + 1))
+            .collect()
     }
 
     #[test]
@@ -138,10 +153,14 @@ mod tests {
             }
             assert_eq!(per_class.len(), 4, "{per_class:?}");
             assert!(per_class.values().all(|&n| n == 3));
-            assert!(!per_class.contains_key(&0), "a lone-image class was sampled");
+            assert!(
+                !per_class.contains_key(&0),
+                "a lone-image class was sampled"
+            );
             // A class with at least K images gives K distinct images.
             for (&c, _) in per_class.iter().filter(|(&c, _)| c + 1 >= 3) {
-                let mut imgs: Vec<usize> = batch.iter().copied().filter(|&i| labels[i] == c).collect();
+                let mut imgs: Vec<usize> =
+                    batch.iter().copied().filter(|&i| labels[i] == c).collect();
                 imgs.dedup();
                 assert_eq!(imgs.len(), 3, "class {c} repeated an image");
             }
@@ -161,7 +180,10 @@ mod tests {
     #[test]
     fn too_few_classes_is_a_clear_error() {
         let labels = [0, 0, 1, 1, 2];
-        let err = PkSampler::new(3, 2).unwrap().epoch(&[0, 1, 2, 3, 4], |i| labels[i], 1, 0).unwrap_err();
+        let err = PkSampler::new(3, 2)
+            .unwrap()
+            .epoch(&[0, 1, 2, 3, 4], |i| labels[i], 1, 0)
+            .unwrap_err();
         assert!(err.to_string().contains("needs 3 classes"), "{err}");
         assert!(PkSampler::new(1, 4).is_err());
     }

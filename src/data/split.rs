@@ -64,7 +64,11 @@ impl Split {
 
     /// The training samples a phase may learn from: those of the classes `protocol` lets it see.
     pub fn train_for(&self, dataset: &Dataset, protocol: &ClassProtocol) -> Vec<usize> {
-        self.train.iter().copied().filter(|&i| protocol.is_seen(dataset.samples[i].label)).collect()
+        self.train
+            .iter()
+            .copied()
+            .filter(|&i| protocol.is_seen(dataset.samples[i].label))
+            .collect()
     }
 }
 
@@ -80,7 +84,10 @@ pub struct ClassProtocol {
 impl ClassProtocol {
     /// Every class seen (the "phase-all" model).
     pub fn all(num_classes: usize) -> Self {
-        ClassProtocol { seen: (0..num_classes).collect(), unseen: Vec::new() }
+        ClassProtocol {
+            seen: (0..num_classes).collect(),
+            unseen: Vec::new(),
+        }
     }
 
     /// The last `held_out` classes unseen (the "phase-seen" model).
@@ -91,7 +98,10 @@ impl ClassProtocol {
             );
         }
         let cut = num_classes - held_out;
-        Ok(ClassProtocol { seen: (0..cut).collect(), unseen: (cut..num_classes).collect() })
+        Ok(ClassProtocol {
+            seen: (0..cut).collect(),
+            unseen: (cut..num_classes).collect(),
+        })
     }
 
     /// True when a model under this protocol trains on class `label`.
@@ -110,7 +120,11 @@ mod tests {
         let mut samples = Vec::new();
         for (label, &n) in sizes.iter().enumerate() {
             for j in 0..n {
-                samples.push(Sample { path: format!("c{label}/{j}.png").into(), label, official_train: Some(j % 2 == 0) });
+                samples.push(Sample {
+                    path: format!("c{label}/{j}.png").into(),
+                    label,
+                    official_train: Some(j % 2 == 0),
+                });
             }
         }
         Dataset {
@@ -141,9 +155,17 @@ mod tests {
         let s = Split::stratified(&d, 0.2, 42).unwrap();
         let mut all: Vec<usize> = s.train.iter().chain(&s.test).copied().collect();
         all.sort();
-        assert_eq!(all, (0..d.samples.len()).collect::<Vec<_>>(), "not a partition");
+        assert_eq!(
+            all,
+            (0..d.samples.len()).collect::<Vec<_>>(),
+            "not a partition"
+        );
         for (label, &n) in [10usize, 4, 1, 13, 60].iter().enumerate() {
-            let tests = s.test.iter().filter(|&&i| d.samples[i].label == label).count();
+            let tests = s
+                .test
+                .iter()
+                .filter(|&&i| d.samples[i].label == label)
+                .count();
             assert_eq!(tests, test_count(n, 0.2), "class {label}");
         }
     }
@@ -159,7 +181,11 @@ mod tests {
         let first_class_tests: Vec<usize> = a.test.iter().copied().filter(|&i| i < 20).collect();
         assert_eq!(first_class_tests.len(), 4);
         let again = Split::stratified(&dataset(&[20, 20, 20, 5]), 0.2, 42).unwrap();
-        assert_eq!(&again.test[..12], &a.test[..], "adding a class changed other classes' split");
+        assert_eq!(
+            &again.test[..12],
+            &a.test[..],
+            "adding a class changed other classes' split"
+        );
     }
 
     #[test]
@@ -170,7 +196,10 @@ mod tests {
         assert_eq!(s.test, vec![1, 3, 5]);
         let mut no_split = d.clone();
         no_split.samples[3].official_train = None;
-        assert!(Split::official(&no_split).unwrap_err().to_string().contains("no official"));
+        assert!(Split::official(&no_split)
+            .unwrap_err()
+            .to_string()
+            .contains("no official"));
     }
 
     #[test]

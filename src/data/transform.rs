@@ -26,12 +26,22 @@ impl Transform {
     /// Training transform: resize, random crop, random flip when `augment`; otherwise
     /// the test transform (so "augmentation off" trains on exactly what is evaluated).
     pub fn train(resize: u32, crop: u32, augment: bool) -> Self {
-        Transform { resize, crop, random_crop: augment, random_flip: augment }
+        Transform {
+            resize,
+            crop,
+            random_crop: augment,
+            random_flip: augment,
+        }
     }
 
     /// Test transform: resize then centre crop.
     pub fn test(resize: u32, crop: u32) -> Self {
-        Transform { resize, crop, random_crop: false, random_flip: false }
+        Transform {
+            resize,
+            crop,
+            random_crop: false,
+            random_flip: false,
+        }
     }
 
     /// Number of floats one transformed image occupies (3 × crop²).
@@ -41,7 +51,12 @@ impl Transform {
 
     /// Resizes, crops and flips an image; `rng` is only drawn from for random steps.
     pub fn apply(&self, image: &RgbImage, rng: &mut Rng) -> RgbImage {
-        assert!(self.crop <= self.resize, "crop {} larger than resize {}", self.crop, self.resize);
+        assert!(
+            self.crop <= self.resize,
+            "crop {} larger than resize {}",
+            self.crop,
+            self.resize
+        );
         // Bilinear with antialiasing when shrinking, as torchvision's Resize.
         let resized = if image.dimensions() == (self.resize, self.resize) {
             image.clone()
@@ -50,7 +65,10 @@ impl Transform {
         };
         let slack = self.resize - self.crop;
         let (x, y) = if self.random_crop {
-            (rng.below(slack as u64 + 1) as u32, rng.below(slack as u64 + 1) as u32)
+            (
+                rng.below(slack as u64 + 1) as u32,
+                rng.below(slack as u64 + 1) as u32,
+            )
         } else {
             // torchvision's CenterCrop: Python's round, which rounds halves to even.
             let off = (slack as f64 / 2.0).round_ties_even() as u32;
@@ -86,14 +104,20 @@ mod tests {
     use image::Rgb;
 
     fn gradient(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| Rgb([(x * 255 / (w - 1)) as u8, (y * 255 / (h - 1)) as u8, 128]))
+        RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 255 / (w - 1)) as u8, (y * 255 / (h - 1)) as u8, 128])
+        })
     }
 
     #[test]
     fn output_shapes_follow_the_crop() {
         let img = gradient(50, 30);
         let mut rng = Rng::new(1);
-        for t in [Transform::train(72, 64, true), Transform::test(72, 64), Transform::train(64, 64, false)] {
+        for t in [
+            Transform::train(72, 64, true),
+            Transform::test(72, 64),
+            Transform::train(64, 64, false),
+        ] {
             let out = t.apply(&img, &mut rng);
             assert_eq!(out.dimensions(), (64, 64));
             let mut buf = vec![0f32; t.output_len()];
@@ -134,10 +158,19 @@ mod tests {
         let img = gradient(40, 40);
         let t = Transform::train(40, 32, true);
         let outs: Vec<RgbImage> = (0..20).map(|s| t.apply(&img, &mut Rng::new(s))).collect();
-        assert!(outs.iter().any(|o| o != &outs[0]), "random transform never varied");
+        assert!(
+            outs.iter().any(|o| o != &outs[0]),
+            "random transform never varied"
+        );
         // Flipped outputs have red decreasing left to right.
-        let flipped = outs.iter().filter(|o| o.get_pixel(0, 0)[0] > o.get_pixel(31, 0)[0]).count();
-        assert!(flipped > 0 && flipped < 20, "flip probability looks wrong: {flipped}/20");
+        let flipped = outs
+            .iter()
+            .filter(|o| o.get_pixel(0, 0)[0] > o.get_pixel(31, 0)[0])
+            .count();
+        assert!(
+            flipped > 0 && flipped < 20,
+            "flip probability looks wrong: {flipped}/20"
+        );
         // Same generator seed, same output.
         assert_eq!(t.apply(&img, &mut Rng::new(5)), outs[5]);
     }

@@ -29,7 +29,12 @@ pub struct KMeansConfig {
 
 impl Default for KMeansConfig {
     fn default() -> Self {
-        KMeansConfig { restarts: 3, max_iterations: 300, tolerance: 1e-4, seed: 0 }
+        KMeansConfig {
+            restarts: 3,
+            max_iterations: 300,
+            tolerance: 1e-4,
+            seed: 0,
+        }
     }
 }
 
@@ -57,7 +62,10 @@ pub fn kmeans(points: &[Vec<f32>], n_clusters: usize, config: &KMeansConfig) -> 
     let mut flat = Vec::with_capacity(n * dim);
     for (i, p) in points.iter().enumerate() {
         if p.len() != dim {
-            bail!("k-means: point {i} has {} dimensions, point 0 has {dim}", p.len());
+            bail!(
+                "k-means: point {i} has {} dimensions, point 0 has {dim}",
+                p.len()
+            );
         }
         if let Some(v) = p.iter().find(|v| !v.is_finite()) {
             bail!("k-means: point {i} holds the non-finite value {v}");
@@ -66,14 +74,24 @@ pub fn kmeans(points: &[Vec<f32>], n_clusters: usize, config: &KMeansConfig) -> 
     }
     if n_clusters == n {
         // Every point its own cluster is the exact optimum (inertia 0).
-        return Ok(KMeans { assignments: (0..n).collect(), centroids: points.to_vec(), inertia: 0.0, iterations: 0 });
+        return Ok(KMeans {
+            assignments: (0..n).collect(),
+            centroids: points.to_vec(),
+            inertia: 0.0,
+            iterations: 0,
+        });
     }
     let data = Data { flat, dim };
     let tol = config.tolerance * data.mean_variance();
     let mut best: Option<Solution> = None;
     for restart in 0..config.restarts.max(1) {
         let mut rng = Rng::derive(config.seed, &[restart as u64]);
-        let solution = lloyd(&data, kmeans_plus_plus(&data, n_clusters, &mut rng), config.max_iterations, tol);
+        let solution = lloyd(
+            &data,
+            kmeans_plus_plus(&data, n_clusters, &mut rng),
+            config.max_iterations,
+            tol,
+        );
         // Strictly lower: ties keep the earlier start, for determinism.
         if best.as_ref().map_or(true, |b| solution.inertia < b.inertia) {
             best = Some(solution);
@@ -82,7 +100,11 @@ pub fn kmeans(points: &[Vec<f32>], n_clusters: usize, config: &KMeansConfig) -> 
     let best = best.expect("at least one start");
     Ok(KMeans {
         assignments: best.assignments,
-        centroids: best.centroids.chunks(dim).map(|c| c.iter().map(|&v| v as f32).collect()).collect(),
+        centroids: best
+            .centroids
+            .chunks(dim)
+            .map(|c| c.iter().map(|&v| v as f32).collect())
+            .collect(),
         inertia: best.inertia,
         iterations: best.iterations,
     })
@@ -112,7 +134,10 @@ impl Data {
         let mut total = 0.0;
         for j in 0..d {
             let mean = (0..self.len()).map(|i| self.flat[i * d + j]).sum::<f64>() / n;
-            total += (0..self.len()).map(|i| (self.flat[i * d + j] - mean).powi(2)).sum::<f64>() / n;
+            total += (0..self.len())
+                .map(|i| (self.flat[i * d + j] - mean).powi(2))
+                .sum::<f64>()
+                / n;
         }
         total / d as f64
     }
@@ -163,7 +188,10 @@ fn kmeans_plus_plus(data: &Data, k: usize, rng: &mut Rng) -> Vec<f64> {
     let trials = 2 + (k as f64).ln() as usize;
     let first = rng.below(n as u64) as usize;
     let mut centroids = data.point(first).to_vec();
-    let mut nearest: Vec<f64> = (0..n).into_par_iter().map(|i| squared_distance(data.point(i), data.point(first))).collect();
+    let mut nearest: Vec<f64> = (0..n)
+        .into_par_iter()
+        .map(|i| squared_distance(data.point(i), data.point(first)))
+        .collect();
     for _ in 1..k {
         let mut cumulative = Vec::with_capacity(n);
         let mut acc = 0.0;
@@ -177,8 +205,11 @@ fn kmeans_plus_plus(data: &Data, k: usize, rng: &mut Rng) -> Vec<f64> {
             // First index whose running sum reaches the target (numpy's searchsorted).
             let candidate = cumulative.partition_point(|&c| c < target).min(n - 1);
             let centre = data.point(candidate);
-            let merged: Vec<f64> =
-                nearest.par_iter().enumerate().map(|(i, &w)| w.min(squared_distance(data.point(i), centre))).collect();
+            let merged: Vec<f64> = nearest
+                .par_iter()
+                .enumerate()
+                .map(|(i, &w)| w.min(squared_distance(data.point(i), centre)))
+                .collect();
             let potential: f64 = merged.iter().sum();
             if best.as_ref().map_or(true, |b| potential < b.0) {
                 best = Some((potential, candidate, merged));
@@ -236,7 +267,9 @@ fn lloyd(data: &Data, mut centroids: Vec<f64>, max_iterations: usize, tol: f64) 
                 *s /= counts[c] as f64;
             }
         }
-        let shift: f64 = (0..k).map(|c| squared_distance(&sums[c * d..(c + 1) * d], &centroids[c * d..(c + 1) * d])).sum();
+        let shift: f64 = (0..k)
+            .map(|c| squared_distance(&sums[c * d..(c + 1) * d], &centroids[c * d..(c + 1) * d]))
+            .sum();
         centroids = sums;
         previous = Some(assignments);
         if shift <= tol {
@@ -273,15 +306,30 @@ pub struct ClusteringMetrics {
 
 /// k-means on `embeddings` with as many clusters as distinct `labels`, then NMI
 /// and AMI against the labels (PML's `NMI` and `AMI`).
-pub fn clustering_metrics(embeddings: &[Vec<f32>], labels: &[usize], config: &KMeansConfig) -> Result<ClusteringMetrics> {
+pub fn clustering_metrics(
+    embeddings: &[Vec<f32>],
+    labels: &[usize],
+    config: &KMeansConfig,
+) -> Result<ClusteringMetrics> {
     if embeddings.len() != labels.len() {
-        bail!("clustering: {} embeddings but {} labels", embeddings.len(), labels.len());
+        bail!(
+            "clustering: {} embeddings but {} labels",
+            embeddings.len(),
+            labels.len()
+        );
     }
     let mut distinct = labels.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     let (queries, clusters) = (labels.len(), distinct.len());
-    let missing = |note: String| ClusteringMetrics { queries, clusters, nmi: None, ami: None, inertia: 0.0, note: Some(note) };
+    let missing = |note: String| ClusteringMetrics {
+        queries,
+        clusters,
+        nmi: None,
+        ami: None,
+        inertia: 0.0,
+        note: Some(note),
+    };
     if queries == 0 {
         return Ok(missing("no queries".into()));
     }
@@ -323,12 +371,19 @@ impl Contingency {
     /// Builds the table; rows and columns are the distinct labels in ascending order.
     /// Panics when the labellings differ in length.
     pub fn new(labels_true: &[usize], labels_pred: &[usize]) -> Self {
-        assert_eq!(labels_true.len(), labels_pred.len(), "labellings of different lengths");
+        assert_eq!(
+            labels_true.len(),
+            labels_pred.len(),
+            "labellings of different lengths"
+        );
         let dense = |labels: &[usize]| {
             let mut distinct = labels.to_vec();
             distinct.sort_unstable();
             distinct.dedup();
-            let index: Vec<usize> = labels.iter().map(|l| distinct.binary_search(l).unwrap()).collect();
+            let index: Vec<usize> = labels
+                .iter()
+                .map(|l| distinct.binary_search(l).unwrap())
+                .collect();
             (distinct.len(), index)
         };
         let (rows, ti) = dense(labels_true);
@@ -347,7 +402,12 @@ impl Contingency {
             a[r] += v;
             b[c] += v;
         }
-        Contingency { a, b, cells, n: labels_true.len() as u64 }
+        Contingency {
+            a,
+            b,
+            cells,
+            n: labels_true.len() as u64,
+        }
     }
 }
 
@@ -358,12 +418,19 @@ pub fn entropy(counts: &[u64]) -> f64 {
     if total == 0 {
         return 1.0;
     }
-    let counts: Vec<f64> = counts.iter().filter(|&&c| c > 0).map(|&c| c as f64).collect();
+    let counts: Vec<f64> = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64)
+        .collect();
     if counts.len() == 1 {
         return 0.0;
     }
     let (sum, ln_sum) = (total as f64, (total as f64).ln());
-    -counts.iter().map(|&p| (p / sum) * (p.ln() - ln_sum)).sum::<f64>()
+    -counts
+        .iter()
+        .map(|&p| (p / sum) * (p.ln() - ln_sum))
+        .sum::<f64>()
 }
 
 /// Mutual information (natural log) of a contingency table, as scikit-learn's
@@ -411,7 +478,10 @@ pub fn expected_mutual_info(table: &Contingency) -> f64 {
                 let term1 = nij as f64 / nf;
                 let term2 = (ln_n + (nij as f64).ln()) - ln_a - ln_b;
                 // Same grouping as scikit-learn, so the rounding matches closely.
-                let gln = ln_fact[ai as usize] + ln_fact[bj as usize] + ln_fact[(n - ai) as usize] + ln_fact[(n - bj) as usize]
+                let gln = ln_fact[ai as usize]
+                    + ln_fact[bj as usize]
+                    + ln_fact[(n - ai) as usize]
+                    + ln_fact[(n - bj) as usize]
                     - (ln_fact[nij as usize] + ln_fact[n as usize])
                     - ln_fact[(ai - nij) as usize]
                     - ln_fact[(bj - nij) as usize]
@@ -465,7 +535,13 @@ pub fn adjusted_mutual_info(labels_true: &[usize], labels_pred: &[usize]) -> f64
     let mi = mutual_info(&table);
     let emi = expected_mutual_info(&table);
     let normalizer = (entropy(&table.a) + entropy(&table.b)) / 2.0;
-    let away_from_zero = |x: f64| if x < 0.0 { x.min(-f64::EPSILON) } else { x.max(f64::EPSILON) };
+    let away_from_zero = |x: f64| {
+        if x < 0.0 {
+            x.min(-f64::EPSILON)
+        } else {
+            x.max(f64::EPSILON)
+        }
+    };
     away_from_zero(mi - emi) / away_from_zero(normalizer - emi)
 }
 
@@ -486,7 +562,8 @@ pub fn ln_gamma(x: f64) -> f64 {
     ];
     if x < 0.5 {
         // Reflection: Γ(x)Γ(1 − x) = π / sin(πx).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin().abs()).ln() - ln_gamma(1.0 - x);
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin().abs()).ln()
+            - ln_gamma(1.0 - x);
     }
     let x = x - 1.0;
     let t = x + G + 0.5;
@@ -521,48 +598,119 @@ mod tests {
     /// `mutual_info_score`, `expected_mutual_information(contingency_matrix(..), n)`.
     #[test]
     fn nmi_ami_match_scikit_learn() {
-        let gen = |n: usize, t: fn(usize) -> usize, p: fn(usize) -> usize| -> (Vec<usize>, Vec<usize>) {
-            ((0..n).map(t).collect(), (0..n).map(p).collect())
-        };
+        let gen =
+            |n: usize, t: fn(usize) -> usize, p: fn(usize) -> usize| -> (Vec<usize>, Vec<usize>) {
+                ((0..n).map(t).collect(), (0..n).map(p).collect())
+            };
         // (name, (labels_true, labels_pred), [NMI, AMI, MI, EMI]); MI = ln 2 where
         // scikit-learn printed 0.6931471805599453.
         type Case = (&'static str, (Vec<usize>, Vec<usize>), [f64; 4]);
         use std::f64::consts::LN_2;
         let cases: Vec<Case> = vec![
-            ("same", (vec![0, 0, 1, 1], vec![0, 0, 1, 1]), [1.0, 1.0, LN_2, 0.23104906018664825]),
-            ("renamed", (vec![0, 0, 1, 1], vec![1, 1, 0, 0]), [1.0, 1.0, LN_2, 0.23104906018664825]),
-            ("split", (vec![0, 0, 0, 1, 1, 1], vec![0, 0, 1, 1, 2, 2]), [0.5158037429793889, 0.2987924581708901, 0.4620981203732969, 0.27725887222397816]),
+            (
+                "same",
+                (vec![0, 0, 1, 1], vec![0, 0, 1, 1]),
+                [1.0, 1.0, LN_2, 0.23104906018664825],
+            ),
+            (
+                "renamed",
+                (vec![0, 0, 1, 1], vec![1, 1, 0, 0]),
+                [1.0, 1.0, LN_2, 0.23104906018664825],
+            ),
+            (
+                "split",
+                (vec![0, 0, 0, 1, 1, 1], vec![0, 0, 1, 1, 2, 2]),
+                [
+                    0.5158037429793889,
+                    0.2987924581708901,
+                    0.4620981203732969,
+                    0.27725887222397816,
+                ],
+            ),
             (
                 "mixed",
-                (vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 1], vec![0, 0, 1, 1, 2, 2, 0, 1, 2, 2]),
-                [0.26733692039994567, -0.0027124345987860144, 0.29110316603236885, 0.2932612839470501],
+                (
+                    vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 1],
+                    vec![0, 0, 1, 1, 2, 2, 0, 1, 2, 2],
+                ),
+                [
+                    0.26733692039994567,
+                    -0.0027124345987860144,
+                    0.29110316603236885,
+                    0.2932612839470501,
+                ],
             ),
-            ("independent", (vec![0, 0, 1, 1], vec![0, 1, 0, 1]), [0.0, -0.49999999999999944, 0.0, 0.23104906018664825]),
-            ("one class", (vec![0, 0, 0], vec![0, 1, 2]), [0.0, 0.0, 0.0, 0.0]),
+            (
+                "independent",
+                (vec![0, 0, 1, 1], vec![0, 1, 0, 1]),
+                [0.0, -0.49999999999999944, 0.0, 0.23104906018664825],
+            ),
+            (
+                "one class",
+                (vec![0, 0, 0], vec![0, 1, 2]),
+                [0.0, 0.0, 0.0, 0.0],
+            ),
             (
                 "gen60",
                 gen(60, |i| i % 4, |i| (i % 4 + i / 7) % 5),
-                [0.02475673773021327, -0.05476767744038073, 0.03701186168111468, 0.11271745796924759],
+                [
+                    0.02475673773021327,
+                    -0.05476767744038073,
+                    0.03701186168111468,
+                    0.11271745796924759,
+                ],
             ),
             (
                 "gen500",
                 gen(500, |i| i % 7, |i| (i * i + 3 * i) % 11),
-                [0.0007457398243310444, -0.01602658220039533, 0.0013849834502697445, 0.03065810938751115],
+                [
+                    0.0007457398243310444,
+                    -0.01602658220039533,
+                    0.0013849834502697445,
+                    0.03065810938751115,
+                ],
             ),
             (
                 "skewed",
-                gen(200, |i| if i < 150 { 0 } else if i < 190 { 1 } else { 2 }, |i| if i % 5 != 0 { (i * 13) % 3 } else { 0 }),
-                [0.0006501149491318388, -0.011680225811139608, 0.0005685064431404374, 0.010658032887464015],
+                gen(
+                    200,
+                    |i| {
+                        if i < 150 {
+                            0
+                        } else if i < 190 {
+                            1
+                        } else {
+                            2
+                        }
+                    },
+                    |i| if i % 5 != 0 { (i * 13) % 3 } else { 0 },
+                ),
+                [
+                    0.0006501149491318388,
+                    -0.011680225811139608,
+                    0.0005685064431404374,
+                    0.010658032887464015,
+                ],
             ),
             (
                 "big",
                 gen(3000, |i| i % 30, |i| ((i % 30) / 2 + (i * i) % 3) % 20),
-                [0.8822313208868343, 0.879206426764944, 2.6844935939709327, 0.07619846969843212],
+                [
+                    0.8822313208868343,
+                    0.879206426764944,
+                    2.6844935939709327,
+                    0.07619846969843212,
+                ],
             ),
         ];
         for (name, (t, p), [nmi, ami, mi, emi]) in cases {
             let table = Contingency::new(&t, &p);
-            let near = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{name} {what}: {a} != {b}");
+            let near = |a: f64, b: f64, what: &str| {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{name} {what}: {a} != {b}"
+                )
+            };
             near(mutual_info(&table), mi, "MI");
             near(expected_mutual_info(&table), emi, "EMI");
             near(normalized_mutual_info(&t, &p), nmi, "NMI");
@@ -583,7 +731,10 @@ mod tests {
         let mut labels = Vec::new();
         for (label, c) in centres.iter().enumerate() {
             for _ in 0..15 {
-                points.push(vec![c[0] + (rng.next_f64() * 2.0 - 1.0) as f32, c[1] + (rng.next_f64() * 2.0 - 1.0) as f32]);
+                points.push(vec![
+                    c[0] + (rng.next_f64() * 2.0 - 1.0) as f32,
+                    c[1] + (rng.next_f64() * 2.0 - 1.0) as f32,
+                ]);
                 labels.push(label);
             }
         }
@@ -610,13 +761,26 @@ mod tests {
     #[test]
     fn kmeans_is_deterministic_for_a_seed() {
         let mut rng = Rng::new(9);
-        let points: Vec<Vec<f32>> = (0..80).map(|_| (0..5).map(|_| rng.next_f64() as f32).collect()).collect();
-        let config = KMeansConfig { seed: 3, ..KMeansConfig::default() };
+        let points: Vec<Vec<f32>> = (0..80)
+            .map(|_| (0..5).map(|_| rng.next_f64() as f32).collect())
+            .collect();
+        let config = KMeansConfig {
+            seed: 3,
+            ..KMeansConfig::default()
+        };
         let a = kmeans(&points, 6, &config).unwrap();
         let b = kmeans(&points, 6, &config).unwrap();
         assert_eq!(a, b);
         // More starts can only lower the inertia kept.
-        let one = kmeans(&points, 6, &KMeansConfig { restarts: 1, ..config.clone() }).unwrap();
+        let one = kmeans(
+            &points,
+            6,
+            &KMeansConfig {
+                restarts: 1,
+                ..config.clone()
+            },
+        )
+        .unwrap();
         assert!(a.inertia <= one.inertia);
     }
 
@@ -636,7 +800,10 @@ mod tests {
         assert_eq!((r.assignments, r.inertia), (vec![0, 1, 2, 3], 0.0));
         // Identical points do not loop or panic.
         let same = vec![vec![1.0, 1.0]; 5];
-        assert_eq!(kmeans(&same, 2, &KMeansConfig::default()).unwrap().inertia, 0.0);
+        assert_eq!(
+            kmeans(&same, 2, &KMeansConfig::default()).unwrap().inertia,
+            0.0
+        );
         assert!(kmeans(&points, 0, &KMeansConfig::default()).is_err());
         assert!(kmeans(&points, 5, &KMeansConfig::default()).is_err());
         assert!(kmeans(&[vec![0.0], vec![0.0, 1.0]], 1, &KMeansConfig::default()).is_err());
@@ -647,7 +814,10 @@ mod tests {
     fn clustering_metrics_flags_one_query_per_label() {
         let (points, labels) = four_blobs(1);
         let m = clustering_metrics(&points, &labels, &KMeansConfig::default()).unwrap();
-        assert_eq!((m.queries, m.clusters, m.nmi, m.note.clone()), (60, 4, Some(1.0), None));
+        assert_eq!(
+            (m.queries, m.clusters, m.nmi, m.note.clone()),
+            (60, 4, Some(1.0), None)
+        );
         close(m.ami.unwrap(), 1.0, 1e-12);
         let m = clustering_metrics(&points[..3], &[0, 1, 2], &KMeansConfig::default()).unwrap();
         assert_eq!((m.nmi, m.ami), (None, None));

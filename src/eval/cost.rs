@@ -53,8 +53,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result<PhaseCost> {
     let history = run.phase(phase).read_history()?;
     let training_seconds = history.iter().map(|r| r.seconds).sum();
-    let training_images_per_s =
-        if history.is_empty() { 0.0 } else { history.iter().map(|r| r.images_per_s).sum::<f64>() / history.len() as f64 };
+    let training_images_per_s = if history.is_empty() {
+        0.0
+    } else {
+        history.iter().map(|r| r.images_per_s).sum::<f64>() / history.len() as f64
+    };
 
     let pm = PhaseModel::load(run, phase)?;
     let exp = &pm.exp;
@@ -62,11 +65,18 @@ pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result
     let opts = exp.embed_options();
     let start = Instant::now();
     let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
-    let embedding_images_per_s = exp.split.test.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let embedding_images_per_s =
+        exp.split.test.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
     drop(queries);
 
     let (entries, dim) = gallery.embeddings.size2()?;
-    let paths: Vec<_> = exp.split.test.iter().take(latency_images).map(|&i| exp.samples[i].path.clone()).collect();
+    let paths: Vec<_> = exp
+        .split
+        .test
+        .iter()
+        .take(latency_images)
+        .map(|&i| exp.samples[i].path.clone())
+        .collect();
     let distance = exp.cfg.model.distance;
     let (mut knn, mut logits) = (Vec::new(), Vec::new());
     for p in &paths {

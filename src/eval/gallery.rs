@@ -60,39 +60,75 @@ impl Gallery {
     /// Reads a gallery and checks its two files agree.
     pub fn load(dir: &Path) -> Result<Gallery> {
         let (tensors, json) = files(dir);
-        let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
-        let manifest: GalleryManifest = serde_json::from_str(&text).with_context(|| format!("{}", json.display()))?;
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("reading {}", json.display()))?;
+        let manifest: GalleryManifest =
+            serde_json::from_str(&text).with_context(|| format!("{}", json.display()))?;
         let embeddings = read_safetensors(&tensors)?
             .into_iter()
             .find(|(n, _)| n == "embeddings")
             .with_context(|| format!("{}: no `embeddings` tensor", tensors.display()))?
             .1;
         if embeddings.size()[0] as usize != manifest.entries.len() {
-            bail!("{} has {} rows but {} lists {} entries", tensors.display(), embeddings.size()[0], json.display(), manifest.entries.len());
+            bail!(
+                "{} has {} rows but {} lists {} entries",
+                tensors.display(),
+                embeddings.size()[0],
+                json.display(),
+                manifest.entries.len()
+            );
         }
-        if let Some(e) = manifest.entries.iter().find(|e| e.label >= manifest.classes.len()) {
-            bail!("{}: entry {} has label {} beyond the {} classes", json.display(), e.path.display(), e.label, manifest.classes.len());
+        if let Some(e) = manifest
+            .entries
+            .iter()
+            .find(|e| e.label >= manifest.classes.len())
+        {
+            bail!(
+                "{}: entry {} has label {} beyond the {} classes",
+                json.display(),
+                e.path.display(),
+                e.label,
+                manifest.classes.len()
+            );
         }
-        Ok(Gallery { embeddings, manifest })
+        Ok(Gallery {
+            embeddings,
+            manifest,
+        })
     }
 
     /// Writes both files atomically (tensors first: the manifest is the commit point).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let (tensors, json) = files(dir);
-        write_safetensors(&tensors, &[("embeddings".into(), self.embeddings.shallow_clone()), ("labels".into(), self.labels())])?;
+        write_safetensors(
+            &tensors,
+            &[
+                ("embeddings".into(), self.embeddings.shallow_clone()),
+                ("labels".into(), self.labels()),
+            ],
+        )?;
         write_json(&json, &self.manifest)
     }
 
     /// Labels as an int64 tensor.
     pub fn labels(&self) -> Tensor {
-        let labels: Vec<i64> = self.manifest.entries.iter().map(|e| e.label as i64).collect();
+        let labels: Vec<i64> = self
+            .manifest
+            .entries
+            .iter()
+            .map(|e| e.label as i64)
+            .collect();
         Tensor::from_slice(&labels)
     }
 
     /// Appends embeddings of images of class `class` (created when new).
     pub fn add(&mut self, class: &str, paths: Vec<PathBuf>, embeddings: &Tensor) -> Result<usize> {
         if embeddings.size()[0] as usize != paths.len() {
-            bail!("{} embeddings for {} images", embeddings.size()[0], paths.len());
+            bail!(
+                "{} embeddings for {} images",
+                embeddings.size()[0],
+                paths.len()
+            );
         }
         let label = match self.manifest.classes.iter().position(|c| c == class) {
             Some(i) => i,
@@ -103,7 +139,13 @@ impl Gallery {
         };
         self.embeddings = Tensor::cat(&[&self.embeddings, &embeddings.to_kind(Kind::Float)], 0);
         let n = paths.len();
-        self.manifest.entries.extend(paths.into_iter().map(|path| GalleryEntry { path, label, origin: Origin::Enrolled }));
+        self.manifest
+            .entries
+            .extend(paths.into_iter().map(|path| GalleryEntry {
+                path,
+                label,
+                origin: Origin::Enrolled,
+            }));
         Ok(n)
     }
 }

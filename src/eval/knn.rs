@@ -44,7 +44,10 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 /// stays in cache for its reduction). Measured with `dmlviz bench knn --tile` on 2
 /// cores: 256–1024 × 1024–2048 are alike; 4096-wide products or 256-wide ones are
 /// 10–50% slower.
-const CPU_TILE: Tile = Tile { queries: 512, references: 1024 };
+const CPU_TILE: Tile = Tile {
+    queries: 512,
+    references: 1024,
+};
 
 /// Candidates kept per query beyond `k` (module doc).
 const EXTRA: i64 = 8;
@@ -94,13 +97,24 @@ impl Tile {
     /// (fewer when `chunk × m` scores would exceed `memory_budget` bytes), products
     /// of 1024 references. Other devices: one product over every reference (fewer,
     /// larger kernels), and as many queries as the budget holds.
-    pub fn choose(device: Device, n_references: i64, element_bytes: usize, memory_budget: usize) -> Tile {
+    pub fn choose(
+        device: Device,
+        n_references: i64,
+        element_bytes: usize,
+        memory_budget: usize,
+    ) -> Tile {
         let per_query = whole_groups(n_references.max(1)) * element_bytes.max(1) as i64;
         let fit = (memory_budget as i64 / per_query).max(1);
         if device == Device::Cpu {
-            Tile { queries: CPU_TILE.queries.min(fit), references: CPU_TILE.references.min(whole_groups(n_references.max(1))) }
+            Tile {
+                queries: CPU_TILE.queries.min(fit),
+                references: CPU_TILE.references.min(whole_groups(n_references.max(1))),
+            }
         } else {
-            Tile { queries: fit, references: n_references.max(1) }
+            Tile {
+                queries: fit,
+                references: n_references.max(1),
+            }
         }
     }
 }
@@ -121,32 +135,60 @@ pub struct KnnOptions<'a> {
 
 impl Default for KnnOptions<'_> {
     fn default() -> Self {
-        KnnOptions { exclude: Exclude::Nothing, memory_budget: DEFAULT_MEMORY_BUDGET, tile: None }
+        KnnOptions {
+            exclude: Exclude::Nothing,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            tile: None,
+        }
     }
 }
 
 /// Indices `[n_queries, k]` (i64) and distances `[n_queries, k]` (the queries' kind)
 /// of the `k` nearest references of each query, nearest first; equal distances put
 /// the lower reference index first. `k` is clamped to the number of references.
-pub fn k_nearest(queries: &Tensor, references: &Tensor, k: i64, distance: Distance) -> (Tensor, Tensor) {
+pub fn k_nearest(
+    queries: &Tensor,
+    references: &Tensor,
+    k: i64,
+    distance: Distance,
+) -> (Tensor, Tensor) {
     k_nearest_with(queries, references, k, distance, &KnnOptions::default())
 }
 
 /// [`k_nearest`] with options: self-match exclusion (then `k` is clamped to the number
 /// of references − 1), memory budget, tile shape.
-pub fn k_nearest_with(queries: &Tensor, references: &Tensor, k: i64, distance: Distance, options: &KnnOptions) -> (Tensor, Tensor) {
+pub fn k_nearest_with(
+    queries: &Tensor,
+    references: &Tensor,
+    k: i64,
+    distance: Distance,
+    options: &KnnOptions,
+) -> (Tensor, Tensor) {
     tch::no_grad(|| search(queries, references, k, distance, options))
 }
 
 /// Precision@1 (the literature's Recall@1, the reference's "test accuracy"): the
 /// share of queries whose nearest reference has their label.
-pub fn precision_at_1(queries: &Tensor, query_labels: &Tensor, references: &Tensor, reference_labels: &Tensor, distance: Distance) -> f64 {
+pub fn precision_at_1(
+    queries: &Tensor,
+    query_labels: &Tensor,
+    references: &Tensor,
+    reference_labels: &Tensor,
+    distance: Distance,
+) -> f64 {
     if queries.size()[0] == 0 || references.size()[0] == 0 {
         return 0.0;
     }
     let (nearest, _) = k_nearest(queries, references, 1, distance);
-    let predicted = reference_labels.index_select(0, &nearest.squeeze_dim(1).to_device(reference_labels.device()));
-    predicted.eq_tensor(&query_labels.to_device(predicted.device())).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    let predicted = reference_labels.index_select(
+        0,
+        &nearest.squeeze_dim(1).to_device(reference_labels.device()),
+    );
+    predicted
+        .eq_tensor(&query_labels.to_device(predicted.device()))
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 /// Unit roundoff of a floating kind.
@@ -188,7 +230,10 @@ struct Prepared {
 
 /// The (reference, row) pairs that queries `ids` (global indices, one per row) skip.
 fn skips(exclude: &Exclude, ids: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
-    let mut skip: Vec<(i64, i64)> = ids.enumerate().filter_map(|(row, q)| exclude.of(q).map(|j| (j, row as i64))).collect();
+    let mut skip: Vec<(i64, i64)> = ids
+        .enumerate()
+        .filter_map(|(row, q)| exclude.of(q).map(|j| (j, row as i64)))
+        .collect();
     skip.sort_unstable();
     skip
 }
@@ -206,7 +251,11 @@ impl Prepared {
                 for (new, &old) in rows.iter().enumerate() {
                     new_row[old as usize] = new as i64;
                 }
-                self.skip.iter().filter(|&&(_, row)| new_row[row as usize] >= 0).map(|&(j, row)| (j, new_row[row as usize])).collect()
+                self.skip
+                    .iter()
+                    .filter(|&&(_, row)| new_row[row as usize] >= 0)
+                    .map(|&(j, row)| (j, new_row[row as usize]))
+                    .collect()
             },
         }
     }
@@ -217,14 +266,24 @@ impl Scorer {
         match distance {
             Distance::Cosine => {
                 let refs = normalize(references).contiguous();
-                Scorer { distance, product: refs.shallow_clone(), refs, max_norm: 1.0 }
+                Scorer {
+                    distance,
+                    product: refs.shallow_clone(),
+                    refs,
+                    max_norm: 1.0,
+                }
             }
             Distance::Euclidean => {
                 let norms = references.square().sum_dim_intlist(1, true, None::<Kind>);
                 let max_norm = norms.max().to_kind(Kind::Double).double_value(&[]).sqrt();
                 let product = Tensor::cat(&[references.shallow_clone(), norms], 1);
                 let d = references.size()[1];
-                Scorer { distance, refs: product.narrow(1, 0, d), product, max_norm }
+                Scorer {
+                    distance,
+                    refs: product.narrow(1, 0, d),
+                    product,
+                    max_norm,
+                }
             }
         }
     }
@@ -235,10 +294,21 @@ impl Scorer {
         match self.distance {
             Distance::Cosine => {
                 let points = normalize(queries);
-                Prepared { lhs: -&points, points, norms: None, skip }
+                Prepared {
+                    lhs: -&points,
+                    points,
+                    norms: None,
+                    skip,
+                }
             }
             Distance::Euclidean => Prepared {
-                lhs: Tensor::cat(&[queries * -2.0, Tensor::ones([queries.size()[0], 1], (queries.kind(), queries.device()))], 1),
+                lhs: Tensor::cat(
+                    &[
+                        queries * -2.0,
+                        Tensor::ones([queries.size()[0], 1], (queries.kind(), queries.device())),
+                    ],
+                    1,
+                ),
                 points: queries.shallow_clone(),
                 norms: Some(queries.square().sum_dim_intlist(1, true, None::<Kind>)),
                 skip,
@@ -262,7 +332,9 @@ impl Scorer {
         let unit = 8.0 * (d + 4.0) * unit_roundoff(self.refs.kind());
         match &q.norms {
             Some(norms) => (norms.sqrt() + self.max_norm).square() * unit,
-            None => Tensor::from(2.0 * unit).to_kind(q.lhs.kind()).to_device(q.lhs.device()),
+            None => Tensor::from(2.0 * unit)
+                .to_kind(q.lhs.kind())
+                .to_device(q.lhs.device()),
         }
     }
 
@@ -271,7 +343,10 @@ impl Scorer {
     /// values are squared (the root is taken on the kept ones only).
     fn exact(&self, q: &Prepared, indices: &Tensor) -> Tensor {
         let (len, c) = (indices.size()[0], indices.size()[1]);
-        let rows = self.refs.index_select(0, &indices.reshape([-1])).view([len, c, -1]);
+        let rows = self
+            .refs
+            .index_select(0, &indices.reshape([-1]))
+            .view([len, c, -1]);
         let p = q.points.unsqueeze(1);
         match self.distance {
             Distance::Cosine => 1.0 - (p * rows).sum_dim_intlist(-1, false, None::<Kind>),
@@ -299,8 +374,17 @@ fn mask_excluded(scores: &mut Tensor, skip: &[(i64, i64)], r0: i64, len: i64) {
     let rows: Vec<i64> = skip[from..to].iter().map(|&(_, row)| row).collect();
     let cols: Vec<i64> = skip[from..to].iter().map(|&(j, _)| j - r0).collect();
     let device = scores.device();
-    let inf = Tensor::from(f64::INFINITY).to_kind(scores.kind()).to_device(device);
-    let _ = scores.index_put_(&[Some(Tensor::from_slice(&rows).to_device(device)), Some(Tensor::from_slice(&cols).to_device(device))], &inf, false);
+    let inf = Tensor::from(f64::INFINITY)
+        .to_kind(scores.kind())
+        .to_device(device);
+    let _ = scores.index_put_(
+        &[
+            Some(Tensor::from_slice(&rows).to_device(device)),
+            Some(Tensor::from_slice(&cols).to_device(device)),
+        ],
+        &inf,
+        false,
+    );
 }
 
 /// Orders candidates by (distance, reference index): a sort by index, then a stable
@@ -367,13 +451,20 @@ impl Search<'_> {
                 // Group c of the block: columns r0 + c + t·P, t < GROUP (P = full / GROUP);
                 // the minimum runs down the columns of a [GROUP, P] view, vectorised
                 // along its rows (a minimum over 16 consecutive floats is much slower).
-                let _ = scores.narrow(1, r0, full).view([len, GROUP, full / GROUP]).amin_out(&minima.narrow(1, r0 / GROUP, full / GROUP), [1], false);
+                let _ = scores
+                    .narrow(1, r0, full)
+                    .view([len, GROUP, full / GROUP])
+                    .amin_out(&minima.narrow(1, r0 / GROUP, full / GROUP), [1], false);
             }
         }
         let none_left = || Tensor::full([len, 1], f64::INFINITY, (kind, device));
         if !grouped {
             let (s, i) = scores.narrow(1, 0, m).topk(kept, 1, false, true);
-            let floor = if kept < m { s.narrow(1, kept - 1, 1) } else { none_left() };
+            let floor = if kept < m {
+                s.narrow(1, kept - 1, 1)
+            } else {
+                none_left()
+            };
             return (s, i, floor);
         }
         let (group_min, group) = minima.topk(kept, 1, false, false);
@@ -386,7 +477,8 @@ impl Search<'_> {
         let stride = b.eq(last).to_kind(Kind::Int64) * (last_groups - per_block) + per_block;
         let first = &b * self.block + (&group - &b * per_block);
         let members = Tensor::arange(GROUP, (Kind::Int64, device)).view([1, 1, GROUP]);
-        let columns = (first.unsqueeze(2) + stride.unsqueeze(2) * members).view([len, kept * GROUP]);
+        let columns =
+            (first.unsqueeze(2) + stride.unsqueeze(2) * members).view([len, kept * GROUP]);
         let (s, at) = scores.gather(1, &columns, false).topk(kept, 1, false, true);
         // Left out: the other groups (≥ the largest kept minimum) and the rest of the
         // kept groups (≥ the largest kept score).
@@ -402,12 +494,28 @@ impl Search<'_> {
         let (s, i, floor) = self.candidates(q, kept);
         // Sure when every reference left out scores above the k-th + 2 margins.
         let limit = s.narrow(1, k - 1, 1) + 2.0 * self.scorer.margin(q);
-        let sure = floor.gt_tensor(&limit).logical_or(&floor.isinf()).squeeze_dim(1);
+        let sure = floor
+            .gt_tensor(&limit)
+            .logical_or(&floor.isinf())
+            .squeeze_dim(1);
         // Excluded pairs scored +∞ and stay last.
-        let exact = self.scorer.exact(q, &i).masked_fill(&s.isinf(), f64::INFINITY);
+        let exact = self
+            .scorer
+            .exact(q, &i)
+            .masked_fill(&s.isinf(), f64::INFINITY);
         let (indices, distances) = order_ties(&exact, &i);
-        let (mut indices, mut distances) = (indices.narrow(1, 0, k).contiguous(), self.scorer.finish(distances.narrow(1, 0, k)).contiguous());
-        let unsure: Vec<i64> = Vec::try_from(&sure.logical_not().nonzero().reshape([-1]).to_device(Device::Cpu)).expect("row indices");
+        let (mut indices, mut distances) = (
+            indices.narrow(1, 0, k).contiguous(),
+            self.scorer.finish(distances.narrow(1, 0, k)).contiguous(),
+        );
+        let unsure: Vec<i64> = Vec::try_from(
+            &sure
+                .logical_not()
+                .nonzero()
+                .reshape([-1])
+                .to_device(Device::Cpu),
+        )
+        .expect("row indices");
         if !unsure.is_empty() {
             let (ri, rd) = self.solve(&q.rows(&unsure), k, (kept * 4).min(m));
             let at = Tensor::from_slice(&unsure).to_device(indices.device());
@@ -418,18 +526,37 @@ impl Search<'_> {
     }
 }
 
-fn search(queries: &Tensor, references: &Tensor, k: i64, distance: Distance, options: &KnnOptions) -> (Tensor, Tensor) {
+fn search(
+    queries: &Tensor,
+    references: &Tensor,
+    k: i64,
+    distance: Distance,
+    options: &KnnOptions,
+) -> (Tensor, Tensor) {
     let (n, m) = (queries.size()[0], references.size()[0]);
     let (kind, device) = (queries.kind(), queries.device());
     if let Exclude::Indices(e) = options.exclude {
-        assert_eq!(e.len() as i64, n, "Exclude::Indices needs one entry per query");
+        assert_eq!(
+            e.len() as i64,
+            n,
+            "Exclude::Indices needs one entry per query"
+        );
     }
-    let k = k.max(0).min(if options.exclude.is_nothing() { m } else { (m - 1).max(0) });
+    let k = k.max(0).min(if options.exclude.is_nothing() {
+        m
+    } else {
+        (m - 1).max(0)
+    });
     if n == 0 || k == 0 {
-        return (Tensor::zeros([n, k], (Kind::Int64, device)), Tensor::zeros([n, k], (kind, device)));
+        return (
+            Tensor::zeros([n, k], (Kind::Int64, device)),
+            Tensor::zeros([n, k], (kind, device)),
+        );
     }
     let scorer = Scorer::new(references, distance);
-    let tile = options.tile.unwrap_or_else(|| Tile::choose(device, m, kind.elt_size_in_bytes(), options.memory_budget));
+    let tile = options.tile.unwrap_or_else(|| {
+        Tile::choose(device, m, kind.elt_size_in_bytes(), options.memory_budget)
+    });
     let chunk = tile.queries.clamp(1, n);
     let padded = whole_groups(m);
     let search = Search {
@@ -454,7 +581,12 @@ mod tests {
     use super::*;
 
     /// Brute force in f64: per query, every (distance, index) sorted, excluded skipped.
-    fn brute_force(q: &[Vec<f32>], r: &[Vec<f32>], distance: Distance, exclude: &Exclude) -> Vec<Vec<(f64, usize)>> {
+    fn brute_force(
+        q: &[Vec<f32>],
+        r: &[Vec<f32>],
+        distance: Distance,
+        exclude: &Exclude,
+    ) -> Vec<Vec<(f64, usize)>> {
         let norm = |a: &[f32]| a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         q.iter()
             .enumerate()
@@ -465,9 +597,15 @@ mod tests {
                     .filter(|(j, _)| exclude.of(i as i64) != Some(*j as i64))
                     .map(|(j, b)| {
                         let d = match distance {
-                            Distance::Euclidean => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt(),
+                            Distance::Euclidean => a
+                                .iter()
+                                .zip(b)
+                                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                                .sum::<f64>()
+                                .sqrt(),
                             Distance::Cosine => {
-                                let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                                let dot: f64 =
+                                    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
                                 1.0 - dot / (norm(a).max(1e-12) * norm(b).max(1e-12))
                             }
                         };
@@ -483,7 +621,15 @@ mod tests {
     /// Checks a search against the brute force. Float rounding may swap two
     /// references whose exact distances differ by less than `tie`, but never two at
     /// exactly equal distance (duplicates): those must come lower index first.
-    fn check(name: &str, q: &Tensor, r: &Tensor, k: i64, distance: Distance, options: &KnnOptions, tol: f64) {
+    fn check(
+        name: &str,
+        q: &Tensor,
+        r: &Tensor,
+        k: i64,
+        distance: Distance,
+        options: &KnnOptions,
+        tol: f64,
+    ) {
         let qv: Vec<Vec<f32>> = Vec::try_from(q).unwrap();
         let rv: Vec<Vec<f32>> = Vec::try_from(r).unwrap();
         let expected = brute_force(&qv, &rv, distance, &options.exclude);
@@ -497,20 +643,33 @@ mod tests {
         let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap();
         let dist: Vec<Vec<f64>> = Vec::try_from(&dist.to_kind(Kind::Double)).unwrap();
         for (i, e) in expected.iter().enumerate() {
-            let exact: std::collections::HashMap<usize, f64> = e.iter().map(|&(d, j)| (j, d)).collect();
+            let exact: std::collections::HashMap<usize, f64> =
+                e.iter().map(|&(d, j)| (j, d)).collect();
             let mut seen = std::collections::HashSet::new();
             for rank in 0..kk {
                 let (want_d, want_j) = e[rank];
                 let got = idx[i][rank] as usize;
-                assert!(seen.insert(got), "{name}: query {i} repeats reference {got}");
-                let got_exact = *exact.get(&got).unwrap_or_else(|| panic!("{name}: query {i} got excluded reference {got}"));
+                assert!(
+                    seen.insert(got),
+                    "{name}: query {i} repeats reference {got}"
+                );
+                let got_exact = *exact
+                    .get(&got)
+                    .unwrap_or_else(|| panic!("{name}: query {i} got excluded reference {got}"));
                 if got != want_j {
                     assert!(got_exact != want_d && (got_exact - want_d).abs() < tol, "{name}: query {i} rank {rank}: got {got} ({got_exact}), want {want_j} ({want_d})");
                 }
-                assert!((dist[i][rank] - got_exact).abs() < tol, "{name}: query {i} rank {rank}: distance {} vs {got_exact}", dist[i][rank]);
+                assert!(
+                    (dist[i][rank] - got_exact).abs() < tol,
+                    "{name}: query {i} rank {rank}: distance {} vs {got_exact}",
+                    dist[i][rank]
+                );
                 if rank > 0 {
                     let (a, b) = (dist[i][rank - 1], dist[i][rank]);
-                    assert!(a < b || (a == b && idx[i][rank - 1] < idx[i][rank]), "{name}: query {i} rank {rank}: order");
+                    assert!(
+                        a < b || (a == b && idx[i][rank - 1] < idx[i][rank]),
+                        "{name}: query {i} rank {rank}: order"
+                    );
                 }
             }
         }
@@ -526,7 +685,10 @@ mod tests {
     }
 
     /// Tiles small enough that queries and references both span several of them.
-    const SMALL: Tile = Tile { queries: 7, references: 11 };
+    const SMALL: Tile = Tile {
+        queries: 7,
+        references: 11,
+    };
 
     #[test]
     fn equals_brute_force_with_ties_and_tiles() {
@@ -535,10 +697,28 @@ mod tests {
         let q = Tensor::randn([37, 6], (Kind::Float, Device::Cpu));
         let r = with_duplicates(50, 6);
         for distance in [Distance::Euclidean, Distance::Cosine] {
-            for tile in [None, Some(SMALL), Some(Tile { queries: 1, references: 1 })] {
-                let options = KnnOptions { tile, ..Default::default() };
+            for tile in [
+                None,
+                Some(SMALL),
+                Some(Tile {
+                    queries: 1,
+                    references: 1,
+                }),
+            ] {
+                let options = KnnOptions {
+                    tile,
+                    ..Default::default()
+                };
                 for k in [1, 3, 10] {
-                    check(&format!("{distance:?} {tile:?} k={k}"), &q, &r, k, distance, &options, 1e-4);
+                    check(
+                        &format!("{distance:?} {tile:?} k={k}"),
+                        &q,
+                        &r,
+                        k,
+                        distance,
+                        &options,
+                        1e-4,
+                    );
                 }
             }
         }
@@ -553,14 +733,51 @@ mod tests {
         let r = with_duplicates(3000, 6);
         let qi = Tensor::randint_low(-2, 3, [20, 3], (Kind::Float, Device::Cpu));
         let ri = Tensor::randint_low(-2, 3, [2048, 3], (Kind::Float, Device::Cpu));
-        for tile in [None, Some(Tile { queries: 16, references: 1024 })] {
-            let options = KnnOptions { tile, ..Default::default() };
+        for tile in [
+            None,
+            Some(Tile {
+                queries: 16,
+                references: 1024,
+            }),
+        ] {
+            let options = KnnOptions {
+                tile,
+                ..Default::default()
+            };
             for distance in [Distance::Euclidean, Distance::Cosine] {
-                check(&format!("{distance:?} {tile:?} grouped"), &q, &r, 5, distance, &options, 1e-4);
+                check(
+                    &format!("{distance:?} {tile:?} grouped"),
+                    &q,
+                    &r,
+                    5,
+                    distance,
+                    &options,
+                    1e-4,
+                );
             }
-            check(&format!("integers {tile:?} grouped"), &qi, &ri, 6, Distance::Euclidean, &options, 1e-6);
-            let same = KnnOptions { exclude: Exclude::SameIndex, tile, ..Default::default() };
-            check(&format!("{tile:?} grouped same index"), &r.narrow(0, 0, 100), &r, 4, Distance::Euclidean, &same, 1e-3);
+            check(
+                &format!("integers {tile:?} grouped"),
+                &qi,
+                &ri,
+                6,
+                Distance::Euclidean,
+                &options,
+                1e-6,
+            );
+            let same = KnnOptions {
+                exclude: Exclude::SameIndex,
+                tile,
+                ..Default::default()
+            };
+            check(
+                &format!("{tile:?} grouped same index"),
+                &r.narrow(0, 0, 100),
+                &r,
+                4,
+                Distance::Euclidean,
+                &same,
+                1e-3,
+            );
         }
     }
 
@@ -573,17 +790,59 @@ mod tests {
         let r = with_duplicates(40, 5);
         for distance in [Distance::Euclidean, Distance::Cosine] {
             for tile in [None, Some(SMALL)] {
-                let plain = KnnOptions { tile, ..Default::default() };
-                check(&format!("{distance:?} {tile:?} with self"), &r, &r, 4, distance, &plain, 1e-3);
-                let same = KnnOptions { exclude: Exclude::SameIndex, tile, ..Default::default() };
-                check(&format!("{distance:?} {tile:?} same index"), &r, &r, 4, distance, &same, 1e-3);
+                let plain = KnnOptions {
+                    tile,
+                    ..Default::default()
+                };
+                check(
+                    &format!("{distance:?} {tile:?} with self"),
+                    &r,
+                    &r,
+                    4,
+                    distance,
+                    &plain,
+                    1e-3,
+                );
+                let same = KnnOptions {
+                    exclude: Exclude::SameIndex,
+                    tile,
+                    ..Default::default()
+                };
+                check(
+                    &format!("{distance:?} {tile:?} same index"),
+                    &r,
+                    &r,
+                    4,
+                    distance,
+                    &same,
+                    1e-3,
+                );
                 let (idx, _) = k_nearest_with(&r, &r, 39, distance, &same);
                 let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap();
-                assert!(idx.iter().enumerate().all(|(i, row)| !row.contains(&(i as i64))), "self excluded");
+                assert!(
+                    idx.iter()
+                        .enumerate()
+                        .all(|(i, row)| !row.contains(&(i as i64))),
+                    "self excluded"
+                );
                 // Every other query skips a reference of its own choosing; -1 skips none.
-                let skip: Vec<i64> = (0..40).map(|i| if i % 2 == 0 { (i * 3) % 40 } else { -1 }).collect();
-                let some = KnnOptions { exclude: Exclude::Indices(&skip), tile, ..Default::default() };
-                check(&format!("{distance:?} {tile:?} indices"), &r, &r, 5, distance, &some, 1e-3);
+                let skip: Vec<i64> = (0..40)
+                    .map(|i| if i % 2 == 0 { (i * 3) % 40 } else { -1 })
+                    .collect();
+                let some = KnnOptions {
+                    exclude: Exclude::Indices(&skip),
+                    tile,
+                    ..Default::default()
+                };
+                check(
+                    &format!("{distance:?} {tile:?} indices"),
+                    &r,
+                    &r,
+                    5,
+                    distance,
+                    &some,
+                    1e-3,
+                );
             }
         }
     }
@@ -597,11 +856,25 @@ mod tests {
         let q = Tensor::randint_low(-2, 3, [30, 3], (Kind::Float, Device::Cpu));
         let r = Tensor::randint_low(-2, 3, [60, 3], (Kind::Float, Device::Cpu));
         for tile in [None, Some(SMALL)] {
-            let options = KnnOptions { tile, ..Default::default() };
-            check(&format!("integers {tile:?}"), &q, &r, 8, Distance::Euclidean, &options, 1e-6);
+            let options = KnnOptions {
+                tile,
+                ..Default::default()
+            };
+            check(
+                &format!("integers {tile:?}"),
+                &q,
+                &r,
+                8,
+                Distance::Euclidean,
+                &options,
+                1e-6,
+            );
             let (idx, _) = k_nearest_with(&q, &r, 8, Distance::Euclidean, &options);
             let (all, _) = k_nearest_with(&q, &r, 60, Distance::Euclidean, &options);
-            assert!(idx.equal(&all.narrow(1, 0, 8)), "the first k of a longer search");
+            assert!(
+                idx.equal(&all.narrow(1, 0, 8)),
+                "the first k of a longer search"
+            );
         }
     }
 
@@ -615,15 +888,63 @@ mod tests {
         let q = Tensor::randn([5, 8], (Kind::Float, Device::Cpu));
         for distance in [Distance::Euclidean, Distance::Cosine] {
             for tile in [None, Some(SMALL)] {
-                let (idx, _) = k_nearest_with(&q, &r, 12, distance, &KnnOptions { tile, ..Default::default() });
-                assert!(idx.equal(&Tensor::arange(12, (Kind::Int64, Device::Cpu)).repeat([5, 1])), "{distance:?} {tile:?}");
-                let (idx, _) = k_nearest_with(&r, &r, 3, distance, &KnnOptions { exclude: Exclude::SameIndex, tile, ..Default::default() });
-                let want: Vec<Vec<i64>> = (0..300).map(|i| (0..300).filter(|&j| j != i).take(3).collect()).collect();
-                assert_eq!(Vec::<Vec<i64>>::try_from(&idx).unwrap(), want, "{distance:?} {tile:?} same index");
+                let (idx, _) = k_nearest_with(
+                    &q,
+                    &r,
+                    12,
+                    distance,
+                    &KnnOptions {
+                        tile,
+                        ..Default::default()
+                    },
+                );
+                assert!(
+                    idx.equal(&Tensor::arange(12, (Kind::Int64, Device::Cpu)).repeat([5, 1])),
+                    "{distance:?} {tile:?}"
+                );
+                let (idx, _) = k_nearest_with(
+                    &r,
+                    &r,
+                    3,
+                    distance,
+                    &KnnOptions {
+                        exclude: Exclude::SameIndex,
+                        tile,
+                        ..Default::default()
+                    },
+                );
+                let want: Vec<Vec<i64>> = (0..300)
+                    .map(|i| (0..300).filter(|&j| j != i).take(3).collect())
+                    .collect();
+                assert_eq!(
+                    Vec::<Vec<i64>>::try_from(&idx).unwrap(),
+                    want,
+                    "{distance:?} {tile:?} same index"
+                );
                 let skip = [1i64, 0, 299, -1, 2];
-                let (idx, _) = k_nearest_with(&q, &r, 3, distance, &KnnOptions { exclude: Exclude::Indices(&skip), tile, ..Default::default() });
-                let want = vec![vec![0, 2, 3], vec![1, 2, 3], vec![0, 1, 2], vec![0, 1, 2], vec![0, 1, 3]];
-                assert_eq!(Vec::<Vec<i64>>::try_from(&idx).unwrap(), want, "{distance:?} {tile:?} indices");
+                let (idx, _) = k_nearest_with(
+                    &q,
+                    &r,
+                    3,
+                    distance,
+                    &KnnOptions {
+                        exclude: Exclude::Indices(&skip),
+                        tile,
+                        ..Default::default()
+                    },
+                );
+                let want = vec![
+                    vec![0, 2, 3],
+                    vec![1, 2, 3],
+                    vec![0, 1, 2],
+                    vec![0, 1, 2],
+                    vec![0, 1, 3],
+                ];
+                assert_eq!(
+                    Vec::<Vec<i64>>::try_from(&idx).unwrap(),
+                    want,
+                    "{distance:?} {tile:?} indices"
+                );
             }
         }
     }
@@ -636,23 +957,48 @@ mod tests {
         let r = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
         for distance in [Distance::Euclidean, Distance::Cosine] {
             // k beyond the gallery: clamped, every reference in order.
-            check(&format!("{distance:?} k > m"), &q, &r, 50, distance, &KnnOptions::default(), 1e-4);
+            check(
+                &format!("{distance:?} k > m"),
+                &q,
+                &r,
+                50,
+                distance,
+                &KnnOptions::default(),
+                1e-4,
+            );
             let (idx, dist) = k_nearest(&q, &r, 50, distance);
             assert_eq!(idx.size(), [9, 5]);
             assert_eq!(dist.kind(), Kind::Float);
             // With exclusion the clamp leaves the excluded one out.
-            let (idx, _) = k_nearest_with(&r, &r, 50, distance, &KnnOptions { exclude: Exclude::SameIndex, ..Default::default() });
+            let (idx, _) = k_nearest_with(
+                &r,
+                &r,
+                50,
+                distance,
+                &KnnOptions {
+                    exclude: Exclude::SameIndex,
+                    ..Default::default()
+                },
+            );
             assert_eq!(idx.size(), [5, 4]);
             // No queries, no references, k = 0.
             let (idx, dist) = k_nearest(&q.narrow(0, 0, 0), &r, 3, distance);
-            assert_eq!((idx.size(), dist.size(), idx.kind()), (vec![0, 3], vec![0, 3], Kind::Int64));
+            assert_eq!(
+                (idx.size(), dist.size(), idx.kind()),
+                (vec![0, 3], vec![0, 3], Kind::Int64)
+            );
             let (idx, _) = k_nearest(&q, &r.narrow(0, 0, 0), 3, distance);
             assert_eq!(idx.size(), [9, 0]);
             let (idx, _) = k_nearest(&q, &r, 0, distance);
             assert_eq!(idx.size(), [9, 0]);
         }
         // Double in, double out.
-        let (_, dist) = k_nearest(&q.to_kind(Kind::Double), &r.to_kind(Kind::Double), 2, Distance::Cosine);
+        let (_, dist) = k_nearest(
+            &q.to_kind(Kind::Double),
+            &r.to_kind(Kind::Double),
+            2,
+            Distance::Cosine,
+        );
         assert_eq!(dist.kind(), Kind::Double);
     }
 
@@ -666,7 +1012,13 @@ mod tests {
         assert_eq!(t.references, 50_000);
         assert!(t.queries * whole_groups(50_000) * 4 <= DEFAULT_MEMORY_BUDGET as i64);
         // A tiny budget still makes progress, one query at a time.
-        assert_eq!(Tile::choose(Device::Cpu, 10, 4, 1), Tile { queries: 1, references: 16 });
+        assert_eq!(
+            Tile::choose(Device::Cpu, 10, 4, 1),
+            Tile {
+                queries: 1,
+                references: 16
+            }
+        );
     }
 
     #[test]
@@ -678,6 +1030,9 @@ mod tests {
         let ref_labels = Tensor::from_slice(&[0i64, 0, 1]);
         let q = Tensor::from_slice(&[1.0f32, 6.0, 9.0, 4.0]).view([4, 1]);
         let q_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
-        assert_eq!(precision_at_1(&q, &q_labels, &refs, &ref_labels, Distance::Euclidean), 0.5);
+        assert_eq!(
+            precision_at_1(&q, &q_labels, &refs, &ref_labels, Distance::Euclidean),
+            0.5
+        );
     }
 }

@@ -60,19 +60,25 @@ pub fn label_counts(reference_labels: &[usize]) -> Vec<usize> {
 
 /// Turns neighbour indices (as [`crate::eval::knn::k_nearest`] returns them,
 /// converted to `Vec<Vec<i64>>`) into neighbour labels.
-pub fn neighbour_labels(indices: &[Vec<i64>], reference_labels: &[usize]) -> Result<Vec<Vec<usize>>, MetricError> {
+pub fn neighbour_labels(
+    indices: &[Vec<i64>],
+    reference_labels: &[usize],
+) -> Result<Vec<Vec<usize>>, MetricError> {
     indices
         .iter()
         .enumerate()
         .map(|(q, row)| {
             row.iter()
                 .map(|&i| {
-                    usize::try_from(i).ok().and_then(|i| reference_labels.get(i).copied()).ok_or_else(|| {
-                        MetricError::Inconsistent(format!(
-                            "query {q}: neighbour index {i} outside 0..{}",
-                            reference_labels.len()
-                        ))
-                    })
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| reference_labels.get(i).copied())
+                        .ok_or_else(|| {
+                            MetricError::Inconsistent(format!(
+                                "query {q}: neighbour index {i} outside 0..{}",
+                                reference_labels.len()
+                            ))
+                        })
                 })
                 .collect()
         })
@@ -84,7 +90,11 @@ pub fn neighbour_labels(indices: &[Vec<i64>], reference_labels: &[usize]) -> Res
 /// of `ks` (Recall@k, majority vote), capped at the number of references (a
 /// search over all references has every neighbour there is).
 pub fn required_k(query_labels: &[usize], reference_counts: &[usize], ks: &[usize]) -> usize {
-    let max_r = query_labels.iter().map(|&l| reference_counts.get(l).copied().unwrap_or(0)).max().unwrap_or(0);
+    let max_r = query_labels
+        .iter()
+        .map(|&l| reference_counts.get(l).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
     let total: usize = reference_counts.iter().sum();
     max_r.max(ks.iter().copied().max().unwrap_or(0)).min(total)
 }
@@ -127,7 +137,10 @@ impl<'a> Neighbours<'a> {
             }
             // A neighbour label without references means the counts and the
             // search were made from different reference sets.
-            if let Some(&bad) = row.iter().find(|&&l| reference_counts.get(l).copied().unwrap_or(0) == 0) {
+            if let Some(&bad) = row
+                .iter()
+                .find(|&&l| reference_counts.get(l).copied().unwrap_or(0) == 0)
+            {
                 return Err(MetricError::Inconsistent(format!(
                     "query {q}: neighbour label {bad} has no reference in the counts"
                 )));
@@ -139,9 +152,17 @@ impl<'a> Neighbours<'a> {
             )));
         }
         if k == 0 && total_references > 0 && !query_labels.is_empty() {
-            return Err(MetricError::Inconsistent("no neighbours given (k = 0)".into()));
+            return Err(MetricError::Inconsistent(
+                "no neighbours given (k = 0)".into(),
+            ));
         }
-        Ok(Neighbours { query_labels, knn_labels, reference_counts, k, total_references })
+        Ok(Neighbours {
+            query_labels,
+            knn_labels,
+            reference_counts,
+            k,
+            total_references,
+        })
     }
 
     /// Neighbours per query.
@@ -181,7 +202,10 @@ impl<'a> Neighbours<'a> {
 
     /// Distinct labels of the lone queries, ascending.
     pub fn lone_labels(&self) -> Vec<usize> {
-        let mut labels: Vec<usize> = (0..self.len()).filter(|&q| self.is_lone(q)).map(|q| self.query_labels[q]).collect();
+        let mut labels: Vec<usize> = (0..self.len())
+            .filter(|&q| self.is_lone(q))
+            .map(|q| self.query_labels[q])
+            .collect();
         labels.sort_unstable();
         labels.dedup();
         labels
@@ -203,7 +227,10 @@ impl<'a> Neighbours<'a> {
 
     /// Errors unless every evaluated query has at least R neighbours.
     fn require_r(&self, metric: &str) -> Result<(), MetricError> {
-        let worst = self.evaluated().map(|q| self.query_labels[q]).max_by_key(|&l| (self.reference_count(l), std::cmp::Reverse(l)));
+        let worst = self
+            .evaluated()
+            .map(|q| self.query_labels[q])
+            .max_by_key(|&l| (self.reference_count(l), std::cmp::Reverse(l)));
         if let Some(label) = worst {
             let r = self.reference_count(label);
             if r > self.k {
@@ -221,7 +248,9 @@ impl<'a> Neighbours<'a> {
     /// Mean of a per-query score over the evaluated queries (0 when there are none,
     /// as in PML).
     fn mean(&self, score: impl Fn(usize) -> f64) -> f64 {
-        let (sum, n) = self.evaluated().fold((0.0, 0usize), |(s, n), q| (s + score(q), n + 1));
+        let (sum, n) = self
+            .evaluated()
+            .fold((0.0, 0usize), |(s, n), q| (s + score(q), n + 1));
         if n == 0 {
             0.0
         } else {
@@ -238,7 +267,13 @@ impl<'a> Neighbours<'a> {
             e.0 += score(q);
             e.1 += 1;
         }
-        sums.into_iter().map(|(label, (sum, n))| ClassAccuracy { label, queries: n, accuracy: sum / n as f64 }).collect()
+        sums.into_iter()
+            .map(|(label, (sum, n))| ClassAccuracy {
+                label,
+                queries: n,
+                accuracy: sum / n as f64,
+            })
+            .collect()
     }
 
     fn hit(&self, q: usize, rank: usize) -> bool {
@@ -301,7 +336,9 @@ pub fn mean_reciprocal_rank(n: &Neighbours) -> Result<f64, MetricError> {
 }
 
 fn reciprocal_rank(n: &Neighbours, q: usize) -> f64 {
-    (0..n.k).find(|&r| n.hit(q, r)).map_or(0.0, |r| 1.0 / (r + 1) as f64)
+    (0..n.k)
+        .find(|&r| n.hit(q, r))
+        .map_or(0.0, |r| 1.0 / (r + 1) as f64)
 }
 
 /// The majority-vote class of one query: the most frequent label among its first
@@ -330,9 +367,15 @@ pub fn majority_vote(neighbour_labels: &[usize], k: usize) -> Option<usize> {
 /// Majority-vote predictions at `k` for every query, lone ones included (for the
 /// classification report and the confusion matrix); `None` only without
 /// neighbours.
-pub fn majority_vote_predictions(n: &Neighbours, k: usize) -> Result<Vec<Option<usize>>, MetricError> {
+pub fn majority_vote_predictions(
+    n: &Neighbours,
+    k: usize,
+) -> Result<Vec<Option<usize>>, MetricError> {
     n.require(&format!("majority vote at k = {k}"), k)?;
-    Ok(n.knn_labels.iter().map(|row| majority_vote(row, k)).collect())
+    Ok(n.knn_labels
+        .iter()
+        .map(|row| majority_vote(row, k))
+        .collect())
 }
 
 /// Majority-vote accuracy at `k`: share of (non-lone) queries whose
@@ -360,9 +403,14 @@ pub fn per_class_precision_at_1(n: &Neighbours) -> Result<Vec<ClassAccuracy>, Me
 }
 
 /// Majority-vote accuracy at `k` per class (non-lone classes, ascending by label).
-pub fn per_class_majority_vote(n: &Neighbours, k: usize) -> Result<Vec<ClassAccuracy>, MetricError> {
+pub fn per_class_majority_vote(
+    n: &Neighbours,
+    k: usize,
+) -> Result<Vec<ClassAccuracy>, MetricError> {
     n.require(&format!("majority vote at k = {k}"), k)?;
-    Ok(n.per_class(|q| (majority_vote(&n.knn_labels[q], k) == Some(n.query_labels[q])) as u8 as f64))
+    Ok(n.per_class(|q| {
+        (majority_vote(&n.knn_labels[q], k) == Some(n.query_labels[q])) as u8 as f64
+    }))
 }
 
 /// A metric value at one neighbourhood size.
@@ -417,7 +465,11 @@ pub struct RetrievalMetrics {
 /// Computes every metric. `recall_ks` and `vote_ks` are the neighbourhood sizes
 /// for Recall@k and majority vote ([`DEFAULT_RECALL_KS`], [`DEFAULT_VOTE_KS`]);
 /// the search must have `k ≥` [`required_k`] of them.
-pub fn retrieval_metrics(n: &Neighbours, recall_ks: &[usize], vote_ks: &[usize]) -> Result<RetrievalMetrics, MetricError> {
+pub fn retrieval_metrics(
+    n: &Neighbours,
+    recall_ks: &[usize],
+    vote_ks: &[usize],
+) -> Result<RetrievalMetrics, MetricError> {
     let lone_queries = n.lone_count();
     Ok(RetrievalMetrics {
         queries: n.len(),
@@ -426,18 +478,36 @@ pub fn retrieval_metrics(n: &Neighbours, recall_ks: &[usize], vote_ks: &[usize])
         lone_labels: n.lone_labels(),
         k: n.k(),
         precision_at_1: precision_at_1(n)?,
-        recall_at_k: recall_ks.iter().map(|&k| Ok(AtK { k, value: recall_at_k(n, k)? })).collect::<Result<_, _>>()?,
+        recall_at_k: recall_ks
+            .iter()
+            .map(|&k| {
+                Ok(AtK {
+                    k,
+                    value: recall_at_k(n, k)?,
+                })
+            })
+            .collect::<Result<_, _>>()?,
         r_precision: r_precision(n)?,
         map_at_r: map_at_r(n)?,
         mean_reciprocal_rank: mean_reciprocal_rank(n)?,
         majority_vote_accuracy: vote_ks
             .iter()
-            .map(|&k| Ok(AtK { k, value: majority_vote_accuracy(n, k)? }))
+            .map(|&k| {
+                Ok(AtK {
+                    k,
+                    value: majority_vote_accuracy(n, k)?,
+                })
+            })
             .collect::<Result<_, _>>()?,
         per_class_precision_at_1: per_class_precision_at_1(n)?,
         per_class_majority_vote: vote_ks
             .iter()
-            .map(|&k| Ok(PerClassAtK { k, classes: per_class_majority_vote(n, k)? }))
+            .map(|&k| {
+                Ok(PerClassAtK {
+                    k,
+                    classes: per_class_majority_vote(n, k)?,
+                })
+            })
             .collect::<Result<_, _>>()?,
     })
 }
@@ -469,15 +539,33 @@ mod tests {
         close(recall_at_k(&n, 3).unwrap(), 0.75);
         close(recall_at_k(&n, 4).unwrap(), 0.75);
         close(r_precision(&n).unwrap(), (2.0 / 3.0 + 1.0 / 3.0) / 4.0);
-        close(map_at_r(&n).unwrap(), ((1.0 + 2.0 / 3.0) / 3.0 + 0.5 / 3.0) / 4.0);
-        close(mean_reciprocal_rank(&n).unwrap(), (1.0 + 0.5 + 1.0 / 3.0) / 4.0);
+        close(
+            map_at_r(&n).unwrap(),
+            ((1.0 + 2.0 / 3.0) / 3.0 + 0.5 / 3.0) / 4.0,
+        );
+        close(
+            mean_reciprocal_rank(&n).unwrap(),
+            (1.0 + 0.5 + 1.0 / 3.0) / 4.0,
+        );
         let per_class = per_class_precision_at_1(&n).unwrap();
         assert_eq!(
             per_class,
             vec![
-                ClassAccuracy { label: 0, queries: 2, accuracy: 0.5 },
-                ClassAccuracy { label: 1, queries: 1, accuracy: 0.0 },
-                ClassAccuracy { label: 2, queries: 1, accuracy: 0.0 },
+                ClassAccuracy {
+                    label: 0,
+                    queries: 2,
+                    accuracy: 0.5
+                },
+                ClassAccuracy {
+                    label: 1,
+                    queries: 1,
+                    accuracy: 0.0
+                },
+                ClassAccuracy {
+                    label: 2,
+                    queries: 1,
+                    accuracy: 0.0
+                },
             ]
         );
     }
@@ -525,15 +613,34 @@ mod tests {
         assert_eq!(
             k3,
             vec![
-                ClassAccuracy { label: 0, queries: 1, accuracy: 1.0 },
-                ClassAccuracy { label: 1, queries: 2, accuracy: 0.0 },
-                ClassAccuracy { label: 2, queries: 1, accuracy: 1.0 },
+                ClassAccuracy {
+                    label: 0,
+                    queries: 1,
+                    accuracy: 1.0
+                },
+                ClassAccuracy {
+                    label: 1,
+                    queries: 2,
+                    accuracy: 0.0
+                },
+                ClassAccuracy {
+                    label: 2,
+                    queries: 1,
+                    accuracy: 1.0
+                },
             ]
         );
         let predictions = majority_vote_predictions(&n, 3).unwrap();
         assert_eq!(predictions, vec![Some(0), Some(2), Some(2), Some(2)]);
         // Asking for more neighbours than were searched is an error (15 references).
-        assert!(matches!(majority_vote_accuracy(&n, 10), Err(MetricError::TooFewNeighbours { needed: 10, available: 5, .. })));
+        assert!(matches!(
+            majority_vote_accuracy(&n, 10),
+            Err(MetricError::TooFewNeighbours {
+                needed: 10,
+                available: 5,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -546,11 +653,17 @@ mod tests {
         assert_eq!((m.queries, m.evaluated_queries, m.lone_queries), (4, 2, 2));
         assert_eq!(m.lone_labels, vec![3]);
         close(m.precision_at_1, 0.5);
-        assert_eq!(m.recall_at_k, vec![AtK { k: 1, value: 0.5 }, AtK { k: 2, value: 1.0 }]);
+        assert_eq!(
+            m.recall_at_k,
+            vec![AtK { k: 1, value: 0.5 }, AtK { k: 2, value: 1.0 }]
+        );
         close(m.r_precision, (1.0 + 0.5) / 2.0);
         close(m.map_at_r, (1.0 + 0.25) / 2.0);
         close(m.mean_reciprocal_rank, (1.0 + 0.5) / 2.0);
-        assert_eq!(m.majority_vote_accuracy, vec![AtK { k: 1, value: 0.5 }, AtK { k: 3, value: 1.0 }]);
+        assert_eq!(
+            m.majority_vote_accuracy,
+            vec![AtK { k: 1, value: 0.5 }, AtK { k: 3, value: 1.0 }]
+        );
         assert_eq!(m.per_class_precision_at_1.len(), 2);
         // Lone queries still get a prediction for the classification report.
         assert_eq!(majority_vote_predictions(&n, 1).unwrap()[1], Some(0));
@@ -559,7 +672,10 @@ mod tests {
         let knn = vec![vec![0, 0, 0]];
         let n = Neighbours::new(&lone, &knn, &COUNTS).unwrap();
         let m = retrieval_metrics(&n, &[1], &[1]).unwrap();
-        assert_eq!((m.evaluated_queries, m.precision_at_1, m.map_at_r), (0, 0.0, 0.0));
+        assert_eq!(
+            (m.evaluated_queries, m.precision_at_1, m.map_at_r),
+            (0, 0.0, 0.0)
+        );
         assert!(m.per_class_precision_at_1.is_empty());
     }
 

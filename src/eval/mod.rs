@@ -2,10 +2,10 @@
 
 pub mod clustering;
 pub mod cost;
+pub mod gallery;
 pub mod knn;
 pub mod metrics;
-pub mod report;
-pub mod gallery;
-pub mod predict;
 pub mod phase_model;
+pub mod predict;
+pub mod report;
 pub mod run_eval;

@@ -22,7 +22,11 @@ impl PhaseModel {
         let cfg = run.read_config()?;
         let dir = run.phase(phase);
         if !dir.checkpoint().exists() {
-            bail!("{}: no checkpoint (has {} been trained?)", dir.root.display(), phase.dir_name());
+            bail!(
+                "{}: no checkpoint (has {} been trained?)",
+                dir.root.display(),
+                phase.dir_name()
+            );
         }
         let exp = Experiment::prepare(&cfg)?;
         let spec = ModelSpec::from_config(&cfg, exp.dataset.classes.len() as i64);
@@ -43,15 +47,27 @@ impl PhaseModel {
         if Gallery::exists(&dir) {
             return Gallery::load(&dir);
         }
-        let refs = embed(&self.model.net, &self.exp.samples, &self.exp.split.train, &self.exp.embed_options())?;
+        let refs = embed(
+            &self.model.net,
+            &self.exp.samples,
+            &self.exp.split.train,
+            &self.exp.embed_options(),
+        )?;
         let entries = refs
             .indices
             .iter()
-            .map(|&i| GalleryEntry { path: self.exp.samples[i].path.clone(), label: self.exp.samples[i].label, origin: Origin::Train })
+            .map(|&i| GalleryEntry {
+                path: self.exp.samples[i].path.clone(),
+                label: self.exp.samples[i].label,
+                origin: Origin::Train,
+            })
             .collect();
         let gallery = Gallery {
             embeddings: refs.embeddings,
-            manifest: GalleryManifest { classes: self.exp.dataset.classes.clone(), entries },
+            manifest: GalleryManifest {
+                classes: self.exp.dataset.classes.clone(),
+                entries,
+            },
         };
         gallery.save(&dir)?;
         Ok(gallery)

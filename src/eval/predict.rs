@@ -36,23 +36,39 @@ pub struct Prediction {
 }
 
 /// Embeds image files with the test transform, in batches; returns `[N, D]` on the CPU.
-pub fn embed_files(net: &EmbeddingNet, paths: &[PathBuf], transform: Transform, device: Device) -> Result<Tensor> {
+pub fn embed_files(
+    net: &EmbeddingNet,
+    paths: &[PathBuf],
+    transform: Transform,
+    device: Device,
+) -> Result<Tensor> {
     let mut rows = Vec::new();
     for chunk in paths.chunks(32) {
         let mut data = vec![0f32; chunk.len() * transform.output_len()];
         for (i, p) in chunk.iter().enumerate() {
             let image = transform.apply(&decode_rgb(p)?, &mut Rng::new(0));
-            normalise_into(&image, &mut data[i * transform.output_len()..(i + 1) * transform.output_len()]);
+            normalise_into(
+                &image,
+                &mut data[i * transform.output_len()..(i + 1) * transform.output_len()],
+            );
         }
         let c = transform.crop as i64;
-        let x = Tensor::from_slice(&data).view([chunk.len() as i64, 3, c, c]).to_device(device);
+        let x = Tensor::from_slice(&data)
+            .view([chunk.len() as i64, 3, c, c])
+            .to_device(device);
         rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
     }
     Ok(Tensor::cat(&rows, 0))
 }
 
 /// Predicts the class of each embedding row from the `k` nearest gallery entries.
-pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf], k: usize, distance: Distance) -> Vec<Prediction> {
+pub fn predict_embeddings(
+    gallery: &Gallery,
+    queries: &Tensor,
+    images: &[PathBuf],
+    k: usize,
+    distance: Distance,
+) -> Vec<Prediction> {
     let (idx, dist) = k_nearest(queries, &gallery.embeddings, k as i64, distance);
     let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap_or_default();
     let dist: Vec<Vec<f32>> = Vec::try_from(&dist).unwrap_or_default();
@@ -74,7 +90,11 @@ pub fn predict_embeddings(gallery: &Gallery, queries: &Tensor, images: &[PathBuf
                     .zip(drow)
                     .map(|(&j, &d)| {
                         let e = &m.entries[j as usize];
-                        Neighbour { class: m.classes[e.label].clone(), distance: d as f64, path: e.path.clone() }
+                        Neighbour {
+                            class: m.classes[e.label].clone(),
+                            distance: d as f64,
+                            path: e.path.clone(),
+                        }
                     })
                     .collect(),
             }

@@ -23,7 +23,11 @@ pub fn labels_present(y_true: &[usize], y_pred: &[usize]) -> Vec<usize> {
 
 fn check_lengths(y_true: &[usize], y_pred: &[usize]) -> Result<()> {
     if y_true.len() != y_pred.len() {
-        bail!("{} true labels but {} predictions", y_true.len(), y_pred.len());
+        bail!(
+            "{} true labels but {} predictions",
+            y_true.len(),
+            y_pred.len()
+        );
     }
     if y_true.is_empty() {
         bail!("no samples to report on");
@@ -105,13 +109,20 @@ pub fn classification_report(y_true: &[usize], y_pred: &[usize]) -> Result<Class
     let k = matrix.labels.len();
     let tp: Vec<usize> = (0..k).map(|i| matrix.counts[i][i]).collect();
     let true_sum: Vec<usize> = matrix.counts.iter().map(|row| row.iter().sum()).collect();
-    let pred_sum: Vec<usize> = (0..k).map(|j| matrix.counts.iter().map(|row| row[j]).sum()).collect();
+    let pred_sum: Vec<usize> = (0..k)
+        .map(|j| matrix.counts.iter().map(|row| row[j]).sum())
+        .collect();
     let classes: Vec<ClassScores> = (0..k)
         .map(|i| {
             let (tp, t, p) = (tp[i] as f64, true_sum[i] as f64, pred_sum[i] as f64);
             ClassScores {
                 label: matrix.labels[i],
-                scores: Scores { precision: divide(tp, p), recall: divide(tp, t), f1: divide(2.0 * tp, t + p), support: true_sum[i] },
+                scores: Scores {
+                    precision: divide(tp, p),
+                    recall: divide(tp, t),
+                    f1: divide(2.0 * tp, t + p),
+                    support: true_sum[i],
+                },
             }
         })
         .collect();
@@ -119,24 +130,46 @@ pub fn classification_report(y_true: &[usize], y_pred: &[usize]) -> Result<Class
     // Sequential sums, in class order, as numpy sums arrays this short.
     let average = |weight: &dyn Fn(usize) -> f64| {
         let norm: f64 = (0..k).map(weight).sum();
-        let mean = |f: fn(&Scores) -> f64| divide((0..k).map(|i| f(&classes[i].scores) * weight(i)).sum(), norm);
-        Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support: total }
+        let mean = |f: fn(&Scores) -> f64| {
+            divide(
+                (0..k).map(|i| f(&classes[i].scores) * weight(i)).sum(),
+                norm,
+            )
+        };
+        Scores {
+            precision: mean(|s| s.precision),
+            recall: mean(|s| s.recall),
+            f1: mean(|s| s.f1),
+            support: total,
+        }
     };
     let macro_avg = {
-        let mean = |f: fn(&Scores) -> f64| classes.iter().map(|c| f(&c.scores)).sum::<f64>() / k as f64;
-        Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support: total }
+        let mean =
+            |f: fn(&Scores) -> f64| classes.iter().map(|c| f(&c.scores)).sum::<f64>() / k as f64;
+        Scores {
+            precision: mean(|s| s.precision),
+            recall: mean(|s| s.recall),
+            f1: mean(|s| s.f1),
+            support: total,
+        }
     };
     let weighted_avg = average(&|i| true_sum[i] as f64);
-    Ok(ClassificationReport { accuracy: tp.iter().sum::<usize>() as f64 / total as f64, classes, macro_avg, weighted_avg })
+    Ok(ClassificationReport {
+        accuracy: tp.iter().sum::<usize>() as f64 / total as f64,
+        classes,
+        macro_avg,
+        weighted_avg,
+    })
 }
 
 /// The report in scikit-learn's `output_dict=True` layout: class name →
 /// {precision, recall, f1-score, support}, `"accuracy"` → value, `"macro avg"`,
 /// `"weighted avg"` (support as a float, as scikit-learn gives it).
-pub fn classification_report_dict(report: &ClassificationReport, class_names: &[String]) -> serde_json::Value {
-    let entry = |s: &Scores| {
-        serde_json::json!({"precision": s.precision, "recall": s.recall, "f1-score": s.f1, "support": s.support as f64})
-    };
+pub fn classification_report_dict(
+    report: &ClassificationReport,
+    class_names: &[String],
+) -> serde_json::Value {
+    let entry = |s: &Scores| serde_json::json!({"precision": s.precision, "recall": s.recall, "f1-score": s.f1, "support": s.support as f64});
     let mut map = serde_json::Map::new();
     for c in &report.classes {
         map.insert(class_name(c.label, class_names), entry(&c.scores));
@@ -149,7 +182,10 @@ pub fn classification_report_dict(report: &ClassificationReport, class_names: &[
 
 /// Name of a label: `class_names[label]`, or the number when there is no name.
 pub fn class_name(label: usize, class_names: &[String]) -> String {
-    class_names.get(label).cloned().unwrap_or_else(|| label.to_string())
+    class_names
+        .get(label)
+        .cloned()
+        .unwrap_or_else(|| label.to_string())
 }
 
 /// One CSV field, quoted as RFC 4180 requires.
@@ -173,12 +209,37 @@ fn csv_row(out: &mut String, fields: &[String]) {
 /// `weighted avg` (empty label). Numbers are written in full precision.
 pub fn classification_report_csv(report: &ClassificationReport, class_names: &[String]) -> String {
     let mut out = String::new();
-    csv_row(&mut out, &["label", "class", "precision", "recall", "f1-score", "support"].map(String::from));
+    csv_row(
+        &mut out,
+        &[
+            "label",
+            "class",
+            "precision",
+            "recall",
+            "f1-score",
+            "support",
+        ]
+        .map(String::from),
+    );
     let scores = |label: String, name: String, s: &Scores| {
-        vec![label, name, s.precision.to_string(), s.recall.to_string(), s.f1.to_string(), s.support.to_string()]
+        vec![
+            label,
+            name,
+            s.precision.to_string(),
+            s.recall.to_string(),
+            s.f1.to_string(),
+            s.support.to_string(),
+        ]
     };
     for c in &report.classes {
-        csv_row(&mut out, &scores(c.label.to_string(), class_name(c.label, class_names), &c.scores));
+        csv_row(
+            &mut out,
+            &scores(
+                c.label.to_string(),
+                class_name(c.label, class_names),
+                &c.scores,
+            ),
+        );
     }
     csv_row(
         &mut out,
@@ -191,8 +252,14 @@ pub fn classification_report_csv(report: &ClassificationReport, class_names: &[S
             report.macro_avg.support.to_string(),
         ],
     );
-    csv_row(&mut out, &scores(String::new(), "macro avg".into(), &report.macro_avg));
-    csv_row(&mut out, &scores(String::new(), "weighted avg".into(), &report.weighted_avg));
+    csv_row(
+        &mut out,
+        &scores(String::new(), "macro avg".into(), &report.macro_avg),
+    );
+    csv_row(
+        &mut out,
+        &scores(String::new(), "weighted avg".into(), &report.weighted_avg),
+    );
     out
 }
 
@@ -200,10 +267,24 @@ pub fn classification_report_csv(report: &ClassificationReport, class_names: &[S
 /// per true class (its name, then its counts).
 pub fn confusion_matrix_csv(matrix: &ConfusionMatrix, class_names: &[String]) -> String {
     let mut out = String::new();
-    let names: Vec<String> = matrix.labels.iter().map(|&l| class_name(l, class_names)).collect();
-    csv_row(&mut out, &std::iter::once("true \\ predicted".to_string()).chain(names.iter().cloned()).collect::<Vec<_>>());
+    let names: Vec<String> = matrix
+        .labels
+        .iter()
+        .map(|&l| class_name(l, class_names))
+        .collect();
+    csv_row(
+        &mut out,
+        &std::iter::once("true \\ predicted".to_string())
+            .chain(names.iter().cloned())
+            .collect::<Vec<_>>(),
+    );
     for (name, row) in names.iter().zip(&matrix.counts) {
-        csv_row(&mut out, &std::iter::once(name.clone()).chain(row.iter().map(usize::to_string)).collect::<Vec<_>>());
+        csv_row(
+            &mut out,
+            &std::iter::once(name.clone())
+                .chain(row.iter().map(usize::to_string))
+                .collect::<Vec<_>>(),
+        );
     }
     out
 }
@@ -212,9 +293,20 @@ pub fn confusion_matrix_csv(matrix: &ConfusionMatrix, class_names: &[String]) ->
 /// `label,class,queries,accuracy`.
 pub fn per_class_csv(classes: &[ClassAccuracy], class_names: &[String]) -> String {
     let mut out = String::new();
-    csv_row(&mut out, &["label", "class", "queries", "accuracy"].map(String::from));
+    csv_row(
+        &mut out,
+        &["label", "class", "queries", "accuracy"].map(String::from),
+    );
     for c in classes {
-        csv_row(&mut out, &[c.label.to_string(), class_name(c.label, class_names), c.queries.to_string(), c.accuracy.to_string()]);
+        csv_row(
+            &mut out,
+            &[
+                c.label.to_string(),
+                class_name(c.label, class_names),
+                c.queries.to_string(),
+                c.accuracy.to_string(),
+            ],
+        );
     }
     out
 }
@@ -251,7 +343,13 @@ mod tests {
         assert_eq!(m.labels, vec![0, 1, 2, 3, 4]);
         assert_eq!(
             m.counts,
-            vec![vec![2, 1, 0, 0, 0], vec![0, 2, 0, 0, 0], vec![1, 0, 1, 0, 1], vec![1, 0, 1, 0, 0], vec![0, 0, 0, 0, 0]]
+            vec![
+                vec![2, 1, 0, 0, 0],
+                vec![0, 2, 0, 0, 0],
+                vec![1, 0, 1, 0, 1],
+                vec![1, 0, 1, 0, 0],
+                vec![0, 0, 0, 0, 0]
+            ]
         );
         let r = classification_report(&yt, &yp).unwrap();
         let expected = [
@@ -266,8 +364,19 @@ mod tests {
             scores_near(&c.scores, e);
         }
         near(r.accuracy, 0.5);
-        scores_near(&r.macro_avg, [0.3333333333333333, 0.39999999999999997, 0.35428571428571426, 10.0]);
-        scores_near(&r.weighted_avg, [0.4333333333333333, 0.5, 0.4514285714285714, 10.0]);
+        scores_near(
+            &r.macro_avg,
+            [
+                0.3333333333333333,
+                0.39999999999999997,
+                0.35428571428571426,
+                10.0,
+            ],
+        );
+        scores_near(
+            &r.weighted_avg,
+            [0.4333333333333333, 0.5, 0.4514285714285714, 10.0],
+        );
 
         let dict = classification_report_dict(&r, &[]);
         assert_eq!(dict["accuracy"], 0.5);
@@ -279,12 +388,23 @@ mod tests {
     fn binary_case_matches_scikit_learn() {
         // scikit-learn 1.9.1: classification_report([5, 5, 7], [5, 5, 5], output_dict=True).
         let r = classification_report(&[5, 5, 7], &[5, 5, 5]).unwrap();
-        assert_eq!(r.classes.iter().map(|c| c.label).collect::<Vec<_>>(), vec![5, 7]);
+        assert_eq!(
+            r.classes.iter().map(|c| c.label).collect::<Vec<_>>(),
+            vec![5, 7]
+        );
         scores_near(&r.classes[0].scores, [0.6666666666666666, 1.0, 0.8, 2.0]);
         scores_near(&r.classes[1].scores, [0.0, 0.0, 0.0, 1.0]);
         near(r.accuracy, 0.6666666666666666);
         scores_near(&r.macro_avg, [0.3333333333333333, 0.5, 0.4, 3.0]);
-        scores_near(&r.weighted_avg, [0.4444444444444444, 0.6666666666666666, 0.5333333333333333, 3.0]);
+        scores_near(
+            &r.weighted_avg,
+            [
+                0.4444444444444444,
+                0.6666666666666666,
+                0.5333333333333333,
+                3.0,
+            ],
+        );
     }
 
     #[test]
@@ -320,8 +440,15 @@ mod tests {
             "true \\ predicted,cat,\"dog, large\",2\ncat,1,1,0\n\"dog, large\",0,1,0\n2,0,0,1\n"
         );
 
-        let per_class = vec![ClassAccuracy { label: 1, queries: 4, accuracy: 0.25 }];
-        assert_eq!(per_class_csv(&per_class, &names), "label,class,queries,accuracy\n1,\"dog, large\",4,0.25\n");
+        let per_class = vec![ClassAccuracy {
+            label: 1,
+            queries: 4,
+            accuracy: 0.25,
+        }];
+        assert_eq!(
+            per_class_csv(&per_class, &names),
+            "label,class,queries,accuracy\n1,\"dog, large\",4,0.25\n"
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@
 
 use super::clustering::{clustering_metrics, ClusteringMetrics, KMeansConfig};
 use super::knn::k_nearest;
-use super::metrics::{label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics, DEFAULT_RECALL_KS, DEFAULT_VOTE_KS};
+use super::metrics::{
+    label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics,
+    DEFAULT_RECALL_KS, DEFAULT_VOTE_KS,
+};
 use super::phase_model::PhaseModel;
 use super::report::{
-    classification_report, classification_report_csv, classification_report_dict, confusion_matrix, confusion_matrix_csv, csv_field,
-    ClassificationReport,
+    classification_report, classification_report_csv, classification_report_dict, confusion_matrix,
+    confusion_matrix_csv, csv_field, ClassificationReport,
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
@@ -65,7 +68,11 @@ fn table_prefix(phase: Phase) -> &'static str {
 }
 
 fn to_usize(t: &Tensor) -> Vec<usize> {
-    Vec::<i64>::try_from(t).unwrap_or_default().into_iter().map(|v| v as usize).collect()
+    Vec::<i64>::try_from(t)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v as usize)
+        .collect()
 }
 
 fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
@@ -75,7 +82,8 @@ fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
 /// Stores train (reference) and test (query) embeddings, labels and sample indices,
 /// and the image paths beside them, for projection and explanation.
 fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embedded) -> Result<()> {
-    let idx = |e: &Embedded| Tensor::from_slice(&e.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let idx =
+        |e: &Embedded| Tensor::from_slice(&e.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
     write_safetensors(
         &dir.join("embeddings.safetensors"),
         &[
@@ -87,7 +95,12 @@ fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embed
             ("test_indices".into(), idx(queries)),
         ],
     )?;
-    let paths = |e: &Embedded| e.indices.iter().map(|&i| pm.exp.samples[i].path.clone()).collect::<Vec<_>>();
+    let paths = |e: &Embedded| {
+        e.indices
+            .iter()
+            .map(|&i| pm.exp.samples[i].path.clone())
+            .collect::<Vec<_>>()
+    };
     write_json(
         &dir.join("embeddings.json"),
         &serde_json::json!({ "classes": pm.exp.dataset.classes, "train_paths": paths(refs), "test_paths": paths(queries) }),
@@ -108,35 +121,69 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     let query_labels = to_usize(&queries.labels);
     let counts = label_counts(&ref_labels);
     let k = required_k(&query_labels, &counts, &DEFAULT_VOTE_KS);
-    let (idx, _) = k_nearest(&queries.embeddings, &refs.embeddings, k as i64, exp.cfg.model.distance);
+    let (idx, _) = k_nearest(
+        &queries.embeddings,
+        &refs.embeddings,
+        k as i64,
+        exp.cfg.model.distance,
+    );
     let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading neighbour indices")?;
     let knn = neighbour_labels(&idx, &ref_labels)?;
     let n = Neighbours::new(&query_labels, &knn, &counts)?;
     let retrieval = retrieval_metrics(&n, &DEFAULT_RECALL_KS, &DEFAULT_VOTE_KS)?;
-    let clustering = clustering_metrics(&rows_f32(&queries.embeddings), &query_labels, &KMeansConfig::default())?;
+    let clustering = clustering_metrics(
+        &rows_f32(&queries.embeddings),
+        &query_labels,
+        &KMeansConfig::default(),
+    )?;
 
     // Nearest-neighbour predictions: the classification report and confusion matrix.
     let predicted: Vec<usize> = knn.iter().map(|row| row[0]).collect();
     let report = classification_report(&query_labels, &predicted)?;
     let confusion = confusion_matrix(&query_labels, &predicted)?;
 
-    let logits_accuracy = tch::no_grad(|| pm.model.loss.logits(&queries.embeddings.to_device(exp.device))).map(|logits| {
+    let logits_accuracy = tch::no_grad(|| {
+        pm.model
+            .loss
+            .logits(&queries.embeddings.to_device(exp.device))
+    })
+    .map(|logits| {
         let pred = logits.argmax(1, false).to_device(tch::Device::Cpu);
-        pred.eq_tensor(&queries.labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+        pred.eq_tensor(&queries.labels)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[])
     });
 
     let protocol = exp.protocol(phase)?;
-    let per_class: std::collections::HashMap<usize, (usize, f64)> =
-        retrieval.per_class_precision_at_1.iter().map(|c| (c.label, (c.queries, c.accuracy))).collect();
+    let per_class: std::collections::HashMap<usize, (usize, f64)> = retrieval
+        .per_class_precision_at_1
+        .iter()
+        .map(|c| (c.label, (c.queries, c.accuracy)))
+        .collect();
     let classes: Vec<ClassRow> = (0..exp.dataset.classes.len())
         .map(|c| {
             let (test_count, precision_at_1) = per_class.get(&c).copied().unwrap_or((0, 0.0));
-            ClassRow { class: exp.dataset.classes[c].clone(), test_count, train_count: counts.get(c).copied().unwrap_or(0), precision_at_1 }
+            ClassRow {
+                class: exp.dataset.classes[c].clone(),
+                test_count,
+                train_count: counts.get(c).copied().unwrap_or(0),
+                precision_at_1,
+            }
         })
         .collect();
     let unseen_precision_at_1 = (!protocol.unseen.is_empty()).then(|| {
-        let (hits, total) = protocol.unseen.iter().fold((0.0, 0), |(h, t), &u| (h + classes[u].precision_at_1 * classes[u].test_count as f64, t + classes[u].test_count));
-        if total == 0 { 0.0 } else { hits / total as f64 }
+        let (hits, total) = protocol.unseen.iter().fold((0.0, 0), |(h, t), &u| {
+            (
+                h + classes[u].precision_at_1 * classes[u].test_count as f64,
+                t + classes[u].test_count,
+            )
+        });
+        if total == 0 {
+            0.0
+        } else {
+            hits / total as f64
+        }
     });
 
     // Tables.
@@ -144,54 +191,128 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     let prefix = table_prefix(phase);
     let mut csv = String::from("class,test_count,train_count,precision_at_1\n");
     for r in &classes {
-        csv.push_str(&format!("{},{},{},{}\n", csv_field(&r.class), r.test_count, r.train_count, r.precision_at_1));
+        csv.push_str(&format!(
+            "{},{},{},{}\n",
+            csv_field(&r.class),
+            r.test_count,
+            r.train_count,
+            r.precision_at_1
+        ));
     }
-    write_atomic(&tables.join(format!("{prefix}_metrics.csv")), csv.as_bytes())?;
+    write_atomic(
+        &tables.join(format!("{prefix}_metrics.csv")),
+        csv.as_bytes(),
+    )?;
     let report_dict = classification_report_dict(&report, &exp.dataset.classes);
-    write_json(&tables.join(format!("{prefix}_classification_report.json")), &report_dict)?;
-    write_atomic(&tables.join(format!("{prefix}_classification_report.csv")), classification_report_csv(&report, &exp.dataset.classes).as_bytes())?;
+    write_json(
+        &tables.join(format!("{prefix}_classification_report.json")),
+        &report_dict,
+    )?;
+    write_atomic(
+        &tables.join(format!("{prefix}_classification_report.csv")),
+        classification_report_csv(&report, &exp.dataset.classes).as_bytes(),
+    )?;
     write_json(&tables.join("confusion_matrix.json"), &confusion)?;
-    write_atomic(&tables.join("confusion_matrix.csv"), confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes())?;
+    write_atomic(
+        &tables.join("confusion_matrix.csv"),
+        confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes(),
+    )?;
 
     // SubCenterArcFace: training images far from their class's dominant sub-centre
     // (label noise or a second mode of the class).
-    if let Some(reports) = tch::no_grad(|| pm.model.loss.outliers(&refs.embeddings.to_device(exp.device), &refs.labels.to_device(exp.device))) {
-        let mut csv = String::from("class,dominant_sub_center,samples_per_sub_center,outlier,cosine_to_dominant\n");
+    if let Some(reports) = tch::no_grad(|| {
+        pm.model.loss.outliers(
+            &refs.embeddings.to_device(exp.device),
+            &refs.labels.to_device(exp.device),
+        )
+    }) {
+        let mut csv = String::from(
+            "class,dominant_sub_center,samples_per_sub_center,outlier,cosine_to_dominant\n",
+        );
         for r in &reports {
             let class = csv_field(&exp.dataset.classes[r.class as usize]);
-            let counts = r.counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+            let counts = r
+                .counts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
             for (&row, cos) in r.outliers.iter().zip(&r.outlier_cosines) {
                 let path = exp.samples[refs.indices[row]].path.display().to_string();
-                csv.push_str(&format!("{class},{},{counts},{},{cos}\n", r.dominant_sub_center, csv_field(&path)));
+                csv.push_str(&format!(
+                    "{class},{},{counts},{},{cos}\n",
+                    r.dominant_sub_center,
+                    csv_field(&path)
+                ));
             }
         }
         write_atomic(&tables.join("sub_center_outliers.csv"), csv.as_bytes())?;
     }
 
-    let evaluation = PhaseEvaluation { phase, retrieval, clustering, logits_accuracy, unseen_precision_at_1, classes, report };
+    let evaluation = PhaseEvaluation {
+        phase,
+        retrieval,
+        clustering,
+        logits_accuracy,
+        unseen_precision_at_1,
+        classes,
+        report,
+    };
     write_json(&dir.join("metrics.json"), &evaluation)?;
     Ok(evaluation)
 }
 
 /// Compares the two phases and writes `comparison/`.
-pub fn compare(run: &RunDir, all: &PhaseEvaluation, seen: &PhaseEvaluation, held_out: &[usize]) -> Result<Comparison> {
+pub fn compare(
+    run: &RunDir,
+    all: &PhaseEvaluation,
+    seen: &PhaseEvaluation,
+    held_out: &[usize],
+) -> Result<Comparison> {
     let dir = run.root.join("comparison");
     let drop = |c: usize| all.classes[c].precision_at_1 - seen.classes[c].precision_at_1;
-    let mut unseen_csv = String::from("class,precision_at_1_all_classes_model,precision_at_1_limited_classes_model\n");
+    let mut unseen_csv = String::from(
+        "class,precision_at_1_all_classes_model,precision_at_1_limited_classes_model\n",
+    );
     for &c in held_out {
-        unseen_csv.push_str(&format!("{},{},{}\n", csv_field(&all.classes[c].class), all.classes[c].precision_at_1, seen.classes[c].precision_at_1));
+        unseen_csv.push_str(&format!(
+            "{},{},{}\n",
+            csv_field(&all.classes[c].class),
+            all.classes[c].precision_at_1,
+            seen.classes[c].precision_at_1
+        ));
     }
     let mut all_csv = unseen_csv.lines().next().unwrap().to_string() + "\n";
     for (a, s) in all.classes.iter().zip(&seen.classes) {
-        all_csv.push_str(&format!("{},{},{}\n", csv_field(&a.class), a.precision_at_1, s.precision_at_1));
+        all_csv.push_str(&format!(
+            "{},{},{}\n",
+            csv_field(&a.class),
+            a.precision_at_1,
+            s.precision_at_1
+        ));
     }
-    write_atomic(&dir.join("comparison_unseen_classes_metrics.csv"), unseen_csv.as_bytes())?;
-    write_atomic(&dir.join("comparison_seen_classes_metrics.csv"), all_csv.as_bytes())?;
-    let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    write_atomic(
+        &dir.join("comparison_unseen_classes_metrics.csv"),
+        unseen_csv.as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("comparison_seen_classes_metrics.csv"),
+        all_csv.as_bytes(),
+    )?;
+    let mean = |v: Vec<f64>| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
     let comparison = Comparison {
         precision_drop_unseen_classes: mean(held_out.iter().map(|&c| drop(c)).collect()),
         precision_drop_all_classes: mean((0..all.classes.len()).map(drop).collect()),
-        held_out_classes: held_out.iter().map(|&c| all.classes[c].class.clone()).collect(),
+        held_out_classes: held_out
+            .iter()
+            .map(|&c| all.classes[c].class.clone())
+            .collect(),
     };
     write_json(&dir.join("precision_drop.json"), &comparison)?;
     Ok(comparison)
@@ -206,9 +327,15 @@ pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Compar
         }
     }
     if phases.is_empty() {
-        anyhow::bail!("{}: no trained phase (no checkpoint.safetensors)", run.root.display());
+        anyhow::bail!(
+            "{}: no trained phase (no checkpoint.safetensors)",
+            run.root.display()
+        );
     }
-    let comparison = match (phases.iter().find(|p| p.phase == Phase::All), phases.iter().find(|p| p.phase == Phase::Seen)) {
+    let comparison = match (
+        phases.iter().find(|p| p.phase == Phase::All),
+        phases.iter().find(|p| p.phase == Phase::Seen),
+    ) {
         (Some(all), Some(seen)) => {
             let cfg = run.read_config()?;
             let n = all.classes.len();

@@ -231,7 +231,13 @@ impl<'a> Explainer<'a> {
         let classes = &self.pm.exp.dataset.classes;
         let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
         let c = canon(path);
-        if let Some(s) = self.pm.exp.samples.iter().find(|s| s.path == path || canon(&s.path) == c) {
+        if let Some(s) = self
+            .pm
+            .exp
+            .samples
+            .iter()
+            .find(|s| s.path == path || canon(&s.path) == c)
+        {
             return Some(classes[s.label].clone());
         }
         let parent = path.parent()?.file_name()?.to_string_lossy().into_owned();
@@ -239,7 +245,11 @@ impl<'a> Explainer<'a> {
     }
 
     /// Explains images in chunks of `opts.batch_size`.
-    pub fn explain(&mut self, paths: &[PathBuf], opts: &ExplainOptions) -> Result<Vec<Explanation>> {
+    pub fn explain(
+        &mut self,
+        paths: &[PathBuf],
+        opts: &ExplainOptions,
+    ) -> Result<Vec<Explanation>> {
         if opts.methods.contains(&Method::Transfer) {
             self.weight_store()?;
         }
@@ -280,7 +290,10 @@ impl<'a> Explainer<'a> {
             TargetChoice::Class(name) => {
                 let Some(label) = m.classes.iter().position(|c| c == name) else {
                     let some: Vec<&str> = m.classes.iter().take(5).map(String::as_str).collect();
-                    bail!("--class {name:?} is not a class of this run (classes include {})", some.join(", "));
+                    bail!(
+                        "--class {name:?} is not a class of this run (classes include {})",
+                        some.join(", ")
+                    );
                 };
                 let c = class_centroid(&self.gallery.embeddings, &self.labels, label, name)?;
                 let b = embeddings.size()[0];
@@ -316,7 +329,11 @@ impl<'a> Explainer<'a> {
         }
     }
 
-    fn explain_chunk(&mut self, paths: &[PathBuf], opts: &ExplainOptions) -> Result<Vec<Explanation>> {
+    fn explain_chunk(
+        &mut self,
+        paths: &[PathBuf],
+        opts: &ExplainOptions,
+    ) -> Result<Vec<Explanation>> {
         let pm = self.pm;
         let net = &pm.model.net;
         let device = pm.exp.device;
@@ -333,7 +350,10 @@ impl<'a> Explainer<'a> {
         let k = opts.k.clamp(1, self.gallery.manifest.entries.len().max(1));
         let predictions = predict_embeddings(&self.gallery, &e0, paths, k, distance);
         let (idx, dist) = k_nearest(&e0, &self.gallery.embeddings, k as i64, distance);
-        let (idx, dist) = (rows(&idx), Vec::<Vec<f32>>::try_from(&dist).unwrap_or_default());
+        let (idx, dist) = (
+            rows(&idx),
+            Vec::<Vec<f32>>::try_from(&dist).unwrap_or_default(),
+        );
         let (targets, mut target_info) = self.targets(&e0, &idx, &dist, opts)?;
         let targets = targets.to_kind(Kind::Float).to_device(device);
         let score = |e: &Tensor| cosine_score(e, &targets);
@@ -346,10 +366,21 @@ impl<'a> Explainer<'a> {
             t.score = *s;
         }
 
-        let mut maps: Vec<BTreeMap<String, SaliencyMap>> = (0..b).map(|_| BTreeMap::new()).collect();
+        let mut maps: Vec<BTreeMap<String, SaliencyMap>> =
+            (0..b).map(|_| BTreeMap::new()).collect();
         let mut arrays: Vec<Vec<(String, Tensor)>> = (0..b).map(|_| Vec::new()).collect();
-        let cpu = |t: &Tensor, i: usize| t.get(i as i64).detach().to_device(Device::Cpu).to_kind(Kind::Float);
-        fn put(maps: &mut [BTreeMap<String, SaliencyMap>], arrays: &mut [Vec<(String, Tensor)>], name: &str, list: Vec<SaliencyMap>) {
+        let cpu = |t: &Tensor, i: usize| {
+            t.get(i as i64)
+                .detach()
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+        };
+        fn put(
+            maps: &mut [BTreeMap<String, SaliencyMap>],
+            arrays: &mut [Vec<(String, Tensor)>],
+            name: &str,
+            list: Vec<SaliencyMap>,
+        ) {
             for (i, m) in list.into_iter().enumerate() {
                 arrays[i].push((name.to_string(), m.to_tensor().squeeze_dim(0)));
                 maps[i].insert(name.to_string(), m);
@@ -367,7 +398,12 @@ impl<'a> Explainer<'a> {
                 for (i, a) in arrays.iter_mut().enumerate() {
                     a.push(("vanilla_gradient".into(), cpu(ig, i)));
                 }
-                put(&mut maps, &mut arrays, "vanilla", gradient_heat_maps(ig, &g.dead()));
+                put(
+                    &mut maps,
+                    &mut arrays,
+                    "vanilla",
+                    gradient_heat_maps(ig, &g.dead()),
+                );
             }
             if want(Method::GradCam) {
                 put(&mut maps, &mut arrays, "gradcam", cam.clone());
@@ -381,10 +417,16 @@ impl<'a> Explainer<'a> {
                 a.push(("guided_gradient".into(), cpu(&rg.input_grads, i)));
             }
             if want(Method::Guided) {
-                put(&mut maps, &mut arrays, "guided", display_maps(&rg.input_grads, &dead));
+                put(
+                    &mut maps,
+                    &mut arrays,
+                    "guided",
+                    display_maps(&rg.input_grads, &dead),
+                );
             }
             if want(Method::GuidedGradCam) {
-                let (product, display) = guided_gradcam(&rg.input_grads, cams.as_deref().unwrap_or_default(), &dead);
+                let (product, display) =
+                    guided_gradcam(&rg.input_grads, cams.as_deref().unwrap_or_default(), &dead);
                 for (i, a) in arrays.iter_mut().enumerate() {
                     a.push(("guided_gradcam_product".into(), cpu(&product, i)));
                 }
@@ -424,16 +466,20 @@ impl<'a> Explainer<'a> {
                         .take(opts.pair_neighbours)
                         .map(|n| (n.clone(), "neighbour")),
                 );
-                let other_paths: Vec<PathBuf> = others.iter().map(|(n, _)| n.path.clone()).collect();
+                let other_paths: Vec<PathBuf> =
+                    others.iter().map(|(n, _)| n.path.clone()).collect();
                 let other_inputs: Inputs = load_inputs(&other_paths, transform, device)?;
-                let (_, a_n) = tch::no_grad(|| net.forward_explained(&other_inputs.tensor, &mut apply_activation));
+                let (_, a_n) = tch::no_grad(|| {
+                    net.forward_explained(&other_inputs.tensor, &mut apply_activation)
+                });
                 let n = other_paths.len() as i64;
                 let a_q = a0.get(i as i64).unsqueeze(0).expand([n, -1, -1, -1], false);
                 let terms = decompose(&a_q, &a_n);
                 let qmaps = pair_maps(&terms.query, h, w);
                 let (_, _, hn, wn) = other_inputs.tensor.size4()?;
                 let nmaps = pair_maps(&terms.neighbour, hn, wn);
-                let sims: Vec<f64> = Vec::try_from(terms.cosine.to_kind(Kind::Double).to_device(Device::Cpu))?;
+                let sims: Vec<f64> =
+                    Vec::try_from(terms.cosine.to_kind(Kind::Double).to_device(Device::Cpu))?;
                 for (j, (((other, role), (q, nm)), img)) in others
                     .into_iter()
                     .zip(qmaps.into_iter().zip(nmaps))
@@ -549,21 +595,43 @@ pub const THUMBNAIL_SIDE: u32 = 128;
 
 /// Writes one explanation into `dir` (PNGs, thumbnails, arrays, JSON, page) and returns
 /// the record written as `explanation.json`.
-pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(String, String)]) -> Result<ExplanationRecord> {
-    std::fs::create_dir_all(dir).map_err(|err| anyhow::anyhow!("creating {}: {err}", dir.display()))?;
-    write_png(&dir.join("image.png"), &DynamicImage::ImageRgb8(display_image(&e.input)))?;
+pub fn write_explanation(
+    e: &Explanation,
+    dir: &Path,
+    title: &str,
+    nav: &[(String, String)],
+) -> Result<ExplanationRecord> {
+    std::fs::create_dir_all(dir)
+        .map_err(|err| anyhow::anyhow!("creating {}: {err}", dir.display()))?;
+    write_png(
+        &dir.join("image.png"),
+        &DynamicImage::ImageRgb8(display_image(&e.input)),
+    )?;
     let mut maps = BTreeMap::new();
     for (name, m) in &e.maps {
         let files = write_map_pngs(dir, name, m, &e.input)?;
-        maps.insert(name.clone(), MapRecord { status: m.status, files });
+        maps.insert(
+            name.clone(),
+            MapRecord {
+                status: m.status,
+                files,
+            },
+        );
     }
     let mut neighbours = Vec::new();
     let pair_by_path: Vec<&PairExplanation> = e.pairs.iter().collect();
     let mut listed: Vec<(Neighbour, String, Option<&PairExplanation>)> = Vec::new();
     // Pairs come first in neighbour order (reference image first); neighbours beyond
     // `pair_neighbours` follow without pair maps.
-    listed.extend(pair_by_path.iter().map(|p| (p.other.clone(), p.role.to_string(), Some(*p))));
-    let paired = pair_by_path.iter().filter(|p| p.role == "neighbour").count();
+    listed.extend(
+        pair_by_path
+            .iter()
+            .map(|p| (p.other.clone(), p.role.to_string(), Some(*p))),
+    );
+    let paired = pair_by_path
+        .iter()
+        .filter(|p| p.role == "neighbour")
+        .count();
     listed.extend(
         e.prediction
             .neighbours
@@ -577,7 +645,12 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
         let pair = match pair {
             Some(p) => {
                 let q = write_map_pngs(dir, &format!("pair-{j}-query"), &p.query, &e.input)?;
-                let o = write_map_pngs(dir, &format!("pair-{j}-neighbour"), &p.other_map, &p.other_image)?;
+                let o = write_map_pngs(
+                    dir,
+                    &format!("pair-{j}-neighbour"),
+                    &p.other_map,
+                    &p.other_image,
+                )?;
                 Some(PairRecord {
                     similarity: p.similarity,
                     query: MapRecord {
@@ -601,7 +674,11 @@ pub fn write_explanation(e: &Explanation, dir: &Path, title: &str, nav: &[(Strin
             pair,
         });
     }
-    let arrays: Vec<(String, Tensor)> = e.arrays.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let arrays: Vec<(String, Tensor)> = e
+        .arrays
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
     write_safetensors(&dir.join("maps.safetensors"), &arrays)?;
     let record = ExplanationRecord {
         image: e.image.clone(),

@@ -14,14 +14,22 @@ pub fn channel_weights(activation_grads: &Tensor) -> Tensor {
 /// per image the largest `Σ_c |w_c·A_c|` over locations (the magnitude of the summed
 /// terms: a map below its rounding noise is zero, see [`super::map::judge`]).
 pub fn weighted_activations(weights: &Tensor, activations: &Tensor) -> (Tensor, Vec<f64>) {
-    let w = weights.to_kind(activations.kind()).unsqueeze(-1).unsqueeze(-1);
+    let w = weights
+        .to_kind(activations.kind())
+        .unsqueeze(-1)
+        .unsqueeze(-1);
     let terms = activations * &w;
     let raw = terms.sum_dim_intlist([1i64].as_slice(), false, None).relu();
     let magnitude = terms
         .abs()
         .sum_dim_intlist([1i64].as_slice(), false, None)
         .amax([1i64, 2].as_slice(), false);
-    let reference = Vec::try_from(magnitude.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let reference = Vec::try_from(
+        magnitude
+            .to_kind(tch::Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap_or_default();
     (raw, reference)
 }
 
@@ -29,12 +37,19 @@ pub fn weighted_activations(weights: &Tensor, activations: &Tensor) -> (Tensor, 
 pub fn gradcam_maps(g: &Gradients, height: i64, width: i64) -> (Vec<SaliencyMap>, Tensor) {
     let weights = channel_weights(&g.activation_grads);
     let (raw, reference) = weighted_activations(&weights, &g.activations);
-    (scale_maps(&raw, &reference, &g.dead(), height, width), weights)
+    (
+        scale_maps(&raw, &reference, &g.dead(), height, width),
+        weights,
+    )
 }
 
 /// Grad-CAM of images `x` `[B, 3, H, W]` against `score`: the maps, the channel weights
 /// `[B, C]` and the pass they came from.
-pub fn gradcam(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>) -> (Vec<SaliencyMap>, Tensor, Gradients) {
+pub fn gradcam(
+    net: &dyn Explainable,
+    x: &Tensor,
+    score: &ScoreFn<'_>,
+) -> (Vec<SaliencyMap>, Tensor, Gradients) {
     let (_, _, h, w) = x.size4().expect("images must be [B, 3, H, W]");
     let g = gradients(net, x, score, false);
     let (maps, weights) = gradcam_maps(&g, h, w);

@@ -48,7 +48,12 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
 }
 
 /// ∂score/∂x of images `x` `[B, 3, H, W]` with `rule` applied at every activation of `net`.
-pub fn backprop_with_rule(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>, rule: BackwardRule) -> RuleGradients {
+pub fn backprop_with_rule(
+    net: &dyn Explainable,
+    x: &Tensor,
+    score: &ScoreFn<'_>,
+    rule: BackwardRule,
+) -> RuleGradients {
     let x = x.detach().set_requires_grad(true);
     let mut segments: Vec<(Tensor, Activation)> = Vec::new();
     let mut leaves: Vec<Tensor> = vec![x.shallow_clone()];
@@ -69,7 +74,10 @@ pub fn backprop_with_rule(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>
     // later segments), so every walk keeps the graph.
     let mut direct = Tensor::run_backward(&[s.sum(s.kind())], &inputs, true, false);
     let grad_e = direct.pop().expect("embedding gradient");
-    let mut acc: Vec<Option<Tensor>> = direct.into_iter().map(|g| g.defined().then_some(g)).collect();
+    let mut acc: Vec<Option<Tensor>> = direct
+        .into_iter()
+        .map(|g| g.defined().then_some(g))
+        .collect();
     for i in (1..leaves.len()).rev() {
         let Some(r) = acc[i].take() else { continue };
         let (z, act) = &segments[i - 1];
@@ -106,13 +114,18 @@ pub fn guided_backprop(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>) -
 /// whole image. Returns `[3, H, W]` maps; a dead, all-zero, constant or non-finite gradient
 /// gives a blank map with that status instead of amplified noise.
 pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
-    let g = grads.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let g = grads
+        .detach()
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Float);
     let (b, c, h, w) = g.size4().expect("gradients must be [B, C, H, W]");
     (0..b)
         .map(|i| {
             let values: Vec<f32> = Vec::try_from(g.get(i).flatten(0, -1)).unwrap_or_default();
             let mut status = judge(&values, 0.0);
-            if dead_images.get(i as usize).copied().unwrap_or(false) && status != MapStatus::NonFinite {
+            if dead_images.get(i as usize).copied().unwrap_or(false)
+                && status != MapStatus::NonFinite
+            {
                 status = MapStatus::Zero;
             }
             if status != MapStatus::Ok {
@@ -120,7 +133,12 @@ pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
             }
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let std = (values
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n)
+                .sqrt();
             let values = values
                 .iter()
                 .map(|&v| (((v as f64 - mean) / (std + 1e-5) * 0.1 + 0.5).clamp(0.0, 1.0)) as f32)

@@ -34,7 +34,9 @@ pub fn load_inputs(paths: &[PathBuf], transform: Transform, device: Device) -> R
         images.push(image);
     }
     let c = transform.crop as i64;
-    let tensor = Tensor::from_slice(&data).view([paths.len() as i64, 3, c, c]).to_device(device);
+    let tensor = Tensor::from_slice(&data)
+        .view([paths.len() as i64, 3, c, c])
+        .to_device(device);
     Ok(Inputs {
         paths: paths.to_vec(),
         images,

@@ -81,16 +81,20 @@ impl SaliencyMap {
 
     /// The map as a `[channels, height, width]` float tensor.
     pub fn to_tensor(&self) -> Tensor {
-        Tensor::from_slice(&self.values).view([self.channels as i64, self.height as i64, self.width as i64])
+        Tensor::from_slice(&self.values).view([
+            self.channels as i64,
+            self.height as i64,
+            self.width as i64,
+        ])
     }
 
     /// (row, column) of the largest value of a one-channel map (first on ties).
     pub fn argmax(&self) -> (usize, usize) {
-        let i = self
-            .values
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &v)| if v > self.values[best] { i } else { best });
+        let i =
+            self.values.iter().enumerate().fold(
+                0,
+                |best, (i, &v)| if v > self.values[best] { i } else { best },
+            );
         (i / self.width, i % self.width)
     }
 }
@@ -103,9 +107,14 @@ pub fn judge(values: &[f32], reference: f64) -> MapStatus {
     }
     let (lo, hi) = values
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     let magnitude = hi.abs().max(lo.abs()) as f64;
-    if values.is_empty() || magnitude <= f32::MIN_POSITIVE as f64 || magnitude <= ZERO_TOLERANCE * reference {
+    if values.is_empty()
+        || magnitude <= f32::MIN_POSITIVE as f64
+        || magnitude <= ZERO_TOLERANCE * reference
+    {
         return MapStatus::Zero;
     }
     if ((hi - lo) as f64) <= CONSTANT_TOLERANCE * magnitude {
@@ -120,7 +129,13 @@ pub fn judge(values: &[f32], reference: f64) -> MapStatus {
 /// half-pixel centres, `align_corners = false`). `reference[b]` is the magnitude of the
 /// terms image b's map was summed from ([`judge`]); `dead[b]` forces [`MapStatus::Zero`]
 /// (the score had no gradient, so any values are rounding noise).
-pub fn scale_maps(raw: &Tensor, reference: &[f64], dead: &[bool], height: i64, width: i64) -> Vec<SaliencyMap> {
+pub fn scale_maps(
+    raw: &Tensor,
+    reference: &[f64],
+    dead: &[bool],
+    height: i64,
+    width: i64,
+) -> Vec<SaliencyMap> {
     let raw = raw.detach().to_device(Device::Cpu).to_kind(Kind::Float);
     let (b, h, w) = raw.size3().expect("maps must be [B, h, w]");
     (0..b)
@@ -157,7 +172,11 @@ pub fn scale_maps(raw: &Tensor, reference: &[f64], dead: &[bool], height: i64, w
 /// Bilinear resize of one `h`×`w` map to `height`×`width` (half-pixel centres).
 pub fn resize_bilinear(values: &[f32], h: i64, w: i64, height: i64, width: i64) -> Vec<f32> {
     let t = Tensor::from_slice(values).view([1, 1, h, w]);
-    Vec::try_from(t.upsample_bilinear2d([height, width], false, None, None).flatten(0, -1)).unwrap_or_default()
+    Vec::try_from(
+        t.upsample_bilinear2d([height, width], false, None, None)
+            .flatten(0, -1),
+    )
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -205,12 +224,23 @@ mod tests {
         let status: Vec<MapStatus> = maps.iter().map(|m| m.status).collect();
         assert_eq!(
             status,
-            [MapStatus::Zero, MapStatus::Constant, MapStatus::NonFinite, MapStatus::Zero]
+            [
+                MapStatus::Zero,
+                MapStatus::Constant,
+                MapStatus::NonFinite,
+                MapStatus::Zero
+            ]
         );
         assert!(maps.iter().all(|m| m.values.iter().all(|&v| v == 0.0)));
         // A dead target is zero whatever its rounding noise looks like.
         let noise = Tensor::from_slice(&[1e-9f32, 3e-9, 0.0, 2e-9]).view([1, 2, 2]);
-        assert_eq!(scale_maps(&noise, &[0.0], &[false], 2, 2)[0].status, MapStatus::Ok);
-        assert_eq!(scale_maps(&noise, &[0.0], &[true], 2, 2)[0].status, MapStatus::Zero);
+        assert_eq!(
+            scale_maps(&noise, &[0.0], &[false], 2, 2)[0].status,
+            MapStatus::Ok
+        );
+        assert_eq!(
+            scale_maps(&noise, &[0.0], &[true], 2, 2)[0].status,
+            MapStatus::Zero
+        );
     }
 }

@@ -22,7 +22,11 @@ pub fn map_figures(title: &str, m: &MapRecord, prefix: &str) -> String {
     m.files
         .iter()
         .map(|f| {
-            let kind = if f.ends_with("-overlay.png") { "overlay" } else { "map" };
+            let kind = if f.ends_with("-overlay.png") {
+                "overlay"
+            } else {
+                "map"
+            };
             format!(
                 "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{} ({kind})</figcaption></figure>",
                 url(&format!("{prefix}{f}")),
@@ -54,12 +58,25 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
     let target = match r.target.kind.as_str() {
         "nearest" => format!(
             "its nearest training image{}",
-            r.target.class.as_deref().map(|c| format!(" ({})", escape(c))).unwrap_or_default()
+            r.target
+                .class
+                .as_deref()
+                .map(|c| format!(" ({})", escape(c)))
+                .unwrap_or_default()
         ),
-        "class" => format!("the centroid of class {}", escape(r.target.class.as_deref().unwrap_or(""))),
+        "class" => format!(
+            "the centroid of class {}",
+            escape(r.target.class.as_deref().unwrap_or(""))
+        ),
         _ => format!(
             "the reference image {}",
-            escape(&r.target.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())
+            escape(
+                &r.target
+                    .path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
         ),
     };
     b.push_str(&format!(
@@ -90,7 +107,10 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
         let pair_cell = |m: Option<&MapRecord>| match m {
             Some(m) if m.status == MapStatus::Ok => {
                 let f = m.files.last().cloned().unwrap_or_default();
-                format!("<img src=\"{}\" alt=\"pair map\">", url(&format!("{prefix}{f}")))
+                format!(
+                    "<img src=\"{}\" alt=\"pair map\">",
+                    url(&format!("{prefix}{f}"))
+                )
             }
             Some(m) => escape(m.status.describe()),
             None => String::new(),
@@ -98,7 +118,15 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
         let rank = if n.role == "reference" {
             "ref".to_string()
         } else {
-            format!("{}", j + 1 - r.neighbours.iter().take(j).filter(|x| x.role == "reference").count())
+            format!(
+                "{}",
+                j + 1
+                    - r.neighbours
+                        .iter()
+                        .take(j)
+                        .filter(|x| x.role == "reference")
+                        .count()
+            )
         };
         b.push_str(&format!(
             "<tr><td class=\"num\">{rank}</td><td><img src=\"{}\" alt=\"neighbour\" title=\"{}\"></td><td{cls}>{}</td><td class=\"num\">{:.4}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
@@ -117,7 +145,12 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
 
 /// The complete page of one explanation.
 pub fn explanation_page(r: &ExplanationRecord, title: &str, nav: &[(String, String)]) -> String {
-    let body = format!("<h1>{}</h1>{}{}", escape(title), explanation_body(r, ""), METHOD_NOTES_HTML);
+    let body = format!(
+        "<h1>{}</h1>{}{}",
+        escape(title),
+        explanation_body(r, ""),
+        METHOD_NOTES_HTML
+    );
     page(title, nav, EXTRA_CSS, &body)
 }
 

@@ -24,11 +24,13 @@ pub struct PairTerms {
 pub fn decompose(a_q: &Tensor, a_n: &Tensor) -> PairTerms {
     let pq = a_q.mean_dim([2i64, 3].as_slice(), false, None);
     let pn = a_n.mean_dim([2i64, 3].as_slice(), false, None);
-    let norm = pq.norm_scalaropt_dim(2.0, [1i64], false) * pn.norm_scalaropt_dim(2.0, [1i64], false);
+    let norm =
+        pq.norm_scalaropt_dim(2.0, [1i64], false) * pn.norm_scalaropt_dim(2.0, [1i64], false);
     let norm = norm.clamp_min(1e-12);
     let locations = |a: &Tensor| (a.size()[2] * a.size()[3]) as f64;
     let terms = |a: &Tensor, other: &Tensor| {
-        let t = (a * other.unsqueeze(-1).unsqueeze(-1)).sum_dim_intlist([1i64].as_slice(), false, None);
+        let t =
+            (a * other.unsqueeze(-1).unsqueeze(-1)).sum_dim_intlist([1i64].as_slice(), false, None);
         t / (norm.unsqueeze(-1).unsqueeze(-1) * locations(a))
     };
     PairTerms {

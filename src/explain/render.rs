@@ -43,7 +43,13 @@ fn display_channel(map: &SaliencyMap, channel: usize) -> (Vec<f32>, u32, u32) {
     if (w as usize, h as usize) == (map.width, map.height) {
         return (values.to_vec(), w, h);
     }
-    let v = resize_bilinear(values, map.height as i64, map.width as i64, h as i64, w as i64);
+    let v = resize_bilinear(
+        values,
+        map.height as i64,
+        map.width as i64,
+        h as i64,
+        w as i64,
+    );
     (v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect(), w, h)
 }
 
@@ -58,13 +64,17 @@ pub fn heat(map: &SaliencyMap) -> RgbImage {
         let (v, w, h) = display_channel(map, 0);
         return jet_image(&v, w, h);
     }
-    let planes: Vec<Vec<f32>> = (0..map.channels.min(3)).map(|c| display_channel(map, c).0).collect();
+    let planes: Vec<Vec<f32>> = (0..map.channels.min(3))
+        .map(|c| display_channel(map, c).0)
+        .collect();
     if planes.len() < 3 {
         return grey_image(&planes[0], w, h);
     }
     RgbImage::from_fn(w, h, |x, y| {
         let i = (y * w + x) as usize;
-        Rgb(std::array::from_fn(|c| (planes[c][i].clamp(0.0, 1.0) * 255.0).round() as u8))
+        Rgb(std::array::from_fn(|c| {
+            (planes[c][i].clamp(0.0, 1.0) * 255.0).round() as u8
+        }))
     })
 }
 
@@ -82,12 +92,20 @@ pub fn overlay(map: &SaliencyMap, image: &RgbImage) -> RgbImage {
 
 /// Writes `<stem>.png` (heat map) and, for one-channel maps, `<stem>-overlay.png` into
 /// `dir`; returns the file names written (heat first).
-pub fn write_map_pngs(dir: &Path, stem: &str, map: &SaliencyMap, image: &RgbImage) -> Result<Vec<String>> {
+pub fn write_map_pngs(
+    dir: &Path,
+    stem: &str,
+    map: &SaliencyMap,
+    image: &RgbImage,
+) -> Result<Vec<String>> {
     let mut names = vec![format!("{stem}.png")];
     write_png(&dir.join(&names[0]), &DynamicImage::ImageRgb8(heat(map)))?;
     if map.channels == 1 {
         names.push(format!("{stem}-overlay.png"));
-        write_png(&dir.join(&names[1]), &DynamicImage::ImageRgb8(overlay(map, image)))?;
+        write_png(
+            &dir.join(&names[1]),
+            &DynamicImage::ImageRgb8(overlay(map, image)),
+        )?;
     }
     Ok(names)
 }

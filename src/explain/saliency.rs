@@ -54,20 +54,33 @@ impl Gradients {
 
 /// Per image: whether a sensitivity is below [`DEAD_SENSITIVITY`] (or not finite).
 pub fn dead(sensitivity: &[f64]) -> Vec<bool> {
-    sensitivity.iter().map(|&s| !(s >= DEAD_SENSITIVITY)).collect()
+    sensitivity
+        .iter()
+        .map(|&s| !(s >= DEAD_SENSITIVITY))
+        .collect()
 }
 
 /// `|g_b|·|e_b|` per row of ∂score/∂e `g` and embeddings `e`.
 pub fn sensitivity(grad_embeddings: &Tensor, embeddings: &Tensor) -> Vec<f64> {
     let g = grad_embeddings.norm_scalaropt_dim(2.0, [1i64], false);
     let n = embeddings.norm_scalaropt_dim(2.0, [1i64], false);
-    Vec::try_from((g * n).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default()
+    Vec::try_from(
+        (g * n)
+            .to_kind(tch::Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap_or_default()
 }
 
 /// One forward + backward pass of images `x` (`[B, 3, H, W]`) scored by `score`.
 /// Only the part of the graph the requested gradients need is traversed: without
 /// `input_grads`, the backward pass goes through the head alone.
-pub fn gradients(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>, input_grads: bool) -> Gradients {
+pub fn gradients(
+    net: &dyn Explainable,
+    x: &Tensor,
+    score: &ScoreFn<'_>,
+    input_grads: bool,
+) -> Gradients {
     // The input always requires a gradient, so A does even when no parameter does.
     let x = x.detach().set_requires_grad(true);
     let (e, a) = net.forward_explained(&x, &mut crate::model::layers::apply_activation);
@@ -77,7 +90,12 @@ pub fn gradients(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>, input_g
         inputs.push(x.shallow_clone());
     }
     let grads = Tensor::run_backward(&[s.sum(s.kind())], &inputs, false, false);
-    let scores = Vec::try_from(s.detach().to_kind(tch::Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let scores = Vec::try_from(
+        s.detach()
+            .to_kind(tch::Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap_or_default();
     let e = e.detach();
     Gradients {
         sensitivity: sensitivity(&grads[1], &e),

@@ -136,15 +136,29 @@ fn spread(len: usize, n: usize) -> Vec<usize> {
 
 /// `n` rows spread over `preferred`, then (when it is short) over `rest`.
 fn spread_preferring(preferred: &[usize], rest: &[usize], n: usize) -> Vec<usize> {
-    let mut out: Vec<usize> = spread(preferred.len(), n).into_iter().map(|i| preferred[i]).collect();
-    out.extend(spread(rest.len(), n - out.len()).into_iter().map(|i| rest[i]));
+    let mut out: Vec<usize> = spread(preferred.len(), n)
+        .into_iter()
+        .map(|i| preferred[i])
+        .collect();
+    out.extend(
+        spread(rest.len(), n - out.len())
+            .into_iter()
+            .map(|i| rest[i]),
+    );
     out
 }
 
 /// Picks `count` rows from (correct, incorrect) candidate lists, each split into
 /// (preferred, rest) — held-out classes first for phase `seen` — as the module says.
-pub fn pick(correct: (&[usize], &[usize]), incorrect: (&[usize], &[usize]), count: usize) -> Vec<usize> {
-    let (n_good, n_bad) = (correct.0.len() + correct.1.len(), incorrect.0.len() + incorrect.1.len());
+pub fn pick(
+    correct: (&[usize], &[usize]),
+    incorrect: (&[usize], &[usize]),
+    count: usize,
+) -> Vec<usize> {
+    let (n_good, n_bad) = (
+        correct.0.len() + correct.1.len(),
+        incorrect.0.len() + incorrect.1.len(),
+    );
     let want_bad = (count / 2).min(n_bad);
     let want_good = (count - want_bad).min(n_good);
     let want_bad = (count - want_good).min(n_bad);
@@ -155,11 +169,24 @@ pub fn pick(correct: (&[usize], &[usize]), incorrect: (&[usize], &[usize]), coun
 
 /// `text` with every character but ASCII letters, digits, `-` and `_` as `_`.
 fn safe_name(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn stem(path: &Path) -> String {
-    let s = safe_name(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let s = safe_name(
+        &path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     if s.is_empty() {
         "image".into()
     } else {
@@ -225,12 +252,32 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     let mut explainer = Explainer::new(run, &pm)?;
     let exp = &pm.exp;
     if exp.split.test.is_empty() {
-        bail!("{}: the run has no test images to explain", run.root.display());
+        bail!(
+            "{}: the run has no test images to explain",
+            run.root.display()
+        );
     }
-    let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &exp.embed_options())?;
-    let paths: Vec<PathBuf> = queries.indices.iter().map(|&i| exp.samples[i].path.clone()).collect();
-    let k = opts.k.clamp(1, explainer.gallery.manifest.entries.len().max(1));
-    let predictions = predict_embeddings(&explainer.gallery, &queries.embeddings, &paths, k, exp.cfg.model.distance);
+    let queries = embed(
+        &pm.model.net,
+        &exp.samples,
+        &exp.split.test,
+        &exp.embed_options(),
+    )?;
+    let paths: Vec<PathBuf> = queries
+        .indices
+        .iter()
+        .map(|&i| exp.samples[i].path.clone())
+        .collect();
+    let k = opts
+        .k
+        .clamp(1, explainer.gallery.manifest.entries.len().max(1));
+    let predictions = predict_embeddings(
+        &explainer.gallery,
+        &queries.embeddings,
+        &paths,
+        k,
+        exp.cfg.model.distance,
+    );
     let protocol = exp.protocol(phase)?;
     let unseen = |row: usize| !protocol.is_seen(exp.samples[queries.indices[row]].label);
     let (mut good, mut bad) = (Vec::new(), Vec::new());
@@ -276,7 +323,11 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     for (i, (e, &row)) in explanations.iter().zip(&chosen).enumerate() {
         let dir = item_dir(i, e.true_class.as_deref().unwrap_or(""), &e.image);
         let nav_up = vec![("../index.html".to_string(), "all explanations".to_string())];
-        let title = format!("{} — {}", e.true_class.as_deref().unwrap_or("?"), e.image.display());
+        let title = format!(
+            "{} — {}",
+            e.true_class.as_deref().unwrap_or("?"),
+            e.image.display()
+        );
         let record = write_explanation(e, &out.join(&dir), &title, &nav_up)?;
         let it = item(&record, &dir, unseen(row));
         bodies.push_str(&format!(
@@ -300,7 +351,11 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         method_notes: METHOD_NOTES.to_string(),
         items,
     };
-    let title = format!("Explanations — {} ({})", run.root.display(), phase.dir_name());
+    let title = format!(
+        "Explanations — {} ({})",
+        run.root.display(),
+        phase.dir_name()
+    );
     let intro = format!(
         "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {k} nearest training images.</p><p class=\"muted\">{}</p>",
         escape(&title),
@@ -315,15 +370,19 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     )?;
     write_json(&out.join("explanations.json"), &index)?;
     // Item directories of an earlier sample that this one does not list are stale.
-    let keep: std::collections::HashSet<&str> = index.items.iter().map(|i| i.dir.as_str()).collect();
+    let keep: std::collections::HashSet<&str> =
+        index.items.iter().map(|i| i.dir.as_str()).collect();
     for entry in std::fs::read_dir(&out)
         .map_err(|e| anyhow::anyhow!("listing {}: {e}", out.display()))?
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let numbered = name.len() > 3 && name.as_bytes()[..2].iter().all(u8::is_ascii_digit) && name.as_bytes()[2] == b'-';
+        let numbered = name.len() > 3
+            && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+            && name.as_bytes()[2] == b'-';
         if numbered && entry.path().is_dir() && !keep.contains(name.as_str()) {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| anyhow::anyhow!("removing stale {}: {e}", entry.path().display()))?;
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| anyhow::anyhow!("removing stale {}: {e}", entry.path().display()))?;
         }
     }
     Ok(index)
@@ -335,12 +394,25 @@ mod tests {
 
     #[test]
     fn picks_half_and_half_and_fills_in() {
-        assert_eq!(pick((&[], &[0, 1, 2, 3, 4, 5, 6, 7]), (&[], &[10, 11, 12, 13]), 4), [0, 4, 10, 12]);
-        assert_eq!(pick((&[], &[0, 1, 2, 3, 4, 5]), (&[], &[10]), 4), [0, 2, 4, 10]);
+        assert_eq!(
+            pick(
+                (&[], &[0, 1, 2, 3, 4, 5, 6, 7]),
+                (&[], &[10, 11, 12, 13]),
+                4
+            ),
+            [0, 4, 10, 12]
+        );
+        assert_eq!(
+            pick((&[], &[0, 1, 2, 3, 4, 5]), (&[], &[10]), 4),
+            [0, 2, 4, 10]
+        );
         assert_eq!(pick((&[0], &[]), (&[], &[10, 11, 12]), 4), [0, 10, 11, 12]);
         assert_eq!(pick((&[], &[]), (&[], &[]), 4), Vec::<usize>::new());
         // Preferred rows first, the rest fills in.
-        assert_eq!(pick((&[5], &[0, 1, 2]), (&[7, 8, 9], &[3]), 4), [5, 0, 7, 8]);
+        assert_eq!(
+            pick((&[5], &[0, 1, 2]), (&[7, 8, 9], &[3]), 4),
+            [5, 0, 7, 8]
+        );
         assert_eq!(
             item_dir(2, "0001.monkey face", Path::new("a/b/twit ter.png")),
             "03-0001_monkey_face-twit_ter"

@@ -23,13 +23,20 @@ pub enum TargetChoice {
 
 /// Row-wise score `cos(e_b, t_b)` of embeddings `[B, D]` against targets `[B, D]` (or `[1, D]`).
 pub fn cosine_score(embeddings: &Tensor, targets: &Tensor) -> Tensor {
-    let t = targets.to_kind(embeddings.kind()).to_device(embeddings.device());
+    let t = targets
+        .to_kind(embeddings.kind())
+        .to_device(embeddings.device());
     Tensor::cosine_similarity(embeddings, &t.expand_as(embeddings), 1, 1e-8)
 }
 
 /// Mean of the rows of `embeddings` whose label is `label` (`[D]`); errors when the class
 /// has no row.
-pub fn class_centroid(embeddings: &Tensor, labels: &[usize], label: usize, class: &str) -> Result<Tensor> {
+pub fn class_centroid(
+    embeddings: &Tensor,
+    labels: &[usize],
+    label: usize,
+    class: &str,
+) -> Result<Tensor> {
     let rows: Vec<i64> = labels
         .iter()
         .enumerate()
@@ -48,7 +55,10 @@ pub fn class_centroid(embeddings: &Tensor, labels: &[usize], label: usize, class
 /// Position of the first neighbour farther than [`SELF_MATCH_DISTANCE`] in a list sorted by
 /// distance (the first one when all are self-matches).
 pub fn first_other(distances: &[f64]) -> usize {
-    distances.iter().position(|&d| d > SELF_MATCH_DISTANCE).unwrap_or(0)
+    distances
+        .iter()
+        .position(|&d| d > SELF_MATCH_DISTANCE)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -63,7 +73,10 @@ mod tests {
         assert!(s[0].abs() < 1e-6 && (s[1] - 0.5f32.sqrt()).abs() < 1e-6);
         let c = class_centroid(&e, &[3, 3], 3, "x").unwrap();
         assert_eq!(Vec::<f32>::try_from(c).unwrap(), [1.0, 0.5]);
-        assert!(class_centroid(&e, &[3, 3], 1, "cat").unwrap_err().to_string().contains("cat"));
+        assert!(class_centroid(&e, &[3, 3], 1, "cat")
+            .unwrap_err()
+            .to_string()
+            .contains("cat"));
         assert_eq!(first_other(&[0.0, 1e-9, 0.2]), 2);
         assert_eq!(first_other(&[0.0]), 0);
     }

@@ -35,7 +35,16 @@ struct TinyNet {
 /// wherever that of t is zero: flip the target of every image whose map came out Zero.
 fn targets_with_live_cams(net: &dyn Explainable, x: &Tensor, t: &Tensor) -> Tensor {
     let (maps, _, _) = gradcam(net, x, &|e: &Tensor| cosine_score(e, t));
-    let signs: Vec<f64> = maps.iter().map(|m| if m.status == MapStatus::Zero { -1.0 } else { 1.0 }).collect();
+    let signs: Vec<f64> = maps
+        .iter()
+        .map(|m| {
+            if m.status == MapStatus::Zero {
+                -1.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
     t * Tensor::from_slice(&signs).to_kind(t.kind()).unsqueeze(1)
 }
 
@@ -60,8 +69,14 @@ impl Explainable for TinyNet {
             Some(m) => x * m,
             None => x.shallow_clone(),
         };
-        let a1 = hook(&x.conv2d(&self.w1, Some(&self.b1), [1, 1], [1, 1], [1, 1], 1), self.act);
-        let a2 = hook(&a1.conv2d(&self.w2, Some(&self.b2), [1, 1], [1, 1], [1, 1], 1), self.act);
+        let a1 = hook(
+            &x.conv2d(&self.w1, Some(&self.b1), [1, 1], [1, 1], [1, 1], 1),
+            self.act,
+        );
+        let a2 = hook(
+            &a1.conv2d(&self.w2, Some(&self.b2), [1, 1], [1, 1], [1, 1], 1),
+            self.act,
+        );
         let p = a2.mean_dim([2i64, 3].as_slice(), false, None);
         (p.matmul(&self.head.tr()), a2)
     }
@@ -86,14 +101,23 @@ fn gradcam_weights_are_the_spatial_mean_of_the_gradient() {
     // By hand: score = cos(e, t), e = W·mean(A) ⇒ ∂score/∂A_c(i) = (Wᵀ ∂cos/∂e)_c / (h·w)
     // at every location, with ∂cos/∂e = t/(|e||t|) − cos·e/|e|².
     let e = &g.embeddings;
-    let (ne, nt) = (e.norm_scalaropt_dim(2.0, [1i64], true), t.norm_scalaropt_dim(2.0, [1i64], true));
+    let (ne, nt) = (
+        e.norm_scalaropt_dim(2.0, [1i64], true),
+        t.norm_scalaropt_dim(2.0, [1i64], true),
+    );
     let cos = (e * &t).sum_dim_intlist([1i64].as_slice(), true, None) / (&ne * &nt);
     let de = &t / (&ne * &nt) - &cos * e / (&ne * &ne);
     let expected = de.matmul(&net.head) / 42.0;
     let weights = channel_weights(&g.activation_grads);
-    assert!(rel_err(&weights, &expected) < 1e-10, "weights {weights} vs {expected}");
+    assert!(
+        rel_err(&weights, &expected) < 1e-10,
+        "weights {weights} vs {expected}"
+    );
     // and the weights are literally the spatial mean of the gradient tensor.
-    let mean = g.activation_grads.sum_dim_intlist([2i64, 3].as_slice(), false, None) / 42.0;
+    let mean = g
+        .activation_grads
+        .sum_dim_intlist([2i64, 3].as_slice(), false, None)
+        / 42.0;
     assert!(rel_err(&weights, &mean) < 1e-12);
 }
 
@@ -109,8 +133,16 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     let (b, _, _) = gradcam(&net, &x, &scaled);
     for (m, n) in a.iter().zip(&b) {
         assert_eq!(m.status, MapStatus::Ok);
-        let d = m.values.iter().zip(&n.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
-        assert!(d < 1e-5, "Grad-CAM maps differ by {d} when the score is scaled");
+        let d = m
+            .values
+            .iter()
+            .zip(&n.values)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            d < 1e-5,
+            "Grad-CAM maps differ by {d} when the score is scaled"
+        );
     }
     // Guided backprop scales linearly with the score; its display divides by std + 1e-5
     // (the reference's guard), so it is invariant up to that guard's share of the std.
@@ -118,9 +150,17 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     let gs = guided_backprop(&net, &x, &scaled).input_grads;
     assert!(rel_err(&gs, &(&gv * 37.5)) < 1e-12);
     let std = gv.std(false).double_value(&[]);
-    let (va, vb) = (display_maps(&gv, &[false; 2]), display_maps(&gs, &[false; 2]));
+    let (va, vb) = (
+        display_maps(&gv, &[false; 2]),
+        display_maps(&gs, &[false; 2]),
+    );
     for (m, n) in va.iter().zip(&vb) {
-        let d = m.values.iter().zip(&n.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) as f64;
+        let d = m
+            .values
+            .iter()
+            .zip(&n.values)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max) as f64;
         // |Δ| ≤ 0.1·|x − mean|/std · 1e-5/std, and |x − mean|/std ≤ √n.
         assert!(
             d <= 0.1 * (m.values.len() as f64).sqrt() * 1e-5 / std + 1e-6,
@@ -139,7 +179,13 @@ fn vanilla_backprop_matches_finite_differences() {
         let score = |e: &Tensor| cosine_score(e, &t);
         let g = gradients(&net, &x, &score, true).input_grads.unwrap();
         let f = |x: &Tensor| {
-            tch::no_grad(|| score(&net.forward_explained(x, &mut crate::model::layers::apply_activation).0)).double_value(&[0])
+            tch::no_grad(|| {
+                score(
+                    &net.forward_explained(x, &mut crate::model::layers::apply_activation)
+                        .0,
+                )
+            })
+            .double_value(&[0])
         };
         let eps = 1e-6;
         let flat = x.flatten(0, -1);
@@ -197,16 +243,24 @@ fn guided_differs_from_the_gradient_where_the_rule_bites() {
         let score = |e: &Tensor| cosine_score(e, &t);
         let guided = guided_backprop(&net, &x, &score).input_grads;
         let plain = gradients(&net, &x, &score, true).input_grads.unwrap();
-        assert!(rel_err(&guided, &plain) > 1e-2, "{act:?}: the rule changed nothing");
+        assert!(
+            rel_err(&guided, &plain) > 1e-2,
+            "{act:?}: the rule changed nothing"
+        );
         // The rule by hand: R2 = relu(∂s/∂a2)·mask(z2), R1 = relu(convᵀ(R2))·mask(z1), x̄ = convᵀ(R1).
         let z1 = x.conv2d(&net.w1, Some(&net.b1), [1, 1], [1, 1], [1, 1], 1);
         let a1 = act.apply(&z1);
         let z2 = a1.conv2d(&net.w2, Some(&net.b2), [1, 1], [1, 1], [1, 1], 1);
         let a2 = act.apply(&z2).detach().set_requires_grad(true);
-        let e = a2.mean_dim([2i64, 3].as_slice(), false, None).matmul(&net.head.tr());
-        let ds = Tensor::run_backward(&[score(&e).sum(Kind::Double)], &[&a2], false, false).remove(0);
+        let e = a2
+            .mean_dim([2i64, 3].as_slice(), false, None)
+            .matmul(&net.head.tr());
+        let ds =
+            Tensor::run_backward(&[score(&e).sum(Kind::Double)], &[&a2], false, false).remove(0);
         let r2 = ds.relu() * act.grad_mask(&z2);
-        let back = |r: &Tensor, w: &Tensor| r.conv_transpose2d(w, None::<&Tensor>, [1, 1], [1, 1], [0, 0], 1, [1, 1]);
+        let back = |r: &Tensor, w: &Tensor| {
+            r.conv_transpose2d(w, None::<&Tensor>, [1, 1], [1, 1], [0, 0], 1, [1, 1])
+        };
         let r1 = back(&r2, &net.w2).relu() * act.grad_mask(&z1);
         let expected = back(&r1, &net.w1);
         assert!(
@@ -230,7 +284,10 @@ fn grad_cam_peaks_in_the_only_region_that_can_change_the_embedding() {
     net.b2 = net.b2.zeros_like();
     let x = Tensor::randn([3, 3, h, w], F64);
     let other = Tensor::randn([3, 3, h, w], F64);
-    let t = tch::no_grad(|| net.forward_explained(&other, &mut crate::model::layers::apply_activation).0);
+    let t = tch::no_grad(|| {
+        net.forward_explained(&other, &mut crate::model::layers::apply_activation)
+            .0
+    });
     let t = targets_with_live_cams(&net, &x, &t);
     let score = |e: &Tensor| cosine_score(e, &t);
     let (maps, _, _) = gradcam(&net, &x, &score);
@@ -246,7 +303,12 @@ fn grad_cam_peaks_in_the_only_region_that_can_change_the_embedding() {
                 .collect();
             v.iter().sum::<f32>() / v.len() as f32
         };
-        assert!(mean(true) > 5.0 * mean(false), "inside {} vs outside {}", mean(true), mean(false));
+        assert!(
+            mean(true) > 5.0 * mean(false),
+            "inside {} vs outside {}",
+            mean(true),
+            mean(false)
+        );
     }
 }
 
@@ -267,7 +329,11 @@ fn a_dead_target_gives_labelled_zero_maps_not_noise() {
     let own = tch::no_grad(|| net.forward_t(&x, false));
     let score = |e: &Tensor| cosine_score(e, &own);
     let g = gradients(&net, &x, &score, true);
-    assert!(g.dead().iter().all(|&d| d), "sensitivity {:?}", g.sensitivity);
+    assert!(
+        g.dead().iter().all(|&d| d),
+        "sensitivity {:?}",
+        g.sensitivity
+    );
     let (cams, _) = gradcam_maps(&g, 32, 32);
     let vanilla = gradient_heat_maps(g.input_grads.as_ref().unwrap(), &g.dead());
     let rg = guided_backprop(&net, &x, &score);
@@ -278,7 +344,10 @@ fn a_dead_target_gives_labelled_zero_maps_not_noise() {
         assert!(m.values.iter().all(|&v| v == 0.0));
         let png = heat(m);
         let first = *png.get_pixel(0, 0);
-        assert!(png.pixels().all(|p| *p == first), "a degenerate map must render flat");
+        assert!(
+            png.pixels().all(|p| *p == first),
+            "a degenerate map must render flat"
+        );
     }
     // A NaN input is reported, and nothing non-finite is left in the map.
     let nan = Tensor::full([1, 3, 32, 32], f64::NAN, (Kind::Float, Device::Cpu));
@@ -311,7 +380,10 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
         // The segmented walk reproduces autograd through residual blocks and ReLU6 too.
         let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain);
         let err = rel_err(&walk.input_grads, g.input_grads.as_ref().unwrap());
-        assert!(err < 1e-4, "{arch}: segmented plain walk differs from autograd by {err:e}");
+        assert!(
+            err < 1e-4,
+            "{arch}: segmented plain walk differs from autograd by {err:e}"
+        );
         let rg = guided_backprop(&net, &x, &score);
         let guided = display_maps(&rg.input_grads, &[false; 2]);
         let (_, ggc) = guided_gradcam(&rg.input_grads, &cams, &[false; 2]);
@@ -326,7 +398,9 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
                     labels: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
                     indices: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
                 };
-                transfer_gradcam(&net, &x.narrow(0, i, 1), &store, 1, Distance::Cosine).0.remove(0)
+                transfer_gradcam(&net, &x.narrow(0, i, 1), &store, 1, Distance::Cosine)
+                    .0
+                    .remove(0)
             })
             .collect();
         let terms = decompose(&g.activations, &g.activations.flip([0i64]));
@@ -340,7 +414,11 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
             ("pair", &pairs, 1),
         ] {
             for m in maps {
-                assert_eq!((m.channels, m.height, m.width), (channels, h as usize, w as usize), "{arch} {name}");
+                assert_eq!(
+                    (m.channels, m.height, m.width),
+                    (channels, h as usize, w as usize),
+                    "{arch} {name}"
+                );
                 assert!(
                     m.values.iter().all(|v| (0.0..=1.0).contains(v)),
                     "{arch} {name}: values outside [0, 1]"
@@ -349,8 +427,16 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
             }
         }
         for (a, b) in cams.iter().zip(&transfer) {
-            let d = a.values.iter().zip(&b.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
-            assert!(d < 1e-4, "{arch}: transfer with its own weights differs from Grad-CAM by {d}");
+            let d = a
+                .values
+                .iter()
+                .zip(&b.values)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                d < 1e-4,
+                "{arch}: transfer with its own weights differs from Grad-CAM by {d}"
+            );
         }
     }
 }
@@ -366,13 +452,18 @@ fn pair_terms_sum_to_the_pooled_cosine() {
     let c = t.cosine.double_value(&[0]);
     assert!((c - 0.5f64.sqrt()).abs() < 1e-12);
     let q: Vec<f64> = Vec::try_from(t.query.flatten(0, -1)).unwrap();
-    assert!((q[0] - 2.0 / (4.0 * 8f64.sqrt())).abs() < 1e-12 && (q[1] - 6.0 / (4.0 * 8f64.sqrt())).abs() < 1e-12);
+    assert!(
+        (q[0] - 2.0 / (4.0 * 8f64.sqrt())).abs() < 1e-12
+            && (q[1] - 6.0 / (4.0 * 8f64.sqrt())).abs() < 1e-12
+    );
     assert!((t.neighbour.double_value(&[0, 0, 0]) - c).abs() < 1e-12);
     // Random pairs of different sizes: each side's terms sum to the cosine.
     let a = Tensor::rand([3, 7, 4, 5], F64);
     let b = Tensor::rand([3, 7, 2, 3], F64);
     let t = decompose(&a, &b);
     let sq = t.query.sum_dim_intlist([1i64, 2].as_slice(), false, None);
-    let sn = t.neighbour.sum_dim_intlist([1i64, 2].as_slice(), false, None);
+    let sn = t
+        .neighbour
+        .sum_dim_intlist([1i64, 2].as_slice(), false, None);
     assert!(rel_err(&sq, &t.cosine) < 1e-12 && rel_err(&sn, &t.cosine) < 1e-12);
 }

@@ -54,13 +54,17 @@ pub fn training_targets(embeddings: &Tensor, labels: &[usize], distance: Distanc
     let e = crate::model::head::l2_normalize(&embeddings.to_kind(Kind::Float));
     let classes = labels.iter().max().map_or(0, |m| m + 1);
     let label_t = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-    let sums = Tensor::zeros([classes as i64, e.size()[1]], (Kind::Float, Device::Cpu)).index_add(0, &label_t, &e);
+    let sums = Tensor::zeros([classes as i64, e.size()[1]], (Kind::Float, Device::Cpu))
+        .index_add(0, &label_t, &e);
     let mut counts = vec![0usize; classes];
     for &l in labels {
         counts[l] += 1;
     }
     let mut rows = Vec::with_capacity(labels.len());
-    let alone: Vec<i64> = (0..labels.len()).filter(|&i| counts[labels[i]] < 2).map(|i| i as i64).collect();
+    let alone: Vec<i64> = (0..labels.len())
+        .filter(|&i| counts[labels[i]] < 2)
+        .map(|i| i as i64)
+        .collect();
     let nearest_other = if alone.is_empty() || labels.len() < 2 {
         Vec::new()
     } else {
@@ -92,7 +96,10 @@ impl WeightStore {
         let net: &EmbeddingNet = &pm.model.net;
         let opts = exp.embed_options();
         let refs = embed(net, &exp.samples, &exp.split.train, &opts)?;
-        let labels: Vec<usize> = Vec::<i64>::try_from(&refs.labels)?.into_iter().map(|l| l as usize).collect();
+        let labels: Vec<usize> = Vec::<i64>::try_from(&refs.labels)?
+            .into_iter()
+            .map(|l| l as usize)
+            .collect();
         let targets = training_targets(&refs.embeddings, &labels, exp.cfg.model.distance);
         let loader = BatchLoader::start(
             exp.samples.clone(),
@@ -111,7 +118,9 @@ impl WeightStore {
         for batch in loader {
             let n = batch.indices.len() as i64;
             if batch.indices.as_slice() != &refs.indices[row as usize..(row + n) as usize] {
-                bail!("training images changed between the two passes (an image became unreadable?)");
+                bail!(
+                    "training images changed between the two passes (an image became unreadable?)"
+                );
             }
             let t = targets.narrow(0, row, n).to_device(exp.device);
             let score = |e: &Tensor| cosine_score(e, &t);
@@ -148,8 +157,12 @@ impl WeightStore {
 
     /// Reads a store and checks its tensors agree.
     pub fn load(path: &Path) -> Result<WeightStore> {
-        let mut map: std::collections::HashMap<String, Tensor> = read_safetensors(path)?.into_iter().collect();
-        let mut take = |k: &str| map.remove(k).with_context(|| format!("{}: no `{k}` tensor", path.display()));
+        let mut map: std::collections::HashMap<String, Tensor> =
+            read_safetensors(path)?.into_iter().collect();
+        let mut take = |k: &str| {
+            map.remove(k)
+                .with_context(|| format!("{}: no `{k}` tensor", path.display()))
+        };
         let store = WeightStore {
             embeddings: take("embeddings")?,
             weights: take("weights")?,
@@ -157,8 +170,14 @@ impl WeightStore {
             indices: take("indices")?,
         };
         let n = store.embeddings.size()[0];
-        if store.weights.size()[0] != n || store.labels.size()[0] != n || store.indices.size()[0] != n {
-            bail!("{}: row counts of embeddings, weights, labels and indices differ", path.display());
+        if store.weights.size()[0] != n
+            || store.labels.size()[0] != n
+            || store.indices.size()[0] != n
+        {
+            bail!(
+                "{}: row counts of embeddings, weights, labels and indices differ",
+                path.display()
+            );
         }
         Ok(store)
     }
@@ -169,10 +188,13 @@ impl WeightStore {
         let path = WeightStore::path(run, pm);
         let checkpoint = run.phase(pm.phase).checkpoint();
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let fresh = matches!((modified(&path), modified(&checkpoint)), (Some(s), Some(c)) if s >= c);
+        let fresh =
+            matches!((modified(&path), modified(&checkpoint)), (Some(s), Some(c)) if s >= c);
         if fresh {
             if let Ok(store) = WeightStore::load(&path) {
-                if store.weights.size()[1] == pm.model.net.arch().out_dim() && store.embeddings.size()[1] == pm.model.net.embedding_dim() {
+                if store.weights.size()[1] == pm.model.net.arch().out_dim()
+                    && store.embeddings.size()[1] == pm.model.net.embedding_dim()
+                {
                     return Ok((store, false));
                 }
             }
@@ -218,7 +240,9 @@ pub fn transfer_gradcam(
 ) -> (Vec<SaliencyMap>, Tensor, Tensor) {
     let (_, _, h, w) = x.size4().expect("images must be [B, 3, H, W]");
     let (e, a) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
-    let weights = store.transfer_weights(&e, k, distance).to_device(a.device());
+    let weights = store
+        .transfer_weights(&e, k, distance)
+        .to_device(a.device());
     let (raw, reference) = weighted_activations(&weights, &a);
     let dead = vec![false; reference.len()];
     (scale_maps(&raw, &reference, &dead, h, w), weights, e)
@@ -241,7 +265,10 @@ mod tests {
             [1.0, 0.0],
         ];
         for (r, x) in rows.iter().zip(expect) {
-            assert!((r[0] - x[0]).abs() < 1e-6 && (r[1] - x[1]).abs() < 1e-6, "{rows:?}");
+            assert!(
+                (r[0] - x[0]).abs() < 1e-6 && (r[1] - x[1]).abs() < 1e-6,
+                "{rows:?}"
+            );
         }
     }
 
@@ -254,7 +281,12 @@ mod tests {
             indices: Tensor::from_slice(&[5i64, 6, 7]),
         };
         let q = Tensor::from_slice(&[0.9f32, 0.8]).view([1, 2]);
-        let w: Vec<f32> = Vec::try_from(store.transfer_weights(&q, 2, Distance::Cosine).flatten(0, -1)).unwrap();
+        let w: Vec<f32> = Vec::try_from(
+            store
+                .transfer_weights(&q, 2, Distance::Cosine)
+                .flatten(0, -1),
+        )
+        .unwrap();
         assert_eq!(w, [2.0, 3.0]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WEIGHTS_FILE);

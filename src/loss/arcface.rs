@@ -29,9 +29,19 @@ impl ArcFace {
     pub const DEFAULT_SCALE: f64 = 64.0;
 
     /// Creates W (standard-normal init, as PML) under `path`.
-    pub fn new(path: &nn::Path, embedding_dim: i64, num_classes: i64, margin: f64, scale: f64) -> Self {
+    pub fn new(
+        path: &nn::Path,
+        embedding_dim: i64,
+        num_classes: i64,
+        margin: f64,
+        scale: f64,
+    ) -> Self {
         let weight = path.randn_standard("W", &[embedding_dim, num_classes]);
-        Self { weight, margin, scale }
+        Self {
+            weight,
+            margin,
+            scale,
+        }
     }
 
     /// `[B, C]` cosines between embeddings and class weights.
@@ -63,7 +73,12 @@ pub(crate) fn cosine_to_columns(embeddings: &Tensor, weight: &Tensor) -> Tensor 
 
 /// ArcFace's loss from the class cosines `[B, C]`: margin on the true class, ×s,
 /// cross-entropy. Shared with SubCenterArcFace.
-pub(crate) fn angular_margin_loss(cosine: &Tensor, labels: &Tensor, margin: f64, scale: f64) -> Tensor {
+pub(crate) fn angular_margin_loss(
+    cosine: &Tensor,
+    labels: &Tensor,
+    margin: f64,
+    scale: f64,
+) -> Tensor {
     let labels = labels.view([-1, 1]);
     let target = cosine.gather(1, &labels, false);
     // sin θ from cos θ instead of acos: acos has an infinite slope at ±1. The floor
@@ -113,7 +128,9 @@ mod tests {
     fn cosines(emb: &[Vec<f64>], w: &[Vec<f64>]) -> Vec<Vec<f64>> {
         let classes = w[0].len();
         let cols: Vec<Vec<f64>> = (0..classes).map(|j| unit(&column(w, j))).collect();
-        emb.iter().map(|e| cols.iter().map(|c| dot(&unit(e), c)).collect()).collect()
+        emb.iter()
+            .map(|e| cols.iter().map(|c| dot(&unit(e), c)).collect())
+            .collect()
     }
 
     #[test]
@@ -121,25 +138,37 @@ mod tests {
         tch::set_num_threads(1);
         let (_vs, loss) = double_loss(2, 2, 0.5, 4.0);
         // W columns: class 0 along x, class 1 along y (scaled: normalised away).
-        tch::no_grad(|| loss.weight.shallow_clone().copy_(&mat(&[&[3.0, 0.0], &[0.0, 2.0]])));
+        tch::no_grad(|| {
+            loss.weight
+                .shallow_clone()
+                .copy_(&mat(&[&[3.0, 0.0], &[0.0, 2.0]]))
+        });
         // Sample A at 20°, class 0: θ = 20° ≤ π − m → logit cos(20° + 0.5 rad).
         // Sample B at 170°, class 1: θ to y = 80° → cos(80° + 0.5 rad).
         // Sample C at 200°, class 0: θ = 160° > π − 0.5 rad (151.35°) → cos θ − m sin m.
         let deg = [20.0f64, 170.0, 200.0];
-        let e_rows: Vec<Vec<f64>> =
-            deg.iter().map(|d| vec![d.to_radians().cos(), d.to_radians().sin()]).collect();
+        let e_rows: Vec<Vec<f64>> = deg
+            .iter()
+            .map(|d| vec![d.to_radians().cos(), d.to_radians().sin()])
+            .collect();
         let refs: Vec<&[f64]> = e_rows.iter().map(|r| r.as_slice()).collect();
         let e = mat(&refs);
         let (m, s) = (0.5f64, 4.0);
         let ce = |t: f64, o: f64| (1.0 + (s * o - s * t).exp()).ln(); // −log softmax([t, o]·s)[0]
         let a = ce((20f64.to_radians() + m).cos(), 20f64.to_radians().sin());
         let b = ce((80f64.to_radians() + m).cos(), 170f64.to_radians().cos());
-        let c = ce(200f64.to_radians().cos() - m * m.sin(), 200f64.to_radians().sin());
+        let c = ce(
+            200f64.to_radians().cos() - m * m.sin(),
+            200f64.to_radians().sin(),
+        );
         let expected = (a + b + c) / 3.0;
         let got = value(&loss.loss(&e, &labels(&[0, 1, 0])));
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         let w = rows(&loss.weight);
-        assert!((expected - reference_from_cosines(&cosines(&e_rows, &w), &[0, 1, 0], m, s)).abs() < 1e-12);
+        assert!(
+            (expected - reference_from_cosines(&cosines(&e_rows, &w), &[0, 1, 0], m, s)).abs()
+                < 1e-12
+        );
         // logits(): s·cos θ, no margin.
         let logits = loss.logits(&e).unwrap();
         assert!((logits.double_value(&[0, 0]) - s * 20f64.to_radians().cos()).abs() < 1e-12);
@@ -152,8 +181,12 @@ mod tests {
         let e = randn(&[8, 6], 9);
         let lab = [0, 1, 2, 3, 4, 0, 1, 2];
         let got = value(&loss.loss(&e, &labels(&lab)));
-        let expected = reference_from_cosines(&cosines(&rows(&e), &rows(&loss.weight)), &lab, 0.5, 64.0);
-        assert!((got - expected).abs() < 1e-9 * expected.abs().max(1.0), "{got} vs {expected}");
+        let expected =
+            reference_from_cosines(&cosines(&rows(&e), &rows(&loss.weight)), &lab, 0.5, 64.0);
+        assert!(
+            (got - expected).abs() < 1e-9 * expected.abs().max(1.0),
+            "{got} vs {expected}"
+        );
     }
 
     #[test]
@@ -178,7 +211,10 @@ mod tests {
         let e = leaf(&mat(&refs));
         let cos = tch::no_grad(|| loss.cosine(&e).gather(1, &lab.view([-1, 1]), false));
         let far = value(&cos.lt(-0.5f64.cos()).sum(Kind::Int64)) as i64;
-        assert!(far > 0 && far < 8, "want both branches, got {far} fallback samples");
+        assert!(
+            far > 0 && far < 8,
+            "want both branches, got {far} fallback samples"
+        );
         check_grad(&e, || loss.loss(&e, &lab));
         check_grad(&loss.weight, || loss.loss(&e, &lab));
     }

@@ -15,7 +15,9 @@ pub struct Classifier {
 impl Classifier {
     /// Creates the layer under `path` (tch's default init, like torch's `nn.Linear`).
     pub fn new(path: &nn::Path, embedding_dim: i64, num_classes: i64) -> Self {
-        Self { linear: nn::linear(path, embedding_dim, num_classes, Default::default()) }
+        Self {
+            linear: nn::linear(path, embedding_dim, num_classes, Default::default()),
+        }
     }
 }
 
@@ -53,15 +55,27 @@ mod tests {
         tch::set_num_threads(1);
         let (_vs, loss) = double_loss(2, 2);
         tch::no_grad(|| {
-            loss.linear.ws.shallow_clone().copy_(&mat(&[&[1.0, 0.0], &[0.0, 2.0]]));
-            loss.linear.bs.as_ref().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[0.5, -0.5]));
+            loss.linear
+                .ws
+                .shallow_clone()
+                .copy_(&mat(&[&[1.0, 0.0], &[0.0, 2.0]]));
+            loss.linear
+                .bs
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[0.5, -0.5]));
         });
         let e = mat(&[&[1.0, 1.0], &[0.0, -1.0], &[2.0, 0.5], &[-1.0, 1.0]]);
         let lab = [0i64, 1, 0, 1];
         // logits = (x + 0.5, 2y − 0.5) per row.
         let logits = [[1.5, 1.5], [0.5, -2.5], [2.5, 0.5], [-0.5, 1.5]];
-        let expected: f64 =
-            logits.iter().zip(lab).map(|(l, y)| neg_log_softmax(l, y as usize)).sum::<f64>() / 4.0;
+        let expected: f64 = logits
+            .iter()
+            .zip(lab)
+            .map(|(l, y)| neg_log_softmax(l, y as usize))
+            .sum::<f64>()
+            / 4.0;
         let got = value(&loss.loss(&e, &labels(&lab)));
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         assert!((loss.logits(&e).unwrap().double_value(&[1, 1]) + 2.5).abs() < 1e-12);

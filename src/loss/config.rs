@@ -70,7 +70,9 @@ pub enum LossConfig {
 impl Default for LossConfig {
     /// The reference experiments' loss: EPSHN in its official form.
     fn default() -> Self {
-        LossConfig::Epshn { sigma: default_sigma() }
+        LossConfig::Epshn {
+            sigma: default_sigma(),
+        }
     }
 }
 
@@ -114,7 +116,9 @@ impl LossConfig {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!("loss.{name} must be a non-negative number, got {v}"))
+                Err(format!(
+                    "loss.{name} must be a non-negative number, got {v}"
+                ))
             }
         };
         match *self {
@@ -125,11 +129,17 @@ impl LossConfig {
                 non_negative("margin", margin)?;
                 positive("scale", scale)
             }
-            LossConfig::SubCenterArcface { margin, scale, sub_centers } => {
+            LossConfig::SubCenterArcface {
+                margin,
+                scale,
+                sub_centers,
+            } => {
                 non_negative("margin", margin)?;
                 positive("scale", scale)?;
                 if sub_centers < 1 {
-                    return Err(format!("loss.sub_centers must be at least 1, got {sub_centers}"));
+                    return Err(format!(
+                        "loss.sub_centers must be at least 1, got {sub_centers}"
+                    ));
                 }
                 Ok(())
             }
@@ -175,12 +185,24 @@ pub fn build(
 ) -> Box<dyn MetricLoss> {
     match *cfg {
         LossConfig::Epshn { sigma } => Box::new(EasyPositiveHardNegative { sigma }),
-        LossConfig::EpshnTriplet { margin } => Box::new(EasyPositiveSemiHardNegative { margin, distance }),
-        LossConfig::ProxyNca { scale } => Box::new(ProxyNca::new(path, embedding_dim, num_classes, scale)),
-        LossConfig::Arcface { margin, scale } => {
-            Box::new(ArcFace::new(path, embedding_dim, num_classes, margin, scale))
+        LossConfig::EpshnTriplet { margin } => {
+            Box::new(EasyPositiveSemiHardNegative { margin, distance })
         }
-        LossConfig::SubCenterArcface { margin, scale, sub_centers } => Box::new(SubCenterArcFace::new(
+        LossConfig::ProxyNca { scale } => {
+            Box::new(ProxyNca::new(path, embedding_dim, num_classes, scale))
+        }
+        LossConfig::Arcface { margin, scale } => Box::new(ArcFace::new(
+            path,
+            embedding_dim,
+            num_classes,
+            margin,
+            scale,
+        )),
+        LossConfig::SubCenterArcface {
+            margin,
+            scale,
+            sub_centers,
+        } => Box::new(SubCenterArcFace::new(
             path,
             embedding_dim,
             num_classes,
@@ -204,21 +226,48 @@ mod tests {
     }
 
     fn parse(toml_text: &str) -> Result<LossConfig, String> {
-        toml::from_str::<Wrapper>(toml_text).map(|w| w.loss).map_err(|e| e.to_string())
+        toml::from_str::<Wrapper>(toml_text)
+            .map(|w| w.loss)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_are_the_reference_values() {
-        assert_eq!(parse("[loss]\nkind = \"epshn\"").unwrap(), LossConfig::Epshn { sigma: 0.1 });
-        assert_eq!(parse("[loss]\nkind = \"epshn_triplet\"").unwrap(), LossConfig::EpshnTriplet { margin: 0.05 });
-        assert_eq!(parse("[loss]\nkind = \"proxy_nca\"").unwrap(), LossConfig::ProxyNca { scale: 1.0 });
-        assert_eq!(parse("[loss]\nkind = \"arcface\"").unwrap(), LossConfig::Arcface { margin: 0.5, scale: 64.0 });
+        assert_eq!(
+            parse("[loss]\nkind = \"epshn\"").unwrap(),
+            LossConfig::Epshn { sigma: 0.1 }
+        );
+        assert_eq!(
+            parse("[loss]\nkind = \"epshn_triplet\"").unwrap(),
+            LossConfig::EpshnTriplet { margin: 0.05 }
+        );
+        assert_eq!(
+            parse("[loss]\nkind = \"proxy_nca\"").unwrap(),
+            LossConfig::ProxyNca { scale: 1.0 }
+        );
+        assert_eq!(
+            parse("[loss]\nkind = \"arcface\"").unwrap(),
+            LossConfig::Arcface {
+                margin: 0.5,
+                scale: 64.0
+            }
+        );
         assert_eq!(
             parse("[loss]\nkind = \"sub_center_arcface\"").unwrap(),
-            LossConfig::SubCenterArcface { margin: 0.5, scale: 64.0, sub_centers: 3 }
+            LossConfig::SubCenterArcface {
+                margin: 0.5,
+                scale: 64.0,
+                sub_centers: 3
+            }
         );
-        assert_eq!(parse("[loss]\nkind = \"classifier\"").unwrap(), LossConfig::Classifier {});
-        assert_eq!(parse("[loss]\nkind = \"nt_xent\"").unwrap(), LossConfig::NtXent { temperature: 0.5 });
+        assert_eq!(
+            parse("[loss]\nkind = \"classifier\"").unwrap(),
+            LossConfig::Classifier {}
+        );
+        assert_eq!(
+            parse("[loss]\nkind = \"nt_xent\"").unwrap(),
+            LossConfig::NtXent { temperature: 0.5 }
+        );
         assert_eq!(LossConfig::default(), LossConfig::Epshn { sigma: 0.1 });
     }
 
@@ -235,21 +284,42 @@ mod tests {
         assert!(parse("[loss]\nkind = \"triplet\"").is_err());
         for cfg in [
             LossConfig::Epshn { sigma: 0.1 },
-            LossConfig::SubCenterArcface { margin: 0.5, scale: 64.0, sub_centers: 3 },
+            LossConfig::SubCenterArcface {
+                margin: 0.5,
+                scale: 64.0,
+                sub_centers: 3,
+            },
             LossConfig::Classifier {},
         ] {
-            assert_eq!(parse(&format!("[loss]\n{}", toml::to_string(&cfg).unwrap())).unwrap(), cfg);
-            assert_eq!(serde_json::from_value::<LossConfig>(serde_json::to_value(&cfg).unwrap()).unwrap(), cfg);
+            assert_eq!(
+                parse(&format!("[loss]\n{}", toml::to_string(&cfg).unwrap())).unwrap(),
+                cfg
+            );
+            assert_eq!(
+                serde_json::from_value::<LossConfig>(serde_json::to_value(&cfg).unwrap()).unwrap(),
+                cfg
+            );
         }
     }
 
     #[test]
     fn validation_names_the_field() {
         assert!(LossConfig::Epshn { sigma: 0.1 }.validate().is_ok());
-        assert!(LossConfig::Epshn { sigma: 0.0 }.validate().unwrap_err().contains("sigma"));
-        let e = LossConfig::SubCenterArcface { margin: 0.5, scale: 64.0, sub_centers: 0 }.validate();
+        assert!(LossConfig::Epshn { sigma: 0.0 }
+            .validate()
+            .unwrap_err()
+            .contains("sigma"));
+        let e = LossConfig::SubCenterArcface {
+            margin: 0.5,
+            scale: 64.0,
+            sub_centers: 0,
+        }
+        .validate();
         assert!(e.unwrap_err().contains("sub_centers"));
-        assert!(LossConfig::NtXent { temperature: -1.0 }.validate().unwrap_err().contains("temperature"));
+        assert!(LossConfig::NtXent { temperature: -1.0 }
+            .validate()
+            .unwrap_err()
+            .contains("temperature"));
     }
 
     #[test]
@@ -272,10 +342,19 @@ mod tests {
             assert_eq!(cfg.kind(), kind);
             assert_eq!(cfg.has_parameters(), params > 0, "{kind}");
             let vs = nn::VarStore::new(Device::Cpu);
-            let loss = build(&cfg, &(vs.root() / "loss").set_group(1), 4, 3, Distance::Cosine);
+            let loss = build(
+                &cfg,
+                &(vs.root() / "loss").set_group(1),
+                4,
+                3,
+                Distance::Cosine,
+            );
             assert_eq!(loss.name(), kind);
             assert_eq!(vs.trainable_variables().len(), params, "{kind}");
-            assert!(vs.variables().keys().all(|k| k.starts_with("loss.")), "{kind}");
+            assert!(
+                vs.variables().keys().all(|k| k.starts_with("loss.")),
+                "{kind}"
+            );
             let value = loss.loss(&emb, &labels);
             assert_eq!(value.size(), Vec::<i64>::new(), "{kind}: scalar loss");
             assert!(value.double_value(&[]).is_finite(), "{kind}");

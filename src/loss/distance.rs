@@ -37,7 +37,11 @@ impl Distance {
 /// Rows scaled to unit L2 norm (rows of zeros stay zero), as torch's F.normalize.
 /// Keeps the input's precision (double stays double: the gradient checks need it).
 pub fn normalize(x: &Tensor) -> Tensor {
-    let norm = x.square().sum_dim_intlist(1, true, None::<tch::Kind>).sqrt().clamp_min(1e-12);
+    let norm = x
+        .square()
+        .sum_dim_intlist(1, true, None::<tch::Kind>)
+        .sqrt()
+        .clamp_min(1e-12);
     x / norm
 }
 

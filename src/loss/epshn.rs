@@ -42,15 +42,17 @@ impl MetricLoss for EasyPositiveHardNegative {
 
         // Easy positive: most similar same-class sample that is not a near-duplicate.
         let pos_mask = same.logical_and(&s_mine.le(NEAR_DUPLICATE_COSINE));
-        let (pos_sim, pos_idx) =
-            s_mine.masked_fill(&pos_mask.logical_not(), f64::NEG_INFINITY).max_dim(1, false);
+        let (pos_sim, pos_idx) = s_mine
+            .masked_fill(&pos_mask.logical_not(), f64::NEG_INFINITY)
+            .max_dim(1, false);
         let has_pos = pos_mask.any_dim(1, false);
 
         // Hard negative among those not more similar than the positive. For anchors
         // without a positive `pos_sim` is −inf, so no negative qualifies either.
         let neg_mask = other.logical_and(&s_mine.le_tensor(&pos_sim.unsqueeze(1)));
-        let neg_idx =
-            s_mine.masked_fill(&neg_mask.logical_not(), f64::NEG_INFINITY).argmax(1, false);
+        let neg_idx = s_mine
+            .masked_fill(&neg_mask.logical_not(), f64::NEG_INFINITY)
+            .argmax(1, false);
         let has_neg = neg_mask.any_dim(1, false);
 
         let s_ap = s.gather(1, &pos_idx.unsqueeze(1), false);
@@ -82,7 +84,10 @@ pub struct EasyPositiveSemiHardNegative {
 
 impl Default for EasyPositiveSemiHardNegative {
     fn default() -> Self {
-        Self { margin: 0.05, distance: Distance::Euclidean }
+        Self {
+            margin: 0.05,
+            distance: Distance::Euclidean,
+        }
     }
 }
 
@@ -93,19 +98,24 @@ impl MetricLoss for EasyPositiveSemiHardNegative {
         let d_mine = d.detach();
         let (same, other) = class_masks(labels);
 
-        let (pos_dist, pos_idx) =
-            d_mine.masked_fill(&same.logical_not(), f64::INFINITY).min_dim(1, false);
+        let (pos_dist, pos_idx) = d_mine
+            .masked_fill(&same.logical_not(), f64::INFINITY)
+            .min_dim(1, false);
         let has_pos = same.any_dim(1, false);
 
         // Strictly farther than the positive; +inf `pos_dist` (no positive) admits none.
         let neg_mask = other.logical_and(&d_mine.gt_tensor(&pos_dist.unsqueeze(1)));
-        let neg_idx = d_mine.masked_fill(&neg_mask.logical_not(), f64::INFINITY).argmin(1, false);
+        let neg_idx = d_mine
+            .masked_fill(&neg_mask.logical_not(), f64::INFINITY)
+            .argmin(1, false);
         let has_neg = neg_mask.any_dim(1, false);
 
         let d_ap = d.gather(1, &pos_idx.unsqueeze(1), false).squeeze_dim(1);
         let d_an = d.gather(1, &neg_idx.unsqueeze(1), false).squeeze_dim(1);
         let per_anchor = (d_ap - d_an + self.margin).relu();
-        let counted = has_pos.logical_and(&has_neg).logical_and(&per_anchor.detach().gt(0.0));
+        let counted = has_pos
+            .logical_and(&has_neg)
+            .logical_and(&per_anchor.detach().gt(0.0));
         masked_mean(&per_anchor, &counted)
     }
 
@@ -127,7 +137,11 @@ mod tests {
             let mut pos: Option<f64> = None;
             for p in 0..z.len() {
                 let s = dot(&z[a], &z[p]);
-                if p != a && lab[p] == lab[a] && s <= NEAR_DUPLICATE_COSINE && pos.map_or(true, |b| s > b) {
+                if p != a
+                    && lab[p] == lab[a]
+                    && s <= NEAR_DUPLICATE_COSINE
+                    && pos.map_or(true, |b| s > b)
+                {
                     pos = Some(s);
                 }
             }
@@ -143,7 +157,11 @@ mod tests {
             sum += neg_log_softmax(&[sp / sigma, sn / sigma], 0);
             count += 1;
         }
-        if count == 0 { 0.0 } else { sum / count as f64 }
+        if count == 0 {
+            0.0
+        } else {
+            sum / count as f64
+        }
     }
 
     /// PML's miner + triplet margin loss with plain floats (Euclidean on unit vectors).
@@ -173,12 +191,18 @@ mod tests {
                 count += 1;
             }
         }
-        if count == 0 { 0.0 } else { sum / count as f64 }
+        if count == 0 {
+            0.0
+        } else {
+            sum / count as f64
+        }
     }
 
     fn at_degrees(deg: &[f64]) -> Tensor {
-        let rows: Vec<Vec<f64>> =
-            deg.iter().map(|d| vec![d.to_radians().cos(), d.to_radians().sin()]).collect();
+        let rows: Vec<Vec<f64>> = deg
+            .iter()
+            .map(|d| vec![d.to_radians().cos(), d.to_radians().sin()])
+            .collect();
         let refs: Vec<&[f64]> = rows.iter().map(|r| r.as_slice()).collect();
         mat(&refs)
     }
@@ -198,7 +222,8 @@ mod tests {
         let l = labels(&[0, 0, 1, 1]);
         let c = |d: f64| d.to_radians().cos();
         let term = |sp: f64, sn: f64| (1.0 + ((sn - sp) / 0.1).exp()).ln();
-        let expected = (term(c(40.0), c(90.0)) + term(c(40.0), c(50.0)) + term(c(70.0), c(90.0))) / 3.0;
+        let expected =
+            (term(c(40.0), c(90.0)) + term(c(40.0), c(50.0)) + term(c(70.0), c(90.0))) / 3.0;
         let got = value(&EasyPositiveHardNegative::default().loss(&e, &l));
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         assert!((expected - official_reference(&rows(&e), &[0, 0, 1, 1], 0.1)).abs() < 1e-12);
@@ -262,7 +287,10 @@ mod tests {
         let chord = |a: f64| 2.0 * (a.to_radians() / 2.0).sin();
         let small = EasyPositiveSemiHardNegative::default();
         assert_eq!(value(&small.loss(&e, &l)), 0.0);
-        let big = EasyPositiveSemiHardNegative { margin: 0.6, distance: Distance::Euclidean };
+        let big = EasyPositiveSemiHardNegative {
+            margin: 0.6,
+            distance: Distance::Euclidean,
+        };
         let a0 = chord(60.0) - chord(100.0) + 0.6;
         let a3 = chord(80.0) - chord(100.0) + 0.6;
         assert!(a0 > 0.0 && a3 > 0.0);
@@ -270,7 +298,10 @@ mod tests {
         assert!((got - (a0 + a3) / 2.0).abs() < 1e-9, "{got}");
         assert!((got - pml_reference(&rows(&e), &[0, 0, 1, 1], 0.6)).abs() < 1e-9);
         // Cosine distance ranks like the chord on unit vectors: same triplets.
-        let cos = EasyPositiveSemiHardNegative { margin: 0.6, distance: Distance::Cosine };
+        let cos = EasyPositiveSemiHardNegative {
+            margin: 0.6,
+            distance: Distance::Cosine,
+        };
         let c = |a: f64| 1.0 - a.to_radians().cos();
         // In cosine distance anchor 0's triplet is satisfied (0.5 − 1.17 + 0.6 < 0), so
         // the average runs over anchor 3's non-zero triplet only.
@@ -284,7 +315,10 @@ mod tests {
         tch::set_num_threads(1);
         let e = randn(&[12, 3], 3);
         let lab = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4];
-        let loss = EasyPositiveSemiHardNegative { margin: 0.3, distance: Distance::Euclidean };
+        let loss = EasyPositiveSemiHardNegative {
+            margin: 0.3,
+            distance: Distance::Euclidean,
+        };
         let got = value(&loss.loss(&e, &labels(&lab)));
         let expected = pml_reference(&rows(&e), &lab, 0.3);
         assert!(expected > 0.0);
@@ -297,7 +331,10 @@ mod tests {
         let e = leaf(&randn(&[12, 3], 3));
         let lab = labels(&[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4]);
         for distance in [Distance::Euclidean, Distance::Cosine] {
-            let loss = EasyPositiveSemiHardNegative { margin: 0.3, distance };
+            let loss = EasyPositiveSemiHardNegative {
+                margin: 0.3,
+                distance,
+            };
             assert!(value(&loss.loss(&e, &lab)) > 0.0);
             check_grad(&e, || loss.loss(&e, &lab));
         }

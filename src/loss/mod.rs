@@ -74,5 +74,7 @@ pub(crate) fn masked_mean(values: &Tensor, mask: &Tensor) -> Tensor {
 /// Mean softmax cross-entropy of `logits` `[B, C]` against `labels` `[B]`, in the
 /// logits' precision (tch's `cross_entropy_for_logits` always computes in f32).
 pub(crate) fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
-    logits.log_softmax(-1, None::<Kind>).nll_loss(&labels.view([-1]))
+    logits
+        .log_softmax(-1, None::<Kind>)
+        .nll_loss(&labels.view([-1]))
 }

@@ -27,7 +27,10 @@ impl Default for NtXent {
 impl MetricLoss for NtXent {
     fn loss(&self, embeddings: &Tensor, _labels: &Tensor) -> Tensor {
         let b = embeddings.size()[0];
-        assert!(b % 2 == 0 && b > 0, "NT-Xent needs 2N rows (two views per image), got {b}");
+        assert!(
+            b % 2 == 0 && b > 0,
+            "NT-Xent needs 2N rows (two views per image), got {b}"
+        );
         let n = b / 2;
         let z = normalize(embeddings);
         let idx = Tensor::arange(b, (Kind::Int64, embeddings.device()));
@@ -54,7 +57,10 @@ mod tests {
         for i in 0..b {
             let partner = (i + b / 2) % b;
             let num = (dot(&z[i], &z[partner]) / tau).exp();
-            let den: f64 = (0..b).filter(|&k| k != i).map(|k| (dot(&z[i], &z[k]) / tau).exp()).sum();
+            let den: f64 = (0..b)
+                .filter(|&k| k != i)
+                .map(|k| (dot(&z[i], &z[k]) / tau).exp())
+                .sum();
             total += -(num / den).ln();
         }
         total / b as f64

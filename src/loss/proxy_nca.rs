@@ -73,8 +73,10 @@ mod tests {
         let mut total = 0.0;
         for (e, &y) in emb.iter().zip(lab) {
             let z = unit(e);
-            let scores: Vec<f64> =
-                proxies.iter().map(|p| -scale * dist(&z, &unit(p)).powi(2)).collect();
+            let scores: Vec<f64> = proxies
+                .iter()
+                .map(|p| -scale * dist(&z, &unit(p)).powi(2))
+                .collect();
             total += neg_log_softmax(&scores, y as usize);
         }
         total / emb.len() as f64
@@ -85,8 +87,17 @@ mod tests {
         tch::set_num_threads(1);
         let (_vs, loss) = double_loss(2, 2, 1.0);
         // Proxies along x and y; embeddings at 0°, 30° (class 0), 90°, 60° (class 1).
-        tch::no_grad(|| loss.proxies.shallow_clone().copy_(&mat(&[&[2.0, 0.0], &[0.0, 0.5]])));
-        let e = mat(&[&[1.0, 0.0], &[3f64.sqrt(), 1.0], &[0.0, 4.0], &[1.0, 3f64.sqrt()]]);
+        tch::no_grad(|| {
+            loss.proxies
+                .shallow_clone()
+                .copy_(&mat(&[&[2.0, 0.0], &[0.0, 0.5]]))
+        });
+        let e = mat(&[
+            &[1.0, 0.0],
+            &[3f64.sqrt(), 1.0],
+            &[0.0, 4.0],
+            &[1.0, 3f64.sqrt()],
+        ]);
         let l = labels(&[0, 0, 1, 1]);
         // d² = 2 − 2 cos α. For 0°: d² to proxies 0 and 2 → −log(1/(1+e^−2)).
         // For 30°: d² = 2 − √3 and 2 − 1 = 1 → −log softmax([−(2−√3), −1])[0].
@@ -96,7 +107,10 @@ mod tests {
         let got = value(&loss.loss(&e, &l));
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         let scores = loss.logits(&e).unwrap();
-        assert_eq!(Vec::<i64>::try_from(scores.argmax(1, false)).unwrap(), vec![0, 0, 1, 1]);
+        assert_eq!(
+            Vec::<i64>::try_from(scores.argmax(1, false)).unwrap(),
+            vec![0, 0, 1, 1]
+        );
     }
 
     #[test]

@@ -59,9 +59,18 @@ impl SubCenterArcFace {
         margin: f64,
         scale: f64,
     ) -> Self {
-        assert!(sub_centers >= 1, "sub_centers must be at least 1, got {sub_centers}");
+        assert!(
+            sub_centers >= 1,
+            "sub_centers must be at least 1, got {sub_centers}"
+        );
         let weight = path.randn_standard("W", &[embedding_dim, num_classes * sub_centers]);
-        Self { weight, num_classes, sub_centers, margin, scale }
+        Self {
+            weight,
+            num_classes,
+            sub_centers,
+            margin,
+            scale,
+        }
     }
 
     /// `[B, C, K]` cosines between embeddings and every sub-centre.
@@ -82,15 +91,25 @@ impl SubCenterArcFace {
     }
 
     /// [`Self::outliers`] with the angle threshold (degrees) given.
-    pub fn outliers_at(&self, embeddings: &Tensor, labels: &Tensor, degrees: f64) -> Vec<OutlierReport> {
+    pub fn outliers_at(
+        &self,
+        embeddings: &Tensor,
+        labels: &Tensor,
+        degrees: f64,
+    ) -> Vec<OutlierReport> {
         let threshold = degrees.to_radians().cos();
         let cos = tch::no_grad(|| self.sub_center_cosine(embeddings))
             .to_kind(Kind::Double)
             .to_device(tch::Device::Cpu)
             .contiguous();
         let cos = Vec::<f64>::try_from(cos.view([-1])).expect("cosines to f64");
-        let labels = Vec::<i64>::try_from(labels.to_kind(Kind::Int64).to_device(tch::Device::Cpu).view([-1]))
-            .expect("labels to i64");
+        let labels = Vec::<i64>::try_from(
+            labels
+                .to_kind(Kind::Int64)
+                .to_device(tch::Device::Cpu)
+                .view([-1]),
+        )
+        .expect("labels to i64");
         let (c, k) = (self.num_classes as usize, self.sub_centers as usize);
         let at = |row: usize, class: usize, sub: usize| cos[(row * c + class) * k + sub];
 
@@ -106,7 +125,8 @@ impl SubCenterArcFace {
                 let mut counts = vec![0usize; k];
                 for &r in &rows {
                     // First maximum, as torch.argmax.
-                    let best = (0..k).fold(0, |b, s| if at(r, cl, s) > at(r, cl, b) { s } else { b });
+                    let best =
+                        (0..k).fold(0, |b, s| if at(r, cl, s) > at(r, cl, b) { s } else { b });
                     counts[best] += 1;
                 }
                 let dominant = (0..k).fold(0, |b, s| if counts[s] > counts[b] { s } else { b });
@@ -115,7 +135,13 @@ impl SubCenterArcFace {
                     .map(|&r| (r, at(r, cl, dominant)))
                     .filter(|&(_, v)| v < threshold)
                     .unzip();
-                OutlierReport { class, dominant_sub_center: dominant as i64, counts, outliers, outlier_cosines }
+                OutlierReport {
+                    class,
+                    dominant_sub_center: dominant as i64,
+                    counts,
+                    outliers,
+                    outlier_cosines,
+                }
             })
             .collect()
     }
@@ -146,7 +172,13 @@ mod tests {
     use crate::loss::testutil::*;
     use tch::Device;
 
-    fn double_loss(d: i64, c: i64, k: i64, margin: f64, scale: f64) -> (nn::VarStore, SubCenterArcFace) {
+    fn double_loss(
+        d: i64,
+        c: i64,
+        k: i64,
+        margin: f64,
+        scale: f64,
+    ) -> (nn::VarStore, SubCenterArcFace) {
         tch::manual_seed(21);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let loss = SubCenterArcFace::new(&vs.root(), d, c, k, margin, scale);
@@ -161,7 +193,9 @@ mod tests {
     /// Rows of `W` from sub-centre directions (degrees) listed class by class.
     fn set_weight(loss: &SubCenterArcFace, degrees: &[f64]) {
         let cols: Vec<Vec<f64>> = degrees.iter().map(|&d| angle(d)).collect();
-        let w_rows: Vec<Vec<f64>> = (0..2).map(|i| cols.iter().map(|c| c[i]).collect()).collect();
+        let w_rows: Vec<Vec<f64>> = (0..2)
+            .map(|i| cols.iter().map(|c| c[i]).collect())
+            .collect();
         let refs: Vec<&[f64]> = w_rows.iter().map(|r| r.as_slice()).collect();
         tch::no_grad(|| loss.weight.shallow_clone().copy_(&mat(&refs)));
     }
@@ -185,7 +219,9 @@ mod tests {
         let e = embeddings(&[100.0, 300.0]);
         let c = |d: f64| d.to_radians().cos();
         let ce = |t: f64, o: f64| (1.0 + (s * o - s * t).exp()).ln();
-        let expected = (ce((20f64.to_radians() + m).cos(), c(40.0)) + ce((30f64.to_radians() + m).cos(), c(60.0))) / 2.0;
+        let expected = (ce((20f64.to_radians() + m).cos(), c(40.0))
+            + ce((30f64.to_radians() + m).cos(), c(60.0)))
+            / 2.0;
         let got = value(&loss.loss(&e, &labels(&[0, 1])));
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
         let logits = loss.logits(&e).unwrap();
@@ -217,7 +253,10 @@ mod tests {
         assert_eq!(report[1].counts, vec![1, 2, 0]);
         assert_eq!(report[1].outliers, vec![4]);
         // A looser threshold keeps everyone.
-        assert!(loss.outliers_at(&e, &lab, 110.0).iter().all(|r| r.outliers.is_empty()));
+        assert!(loss
+            .outliers_at(&e, &lab, 110.0)
+            .iter()
+            .all(|r| r.outliers.is_empty()));
     }
 
     #[test]

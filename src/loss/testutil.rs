@@ -18,7 +18,10 @@ pub fn labels(l: &[i64]) -> Tensor {
 
 /// A double leaf tensor that records gradients, holding `t`'s values.
 pub fn leaf(t: &Tensor) -> Tensor {
-    t.to_kind(Kind::Double).detach().copy().set_requires_grad(true)
+    t.to_kind(Kind::Double)
+        .detach()
+        .copy()
+        .set_requires_grad(true)
 }
 
 /// Reproducible standard-normal double tensor.
@@ -37,7 +40,9 @@ pub fn rows(t: &Tensor) -> Vec<Vec<f64>> {
     let t = t.detach().to_kind(Kind::Double).contiguous();
     let (n, d) = (t.size()[0], t.size()[1]);
     let flat = Vec::<f64>::try_from(t.view([-1])).unwrap();
-    (0..n as usize).map(|i| flat[i * d as usize..(i + 1) * d as usize].to_vec()).collect()
+    (0..n as usize)
+        .map(|i| flat[i * d as usize..(i + 1) * d as usize].to_vec())
+        .collect()
 }
 
 /// `v / ‖v‖`.
@@ -53,7 +58,11 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Euclidean distance.
 pub fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// −log softmax(xs)[k], computed stably with plain floats.
@@ -74,9 +83,15 @@ pub fn column(m: &[Vec<f64>], j: usize) -> Vec<f64> {
 /// gradient is not trivially zero. `f` must read `x` afresh on every call (it is
 /// perturbed in place).
 pub fn check_grad(x: &Tensor, f: impl Fn() -> Tensor) -> f64 {
-    assert_eq!(x.kind(), Kind::Double, "gradient checks run in double precision");
+    assert_eq!(
+        x.kind(),
+        Kind::Double,
+        "gradient checks run in double precision"
+    );
     let y = f();
-    let analytic = Tensor::run_backward(&[&y], &[x], false, false).pop().unwrap();
+    let analytic = Tensor::run_backward(&[&y], &[x], false, false)
+        .pop()
+        .unwrap();
     let analytic = Vec::<f64>::try_from(analytic.contiguous().view([-1])).unwrap();
     let shape = x.size();
     let base = Vec::<f64>::try_from(x.detach().contiguous().view([-1])).unwrap();
@@ -101,8 +116,19 @@ pub fn check_grad(x: &Tensor, f: impl Fn() -> Tensor) -> f64 {
     set(&base);
     let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let scale = max_abs(&analytic).max(max_abs(&numeric));
-    assert!(scale > 1e-8, "gradient is zero: the check would prove nothing");
-    let err = analytic.iter().zip(&numeric).map(|(a, n)| (a - n).abs()).fold(0.0, f64::max) / scale;
-    assert!(err < 1e-4, "relative gradient error {err:e}\nautograd {analytic:?}\nnumeric  {numeric:?}");
+    assert!(
+        scale > 1e-8,
+        "gradient is zero: the check would prove nothing"
+    );
+    let err = analytic
+        .iter()
+        .zip(&numeric)
+        .map(|(a, n)| (a - n).abs())
+        .fold(0.0, f64::max)
+        / scale;
+    assert!(
+        err < 1e-4,
+        "relative gradient error {err:e}\nautograd {analytic:?}\nnumeric  {numeric:?}"
+    );
     err
 }

@@ -69,12 +69,19 @@ impl FromStr for Arch {
 
     /// Parses a name case-insensitively; `-` and `_` are interchangeable, and may be left out.
     fn from_str(s: &str) -> Result<Arch, String> {
-        let key: String = s.trim().to_ascii_lowercase().chars().filter(|c| *c != '-' && *c != '_').collect();
+        let key: String = s
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect();
         match key.as_str() {
             "resnet18" => Ok(Arch::ResNet18),
             "resnet50" => Ok(Arch::ResNet50),
             "mobilenetv2" => Ok(Arch::MobileNetV2),
-            _ => Err(format!("unknown backbone {s:?}: expected one of resnet18, resnet50, mobilenet_v2")),
+            _ => Err(format!(
+                "unknown backbone {s:?}: expected one of resnet18, resnet50, mobilenet_v2"
+            )),
         }
     }
 }
@@ -140,7 +147,12 @@ impl Backbone {
 
     /// As [`Backbone::forward_t`], with every ReLU/ReLU6 computed by `hook` (see
     /// [`ActivationHook`]); the activations are visited in forward order.
-    pub fn forward_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Features {
+    pub fn forward_hooked(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+    ) -> Features {
         let last_conv = match &self.net {
             Network::ResNet(n) => n.forward_hooked(x, train, hook),
             Network::MobileNetV2(n) => n.forward_hooked(x, train, hook),
@@ -194,7 +206,10 @@ mod tests {
             assert_eq!(serde_json::from_str::<Arch>(&json).unwrap(), a);
         }
         assert_eq!("MobileNet-V2".parse::<Arch>().unwrap(), Arch::MobileNetV2);
-        assert_eq!(serde_json::from_str::<Arch>("\"mobilenet-v2\"").unwrap(), Arch::MobileNetV2);
+        assert_eq!(
+            serde_json::from_str::<Arch>("\"mobilenet-v2\"").unwrap(),
+            Arch::MobileNetV2
+        );
         assert!("resnet34".parse::<Arch>().unwrap_err().contains("resnet34"));
         assert!(serde_json::from_str::<Arch>("\"resnet34\"").is_err());
     }
@@ -232,12 +247,17 @@ mod tests {
                 a.apply(t)
             });
             assert_eq!(count, n, "{arch}");
-            assert!(f.last_conv.allclose(&bb.forward_t(&x, false).last_conv, 1e-6, 1e-6, false));
+            assert!(f
+                .last_conv
+                .allclose(&bb.forward_t(&x, false).last_conv, 1e-6, 1e-6, false));
         }
     }
 
     fn bn_running_mean_sum(bb: &Backbone) -> f64 {
-        bb.batch_norms().iter().map(|bn| bn.running_mean.abs().sum(Kind::Double).double_value(&[])).sum()
+        bb.batch_norms()
+            .iter()
+            .map(|bn| bn.running_mean.abs().sum(Kind::Double).double_value(&[]))
+            .sum()
     }
 
     #[test]
@@ -254,16 +274,30 @@ mod tests {
             assert_eq!(bn_running_mean_sum(&bb), 0.0, "{arch}: running stats moved");
             let vars = vs.variables();
             for bn in bb.batch_norms() {
-                assert!(!bn.weight.requires_grad() && !bn.weight.grad().defined(), "{arch}: BN weight has a gradient");
+                assert!(
+                    !bn.weight.requires_grad() && !bn.weight.grad().defined(),
+                    "{arch}: BN weight has a gradient"
+                );
                 assert!(!bn.bias.grad().defined());
                 assert_eq!(bn.num_batches_tracked.int64_value(&[]), 0);
             }
             // Through the var store's own handles as well (what an optimiser holds).
-            let key = if arch == Arch::ResNet18 { "bn1.weight" } else { "features.0.1.weight" };
+            let key = if arch == Arch::ResNet18 {
+                "bn1.weight"
+            } else {
+                "features.0.1.weight"
+            };
             assert!(!vars[key].requires_grad());
-            let conv = if arch == Arch::ResNet18 { "conv1.weight" } else { "features.0.0.weight" };
+            let conv = if arch == Arch::ResNet18 {
+                "conv1.weight"
+            } else {
+                "features.0.0.weight"
+            };
             let g = vars[conv].grad();
-            assert!(g.defined() && g.abs().sum(Kind::Double).double_value(&[]) > 0.0, "{arch}: conv has no gradient");
+            assert!(
+                g.defined() && g.abs().sum(Kind::Double).double_value(&[]) > 0.0,
+                "{arch}: conv has no gradient"
+            );
             // Eval-mode normalisation in a training pass: same output as an eval pass.
             let e = bb.forward_t(&x, false);
             assert!(f.pooled.allclose(&e.pooled, 1e-5, 1e-6, false));
@@ -273,7 +307,10 @@ mod tests {
             assert!(!bb.frozen_bn());
             let f = bb.forward_t(&x, true);
             f.pooled.sum(Kind::Float).backward();
-            assert!(bn_running_mean_sum(&bb) > 0.0, "{arch}: running stats did not move");
+            assert!(
+                bn_running_mean_sum(&bb) > 0.0,
+                "{arch}: running stats did not move"
+            );
             assert!(vars[key].grad().defined());
             assert_eq!(bb.batch_norms()[0].num_batches_tracked.int64_value(&[]), 1);
         }
@@ -289,7 +326,10 @@ mod tests {
     /// below (written by `src/model/testdata/torchvision_reference.py`, see the README there).
     const TORCHVISION_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/torchvision");
     /// The ImageNet MobileNetV2, put there by `scripts/fetch-weights.sh` (as before `make test`).
-    const MOBILENET_V2_PTH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/weights/mobilenet_v2-b0353104.pth");
+    const MOBILENET_V2_PTH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.cache/weights/mobilenet_v2-b0353104.pth"
+    );
     /// 2^31 - 1, the modulus of the formula.
     const FORMULA_P: i64 = 2_147_483_647;
 
@@ -299,7 +339,9 @@ mod tests {
     fn formula_u(seed: i64, shape: &[i64]) -> Tensor {
         let n: i64 = shape.iter().product();
         let i = Tensor::arange(n, (Kind::Int64, Device::Cpu));
-        let h = ((&i * &i).remainder(FORMULA_P) * 16807 + &i * ((48271 * seed) % FORMULA_P) + 12345 * seed)
+        let h = ((&i * &i).remainder(FORMULA_P) * 16807
+            + &i * ((48271 * seed) % FORMULA_P)
+            + 12345 * seed)
             .remainder(FORMULA_P);
         (h.to_kind(Kind::Double) / FORMULA_P).reshape(shape)
     }
@@ -358,8 +400,16 @@ mod tests {
             Kind::Int64 => "int64",
             k => panic!("unexpected dtype {k:?}"),
         };
-        let ours: Vec<String> = vars.iter().map(|(k, t)| format!("{k} {} {:?}", dtype(t.kind()), t.size())).collect();
-        assert_eq!(ours, theirs, "{arch}: entries differ from torchvision's state_dict ({})", listing.display());
+        let ours: Vec<String> = vars
+            .iter()
+            .map(|(k, t)| format!("{k} {} {:?}", dtype(t.kind()), t.size()))
+            .collect();
+        assert_eq!(
+            ours,
+            theirs,
+            "{arch}: entries differ from torchvision's state_dict ({})",
+            listing.display()
+        );
         if arch == Arch::MobileNetV2 {
             let pth = std::path::Path::new(MOBILENET_V2_PTH);
             assert!(
@@ -376,23 +426,40 @@ mod tests {
         } else {
             tch::no_grad(|| {
                 for (seed, (name, var)) in (1..).zip(&vars) {
-                    var.shallow_clone().copy_(&formula_tensor(name, &var.size(), seed));
+                    var.shallow_clone()
+                        .copy_(&formula_tensor(name, &var.size(), seed));
                 }
             });
         }
         let io: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(dir.join(format!("{arch}_io.safetensors"))).unwrap().into_iter().collect();
+            Tensor::read_safetensors(dir.join(format!("{arch}_io.safetensors")))
+                .unwrap()
+                .into_iter()
+                .collect();
         let x = formula_input();
         let e = bb.forward_t(&x, false);
         let eval_err = max_rel_err(&e.last_conv, &io["eval_last"]);
-        assert!(eval_err < 1e-4, "{arch}: eval last conv differs by {eval_err:e}");
+        assert!(
+            eval_err < 1e-4,
+            "{arch}: eval last conv differs by {eval_err:e}"
+        );
         let pooled_err = max_rel_err(&e.pooled, &io["eval_pooled"]);
-        assert!(pooled_err < 1e-4, "{arch}: eval pooled differs by {pooled_err:e}");
+        assert!(
+            pooled_err < 1e-4,
+            "{arch}: eval pooled differs by {pooled_err:e}"
+        );
         let t = bb.forward_t(&x, true);
         t.pooled.sum(Kind::Float).backward();
         let train_err = max_rel_err(&t.last_conv, &io["train_last"]);
-        assert!(train_err < 1e-4, "{arch}: train last conv differs by {train_err:e}");
-        let first_conv = if arch == Arch::MobileNetV2 { "features.0.0.weight" } else { "conv1.weight" };
+        assert!(
+            train_err < 1e-4,
+            "{arch}: train last conv differs by {train_err:e}"
+        );
+        let first_conv = if arch == Arch::MobileNetV2 {
+            "features.0.0.weight"
+        } else {
+            "conv1.weight"
+        };
         let grad_err = max_rel_err(&vs.variables()[first_conv].grad(), &io["first_conv_grad"]);
         // Through ResNet50's 53 training-mode BNs, torch's own float32 gradient differs
         // from its float64 one by ~6e-3 (relative max) with random weights, ~2e-2 with the
@@ -400,11 +467,20 @@ mod tests {
         // for ResNet50): compare at that noise level. Both sides run libtorch's float32
         // kernels, so they agree far closer (measured: 2.4e-4 here, 2.3e-5 for train_last,
         // from the script's 2 threads against our 1).
-        assert!(grad_err < 1e-2, "{arch}: first conv gradient differs by {grad_err:e}");
+        assert!(
+            grad_err < 1e-2,
+            "{arch}: first conv gradient differs by {grad_err:e}"
+        );
         let bn = bb.batch_norms()[0];
         let mean_err = max_rel_err(&bn.running_mean, &io["first_bn_running_mean"]);
-        assert!(mean_err < 1e-4, "{arch}: running mean differs by {mean_err:e}");
-        assert_eq!(bn.num_batches_tracked.int64_value(&[]), io["first_bn_nbt"].int64_value(&[]));
+        assert!(
+            mean_err < 1e-4,
+            "{arch}: running mean differs by {mean_err:e}"
+        );
+        assert_eq!(
+            bn.num_batches_tracked.int64_value(&[]),
+            io["first_bn_nbt"].int64_value(&[])
+        );
         eprintln!(
             "{arch} matches torchvision (max rel err): eval {eval_err:.1e}, pooled {pooled_err:.1e}, \
              train {train_err:.1e}, first conv grad {grad_err:.1e}, running mean {mean_err:.1e}"

@@ -45,7 +45,12 @@ impl EmbeddingNet {
 
     /// Creates the network with the backbone's torchvision-named variables directly under
     /// `backbone_path` and the head's under `head_path`.
-    pub fn from_paths(backbone_path: &nn::Path, head_path: &nn::Path, arch: Arch, cfg: &HeadConfig) -> EmbeddingNet {
+    pub fn from_paths(
+        backbone_path: &nn::Path,
+        head_path: &nn::Path,
+        arch: Arch,
+        cfg: &HeadConfig,
+    ) -> EmbeddingNet {
         let backbone = Backbone::new(backbone_path, arch);
         let head = EmbeddingHead::new(head_path, backbone.out_dim(), cfg);
         EmbeddingNet { backbone, head }
@@ -74,7 +79,12 @@ impl EmbeddingNet {
 
     /// As [`EmbeddingNet::forward_with_features`], with every ReLU/ReLU6 of the backbone and
     /// of the head (skip-connection MLP) computed by `hook`, in forward order.
-    pub fn forward_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> (Tensor, Features) {
+    pub fn forward_hooked(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+    ) -> (Tensor, Features) {
         let features = self.backbone.forward_hooked(x, train, hook);
         let embedding = self.head.forward_hooked(&features.pooled, train, hook);
         (embedding, features)
@@ -99,7 +109,12 @@ mod tests {
         tch::set_num_threads(1);
         for arch in Arch::ALL {
             let vs = VarStore::new(Device::Cpu);
-            let cfg = HeadConfig { embedding_dim: 16, batch_norm: true, skip_connection: arch == Arch::ResNet18, normalize: true };
+            let cfg = HeadConfig {
+                embedding_dim: 16,
+                batch_norm: true,
+                skip_connection: arch == Arch::ResNet18,
+                normalize: true,
+            };
             let net = EmbeddingNet::new(&vs.root(), arch, &cfg);
             assert_eq!(net.embedding_dim(), 16);
             let x = Tensor::randn([2, 3, 32, 48], (Kind::Float, Device::Cpu));
@@ -108,7 +123,12 @@ mod tests {
             assert_eq!(f.pooled.size(), [2, arch.out_dim()]);
             assert_eq!(f.last_conv.size(), [2, arch.out_dim(), 1, 2]);
             let n = e.norm_scalaropt_dim(2.0, [1i64], false);
-            assert!(n.allclose(&Tensor::ones([2], (Kind::Float, Device::Cpu)), 1e-5, 1e-6, false));
+            assert!(n.allclose(
+                &Tensor::ones([2], (Kind::Float, Device::Cpu)),
+                1e-5,
+                1e-6,
+                false
+            ));
             let e2 = net.forward_t(&x, false);
             assert_eq!(e2.size(), [2, 16]);
         }
@@ -123,7 +143,9 @@ mod tests {
         assert_eq!(vars.len(), 312 + 2);
         assert!(vars.contains_key(&backbone_var_name("features.0.0.weight")));
         assert!(vars.contains_key("head.linear.weight"));
-        assert!(vars.keys().all(|k| k.starts_with("backbone.") || k.starts_with("head.")));
+        assert!(vars
+            .keys()
+            .all(|k| k.starts_with("backbone.") || k.starts_with("head.")));
 
         // Train-mode pass moves BN stats and counters; a saved store reloads them exactly,
         // int64 `num_batches_tracked` scalars included.
@@ -150,9 +172,17 @@ mod tests {
     fn backbone_at_root_has_bare_torchvision_names() {
         tch::set_num_threads(1);
         let vs = VarStore::new(Device::Cpu);
-        let _net = EmbeddingNet::from_paths(&vs.root(), &(vs.root() / "head"), Arch::ResNet18, &HeadConfig::default());
+        let _net = EmbeddingNet::from_paths(
+            &vs.root(),
+            &(vs.root() / "head"),
+            Arch::ResNet18,
+            &HeadConfig::default(),
+        );
         let vars = vs.variables();
-        assert!(vars.contains_key("conv1.weight") && vars.contains_key("layer4.1.bn2.num_batches_tracked"));
+        assert!(
+            vars.contains_key("conv1.weight")
+                && vars.contains_key("layer4.1.bn2.num_batches_tracked")
+        );
         assert_eq!(vars.len(), 120 + 2);
     }
 }

@@ -45,7 +45,12 @@ fn default_true() -> bool {
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { embedding_dim: default_embedding_dim(), batch_norm: false, skip_connection: false, normalize: true }
+        HeadConfig {
+            embedding_dim: default_embedding_dim(),
+            batch_norm: false,
+            skip_connection: false,
+            normalize: true,
+        }
     }
 }
 
@@ -53,7 +58,11 @@ impl Default for HeadConfig {
 /// (weight and bias uniform in ±1/√in).
 fn torch_linear(path: &nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
     let b = 1.0 / (c_in as f64).sqrt();
-    let cfg = nn::LinearConfig { ws_init: Init::Uniform { lo: -b, up: b }, bs_init: Some(Init::Uniform { lo: -b, up: b }), bias: true };
+    let cfg = nn::LinearConfig {
+        ws_init: Init::Uniform { lo: -b, up: b },
+        bs_init: Some(Init::Uniform { lo: -b, up: b }),
+        bias: true,
+    };
     nn::linear(path, c_in, c_out, cfg)
 }
 
@@ -85,14 +94,27 @@ impl EmbeddingHead {
     /// Creates the head's parameters under `path` (callers use `"head"`) for `in_dim` features.
     pub fn new(path: &nn::Path, in_dim: i64, cfg: &HeadConfig) -> EmbeddingHead {
         let d = cfg.embedding_dim;
-        assert!(d > 0 && in_dim > 0, "head dimensions must be positive ({in_dim} → {d})");
+        assert!(
+            d > 0 && in_dim > 0,
+            "head dimensions must be positive ({in_dim} → {d})"
+        );
         let linear = torch_linear(&(path / "linear"), in_dim, d);
         let mlp = cfg.skip_connection.then(|| {
             let p = path / "mlp";
-            SkipMlp { fc1: torch_linear(&(&p / 0), in_dim, in_dim), fc2: torch_linear(&(&p / 2), in_dim, d) }
+            SkipMlp {
+                fc1: torch_linear(&(&p / 0), in_dim, in_dim),
+                fc2: torch_linear(&(&p / 2), in_dim, d),
+            }
         });
         let bn = cfg.batch_norm.then(|| BatchNorm::new(&(path / "bn"), d));
-        EmbeddingHead { linear, mlp, bn, normalize: cfg.normalize, in_dim, out_dim: d }
+        EmbeddingHead {
+            linear,
+            mlp,
+            bn,
+            normalize: cfg.normalize,
+            in_dim,
+            out_dim: d,
+        }
     }
 
     /// Input (feature) dimension.
@@ -154,21 +176,35 @@ mod tests {
         let e = head.forward_t(&x, true);
         assert_eq!(e.size(), [5, 128]);
         let norms = e.norm_scalaropt_dim(2.0, [1i64], false);
-        assert!(norms.allclose(&Tensor::ones([5], (Kind::Float, Device::Cpu)), 1e-5, 1e-6, false));
+        assert!(norms.allclose(
+            &Tensor::ones([5], (Kind::Float, Device::Cpu)),
+            1e-5,
+            1e-6,
+            false
+        ));
     }
 
     #[test]
     fn unnormalized_bn_head() {
         tch::set_num_threads(1);
         let vs = VarStore::new(Device::Cpu);
-        let cfg = HeadConfig { embedding_dim: 8, batch_norm: true, skip_connection: false, normalize: false };
+        let cfg = HeadConfig {
+            embedding_dim: 8,
+            batch_norm: true,
+            skip_connection: false,
+            normalize: false,
+        };
         let head = EmbeddingHead::new(&(vs.root() / "head"), 16, &cfg);
         assert!(names(&vs).contains(&"head.bn.running_mean".to_string()));
         let x = Tensor::randn([6, 16], (Kind::Float, Device::Cpu));
         let e = head.forward_t(&x, true);
         assert_eq!(e.size(), [6, 8]);
         // Training-mode BN with weight 1 / bias 0: each dimension has zero batch mean.
-        let m = e.mean_dim([0i64].as_slice(), false, None).abs().max().double_value(&[]);
+        let m = e
+            .mean_dim([0i64].as_slice(), false, None)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(m < 1e-5, "batch mean {m}");
     }
 
@@ -176,17 +212,48 @@ mod tests {
     fn skip_head_differs_from_plain() {
         tch::set_num_threads(1);
         let vs = VarStore::new(Device::Cpu);
-        let plain = EmbeddingHead::new(&(vs.root() / "plain"), 16, &HeadConfig { embedding_dim: 8, normalize: false, ..Default::default() });
-        let skip_cfg = HeadConfig { embedding_dim: 8, skip_connection: true, normalize: false, ..Default::default() };
+        let plain = EmbeddingHead::new(
+            &(vs.root() / "plain"),
+            16,
+            &HeadConfig {
+                embedding_dim: 8,
+                normalize: false,
+                ..Default::default()
+            },
+        );
+        let skip_cfg = HeadConfig {
+            embedding_dim: 8,
+            skip_connection: true,
+            normalize: false,
+            ..Default::default()
+        };
         let skip = EmbeddingHead::new(&(vs.root() / "skip"), 16, &skip_cfg);
         // Give the skip head the plain head's linear path: the difference is then the MLP alone.
         tch::no_grad(|| {
             skip.linear.ws.shallow_clone().copy_(&plain.linear.ws);
-            skip.linear.bs.as_ref().unwrap().shallow_clone().copy_(plain.linear.bs.as_ref().unwrap());
+            skip.linear
+                .bs
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(plain.linear.bs.as_ref().unwrap());
         });
-        let mut n: Vec<_> = names(&vs).into_iter().filter(|k| k.starts_with("skip.")).collect();
+        let mut n: Vec<_> = names(&vs)
+            .into_iter()
+            .filter(|k| k.starts_with("skip."))
+            .collect();
         n.sort();
-        assert_eq!(n, ["skip.linear.bias", "skip.linear.weight", "skip.mlp.0.bias", "skip.mlp.0.weight", "skip.mlp.2.bias", "skip.mlp.2.weight"]);
+        assert_eq!(
+            n,
+            [
+                "skip.linear.bias",
+                "skip.linear.weight",
+                "skip.mlp.0.bias",
+                "skip.mlp.0.weight",
+                "skip.mlp.2.bias",
+                "skip.mlp.2.weight"
+            ]
+        );
         let x = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
         let (a, b) = (plain.forward_t(&x, false), skip.forward_t(&x, false));
         assert_eq!(b.size(), [4, 8]);
@@ -199,7 +266,14 @@ mod tests {
     #[test]
     fn config_rejects_unknown_keys() {
         let c: HeadConfig = toml::from_str("embedding_dim = 512\nskip_connection = true").unwrap();
-        assert_eq!(c, HeadConfig { embedding_dim: 512, skip_connection: true, ..Default::default() });
+        assert_eq!(
+            c,
+            HeadConfig {
+                embedding_dim: 512,
+                skip_connection: true,
+                ..Default::default()
+            }
+        );
         assert!(toml::from_str::<HeadConfig>("embeding_dim = 512").is_err());
     }
 }

@@ -72,8 +72,16 @@ pub struct ImportOptions {
 /// is missing, a file tensor is unexpected or a shape differs, unless `opts.partial`.
 /// Values are converted to the variable's dtype (a float16 file loads into float32
 /// variables); a float/integer/bool family change is always refused, as it would truncate.
-pub fn load_into(vs: &mut VarStore, tensors: &[(String, Tensor)], opts: &ImportOptions) -> Result<ImportReport> {
-    let ignored = |name: &str| opts.ignore_prefixes.iter().any(|p| name.starts_with(p.as_str()));
+pub fn load_into(
+    vs: &mut VarStore,
+    tensors: &[(String, Tensor)],
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    let ignored = |name: &str| {
+        opts.ignore_prefixes
+            .iter()
+            .any(|p| name.starts_with(p.as_str()))
+    };
     let vars = vs.variables();
     let mut report = ImportReport::default();
     let mut plan: Vec<(String, &Tensor)> = Vec::new();
@@ -101,7 +109,10 @@ pub fn load_into(vs: &mut VarStore, tensors: &[(String, Tensor)], opts: &ImportO
     let mut missing: Vec<String> = vars
         .keys()
         .filter(|n| !found.contains(*n))
-        .filter_map(|n| n.strip_prefix(opts.add_prefix.as_str()).map(|rest| (n, rest)))
+        .filter_map(|n| {
+            n.strip_prefix(opts.add_prefix.as_str())
+                .map(|rest| (n, rest))
+        })
         .filter(|(_, rest)| !ignored(rest))
         .map(|(n, _)| n.clone())
         .collect();
@@ -114,10 +125,16 @@ pub fn load_into(vs: &mut VarStore, tensors: &[(String, Tensor)], opts: &ImportO
     }
     if !opts.partial {
         if !report.missing.is_empty() {
-            problems.push(format!("missing from the file: {}", report.missing.join(", ")));
+            problems.push(format!(
+                "missing from the file: {}",
+                report.missing.join(", ")
+            ));
         }
         if !report.unexpected.is_empty() {
-            problems.push(format!("not in the model: {}", report.unexpected.join(", ")));
+            problems.push(format!(
+                "not in the model: {}",
+                report.unexpected.join(", ")
+            ));
         }
         if !report.mismatched.is_empty() {
             let list: Vec<String> = report
@@ -132,14 +149,19 @@ pub fn load_into(vs: &mut VarStore, tensors: &[(String, Tensor)], opts: &ImportO
         // Checked before any copy, so a refused import leaves the var store untouched.
         bail!(
             "weights do not fit the model (nothing loaded{}):\n  {}",
-            if opts.partial { "" } else { "; `partial` loads what fits" },
+            if opts.partial {
+                ""
+            } else {
+                "; `partial` loads what fits"
+            },
             problems.join("\n  ")
         );
     }
     tch::no_grad(|| -> Result<()> {
         for (target, tensor) in &plan {
             let mut var = vars[target].shallow_clone();
-            var.f_copy_(tensor).with_context(|| format!("copying {target}"))?;
+            var.f_copy_(tensor)
+                .with_context(|| format!("copying {target}"))?;
         }
         Ok(())
     })?;
@@ -158,7 +180,6 @@ fn kind_family(kind: Kind) -> u8 {
         _ => 0,
     }
 }
-
 
 /// The tensor kind of a `torch.XStorage` global (`torch.cuda.XStorage` in legacy GPU saves).
 fn storage_kind(module: &str, name: &str) -> Option<Kind> {
@@ -185,8 +206,9 @@ fn storage_kind(module: &str, name: &str) -> Option<Kind> {
 
 /// The legacy format's first pickle: protocol 2, LONG1 of 10 bytes holding the magic number
 /// 0x1950a86a20f9469cfc6c, STOP. Compared literally (a general pickle reader misreads it).
-const LEGACY_MAGIC: [u8; 15] =
-    [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
+const LEGACY_MAGIC: [u8; 15] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+];
 
 /// Tensors of a checkpoint held in memory (errors say what is wrong, callers add the file).
 fn parse_pth(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
@@ -206,14 +228,21 @@ fn parse_pth(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
 }
 
 fn parse_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).context("reading the zip directory")?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).context("reading the zip directory")?;
     // The folder name is the saved file's stem ("archive" in older torch): find it.
-    let pickles: Vec<String> =
-        zip.file_names().filter(|n| n.split('/').count() == 2 && n.ends_with("/data.pkl")).map(String::from).collect();
+    let pickles: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.split('/').count() == 2 && n.ends_with("/data.pkl"))
+        .map(String::from)
+        .collect();
     let pkl_name = match pickles.as_slice() {
         [one] => one.clone(),
         [] => bail!("zip archive has no <folder>/data.pkl: not a torch.save file"),
-        many => bail!("zip archive has several data.pkl files: {}", many.join(", ")),
+        many => bail!(
+            "zip archive has several data.pkl files: {}",
+            many.join(", ")
+        ),
     };
     let folder = pkl_name.trim_end_matches("data.pkl").to_string();
     if zip.file_names().any(|n| n == format!("{folder}byteorder")) {
@@ -239,15 +268,24 @@ fn parse_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
             storage.numel,
             storage.kind
         );
-        bases.insert(storage.key.clone(), base_tensor(&data, &storage).with_context(|| format!("storage {name}"))?);
+        bases.insert(
+            storage.key.clone(),
+            base_tensor(&data, &storage).with_context(|| format!("storage {name}"))?,
+        );
     }
     build_tensors(&entries, &bases)
 }
 
 /// Bytes of one zip entry; with `limit`, reads no more than that (corrupt sizes cannot make
 /// us allocate more than the storage needs).
-fn read_entry(zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, limit: Option<usize>) -> Result<Vec<u8>> {
-    let file = zip.by_name(name).with_context(|| format!("zip entry {name}"))?;
+fn read_entry(
+    zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    name: &str,
+    limit: Option<usize>,
+) -> Result<Vec<u8>> {
+    let file = zip
+        .by_name(name)
+        .with_context(|| format!("zip entry {name}"))?;
     let mut data = Vec::new();
     match limit {
         // One byte past the storage: reaching the end makes the zip reader check the CRC.
@@ -270,14 +308,21 @@ fn parse_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let (sys_info, next) = Unpickler::new(bytes, pos, "sys_info pickle").run_at()?;
     if let Value::Dict(d) = &sys_info {
         if let Some(little) = d.borrow().get("little_endian") {
-            ensure!(matches!(little, Value::Bool(true)), "checkpoint was written big-endian: not supported");
+            ensure!(
+                matches!(little, Value::Bool(true)),
+                "checkpoint was written big-endian: not supported"
+            );
         }
     } else {
-        bail!("sys_info pickle at byte {pos} is a {}, expected a dict", sys_info.type_name());
+        bail!(
+            "sys_info pickle at byte {pos} is a {}, expected a dict",
+            sys_info.type_name()
+        );
     }
     pos = next;
     let (top, next) = Unpickler::new(bytes, pos, "main pickle").run_at()?;
-    let entries = state_dict_entries(&top).with_context(|| format!("in the main pickle at byte {pos}"))?;
+    let entries =
+        state_dict_entries(&top).with_context(|| format!("in the main pickle at byte {pos}"))?;
     pos = next;
     let (keys, next) = Unpickler::new(bytes, pos, "storage key pickle").run_at()?;
     let keys: Vec<String> = match &keys {
@@ -285,40 +330,70 @@ fn parse_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
             .borrow()
             .items
             .iter()
-            .map(|k| k.as_key().ok_or_else(|| anyhow!("storage key list at byte {pos} holds a {}", k.type_name())))
+            .map(|k| {
+                k.as_key().ok_or_else(|| {
+                    anyhow!("storage key list at byte {pos} holds a {}", k.type_name())
+                })
+            })
             .collect::<Result<_>>()?,
-        other => bail!("storage key pickle at byte {pos} is a {}, expected a list", other.type_name()),
+        other => bail!(
+            "storage key pickle at byte {pos} is a {}, expected a list",
+            other.type_name()
+        ),
     };
     pos = next;
-    let storages: HashMap<String, Rc<StorageRef>> =
-        unique_storages(&entries)?.into_iter().map(|s| (s.key.clone(), s)).collect();
+    let storages: HashMap<String, Rc<StorageRef>> = unique_storages(&entries)?
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
     let mut bases: HashMap<String, Tensor> = HashMap::new();
     for key in keys {
         let at = pos;
         let count = bytes
             .get(pos..pos + 8)
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .ok_or_else(|| anyhow!("file ends at byte {} inside the element count of storage {key}", bytes.len()))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "file ends at byte {} inside the element count of storage {key}",
+                    bytes.len()
+                )
+            })?;
         pos += 8;
         // A storage no tensor uses: its dtype is unknown, but torch writes none such.
-        let storage =
-            storages.get(&key).ok_or_else(|| anyhow!("storage {key} (data at byte {at}) is used by no tensor"))?;
+        let storage = storages
+            .get(&key)
+            .ok_or_else(|| anyhow!("storage {key} (data at byte {at}) is used by no tensor"))?;
         ensure!(
             count == storage.numel,
             "storage {key} at byte {at} holds {count} elements, the pickle says {}",
             storage.numel
         );
         let nbytes = storage_bytes(storage)?;
-        let data =
-            bytes.get(pos..).filter(|rest| rest.len() >= nbytes).map(|rest| &rest[..nbytes]).ok_or_else(|| {
-                anyhow!("file ends at byte {} inside storage {key} ({nbytes} bytes from byte {pos})", bytes.len())
+        let data = bytes
+            .get(pos..)
+            .filter(|rest| rest.len() >= nbytes)
+            .map(|rest| &rest[..nbytes])
+            .ok_or_else(|| {
+                anyhow!(
+                    "file ends at byte {} inside storage {key} ({nbytes} bytes from byte {pos})",
+                    bytes.len()
+                )
             })?;
         pos += nbytes;
-        ensure!(!bases.contains_key(&key), "storage {key} listed twice (second at byte {at})");
-        bases.insert(key.clone(), base_tensor(data, storage).with_context(|| format!("storage {key}"))?);
+        ensure!(
+            !bases.contains_key(&key),
+            "storage {key} listed twice (second at byte {at})"
+        );
+        bases.insert(
+            key.clone(),
+            base_tensor(data, storage).with_context(|| format!("storage {key}"))?,
+        );
     }
     for key in storages.keys() {
-        ensure!(bases.contains_key(key), "storage {key} is used by a tensor but not in the storage list");
+        ensure!(
+            bases.contains_key(key),
+            "storage {key} is used by a tensor but not in the storage list"
+        );
     }
     build_tensors(&entries, &bases)
 }
@@ -352,7 +427,13 @@ fn storage_bytes(storage: &StorageRef) -> Result<usize> {
     usize::try_from(storage.numel)
         .ok()
         .and_then(|n| n.checked_mul(storage.kind.elt_size_in_bytes()))
-        .ok_or_else(|| anyhow!("storage {} has an impossible size of {} elements", storage.key, storage.numel))
+        .ok_or_else(|| {
+            anyhow!(
+                "storage {} has an impossible size of {} elements",
+                storage.key,
+                storage.numel
+            )
+        })
 }
 
 /// Each storage once, checking that all references agree on its dtype and size.
@@ -388,7 +469,11 @@ fn base_tensor(data: &[u8], storage: &StorageRef) -> Result<Tensor> {
     } else {
         data
     };
-    Ok(Tensor::f_from_data_size(data, &[storage.numel], storage.kind)?)
+    Ok(Tensor::f_from_data_size(
+        data,
+        &[storage.numel],
+        storage.kind,
+    )?)
 }
 
 fn build_tensors(
@@ -402,7 +487,11 @@ fn build_tensors(
                 .get(&t.storage.key)
                 .ok_or_else(|| anyhow!("tensor {name}: storage {} not found", t.storage.key))?;
             let view = base
-                .f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.storage.view_offset + t.offset)
+                .f_as_strided(
+                    t.size.as_slice(),
+                    t.stride.as_slice(),
+                    t.storage.view_offset + t.offset,
+                )
                 .with_context(|| format!("tensor {name}"))?;
             Ok((name.clone(), view))
         })
@@ -423,13 +512,24 @@ fn state_dict_entries(top: &Value) -> Result<Vec<(String, Rc<TensorRef>)>> {
     flatten("", top, &mut out, 0)?;
     let mut names = HashSet::new();
     for (name, _) in &out {
-        ensure!(names.insert(name.as_str()), "tensor name {name} occurs twice after flattening nested dicts");
+        ensure!(
+            names.insert(name.as_str()),
+            "tensor name {name} occurs twice after flattening nested dicts"
+        );
     }
     Ok(out)
 }
 
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Rc<TensorRef>)>, depth: usize) -> Result<()> {
-    ensure!(depth < 64, "entry {prefix}: containers nested more than 64 deep");
+fn flatten(
+    prefix: &str,
+    value: &Value,
+    out: &mut Vec<(String, Rc<TensorRef>)>,
+    depth: usize,
+) -> Result<()> {
+    ensure!(
+        depth < 64,
+        "entry {prefix}: containers nested more than 64 deep"
+    );
     let join = |k: &str| {
         if prefix.is_empty() {
             k.to_string()
@@ -441,7 +541,9 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Rc<TensorRef>)>, 
         Value::Tensor(t) => out.push((prefix.to_string(), t.clone())),
         Value::Dict(d) => {
             for (k, v) in &d.borrow().items {
-                let key = k.as_key().ok_or_else(|| anyhow!("entry {prefix}: dict key is a {}", k.type_name()))?;
+                let key = k
+                    .as_key()
+                    .ok_or_else(|| anyhow!("entry {prefix}: dict key is a {}", k.type_name()))?;
                 flatten(&join(&key), v, out, depth + 1)?;
             }
         }
@@ -455,12 +557,24 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Rc<TensorRef>)>, 
                 flatten(&join(&i.to_string()), v, out, depth + 1)?;
             }
         }
-        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bytes(_) => {}
+        Value::None
+        | Value::Bool(_)
+        | Value::Int(_)
+        | Value::Float(_)
+        | Value::Str(_)
+        | Value::Bytes(_) => {}
         Value::Object(callable) => {
             bail!("entry {prefix}: object built by {callable} is not supported")
         }
-        Value::Global(g) => bail!("entry {prefix}: a bare reference to {}.{} is not supported", g.0, g.1),
-        Value::Storage(s) => bail!("entry {prefix}: a bare storage ({}) is not supported", s.key),
+        Value::Global(g) => bail!(
+            "entry {prefix}: a bare reference to {}.{} is not supported",
+            g.0,
+            g.1
+        ),
+        Value::Storage(s) => bail!(
+            "entry {prefix}: a bare storage ({}) is not supported",
+            s.key
+        ),
     }
     Ok(())
 }
@@ -582,7 +696,10 @@ impl Value {
 
 fn tuple(items: Vec<Value>) -> Result<Value> {
     let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
-    ensure!(depth <= MAX_DEPTH, "containers nested more than {MAX_DEPTH} deep");
+    ensure!(
+        depth <= MAX_DEPTH,
+        "containers nested more than {MAX_DEPTH} deep"
+    );
     Ok(Value::Tuple(Rc::new(Seq { items, depth })))
 }
 
@@ -599,7 +716,14 @@ struct Unpickler<'a> {
 
 impl<'a> Unpickler<'a> {
     fn new(data: &'a [u8], pos: usize, what: &'a str) -> Self {
-        Unpickler { data, pos, what, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
+        Unpickler {
+            data,
+            pos,
+            what,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+        }
     }
 
     /// Runs to STOP; the value and the byte after STOP.
@@ -614,9 +738,17 @@ impl<'a> Unpickler<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).filter(|&e| e <= data.len()).ok_or_else(|| {
-            anyhow!("the data ends at byte {} but {n} more bytes are needed at byte {}", data.len(), self.pos)
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| {
+                anyhow!(
+                    "the data ends at byte {} but {n} more bytes are needed at byte {}",
+                    data.len(),
+                    self.pos
+                )
+            })?;
         let out = &data[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -640,8 +772,13 @@ impl<'a> Unpickler<'a> {
 
     fn line(&mut self) -> Result<String> {
         let rest = &self.data[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("no end of line"))?;
-        let text = std::str::from_utf8(&rest[..n]).map_err(|_| anyhow!("name is not UTF-8"))?.to_string();
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| anyhow!("no end of line"))?;
+        let text = std::str::from_utf8(&rest[..n])
+            .map_err(|_| anyhow!("name is not UTF-8"))?
+            .to_string();
         self.pos += n + 1;
         Ok(text)
     }
@@ -665,7 +802,11 @@ impl<'a> Unpickler<'a> {
         if bytes.is_empty() {
             return Ok(Value::Int(0));
         }
-        let fill = if bytes[bytes.len() - 1] & 0x80 != 0 { 0xff } else { 0 };
+        let fill = if bytes[bytes.len() - 1] & 0x80 != 0 {
+            0xff
+        } else {
+            0
+        };
         let mut full = [fill; 8];
         full[..bytes.len()].copy_from_slice(bytes);
         Ok(Value::Int(i64::from_le_bytes(full)))
@@ -687,21 +828,35 @@ impl<'a> Unpickler<'a> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let mark = self.marks.pop().ok_or_else(|| anyhow!("no MARK to pop to"))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| anyhow!("no MARK to pop to"))?;
         Ok(self.stack.split_off(mark))
     }
 
     fn run_inner(&mut self) -> Result<Value> {
         loop {
             let at = self.pos;
-            let op =
-                self.u8().map_err(|_| anyhow!("{}: the data ends at byte {at} before the STOP opcode", self.what))?;
+            let op = self.u8().map_err(|_| {
+                anyhow!(
+                    "{}: the data ends at byte {at} before the STOP opcode",
+                    self.what
+                )
+            })?;
             match self.step(op) {
                 Ok(Some(value)) => return Ok(value),
                 Ok(None) => {}
                 Err(e) => {
-                    let shown = if op.is_ascii_graphic() { format!(" '{}'", op as char) } else { String::new() };
-                    return Err(e.context(format!("{}: opcode 0x{op:02x}{shown} at byte {at}", self.what)));
+                    let shown = if op.is_ascii_graphic() {
+                        format!(" '{}'", op as char)
+                    } else {
+                        String::new()
+                    };
+                    return Err(e.context(format!(
+                        "{}: opcode 0x{op:02x}{shown} at byte {at}",
+                        self.what
+                    )));
                 }
             }
         }
@@ -729,8 +884,14 @@ impl<'a> Unpickler<'a> {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 match (module, name) {
-                    (Value::Str(m), Value::Str(n)) => Value::Global(Rc::new((m.to_string(), n.to_string()))),
-                    (m, n) => bail!("STACK_GLOBAL needs two strings, got {} and {}", m.type_name(), n.type_name()),
+                    (Value::Str(m), Value::Str(n)) => {
+                        Value::Global(Rc::new((m.to_string(), n.to_string())))
+                    }
+                    (m, n) => bail!(
+                        "STACK_GLOBAL needs two strings, got {} and {}",
+                        m.type_name(),
+                        n.type_name()
+                    ),
                 }
             }
             b'q' | b'r' | 0x94 => {
@@ -744,8 +905,15 @@ impl<'a> Unpickler<'a> {
                 return Ok(None);
             }
             b'h' | b'j' => {
-                let key = if op == b'h' { self.u8()? as u32 } else { self.u32()? };
-                self.memo.get(&key).cloned().ok_or_else(|| anyhow!("memo entry {key} was never stored"))?
+                let key = if op == b'h' {
+                    self.u8()? as u32
+                } else {
+                    self.u32()?
+                };
+                self.memo
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("memo entry {key} was never stored"))?
             }
             b'(' => {
                 self.marks.push(self.stack.len());
@@ -758,24 +926,42 @@ impl<'a> Unpickler<'a> {
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
-                ensure!(self.stack.len() >= self.floor() + n, "the stack holds fewer than {n} items");
+                ensure!(
+                    self.stack.len() >= self.floor() + n,
+                    "the stack holds fewer than {n} items"
+                );
                 let items = self.stack.split_off(self.stack.len() - n);
                 tuple(items)?
             }
-            b']' => Value::List(Rc::new(RefCell::new(Seq { items: Vec::new(), depth: 1 }))),
+            b']' => Value::List(Rc::new(RefCell::new(Seq {
+                items: Vec::new(),
+                depth: 1,
+            }))),
             b'l' => {
                 let items = self.pop_mark()?;
                 let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
-                ensure!(depth <= MAX_DEPTH, "containers nested more than {MAX_DEPTH} deep");
+                ensure!(
+                    depth <= MAX_DEPTH,
+                    "containers nested more than {MAX_DEPTH} deep"
+                );
                 Value::List(Rc::new(RefCell::new(Seq { items, depth })))
             }
             b'a' | b'e' => {
-                let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                let items = if op == b'a' {
+                    vec![self.pop()?]
+                } else {
+                    self.pop_mark()?
+                };
                 let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
-                ensure!(depth <= MAX_DEPTH, "containers nested more than {MAX_DEPTH} deep");
+                ensure!(
+                    depth <= MAX_DEPTH,
+                    "containers nested more than {MAX_DEPTH} deep"
+                );
                 match self.top()? {
                     Value::List(l) => {
-                        let mut l = l.try_borrow_mut().map_err(|_| anyhow!("list appended to itself"))?;
+                        let mut l = l
+                            .try_borrow_mut()
+                            .map_err(|_| anyhow!("list appended to itself"))?;
                         l.depth = l.depth.max(depth);
                         l.items.extend(items);
                     }
@@ -783,10 +969,16 @@ impl<'a> Unpickler<'a> {
                 }
                 return Ok(None);
             }
-            b'}' => Value::Dict(Rc::new(RefCell::new(DictObj { depth: 1, ..Default::default() }))),
+            b'}' => Value::Dict(Rc::new(RefCell::new(DictObj {
+                depth: 1,
+                ..Default::default()
+            }))),
             b'd' => {
                 let items = self.pop_mark()?;
-                let mut dict = DictObj { depth: 1, ..Default::default() };
+                let mut dict = DictObj {
+                    depth: 1,
+                    ..Default::default()
+                };
                 fill_dict(&mut dict, items)?;
                 Value::Dict(Rc::new(RefCell::new(dict)))
             }
@@ -800,7 +992,9 @@ impl<'a> Unpickler<'a> {
                 };
                 match self.top()? {
                     Value::Dict(d) => {
-                        let mut d = d.try_borrow_mut().map_err(|_| anyhow!("dict stored in itself"))?;
+                        let mut d = d
+                            .try_borrow_mut()
+                            .map_err(|_| anyhow!("dict stored in itself"))?;
                         fill_dict(&mut d, items)?;
                     }
                     other => bail!("SETITEM on a {}", other.type_name()),
@@ -883,39 +1077,60 @@ impl<'a> Unpickler<'a> {
 }
 
 fn fill_dict(dict: &mut DictObj, items: Vec<Value>) -> Result<()> {
-    ensure!(items.len() % 2 == 0, "odd number of items ({}) for a dict", items.len());
+    ensure!(
+        items.len() % 2 == 0,
+        "odd number of items ({}) for a dict",
+        items.len()
+    );
     let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         dict.insert(k, v);
     }
-    ensure!(dict.depth <= MAX_DEPTH, "containers nested more than {MAX_DEPTH} deep");
+    ensure!(
+        dict.depth <= MAX_DEPTH,
+        "containers nested more than {MAX_DEPTH} deep"
+    );
     Ok(())
 }
 
 /// `('storage', torch.FloatStorage, key, location, numel[, view_metadata])`.
 fn persistent_load(pid: &Value) -> Result<Value> {
-    let Value::Tuple(t) = pid else { bail!("persistent id is a {}, expected a tuple", pid.type_name()) };
+    let Value::Tuple(t) = pid else {
+        bail!("persistent id is a {}, expected a tuple", pid.type_name())
+    };
     let items = &t.items;
     match items.first() {
         Some(Value::Str(s)) if &**s == "storage" => {}
         Some(Value::Str(s)) if &**s == "module" => {
             bail!("the file pickles a whole nn.Module: save model.state_dict() instead")
         }
-        Some(other) => bail!("persistent id of type {} (only 'storage' is supported)", other.type_name()),
+        Some(other) => bail!(
+            "persistent id of type {} (only 'storage' is supported)",
+            other.type_name()
+        ),
         None => bail!("empty persistent id"),
     }
-    ensure!(items.len() == 5 || items.len() == 6, "storage persistent id has {} fields, expected 5 or 6", items.len());
+    ensure!(
+        items.len() == 5 || items.len() == 6,
+        "storage persistent id has {} fields, expected 5 or 6",
+        items.len()
+    );
     let kind = match &items[1] {
         Value::Global(g) => storage_kind(&g.0, &g.1)
             .ok_or_else(|| anyhow!("unsupported storage type {}.{} (known: torch.FloatStorage, DoubleStorage, HalfStorage, BFloat16Storage, LongStorage, IntStorage, ShortStorage, CharStorage, ByteStorage, BoolStorage)", g.0, g.1))?,
         other => bail!("storage type is a {}, expected a torch.XStorage global", other.type_name()),
     };
-    let key = items[2].as_key().ok_or_else(|| anyhow!("storage key is a {}", items[2].type_name()))?;
+    let key = items[2]
+        .as_key()
+        .ok_or_else(|| anyhow!("storage key is a {}", items[2].type_name()))?;
     let numel = items[4]
         .int()
         .filter(|&n| n >= 0)
         .ok_or_else(|| anyhow!("storage {key}: size is a {}", items[4].type_name()))?;
-    ensure!(numel <= i64::MAX / 16, "storage {key}: impossible size {numel}");
+    ensure!(
+        numel <= i64::MAX / 16,
+        "storage {key}: impossible size {numel}"
+    );
     let (view_offset, view_numel) = match items.get(5) {
         None | Some(Value::None) => (0, numel),
         Some(Value::Tuple(v)) if v.items.len() == 3 => {
@@ -928,43 +1143,67 @@ fn persistent_load(pid: &Value) -> Result<Value> {
         }
         Some(other) => bail!("storage {key}: view metadata is a {}", other.type_name()),
     };
-    Ok(Value::Storage(Rc::new(StorageRef { key, kind, numel, view_offset, view_numel })))
+    Ok(Value::Storage(Rc::new(StorageRef {
+        key,
+        kind,
+        numel,
+        view_offset,
+        view_numel,
+    })))
 }
 
 /// REDUCE / NEWOBJ: the globals a state_dict uses are modelled, others become opaque objects.
 fn call(func: &Value, args: &Value) -> Result<Value> {
-    let Value::Global(g) = func else { bail!("call of a {}, expected a global", func.type_name()) };
+    let Value::Global(g) = func else {
+        bail!("call of a {}, expected a global", func.type_name())
+    };
     let Value::Tuple(args) = args else {
-        bail!("arguments of {}.{} are a {}, expected a tuple", g.0, g.1, args.type_name())
+        bail!(
+            "arguments of {}.{} are a {}, expected a tuple",
+            g.0,
+            g.1,
+            args.type_name()
+        )
     };
     let args = &args.items;
     Ok(match (g.0.as_str(), g.1.as_str()) {
         ("collections", "OrderedDict") | ("builtins", "dict") | ("__builtin__", "dict") => {
-            let mut dict = DictObj { depth: 1, ..Default::default() };
+            let mut dict = DictObj {
+                depth: 1,
+                ..Default::default()
+            };
             // OrderedDict([(k, v), ...]) form; torch.save writes OrderedDict() + SETITEMS.
             if let Some(Value::List(pairs)) = args.first() {
                 let mut items = Vec::new();
                 for pair in &pairs.borrow().items {
                     match pair {
-                        Value::Tuple(p) if p.items.len() == 2 => items.extend(p.items.iter().cloned()),
-                        other => bail!("OrderedDict item is a {}, expected a pair", other.type_name()),
+                        Value::Tuple(p) if p.items.len() == 2 => {
+                            items.extend(p.items.iter().cloned())
+                        }
+                        other => bail!(
+                            "OrderedDict item is a {}, expected a pair",
+                            other.type_name()
+                        ),
                     }
                 }
                 fill_dict(&mut dict, items)?;
             }
             Value::Dict(Rc::new(RefCell::new(dict)))
         }
-        ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => rebuild_tensor(args)?,
-        ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-            match args.first() {
-                Some(t @ Value::Tensor(_)) => t.clone(),
-                other => bail!(
-                    "{} needs a tensor, got {}",
-                    g.1,
-                    other.map(Value::type_name).unwrap_or_else(|| "nothing".into())
-                ),
-            }
+        ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
+            rebuild_tensor(args)?
         }
+        ("torch._utils", "_rebuild_parameter")
+        | ("torch._utils", "_rebuild_parameter_with_state") => match args.first() {
+            Some(t @ Value::Tensor(_)) => t.clone(),
+            other => bail!(
+                "{} needs a tensor, got {}",
+                g.1,
+                other
+                    .map(Value::type_name)
+                    .unwrap_or_else(|| "nothing".into())
+            ),
+        },
         (module, name) => Value::Object(format!("{module}.{name}").into()),
     })
 }
@@ -972,20 +1211,41 @@ fn call(func: &Value, args: &Value) -> Result<Value> {
 /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks[, metadata])`,
 /// checked against the storage so that the later `as_strided` stays inside it.
 fn rebuild_tensor(args: &[Value]) -> Result<Value> {
-    ensure!(args.len() >= 4, "tensor rebuild with {} arguments, expected at least 4", args.len());
-    let Value::Storage(storage) = &args[0] else { bail!("tensor storage is a {}", args[0].type_name()) };
-    let offset =
-        args[1].int().filter(|&o| o >= 0).ok_or_else(|| anyhow!("tensor offset is a {}", args[1].type_name()))?;
-    let size = args[2].ints().ok_or_else(|| anyhow!("tensor size is a {}", args[2].type_name()))?;
-    let stride = args[3].ints().ok_or_else(|| anyhow!("tensor stride is a {}", args[3].type_name()))?;
-    ensure!(size.len() == stride.len(), "tensor size {size:?} and stride {stride:?} differ in length");
-    ensure!(size.iter().chain(&stride).all(|&d| d >= 0), "negative size or stride: {size:?}, {stride:?}");
+    ensure!(
+        args.len() >= 4,
+        "tensor rebuild with {} arguments, expected at least 4",
+        args.len()
+    );
+    let Value::Storage(storage) = &args[0] else {
+        bail!("tensor storage is a {}", args[0].type_name())
+    };
+    let offset = args[1]
+        .int()
+        .filter(|&o| o >= 0)
+        .ok_or_else(|| anyhow!("tensor offset is a {}", args[1].type_name()))?;
+    let size = args[2]
+        .ints()
+        .ok_or_else(|| anyhow!("tensor size is a {}", args[2].type_name()))?;
+    let stride = args[3]
+        .ints()
+        .ok_or_else(|| anyhow!("tensor stride is a {}", args[3].type_name()))?;
+    ensure!(
+        size.len() == stride.len(),
+        "tensor size {size:?} and stride {stride:?} differ in length"
+    );
+    ensure!(
+        size.iter().chain(&stride).all(|&d| d >= 0),
+        "negative size or stride: {size:?}, {stride:?}"
+    );
     // Element count must fit in i64; the farthest element must lie inside the storage window.
     let mut numel: i128 = 1;
     let mut last: i128 = offset as i128;
     for (&d, &s) in size.iter().zip(&stride) {
         numel *= d as i128;
-        ensure!(numel <= i64::MAX as i128, "tensor size {size:?} has too many elements");
+        ensure!(
+            numel <= i64::MAX as i128,
+            "tensor size {size:?} has too many elements"
+        );
         last += (d as i128 - 1).max(0) * s as i128;
     }
     if numel > 0 {
@@ -996,7 +1256,12 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value> {
             storage.view_numel
         );
     }
-    Ok(Value::Tensor(Rc::new(TensorRef { storage: storage.clone(), offset, size, stride })))
+    Ok(Value::Tensor(Rc::new(TensorRef {
+        storage: storage.clone(),
+        offset,
+        size,
+        stride,
+    })))
 }
 
 #[cfg(test)]
@@ -1005,7 +1270,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/weights").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/weights")
+            .join(name)
     }
 
     fn values(t: &Tensor) -> Vec<f64> {
@@ -1048,7 +1315,12 @@ mod tests {
         let arange: Vec<f64> = (0..12).map(f64::from).collect();
         expect("conv.weight", Kind::Float, &[3, 4], &arange);
         expect("conv.bias", Kind::Float, &[2, 2], &[5., 6., 9., 10.]);
-        expect("fc.weight", Kind::Float, &[4, 3], &[0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+        expect(
+            "fc.weight",
+            Kind::Float,
+            &[4, 3],
+            &[0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.],
+        );
         expect("bn.num_batches_tracked", Kind::Int64, &[], &[7.]);
         expect("half", Kind::Half, &[2], &[1.5, -2.25]);
         expect("bf16", Kind::BFloat16, &[2], &[0.5, 3.0]);
@@ -1071,7 +1343,11 @@ mod tests {
             "{file}: conv.bias shares conv.weight's storage"
         );
         assert_eq!(fc.data_ptr(), w.data_ptr(), "{file}");
-        assert_eq!(i64::try_from(t["i64"].get(0)).unwrap(), 1i64 << 40, "{file}: exact int64");
+        assert_eq!(
+            i64::try_from(t["i64"].get(0)).unwrap(),
+            1i64 << 40,
+            "{file}: exact int64"
+        );
     }
 
     #[test]
@@ -1091,7 +1367,10 @@ mod tests {
             let bytes = std::fs::read(fixture(file)).unwrap();
             for len in 0..bytes.len() {
                 let r = std::panic::catch_unwind(|| parse_pth(&bytes[..len]).is_err());
-                assert!(r.expect("panic on truncation"), "{file} truncated to {len} bytes was accepted");
+                assert!(
+                    r.expect("panic on truncation"),
+                    "{file} truncated to {len} bytes was accepted"
+                );
             }
             let mut refused = 0;
             for i in 0..bytes.len() {
@@ -1105,7 +1384,10 @@ mod tests {
                 }
             }
             // Changed raw values (and, in zip files, unchecked header fields) still load.
-            eprintln!("{file}: {refused} of {} single-byte changes refused", 3 * bytes.len());
+            eprintln!(
+                "{file}: {refused} of {} single-byte changes refused",
+                3 * bytes.len()
+            );
         }
     }
 
@@ -1122,13 +1404,19 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let msg = format!("{:#}", read_pth(&path).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("bad_opcode.pth") && msg.contains("opcode 0xff at byte 23"), "{msg}");
+        assert!(
+            msg.contains("bad_opcode.pth") && msg.contains("opcode 0xff at byte 23"),
+            "{msg}"
+        );
 
         let path = dir.path().join("cut.pth");
         std::fs::write(&path, &legacy[..legacy.len() - 3]).unwrap();
         let msg = format!("{:#}", read_pth(&path).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("cut.pth") && msg.contains("file ends"), "{msg}");
+        assert!(
+            msg.contains("cut.pth") && msg.contains("file ends"),
+            "{msg}"
+        );
 
         let zip = std::fs::read(fixture("small_zip.pth")).unwrap();
         let path = dir.path().join("cut_zip.pth");
@@ -1144,21 +1432,33 @@ mod tests {
         flipped[at + 7] ^= 0x01;
         let msg = format!("{:#}", parse_pth(&flipped).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("small_zip/data/0") && msg.to_lowercase().contains("checksum"), "{msg}");
+        assert!(
+            msg.contains("small_zip/data/0") && msg.to_lowercase().contains("checksum"),
+            "{msg}"
+        );
 
         let path = dir.path().join("text.pth");
         std::fs::write(&path, b"hello world, not weights").unwrap();
         let msg = format!("{:#}", read_pth(&path).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("text.pth") && msg.contains("not a PyTorch checkpoint"), "{msg}");
+        assert!(
+            msg.contains("text.pth") && msg.contains("not a PyTorch checkpoint"),
+            "{msg}"
+        );
 
         // An unknown storage type is named.
         let mut unknown = legacy.clone();
-        let at = legacy.windows(12).position(|w| w == b"FloatStorage").unwrap();
+        let at = legacy
+            .windows(12)
+            .position(|w| w == b"FloatStorage")
+            .unwrap();
         unknown[at..at + 5].copy_from_slice(b"Fluff");
         let msg = format!("{:#}", parse_pth(&unknown).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("unsupported storage type torch.FluffStorage"), "{msg}");
+        assert!(
+            msg.contains("unsupported storage type torch.FluffStorage"),
+            "{msg}"
+        );
     }
 
     fn store_with(vars: &[(&str, &[i64], Kind)]) -> VarStore {
@@ -1169,13 +1469,19 @@ mod tests {
             for p in &parts[..parts.len() - 1] {
                 path = path / *p;
             }
-            let _ = path.add(parts[parts.len() - 1], Tensor::zeros(*shape, (*kind, tch::Device::Cpu)), false);
+            let _ = path.add(
+                parts[parts.len() - 1],
+                Tensor::zeros(*shape, (*kind, tch::Device::Cpu)),
+                false,
+            );
         }
         vs
     }
 
     fn named(list: &[(&str, Tensor)]) -> Vec<(String, Tensor)> {
-        list.iter().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect()
+        list.iter()
+            .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+            .collect()
     }
 
     #[test]
@@ -1184,7 +1490,10 @@ mod tests {
         let file = named(&[
             ("a.w", Tensor::ones([2, 3], (Kind::Float, tch::Device::Cpu))),
             ("a.b", Tensor::ones([3], (Kind::Float, tch::Device::Cpu))),
-            ("fc.w", Tensor::ones([5, 2], (Kind::Float, tch::Device::Cpu))),
+            (
+                "fc.w",
+                Tensor::ones([5, 2], (Kind::Float, tch::Device::Cpu)),
+            ),
             ("extra", Tensor::ones([1], (Kind::Float, tch::Device::Cpu))),
             ("bn.n", Tensor::from(9i64)),
         ]);
@@ -1195,16 +1504,26 @@ mod tests {
             ("fc.w", &[7, 2], Kind::Float),
             ("bn.n", &[], Kind::Int64),
         ]);
-        let strict = ImportOptions { ignore_prefixes: vec!["fc.".into()], ..Default::default() };
+        let strict = ImportOptions {
+            ignore_prefixes: vec!["fc.".into()],
+            ..Default::default()
+        };
         let msg = format!("{:#}", load_into(&mut vs, &file, &strict).unwrap_err());
         eprintln!("{msg}");
         for name in ["c.w", "extra", "a.b (file [3], model [4])"] {
             assert!(msg.contains(name), "{name} not in: {msg}");
         }
         assert!(!msg.contains("fc.w"), "{msg}");
-        assert_eq!(vs.variables()["a.w"].sum(Kind::Double).double_value(&[]), 0.0, "refused import copied nothing");
+        assert_eq!(
+            vs.variables()["a.w"].sum(Kind::Double).double_value(&[]),
+            0.0,
+            "refused import copied nothing"
+        );
 
-        let partial = ImportOptions { partial: true, ..strict };
+        let partial = ImportOptions {
+            partial: true,
+            ..strict
+        };
         let report = load_into(&mut vs, &file, &partial).unwrap();
         assert_eq!(
             report,
@@ -1218,24 +1537,43 @@ mod tests {
         let vars = vs.variables();
         assert_eq!(vars["a.w"].sum(Kind::Double).double_value(&[]), 6.0);
         assert_eq!(vars["bn.n"].int64_value(&[]), 9);
-        assert_eq!(vars["fc.w"].sum(Kind::Double).double_value(&[]), 0.0, "ignored prefix untouched");
+        assert_eq!(
+            vars["fc.w"].sum(Kind::Double).double_value(&[]),
+            0.0,
+            "ignored prefix untouched"
+        );
 
         // A float tensor never lands in an integer variable, even partially.
         let wrong = named(&[("bn.n", Tensor::from(1.5f32))]);
         let msg = format!("{:#}", load_into(&mut vs, &wrong, &partial).unwrap_err());
         eprintln!("{msg}");
-        assert!(msg.contains("bn.n") && msg.contains("incompatible dtypes"), "{msg}");
+        assert!(
+            msg.contains("bn.n") && msg.contains("incompatible dtypes"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn load_into_adds_the_prefix_and_converts_half() {
         tch::set_num_threads(1);
-        let mut vs = store_with(&[("backbone.conv.w", &[2], Kind::Float), ("head.fc.w", &[3], Kind::Float)]);
-        let file = named(&[("conv.w", Tensor::from_slice(&[1.5f32, -2.0]).to_kind(Kind::Half))]);
-        let opts = ImportOptions { add_prefix: "backbone.".into(), ..Default::default() };
+        let mut vs = store_with(&[
+            ("backbone.conv.w", &[2], Kind::Float),
+            ("head.fc.w", &[3], Kind::Float),
+        ]);
+        let file = named(&[(
+            "conv.w",
+            Tensor::from_slice(&[1.5f32, -2.0]).to_kind(Kind::Half),
+        )]);
+        let opts = ImportOptions {
+            add_prefix: "backbone.".into(),
+            ..Default::default()
+        };
         let report = load_into(&mut vs, &file, &opts).unwrap();
         assert_eq!(report.loaded, ["backbone.conv.w"]);
-        assert!(report.missing.is_empty(), "head.* is outside the prefix: {report:?}");
+        assert!(
+            report.missing.is_empty(),
+            "head.* is outside the prefix: {report:?}"
+        );
         let w = vs.variables()["backbone.conv.w"].shallow_clone();
         assert_eq!(w.kind(), Kind::Float);
         assert_eq!(values(&w), [1.5, -2.0]);
@@ -1269,7 +1607,10 @@ mod tests {
         let path = dir.path().join("out/w.safetensors");
         let tensors = read_pth(&fixture("small_legacy.pth")).unwrap();
         write_safetensors(&path, &tensors).unwrap();
-        let back: HashMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap().into_iter().collect();
+        let back: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .collect();
         assert_eq!(back.len(), tensors.len());
         for (name, t) in &tensors {
             let b = &back[name];
@@ -1287,7 +1628,8 @@ mod tests {
     #[test]
     fn mobilenet_v2_reference_checksums() {
         tch::set_num_threads(1);
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/weights/mobilenet_v2-b0353104.pth");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/weights/mobilenet_v2-b0353104.pth");
         assert!(
             path.exists(),
             "{} is missing: run `bash scripts/fetch-weights.sh` (make test does) to fetch it",
@@ -1295,9 +1637,16 @@ mod tests {
         );
         let start = std::time::Instant::now();
         let tensors = read_pth(&path).unwrap_or_else(|e| panic!("{e:#}"));
-        eprintln!("read {} in {:.3} s", path.display(), start.elapsed().as_secs_f64());
+        eprintln!(
+            "read {} in {:.3} s",
+            path.display(),
+            start.elapsed().as_secs_f64()
+        );
         assert_eq!(tensors.len(), 314);
-        let total: f64 = tensors.iter().map(|(_, t)| t.sum(Kind::Double).double_value(&[])).sum();
+        let total: f64 = tensors
+            .iter()
+            .map(|(_, t)| t.sum(Kind::Double).double_value(&[]))
+            .sum();
         assert!((total - 74441704.64).abs() < 0.01, "total sum {total}");
         let (name, w) = &tensors[0];
         assert_eq!(name, "features.0.0.weight");
@@ -1312,7 +1661,10 @@ mod tests {
         // A light fuzz on the real file: truncations err, flips in the pickles never panic.
         let bytes = std::fs::read(&path).unwrap();
         for len in (0..bytes.len()).step_by(bytes.len() / 97) {
-            assert!(parse_pth(&bytes[..len]).is_err(), "truncated to {len} bytes was accepted");
+            assert!(
+                parse_pth(&bytes[..len]).is_err(),
+                "truncated to {len} bytes was accepted"
+            );
         }
         for i in (0..54_108).step_by(331) {
             let mut b = bytes.clone();

@@ -72,13 +72,33 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Creates `<path>.weight` for a `k`×`k` convolution with torchvision's initialisation.
-    pub fn new(path: &nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64, groups: i64) -> Conv2d {
-        assert!(c_in % groups == 0 && c_out % groups == 0, "channels {c_in}→{c_out} not divisible by groups {groups}");
+    pub fn new(
+        path: &nn::Path,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        groups: i64,
+    ) -> Conv2d {
+        assert!(
+            c_in % groups == 0 && c_out % groups == 0,
+            "channels {c_in}→{c_out} not divisible by groups {groups}"
+        );
         // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), fan_out = c_out·k·k
         // (PyTorch does not divide fan_out by groups, nor does tch's FanOut).
-        let init = Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
+        let init = Init::Kaiming {
+            dist: NormalOrUniform::Normal,
+            fan: FanInOut::FanOut,
+            non_linearity: NonLinearity::ReLU,
+        };
         let weight = path.var("weight", &[c_out, c_in / groups, k, k], init);
-        Conv2d { weight, stride, padding, groups }
+        Conv2d {
+            weight,
+            stride,
+            padding,
+            groups,
+        }
     }
 
     /// Output channels.
@@ -88,7 +108,14 @@ impl Conv2d {
 
     /// Applies the convolution to `[B, C_in, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, None::<&Tensor>, [self.stride; 2], [self.padding; 2], [1, 1], self.groups)
+        x.conv2d(
+            &self.weight,
+            None::<&Tensor>,
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            self.groups,
+        )
     }
 }
 
@@ -132,7 +159,16 @@ impl BatchNorm {
         let running_var = path.add("running_var", Tensor::ones([channels], opts), false);
         let nbt = Tensor::zeros([] as [i64; 0], (Kind::Int64, path.device()));
         let num_batches_tracked = path.add("num_batches_tracked", nbt, false);
-        BatchNorm { weight, bias, running_mean, running_var, num_batches_tracked, eps: 1e-5, momentum: 0.1, frozen: false }
+        BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            eps: 1e-5,
+            momentum: 0.1,
+            frozen: false,
+        }
     }
 
     /// Number of features.
@@ -232,7 +268,16 @@ mod tests {
         let vars = vs.variables();
         let mut names: Vec<_> = vars.keys().cloned().collect();
         names.sort();
-        assert_eq!(names, ["bn.bias", "bn.num_batches_tracked", "bn.running_mean", "bn.running_var", "bn.weight"]);
+        assert_eq!(
+            names,
+            [
+                "bn.bias",
+                "bn.num_batches_tracked",
+                "bn.running_mean",
+                "bn.running_var",
+                "bn.weight"
+            ]
+        );
         assert_eq!(vars["bn.num_batches_tracked"].kind(), Kind::Int64);
         assert_eq!(vars["bn.num_batches_tracked"].size(), Vec::<i64>::new());
         assert_eq!(vs.trainable_variables().len(), 2);
@@ -252,17 +297,29 @@ mod tests {
         let expected = (&x - &mean) / (var + 1e-5).sqrt();
         assert!(y.allclose(&expected, 1e-4, 1e-5, false));
         // Running mean moved 10 % towards the batch mean.
-        assert!(bn.running_mean.allclose(&(mean.flatten(0, -1) * 0.1), 1e-5, 1e-6, false));
+        assert!(bn
+            .running_mean
+            .allclose(&(mean.flatten(0, -1) * 0.1), 1e-5, 1e-6, false));
         let _ = bn.forward_t(&x, false);
-        assert_eq!(bn.num_batches_tracked.int64_value(&[]), 1, "eval passes are not counted");
+        assert_eq!(
+            bn.num_batches_tracked.int64_value(&[]),
+            1,
+            "eval passes are not counted"
+        );
     }
 
     #[test]
     fn relu6_grad_mask() {
         let x = Tensor::from_slice(&[-1.0f32, 0.0, 0.5, 6.0, 7.0]);
         let m = Activation::Relu6.grad_mask(&x);
-        assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&m).unwrap(),
+            vec![0.0, 0.0, 1.0, 0.0, 0.0]
+        );
         let m = Activation::Relu.grad_mask(&x);
-        assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&m).unwrap(),
+            vec![0.0, 0.0, 1.0, 1.0, 1.0]
+        );
     }
 }

@@ -19,8 +19,15 @@ use super::layers::{Activation, ActivationHook, BatchNorm, ConvBn};
 use tch::{nn, Tensor};
 
 /// torchvision's inverted-residual setting: (expansion t, output channels c, repeats n, stride s).
-pub const INVERTED_RESIDUAL_SETTING: [(i64, i64, usize, i64); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+pub const INVERTED_RESIDUAL_SETTING: [(i64, i64, usize, i64); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
 
 /// Channels of the stem.
 pub const STEM_CHANNELS: i64 = 32;
@@ -43,7 +50,13 @@ pub struct InvertedResidual {
 
 impl InvertedResidual {
     /// Creates the block under `path` (`features.{i}`), names as torchvision.
-    pub fn new(path: &nn::Path, c_in: i64, c_out: i64, stride: i64, expand_ratio: i64) -> InvertedResidual {
+    pub fn new(
+        path: &nn::Path,
+        c_in: i64,
+        c_out: i64,
+        stride: i64,
+        expand_ratio: i64,
+    ) -> InvertedResidual {
         let conv = path / "conv";
         let hidden = c_in * expand_ratio; // round(inp * t) with integer t
         let relu6 = Some(Activation::Relu6);
@@ -55,10 +68,33 @@ impl InvertedResidual {
             ConvBn::new(&(&p / 0), &(&p / 1), c_in, hidden, 1, 1, 1, relu6)
         });
         let p = &conv / idx;
-        let depthwise = ConvBn::new(&(&p / 0), &(&p / 1), hidden, hidden, 3, stride, hidden, relu6);
+        let depthwise = ConvBn::new(
+            &(&p / 0),
+            &(&p / 1),
+            hidden,
+            hidden,
+            3,
+            stride,
+            hidden,
+            relu6,
+        );
         // The projection's conv and BN are siblings in the Sequential: conv.{idx+1}, conv.{idx+2}.
-        let project = ConvBn::new(&(&conv / (idx + 1)), &(&conv / (idx + 2)), hidden, c_out, 1, 1, 1, None);
-        InvertedResidual { expand, depthwise, project, use_res_connect: stride == 1 && c_in == c_out }
+        let project = ConvBn::new(
+            &(&conv / (idx + 1)),
+            &(&conv / (idx + 2)),
+            hidden,
+            c_out,
+            1,
+            1,
+            1,
+            None,
+        );
+        InvertedResidual {
+            expand,
+            depthwise,
+            project,
+            use_res_connect: stride == 1 && c_in == c_out,
+        }
     }
 
     /// The block's forward pass; each ReLU6 goes through `hook`.
@@ -77,11 +113,19 @@ impl InvertedResidual {
     }
 
     fn batch_norms(&self) -> Vec<&BatchNorm> {
-        self.expand.iter().chain([&self.depthwise, &self.project]).map(|c| &c.bn).collect()
+        self.expand
+            .iter()
+            .chain([&self.depthwise, &self.project])
+            .map(|c| &c.bn)
+            .collect()
     }
 
     fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
-        self.expand.iter_mut().chain([&mut self.depthwise, &mut self.project]).map(|c| &mut c.bn).collect()
+        self.expand
+            .iter_mut()
+            .chain([&mut self.depthwise, &mut self.project])
+            .map(|c| &mut c.bn)
+            .collect()
     }
 }
 
@@ -109,7 +153,13 @@ impl MobileNetV2 {
             // With width 1.0, _make_divisible(c, 8) = c for every c above.
             for i in 0..n {
                 let stride = if i == 0 { s } else { 1 };
-                blocks.push(InvertedResidual::new(&(&features / (blocks.len() + 1)), c_in, c, stride, t));
+                blocks.push(InvertedResidual::new(
+                    &(&features / (blocks.len() + 1)),
+                    c_in,
+                    c,
+                    stride,
+                    t,
+                ));
                 c_in = c;
             }
         }
@@ -169,7 +219,11 @@ mod tests {
         assert_eq!(vars.len(), 312);
         assert_eq!(net.blocks.len(), 17);
         assert_eq!(net.batch_norms().len(), 52);
-        let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        let n: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
         assert_eq!(n, 2_223_872);
         let shape = |k: &str| vars.get(k).unwrap_or_else(|| panic!("missing {k}")).size();
         assert_eq!(shape("features.0.0.weight"), [32, 3, 3, 3]);
@@ -187,7 +241,13 @@ mod tests {
         assert_eq!(shape("features.18.0.weight"), [1280, 320, 1, 1]);
         assert_eq!(shape("features.18.1.bias"), [1280]);
         // Residual connections: stride 1 and equal channels (e.g. features.3, not features.2).
-        let res: Vec<usize> = net.blocks.iter().enumerate().filter(|(_, b)| b.use_res_connect).map(|(i, _)| i + 1).collect();
+        let res: Vec<usize> = net
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.use_res_connect)
+            .map(|(i, _)| i + 1)
+            .collect();
         assert_eq!(res, [3, 5, 6, 8, 9, 10, 12, 13, 15, 16]);
     }
 
@@ -196,7 +256,12 @@ mod tests {
         tch::set_num_threads(1);
         let vs = VarStore::new(Device::Cpu);
         let net = MobileNetV2::new(&vs.root());
-        for (h, w, oh, ow) in [(32, 32, 1, 1), (64, 64, 2, 2), (64, 96, 2, 3), (40, 40, 2, 2)] {
+        for (h, w, oh, ow) in [
+            (32, 32, 1, 1),
+            (64, 64, 2, 2),
+            (64, 96, 2, 3),
+            (40, 40, 2, 2),
+        ] {
             let x = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
             let y = net.forward_hooked(&x, false, &mut apply_activation);
             assert_eq!(y.size(), [2, 1280, oh, ow]);

@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{ActivationHook, Activation, BatchNorm, Conv2d};
+use super::layers::{Activation, ActivationHook, BatchNorm, Conv2d};
 use tch::{nn, Tensor};
 
 /// Which ResNet.
@@ -52,7 +52,10 @@ pub struct Downsample {
 
 impl Downsample {
     fn new(path: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Downsample {
-        Downsample { conv: Conv2d::new(&(path / "0"), c_in, c_out, 1, stride, 0, 1), bn: BatchNorm::new(&(path / "1"), c_out) }
+        Downsample {
+            conv: Conv2d::new(&(path / "0"), c_in, c_out, 1, stride, 0, 1),
+            bn: BatchNorm::new(&(path / "1"), c_out),
+        }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -104,9 +107,16 @@ pub enum ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(path: &nn::Path, depth: ResNetDepth, c_in: i64, planes: i64, stride: i64) -> ResidualBlock {
+    fn new(
+        path: &nn::Path,
+        depth: ResNetDepth,
+        c_in: i64,
+        planes: i64,
+        stride: i64,
+    ) -> ResidualBlock {
         let c_out = planes * depth.expansion();
-        let downsample = (stride != 1 || c_in != c_out).then(|| Downsample::new(&(path / "downsample"), c_in, c_out, stride));
+        let downsample = (stride != 1 || c_in != c_out)
+            .then(|| Downsample::new(&(path / "downsample"), c_in, c_out, stride));
         match depth {
             ResNetDepth::R18 => ResidualBlock::Basic(BasicBlock {
                 conv1: Conv2d::new(&(path / "conv1"), c_in, planes, 3, stride, 1, 1),
@@ -134,14 +144,20 @@ impl ResidualBlock {
             ResidualBlock::Basic(b) => {
                 let y = hook(&b.bn1.forward_t(&b.conv1.forward(x), train), relu);
                 let y = b.bn2.forward_t(&b.conv2.forward(&y), train);
-                let identity = b.downsample.as_ref().map_or_else(|| x.shallow_clone(), |d| d.forward_t(x, train));
+                let identity = b
+                    .downsample
+                    .as_ref()
+                    .map_or_else(|| x.shallow_clone(), |d| d.forward_t(x, train));
                 hook(&(y + identity), relu)
             }
             ResidualBlock::Bottleneck(b) => {
                 let y = hook(&b.bn1.forward_t(&b.conv1.forward(x), train), relu);
                 let y = hook(&b.bn2.forward_t(&b.conv2.forward(&y), train), relu);
                 let y = b.bn3.forward_t(&b.conv3.forward(&y), train);
-                let identity = b.downsample.as_ref().map_or_else(|| x.shallow_clone(), |d| d.forward_t(x, train));
+                let identity = b
+                    .downsample
+                    .as_ref()
+                    .map_or_else(|| x.shallow_clone(), |d| d.forward_t(x, train));
                 hook(&(y + identity), relu)
             }
         }
@@ -151,7 +167,9 @@ impl ResidualBlock {
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
         let (mut v, ds): (Vec<&mut BatchNorm>, _) = match self {
             ResidualBlock::Basic(b) => (vec![&mut b.bn1, &mut b.bn2], &mut b.downsample),
-            ResidualBlock::Bottleneck(b) => (vec![&mut b.bn1, &mut b.bn2, &mut b.bn3], &mut b.downsample),
+            ResidualBlock::Bottleneck(b) => {
+                (vec![&mut b.bn1, &mut b.bn2, &mut b.bn3], &mut b.downsample)
+            }
         };
         if let Some(d) = ds {
             v.push(&mut d.bn);
@@ -193,17 +211,33 @@ impl ResNet {
         let bn1 = BatchNorm::new(&(path / "bn1"), 64);
         let mut c_in = 64;
         let mut layers = Vec::with_capacity(4);
-        for (s, (&n, planes)) in depth.blocks_per_stage().iter().zip([64i64, 128, 256, 512]).enumerate() {
+        for (s, (&n, planes)) in depth
+            .blocks_per_stage()
+            .iter()
+            .zip([64i64, 128, 256, 512])
+            .enumerate()
+        {
             let stage_path = path / format!("layer{}", s + 1);
             let stride = if s == 0 { 1 } else { 2 };
             let mut blocks = Vec::with_capacity(n);
             for i in 0..n {
-                blocks.push(ResidualBlock::new(&(&stage_path / i), depth, c_in, planes, if i == 0 { stride } else { 1 }));
+                blocks.push(ResidualBlock::new(
+                    &(&stage_path / i),
+                    depth,
+                    c_in,
+                    planes,
+                    if i == 0 { stride } else { 1 },
+                ));
                 c_in = planes * depth.expansion();
             }
             layers.push(blocks);
         }
-        ResNet { depth, conv1, bn1, layers }
+        ResNet {
+            depth,
+            conv1,
+            bn1,
+            layers,
+        }
     }
 
     /// Channels of the last stage (512 or 2048).
@@ -213,7 +247,10 @@ impl ResNet {
 
     /// Stem: conv1 → bn1 → relu (through `hook`) → 3×3 stride-2 max pool.
     pub fn stem_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Tensor {
-        let y = hook(&self.bn1.forward_t(&self.conv1.forward(x), train), Activation::Relu);
+        let y = hook(
+            &self.bn1.forward_t(&self.conv1.forward(x), train),
+            Activation::Relu,
+        );
         y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 
@@ -237,7 +274,12 @@ impl ResNet {
     /// Every BatchNorm, mutably.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
         let mut v = vec![&mut self.bn1];
-        v.extend(self.layers.iter_mut().flatten().flat_map(|b| b.batch_norms_mut()));
+        v.extend(
+            self.layers
+                .iter_mut()
+                .flatten()
+                .flat_map(|b| b.batch_norms_mut()),
+        );
         v
     }
 }
@@ -249,13 +291,20 @@ mod tests {
     use tch::{nn::VarStore, Device, Kind};
 
     fn names_and_shapes(vs: &VarStore) -> Vec<(String, Vec<i64>)> {
-        let mut v: Vec<_> = vs.variables().into_iter().map(|(k, t)| (k, t.size())).collect();
+        let mut v: Vec<_> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (k, t.size()))
+            .collect();
         v.sort();
         v
     }
 
     fn trainable_count(vs: &VarStore) -> i64 {
-        vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 
     /// torchvision's `resnet18().state_dict()` has 122 entries: 20 convolutions (conv1, 8
@@ -270,7 +319,13 @@ mod tests {
         assert_eq!(ns.len(), 120);
         assert_eq!(trainable_count(&vs), 11_176_512);
         assert_eq!(net.batch_norms().len(), 20);
-        let get = |n: &str| ns.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("missing {n}")).1.clone();
+        let get = |n: &str| {
+            ns.iter()
+                .find(|(k, _)| k == n)
+                .unwrap_or_else(|| panic!("missing {n}"))
+                .1
+                .clone()
+        };
         assert_eq!(get("conv1.weight"), [64, 3, 7, 7]);
         assert_eq!(get("bn1.running_var"), [64]);
         assert_eq!(get("bn1.num_batches_tracked"), Vec::<i64>::new());
@@ -280,7 +335,10 @@ mod tests {
         assert_eq!(get("layer2.0.downsample.0.weight"), [128, 64, 1, 1]);
         assert_eq!(get("layer2.0.downsample.1.running_mean"), [128]);
         assert_eq!(get("layer4.1.conv2.weight"), [512, 512, 3, 3]);
-        assert!(!ns.iter().any(|(k, _)| k.starts_with("layer1.0.downsample")), "resnet18 layer1.0 has no downsample");
+        assert!(
+            !ns.iter().any(|(k, _)| k.starts_with("layer1.0.downsample")),
+            "resnet18 layer1.0 has no downsample"
+        );
         assert!(!ns.iter().any(|(k, _)| k.starts_with("fc.")));
     }
 
@@ -296,7 +354,13 @@ mod tests {
         assert_eq!(ns.len(), 318);
         assert_eq!(trainable_count(&vs), 23_508_032);
         assert_eq!(net.out_dim(), 2048);
-        let get = |n: &str| ns.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("missing {n}")).1.clone();
+        let get = |n: &str| {
+            ns.iter()
+                .find(|(k, _)| k == n)
+                .unwrap_or_else(|| panic!("missing {n}"))
+                .1
+                .clone()
+        };
         assert_eq!(get("layer1.0.downsample.0.weight"), [256, 64, 1, 1]);
         assert_eq!(get("layer1.0.conv3.weight"), [256, 64, 1, 1]);
         assert_eq!(get("layer3.5.bn3.num_batches_tracked"), Vec::<i64>::new());

@@ -69,18 +69,24 @@ impl PhaseData {
 
     /// True when point `i` belongs to a held-out class.
     pub fn unseen(&self, i: usize) -> bool {
-        self.held_out.get(self.labels[i] as usize).copied().unwrap_or(false)
+        self.held_out
+            .get(self.labels[i] as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Name of point `i`'s class.
     pub fn class_name(&self, i: usize) -> &str {
-        self.classes.get(self.labels[i] as usize).map_or("?", |s| s.as_str())
+        self.classes
+            .get(self.labels[i] as usize)
+            .map_or("?", |s| s.as_str())
     }
 
     /// Rows `range` as a tensor.
     pub fn rows(&self, range: std::ops::Range<usize>) -> Tensor {
         let d = self.embeddings.cols;
-        Tensor::from_slice(&self.embeddings.data[range.start * d..range.end * d]).view([(range.end - range.start) as i64, d as i64])
+        Tensor::from_slice(&self.embeddings.data[range.start * d..range.end * d])
+            .view([(range.end - range.start) as i64, d as i64])
     }
 }
 
@@ -100,7 +106,9 @@ fn tensor(tensors: &[(String, Tensor)], name: &str, file: &Path) -> Result<Tenso
 }
 
 fn labels(t: &Tensor) -> Result<Vec<i64>> {
-    Ok(Vec::<i64>::try_from(&t.to_kind(tch::Kind::Int64).view([-1]))?)
+    Ok(Vec::<i64>::try_from(
+        &t.to_kind(tch::Kind::Int64).view([-1]),
+    )?)
 }
 
 /// Reads `embeddings.safetensors` and `embeddings.json` of a phase (written by
@@ -118,8 +126,10 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         );
     }
     let tensors = read_safetensors(&file)?;
-    let text = std::fs::read_to_string(&json_file).with_context(|| format!("reading {}", json_file.display()))?;
-    let meta: EmbeddingsJson = serde_json::from_str(&text).with_context(|| format!("{}", json_file.display()))?;
+    let text = std::fs::read_to_string(&json_file)
+        .with_context(|| format!("reading {}", json_file.display()))?;
+    let meta: EmbeddingsJson =
+        serde_json::from_str(&text).with_context(|| format!("{}", json_file.display()))?;
     let train = Matrix::from_tensor(&tensor(&tensors, "train_embeddings", &file)?)
         .with_context(|| format!("{}: train_embeddings", file.display()))?;
     let test = Matrix::from_tensor(&tensor(&tensors, "test_embeddings", &file)?)
@@ -135,7 +145,12 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         );
     }
     for (what, rows, n_labels, n_paths) in [
-        ("train", train.rows, train_labels.len(), meta.train_paths.len()),
+        (
+            "train",
+            train.rows,
+            train_labels.len(),
+            meta.train_paths.len(),
+        ),
         ("test", test.rows, test_labels.len(), meta.test_paths.len()),
     ] {
         if rows != n_labels || rows != n_paths {
@@ -161,7 +176,8 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
     }
     let mut held_out = vec![false; classes.len()];
     if cfg.data.held_out_classes > 0 {
-        if let Ok(protocol) = ClassProtocol::hold_out_last(classes.len(), cfg.data.held_out_classes) {
+        if let Ok(protocol) = ClassProtocol::hold_out_last(classes.len(), cfg.data.held_out_classes)
+        {
             protocol.unseen.iter().for_each(|&c| held_out[c] = true);
         }
     }
@@ -175,8 +191,20 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         classes,
         embeddings: Matrix::new(n, train.cols, data)?,
         labels: train_labels.into_iter().chain(test_labels).collect(),
-        split: (0..n).map(|i| if i < n_train { Split::Train } else { Split::Test }).collect(),
-        paths: meta.train_paths.into_iter().chain(meta.test_paths).collect(),
+        split: (0..n)
+            .map(|i| {
+                if i < n_train {
+                    Split::Train
+                } else {
+                    Split::Test
+                }
+            })
+            .collect(),
+        paths: meta
+            .train_paths
+            .into_iter()
+            .chain(meta.test_paths)
+            .collect(),
         held_out,
         n_train,
         distance: cfg.model.distance,
@@ -187,7 +215,13 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
 /// `held_out` of them held out, `n_train` + `n_test` points cycling through classes,
 /// image paths that do not exist.
 #[cfg(test)]
-pub(crate) fn synthetic(classes: &[&str], held_out: usize, n_train: usize, n_test: usize, dim: usize) -> PhaseData {
+pub(crate) fn synthetic(
+    classes: &[&str],
+    held_out: usize,
+    n_train: usize,
+    n_test: usize,
+    dim: usize,
+) -> PhaseData {
     let n = n_train + n_test;
     let (points, labels) = super::clustered_points(n, dim, classes.len(), 0.3, 5);
     PhaseData {
@@ -196,9 +230,21 @@ pub(crate) fn synthetic(classes: &[&str], held_out: usize, n_train: usize, n_tes
         classes: classes.iter().map(|c| c.to_string()).collect(),
         embeddings: points,
         labels,
-        split: (0..n).map(|i| if i < n_train { Split::Train } else { Split::Test }).collect(),
-        paths: (0..n).map(|i| PathBuf::from(format!("no/such/dir/{i}.png"))).collect(),
-        held_out: (0..classes.len()).map(|c| c + held_out >= classes.len()).collect(),
+        split: (0..n)
+            .map(|i| {
+                if i < n_train {
+                    Split::Train
+                } else {
+                    Split::Test
+                }
+            })
+            .collect(),
+        paths: (0..n)
+            .map(|i| PathBuf::from(format!("no/such/dir/{i}.png")))
+            .collect(),
+        held_out: (0..classes.len())
+            .map(|c| c + held_out >= classes.len())
+            .collect(),
         n_train,
         distance: Distance::Euclidean,
     }

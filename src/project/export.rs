@@ -39,10 +39,19 @@ fn tsv_field(s: &str) -> String {
 /// Writes `dir/{vectors.tsv, metadata.tsv, sprite.png, projector_config.pbtxt}` for the
 /// TensorBoard projector (point `dir` at it with `--logdir`). `sprite` is the
 /// thumbnail grid (cells of `info.cell` px, `⌈√n⌉` per row as the projector expects).
-pub fn tensorboard(data: &PhaseData, dir: &Path, sprite: Option<(&RgbImage, &SpriteInfo)>) -> Result<()> {
+pub fn tensorboard(
+    data: &PhaseData,
+    dir: &Path,
+    sprite: Option<(&RgbImage, &SpriteInfo)>,
+) -> Result<()> {
     let mut vectors = String::with_capacity(data.len() * data.embeddings.cols * 10);
     for i in 0..data.len() {
-        let row: Vec<String> = data.embeddings.row(i).iter().map(|v| v.to_string()).collect();
+        let row: Vec<String> = data
+            .embeddings
+            .row(i)
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         vectors.push_str(&row.join("\t"));
         vectors.push('\n');
     }
@@ -62,7 +71,10 @@ pub fn tensorboard(data: &PhaseData, dir: &Path, sprite: Option<(&RgbImage, &Spr
     let mut config =
         format!("embeddings {{\n  tensor_name: \"{name}\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n");
     if let Some((image, info)) = sprite {
-        write_png(&dir.join("sprite.png"), &image::DynamicImage::ImageRgb8(image.clone()))?;
+        write_png(
+            &dir.join("sprite.png"),
+            &image::DynamicImage::ImageRgb8(image.clone()),
+        )?;
         let _ = write!(
             config,
             "  sprite {{\n    image_path: \"sprite.png\"\n    single_image_dim: {0}\n    single_image_dim: {0}\n  }}\n",
@@ -87,7 +99,10 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "index,split,label,class,unseen,x,y,path");
         assert_eq!(lines[1], "0,train,0,\"a,b\",false,0,1,\"x,y.png\"");
-        assert_eq!(lines[2], "1,train,1,\"say \"\"hi\"\"\",false,2,3,no/such/dir/1.png");
+        assert_eq!(
+            lines[2],
+            "1,train,1,\"say \"\"hi\"\"\",false,2,3,no/such/dir/1.png"
+        );
         assert!(lines[9].starts_with("8,test,2,c\td,true,16,17,"));
         let dir = tempfile::tempdir().unwrap();
         let sheet = RgbImage::new(9, 9);
@@ -105,7 +120,10 @@ mod tests {
         assert_eq!(meta.lines().count(), 10, "header + one row per point");
         assert_eq!(meta.lines().nth(9).unwrap(), "c d\ttest\ttrue");
         let config = std::fs::read_to_string(dir.path().join("projector_config.pbtxt")).unwrap();
-        assert!(config.contains("single_image_dim: 3") && config.contains("metadata_path: \"metadata.tsv\""));
+        assert!(
+            config.contains("single_image_dim: 3")
+                && config.contains("metadata_path: \"metadata.tsv\"")
+        );
         assert!(dir.path().join("sprite.png").exists());
     }
 }

@@ -99,12 +99,18 @@ pub struct GalleryItem {
 /// test order, without repeats.
 fn choose_queries(data: &PhaseData, misclassified: &[bool], opts: &GalleryOptions) -> Vec<usize> {
     let n_test = data.len() - data.n_train;
-    let mut unseen: Vec<usize> = (0..n_test).filter(|&t| data.unseen(data.n_train + t)).collect();
+    let mut unseen: Vec<usize> = (0..n_test)
+        .filter(|&t| data.unseen(data.n_train + t))
+        .collect();
     Rng::new(opts.seed).shuffle(&mut unseen);
     // Round-robin over classes so the sample covers as many held-out classes as it can.
-    let mut by_class: std::collections::BTreeMap<i64, Vec<usize>> = std::collections::BTreeMap::new();
+    let mut by_class: std::collections::BTreeMap<i64, Vec<usize>> =
+        std::collections::BTreeMap::new();
     for t in unseen {
-        by_class.entry(data.labels[data.n_train + t]).or_default().push(t);
+        by_class
+            .entry(data.labels[data.n_train + t])
+            .or_default()
+            .push(t);
     }
     let mut chosen = Vec::new();
     let mut round = 0;
@@ -157,10 +163,15 @@ const CAPTION: u32 = 40;
 fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Result<RgbImage> {
     register_fonts();
     let cells = 1 + item.neighbours.len() as u32;
-    let (w, h) = (PAD + cells * (CELL + PAD) + PAD, HEADER + CELL + 2 * PAD + CAPTION);
+    let (w, h) = (
+        PAD + cells * (CELL + PAD) + PAD,
+        HEADER + CELL + 2 * PAD + CAPTION,
+    );
     let mut sheet = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let load =
-        |path: &Path| crate::imaging::thumbnail(path, CELL).unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])));
+    let load = |path: &Path| {
+        crate::imaging::thumbnail(path, CELL)
+            .unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])))
+    };
     let frame = |sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage| {
         let (x0, y0) = (x - 4, HEADER + PAD - 4);
         for dx in 0..CELL + 8 {
@@ -171,16 +182,34 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
         image::imageops::overlay(sheet, &square(image, CELL), x as i64, (HEADER + PAD) as i64);
     };
     let x_of = |c: u32| PAD + c * (CELL + PAD) + PAD / 2;
-    frame(&mut sheet, x_of(0), Rgb([36, 84, 197]), &load(&data.paths[query_point]));
+    frame(
+        &mut sheet,
+        x_of(0),
+        Rgb([36, 84, 197]),
+        &load(&data.paths[query_point]),
+    );
     for (c, n) in item.neighbours.iter().enumerate() {
-        let colour = if n.correct { Rgb([26, 127, 55]) } else { Rgb([198, 40, 40]) };
-        frame(&mut sheet, x_of(c as u32 + 1), colour, &load(Path::new(&n.path)));
+        let colour = if n.correct {
+            Rgb([26, 127, 55])
+        } else {
+            Rgb([198, 40, 40])
+        };
+        frame(
+            &mut sheet,
+            x_of(c as u32 + 1),
+            colour,
+            &load(Path::new(&n.path)),
+        );
     }
     let mut buffer = sheet.into_raw();
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        let err = |e: plotters::drawing::DrawingAreaErrorKind<_>| anyhow!("drawing the contact sheet: {e}");
-        let text = |s: String, x: i32, y: i32, size: u32, colour: RGBColor| Text::new(s, (x, y), (FONT, size).into_font().color(&colour));
+        let err = |e: plotters::drawing::DrawingAreaErrorKind<_>| {
+            anyhow!("drawing the contact sheet: {e}")
+        };
+        let text = |s: String, x: i32, y: i32, size: u32, colour: RGBColor| {
+            Text::new(s, (x, y), (FONT, size).into_font().color(&colour))
+        };
         let short = |s: &str, max: usize| {
             if s.chars().count() > max {
                 s.chars().take(max - 1).collect::<String>() + "…"
@@ -201,7 +230,8 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
             item.neighbours.len(),
             votes.join(", ")
         );
-        root.draw(&text(short(&header, 230), PAD as i32, 9, 15, BLACK)).map_err(err)?;
+        root.draw(&text(short(&header, 230), PAD as i32, 9, 15, BLACK))
+            .map_err(err)?;
         let y = (HEADER + CELL + PAD + 8) as i32;
         root.draw(&text(
             short(&format!("query: {}", item.true_class), 21),
@@ -225,21 +255,43 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
         .map_err(err)?;
         for (c, n) in item.neighbours.iter().enumerate() {
             let x = x_of(c as u32 + 1) as i32;
-            let colour = if n.correct { RGBColor(26, 127, 55) } else { RGBColor(198, 40, 40) };
-            root.draw(&text(format!("{}. {}", c + 1, short(&n.class, 18)), x, y, 12, colour))
-                .map_err(err)?;
-            root.draw(&text(format!("d = {:.4}", n.distance), x, y + 15, 12, RGBColor(90, 90, 90)))
-                .map_err(err)?;
+            let colour = if n.correct {
+                RGBColor(26, 127, 55)
+            } else {
+                RGBColor(198, 40, 40)
+            };
+            root.draw(&text(
+                format!("{}. {}", c + 1, short(&n.class, 18)),
+                x,
+                y,
+                12,
+                colour,
+            ))
+            .map_err(err)?;
+            root.draw(&text(
+                format!("d = {:.4}", n.distance),
+                x,
+                y + 15,
+                12,
+                RGBColor(90, 90, 90),
+            ))
+            .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
-    RgbImage::from_raw(w, h, buffer).ok_or_else(|| anyhow!("contact sheet buffer has the wrong size"))
+    RgbImage::from_raw(w, h, buffer)
+        .ok_or_else(|| anyhow!("contact sheet buffer has the wrong size"))
 }
 
 /// Builds the galleries of a phase into `dir` (`galleries.json`, `q<N>.jpg`,
 /// `index.html`); returns the items.
 /// `nav` links the page to other pages (relative href from `dir`, label).
-pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions, nav: &[(String, String)]) -> Result<Vec<GalleryItem>> {
+pub fn write_galleries(
+    data: &PhaseData,
+    dir: &Path,
+    opts: &GalleryOptions,
+    nav: &[(String, String)],
+) -> Result<Vec<GalleryItem>> {
     let n_test = data.len() - data.n_train;
     let mut items = Vec::new();
     if n_test > 0 && data.n_train > 0 {
@@ -300,8 +352,14 @@ pub fn write_galleries(data: &PhaseData, dir: &Path, opts: &GalleryOptions, nav:
         let point: usize = item.id[1..].parse()?;
         write_jpeg(&dir.join(&item.sheet), &contact_sheet(data, point, item)?)?;
     }
-    write_json(&dir.join("galleries.json"), &serde_json::json!({ "items": items }))?;
-    crate::atomic::write_atomic(&dir.join("index.html"), galleries_html(data, &items, nav).as_bytes())?;
+    write_json(
+        &dir.join("galleries.json"),
+        &serde_json::json!({ "items": items }),
+    )?;
+    crate::atomic::write_atomic(
+        &dir.join("index.html"),
+        galleries_html(data, &items, nav).as_bytes(),
+    )?;
     Ok(items)
 }
 
@@ -313,7 +371,9 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, S
         items.len()
     );
     if items.is_empty() {
-        body.push_str("<p class=\"note\">No query: no held-out class and no misclassified test image.</p>\n");
+        body.push_str(
+            "<p class=\"note\">No query: no held-out class and no misclassified test image.</p>\n",
+        );
     }
     for item in items {
         let verdict = if item.correct {
@@ -322,7 +382,11 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, S
             "<span class=\"bad\">nearest wrong</span>"
         };
         let vote_ok = item.majority == item.true_class;
-        let order: Vec<String> = item.neighbours.iter().map(|n| html::escape(&n.class)).collect();
+        let order: Vec<String> = item
+            .neighbours
+            .iter()
+            .map(|n| html::escape(&n.class))
+            .collect();
         let votes: Vec<String> = item
             .top_classes
             .iter()
@@ -375,7 +439,10 @@ mod tests {
         // The reference README's example: 24, 24, 5, 24, 5, 5, 5, 5, 24, 5.
         let votes = top_classes(&c(&["24", "24", "5", "24", "5", "5", "5", "5", "24", "5"]));
         assert_eq!(
-            votes.iter().map(|v| (v.class.as_str(), v.votes)).collect::<Vec<_>>(),
+            votes
+                .iter()
+                .map(|v| (v.class.as_str(), v.votes))
+                .collect::<Vec<_>>(),
             vec![("5", 6), ("24", 4)]
         );
         let tie = top_classes(&c(&["b", "a", "a", "b"]));
@@ -403,12 +470,19 @@ mod tests {
         let wrong: Vec<&GalleryItem> = items.iter().filter(|i| !i.correct).collect();
         assert_eq!(wrong.len(), 1);
         assert_eq!(
-            (wrong[0].id.as_str(), wrong[0].predicted.as_str(), wrong[0].true_class.as_str()),
+            (
+                wrong[0].id.as_str(),
+                wrong[0].predicted.as_str(),
+                wrong[0].true_class.as_str()
+            ),
             ("q40", "one", "<b>x</b>")
         );
         let item = &items[0];
         assert_eq!(item.neighbours.len(), 10);
-        assert!(item.neighbours.windows(2).all(|w| w[0].distance <= w[1].distance));
+        assert!(item
+            .neighbours
+            .windows(2)
+            .all(|w| w[0].distance <= w[1].distance));
         assert_eq!(item.top_classes.iter().map(|v| v.votes).sum::<usize>(), 10);
         for i in &items {
             assert!(dir.path().join(&i.sheet).exists());
@@ -416,7 +490,10 @@ mod tests {
         let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
         assert!(!html.contains("<b>x</b>") && html.contains("&lt;b&gt;x&lt;/b&gt;"));
         assert!(html.contains("id=\"q40\""));
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("galleries.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("galleries.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(json["items"].as_array().unwrap().len(), items.len());
         assert_eq!(
             json["items"][0]["neighbours"][0]["correct"].as_bool(),

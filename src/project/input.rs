@@ -94,7 +94,11 @@ pub fn validate(points: &Matrix, min_neighbours: usize, source: &str) -> Result<
     let mut seen = std::collections::HashSet::with_capacity(points.rows);
     let mut duplicates = 0;
     for i in 0..points.rows {
-        let key: Vec<u32> = points.row(i).iter().map(|v| if *v == 0.0 { 0 } else { v.to_bits() }).collect();
+        let key: Vec<u32> = points
+            .row(i)
+            .iter()
+            .map(|v| if *v == 0.0 { 0 } else { v.to_bits() })
+            .collect();
         if !seen.insert(key) {
             duplicates += 1;
         }
@@ -106,7 +110,10 @@ pub fn validate(points: &Matrix, min_neighbours: usize, source: &str) -> Result<
             points.rows
         );
     }
-    Ok(InputReport { duplicates, distinct })
+    Ok(InputReport {
+        duplicates,
+        distinct,
+    })
 }
 
 /// The points in the space the neighbour search uses: unit rows for cosine, as they
@@ -130,7 +137,9 @@ pub fn pca(points: &Matrix, components: usize) -> Result<Matrix> {
     let cov = centred.tr().mm(&centred) / (points.rows.max(2) - 1) as f64;
     let (_values, vectors) = cov.linalg_eigh("L");
     // eigh sorts ascending: the last `m` columns, reversed.
-    let axes = vectors.narrow(1, points.cols as i64 - m as i64, m as i64).flip([1]);
+    let axes = vectors
+        .narrow(1, points.cols as i64 - m as i64, m as i64)
+        .flip([1]);
     let biggest = axes.abs().argmax(0, true);
     let signs = axes.gather(0, &biggest, false).sign();
     let signs = signs.where_self(&signs.ne(0.0), &signs.ones_like());
@@ -143,20 +152,30 @@ mod tests {
     use super::*;
 
     fn matrix(rows: &[&[f32]]) -> Matrix {
-        Matrix::new(rows.len(), rows[0].len(), rows.iter().flat_map(|r| r.iter().copied()).collect()).unwrap()
+        Matrix::new(
+            rows.len(),
+            rows[0].len(),
+            rows.iter().flat_map(|r| r.iter().copied()).collect(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn rejects_non_finite_values_naming_the_row() {
         let mut m = matrix(&[&[0.0, 1.0], &[1.0, 0.0], &[2.0, 2.0], &[3.0, 1.0]]);
         m.data[5] = f32::NAN;
-        let err = validate(&m, 1, "embeddings.safetensors").unwrap_err().to_string();
+        let err = validate(&m, 1, "embeddings.safetensors")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("row 2") && err.contains("embeddings.safetensors") && err.contains("NaN"),
             "{err}"
         );
         m.data[5] = f32::INFINITY;
-        assert!(validate(&m, 1, "x").unwrap_err().to_string().contains("inf"));
+        assert!(validate(&m, 1, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("inf"));
     }
 
     #[test]
@@ -164,10 +183,25 @@ mod tests {
         let m = matrix(&[&[0.0, 1.0], &[1.0, 0.0], &[2.0, 2.0]]);
         let err = validate(&m, 15, "e").unwrap_err().to_string();
         assert!(err.contains("3 points") && err.contains("15"), "{err}");
-        let copies = matrix(&[&[1.0, 1.0], &[1.0, 1.0], &[1.0, 1.0], &[1.0, 1.0], &[2.0, 0.0]]);
+        let copies = matrix(&[
+            &[1.0, 1.0],
+            &[1.0, 1.0],
+            &[1.0, 1.0],
+            &[1.0, 1.0],
+            &[2.0, 0.0],
+        ]);
         let err = validate(&copies, 2, "e").unwrap_err().to_string();
-        assert!(err.contains("2 distinct") && err.contains("3 duplicates"), "{err}");
-        let some = matrix(&[&[1.0, 1.0], &[1.0, 1.0], &[0.0, 1.0], &[3.0, 1.0], &[2.0, 0.0]]);
+        assert!(
+            err.contains("2 distinct") && err.contains("3 duplicates"),
+            "{err}"
+        );
+        let some = matrix(&[
+            &[1.0, 1.0],
+            &[1.0, 1.0],
+            &[0.0, 1.0],
+            &[3.0, 1.0],
+            &[2.0, 0.0],
+        ]);
         assert_eq!(
             validate(&some, 2, "e").unwrap(),
             InputReport {
@@ -182,7 +216,13 @@ mod tests {
         tch::set_num_threads(1);
         // Points along (1, 1, 0), each twice, at z = ±0.1 (uncorrelated with the line).
         let rows: Vec<Vec<f32>> = (0..20)
-            .map(|r| vec![(r / 2) as f32, (r / 2) as f32, if r % 2 == 0 { 0.1 } else { -0.1 }])
+            .map(|r| {
+                vec![
+                    (r / 2) as f32,
+                    (r / 2) as f32,
+                    if r % 2 == 0 { 0.1 } else { -0.1 },
+                ]
+            })
             .collect();
         let m = Matrix::new(20, 3, rows.concat()).unwrap();
         let p = pca(&m, 2).unwrap();
@@ -190,7 +230,11 @@ mod tests {
         // First score grows along the line (sign fixed), scaled by √2; second is z.
         let expected = |r: usize| ((r / 2) as f32 - 4.5) * 2f32.sqrt();
         for i in 0..20 {
-            assert!((p.row(i)[0] - expected(i)).abs() < 1e-3, "row {i}: {:?}", p.row(i));
+            assert!(
+                (p.row(i)[0] - expected(i)).abs() < 1e-3,
+                "row {i}: {:?}",
+                p.row(i)
+            );
             assert!((p.row(i)[1].abs() - 0.1).abs() < 1e-3);
         }
     }

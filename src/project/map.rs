@@ -57,7 +57,10 @@ impl SpriteInfo {
 /// Thumbnails of `paths` (at most `side` pixels), decoded in parallel; an image that
 /// cannot be read becomes a grey square, so a moved dataset still gives a map.
 pub fn load_thumbnails(paths: &[PathBuf], side: u32) -> (Vec<RgbImage>, usize) {
-    let thumbs: Vec<Option<RgbImage>> = paths.par_iter().map(|p| crate::imaging::thumbnail(p, side).ok()).collect();
+    let thumbs: Vec<Option<RgbImage>> = paths
+        .par_iter()
+        .map(|p| crate::imaging::thumbnail(p, side).ok())
+        .collect();
     let missing = thumbs.iter().filter(|t| t.is_none()).count();
     (
         thumbs
@@ -70,10 +73,17 @@ pub fn load_thumbnails(paths: &[PathBuf], side: u32) -> (Vec<RgbImage>, usize) {
 
 /// The sprite sheet: each thumbnail letterboxed into its square cell.
 pub fn sprite_sheet(thumbs: &[RgbImage], info: &SpriteInfo) -> RgbImage {
-    let mut sheet = RgbImage::from_pixel(info.columns * info.cell, info.rows * info.cell, Rgb([255, 255, 255]));
+    let mut sheet = RgbImage::from_pixel(
+        info.columns * info.cell,
+        info.rows * info.cell,
+        Rgb([255, 255, 255]),
+    );
     for (i, t) in thumbs.iter().enumerate() {
         let cell = crate::imaging::square(t, info.cell);
-        let (x, y) = ((i as u32 % info.columns) * info.cell, (i as u32 / info.columns) * info.cell);
+        let (x, y) = (
+            (i as u32 % info.columns) * info.cell,
+            (i as u32 / info.columns) * info.cell,
+        );
         image::imageops::overlay(&mut sheet, &cell, x as i64, y as i64);
     }
     sheet
@@ -159,7 +169,12 @@ window.addEventListener('hashchange',fromHash);fromHash();
 pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
     let n = data.len();
     let n_classes = data.classes.len();
-    let (mut x0, mut x1, mut y0, mut y1) = (f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    );
     for i in 0..n {
         x0 = x0.min(layout.row(i)[0]);
         x1 = x1.max(layout.row(i)[0]);
@@ -167,7 +182,8 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
         y1 = y1.max(layout.row(i)[1]);
     }
     let margin = 14.0;
-    let scale = ((VIEW.0 - 2.0 * margin) / (x1 - x0).max(1e-6)).min((VIEW.1 - 2.0 * margin) / (y1 - y0).max(1e-6));
+    let scale = ((VIEW.0 - 2.0 * margin) / (x1 - x0).max(1e-6))
+        .min((VIEW.1 - 2.0 * margin) / (y1 - y0).max(1e-6));
     let xy: Vec<[f32; 2]> = (0..n)
         .map(|i| {
             let x = margin + (layout.row(i)[0] - x0) * scale;
@@ -175,7 +191,9 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
             [(x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0]
         })
         .collect();
-    let colours: Vec<String> = (0..n_classes).map(|c| css(class_colour(c, n_classes))).collect();
+    let colours: Vec<String> = (0..n_classes)
+        .map(|c| css(class_colour(c, n_classes)))
+        .collect();
     let r = if n > 5000 {
         2.5
     } else if n > 1000 {
@@ -233,7 +251,11 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
             })
             .collect(),
         xy,
-        near: page.neighbours.iter().map(|row| row.iter().map(|&(j, _)| j).collect()).collect(),
+        near: page
+            .neighbours
+            .iter()
+            .map(|row| row.iter().map(|&(j, _)| j).collect())
+            .collect(),
         dist: page
             .neighbours
             .iter()
@@ -273,8 +295,17 @@ mod tests {
 
     fn page_for(data: &PhaseData) -> String {
         let n = data.len();
-        let layout = Matrix::new(n, 2, (0..2 * n).map(|v| ((v * 7919) % 1000) as f32 / 10.0).collect()).unwrap();
-        let neighbours: Vec<Vec<(usize, f32)>> = (0..n).map(|i| (1..=5).map(|k| ((i + k) % n, 0.1 * k as f32)).collect()).collect();
+        let layout = Matrix::new(
+            n,
+            2,
+            (0..2 * n)
+                .map(|v| ((v * 7919) % 1000) as f32 / 10.0)
+                .collect(),
+        )
+        .unwrap();
+        let neighbours: Vec<Vec<(usize, f32)>> = (0..n)
+            .map(|i| (1..=5).map(|k| ((i + k) % n, 0.1 * k as f32)).collect())
+            .collect();
         let gallery: Vec<bool> = (0..n).map(|i| i % 50 == 0).collect();
         let page = MapPage {
             title: "UMAP — <phase>".into(),
@@ -289,10 +320,19 @@ mod tests {
 
     #[test]
     fn class_names_and_paths_cannot_inject_markup() {
-        let mut data = synthetic(&["<script>alert(1)</script>", "cat & \"dog\"", "plain"], 1, 30, 6, 4);
+        let mut data = synthetic(
+            &["<script>alert(1)</script>", "cat & \"dog\"", "plain"],
+            1,
+            30,
+            6,
+            4,
+        );
         data.paths[3] = PathBuf::from("</script><img src=x onerror=alert(2)>.png");
         let html = page_for(&data);
-        assert!(!html.contains("<script>alert(1)"), "raw class name in the page");
+        assert!(
+            !html.contains("<script>alert(1)"),
+            "raw class name in the page"
+        );
         assert!(!html.contains("<img src=x"), "raw path in the page");
         assert!(
             html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -311,7 +351,11 @@ mod tests {
         let names: Vec<&str> = classes.iter().map(|s| s.as_str()).collect();
         let data = synthetic(&names, 20, 8000, 2000, 8);
         let html = page_for(&data);
-        assert_eq!(html.matches("data-i=\"").count(), 10_000, "one SVG element per point");
+        assert_eq!(
+            html.matches("data-i=\"").count(),
+            10_000,
+            "one SVG element per point"
+        );
         assert!(html.len() < 3_000_000, "page is {} bytes", html.len());
         // One delegated handler per event, no per-point listeners or inline handlers.
         assert_eq!(html.matches("svg.addEventListener('mouseover'").count(), 1);
@@ -326,7 +370,9 @@ mod tests {
 
     #[test]
     fn sprite_cells_follow_point_order() {
-        let thumbs: Vec<RgbImage> = (0..5u8).map(|i| RgbImage::from_pixel(10, 10, Rgb([i * 50, 0, 0]))).collect();
+        let thumbs: Vec<RgbImage> = (0..5u8)
+            .map(|i| RgbImage::from_pixel(10, 10, Rgb([i * 50, 0, 0])))
+            .collect();
         let info = SpriteInfo::for_points(5);
         assert_eq!((info.columns, info.rows), (3, 2));
         let sheet = sprite_sheet(&thumbs, &info);

@@ -165,7 +165,11 @@ const HOVER_NEIGHBOURS: usize = 5;
 /// galleries (file list in the module doc). Every file is written atomically.
 pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Result<ProjectSummary> {
     let data = data::load_phase(run, phase)?;
-    let source = data.dir.join("embeddings.safetensors").display().to_string();
+    let source = data
+        .dir
+        .join("embeddings.safetensors")
+        .display()
+        .to_string();
     let min_neighbours = if opts.methods.contains(&Method::Umap) {
         opts.umap.n_neighbors
     } else {
@@ -190,7 +194,13 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         exclude: Exclude::SameIndex,
         ..Default::default()
     };
-    let (idx, dist) = k_nearest_with(&x, &x, HOVER_NEIGHBOURS.min(n - 1) as i64, data.distance, &options);
+    let (idx, dist) = k_nearest_with(
+        &x,
+        &x,
+        HOVER_NEIGHBOURS.min(n - 1) as i64,
+        data.distance,
+        &options,
+    );
     let idx = Vec::<Vec<i64>>::try_from(&idx)?;
     let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))?;
     let neighbours: Vec<Vec<(usize, f32)>> = idx
@@ -200,12 +210,28 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         .collect();
 
     // Maps to link: the ones made now and any made before.
-    let maps: Vec<Method> =
-        [Method::Umap, Method::Tsne].into_iter().filter(|m| opts.methods.contains(m) || out.join(format!("{}.html", m.name())).exists()).collect();
-    let map_nav = |prefix: &str| -> Vec<(String, String)> { maps.iter().map(|m| (format!("{prefix}{}.html", m.name()), format!("{} map", m.title()))).collect() };
+    let maps: Vec<Method> = [Method::Umap, Method::Tsne]
+        .into_iter()
+        .filter(|m| opts.methods.contains(m) || out.join(format!("{}.html", m.name())).exists())
+        .collect();
+    let map_nav = |prefix: &str| -> Vec<(String, String)> {
+        maps.iter()
+            .map(|m| {
+                (
+                    format!("{prefix}{}.html", m.name()),
+                    format!("{} map", m.title()),
+                )
+            })
+            .collect()
+    };
 
     // Galleries first: the maps link to their entries.
-    let items = gallery::write_galleries(&data, &galleries_dir, &opts.gallery, &map_nav("../projections/"))?;
+    let items = gallery::write_galleries(
+        &data,
+        &galleries_dir,
+        &opts.gallery,
+        &map_nav("../projections/"),
+    )?;
     let mut in_gallery = vec![false; n];
     for item in &items {
         if let Ok(i) = item.id[1..].parse::<usize>() {
@@ -232,13 +258,15 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
                 } else {
                     (&data.embeddings, data.distance)
                 };
-                let layout = umap::umap(points, distance, &opts.umap).with_context(|| format!("UMAP of {source}"))?;
+                let layout = umap::umap(points, distance, &opts.umap)
+                    .with_context(|| format!("UMAP of {source}"))?;
                 let mut params = serde_json::to_value(&opts.umap)?;
                 params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(n));
                 (layout, params)
             }
             Method::Tsne => {
-                let result = tsne::tsne(&reduced, &opts.tsne).with_context(|| format!("t-SNE of {source}"))?;
+                let result = tsne::tsne(&reduced, &opts.tsne)
+                    .with_context(|| format!("t-SNE of {source}"))?;
                 let mut params = serde_json::to_value(&opts.tsne)?;
                 params["perplexity"] = serde_json::json!(result.perplexity);
                 params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
@@ -261,12 +289,22 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         };
         let name = method.name();
         let title = format!("{} — {} ({} points)", method.title(), phase.dir_name(), n);
-        write_atomic(&out.join(format!("{name}.csv")), export::layout_csv(&data, &layout).as_bytes())?;
+        write_atomic(
+            &out.join(format!("{name}.csv")),
+            export::layout_csv(&data, &layout).as_bytes(),
+        )?;
         plot::scatter_png(&data, &layout, &title, &out.join(format!("{name}.png")))?;
         plot::scatter_svg(&data, &layout, &title, &out.join(format!("{name}.svg")))?;
         if opts.thumbnails {
             let side = if n > 2000 { 24 } else { 32 };
-            plot::thumbnail_png(&data, &layout, &title, &thumbs, side, &out.join(format!("{name}-thumbnails.png")))?;
+            plot::thumbnail_png(
+                &data,
+                &layout,
+                &title,
+                &thumbs,
+                side,
+                &out.join(format!("{name}-thumbnails.png")),
+            )?;
         }
         let facts = format!(
             "{} points ({} train, {} test) · trustworthiness {:.3} · kNN label agreement {:.3} · {:.1} s",
@@ -278,7 +316,10 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             seconds
         );
         let mut nav = map_nav("");
-        nav.push(("../galleries/index.html".to_string(), "galleries".to_string()));
+        nav.push((
+            "../galleries/index.html".to_string(),
+            "galleries".to_string(),
+        ));
         let page = map::MapPage {
             title: format!("{} — {}", method.title(), phase.dir_name()),
             facts,
@@ -287,7 +328,10 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             sprite: Some(sprite),
             nav,
         };
-        write_atomic(&out.join(format!("{name}.html")), map::map_html(&data, &layout, &page).as_bytes())?;
+        write_atomic(
+            &out.join(format!("{name}.html")),
+            map::map_html(&data, &layout, &page).as_bytes(),
+        )?;
         write_json(&out.join(format!("{name}.json")), &record)?;
         records.push(record);
     }
@@ -313,7 +357,13 @@ pub(crate) fn normal(rng: &mut Rng) -> f64 {
 /// a standard normal in `dim` dimensions, each point a centre plus normal noise of
 /// standard deviation `noise`, centres taken in turn. Returns the points and their
 /// cluster labels. Deterministic for a seed.
-pub fn clustered_points(n: usize, dim: usize, clusters: usize, noise: f64, seed: u64) -> (input::Matrix, Vec<i64>) {
+pub fn clustered_points(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    noise: f64,
+    seed: u64,
+) -> (input::Matrix, Vec<i64>) {
     let mut rng = Rng::new(seed);
     let clusters = clusters.max(1);
     let centres: Vec<f64> = (0..clusters * dim).map(|_| normal(&mut rng)).collect();
@@ -324,5 +374,12 @@ pub fn clustered_points(n: usize, dim: usize, clusters: usize, noise: f64, seed:
         labels.push(c as i64);
         data.extend((0..dim).map(|k| (centres[c * dim + k] + noise * normal(&mut rng)) as f32));
     }
-    (input::Matrix { rows: n, cols: dim, data }, labels)
+    (
+        input::Matrix {
+            rows: n,
+            cols: dim,
+            data,
+        },
+        labels,
+    )
 }

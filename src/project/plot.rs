@@ -26,7 +26,12 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 
 /// The layout's bounding box with a 4 % margin.
 fn bounds(layout: &Matrix) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for i in 0..layout.rows {
         let (x, y) = (layout.row(i)[0] as f64, layout.row(i)[1] as f64);
         x0 = x0.min(x);
@@ -58,7 +63,10 @@ fn draw<DB: DrawingBackend>(
         .margin(12)
         .build_cartesian_2d(xs, ys)
         .map_err(err)?;
-    chart.plotting_area().fill(&RGBColor(250, 250, 252)).map_err(err)?;
+    chart
+        .plotting_area()
+        .fill(&RGBColor(250, 250, 252))
+        .map_err(err)?;
     let n_classes = data.classes.len();
     let r = if data.len() > 5000 {
         2
@@ -73,14 +81,26 @@ fn draw<DB: DrawingBackend>(
         .draw_series(
             (0..data.len())
                 .filter(|&i| data.split[i] == Split::Train)
-                .map(|i| Circle::new(at(i), r, class_colour(data.labels[i] as usize, n_classes).filled())),
+                .map(|i| {
+                    Circle::new(
+                        at(i),
+                        r,
+                        class_colour(data.labels[i] as usize, n_classes).filled(),
+                    )
+                }),
         )
         .map_err(err)?;
     chart
         .draw_series(
             (0..data.len())
                 .filter(|&i| data.split[i] == Split::Test)
-                .map(|i| TriangleMarker::new(at(i), r + 2, class_colour(data.labels[i] as usize, n_classes).filled())),
+                .map(|i| {
+                    TriangleMarker::new(
+                        at(i),
+                        r + 2,
+                        class_colour(data.labels[i] as usize, n_classes).filled(),
+                    )
+                }),
         )
         .map_err(err)?;
     chart
@@ -90,11 +110,19 @@ fn draw<DB: DrawingBackend>(
                 .map(|i| Circle::new(at(i), r + 3, BLACK.stroke_width(1))),
         )
         .map_err(err)?;
-    let positions = (0..data.len()).map(|i| chart.backend_coord(&at(i))).collect();
+    let positions = (0..data.len())
+        .map(|i| chart.backend_coord(&at(i)))
+        .collect();
 
     // Legend: markers, then classes when they fit.
     if legend_width > 0 {
-        let text = |s: &str, x: i32, y: i32, size: u32| Text::new(s.to_string(), (x, y), (FONT, size).into_font().color(&BLACK));
+        let text = |s: &str, x: i32, y: i32, size: u32| {
+            Text::new(
+                s.to_string(),
+                (x, y),
+                (FONT, size).into_font().color(&BLACK),
+            )
+        };
         let mut y = 40;
         legend.draw(&text("markers", 10, y, 15)).map_err(err)?;
         y += LEGEND_ROW + 4;
@@ -104,12 +132,20 @@ fn draw<DB: DrawingBackend>(
         legend.draw(&text("train image", 30, y, 13)).map_err(err)?;
         y += LEGEND_ROW;
         legend
-            .draw(&TriangleMarker::new((18, y + 6), 6, RGBColor(90, 90, 90).filled()))
+            .draw(&TriangleMarker::new(
+                (18, y + 6),
+                6,
+                RGBColor(90, 90, 90).filled(),
+            ))
             .map_err(err)?;
         legend.draw(&text("test image", 30, y, 13)).map_err(err)?;
         y += LEGEND_ROW;
-        legend.draw(&Circle::new((18, y + 6), 7, BLACK.stroke_width(1))).map_err(err)?;
-        legend.draw(&text("held-out class", 30, y, 13)).map_err(err)?;
+        legend
+            .draw(&Circle::new((18, y + 6), 7, BLACK.stroke_width(1)))
+            .map_err(err)?;
+        legend
+            .draw(&text("held-out class", 30, y, 13))
+            .map_err(err)?;
         y += LEGEND_ROW + 12;
         let mut present: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
         present.sort_unstable();
@@ -120,7 +156,10 @@ fn draw<DB: DrawingBackend>(
             y += LEGEND_ROW + 4;
             for c in present {
                 legend
-                    .draw(&Rectangle::new([(12, y + 2), (24, y + 12)], class_colour(c, n_classes).filled()))
+                    .draw(&Rectangle::new(
+                        [(12, y + 2), (24, y + 12)],
+                        class_colour(c, n_classes).filled(),
+                    ))
                     .map_err(err)?;
                 let mut name = data.classes[c].clone();
                 if name.chars().count() > 34 {
@@ -131,9 +170,16 @@ fn draw<DB: DrawingBackend>(
             }
         } else {
             legend
-                .draw(&text(&format!("{} classes: one colour each", present.len()), 10, y, 13))
+                .draw(&text(
+                    &format!("{} classes: one colour each", present.len()),
+                    10,
+                    y,
+                    13,
+                ))
                 .map_err(err)?;
-            legend.draw(&text("(names in the HTML map)", 10, y + LEGEND_ROW, 13)).map_err(err)?;
+            legend
+                .draw(&text("(names in the HTML map)", 10, y + LEGEND_ROW, 13))
+                .map_err(err)?;
         }
     }
     root.present().map_err(err)?;
@@ -141,14 +187,21 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// Renders the scatter plot into an RGB image; returns it and the points' pixels.
-fn render(data: &PhaseData, layout: &Matrix, title: &str, size: (u32, u32), legend: u32) -> Result<(RgbImage, Vec<(i32, i32)>)> {
+fn render(
+    data: &PhaseData,
+    layout: &Matrix,
+    title: &str,
+    size: (u32, u32),
+    legend: u32,
+) -> Result<(RgbImage, Vec<(i32, i32)>)> {
     register_fonts();
     let mut buffer = vec![0u8; (size.0 * size.1 * 3) as usize];
     let positions = {
         let root = BitMapBackend::with_buffer(&mut buffer, size).into_drawing_area();
         draw(&root, data, layout, title, legend)?
     };
-    let image = RgbImage::from_raw(size.0, size.1, buffer).ok_or_else(|| anyhow!("plot buffer has the wrong size"))?;
+    let image = RgbImage::from_raw(size.0, size.1, buffer)
+        .ok_or_else(|| anyhow!("plot buffer has the wrong size"))?;
     Ok((image, positions))
 }
 
@@ -177,8 +230,19 @@ pub fn scatter_svg(data: &PhaseData, layout: &Matrix, title: &str, path: &Path) 
 /// Writes the thumbnail map: the scatter plot on a larger canvas with every image
 /// (`thumbs`, one per point, at most `side` pixels) drawn centred on its point inside
 /// a border of its class colour. Test images are drawn last, on top.
-pub fn thumbnail_png(data: &PhaseData, layout: &Matrix, title: &str, thumbs: &[RgbImage], side: u32, path: &Path) -> Result<()> {
-    let size = if data.len() > 2000 { (3000, 2600) } else { (2000, 1700) };
+pub fn thumbnail_png(
+    data: &PhaseData,
+    layout: &Matrix,
+    title: &str,
+    thumbs: &[RgbImage],
+    side: u32,
+    path: &Path,
+) -> Result<()> {
+    let size = if data.len() > 2000 {
+        (3000, 2600)
+    } else {
+        (2000, 1700)
+    };
     let (mut canvas, positions) = render(data, layout, title, size, LEGEND)?;
     let n_classes = data.classes.len();
     let order = (0..data.len())
@@ -204,7 +268,12 @@ pub fn thumbnail_png(data: &PhaseData, layout: &Matrix, title: &str, thumbs: &[R
         }
         image::imageops::overlay(&mut framed, &small, border as i64, border as i64);
         let (px, py) = positions[i];
-        image::imageops::overlay(&mut canvas, &framed, px as i64 - w as i64 / 2, py as i64 - h as i64 / 2);
+        image::imageops::overlay(
+            &mut canvas,
+            &framed,
+            px as i64 - w as i64 / 2,
+            py as i64 - h as i64 / 2,
+        );
     }
     write_png(path, &image::DynamicImage::ImageRgb8(canvas))
 }

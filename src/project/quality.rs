@@ -26,9 +26,18 @@ pub fn self_neighbours(points: &Tensor, k: usize, distance: Distance) -> Result<
 /// nearest neighbours of `i` in the layout that are not among its `k` nearest in the
 /// input, and `r(i, j)` is the rank of `j` among `i`'s input neighbours (1 = nearest).
 /// Input distances are `distance`; layout distances are Euclidean. Needs `k < n / 2`.
-pub fn trustworthiness(input: &Matrix, layout: &Matrix, k: usize, distance: Distance) -> Result<f64> {
+pub fn trustworthiness(
+    input: &Matrix,
+    layout: &Matrix,
+    k: usize,
+    distance: Distance,
+) -> Result<f64> {
     let n = input.rows;
-    ensure!(layout.rows == n, "layout has {} points, input {n}", layout.rows);
+    ensure!(
+        layout.rows == n,
+        "layout has {} points, input {n}",
+        layout.rows
+    );
     ensure!(
         k >= 1 && k < n / 2 + n % 2 && 2 * n > 3 * k + 1,
         "trustworthiness needs 1 ≤ k < n/2 (k = {k}, n = {n})"
@@ -47,12 +56,16 @@ pub fn trustworthiness(input: &Matrix, layout: &Matrix, k: usize, distance: Dist
         let chunk = 256;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
-            let rows: Vec<usize> = (start..start + len).filter(|&i| !intruders[i].is_empty()).collect();
+            let rows: Vec<usize> = (start..start + len)
+                .filter(|&i| !intruders[i].is_empty())
+                .collect();
             if rows.is_empty() {
                 continue;
             }
             let sel = Tensor::from_slice(&rows.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let d = distance.matrix(&x.index_select(0, &sel), &x).to_kind(Kind::Double);
+            let d = distance
+                .matrix(&x.index_select(0, &sel), &x)
+                .to_kind(Kind::Double);
             let width = rows.iter().map(|&i| intruders[i].len()).max().unwrap_or(0);
             // Columns of the intruders (padded with the point itself; its count is masked).
             let intruders = &intruders;
@@ -94,7 +107,10 @@ pub fn knn_label_agreement(layout: &Matrix, labels: &[i64], k: usize) -> Result<
     let near = self_neighbours(&layout.to_tensor(), k, Distance::Euclidean)?;
     let (mut same, mut total) = (0usize, 0usize);
     for (i, row) in near.iter().enumerate() {
-        same += row.iter().filter(|&&j| labels[j as usize] == labels[i]).count();
+        same += row
+            .iter()
+            .filter(|&&j| labels[j as usize] == labels[i])
+            .count();
         total += row.len();
     }
     Ok(same as f64 / total.max(1) as f64)
@@ -107,7 +123,13 @@ mod tests {
     /// The definition computed the slow way: full argsort ranks per point.
     fn brute_force(input: &Matrix, layout: &Matrix, k: usize) -> f64 {
         let n = input.rows;
-        let dist = |m: &Matrix, i: usize, j: usize| -> f64 { m.row(i).iter().zip(m.row(j)).map(|(a, b)| ((a - b) as f64).powi(2)).sum() };
+        let dist = |m: &Matrix, i: usize, j: usize| -> f64 {
+            m.row(i)
+                .iter()
+                .zip(m.row(j))
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum()
+        };
         let order = |m: &Matrix, i: usize| {
             let mut o: Vec<usize> = (0..n).filter(|&j| j != i).collect();
             o.sort_by(|&a, &b| dist(m, i, a).partial_cmp(&dist(m, i, b)).unwrap());
@@ -131,7 +153,9 @@ mod tests {
         let mut s = seed;
         let data = (0..n * d)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
             })
             .collect();
@@ -164,7 +188,9 @@ mod tests {
             assert!((fast - slow).abs() < 1e-9, "k = {k}: {fast} vs {slow}");
         }
         // The input itself (first two coordinates dropped to none) is perfectly trustworthy.
-        assert!((trustworthiness(&input, &input, 5, Distance::Euclidean).unwrap() - 1.0).abs() < 1e-12);
+        assert!(
+            (trustworthiness(&input, &input, 5, Distance::Euclidean).unwrap() - 1.0).abs() < 1e-12
+        );
     }
 
     #[test]

@@ -37,7 +37,13 @@ const MAX_ITERATIONS: usize = 1000;
 /// The spectral layout of `graph` in `dim` dimensions. `data` (row-major, `cols` wide)
 /// gives the component centroids when more than `2·dim` components need placing.
 /// Deterministic for a given `seed`.
-pub fn spectral_layout(graph: &Graph, dim: usize, data: &[f32], cols: usize, seed: u64) -> Vec<f32> {
+pub fn spectral_layout(
+    graph: &Graph,
+    dim: usize,
+    data: &[f32],
+    cols: usize,
+    seed: u64,
+) -> Vec<f32> {
     let n = graph.n();
     let mut rng = Rng::new(seed);
     let (labels, count) = components(graph);
@@ -63,7 +69,11 @@ pub fn spectral_layout(graph: &Graph, dim: usize, data: &[f32], cols: usize, see
                 nearest = nearest.min(d);
             }
         }
-        let range = if nearest.is_finite() { nearest / 2.0 } else { 1.0 } as f32;
+        let range = if nearest.is_finite() {
+            nearest / 2.0
+        } else {
+            1.0
+        } as f32;
         let local: Vec<f32> = if members.len() < 2 * dim || members.len() <= dim + 1 {
             (0..members.len() * dim)
                 .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * range)
@@ -114,7 +124,14 @@ pub fn components(graph: &Graph) -> (Vec<usize>, usize) {
 /// Where each component goes: ±unit vectors for up to `2·dim` components, else the
 /// spectral embedding of the affinity `exp(−d²)` between component centroids, scaled
 /// to a largest coordinate of 1 (umap-learn `component_layout`).
-fn meta_layout(labels: &[usize], count: usize, dim: usize, data: &[f32], cols: usize, rng: &mut Rng) -> Vec<f32> {
+fn meta_layout(
+    labels: &[usize],
+    count: usize,
+    dim: usize,
+    data: &[f32],
+    cols: usize,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let mut meta = vec![0f32; count * dim];
     if count <= 2 * dim {
         let half = count.div_ceil(2);
@@ -142,7 +159,9 @@ fn meta_layout(labels: &[usize], count: usize, dim: usize, data: &[f32], cols: u
     let mut affinity = vec![0f64; count * count];
     for a in 0..count {
         for b in 0..count {
-            let d2: f64 = (0..cols).map(|k| (centroids[a * cols + k] - centroids[b * cols + k]).powi(2)).sum();
+            let d2: f64 = (0..cols)
+                .map(|k| (centroids[a * cols + k] - centroids[b * cols + k]).powi(2))
+                .sum();
             affinity[a * count + b] = (-d2).exp();
         }
     }
@@ -178,14 +197,22 @@ fn component_spectral(graph: &Graph, members: &[usize], dim: usize, rng: &mut Rn
     };
     let max = vectors.iter().fold(0f64, |acc, v| acc.max(v.abs()));
     let scale = if max > 0.0 { 10.0 / max } else { 1.0 };
-    vectors.iter().map(|v| (v * scale + super::normal(rng) * 1e-4) as f32).collect()
+    vectors
+        .iter()
+        .map(|v| (v * scale + super::normal(rng) * 1e-4) as f32)
+        .collect()
 }
 
 /// Row-major `[m, dim]`: eigenvectors 2..=dim+1 (by ascending eigenvalue) of the
 /// normalised Laplacian of a dense affinity matrix.
 fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) -> Vec<f64> {
-    let degree: Vec<f64> = (0..m).map(|i| a[i * m..(i + 1) * m].iter().sum::<f64>()).collect();
-    let inv_sqrt: Vec<f64> = degree.iter().map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 }).collect();
+    let degree: Vec<f64> = (0..m)
+        .map(|i| a[i * m..(i + 1) * m].iter().sum::<f64>())
+        .collect();
+    let inv_sqrt: Vec<f64> = degree
+        .iter()
+        .map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 })
+        .collect();
     // Largest eigenvalues of N = D^{-1/2} A D^{-1/2} are the smallest of L = I − N.
     let mut nmat = vec![0f64; m * m];
     for i in 0..m {
@@ -195,7 +222,9 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
     }
     // LAPACK through libtorch: Jacobi is O(m³) per sweep and slow at a few hundred.
     let (values, vectors) = tch::no_grad(|| {
-        let (v, w) = tch::Tensor::from_slice(&nmat).view([m as i64, m as i64]).linalg_eigh("L");
+        let (v, w) = tch::Tensor::from_slice(&nmat)
+            .view([m as i64, m as i64])
+            .linalg_eigh("L");
         (
             Vec::<f64>::try_from(&v).unwrap_or_default(),
             Vec::<f64>::try_from(&w.contiguous().view([-1])).unwrap_or_default(),
@@ -211,7 +240,11 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
 /// Eigenvectors 2..=dim+1 by descending eigenvalue (columns of row-major `vectors`).
 fn pick(values: &[f64], vectors: &[f64], m: usize, dim: usize, rng: &mut Rng) -> Vec<f64> {
     let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&x, &y| values[y].partial_cmp(&values[x]).unwrap_or(std::cmp::Ordering::Equal));
+    order.sort_by(|&x, &y| {
+        values[y]
+            .partial_cmp(&values[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut out = vec![0f64; m * dim];
     for k in 0..dim {
         match order.get(k + 1) {
@@ -271,7 +304,13 @@ pub fn jacobi_eigen(matrix: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
 
 /// Block subspace iteration on `N = D^{-1/2} A D^{-1/2}` restricted to one
 /// component, with Rayleigh–Ritz; the known top eigenvector `√d` is deflated.
-fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usize], dim: usize, rng: &mut Rng) -> Vec<f64> {
+fn sparse_laplacian_eigenvectors(
+    graph: &Graph,
+    members: &[usize],
+    local: &[usize],
+    dim: usize,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let m = members.len();
     let degree: Vec<f64> = members
         .iter()
@@ -282,7 +321,10 @@ fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usiz
                 .sum()
         })
         .collect();
-    let inv_sqrt: Vec<f64> = degree.iter().map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 }).collect();
+    let inv_sqrt: Vec<f64> = degree
+        .iter()
+        .map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 })
+        .collect();
     let mut top: Vec<f64> = degree.iter().map(|d| d.sqrt()).collect();
     normalise(&mut top);
     let apply = |x: &[f64], y: &mut [f64]| {
@@ -303,7 +345,9 @@ fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usiz
         y.iter_mut().zip(x).for_each(|(v, xv)| *v += xv);
     };
     let p = (dim + 6).min(m - 1);
-    let mut block: Vec<Vec<f64>> = (0..p).map(|_| (0..m).map(|_| super::normal(rng)).collect()).collect();
+    let mut block: Vec<Vec<f64>> = (0..p)
+        .map(|_| (0..m).map(|_| super::normal(rng)).collect())
+        .collect();
     let mut next = vec![vec![0f64; m]; p];
     orthonormalise(&mut block, &top);
     let mut theta = vec![0f64; p];
@@ -329,18 +373,32 @@ fn sparse_laplacian_eigenvectors(graph: &Graph, members: &[usize], local: &[usiz
             }
             let (values, vectors) = jacobi_eigen(&h, p);
             let mut order: Vec<usize> = (0..p).collect();
-            order.sort_by(|&x, &y| values[y].partial_cmp(&values[x]).unwrap_or(std::cmp::Ordering::Equal));
+            order.sort_by(|&x, &y| {
+                values[y]
+                    .partial_cmp(&values[x])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
             let rotate = |src: &[Vec<f64>]| -> Vec<Vec<f64>> {
                 order
                     .iter()
-                    .map(|&c| (0..m).map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum()).collect())
+                    .map(|&c| {
+                        (0..m)
+                            .map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum())
+                            .collect()
+                    })
                     .collect()
             };
             let x = rotate(&block);
             let y = rotate(&next);
             theta = order.iter().map(|&c| values[c]).collect();
             let residual = (0..dim)
-                .map(|k| x[k].iter().zip(&y[k]).map(|(a, b)| (b - theta[k] * a).powi(2)).sum::<f64>().sqrt())
+                .map(|k| {
+                    x[k].iter()
+                        .zip(&y[k])
+                        .map(|(a, b)| (b - theta[k] * a).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                })
                 .fold(0f64, f64::max);
             block = x;
             if residual < 1e-4 {
@@ -404,9 +462,14 @@ mod tests {
     }
 
     fn is_circle(layout: &[f32], n: usize) {
-        let radii: Vec<f32> = (0..n).map(|i| (layout[2 * i].powi(2) + layout[2 * i + 1].powi(2)).sqrt()).collect();
+        let radii: Vec<f32> = (0..n)
+            .map(|i| (layout[2 * i].powi(2) + layout[2 * i + 1].powi(2)).sqrt())
+            .collect();
         let mean = radii.iter().sum::<f32>() / n as f32;
-        assert!(radii.iter().all(|r| (r - mean).abs() < 0.02 * mean), "not a circle: {radii:?}");
+        assert!(
+            radii.iter().all(|r| (r - mean).abs() < 0.02 * mean),
+            "not a circle: {radii:?}"
+        );
     }
 
     #[test]
@@ -458,7 +521,9 @@ mod tests {
         };
         assert_eq!(components(&g).1, 2);
         let layout = spectral_layout(&g, 2, &vec![0.0; 60], 1, 0);
-        let mean = |r: std::ops::Range<usize>| r.clone().map(|i| layout[2 * i]).sum::<f32>() / r.len() as f32;
+        let mean = |r: std::ops::Range<usize>| {
+            r.clone().map(|i| layout[2 * i]).sum::<f32>() / r.len() as f32
+        };
         assert!(
             (mean(0..30) - 1.0).abs() < 0.1 && (mean(30..60) + 1.0).abs() < 0.1,
             "{} {}",

@@ -96,14 +96,19 @@ fn conditional_row(d2: &[f64], perplexity: f64, out: &mut [f64]) {
         }
         if entropy > target {
             lo = beta;
-            beta = if hi.is_finite() { (beta + hi) / 2.0 } else { beta * 2.0 };
+            beta = if hi.is_finite() {
+                (beta + hi) / 2.0
+            } else {
+                beta * 2.0
+            };
         } else {
             hi = beta;
             beta = (beta + lo) / 2.0;
         }
     }
     let sum: f64 = out.iter().sum();
-    out.iter_mut().for_each(|o| *o /= sum.max(f64::MIN_POSITIVE));
+    out.iter_mut()
+        .for_each(|o| *o /= sum.max(f64::MIN_POSITIVE));
 }
 
 fn affinities(points: &Matrix, perplexity: f64) -> Result<Affinities> {
@@ -118,10 +123,16 @@ fn affinities(points: &Matrix, perplexity: f64) -> Result<Affinities> {
     let idx = Vec::<i64>::try_from(&idx.view([-1]))?;
     let dist = Vec::<f32>::try_from(&dist.to_kind(tch::Kind::Float).view([-1]))?;
     let mut conditional = vec![0f64; n * k];
-    conditional.par_chunks_mut(k).enumerate().for_each(|(i, row)| {
-        let d2: Vec<f64> = dist[i * k..(i + 1) * k].iter().map(|&d| (d as f64).powi(2)).collect();
-        conditional_row(&d2, perplexity, row);
-    });
+    conditional
+        .par_chunks_mut(k)
+        .enumerate()
+        .for_each(|(i, row)| {
+            let d2: Vec<f64> = dist[i * k..(i + 1) * k]
+                .iter()
+                .map(|&d| (d as f64).powi(2))
+                .collect();
+            conditional_row(&d2, perplexity, row);
+        });
     // P + Pᵀ as (row, col, value) triplets, merged.
     let mut triplets: Vec<(u32, u32, f64)> = Vec::with_capacity(2 * n * k);
     for i in 0..n {
@@ -151,7 +162,11 @@ fn affinities(points: &Matrix, perplexity: f64) -> Result<Affinities> {
     for i in 0..n {
         indptr[i + 1] += indptr[i];
     }
-    Ok(Affinities { indptr, indices, values })
+    Ok(Affinities {
+        indptr,
+        indices,
+        values,
+    })
 }
 
 /// Quadtree node: a square cell with the number and coordinate sums of its points.
@@ -179,7 +194,12 @@ struct QuadTree {
 impl QuadTree {
     fn build(y: &[f64]) -> QuadTree {
         let n = y.len() / 2;
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for i in 0..n {
             x0 = x0.min(y[2 * i]);
             x1 = x1.max(y[2 * i]);
@@ -225,7 +245,10 @@ impl QuadTree {
                     nd.sy = y;
                     return;
                 }
-                let (px, py) = (coords[2 * node.point as usize], coords[2 * node.point as usize + 1]);
+                let (px, py) = (
+                    coords[2 * node.point as usize],
+                    coords[2 * node.point as usize + 1],
+                );
                 if depth >= MAX_DEPTH || (px == x && py == y) {
                     let nd = &mut self.nodes[at];
                     nd.count += 1;
@@ -320,7 +343,12 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     // PCA initialisation, first coordinate scaled to standard deviation 1e-4.
     let init = pca(points, 2)?;
     let mut y: Vec<f64> = (0..n)
-        .flat_map(|i| [init.row(i)[0] as f64, init.row(i).get(1).copied().unwrap_or(0.0) as f64])
+        .flat_map(|i| {
+            [
+                init.row(i)[0] as f64,
+                init.row(i).get(1).copied().unwrap_or(0.0) as f64,
+            ]
+        })
         .collect();
     let mean = y.iter().step_by(2).sum::<f64>() / n as f64;
     let std = (y.iter().step_by(2).map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
@@ -334,31 +362,44 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     let mut forces = vec![[0f64; 5]; n];
     let theta2 = params.theta * params.theta;
     let phases = [
-        (params.early_exaggeration, params.early_exaggeration_iter, 0.5),
+        (
+            params.early_exaggeration,
+            params.early_exaggeration_iter,
+            0.5,
+        ),
         (1.0, params.n_iter, 0.8),
     ];
     for (exaggeration, iterations, momentum) in phases {
-        let lr = params.learning_rate.unwrap_or((n as f64 / exaggeration).max(50.0));
+        let lr = params
+            .learning_rate
+            .unwrap_or((n as f64 / exaggeration).max(50.0));
         for _ in 0..iterations {
             let tree = (params.theta > 0.0).then(|| QuadTree::build(&y));
             // Rows are disjoint, so points run in parallel.
-            forces.par_iter_mut().enumerate().for_each_init(Vec::new, |stack, (i, f)| {
-                let (xi, yi) = (y[2 * i], y[2 * i + 1]);
-                let (mut ax, mut ay) = (0.0, 0.0);
-                for e in p.indptr[i]..p.indptr[i + 1] {
-                    let j = p.indices[e] as usize;
-                    let (dx, dy) = (xi - y[2 * j], yi - y[2 * j + 1]);
-                    let w = p.values[e] / (1.0 + dx * dx + dy * dy);
-                    ax += w * dx;
-                    ay += w * dy;
-                }
-                let (rx, ry, z) = match &tree {
-                    Some(tree) => tree.repulsion(xi, yi, theta2, stack),
-                    None => exact_repulsion(&y, i),
-                };
-                *f = [ax, ay, rx, ry, z];
-            });
-            let z: f64 = forces.iter().map(|f| f[4]).sum::<f64>().max(f64::MIN_POSITIVE);
+            forces
+                .par_iter_mut()
+                .enumerate()
+                .for_each_init(Vec::new, |stack, (i, f)| {
+                    let (xi, yi) = (y[2 * i], y[2 * i + 1]);
+                    let (mut ax, mut ay) = (0.0, 0.0);
+                    for e in p.indptr[i]..p.indptr[i + 1] {
+                        let j = p.indices[e] as usize;
+                        let (dx, dy) = (xi - y[2 * j], yi - y[2 * j + 1]);
+                        let w = p.values[e] / (1.0 + dx * dx + dy * dy);
+                        ax += w * dx;
+                        ay += w * dy;
+                    }
+                    let (rx, ry, z) = match &tree {
+                        Some(tree) => tree.repulsion(xi, yi, theta2, stack),
+                        None => exact_repulsion(&y, i),
+                    };
+                    *f = [ax, ay, rx, ry, z];
+                });
+            let z: f64 = forces
+                .iter()
+                .map(|f| f[4])
+                .sum::<f64>()
+                .max(f64::MIN_POSITIVE);
             for (i, f) in forces.iter().enumerate() {
                 grad[2 * i] = exaggeration * f[0] - f[2] / z;
                 grad[2 * i + 1] = exaggeration * f[1] - f[3] / z;
@@ -387,7 +428,10 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
         }
     }
     let data: Vec<f32> = y.iter().map(|&v| v as f32).collect();
-    ensure!(data.iter().all(|v| v.is_finite()), "t-SNE diverged (non-finite coordinates)");
+    ensure!(
+        data.iter().all(|v| v.is_finite()),
+        "t-SNE diverged (non-finite coordinates)"
+    );
     Ok(TsneLayout {
         layout: Matrix::new(n, 2, data)?,
         perplexity,
@@ -421,7 +465,11 @@ mod tests {
         let d2: Vec<f64> = (1..=90).map(|i| (i as f64).sqrt()).collect();
         let mut p = vec![0.0; 90];
         conditional_row(&d2, 30.0, &mut p);
-        let entropy: f64 = -p.iter().filter(|&&v| v > 0.0).map(|v| v * v.ln()).sum::<f64>();
+        let entropy: f64 = -p
+            .iter()
+            .filter(|&&v| v > 0.0)
+            .map(|v| v * v.ln())
+            .sum::<f64>();
         assert!((entropy - 30f64.ln()).abs() < 1e-6, "{entropy}");
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
@@ -481,7 +529,11 @@ mod tests {
         let t = trustworthiness(&points, &a.layout, 15, Distance::Euclidean).unwrap();
         assert!(t > 0.9, "trustworthiness {t}");
         assert!(knn_label_agreement(&a.layout, &labels, 15).unwrap() > 0.95);
-        assert_eq!(a.layout, tsne(&points, &params).unwrap().layout, "not deterministic");
+        assert_eq!(
+            a.layout,
+            tsne(&points, &params).unwrap().layout,
+            "not deterministic"
+        );
         // A small set lowers the perplexity as openTSNE does.
         let (small, _) = clustered_points(31, 4, 2, 0.5, 1);
         assert_eq!(tsne(&small, &params).unwrap().perplexity, 10.0);

@@ -32,7 +32,10 @@ use crate::loss::Distance;
 use anyhow::{bail, ensure, Result};
 use ndarray::{Array1, Array2, ArrayView1};
 use serde::Serialize;
-use umap_rs::{GraphParams, LearnedManifold, ManifoldParams, Metric, MetricType, OptimizationParams, Optimizer, Umap, UmapConfig};
+use umap_rs::{
+    GraphParams, LearnedManifold, ManifoldParams, Metric, MetricType, OptimizationParams,
+    Optimizer, Umap, UmapConfig,
+};
 
 /// How the layout starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,7 +129,13 @@ pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
     let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
     let ys: Vec<f64> = xs
         .iter()
-        .map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() })
+        .map(|&x| {
+            if x < min_dist {
+                1.0
+            } else {
+                (-(x - min_dist) / spread).exp()
+            }
+        })
         .collect();
     let residuals = |a: f64, b: f64| -> f64 {
         xs.iter()
@@ -144,7 +153,11 @@ pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
             let f = 1.0 / (1.0 + a * p);
             let r = f - y;
             let da = -p * f * f;
-            let db = if x > 0.0 { -2.0 * a * p * x.ln() * f * f } else { 0.0 };
+            let db = if x > 0.0 {
+                -2.0 * a * p * x.ln() * f * f
+            } else {
+                0.0
+            };
             jaa += da * da;
             jab += da * db;
             jbb += db * db;
@@ -180,7 +193,11 @@ pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
 
 /// Each point's `k` nearest points, itself first at distance 0 (umap-learn's layout
 /// of a kNN graph): `[n, k]` indices and distances.
-pub fn knn_graph(points: &Matrix, k: usize, distance: Distance) -> Result<(Array2<u32>, Array2<f32>)> {
+pub fn knn_graph(
+    points: &Matrix,
+    k: usize,
+    distance: Distance,
+) -> Result<(Array2<u32>, Array2<f32>)> {
     let n = points.rows;
     ensure!(k >= 2 && k <= n, "{k} neighbours for {n} points");
     let options = KnnOptions {
@@ -218,7 +235,11 @@ fn noisy_scale(layout: &mut [f32], rng: &mut Rng) {
 /// between input points.
 pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<Matrix> {
     validate(points, params.n_neighbors, "UMAP input")?;
-    ensure!(params.n_neighbors >= 2, "UMAP needs n_neighbors ≥ 2, got {}", params.n_neighbors);
+    ensure!(
+        params.n_neighbors >= 2,
+        "UMAP needs n_neighbors ≥ 2, got {}",
+        params.n_neighbors
+    );
     ensure!(
         params.min_dist >= 0.0 && params.min_dist <= params.spread && params.spread > 0.0,
         "UMAP needs 0 ≤ min_dist ≤ spread, got min_dist {} and spread {}",
@@ -259,25 +280,33 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     let manifold = umap.learn_manifold(shape_only.view(), indices.view(), dists.view());
     let mut rng = Rng::new(params.seed);
     let mut init = match params.init {
-        UmapInit::Spectral => {
-            with_graph(&manifold, |g| spectral_layout(g, 2, &points.data, points.cols, params.seed))
-        }
+        UmapInit::Spectral => with_graph(&manifold, |g| {
+            spectral_layout(g, 2, &points.data, points.cols, params.seed)
+        }),
         UmapInit::Pca => pca(points, 2)?.data,
     };
     if init.len() != n * 2 {
         // PCA of 1-D input: pad the second coordinate.
-        init = (0..n).flat_map(|i| [init.get(i).copied().unwrap_or(0.0), 0.0]).collect();
+        init = (0..n)
+            .flat_map(|i| [init.get(i).copied().unwrap_or(0.0), 0.0])
+            .collect();
     }
     noisy_scale(&mut init, &mut rng);
     let embedding: Vec<f32> = match params.sgd {
-        UmapSgd::Ours => {
-            with_graph(&manifold, |g| optimize_layout(init, g, epochs, a, b, params, &mut rng))
-        }
+        UmapSgd::Ours => with_graph(&manifold, |g| {
+            optimize_layout(init, g, epochs, a, b, params, &mut rng)
+        }),
         UmapSgd::UmapRs => {
             let init = Array2::from_shape_vec((n, 2), init)?;
-            let mut optimizer = Optimizer::new(manifold, init, epochs, &config, MetricType::Generic);
+            let mut optimizer =
+                Optimizer::new(manifold, init, epochs, &config, MetricType::Generic);
             optimizer.step_epochs(epochs, &PlaneMetric);
-            optimizer.into_fitted(config).into_embedding().iter().copied().collect()
+            optimizer
+                .into_fitted(config)
+                .into_embedding()
+                .iter()
+                .copied()
+                .collect()
         }
     };
     let data = embedding;
@@ -297,15 +326,29 @@ fn clip(v: f32) -> f32 {
 
 /// umap-learn's `optimize_layout_euclidean` (sequential, 2-D, moving both ends of an
 /// edge) from `init`, which is first rescaled to [0, 10] per coordinate.
-fn optimize_layout(mut y: Vec<f32>, graph: &Graph, epochs: usize, a: f32, b: f32, params: &UmapParams, rng: &mut Rng) -> Vec<f32> {
+fn optimize_layout(
+    mut y: Vec<f32>,
+    graph: &Graph,
+    epochs: usize,
+    a: f32,
+    b: f32,
+    params: &UmapParams,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let n = y.len() / 2;
     for c in 0..2 {
         let (lo, hi) = (0..n)
             .map(|i| y[2 * i + c])
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
         let range = hi - lo;
         for i in 0..n {
-            y[2 * i + c] = if range > 0.0 { 10.0 * (y[2 * i + c] - lo) / range } else { 0.0 };
+            y[2 * i + c] = if range > 0.0 {
+                10.0 * (y[2 * i + c] - lo) / range
+            } else {
+                0.0
+            };
         }
     }
     // Edges: both directions of the symmetric graph, weak ones dropped.
@@ -371,7 +414,10 @@ mod tests {
     fn curve_parameters_match_umap_learn() {
         // umap-learn 0.5: find_ab_params(1.0, 0.1) = (1.5769434603113077, 0.8950608779109733).
         let (a, b) = find_ab_params(1.0, 0.1);
-        assert!((a - 1.5769).abs() < 2e-3 && (b - 0.8951).abs() < 1e-3, "a = {a}, b = {b}");
+        assert!(
+            (a - 1.5769).abs() < 2e-3 && (b - 0.8951).abs() < 1e-3,
+            "a = {a}, b = {b}"
+        );
         // A larger min_dist flattens the curve's top: smaller a, larger b.
         let (a5, b5) = find_ab_params(1.0, 0.5);
         assert!(a5 < a && b5 > b, "a = {a5}, b = {b5}");
@@ -414,7 +460,11 @@ mod layout_tests {
             assert!(t > 0.9, "{init:?} {sgd:?}: trustworthiness {t}");
             assert!(knn_label_agreement(&layout, &labels, 15).unwrap() > 0.95);
             if sgd == UmapSgd::Ours {
-                assert_eq!(layout, umap(&points, Distance::Euclidean, &params).unwrap(), "not reproducible");
+                assert_eq!(
+                    layout,
+                    umap(&points, Distance::Euclidean, &params).unwrap(),
+                    "not reproducible"
+                );
             }
         }
     }
@@ -422,8 +472,13 @@ mod layout_tests {
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let (mut points, _) = clustered_points(15, 4, 2, 0.5, 1);
-        let err = umap(&points, Distance::Euclidean, &UmapParams::default()).unwrap_err().to_string();
-        assert!(err.contains("15 points") && err.contains("more than 15"), "{err}");
+        let err = umap(&points, Distance::Euclidean, &UmapParams::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("15 points") && err.contains("more than 15"),
+            "{err}"
+        );
         points.data[9] = f32::NAN;
         let params = UmapParams {
             n_neighbors: 5,
@@ -441,5 +496,9 @@ mod layout_tests {
 fn with_graph<R>(manifold: &LearnedManifold, f: impl FnOnce(&Graph) -> R) -> R {
     let graph = manifold.graph();
     let indptr = graph.indptr();
-    f(&Graph { indptr: indptr.raw_storage(), indices: graph.indices(), weights: graph.data() })
+    f(&Graph {
+        indptr: indptr.raw_storage(),
+        indices: graph.indices(),
+        weights: graph.data(),
+    })
 }

@@ -55,7 +55,10 @@ fn modified(meta: &std::fs::Metadata) -> Option<SystemTime> {
 pub fn copy_if_changed(from: &Path, to: &Path) -> Result<WriteStats> {
     let source = std::fs::metadata(from).with_context(|| format!("reading {}", from.display()))?;
     if let Ok(target) = std::fs::metadata(to) {
-        if target.len() == source.len() && modified(&target).is_some() && modified(&target) == modified(&source) {
+        if target.len() == source.len()
+            && modified(&target).is_some()
+            && modified(&target) == modified(&source)
+        {
             return Ok(WriteStats {
                 written: 0,
                 unchanged: 1,
@@ -91,7 +94,12 @@ pub const SKIPPED_EXTENSIONS: [&str; 2] = ["safetensors", "bin"];
 /// `skip_dirs`, hidden files, tensors ([`SKIPPED_EXTENSIONS`]) and files over
 /// [`MAX_COPIED_FILE`] (the last two returned in `left_out`). Files in `to` that no
 /// longer exist in `from` are removed.
-pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<PathBuf>) -> Result<WriteStats> {
+pub fn copy_tree(
+    from: &Path,
+    to: &Path,
+    skip_dirs: &[&str],
+    left_out: &mut Vec<PathBuf>,
+) -> Result<WriteStats> {
     let mut stats = WriteStats::default();
     let mut kept = std::collections::BTreeSet::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
@@ -114,9 +122,9 @@ pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<
             stats.add(copy_tree(&path, &to.join(&name), skip_dirs, left_out)?);
             kept.insert(name);
         } else if path.is_file() {
-            let tensor = path
-                .extension()
-                .is_some_and(|e| SKIPPED_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()));
+            let tensor = path.extension().is_some_and(|e| {
+                SKIPPED_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+            });
             if tensor || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > MAX_COPIED_FILE {
                 left_out.push(path);
                 continue;
@@ -130,7 +138,8 @@ pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<
         for entry in existing.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !kept.contains(&name) && !name.starts_with('.') && entry.path().is_file() {
-                std::fs::remove_file(entry.path()).with_context(|| format!("removing stale {}", entry.path().display()))?;
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing stale {}", entry.path().display()))?;
             }
         }
     }
@@ -141,11 +150,21 @@ pub fn copy_tree(from: &Path, to: &Path, skip_dirs: &[&str], left_out: &mut Vec<
 /// relative to the same directory), with `/` separators, for links between pages.
 pub fn relative_path(from_dir: &Path, target: &Path) -> String {
     use std::path::Component;
-    let a: Vec<Component> = from_dir.components().filter(|c| *c != Component::CurDir).collect();
-    let b: Vec<Component> = target.components().filter(|c| *c != Component::CurDir).collect();
+    let a: Vec<Component> = from_dir
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    let b: Vec<Component> = target
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let mut parts: Vec<String> = vec!["..".into(); a.len() - common];
-    parts.extend(b[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
     if parts.is_empty() {
         ".".into()
     } else {
@@ -193,7 +212,10 @@ mod tests {
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(write_if_changed(&path, b"x").unwrap().unchanged, 1);
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
         assert_eq!(write_if_changed(&path, b"y").unwrap().written, 1);
     }
 
@@ -222,7 +244,10 @@ mod tests {
             relative_path(Path::new("runs/x/report"), Path::new("runs/x/phase-all")),
             "../phase-all"
         );
-        assert_eq!(relative_path(Path::new("/a/b"), Path::new("/a/b/c.html")), "c.html");
+        assert_eq!(
+            relative_path(Path::new("/a/b"), Path::new("/a/b/c.html")),
+            "c.html"
+        );
         assert_eq!(relative_path(Path::new("./a"), Path::new("a")), ".");
     }
 

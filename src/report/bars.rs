@@ -37,9 +37,17 @@ impl Figure for PrecisionDropPlot {
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.experiments.len().max(1);
-        let values = self.experiments.iter().flat_map(|e| [e.unseen, e.all]).flatten();
+        let values = self
+            .experiments
+            .iter()
+            .flat_map(|e| [e.unseen, e.all])
+            .flatten();
         let (lo, hi) = padded_range(values.chain([0.0]), (-0.1, 0.1));
-        let names: Vec<String> = self.experiments.iter().map(|e| shorten(&e.name, NAME_CHARS)).collect();
+        let names: Vec<String> = self
+            .experiments
+            .iter()
+            .map(|e| shorten(&e.name, NAME_CHARS))
+            .collect();
         let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(4) as u32;
         let colours = [class_colour(0, 2), class_colour(1, 2)];
         let (head, body) = area.split_vertically(58);
@@ -49,10 +57,16 @@ impl Figure for PrecisionDropPlot {
             (FONT, 16).into_font(),
         ))
         .map_err(plot_error)?;
-        for (j, label) in ["unseen (held-out) classes", "all classes"].iter().enumerate() {
+        for (j, label) in ["unseen (held-out) classes", "all classes"]
+            .iter()
+            .enumerate()
+        {
             let x = 20 + j as i32 * 230;
-            head.draw(&Rectangle::new([(x, 36), (x + 14, 48)], colours[j].filled()))
-                .map_err(plot_error)?;
+            head.draw(&Rectangle::new(
+                [(x, 36), (x + 14, 48)],
+                colours[j].filled(),
+            ))
+            .map_err(plot_error)?;
             head.draw(&Text::new(*label, (x + 20, 35), (FONT, 13).into_font()))
                 .map_err(plot_error)?;
         }
@@ -86,11 +100,16 @@ impl Figure for PrecisionDropPlot {
         for (i, e) in self.experiments.iter().enumerate() {
             let top = (n - i) as f64;
             for (j, value) in [e.unseen, e.all].into_iter().enumerate() {
-                let Some(v) = value.filter(|v| v.is_finite()) else { continue };
+                let Some(v) = value.filter(|v| v.is_finite()) else {
+                    continue;
+                };
                 let y0 = top - 0.15 - 0.35 * (j as f64 + 1.0);
                 let y1 = y0 + 0.33;
                 chart
-                    .draw_series(std::iter::once(Rectangle::new([(0.0, y0), (v, y1)], colours[j].filled())))
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(0.0, y0), (v, y1)],
+                        colours[j].filled(),
+                    )))
                     .map_err(plot_error)?;
             }
         }
@@ -130,6 +149,9 @@ mod tests {
         assert!(s.matches("<rect").count() >= 3);
         let p = png(&plot).unwrap();
         assert_eq!(image::load_from_memory(&p).unwrap().height(), plot.size().1);
-        svg(&PrecisionDropPlot { experiments: vec![] }).unwrap();
+        svg(&PrecisionDropPlot {
+            experiments: vec![],
+        })
+        .unwrap();
     }
 }

@@ -18,7 +18,13 @@ pub struct BrokenLink {
 
 impl std::fmt::Display for BrokenLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {:?}: {}", self.page.display(), self.target, self.reason)
+        write!(
+            f,
+            "{}: {:?}: {}",
+            self.page.display(),
+            self.target,
+            self.reason
+        )
     }
 }
 
@@ -83,7 +89,9 @@ pub fn html_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -100,7 +108,10 @@ pub fn html_files(dir: &Path) -> Vec<PathBuf> {
 /// Checks one link of `page` (inside `root`).
 fn check_link(root: &Path, page: &Path, page_html: &str, target: &str) -> Option<String> {
     let lower = target.to_ascii_lowercase();
-    if lower.starts_with("javascript:") || lower.starts_with("mailto:") || lower.starts_with("data:") {
+    if lower.starts_with("javascript:")
+        || lower.starts_with("mailto:")
+        || lower.starts_with("data:")
+    {
         return None;
     }
     if lower.contains("://") || lower.starts_with("//") {
@@ -116,9 +127,13 @@ fn check_link(root: &Path, page: &Path, page_html: &str, target: &str) -> Option
     let path_part = path_part.split('?').next().unwrap_or("");
     if path_part.is_empty() {
         let id = percent_decode(fragment.unwrap_or(""));
-        return (!id.is_empty() && !has_id(page_html, &id)).then(|| format!("no element with id {id:?} on the page"));
+        return (!id.is_empty() && !has_id(page_html, &id))
+            .then(|| format!("no element with id {id:?} on the page"));
     }
-    let resolved = page.parent().unwrap_or(root).join(percent_decode(path_part));
+    let resolved = page
+        .parent()
+        .unwrap_or(root)
+        .join(percent_decode(path_part));
     let Ok(canonical) = resolved.canonicalize() else {
         return Some("target does not exist".into());
     };
@@ -126,7 +141,8 @@ fn check_link(root: &Path, page: &Path, page_html: &str, target: &str) -> Option
         return Some("target is outside the site".into());
     }
     if canonical.is_dir() {
-        return (!canonical.join("index.html").is_file()).then(|| "folder without index.html".into());
+        return (!canonical.join("index.html").is_file())
+            .then(|| "folder without index.html".into());
     }
     if let (Some(id), true) = (
         fragment.map(percent_decode).filter(|f| !f.is_empty()),
@@ -180,7 +196,12 @@ mod tests {
         targets.sort();
         assert_eq!(
             targets,
-            vec!["/etc/passwd", "a%20b/p.html#q2", "gone.png", "https://cdn.example/x.js"],
+            vec![
+                "/etc/passwd",
+                "a%20b/p.html#q2",
+                "gone.png",
+                "https://cdn.example/x.js"
+            ],
             "{broken:?}"
         );
     }

@@ -98,7 +98,11 @@ fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, St
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_into(&key, v, out);
             }
         }
@@ -124,16 +128,25 @@ pub fn differences(baseline: &ExperimentConfig, run: &ExperimentConfig) -> Vec<D
 
 /// Compares a run's config with its baseline preset; `Err` says why no comparison
 /// could be made (no preset found, preset unreadable).
-pub fn diff_against_baseline(cfg: &ExperimentConfig, presets_dir: &Path) -> Result<ConfigDiff, String> {
+pub fn diff_against_baseline(
+    cfg: &ExperimentConfig,
+    presets_dir: &Path,
+) -> Result<ConfigDiff, String> {
     let (name, declared) = match &cfg.baseline {
         Some(b) => (b.clone(), true),
         None => (cfg.name.clone(), false),
     };
     let Some(path) = find_preset(presets_dir, &name) else {
         return Err(if declared {
-            format!("baseline preset {name:?} not found under {}", presets_dir.display())
+            format!(
+                "baseline preset {name:?} not found under {}",
+                presets_dir.display()
+            )
         } else {
-            format!("no baseline key, and no preset named {name:?} under {}", presets_dir.display())
+            format!(
+                "no baseline key, and no preset named {name:?} under {}",
+                presets_dir.display()
+            )
         });
     };
     let preset = ExperimentConfig::load(&path).map_err(|e| format!("{e:#}"))?;

@@ -23,8 +23,10 @@ pub struct ConfusionMatrix {
 impl ConfusionMatrix {
     /// Reads and checks `confusion_matrix.json`.
     pub fn read(path: &Path) -> Result<ConfusionMatrix> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let m: ConfusionMatrix = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let m: ConfusionMatrix =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let n = m.labels.len();
         if m.counts.len() != n || m.counts.iter().any(|r| r.len() != n) {
             bail!("{}: counts are not {n}×{n} like labels", path.display());
@@ -78,7 +80,13 @@ pub fn top_confused(m: &ConfusionMatrix, limit: usize) -> Vec<ConfusedPair> {
 /// unplaced class most confused (either way) with the last one placed.
 pub fn grouped_order(m: &ConfusionMatrix) -> Vec<usize> {
     let n = m.labels.len();
-    let s = |i: usize, j: usize| if i == j { 0 } else { m.counts[i][j] + m.counts[j][i] };
+    let s = |i: usize, j: usize| {
+        if i == j {
+            0
+        } else {
+            m.counts[i][j] + m.counts[j][i]
+        }
+    };
     let weight: Vec<usize> = (0..n).map(|i| (0..n).map(|j| s(i, j)).sum()).collect();
     let mut placed = vec![false; n];
     let mut order = Vec::with_capacity(n);
@@ -161,13 +169,20 @@ impl Figure for HeatMap<'_> {
                 }
                 let v = count as f64 / total.max(1) as f64;
                 // White → dark blue by share; the diagonal (correct) in green so mistakes stand out.
-                let target = if i == j { (26.0, 127.0, 55.0) } else { (20.0, 50.0, 150.0) };
+                let target = if i == j {
+                    (26.0, 127.0, 55.0)
+                } else {
+                    (20.0, 50.0, 150.0)
+                };
                 let t = 0.15 + 0.85 * v;
                 let mix = |c: f64| (255.0 + (c - 255.0) * t).round().clamp(0.0, 255.0) as u8;
                 let colour = RGBColor(mix(target.0), mix(target.1), mix(target.2));
                 let (x, y) = (left + c as i32 * cell, top + r as i32 * cell);
-                area.draw(&Rectangle::new([(x, y), (x + cell - 1, y + cell - 1)], colour.filled()))
-                    .map_err(plot_error)?;
+                area.draw(&Rectangle::new(
+                    [(x, y), (x + cell - 1, y + cell - 1)],
+                    colour.filled(),
+                ))
+                .map_err(plot_error)?;
             }
             if cell >= 8 {
                 let label = self
@@ -212,7 +227,14 @@ mod tests {
     fn lists_the_most_confused_pairs_first() {
         let pairs = top_confused(&matrix(), 10);
         assert_eq!(pairs.len(), 2);
-        assert_eq!((pairs[0].true_index, pairs[0].predicted_index, pairs[0].count), (0, 2, 3));
+        assert_eq!(
+            (
+                pairs[0].true_index,
+                pairs[0].predicted_index,
+                pairs[0].count
+            ),
+            (0, 2, 3)
+        );
         assert!((pairs[0].share - 0.75).abs() < 1e-12);
         assert_eq!((pairs[1].true_index, pairs[1].predicted_index), (2, 0));
     }
@@ -226,7 +248,11 @@ mod tests {
     fn heat_maps_render_at_200_classes() {
         let n = 200;
         let counts = (0..n)
-            .map(|i| (0..n).map(|j| usize::from(i == j) * 2 + usize::from(j == (i * 7) % n)).collect())
+            .map(|i| {
+                (0..n)
+                    .map(|j| usize::from(i == j) * 2 + usize::from(j == (i * 7) % n))
+                    .collect()
+            })
             .collect();
         let m = ConfusionMatrix {
             labels: (0..n).collect(),
@@ -240,7 +266,11 @@ mod tests {
         };
         let png = super::super::figure::png(&map).unwrap();
         let image = image::load_from_memory(&png).unwrap();
-        assert!(image.width() <= 1200 && image.width() >= 1000, "{}", image.width());
+        assert!(
+            image.width() <= 1200 && image.width() >= 1000,
+            "{}",
+            image.width()
+        );
     }
 
     #[test]
@@ -248,6 +278,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("confusion_matrix.json");
         std::fs::write(&path, r#"{"labels":[0,1],"counts":[[1]]}"#).unwrap();
-        assert!(format!("{:#}", ConfusionMatrix::read(&path).unwrap_err()).contains("confusion_matrix.json"));
+        assert!(format!("{:#}", ConfusionMatrix::read(&path).unwrap_err())
+            .contains("confusion_matrix.json"));
     }
 }

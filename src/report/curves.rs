@@ -40,7 +40,11 @@ pub struct LineChart {
 
 /// Legend width in pixels, per character of the longest label (bounded).
 fn legend_width(series: &[Series]) -> u32 {
-    let longest = series.iter().map(|s| s.label.chars().count().min(LEGEND_CHARS)).max().unwrap_or(0) as u32;
+    let longest = series
+        .iter()
+        .map(|s| s.label.chars().count().min(LEGEND_CHARS))
+        .max()
+        .unwrap_or(0) as u32;
     if longest == 0 {
         0
     } else {
@@ -109,7 +113,9 @@ impl Figure for LineChart {
         };
         let (x0, x1) = finite()
             .map(|p| p.0)
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            });
         let (x0, x1) = if x0.is_finite() {
             if x1 > x0 {
                 (x0, x1)
@@ -119,7 +125,9 @@ impl Figure for LineChart {
         } else {
             (0.0, 1.0)
         };
-        let (y0, y1) = self.y_range.unwrap_or_else(|| padded_range(finite().map(|p| p.1), (0.0, 1.0)));
+        let (y0, y1) = self
+            .y_range
+            .unwrap_or_else(|| padded_range(finite().map(|p| p.1), (0.0, 1.0)));
         let mut chart = ChartBuilder::on(&plot)
             .caption(&self.title, (FONT, 18))
             .margin(10)
@@ -184,8 +192,11 @@ impl Figure for LineChart {
                 } else {
                     vec![(x, y), (x + 22, y)]
                 };
-                side.draw(&PathElement::new(line, ShapeStyle::from(&colour).stroke_width(3)))
-                    .map_err(plot_error)?;
+                side.draw(&PathElement::new(
+                    line,
+                    ShapeStyle::from(&colour).stroke_width(3),
+                ))
+                .map_err(plot_error)?;
                 if s.dashed {
                     side.draw(&PathElement::new(
                         vec![(x + 12, y), (x + 22, y)],
@@ -243,7 +254,10 @@ mod tests {
     fn renders_svg_and_png_with_escaped_text() {
         let c = chart(vec![(0.0, 0.3), (1.0, f64::NAN), (2.0, 0.5), (3.0, 0.6)]);
         let s = svg(&c).unwrap();
-        assert!(s.contains("run &lt;a&gt; &amp; b"), "legend text not escaped");
+        assert!(
+            s.contains("run &lt;a&gt; &amp; b"),
+            "legend text not escaped"
+        );
         assert!(!s.contains("<a>"));
         let p = png(&c).unwrap();
         let image = image::load_from_memory(&p).unwrap();

@@ -69,14 +69,20 @@ pub fn to_html(markdown: &str) -> String {
         if !paragraph.is_empty() {
             out.push_str(&format!(
                 "<p>{}</p>\n",
-                paragraph.iter().map(|l| inline(l.trim())).collect::<Vec<_>>().join(" ")
+                paragraph
+                    .iter()
+                    .map(|l| inline(l.trim()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
             paragraph.clear();
         }
     };
     for line in markdown.lines() {
         let trimmed = line.trim();
-        let item = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* "));
+        let item = trimmed
+            .strip_prefix("- ")
+            .or_else(|| trimmed.strip_prefix("* "));
         if item.is_none() && in_list && (trimmed.is_empty() || !line.starts_with(' ')) {
             out.push_str("</ul>\n");
             in_list = false;
@@ -92,7 +98,10 @@ pub fn to_html(markdown: &str) -> String {
             flush(&mut out, &mut paragraph);
         } else if trimmed.starts_with('#') {
             flush(&mut out, &mut paragraph);
-            out.push_str(&format!("<h4>{}</h4>\n", inline(trimmed.trim_start_matches('#').trim())));
+            out.push_str(&format!(
+                "<h4>{}</h4>\n",
+                inline(trimmed.trim_start_matches('#').trim())
+            ));
         } else if in_list {
             // A continuation line of the last item.
             let at = out.rfind("</li>").unwrap_or(out.len());
@@ -114,7 +123,9 @@ mod tests {
 
     #[test]
     fn renders_the_subset() {
-        let html = to_html("# Verdict\n- SGD **generalises** better\n- see `lr`\n\nA paragraph\non two lines.\n");
+        let html = to_html(
+            "# Verdict\n- SGD **generalises** better\n- see `lr`\n\nA paragraph\non two lines.\n",
+        );
         assert_eq!(
             html,
             "<h4>Verdict</h4>\n<ul>\n<li>SGD <b>generalises</b> better</li>\n<li>see <code>lr</code></li>\n</ul>\n<p>A paragraph on two lines.</p>\n"
@@ -124,7 +135,10 @@ mod tests {
     #[test]
     fn markup_in_the_file_is_escaped() {
         let html = to_html("<script>alert('x')</script> & **<b>**\n- <img src=x onerror=alert(1)>");
-        assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
         assert!(
             html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; <b>&lt;b&gt;</b>"),
             "{html}"

@@ -43,10 +43,14 @@ pub fn png<F: Figure>(figure: &F) -> Result<Vec<u8>> {
         figure.draw(&area)?;
         area.present().map_err(plot_error)?;
     }
-    let image = image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| anyhow!("chart buffer of the wrong size"))?;
+    let image = image::RgbImage::from_raw(w, h, pixels)
+        .ok_or_else(|| anyhow!("chart buffer of the wrong size"))?;
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(image)
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| anyhow!("encoding a chart as PNG: {e}"))?;
     Ok(bytes)
 }
@@ -58,7 +62,11 @@ pub fn inline_svg(svg: &str) -> String {
         .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
         .unwrap_or(body)
         .trim_start();
-    body.replacen("<svg ", "<svg style=\"max-width:100%;height:auto\" role=\"img\" ", 1)
+    body.replacen(
+        "<svg ",
+        "<svg style=\"max-width:100%;height:auto\" role=\"img\" ",
+        1,
+    )
 }
 
 /// Shortens a label for a legend or axis to `max` characters (with an ellipsis).
@@ -76,12 +84,18 @@ pub fn shorten(label: &str, max: usize) -> String {
 pub fn padded_range(values: impl Iterator<Item = f64>, fallback: (f64, f64)) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() {
         return fallback;
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { span * 0.06 } else { lo.abs().max(1e-3) * 0.1 };
+    let pad = if span > 0.0 {
+        span * 0.06
+    } else {
+        lo.abs().max(1e-3) * 0.1
+    };
     (lo - pad, hi + pad)
 }
 

@@ -46,9 +46,12 @@ impl Hardware {
                 .ok()
                 .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty()),
-            os: field("/etc/os-release", "PRETTY_NAME", '=').unwrap_or_else(|| std::env::consts::OS.to_string()),
+            os: field("/etc/os-release", "PRETTY_NAME", '=')
+                .unwrap_or_else(|| std::env::consts::OS.to_string()),
             cpu: field("/proc/cpuinfo", "model name", ':'),
-            logical_cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            logical_cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             memory_gib: field("/proc/meminfo", "MemTotal", ':')
                 .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
                 .map(|kb| (kb / 1048576.0 * 10.0).round() / 10.0),
@@ -89,7 +92,9 @@ mod tests {
     fn records_and_describes_this_machine() {
         let dir = tempfile::tempdir().unwrap();
         record(dir.path()).unwrap();
-        let h: Hardware = serde_json::from_str(&std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap()).unwrap();
+        let h: Hardware =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap())
+                .unwrap();
         assert!(h.logical_cpus >= 1);
         assert!(h.describe().contains("logical CPUs"));
     }

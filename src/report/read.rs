@@ -269,7 +269,9 @@ impl PhaseSummary {
                 done: self.history.len(),
                 total: 0,
             },
-            Some(s) if s.stopped.is_some() => PhaseStatus::Stopped(s.stopped.clone().unwrap_or_default()),
+            Some(s) if s.stopped.is_some() => {
+                PhaseStatus::Stopped(s.stopped.clone().unwrap_or_default())
+            }
             Some(s) if s.finished => PhaseStatus::Finished,
             Some(s) => PhaseStatus::Partial {
                 done: s.epochs_done,
@@ -280,7 +282,11 @@ impl PhaseSummary {
 
     /// Wall-clock training seconds (sum over the epochs recorded).
     pub fn seconds(&self) -> f64 {
-        self.history.iter().filter_map(|h| h.seconds).filter(|s| s.is_finite()).sum()
+        self.history
+            .iter()
+            .filter_map(|h| h.seconds)
+            .filter(|s| s.is_finite())
+            .sum()
     }
 
     /// precision@1 on all classes, from `metrics.json`, else the last epoch.
@@ -339,7 +345,11 @@ impl RunSummary {
         let mut parts = Vec::new();
         for phase in self.planned_phases() {
             let name = phase.dir_name();
-            match self.phase(phase).map(PhaseSummary::status).unwrap_or(PhaseStatus::Missing) {
+            match self
+                .phase(phase)
+                .map(PhaseSummary::status)
+                .unwrap_or(PhaseStatus::Missing)
+            {
                 PhaseStatus::Finished => {
                     if self.phase(phase).is_some_and(|p| p.metrics.is_none()) {
                         parts.push(format!("{name}: not evaluated"));
@@ -347,8 +357,12 @@ impl RunSummary {
                 }
                 PhaseStatus::Missing => parts.push(format!("{name}: not trained")),
                 PhaseStatus::Stopped(why) => parts.push(format!("{name}: stopped ({why})")),
-                PhaseStatus::Partial { done, total } if total > 0 => parts.push(format!("{name}: {done}/{total} epochs")),
-                PhaseStatus::Partial { done, .. } => parts.push(format!("{name}: {done} epochs, no train-state.json")),
+                PhaseStatus::Partial { done, total } if total > 0 => {
+                    parts.push(format!("{name}: {done}/{total} epochs"))
+                }
+                PhaseStatus::Partial { done, .. } => {
+                    parts.push(format!("{name}: {done} epochs, no train-state.json"))
+                }
             }
         }
         if self.config.is_none() {
@@ -396,9 +410,15 @@ pub fn read_text(path: &Path, problems: &mut Vec<String>) -> Option<String> {
 
 /// Reads `history.jsonl` line by line; unreadable lines are named in `problems`.
 fn read_history(path: &Path, problems: &mut Vec<String>) -> Vec<HistoryPoint> {
-    let Some(text) = read_text(path, problems) else { return Vec::new() };
+    let Some(text) = read_text(path, problems) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         match serde_json::from_str::<HistoryPoint>(line) {
             Ok(p) => out.push(p),
             Err(e) => problems.push(format!("{} line {}: {e}", path.display(), i + 1)),
@@ -409,7 +429,9 @@ fn read_history(path: &Path, problems: &mut Vec<String>) -> Vec<HistoryPoint> {
 
 /// The projections found in `dir` (one per `<method>.json`, `.png` or `.html`).
 fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut by_method: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -424,7 +446,10 @@ fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
             }
             // `umap-thumbnails.png`: the map drawn with the images, an extra of `umap`.
             match stem.strip_suffix("-thumbnails") {
-                Some(method) if ext == "png" => by_method.entry(method.to_string()).or_default().push("thumbnails.png".into()),
+                Some(method) if ext == "png" => by_method
+                    .entry(method.to_string())
+                    .or_default()
+                    .push("thumbnails.png".into()),
                 _ => by_method.entry(stem).or_default().push(ext),
             }
         }
@@ -439,7 +464,11 @@ fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
                 .any(|f| f == "json")
                 .then(|| read_json(&dir.join(format!("{method}.json")), problems))
                 .flatten();
-            Projection { method, info, files }
+            Projection {
+                method,
+                info,
+                files,
+            }
         })
         .collect()
 }
@@ -455,8 +484,12 @@ pub fn read_phase(run: &RunDir, phase: Phase) -> Option<PhaseSummary> {
     let history = read_history(&dir.history_path(), &mut problems);
     let metrics = read_json::<PhaseMetrics>(&dir.root.join("metrics.json"), &mut problems);
     let projections = read_projections(&dir.root.join("projections"), &mut problems);
-    let galleries = read_json::<Galleries>(&dir.root.join("galleries/galleries.json"), &mut problems);
-    let explanations = read_json::<Explanations>(&dir.root.join("explanations/explanations.json"), &mut problems);
+    let galleries =
+        read_json::<Galleries>(&dir.root.join("galleries/galleries.json"), &mut problems);
+    let explanations = read_json::<Explanations>(
+        &dir.root.join("explanations/explanations.json"),
+        &mut problems,
+    );
     Some(PhaseSummary {
         phase,
         root: dir.root,
@@ -488,10 +521,16 @@ pub fn read_run(root: &Path) -> RunSummary {
             None
         }
     };
-    let phases = [Phase::All, Phase::Seen].into_iter().filter_map(|p| read_phase(&run, p)).collect();
+    let phases = [Phase::All, Phase::Seen]
+        .into_iter()
+        .filter_map(|p| read_phase(&run, p))
+        .collect();
     let comparison = read_json(&root.join("comparison/precision_drop.json"), &mut problems);
     let deductions = crate::report::deductions::read(root, &mut problems);
-    let hardware = read_json(&root.join(crate::report::hardware::FILE_NAME), &mut problems);
+    let hardware = read_json(
+        &root.join(crate::report::hardware::FILE_NAME),
+        &mut problems,
+    );
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -516,9 +555,16 @@ pub fn list_runs(runs_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut runs = Vec::new();
     let mut folders = vec![(runs_dir.to_path_buf(), 0)];
     while let Some((folder, depth)) = folders.pop() {
-        let entries = std::fs::read_dir(&folder).with_context(|| format!("listing runs in {}", folder.display()))?;
-        for p in entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
-            if crate::run::is_run_dir(&p) || p.join("phase-all").is_dir() || p.join("phase-seen").is_dir() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("listing runs in {}", folder.display()))?;
+        for p in entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+        {
+            if crate::run::is_run_dir(&p)
+                || p.join("phase-all").is_dir()
+                || p.join("phase-seen").is_dir()
+            {
                 runs.push(p);
             } else if depth < MAX_RUN_DEPTH {
                 // Grids keep their runs in sub-folders (runs/study/<dataset>/<row>).
@@ -565,7 +611,11 @@ mod tests {
         assert_eq!(run.phases.len(), 1);
         assert_eq!(run.phases[0].status(), PhaseStatus::Missing);
         assert!(run.phases[0].problems[0].contains("metrics.json"));
-        assert!(run.status_line().contains("config.toml unreadable"), "{}", run.status_line());
+        assert!(
+            run.status_line().contains("config.toml unreadable"),
+            "{}",
+            run.status_line()
+        );
         assert!(!run.is_complete());
     }
 
@@ -611,7 +661,11 @@ mod tests {
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         let g = p.galleries.unwrap();
         assert_eq!(
-            (g.items[0].id.as_deref(), g.items[0].unseen, g.items[0].sheet.as_deref()),
+            (
+                g.items[0].id.as_deref(),
+                g.items[0].unseen,
+                g.items[0].sheet.as_deref()
+            ),
             (Some("q12"), true, Some("q12.jpg"))
         );
         let e = p.explanations.unwrap();
@@ -620,10 +674,15 @@ mod tests {
         assert_eq!(p.projections.len(), 1, "sprite is not a projection");
         assert_eq!(p.projections[0].method, "umap");
         assert!(
-            p.projections[0].files.contains(&"thumbnails.png".to_string()),
+            p.projections[0]
+                .files
+                .contains(&"thumbnails.png".to_string()),
             "{:?}",
             p.projections[0].files
         );
-        assert_eq!(p.projections[0].info.as_ref().unwrap().trustworthiness, Some(0.9));
+        assert_eq!(
+            p.projections[0].info.as_ref().unwrap().trustworthiness,
+            Some(0.9)
+        );
     }
 }

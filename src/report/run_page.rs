@@ -70,11 +70,18 @@ pub fn duration(seconds: f64) -> String {
 fn status_text(p: &PhaseSummary) -> String {
     match p.status() {
         PhaseStatus::Finished => match &p.state {
-            Some(s) => format!("finished, {} epoch{}", s.epochs_done, if s.epochs_done == 1 { "" } else { "s" }),
+            Some(s) => format!(
+                "finished, {} epoch{}",
+                s.epochs_done,
+                if s.epochs_done == 1 { "" } else { "s" }
+            ),
             None => "finished".into(),
         },
         PhaseStatus::Missing => "not trained".into(),
-        PhaseStatus::Stopped(why) => format!("stopped after {} epochs: {why}", p.state.as_ref().map_or(0, |s| s.epochs_done)),
+        PhaseStatus::Stopped(why) => format!(
+            "stopped after {} epochs: {why}",
+            p.state.as_ref().map_or(0, |s| s.epochs_done)
+        ),
         PhaseStatus::Partial { done, total } => format!("incomplete: {done} of {total} epochs"),
     }
 }
@@ -95,8 +102,17 @@ fn phase_label(phase: Phase) -> &'static str {
 }
 
 /// A history as chart points; the untrained network's accuracy is epoch 0.
-fn history_series(p: &PhaseSummary, label: &str, value: impl Fn(&super::read::HistoryPoint) -> Option<f64>, dashed: bool) -> Series {
-    let points = p.history.iter().map(|h| (h.epoch as f64, value(h).unwrap_or(f64::NAN))).collect();
+fn history_series(
+    p: &PhaseSummary,
+    label: &str,
+    value: impl Fn(&super::read::HistoryPoint) -> Option<f64>,
+    dashed: bool,
+) -> Series {
+    let points = p
+        .history
+        .iter()
+        .map(|h| (h.epoch as f64, value(h).unwrap_or(f64::NAN)))
+        .collect();
     Series {
         label: label.to_string(),
         points,
@@ -111,7 +127,12 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
     let mut lr = LineChart::new("Learning rate (backbone)", "epoch", "learning rate");
     for p in &run.phases {
         let sfx = curve_suffix(p.phase);
-        let mut acc = history_series(p, &format!("test_accuracy{sfx} (all classes)"), |h| h.test_accuracy, false);
+        let mut acc = history_series(
+            p,
+            &format!("test_accuracy{sfx} (all classes)"),
+            |h| h.test_accuracy,
+            false,
+        );
         if let Some(initial) = p.state.as_ref().and_then(|s| s.initial_test_accuracy) {
             acc.points.insert(0, (0.0, initial));
         }
@@ -124,8 +145,12 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
                 true,
             ));
         }
-        loss.series
-            .push(history_series(p, &format!("train_loss{sfx}"), |h| h.train_loss, false));
+        loss.series.push(history_series(
+            p,
+            &format!("train_loss{sfx}"),
+            |h| h.train_loss,
+            false,
+        ));
         lr.series.push(history_series(
             p,
             &format!("lr ({})", p.phase.dir_name()),
@@ -133,12 +158,21 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
             p.phase == Phase::Seen,
         ));
     }
-    vec![("test-accuracy", accuracy), ("train-loss", loss), ("learning-rate", lr)]
+    vec![
+        ("test-accuracy", accuracy),
+        ("train-loss", loss),
+        ("learning-rate", lr),
+    ]
 }
 
 /// Writes a chart's PNG beside the page and returns its HTML: the inline SVG and a
 /// link to the PNG.
-pub(crate) fn chart_html<F: super::figure::Figure>(out_dir: &Path, stem: &str, figure: &F, stats: &mut WriteStats) -> Result<String> {
+pub(crate) fn chart_html<F: super::figure::Figure>(
+    out_dir: &Path,
+    stem: &str,
+    figure: &F,
+    stats: &mut WriteStats,
+) -> Result<String> {
     let file = format!("{stem}.png");
     stats.add(write_if_changed(&out_dir.join(&file), &png(figure)?)?);
     Ok(format!(
@@ -155,17 +189,21 @@ fn headline(run: &RunSummary) -> String {
     let seen = run.phase(Phase::Seen);
     let all_metrics = all.and_then(|p| p.metrics.as_ref());
     let p1 = all.and_then(PhaseSummary::precision_at_1);
-    let initial = all.and_then(|p| p.state.as_ref()).and_then(|s| s.initial_test_accuracy);
+    let initial = all
+        .and_then(|p| p.state.as_ref())
+        .and_then(|s| s.initial_test_accuracy);
     out.push_str(&kpi(
         "precision@1, all classes",
         &percent(p1),
-        &initial.map(|i| format!("untrained: {:.1} %", i * 100.0)).unwrap_or_else(|| {
-            if all_metrics.is_none() && p1.is_some() {
-                "last epoch".into()
-            } else {
-                String::new()
-            }
-        }),
+        &initial
+            .map(|i| format!("untrained: {:.1} %", i * 100.0))
+            .unwrap_or_else(|| {
+                if all_metrics.is_none() && p1.is_some() {
+                    "last epoch".into()
+                } else {
+                    String::new()
+                }
+            }),
     ));
     if let Some(s) = seen {
         let unseen = s
@@ -185,11 +223,19 @@ fn headline(run: &RunSummary) -> String {
             &percent(c.precision_drop_unseen_classes),
             "all-classes model − limited model",
         ));
-        out.push_str(&kpi("precision drop, all classes", &percent(c.precision_drop_all_classes), ""));
+        out.push_str(&kpi(
+            "precision drop, all classes",
+            &percent(c.precision_drop_all_classes),
+            "",
+        ));
     }
     if let Some(m) = all_metrics {
         let r = &m.retrieval;
-        let recalls: Vec<String> = r.recall_at_k.iter().map(|a| format!("R@{} {:.1}", a.k, a.value * 100.0)).collect();
+        let recalls: Vec<String> = r
+            .recall_at_k
+            .iter()
+            .map(|a| format!("R@{} {:.1}", a.k, a.value * 100.0))
+            .collect();
         if let Some(first) = r.recall_at_k.iter().find(|a| a.k > 1) {
             out.push_str(&kpi(
                 &format!("Recall@{}", first.k),
@@ -200,7 +246,9 @@ fn headline(run: &RunSummary) -> String {
         out.push_str(&kpi(
             "MAP@R",
             &percent(r.map_at_r),
-            &r.r_precision.map(|v| format!("R-precision {:.1} %", v * 100.0)).unwrap_or_default(),
+            &r.r_precision
+                .map(|v| format!("R-precision {:.1} %", v * 100.0))
+                .unwrap_or_default(),
         ));
         let nmi = match m.clustering.nmi {
             Some(v) => format!("{v:.3}"),
@@ -212,7 +260,11 @@ fn headline(run: &RunSummary) -> String {
             _ => String::new(),
         };
         out.push_str(&kpi("NMI (k-means)", &escape(&nmi), &nmi_detail));
-        if let Some(best) = r.majority_vote_accuracy.iter().max_by(|a, b| a.value.total_cmp(&b.value)) {
+        if let Some(best) = r
+            .majority_vote_accuracy
+            .iter()
+            .max_by(|a, b| a.value.total_cmp(&b.value))
+        {
             let all_k: Vec<String> = r
                 .majority_vote_accuracy
                 .iter()
@@ -225,7 +277,11 @@ fn headline(run: &RunSummary) -> String {
             ));
         }
         if let Some(l) = m.logits_accuracy {
-            out.push_str(&kpi("accuracy of the loss's logits", &percent(Some(l)), "class weights / proxies"));
+            out.push_str(&kpi(
+                "accuracy of the loss's logits",
+                &percent(Some(l)),
+                "class weights / proxies",
+            ));
         }
     }
     out.push_str(&kpi(
@@ -253,8 +309,10 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         if let Some(info) = &proj.info {
             let facts: Vec<String> = [
                 info.points.map(|n| format!("{n} points")),
-                info.trustworthiness.map(|t| format!("trustworthiness {t:.3}")),
-                info.knn_label_agreement.map(|a| format!("kNN label agreement {a:.3}")),
+                info.trustworthiness
+                    .map(|t| format!("trustworthiness {t:.3}")),
+                info.knn_label_agreement
+                    .map(|a| format!("kNN label agreement {a:.3}")),
                 info.seconds.map(|s| format!("{s:.1} s")),
             ]
             .into_iter()
@@ -271,10 +329,17 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
                         "interactive map (hover: image, click: neighbours)".to_string(),
                         format!("{}.html", proj.method),
                     ),
-                    "thumbnails.png" => ("map with the images".to_string(), format!("{}-thumbnails.png", proj.method)),
+                    "thumbnails.png" => (
+                        "map with the images".to_string(),
+                        format!("{}-thumbnails.png", proj.method),
+                    ),
                     e => (e.to_uppercase(), format!("{}.{e}", proj.method)),
                 };
-                format!("<a href=\"{}\">{}</a>", url(&format!("{dir}/{file}")), escape(&label))
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    url(&format!("{dir}/{file}")),
+                    escape(&label)
+                )
             })
             .collect();
         let image = if has("png") {
@@ -319,9 +384,19 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         let id = item
             .id
             .clone()
-            .or_else(|| item.query.as_ref().and_then(|q| q.as_u64()).map(|q| format!("q{q}")))
+            .or_else(|| {
+                item.query
+                    .as_ref()
+                    .and_then(|q| q.as_u64())
+                    .map(|q| format!("q{q}"))
+            })
             .unwrap_or_default();
-        let votes: Vec<String> = item.neighbours.iter().take(10).map(|n| n.class.clone()).collect();
+        let votes: Vec<String> = item
+            .neighbours
+            .iter()
+            .take(10)
+            .map(|n| n.class.clone())
+            .collect();
         let caption = format!(
             "<span class=\"{}\">{}</span> {} → {}{}{}",
             if item.correct { "ok" } else { "bad" },
@@ -332,9 +407,18 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
                 .as_ref()
                 .map(|m| format!("<br>majority: {}", escape(m)))
                 .unwrap_or_default(),
-            if item.unseen { " <i>(held-out class)</i>" } else { "" },
+            if item.unseen {
+                " <i>(held-out class)</i>"
+            } else {
+                ""
+            },
         );
-        let link = url(&format!("{dir}/index.html")) + &if id.is_empty() { String::new() } else { format!("#{}", url(&id)) };
+        let link = url(&format!("{dir}/index.html"))
+            + &if id.is_empty() {
+                String::new()
+            } else {
+                format!("#{}", url(&id))
+            };
         let image = match &item.sheet {
             Some(sheet) => format!(
                 "<img src=\"{}\" loading=\"lazy\" width=\"560\" alt=\"{}\" title=\"{}\">",
@@ -371,8 +455,16 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         ("pair_neighbour", "pair map: neighbour"),
     ];
     const EACH: usize = 4;
-    let wrong = e.items.iter().filter(|i| i.correct == Some(false)).take(EACH);
-    let right = e.items.iter().filter(|i| i.correct != Some(false)).take(EACH);
+    let wrong = e
+        .items
+        .iter()
+        .filter(|i| i.correct == Some(false))
+        .take(EACH);
+    let right = e
+        .items
+        .iter()
+        .filter(|i| i.correct != Some(false))
+        .take(EACH);
     let items: Vec<_> = wrong.chain(right).collect();
     let columns: Vec<(&str, &str)> = ORDER
         .iter()
@@ -399,7 +491,11 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             None => String::new(),
         };
         let name = match &item.dir {
-            Some(d) => format!("<a href=\"{}\">{}</a>", url(&format!("{dir}/{d}/index.html")), escape(&name)),
+            Some(d) => format!(
+                "<a href=\"{}\">{}</a>",
+                url(&format!("{dir}/{d}/index.html")),
+                escape(&name)
+            ),
             None => escape(&name),
         };
         out.push_str(&format!(
@@ -446,7 +542,12 @@ fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> R
     }
     let m = match ConfusionMatrix::read(&path) {
         Ok(m) => m,
-        Err(e) => return Ok(format!("<p class=\"note\">{}</p>\n", escape(&format!("{e:#}")))),
+        Err(e) => {
+            return Ok(format!(
+                "<p class=\"note\">{}</p>\n",
+                escape(&format!("{e:#}"))
+            ))
+        }
     };
     let names = class_names(p);
     let name = |i: usize| {
@@ -479,7 +580,16 @@ fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> R
     } else {
         format!(
             "<h4>Most confused pairs</h4>\n{}",
-            html_table(&["true class", "predicted as", "queries", "share of the class"], &rows, "")
+            html_table(
+                &[
+                    "true class",
+                    "predicted as",
+                    "queries",
+                    "share of the class"
+                ],
+                &rows,
+                ""
+            )
         )
     };
     let (w, h) = super::figure::Figure::size(&map);
@@ -508,7 +618,10 @@ fn tables_html(run: &RunSummary) -> String {
                 escape(phase_label(p.phase))
             ));
         }
-        if let Some(t) = csv_table(&tables.join(format!("{prefix}_classification_report.csv")), "wide") {
+        if let Some(t) = csv_table(
+            &tables.join(format!("{prefix}_classification_report.csv")),
+            "wide",
+        ) {
             out.push_str(&format!(
                 "<details><summary><b>{label}_classification_report</b> — nearest-neighbour predictions</summary><div class=\"scroll\">{t}</div></details>\n"
             ));
@@ -556,7 +669,10 @@ fn dataset_html(run: &RunSummary) -> String {
         return "<p class=\"muted\">Config unreadable: no dataset information.</p>".into();
     };
     let path = &cfg.data.path;
-    out.push_str(&format!("<p>Dataset folder <code>{}</code>", escape(&path.display().to_string())));
+    out.push_str(&format!(
+        "<p>Dataset folder <code>{}</code>",
+        escape(&path.display().to_string())
+    ));
     if path.is_dir() {
         out.push_str(" (present).");
         match crate::data::fetch::read_manifest(path) {
@@ -579,14 +695,23 @@ fn dataset_html(run: &RunSummary) -> String {
                 }
             }
             Ok(None) => {}
-            Err(e) => out.push_str(&format!(" <span class=\"muted\">{}</span>", escape(&format!("{e:#}")))),
+            Err(e) => out.push_str(&format!(
+                " <span class=\"muted\">{}</span>",
+                escape(&format!("{e:#}"))
+            )),
         }
     } else {
-        out.push_str(" — <b>not found here</b>: the figures below come from the run directory alone.");
+        out.push_str(
+            " — <b>not found here</b>: the figures below come from the run directory alone.",
+        );
     }
     out.push_str("</p>\n");
     if let Some(m) = run.phases.iter().filter_map(|p| p.metrics.as_ref()).next() {
-        let totals: Vec<usize> = m.classes.iter().map(|c| c.train_count + c.test_count).collect();
+        let totals: Vec<usize> = m
+            .classes
+            .iter()
+            .map(|c| c.train_count + c.test_count)
+            .collect();
         let mut sorted = totals.clone();
         sorted.sort_unstable();
         let median = if sorted.is_empty() {
@@ -612,7 +737,11 @@ fn dataset_html(run: &RunSummary) -> String {
             if cfg.data.augment { "on" } else { "off" },
         ));
     }
-    let held_out = run.comparison.as_ref().map(|c| c.held_out_classes.clone()).unwrap_or_default();
+    let held_out = run
+        .comparison
+        .as_ref()
+        .map(|c| c.held_out_classes.clone())
+        .unwrap_or_default();
     out.push_str(&format!(
         "<p>Held out from the phase-seen model: the last {} classes",
         cfg.data.held_out_classes
@@ -628,7 +757,12 @@ fn dataset_html(run: &RunSummary) -> String {
 fn hardware_html(run: &RunSummary) -> String {
     let mut rows = Vec::new();
     for p in &run.phases {
-        let speeds: Vec<f64> = p.history.iter().filter_map(|h| h.images_per_s).filter(|v| v.is_finite()).collect();
+        let speeds: Vec<f64> = p
+            .history
+            .iter()
+            .filter_map(|h| h.images_per_s)
+            .filter(|v| v.is_finite())
+            .collect();
         let mean = if speeds.is_empty() {
             None
         } else {
@@ -645,7 +779,13 @@ fn hardware_html(run: &RunSummary) -> String {
     let device = run
         .config
         .as_ref()
-        .map(|c| format!("{:?} with {} threads", c.training.device, c.training.threads).to_lowercase())
+        .map(|c| {
+            format!(
+                "{:?} with {} threads",
+                c.training.device, c.training.threads
+            )
+            .to_lowercase()
+        })
         .unwrap_or_default();
     let machine = match &run.hardware {
         Some(h) => format!("Trained on: {}.", escape(&h.describe())),
@@ -694,7 +834,10 @@ fn config_html(run: &RunSummary, presets_dir: &Path) -> String {
                     out.push_str(&html_table(&["key", "baseline", "this run"], &rows, ""));
                 }
             }
-            Err(why) => out.push_str(&format!("<p class=\"muted\">No baseline comparison: {}.</p>\n", escape(&why))),
+            Err(why) => out.push_str(&format!(
+                "<p class=\"muted\">No baseline comparison: {}.</p>\n",
+                escape(&why)
+            )),
         }
     }
     if let Some(text) = &run.config_text {
@@ -708,7 +851,11 @@ fn config_html(run: &RunSummary, presets_dir: &Path) -> String {
 
 /// Renders a run's page into `out_dir` (`index.html` and its charts). Returns what
 /// was written.
-pub fn render_run_page(run: &RunSummary, out_dir: &Path, opts: &RunPageOptions) -> Result<WriteStats> {
+pub fn render_run_page(
+    run: &RunSummary,
+    out_dir: &Path,
+    opts: &RunPageOptions,
+) -> Result<WriteStats> {
     let mut stats = WriteStats::default();
     let base = opts.assets_base.trim_end_matches('/');
     let run_root = run.root.display().to_string();
@@ -736,11 +883,18 @@ pub fn render_run_page(run: &RunSummary, out_dir: &Path, opts: &RunPageOptions) 
             escape(&run.status_line())
         ));
     }
-    let problems: Vec<&String> = run.problems.iter().chain(run.phases.iter().flat_map(|p| &p.problems)).collect();
+    let problems: Vec<&String> = run
+        .problems
+        .iter()
+        .chain(run.phases.iter().flat_map(|p| &p.problems))
+        .collect();
     if !problems.is_empty() {
         body.push_str(&format!(
             "<div class=\"note status\"><b>Files that could not be read</b><ul>{}</ul></div>\n",
-            problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect::<String>()
+            problems
+                .iter()
+                .map(|p| format!("<li>{}</li>", escape(p)))
+                .collect::<String>()
         ));
     }
     body.push_str("<h2 id=\"headline\">Headline</h2>\n");
@@ -759,7 +913,11 @@ pub fn render_run_page(run: &RunSummary, out_dir: &Path, opts: &RunPageOptions) 
         body.push_str("<p class=\"muted\">No epoch recorded yet.</p>\n");
     } else {
         for p in &run.phases {
-            body.push_str(&format!("<p>{}: {}.</p>\n", escape(phase_label(p.phase)), escape(&status_text(p))));
+            body.push_str(&format!(
+                "<p>{}: {}.</p>\n",
+                escape(phase_label(p.phase)),
+                escape(&status_text(p))
+            ));
         }
         body.push_str("<div class=\"grid\">\n");
         for (stem, mut chart) in run_charts(run) {
@@ -794,7 +952,10 @@ pub fn render_run_page(run: &RunSummary, out_dir: &Path, opts: &RunPageOptions) 
             p.phase.dir_name()
         ));
         body.push_str(&galleries_html(p, base, &run_root));
-        body.push_str(&format!("<h3 id=\"explanations-{}\">Explanations</h3>\n", p.phase.dir_name()));
+        body.push_str(&format!(
+            "<h3 id=\"explanations-{}\">Explanations</h3>\n",
+            p.phase.dir_name()
+        ));
         body.push_str(&explanations_html(p, base, &run_root));
     }
 
@@ -829,8 +990,16 @@ pub fn render_run_page(run: &RunSummary, out_dir: &Path, opts: &RunPageOptions) 
     if let Some(index) = &opts.site_index {
         nav.push((index.clone(), "All runs".into()));
     }
-    let html = page(&format!("{title} — dmlviz"), &nav, EXTRA_STYLE, &with_section_links(&body));
-    stats.add(write_if_changed(&out_dir.join("index.html"), html.as_bytes())?);
+    let html = page(
+        &format!("{title} — dmlviz"),
+        &nav,
+        EXTRA_STYLE,
+        &with_section_links(&body),
+    );
+    stats.add(write_if_changed(
+        &out_dir.join("index.html"),
+        html.as_bytes(),
+    )?);
     Ok(stats)
 }
 
@@ -851,7 +1020,12 @@ fn with_section_links(body: &str) -> String {
         .map(|(id, l)| format!("<a href=\"#{id}\">{l}</a>"))
         .collect();
     match body.find("</h1>\n") {
-        Some(at) => format!("{}<p>{}</p>\n{}", &body[..at + 6], bar.join(" · "), &body[at + 6..]),
+        Some(at) => format!(
+            "{}<p>{}</p>\n{}",
+            &body[..at + 6],
+            bar.join(" · "),
+            &body[at + 6..]
+        ),
         None => body.to_string(),
     }
 }
@@ -908,11 +1082,20 @@ mod tests {
         let out = run_dir.join("report");
         let page = write_run_page(&run_dir, &out).unwrap();
         let html = std::fs::read_to_string(page).unwrap();
-        assert!(html.contains("<h1>r&lt;&amp;&gt;</h1>"), "run name not escaped");
-        assert!(html.contains("stopped (non-finite loss NaN at batch 3)"), "status missing");
+        assert!(
+            html.contains("<h1>r&lt;&amp;&gt;</h1>"),
+            "run name not escaped"
+        );
+        assert!(
+            html.contains("stopped (non-finite loss NaN at batch 3)"),
+            "status missing"
+        );
         assert!(html.contains("phase-seen: not trained"));
         assert!(html.contains("config.toml"), "missing config not named");
-        assert!(html.contains("50.0&#8239;%"), "last epoch accuracy not shown");
+        assert!(
+            html.contains("50.0&#8239;%"),
+            "last epoch accuracy not shown"
+        );
         assert!(out.join("test-accuracy.png").exists() && out.join("train-loss.png").exists());
         assert!(html.contains("dmlviz project --run"));
     }

@@ -102,7 +102,11 @@ fn page_inputs(run: &RunSummary, presets_dir: &Path) -> Vec<PathBuf> {
 
 /// Copies a run's maps, galleries and explanations beside its page; removes copies
 /// whose source is gone.
-fn copy_run_assets(run: &RunSummary, site_dir: &Path, left_out: &mut Vec<PathBuf>) -> Result<WriteStats> {
+fn copy_run_assets(
+    run: &RunSummary,
+    site_dir: &Path,
+    left_out: &mut Vec<PathBuf>,
+) -> Result<WriteStats> {
     let mut stats = WriteStats::default();
     for phase in [Phase::All, Phase::Seen] {
         for folder in COPIED_FOLDERS {
@@ -111,7 +115,8 @@ fn copy_run_assets(run: &RunSummary, site_dir: &Path, left_out: &mut Vec<PathBuf
             if from.is_dir() {
                 stats.add(copy_tree(&from, &to, &SKIPPED_FOLDERS, left_out)?);
             } else if to.is_dir() {
-                std::fs::remove_dir_all(&to).with_context(|| format!("removing stale {}", to.display()))?;
+                std::fs::remove_dir_all(&to)
+                    .with_context(|| format!("removing stale {}", to.display()))?;
             }
         }
     }
@@ -125,13 +130,19 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
             let href = format!("runs/{}/index.html", site_folder(&run.name));
             let mut name = format!("<a href=\"{}\">{}</a>", url(&href), escape(&run.name));
             if let Some(cfg) = run.config.as_ref().filter(|c| c.name != run.name) {
-                name.push_str(&format!("<br><small class=\"muted\">{}</small>", escape(&cfg.name)));
+                name.push_str(&format!(
+                    "<br><small class=\"muted\">{}</small>",
+                    escape(&cfg.name)
+                ));
             }
             let differs = match &run.config {
                 Some(cfg) => {
                     let diff = match diff_against_baseline(cfg, presets_dir) {
                         Ok(d) => format!("<br><small>{}</small>", escape(&d.summary(4))),
-                        Err(_) => "<br><small class=\"muted\">no baseline preset to compare with</small>".to_string(),
+                        Err(_) => {
+                            "<br><small class=\"muted\">no baseline preset to compare with</small>"
+                                .to_string()
+                        }
                     };
                     format!("{}{diff}", escape(&cfg.description))
                 }
@@ -142,17 +153,30 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
             } else {
                 format!("<span class=\"bad\">{}</span>", escape(&run.status_line()))
             };
-            let deductions = run.deductions.as_deref().map(super::deductions::to_html).unwrap_or_default();
+            let deductions = run
+                .deductions
+                .as_deref()
+                .map(super::deductions::to_html)
+                .unwrap_or_default();
             let drop = run.comparison.as_ref();
             vec![
                 Cell::html(name, &run.name),
-                Cell::html(differs, &run.config.as_ref().map(|c| c.description.clone()).unwrap_or_default()),
+                Cell::html(
+                    differs,
+                    &run.config
+                        .as_ref()
+                        .map(|c| c.description.clone())
+                        .unwrap_or_default(),
+                ),
                 Cell::percent(run.phase(Phase::All).and_then(|p| p.precision_at_1())),
                 Cell::percent(drop.and_then(|d| d.precision_drop_unseen_classes)),
                 Cell::percent(drop.and_then(|d| d.precision_drop_all_classes)),
                 Cell {
                     numeric: true,
-                    ..Cell::html(escape(&duration(run.training_seconds())), &format!("{}", run.training_seconds()))
+                    ..Cell::html(
+                        escape(&duration(run.training_seconds())),
+                        &format!("{}", run.training_seconds()),
+                    )
                 },
                 Cell::html(status, if run.is_complete() { "0" } else { "1" }),
                 Cell::html(deductions, ""),
@@ -164,7 +188,10 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
 /// Test-accuracy curves of every run for one phase.
 fn accuracy_chart(runs: &[RunSummary], phase: Phase) -> LineChart {
     let (title, label) = match phase {
-        Phase::All => ("test_accuracy: precision@1 of the all-classes model, every run", "test_accuracy"),
+        Phase::All => (
+            "test_accuracy: precision@1 of the all-classes model, every run",
+            "test_accuracy",
+        ),
         Phase::Seen => (
             "test_accuracy2: precision@1 of the model trained without the held-out classes",
             "test_accuracy2",
@@ -192,9 +219,13 @@ fn accuracy_chart(runs: &[RunSummary], phase: Phase) -> LineChart {
     chart
 }
 
-
 /// The comparison page.
-fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &mut WriteStats) -> Result<PathBuf> {
+fn write_index(
+    runs: &[RunSummary],
+    out_dir: &Path,
+    opts: &SiteOptions,
+    stats: &mut WriteStats,
+) -> Result<PathBuf> {
     let mut body = String::from("<h1>Experiments</h1>\n");
     if runs.is_empty() {
         body.push_str("<p class=\"note\">No run found. Train one with <code>dmlviz train --config experiments/…</code>.</p>\n");
@@ -233,7 +264,11 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
     for phase in [Phase::All, Phase::Seen] {
         let chart = accuracy_chart(runs, phase);
         if !chart.is_empty() {
-            let stem = if phase == Phase::All { "test-accuracy" } else { "test-accuracy2" };
+            let stem = if phase == Phase::All {
+                "test-accuracy"
+            } else {
+                "test-accuracy2"
+            };
             body.push_str(&super::run_page::chart_html(out_dir, stem, &chart, stats)?);
         }
     }
@@ -267,7 +302,12 @@ fn write_index(runs: &[RunSummary], out_dir: &Path, opts: &SiteOptions, stats: &
 /// The name of the run at `path` in the site: its path below `runs_dir`, with `/`
 /// separators (grids keep runs in sub-folders: `study/cards/X`).
 pub fn run_name(runs_dir: &Path, path: &Path) -> Option<String> {
-    Some(path.strip_prefix(runs_dir).ok()?.to_string_lossy().replace('\\', "/"))
+    Some(
+        path.strip_prefix(runs_dir)
+            .ok()?
+            .to_string_lossy()
+            .replace('\\', "/"),
+    )
 }
 
 /// The site folder of a run: its name with `/` as `--`, so every run page sits at
@@ -284,8 +324,12 @@ fn remove_stale_runs(out_dir: &Path, runs: &[RunSummary]) -> Result<()> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !runs.iter().any(|r| site_folder(&r.name) == name) && entry.path().join(INPUTS_FILE).is_file() {
-            std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing the stale run page {}", entry.path().display()))?;
+        if !runs.iter().any(|r| site_folder(&r.name) == name)
+            && entry.path().join(INPUTS_FILE).is_file()
+        {
+            std::fs::remove_dir_all(entry.path()).with_context(|| {
+                format!("removing the stale run page {}", entry.path().display())
+            })?;
         }
     }
     Ok(())
@@ -314,17 +358,25 @@ pub fn write_site_with(runs_dir: &Path, out_dir: &Path, opts: &SiteOptions) -> R
         // The program itself is an input too: a new build may render pages differently.
         let mut inputs = page_inputs(run, &opts.presets_dir);
         inputs.extend(std::env::current_exe().ok());
-        let stamp = format!("dmlviz {}\n{}", env!("CARGO_PKG_VERSION"), fingerprint(&inputs));
+        let stamp = format!(
+            "dmlviz {}\n{}",
+            env!("CARGO_PKG_VERSION"),
+            fingerprint(&inputs)
+        );
         let marker = site_dir.join(INPUTS_FILE);
         let current = std::fs::read_to_string(&marker).ok();
-        if opts.force || current.as_deref() != Some(stamp.as_str()) || !site_dir.join("index.html").is_file() {
+        if opts.force
+            || current.as_deref() != Some(stamp.as_str())
+            || !site_dir.join("index.html").is_file()
+        {
             let page_opts = RunPageOptions {
                 presets_dir: opts.presets_dir.clone(),
                 assets_base: ".".into(),
                 site_index: Some("../../index.html".into()),
             };
             stats.add(
-                render_run_page(run, &site_dir, &page_opts).with_context(|| format!("writing the page of run {}", run.root.display()))?,
+                render_run_page(run, &site_dir, &page_opts)
+                    .with_context(|| format!("writing the page of run {}", run.root.display()))?,
             );
             write_if_changed(&marker, stamp.as_bytes())?;
             summary.rendered.push(run.name.clone());
@@ -333,7 +385,10 @@ pub fn write_site_with(runs_dir: &Path, out_dir: &Path, opts: &SiteOptions) -> R
     remove_stale_runs(out_dir, &runs)?;
     summary.index = write_index(&runs, out_dir, opts, &mut stats)?;
     summary.runs = runs.iter().map(|r| r.name.clone()).collect();
-    summary.broken_links = check_site(out_dir).iter().map(BrokenLink::to_string).collect();
+    summary.broken_links = check_site(out_dir)
+        .iter()
+        .map(BrokenLink::to_string)
+        .collect();
     summary.files_written = stats.written;
     summary.files_unchanged = stats.unchanged;
     summary.bytes_written = stats.bytes;

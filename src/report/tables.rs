@@ -93,7 +93,11 @@ pub fn html_table(headers: &[&str], rows: &[Vec<Cell>], class: &str) -> String {
         .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).map_or(true, |c| c.numeric)))
         .collect();
     for (i, h) in headers.iter().enumerate() {
-        out.push_str(&format!("<th{}>{}</th>", if numeric[i] { " class=\"num\"" } else { "" }, escape(h)));
+        out.push_str(&format!(
+            "<th{}>{}</th>",
+            if numeric[i] { " class=\"num\"" } else { "" },
+            escape(h)
+        ));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for row in rows {
@@ -179,7 +183,12 @@ pub fn csv_table(path: &Path, class: &str) -> Option<String> {
         .and_then(|t| parse_csv(&t));
     let rows = match parsed {
         Ok(rows) if !rows.is_empty() => rows,
-        Ok(_) => return Some(format!("<p class=\"note\">{} is empty.</p>", escape(&path.display().to_string()))),
+        Ok(_) => {
+            return Some(format!(
+                "<p class=\"note\">{} is empty.</p>",
+                escape(&path.display().to_string())
+            ))
+        }
         Err(e) => {
             return Some(format!(
                 "<p class=\"note\">{}: {}</p>",
@@ -189,7 +198,10 @@ pub fn csv_table(path: &Path, class: &str) -> Option<String> {
         }
     };
     let headers: Vec<&str> = rows[0].iter().map(String::as_str).collect();
-    let body: Vec<Vec<Cell>> = rows[1..].iter().map(|r| r.iter().map(|v| cell_for(v)).collect()).collect();
+    let body: Vec<Vec<Cell>> = rows[1..]
+        .iter()
+        .map(|r| r.iter().map(|v| cell_for(v)).collect())
+        .collect();
     Some(html_table(&headers, &body, class))
 }
 
@@ -200,7 +212,10 @@ mod tests {
     #[test]
     fn parses_quoted_fields() {
         let rows = parse_csv("class,p\n\"a, \"\"b\"\"\",0.5\r\nc,1\n").unwrap();
-        assert_eq!(rows, vec![vec!["class", "p"], vec!["a, \"b\"", "0.5"], vec!["c", "1"]]);
+        assert_eq!(
+            rows,
+            vec![vec!["class", "p"], vec!["a, \"b\"", "0.5"], vec!["c", "1"]]
+        );
         assert!(parse_csv("\"open").is_err());
         assert_eq!(parse_csv("a,b").unwrap(), vec![vec!["a", "b"]]);
     }
@@ -213,7 +228,10 @@ mod tests {
         let html = csv_table(&path, "wide").unwrap();
         assert!(html.contains("<td>&lt;b&gt;&amp;x</td>"), "{html}");
         assert!(html.contains("data-sort=\"0.123456\">0.123</td>"), "{html}");
-        assert!(html.contains("<th class=\"num\">precision_at_1</th>"), "{html}");
+        assert!(
+            html.contains("<th class=\"num\">precision_at_1</th>"),
+            "{html}"
+        );
         assert!(csv_table(&dir.path().join("absent.csv"), "").is_none());
     }
 

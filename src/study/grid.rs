@@ -142,7 +142,8 @@ pub struct StudyGrid {
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -152,7 +153,10 @@ impl StudyGrid {
     pub fn load(root: &Path) -> Result<StudyGrid> {
         let settings: StudySettings = read_toml(&root.join("study.toml"))?;
         if settings.seeds.is_empty() {
-            bail!("{}: seeds must list at least one seed", root.join("study.toml").display());
+            bail!(
+                "{}: seeds must list at least one seed",
+                root.join("study.toml").display()
+            );
         }
         let findings = read_toml::<FindingsFile>(&root.join("findings.toml"))?.finding;
         let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
@@ -163,7 +167,11 @@ impl StudyGrid {
         folders.sort();
         let mut experiments = Vec::new();
         for folder in folders {
-            let dataset = folder.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let dataset = folder
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
                 .with_context(|| format!("listing {}", folder.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -172,26 +180,57 @@ impl StudyGrid {
             files.sort();
             for path in files {
                 let config = ExperimentConfig::load(&path)?;
-                config.validate().with_context(|| format!("in {}", path.display()))?;
-                let row = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                experiments.push(GridExperiment { dataset: dataset.clone(), row, config_path: path, config });
+                config
+                    .validate()
+                    .with_context(|| format!("in {}", path.display()))?;
+                let row = path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                experiments.push(GridExperiment {
+                    dataset: dataset.clone(),
+                    row,
+                    config_path: path,
+                    config,
+                });
             }
-            if !experiments.iter().any(|e| e.dataset == dataset && e.row == settings.baseline) {
-                bail!("{}: no baseline row {}.toml (study.toml baseline)", folder.display(), settings.baseline);
+            if !experiments
+                .iter()
+                .any(|e| e.dataset == dataset && e.row == settings.baseline)
+            {
+                bail!(
+                    "{}: no baseline row {}.toml (study.toml baseline)",
+                    folder.display(),
+                    settings.baseline
+                );
             }
         }
         if experiments.is_empty() {
-            bail!("{}: no dataset folders with experiment TOMLs", root.display());
+            bail!(
+                "{}: no dataset folders with experiment TOMLs",
+                root.display()
+            );
         }
-        let rows: std::collections::HashSet<&str> = experiments.iter().map(|e| e.row.as_str()).collect();
+        let rows: std::collections::HashSet<&str> =
+            experiments.iter().map(|e| e.row.as_str()).collect();
         for f in &findings {
             for name in std::iter::once(&f.row).chain(f.against.as_ref()) {
                 if !rows.contains(name.as_str()) {
-                    bail!("{}: finding about {:?} names row {name:?}, which no dataset folder has", root.join("findings.toml").display(), f.deduction);
+                    bail!(
+                        "{}: finding about {:?} names row {name:?}, which no dataset folder has",
+                        root.join("findings.toml").display(),
+                        f.deduction
+                    );
                 }
             }
         }
-        Ok(StudyGrid { root: root.to_path_buf(), settings, findings, experiments })
+        Ok(StudyGrid {
+            root: root.to_path_buf(),
+            settings,
+            findings,
+            experiments,
+        })
     }
 
     /// Dataset folder names, in order.
@@ -208,7 +247,11 @@ impl StudyGrid {
     /// The run directory of an experiment at a seed: `<runs>/<dataset>/<row>` for the
     /// row's own (first) seed, `<row>-seed<N>` for the others.
     pub fn run_dir(&self, runs: &Path, e: &GridExperiment, seed: u64) -> PathBuf {
-        let name = if !self.settings.is_replica(seed) { e.row.clone() } else { format!("{}-seed{seed}", e.row) };
+        let name = if !self.settings.is_replica(seed) {
+            e.row.clone()
+        } else {
+            format!("{}-seed{seed}", e.row)
+        };
         runs.join(&e.dataset).join(name)
     }
 }
@@ -219,26 +262,48 @@ mod tests {
 
     #[test]
     fn the_shipped_grid_loads_and_every_finding_names_real_rows() {
-        let grid = StudyGrid::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/study")).unwrap();
-        assert_eq!(grid.datasets(), vec!["cards".to_string(), "emoji".to_string()]);
+        let grid =
+            StudyGrid::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/study"))
+                .unwrap();
+        assert_eq!(
+            grid.datasets(),
+            vec!["cards".to_string(), "emoji".to_string()]
+        );
         // Every reference row has a study row in each dataset.
         for d in grid.datasets() {
-            assert_eq!(grid.experiments.iter().filter(|e| e.dataset == d).count(), 16, "{d}");
+            assert_eq!(
+                grid.experiments.iter().filter(|e| e.dataset == d).count(),
+                16,
+                "{d}"
+            );
         }
         assert!(grid.findings.len() >= 15);
         let e = &grid.experiments[0];
-        assert!(grid.run_dir(Path::new("r"), e, 43).ends_with(format!("{}-seed43", e.row)));
+        assert!(grid
+            .run_dir(Path::new("r"), e, 43)
+            .ends_with(format!("{}-seed43", e.row)));
         assert!(grid.run_dir(Path::new("r"), e, 42).ends_with(&e.row));
     }
 
     #[test]
     fn unknown_keys_and_missing_rows_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("study.toml"), "baseline = \"b\"\nseeds = [1]\nsmall_effect_points = 5\ncolour = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("study.toml"),
+            "baseline = \"b\"\nseeds = [1]\nsmall_effect_points = 5\ncolour = 1\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("findings.toml"), "finding = []\n").unwrap();
         let err = format!("{:#}", StudyGrid::load(dir.path()).unwrap_err());
-        assert!(err.contains("study.toml") && err.contains("colour"), "{err}");
-        std::fs::write(dir.path().join("study.toml"), "baseline = \"b\"\nseeds = [1]\nsmall_effect_points = 5\n").unwrap();
+        assert!(
+            err.contains("study.toml") && err.contains("colour"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("study.toml"),
+            "baseline = \"b\"\nseeds = [1]\nsmall_effect_points = 5\n",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("cards")).unwrap();
         let err = format!("{:#}", StudyGrid::load(dir.path()).unwrap_err());
         assert!(err.contains("no baseline row b.toml"), "{err}");

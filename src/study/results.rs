@@ -44,8 +44,11 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+    ))
 }
 
 /// Reads an evaluated run directory; `None` while its phase-all metrics are missing.
@@ -56,14 +59,28 @@ pub fn read_run(dataset: &str, row: &str, seed: u64, run: &Path) -> Result<Optio
     let seen = read_json(&run.join("phase-seen/metrics.json"))?;
     let drop = read_json(&run.join("comparison/precision_drop.json"))?;
     let f = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_f64());
-    let precision_at_1 =
-        f(&all, "/retrieval/precision_at_1").with_context(|| format!("{}: no retrieval.precision_at_1", run.join("phase-all/metrics.json").display()))?;
-    let majority = all.pointer("/retrieval/majority_vote_accuracy").and_then(|m| {
-        // Stored per k; the study uses k = 10 (the reference's "top 10 closest samples").
-        m.as_array()?.iter().find(|e| e.get("k").and_then(|k| k.as_u64()) == Some(10)).and_then(|e| e.get("value")?.as_f64())
-    });
+    let precision_at_1 = f(&all, "/retrieval/precision_at_1").with_context(|| {
+        format!(
+            "{}: no retrieval.precision_at_1",
+            run.join("phase-all/metrics.json").display()
+        )
+    })?;
+    let majority = all
+        .pointer("/retrieval/majority_vote_accuracy")
+        .and_then(|m| {
+            // Stored per k; the study uses k = 10 (the reference's "top 10 closest samples").
+            m.as_array()?
+                .iter()
+                .find(|e| e.get("k").and_then(|k| k.as_u64()) == Some(10))
+                .and_then(|e| e.get("value")?.as_f64())
+        });
     let cost = match read_json(&run.join("phase-all").join(COST_FILE))? {
-        Some(v) => Some(serde_json::from_value(v).with_context(|| format!("{}: not a cost record", run.join("phase-all").join(COST_FILE).display()))?),
+        Some(v) => Some(serde_json::from_value(v).with_context(|| {
+            format!(
+                "{}: not a cost record",
+                run.join("phase-all").join(COST_FILE).display()
+            )
+        })?),
         None => None,
     };
     Ok(Some(RunResult {
@@ -72,10 +89,16 @@ pub fn read_run(dataset: &str, row: &str, seed: u64, run: &Path) -> Result<Optio
         seed,
         run: run.to_path_buf(),
         precision_at_1,
-        precision_at_1_seen_model: seen.as_ref().and_then(|s| f(s, "/retrieval/precision_at_1")),
+        precision_at_1_seen_model: seen
+            .as_ref()
+            .and_then(|s| f(s, "/retrieval/precision_at_1")),
         unseen_precision_at_1: seen.as_ref().and_then(|s| f(s, "/unseen_precision_at_1")),
-        precision_drop_unseen: drop.as_ref().and_then(|d| f(d, "/precision_drop_unseen_classes")),
-        precision_drop_all: drop.as_ref().and_then(|d| f(d, "/precision_drop_all_classes")),
+        precision_drop_unseen: drop
+            .as_ref()
+            .and_then(|d| f(d, "/precision_drop_unseen_classes")),
+        precision_drop_all: drop
+            .as_ref()
+            .and_then(|d| f(d, "/precision_drop_all_classes")),
         logits_accuracy: f(&all, "/logits_accuracy"),
         majority_vote_accuracy: majority,
         cost,
@@ -99,7 +122,11 @@ impl Stat {
         }
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let std = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         Some(Stat { mean, std, n })
     }
 
@@ -122,7 +149,11 @@ pub struct StudyResults {
 impl StudyResults {
     /// The metric's values over the seeds of a row.
     pub fn values(&self, dataset: &str, row: &str, metric: StudyMetric) -> Vec<f64> {
-        self.runs.iter().filter(|r| r.dataset == dataset && r.row == row).filter_map(|r| r.metric(metric)).collect()
+        self.runs
+            .iter()
+            .filter(|r| r.dataset == dataset && r.row == row)
+            .filter_map(|r| r.metric(metric))
+            .collect()
     }
 
     /// Mean ± spread of the metric over the seeds of a row.
@@ -131,8 +162,14 @@ impl StudyResults {
     }
 
     /// The runs of a row (all seeds).
-    pub fn of_row<'a>(&'a self, dataset: &'a str, row: &'a str) -> impl Iterator<Item = &'a RunResult> + 'a {
-        self.runs.iter().filter(move |r| r.dataset == dataset && r.row == row)
+    pub fn of_row<'a>(
+        &'a self,
+        dataset: &'a str,
+        row: &'a str,
+    ) -> impl Iterator<Item = &'a RunResult> + 'a {
+        self.runs
+            .iter()
+            .filter(move |r| r.dataset == dataset && r.row == row)
     }
 }
 
@@ -147,7 +184,10 @@ mod tests {
         assert!((s.std - 0.1).abs() < 1e-12);
         assert_eq!(Stat::of(&[0.4]).unwrap().std, 0.0);
         assert!(Stat::of(&[]).is_none());
-        assert_eq!(Stat::of(&[0.5, 0.7]).unwrap().display(), "0.600 ± 0.141 (2 seeds)");
+        assert_eq!(
+            Stat::of(&[0.5, 0.7]).unwrap().display(),
+            "0.600 ± 0.141 (2 seeds)"
+        );
     }
 
     #[test]
@@ -155,8 +195,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_run("d", "r", 1, dir.path()).unwrap().is_none());
         std::fs::create_dir_all(dir.path().join("phase-all")).unwrap();
-        std::fs::write(dir.path().join("phase-all/metrics.json"), "{\"retrieval\":{}}").unwrap();
+        std::fs::write(
+            dir.path().join("phase-all/metrics.json"),
+            "{\"retrieval\":{}}",
+        )
+        .unwrap();
         let err = format!("{:#}", read_run("d", "r", 1, dir.path()).unwrap_err());
-        assert!(err.contains("metrics.json") && err.contains("precision_at_1"), "{err}");
+        assert!(
+            err.contains("metrics.json") && err.contains("precision_at_1"),
+            "{err}"
+        );
     }
 }

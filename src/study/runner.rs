@@ -98,14 +98,27 @@ pub fn plan(grid: &StudyGrid, runs: &Path, results: &StudyResults) -> Vec<Planne
     let s = &grid.settings;
     let mut out = Vec::new();
     for (i, e) in grid.experiments.iter().enumerate() {
-        let all_seeds = e.row == s.baseline || {
-            let base = results.stat(&e.dataset, &s.baseline, StudyMetric::PrecisionAt1);
-            let own = results.of_row(&e.dataset, &e.row).find(|r| r.seed == s.seeds[0]).map(|r| r.precision_at_1);
-            matches!((base, own), (Some(b), Some(v)) if ((v - b.mean) * 100.0).abs() < s.small_effect_points)
+        let all_seeds = e.row == s.baseline
+            || {
+                let base = results.stat(&e.dataset, &s.baseline, StudyMetric::PrecisionAt1);
+                let own = results
+                    .of_row(&e.dataset, &e.row)
+                    .find(|r| r.seed == s.seeds[0])
+                    .map(|r| r.precision_at_1);
+                matches!((base, own), (Some(b), Some(v)) if ((v - b.mean) * 100.0).abs() < s.small_effect_points)
+            };
+        let seeds = if all_seeds {
+            &s.seeds[..]
+        } else {
+            &s.seeds[..1]
         };
-        let seeds = if all_seeds { &s.seeds[..] } else { &s.seeds[..1] };
         for &seed in seeds {
-            out.push(PlannedRun { experiment: i, seed, dir: grid.run_dir(runs, e, seed), units: work_units(&config_at_seed(grid, e, seed)) });
+            out.push(PlannedRun {
+                experiment: i,
+                seed,
+                dir: grid.run_dir(runs, e, seed),
+                units: work_units(&config_at_seed(grid, e, seed)),
+            });
         }
     }
     out
@@ -151,7 +164,9 @@ pub fn run_study(
     let start = Instant::now();
     let selected = |p: &PlannedRun| {
         let e = &grid.experiments[p.experiment];
-        opts.only.as_ref().map_or(true, |o| format!("{}/{}", e.dataset, e.row).contains(o.as_str()))
+        opts.only.as_ref().map_or(true, |o| {
+            format!("{}/{}", e.dataset, e.row).contains(o.as_str())
+        })
     };
     let (mut ran, mut skipped) = (0, 0);
     // Seconds per work unit, measured on this machine (per dataset: image counts differ).
@@ -159,26 +174,60 @@ pub fn run_study(
     loop {
         let results = collect_results(grid, &opts.runs)?;
         write_json(&opts.runs.join(RESULTS_FILE), &results)?;
-        let planned: Vec<PlannedRun> = plan(grid, &opts.runs, &results).into_iter().filter(|p| selected(p)).collect();
+        let planned: Vec<PlannedRun> = plan(grid, &opts.runs, &results)
+            .into_iter()
+            .filter(|p| selected(p))
+            .collect();
         let done = planned.iter().filter(|p| is_done(&p.dir)).count();
         if ran == 0 && skipped == 0 {
             skipped = done;
             if done > 0 {
-                eprintln!("study: {done} of {} planned runs already finished, skipped", planned.len());
+                eprintln!(
+                    "study: {done} of {} planned runs already finished, skipped",
+                    planned.len()
+                );
             }
         }
         let todo: Vec<&PlannedRun> = planned.iter().filter(|p| !is_done(&p.dir)).collect();
         let Some(next) = todo.first().copied() else {
-            return Ok(StudyOutcome { ran, skipped, remaining: 0, seconds: start.elapsed().as_secs_f64(), stopped: false });
+            return Ok(StudyOutcome {
+                ran,
+                skipped,
+                remaining: 0,
+                seconds: start.elapsed().as_secs_f64(),
+                stopped: false,
+            });
         };
         if opts.stop.load(Ordering::SeqCst) {
-            return Ok(StudyOutcome { ran, skipped, remaining: todo.len(), seconds: start.elapsed().as_secs_f64(), stopped: true });
+            return Ok(StudyOutcome {
+                ran,
+                skipped,
+                remaining: todo.len(),
+                seconds: start.elapsed().as_secs_f64(),
+                stopped: true,
+            });
         }
         let e = &grid.experiments[next.experiment];
-        let overall = measured.values().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let rate = |d: &str| measured.get(d).or((overall.1 > 0.0).then_some(&overall)).map(|(s, u)| s / u);
-        let eta: Option<f64> = todo.iter().map(|p| rate(&grid.experiments[p.experiment].dataset).map(|r| r * p.units)).sum();
-        let open_rows = grid.experiments.len() - results.runs.iter().map(|r| (&r.dataset, &r.row)).collect::<std::collections::HashSet<_>>().len();
+        let overall = measured
+            .values()
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let rate = |d: &str| {
+            measured
+                .get(d)
+                .or((overall.1 > 0.0).then_some(&overall))
+                .map(|(s, u)| s / u)
+        };
+        let eta: Option<f64> = todo
+            .iter()
+            .map(|p| rate(&grid.experiments[p.experiment].dataset).map(|r| r * p.units))
+            .sum();
+        let open_rows = grid.experiments.len()
+            - results
+                .runs
+                .iter()
+                .map(|r| (&r.dataset, &r.row))
+                .collect::<std::collections::HashSet<_>>()
+                .len();
         eprintln!(
             "\n[{}/{}] {}/{} seed {} → {}   (elapsed {}{})",
             done + 1,
@@ -188,21 +237,45 @@ pub fn run_study(
             next.seed,
             next.dir.display(),
             hms(start.elapsed().as_secs_f64()),
-            eta.map(|s| format!(", about {} left{}", hms(s), if open_rows > 0 { " + seeds for small effects" } else { "" })).unwrap_or_default()
+            eta.map(|s| format!(
+                ", about {} left{}",
+                hms(s),
+                if open_rows > 0 {
+                    " + seeds for small effects"
+                } else {
+                    ""
+                }
+            ))
+            .unwrap_or_default()
         );
         let cfg = config_at_seed(grid, e, next.seed);
         let run = RunDir::new(&next.dir);
         let t = Instant::now();
-        run_one(&cfg, &run, grid.settings.is_replica(next.seed)).with_context(|| format!("study run {}", next.dir.display()))?;
+        run_one(&cfg, &run, grid.settings.is_replica(next.seed))
+            .with_context(|| format!("study run {}", next.dir.display()))?;
         if opts.stop.load(Ordering::SeqCst) {
             // The run was interrupted inside: not done, resumed next time.
-            return Ok(StudyOutcome { ran, skipped, remaining: todo.len(), seconds: start.elapsed().as_secs_f64(), stopped: true });
+            return Ok(StudyOutcome {
+                ran,
+                skipped,
+                remaining: todo.len(),
+                seconds: start.elapsed().as_secs_f64(),
+                stopped: true,
+            });
         }
         let seconds = t.elapsed().as_secs_f64();
         let entry = measured.entry(e.dataset.clone()).or_default();
         entry.0 += seconds;
         entry.1 += next.units;
-        write_json(&next.dir.join(DONE_FILE), &DoneMarker { dataset: e.dataset.clone(), row: e.row.clone(), seed: next.seed, seconds })?;
+        write_json(
+            &next.dir.join(DONE_FILE),
+            &DoneMarker {
+                dataset: e.dataset.clone(),
+                row: e.row.clone(),
+                seed: next.seed,
+                seconds,
+            },
+        )?;
         ran += 1;
     }
 }
@@ -241,25 +314,55 @@ mod tests {
         let seeds = g.settings.seeds.len();
         let datasets = g.datasets().len();
         // Nothing measured: every row once, the baseline at every seed.
-        assert_eq!(plan(&g, runs, &StudyResults::default()).len(), rows + datasets * (seeds - 1));
+        assert_eq!(
+            plan(&g, runs, &StudyResults::default()).len(),
+            rows + datasets * (seeds - 1)
+        );
         // On cards, one row 1 point from the baseline and one 20 points below it.
         let mut r = StudyResults::default();
         r.runs.push(result("cards", &g.settings.baseline, 42, 0.60));
-        r.runs.push(result("cards", "EPSHN_cosine_mobilenet_v2x512_sgd_aug", 42, 0.61));
-        r.runs.push(result("cards", "ProxyNCA_cosine_mobilenet_v2_sgd_aug", 42, 0.40));
+        r.runs.push(result(
+            "cards",
+            "EPSHN_cosine_mobilenet_v2x512_sgd_aug",
+            42,
+            0.61,
+        ));
+        r.runs.push(result(
+            "cards",
+            "ProxyNCA_cosine_mobilenet_v2_sgd_aug",
+            42,
+            0.40,
+        ));
         let p = plan(&g, runs, &r);
         assert_eq!(p.len(), rows + datasets * (seeds - 1) + (seeds - 1));
-        let x512: Vec<u64> = p.iter().filter(|p| p.dir.starts_with("r/cards") && p.dir.to_string_lossy().contains("x512")).map(|p| p.seed).collect();
+        let x512: Vec<u64> = p
+            .iter()
+            .filter(|p| p.dir.starts_with("r/cards") && p.dir.to_string_lossy().contains("x512"))
+            .map(|p| p.seed)
+            .collect();
         assert_eq!(x512, g.settings.seeds);
-        assert!(p.iter().all(|p| !(p.dir.to_string_lossy().contains("ProxyNCA") && p.seed != 42)));
+        assert!(p
+            .iter()
+            .all(|p| !(p.dir.to_string_lossy().contains("ProxyNCA") && p.seed != 42)));
     }
 
     #[test]
     fn work_units_rank_backbones_and_pretraining() {
         let g = grid();
-        let units = |row: &str| work_units(&g.experiments.iter().find(|e| e.dataset == "cards" && e.row == row).unwrap().config);
+        let units = |row: &str| {
+            work_units(
+                &g.experiments
+                    .iter()
+                    .find(|e| e.dataset == "cards" && e.row == row)
+                    .unwrap()
+                    .config,
+            )
+        };
         let base = units(&g.settings.baseline);
-        assert!(units("EPSHN_cosine_resnet50_scratch_sgd_aug") > units("EPSHN_cosine_resnet18_scratch_sgd_aug"));
+        assert!(
+            units("EPSHN_cosine_resnet50_scratch_sgd_aug")
+                > units("EPSHN_cosine_resnet18_scratch_sgd_aug")
+        );
         assert!(units("EPSHN_cosine_resnet18_scratch_sgd_aug") > base);
         assert!(units("EPSHN_cosine_simclr_mobilenet_v2_sgd_aug") > base);
     }
@@ -269,14 +372,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = grid();
         let stop = AtomicBool::new(false);
-        let opts = StudyOptions { runs: dir.path().to_path_buf(), only: Some("cards/EPSHN_cosine_mobilenet_v2_sgd_aug".into()), stop: &stop };
+        let opts = StudyOptions {
+            runs: dir.path().to_path_buf(),
+            only: Some("cards/EPSHN_cosine_mobilenet_v2_sgd_aug".into()),
+            stop: &stop,
+        };
         // The baseline filter selects the baseline's 3 seeds; pretend each run trains by
         // writing its metrics, and stop after the second.
         let mut calls = Vec::new();
         let mut fake = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls.push(cfg.training.seed);
             std::fs::create_dir_all(run.root.join("phase-all"))?;
-            std::fs::write(run.root.join("phase-all/metrics.json"), "{\"retrieval\":{\"precision_at_1\":0.5}}")?;
+            std::fs::write(
+                run.root.join("phase-all/metrics.json"),
+                "{\"retrieval\":{\"precision_at_1\":0.5}}",
+            )?;
             if calls.len() == 2 {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -291,13 +401,21 @@ mod tests {
         let mut fake2 = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls2.push(cfg.training.seed);
             std::fs::create_dir_all(run.root.join("phase-all"))?;
-            std::fs::write(run.root.join("phase-all/metrics.json"), "{\"retrieval\":{\"precision_at_1\":0.5}}")?;
+            std::fs::write(
+                run.root.join("phase-all/metrics.json"),
+                "{\"retrieval\":{\"precision_at_1\":0.5}}",
+            )?;
             Ok(())
         };
         let out = run_study(&g, &opts, &mut fake2).unwrap();
         assert_eq!(calls2, vec![43, 44]);
-        assert_eq!((out.ran, out.skipped, out.remaining, out.stopped), (2, 1, 0, false));
-        let results: StudyResults = serde_json::from_str(&std::fs::read_to_string(dir.path().join(RESULTS_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            (out.ran, out.skipped, out.remaining, out.stopped),
+            (2, 1, 0, false)
+        );
+        let results: StudyResults =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(RESULTS_FILE)).unwrap())
+                .unwrap();
         assert_eq!(results.runs.len(), 3);
     }
 }

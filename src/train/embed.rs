@@ -30,16 +30,31 @@ pub struct EmbedOptions {
 }
 
 /// Embeds `indices` of `samples` with `net` in evaluation mode.
-pub fn embed(net: &EmbeddingNet, samples: &Arc<Vec<Sample>>, indices: &[usize], opts: &EmbedOptions) -> Result<Embedded> {
+pub fn embed(
+    net: &EmbeddingNet,
+    samples: &Arc<Vec<Sample>>,
+    indices: &[usize],
+    opts: &EmbedOptions,
+) -> Result<Embedded> {
     let loader = BatchLoader::start(
         samples.clone(),
         sequential_batches(indices, opts.batch_size),
-        LoaderOptions { transform: opts.transform, threads: opts.threads, prefetch: 2, seed: 0, epoch: 0, cache: opts.cache.clone() },
+        LoaderOptions {
+            transform: opts.transform,
+            threads: opts.threads,
+            prefetch: 2,
+            seed: 0,
+            epoch: 0,
+            cache: opts.cache.clone(),
+        },
     )?;
     let (mut embs, mut labels, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     tch::no_grad(|| {
         for batch in loader {
-            embs.push(net.forward_t(&batch.images.to_device(opts.device), false).to_device(Device::Cpu));
+            embs.push(
+                net.forward_t(&batch.images.to_device(opts.device), false)
+                    .to_device(Device::Cpu),
+            );
             labels.push(batch.labels);
             kept.extend(batch.indices);
         }
@@ -47,5 +62,9 @@ pub fn embed(net: &EmbeddingNet, samples: &Arc<Vec<Sample>>, indices: &[usize], 
     if embs.is_empty() {
         bail!("no image could be embedded ({} requested)", indices.len());
     }
-    Ok(Embedded { embeddings: Tensor::cat(&embs, 0), labels: Tensor::cat(&labels, 0), indices: kept })
+    Ok(Embedded {
+        embeddings: Tensor::cat(&embs, 0),
+        labels: Tensor::cat(&labels, 0),
+        indices: kept,
+    })
 }

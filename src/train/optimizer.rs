@@ -31,8 +31,22 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// An optimiser over `groups`; `momentum` is SGD's, Adam uses betas (0.9, 0.999), eps 1e-8.
-    pub fn new(kind: OptimizerKind, groups: Vec<ParamGroup>, momentum: f64, weight_decay: f64) -> Self {
-        Optimizer { kind, groups, momentum, weight_decay, betas: (0.9, 0.999), eps: 1e-8, step: 0, state: BTreeMap::new() }
+    pub fn new(
+        kind: OptimizerKind,
+        groups: Vec<ParamGroup>,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Self {
+        Optimizer {
+            kind,
+            groups,
+            momentum,
+            weight_decay,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            step: 0,
+            state: BTreeMap::new(),
+        }
     }
 
     /// Clears every parameter's gradient.
@@ -59,7 +73,11 @@ impl Optimizer {
                     if !grad.defined() {
                         continue;
                     }
-                    let mut d = if self.weight_decay != 0.0 { &grad + p * self.weight_decay } else { grad.shallow_clone() };
+                    let mut d = if self.weight_decay != 0.0 {
+                        &grad + p * self.weight_decay
+                    } else {
+                        grad.shallow_clone()
+                    };
                     match self.kind {
                         OptimizerKind::Sgd => {
                             if self.momentum != 0.0 {
@@ -81,10 +99,16 @@ impl Optimizer {
                             let _ = p.g_add_(&(d * (-lr)));
                         }
                         OptimizerKind::Adam => {
-                            let m = self.state.entry(format!("{name}.exp_avg")).or_insert_with(|| p.zeros_like());
+                            let m = self
+                                .state
+                                .entry(format!("{name}.exp_avg"))
+                                .or_insert_with(|| p.zeros_like());
                             let _ = m.g_mul_scalar_(b1).g_add_(&(&d * (1.0 - b1)));
                             let m = m.shallow_clone();
-                            let v = self.state.entry(format!("{name}.exp_avg_sq")).or_insert_with(|| p.zeros_like());
+                            let v = self
+                                .state
+                                .entry(format!("{name}.exp_avg_sq"))
+                                .or_insert_with(|| p.zeros_like());
                             let _ = v.g_mul_scalar_(b2).g_add_(&(d.square() * (1.0 - b2)));
                             let v = v.shallow_clone();
                             let bc1 = 1.0 - b1.powi(self.step as i32);
@@ -101,12 +125,19 @@ impl Optimizer {
 
     /// The learning rate of each group at schedule factor `lr_factor`.
     pub fn learning_rates(&self, lr_factor: f64) -> Vec<(String, f64)> {
-        self.groups.iter().map(|g| (g.name.clone(), g.base_lr * lr_factor)).collect()
+        self.groups
+            .iter()
+            .map(|g| (g.name.clone(), g.base_lr * lr_factor))
+            .collect()
     }
 
     /// State to save: the tensors plus the step count (as a 1-element tensor).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self.state.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        let mut out: Vec<(String, Tensor)> = self
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
         out.push(("__step".into(), Tensor::from_slice(&[self.step])));
         out
     }
@@ -134,7 +165,16 @@ mod tests {
         tch::set_num_threads(1);
         let x = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
         let target = Tensor::from_slice(&[0.5f64, 0.5]);
-        let mut opt = Optimizer::new(kind, vec![ParamGroup { name: "g".into(), params: vec![("x".into(), x.shallow_clone())], base_lr: lr }], momentum, wd);
+        let mut opt = Optimizer::new(
+            kind,
+            vec![ParamGroup {
+                name: "g".into(),
+                params: vec![("x".into(), x.shallow_clone())],
+                base_lr: lr,
+            }],
+            momentum,
+            wd,
+        );
         let mut out = Vec::new();
         for _ in 0..steps {
             opt.zero_grad();
@@ -167,7 +207,10 @@ mod tests {
             let g = (x - 0.5) + 0.01 * x;
             m = 0.9 * m + 0.1 * g;
             v = 0.999 * v + 0.001 * g * g;
-            let (bc1, bc2) = (1.0 - 0.9f64.powi(t as i32 + 1), 1.0 - 0.999f64.powi(t as i32 + 1));
+            let (bc1, bc2) = (
+                1.0 - 0.9f64.powi(t as i32 + 1),
+                1.0 - 0.999f64.powi(t as i32 + 1),
+            );
             x -= 0.05 / bc1 * m / ((v / bc2).sqrt() + 1e-8);
             assert!((got - x).abs() < 1e-12, "step {t}: {got} vs {x}");
         }
@@ -177,7 +220,13 @@ mod tests {
     fn saved_state_resumes_the_same_trajectory() {
         tch::set_num_threads(1);
         let make = || Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
-        let group = |x: &Tensor| vec![ParamGroup { name: "g".into(), params: vec![("x".into(), x.shallow_clone())], base_lr: 0.1 }];
+        let group = |x: &Tensor| {
+            vec![ParamGroup {
+                name: "g".into(),
+                params: vec![("x".into(), x.shallow_clone())],
+                base_lr: 0.1,
+            }]
+        };
         let step = |opt: &mut Optimizer, x: &Tensor| {
             opt.zero_grad();
             (x.square().sum(Kind::Double)).backward();
@@ -193,7 +242,11 @@ mod tests {
         let mut first = Optimizer::new(OptimizerKind::Adam, group(&y), 0.0, 0.0);
         step(&mut first, &y);
         step(&mut first, &y);
-        let saved: Vec<(String, Tensor)> = first.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
+        let saved: Vec<(String, Tensor)> = first
+            .state()
+            .into_iter()
+            .map(|(k, v)| (k, v.copy()))
+            .collect();
         let mut second = Optimizer::new(OptimizerKind::Adam, group(&y), 0.0, 0.0);
         second.load_state(saved);
         step(&mut second, &y);

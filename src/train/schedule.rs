@@ -9,10 +9,15 @@ pub fn lr_factor(schedule: &ScheduleConfig, epoch: usize, epochs: usize) -> f64 
         ScheduleConfig::MultiStep { milestones, gamma } => {
             // Milestones are fractions of the run, as the official EPSHN's 50 % / 75 %;
             // torch's MultiStepLR lowers the rate once the epoch reaches the milestone.
-            let passed = milestones.iter().filter(|&&m| epoch >= (m * epochs as f64).round() as usize).count();
+            let passed = milestones
+                .iter()
+                .filter(|&&m| epoch >= (m * epochs as f64).round() as usize)
+                .count();
             gamma.powi(passed as i32)
         }
-        ScheduleConfig::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos()),
+        ScheduleConfig::Cosine => {
+            0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos())
+        }
     }
 }
 
@@ -22,7 +27,10 @@ mod tests {
 
     #[test]
     fn multi_step_drops_at_half_and_three_quarters() {
-        let s = ScheduleConfig::MultiStep { milestones: vec![0.5, 0.75], gamma: 0.1 };
+        let s = ScheduleConfig::MultiStep {
+            milestones: vec![0.5, 0.75],
+            gamma: 0.1,
+        };
         let f: Vec<f64> = (0..8).map(|e| lr_factor(&s, e, 8)).collect();
         let expected = [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01];
         for (a, b) in f.iter().zip(expected) {

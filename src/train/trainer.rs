@@ -13,8 +13,8 @@ use crate::data::sampler::{shuffled_batches, PkSampler};
 use crate::data::transform::Transform;
 use crate::data::ClassProtocol;
 use crate::loss::LossConfig;
-use crate::tensor_io::{read_safetensors, write_safetensors};
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
+use crate::tensor_io::{read_safetensors, write_safetensors};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +34,11 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { resume: false, quiet: true, stop: Arc::new(AtomicBool::new(false)) }
+        TrainOptions {
+            resume: false,
+            quiet: true,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -42,9 +46,19 @@ impl Default for TrainOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum Stopped {
     #[error("interrupted during {phase} epoch {epoch}: the checkpoint of epoch {kept} is kept; continue with --resume")]
-    Interrupted { phase: String, epoch: usize, kept: usize },
+    Interrupted {
+        phase: String,
+        epoch: usize,
+        kept: usize,
+    },
     #[error("non-finite loss ({value}) in {phase} epoch {epoch}, batch {batch}: training stopped; the checkpoint of epoch {kept} is kept (lower the learning rate?)")]
-    NonFinite { phase: String, epoch: usize, batch: usize, value: f64, kept: usize },
+    NonFinite {
+        phase: String,
+        epoch: usize,
+        batch: usize,
+        value: f64,
+        kept: usize,
+    },
 }
 
 /// How the batches of one fit are drawn.
@@ -75,9 +89,11 @@ fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
-            .unwrap()
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap()
+        .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
     bar
@@ -109,7 +125,11 @@ impl Fit<'_> {
         if start == 0 && self.evaluate {
             initial = Some(self.exp.evaluate(model, &self.protocol)?.0);
             if opts.quiet {
-                eprintln!("{} before training: test accuracy {:.4}", self.label, initial.unwrap());
+                eprintln!(
+                    "{} before training: test accuracy {:.4}",
+                    self.label,
+                    initial.unwrap()
+                );
             }
         }
         let bar = progress_bar(opts.quiet, (self.epochs - start) as u64, &self.label);
@@ -118,10 +138,19 @@ impl Fit<'_> {
             if opts.quiet {
                 eprintln!(
                     "{} epoch {}/{}: loss {:.4}, test accuracy {:.4}, {:.0} img/s, {:.1} s",
-                    self.label, record.epoch, self.epochs, record.train_loss, record.test_accuracy, record.images_per_s, record.seconds
+                    self.label,
+                    record.epoch,
+                    self.epochs,
+                    record.train_loss,
+                    record.test_accuracy,
+                    record.images_per_s,
+                    record.seconds
                 );
             }
-            bar.set_message(format!("loss {:.4} acc {:.3} {:.0} img/s", record.train_loss, record.test_accuracy, record.images_per_s));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.3} {:.0} img/s",
+                record.train_loss, record.test_accuracy, record.images_per_s
+            ));
             bar.inc(1);
             history.push(record);
             // Checkpoint, optimiser state, history, then the state that points at them:
@@ -144,15 +173,31 @@ impl Fit<'_> {
     fn batches(&self, epoch: usize) -> Result<Vec<Vec<usize>>> {
         let seed = self.exp.cfg.training.seed;
         match &self.batching {
-            Batching::Pk(sampler) => sampler.epoch(&self.train, |i| self.exp.samples[i].label, seed, epoch as u64),
-            Batching::TwoViews { images } => Ok(shuffled_batches(&self.train, *images, seed, epoch as u64, true)
-                .into_iter()
-                .map(|b| [b.clone(), b].concat())
-                .collect()),
+            Batching::Pk(sampler) => sampler.epoch(
+                &self.train,
+                |i| self.exp.samples[i].label,
+                seed,
+                epoch as u64,
+            ),
+            Batching::TwoViews { images } => {
+                Ok(
+                    shuffled_batches(&self.train, *images, seed, epoch as u64, true)
+                        .into_iter()
+                        .map(|b| [b.clone(), b].concat())
+                        .collect(),
+                )
+            }
         }
     }
 
-    fn epoch(&self, model: &mut Model, optimizer: &mut Optimizer, epoch: usize, opts: &TrainOptions, bar: &ProgressBar) -> Result<EpochRecord> {
+    fn epoch(
+        &self,
+        model: &mut Model,
+        optimizer: &mut Optimizer,
+        epoch: usize,
+        opts: &TrainOptions,
+        bar: &ProgressBar,
+    ) -> Result<EpochRecord> {
         let cfg = &self.exp.cfg;
         let started = Instant::now();
         let factor = lr_factor(&cfg.schedule, epoch, self.epochs);
@@ -176,7 +221,12 @@ impl Fit<'_> {
             wait += loader.waited() - before;
             if opts.stop.load(Ordering::SeqCst) {
                 self.mark_stopped(epoch, "interrupted")?;
-                return Err(Stopped::Interrupted { phase: self.label.clone(), epoch: epoch + 1, kept: epoch }.into());
+                return Err(Stopped::Interrupted {
+                    phase: self.label.clone(),
+                    epoch: epoch + 1,
+                    kept: epoch,
+                }
+                .into());
             }
             let x = batch.images.to_device(self.exp.device);
             let y = batch.labels.to_device(self.exp.device);
@@ -184,8 +234,18 @@ impl Fit<'_> {
             let loss = model.loss.loss(&embeddings, &y);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
-                self.mark_stopped(epoch, &format!("non-finite loss {value} at batch {}", batches + 1))?;
-                return Err(Stopped::NonFinite { phase: self.label.clone(), epoch: epoch + 1, batch: batches + 1, value, kept: epoch }.into());
+                self.mark_stopped(
+                    epoch,
+                    &format!("non-finite loss {value} at batch {}", batches + 1),
+                )?;
+                return Err(Stopped::NonFinite {
+                    phase: self.label.clone(),
+                    epoch: epoch + 1,
+                    batch: batches + 1,
+                    value,
+                    kept: epoch,
+                }
+                .into());
             }
             optimizer.zero_grad();
             loss.backward();
@@ -195,17 +255,33 @@ impl Fit<'_> {
             images += batch.indices.len();
         }
         if batches == 0 {
-            bail!("{}: epoch {} had no readable training image", self.label, epoch + 1);
+            bail!(
+                "{}: epoch {} had no readable training image",
+                self.label,
+                epoch + 1
+            );
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let skipped = loader.skipped();
         if !skipped.is_empty() && epoch == 0 {
-            bar.println(format!("{}: {} training images could not be read and were skipped", self.label, skipped.len()));
+            bar.println(format!(
+                "{}: {} training images could not be read and were skipped",
+                self.label,
+                skipped.len()
+            ));
         }
         // Pretraining stages are not evaluated (their loss is not the metric one): 0 is
         // recorded, as JSON has no NaN.
-        let (test_accuracy, unseen) = if self.evaluate { self.exp.evaluate(model, &self.protocol)? } else { (0.0, None) };
-        let lr = optimizer.learning_rates(factor).first().map(|(_, lr)| *lr).unwrap_or(0.0);
+        let (test_accuracy, unseen) = if self.evaluate {
+            self.exp.evaluate(model, &self.protocol)?
+        } else {
+            (0.0, None)
+        };
+        let lr = optimizer
+            .learning_rates(factor)
+            .first()
+            .map(|(_, lr)| *lr)
+            .unwrap_or(0.0);
         Ok(EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / batches as f64,
@@ -241,11 +317,18 @@ pub struct PhaseOutcome {
 }
 
 /// Trains the phases the config asks for into `run`, evaluating every epoch.
-pub fn train(cfg: &ExperimentConfig, run: &RunDir, opts: &TrainOptions) -> Result<Vec<PhaseOutcome>> {
+pub fn train(
+    cfg: &ExperimentConfig,
+    run: &RunDir,
+    opts: &TrainOptions,
+) -> Result<Vec<PhaseOutcome>> {
     tch::set_num_threads(cfg.training.threads as i32);
     let exp = Experiment::prepare(cfg)?;
     if !opts.resume && run.root.join(Phase::All.dir_name()).exists() {
-        bail!("{} already holds a run: use --resume to continue it, or another --out", run.root.display());
+        bail!(
+            "{} already holds a run: use --resume to continue it, or another --out",
+            run.root.display()
+        );
     }
     run.write_config(cfg)?;
     let mut outcomes = Vec::new();
@@ -256,14 +339,23 @@ pub fn train(cfg: &ExperimentConfig, run: &RunDir, opts: &TrainOptions) -> Resul
 }
 
 /// Trains one phase, after its pretraining stage when the init asks for one.
-pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOptions) -> Result<PhaseOutcome> {
+pub fn train_phase(
+    exp: &Experiment,
+    run: &RunDir,
+    phase: Phase,
+    opts: &TrainOptions,
+) -> Result<PhaseOutcome> {
     let cfg = &exp.cfg;
     let dir = run.phase(phase);
     if opts.resume {
         // Done when every epoch the config asks for is (a longer config continues it).
         if let Some(state) = dir.read_state()? {
             if state.epochs_done >= cfg.training.epochs {
-                return Ok(PhaseOutcome { phase, history: dir.read_history()?, initial_test_accuracy: state.initial_test_accuracy });
+                return Ok(PhaseOutcome {
+                    phase,
+                    history: dir.read_history()?,
+                    initial_test_accuracy: state.initial_test_accuracy,
+                });
             }
         }
     }
@@ -271,7 +363,10 @@ pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOpt
     let train = exp.split.train_for(&exp.dataset, &protocol);
     let spec = ModelSpec::from_config(cfg, exp.dataset.classes.len() as i64);
     let mut model = Model::new(&spec, &cfg.loss, exp.device, cfg.training.seed)?;
-    let pk = PkSampler::new(cfg.training.classes_per_batch, cfg.training.images_per_class)?;
+    let pk = PkSampler::new(
+        cfg.training.classes_per_batch,
+        cfg.training.images_per_class,
+    )?;
     let train_transform = Transform::train(cfg.resize(), cfg.data.image_size, cfg.data.augment);
     let resumed = opts.resume && dir.read_state()?.is_some_and(|s| s.epochs_done > 0);
     if !resumed {
@@ -290,7 +385,11 @@ pub fn train_phase(exp: &Experiment, run: &RunDir, phase: Phase, opts: &TrainOpt
     };
     let history = fit.run(&mut model, opts)?;
     let initial_test_accuracy = dir.read_state()?.and_then(|s| s.initial_test_accuracy);
-    Ok(PhaseOutcome { phase, history, initial_test_accuracy })
+    Ok(PhaseOutcome {
+        phase,
+        history,
+        initial_test_accuracy,
+    })
 }
 
 /// Sets the starting weights of a phase's model as `model.init` says.
@@ -314,14 +413,30 @@ fn initialise(
             let simclr = matches!(cfg.model.init, Init::Simclr { .. });
             // The pretraining stage has its own directory, history and checkpoints, so
             // it is resumable and inspectable like a phase.
-            let stage_dir = PhaseDir { root: dir.root.join(if simclr { "pretrain-simclr" } else { "pretrain-classifier" }) };
+            let stage_dir = PhaseDir {
+                root: dir.root.join(if simclr {
+                    "pretrain-simclr"
+                } else {
+                    "pretrain-classifier"
+                }),
+            };
             let (loss, batching, transform) = if simclr {
                 // SimCLR learns from two random views of each image: augmentation is its signal.
                 let crop = cfg.data.image_size;
                 let resize = cfg.resize().max(crop + crop / 7);
-                (LossConfig::NtXent { temperature: 0.5 }, Batching::TwoViews { images: pk.batch_size() / 2 }, Transform::train(resize, crop, true))
+                (
+                    LossConfig::NtXent { temperature: 0.5 },
+                    Batching::TwoViews {
+                        images: pk.batch_size() / 2,
+                    },
+                    Transform::train(resize, crop, true),
+                )
             } else {
-                (LossConfig::Classifier {}, Batching::Pk(pk), Transform::train(cfg.resize(), cfg.data.image_size, cfg.data.augment))
+                (
+                    LossConfig::Classifier {},
+                    Batching::Pk(pk),
+                    Transform::train(cfg.resize(), cfg.data.image_size, cfg.data.augment),
+                )
             };
             let mut stage = Model::new(spec, &loss, exp.device, cfg.training.seed)?;
             if !simclr {
@@ -333,7 +448,11 @@ fn initialise(
             let fit = Fit {
                 exp,
                 dir: stage_dir,
-                label: if simclr { "pretrain-simclr".into() } else { "pretrain-classifier".into() },
+                label: if simclr {
+                    "pretrain-simclr".into()
+                } else {
+                    "pretrain-classifier".into()
+                },
                 epochs: *epochs,
                 train: train.to_vec(),
                 protocol: protocol.clone(),
@@ -341,7 +460,13 @@ fn initialise(
                 transform,
                 evaluate: false,
             };
-            fit.run(&mut stage, &TrainOptions { resume: true, ..opts.clone() })?;
+            fit.run(
+                &mut stage,
+                &TrainOptions {
+                    resume: true,
+                    ..opts.clone()
+                },
+            )?;
             model.copy_network_from(&stage)
         }
     }

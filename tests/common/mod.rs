@@ -6,12 +6,20 @@ use std::process::{Command, Output};
 
 /// Runs `dmlviz` with `args` from the crate root.
 pub fn dmlviz(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dmlviz")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_dmlviz"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 /// The stdout of a command that must succeed (its stderr in the panic otherwise).
 pub fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -31,7 +39,14 @@ pub fn tiny_run(dir: &Path, loss: &str, extra: &str) -> PathBuf {
     )
     .unwrap();
     let run = dir.join("run");
-    ok(dmlviz(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()]));
+    ok(dmlviz(&[
+        "train",
+        "--quiet",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]));
     run
 }
 

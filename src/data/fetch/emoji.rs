@@ -8,9 +8,11 @@
 //! batch of small PNGs, even for the ~100 MB Apple tarball.
 
 use super::registry::{for_each_in_tgz, npm_tarball};
-use super::{class_folder_name, previous_manifest, prune_stale, DatasetManifest, FetchReport, SourcePackage};
-use crate::data::decode::flatten_on_white;
+use super::{
+    class_folder_name, previous_manifest, prune_stale, DatasetManifest, FetchReport, SourcePackage,
+};
 use crate::atomic::{write_json, write_png};
+use crate::data::decode::flatten_on_white;
 use anyhow::{bail, Context, Result};
 use image::DynamicImage;
 use rayon::prelude::*;
@@ -226,7 +228,9 @@ fn emoji_image(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
             rgba.height()
         ));
     }
-    Ok(DynamicImage::ImageRgb8(flatten_on_white(DynamicImage::ImageRgba8(rgba))))
+    Ok(DynamicImage::ImageRgb8(flatten_on_white(
+        DynamicImage::ImageRgba8(rgba),
+    )))
 }
 
 /// Builds the emoji dataset into `opts.out` (see the module comment).
@@ -544,5 +548,4 @@ mod tests {
             .unwrap();
         assert!(emoji_image(&png).unwrap_err().contains("32x32"));
     }
-
 }

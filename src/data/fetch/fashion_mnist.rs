@@ -5,9 +5,9 @@
 //! the first training image), so any image can be traced back, and a subset made with
 //! `per_class` keeps the names it has in the full set.
 
-use super::{previous_manifest, prune_stale};
 use super::registry::debian_package;
 use super::{class_folder_name, DatasetManifest, FetchReport, SourcePackage};
+use super::{previous_manifest, prune_stale};
 use crate::atomic::{write_json, write_png};
 use anyhow::{bail, ensure, Context, Result};
 use image::{DynamicImage, GrayImage};

@@ -54,8 +54,8 @@ pub fn read_manifest(dir: &Path) -> Result<Option<DatasetManifest>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path)?;
-    let manifest = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let manifest =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(Some(manifest))
 }
 
@@ -126,7 +126,13 @@ pub(crate) fn prune_stale(
 pub fn class_folder_name(index: usize, name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{:04}.{}", index + 1, safe.trim_matches('_'))
 }

@@ -11,7 +11,11 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
         .output()
         .with_context(|| format!("{what}: could not start {:?}", cmd.get_program()))?;
     if !out.status.success() {
-        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -25,12 +29,20 @@ pub fn npm_tarball(name: &str, version: &str, cache: &Path) -> Result<PathBuf> {
         eprintln!("fetching npm package {name}@{version}");
         run(
             Command::new("npm")
-                .args(["pack", "--silent", &format!("{name}@{version}"), "--pack-destination"])
+                .args([
+                    "pack",
+                    "--silent",
+                    &format!("{name}@{version}"),
+                    "--pack-destination",
+                ])
                 .arg(cache),
             &format!("npm pack {name}@{version}"),
         )?;
         if !file.exists() {
-            bail!("npm pack {name}@{version} did not produce {}", file.display());
+            bail!(
+                "npm pack {name}@{version} did not produce {}",
+                file.display()
+            );
         }
     }
     Ok(file)
@@ -43,8 +55,12 @@ pub fn for_each_in_tgz(
     mut visit: impl FnMut(&str, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let file = std::fs::File::open(tgz).with_context(|| format!("opening {}", tgz.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-    for entry in archive.entries().with_context(|| format!("reading {}", tgz.display()))? {
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    for entry in archive
+        .entries()
+        .with_context(|| format!("reading {}", tgz.display()))?
+    {
         let mut entry = entry.with_context(|| format!("reading {}", tgz.display()))?;
         if !entry.header().entry_type().is_file() {
             continue;
@@ -74,32 +90,70 @@ pub struct DebianPackage {
 pub fn debian_package(name: &str, cache: &Path) -> Result<DebianPackage> {
     std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let find_deb = || -> Option<PathBuf> {
-        std::fs::read_dir(cache).ok()?.flatten().map(|e| e.path()).find(|p| {
-            let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            n.starts_with(&format!("{name}_")) && n.ends_with(".deb")
-        })
+        std::fs::read_dir(cache)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                n.starts_with(&format!("{name}_")) && n.ends_with(".deb")
+            })
     };
     let deb = match find_deb() {
         Some(deb) => deb,
         None => {
             eprintln!("fetching Debian package {name}");
-            let download = || run(Command::new("apt-get").args(["download", "-q", name]).current_dir(cache), &format!("apt-get download {name}"));
+            let download = || {
+                run(
+                    Command::new("apt-get")
+                        .args(["download", "-q", name])
+                        .current_dir(cache),
+                    &format!("apt-get download {name}"),
+                )
+            };
             if download().is_err() {
-                run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+                run(
+                    Command::new("apt-get").args(["update", "-qq"]),
+                    "apt-get update",
+                )?;
                 download()?;
             }
-            find_deb().with_context(|| format!("apt-get download {name} left no .deb in {}", cache.display()))?
+            find_deb().with_context(|| {
+                format!(
+                    "apt-get download {name} left no .deb in {}",
+                    cache.display()
+                )
+            })?
         }
     };
-    let file_name = deb.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let file_name = deb
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     // name_version_arch.deb, with ':' (epoch) escaped as %3a by apt.
-    let version = file_name.split('_').nth(1).unwrap_or("unknown").replace("%3a", ":");
+    let version = file_name
+        .split('_')
+        .nth(1)
+        .unwrap_or("unknown")
+        .replace("%3a", ":");
     let root = cache.join(format!("{name}-unpacked"));
     if !root.join("usr").exists() {
         let tmp = cache.join(format!("{name}-unpacking"));
         let _ = std::fs::remove_dir_all(&tmp);
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp), &format!("dpkg-deb -x {}", deb.display()))?;
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp),
+            &format!("dpkg-deb -x {}", deb.display()),
+        )?;
         std::fs::rename(&tmp, &root)?;
     }
-    Ok(DebianPackage { name: name.to_string(), version, root })
+    Ok(DebianPackage {
+        name: name.to_string(),
+        version,
+        root,
+    })
 }

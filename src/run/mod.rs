@@ -70,7 +70,9 @@ impl RunDir {
 
     /// Directory of a protocol phase.
     pub fn phase(&self, phase: Phase) -> PhaseDir {
-        PhaseDir { root: self.root.join(phase.dir_name()) }
+        PhaseDir {
+            root: self.root.join(phase.dir_name()),
+        }
     }
 
     /// Writes the resolved config.
@@ -115,11 +117,15 @@ impl PhaseDir {
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{} line {}", path.display(), i + 1))
+            })
             .collect()
     }
 
@@ -139,7 +145,9 @@ impl PhaseDir {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path)?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?))
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?,
+        ))
     }
 
     pub fn write_state(&self, state: &TrainState) -> Result<()> {
