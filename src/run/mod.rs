@@ -6,6 +6,8 @@
 //! runs/NAME/phase-seen/ (same files)
 //! ```
 
+pub mod lock;
+
 use crate::atomic::{write_atomic, write_json};
 use crate::config::{ExperimentConfig, Phase};
 use anyhow::{Context, Result};
