@@ -101,6 +101,7 @@ fn tensor<'a>(tensors: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
         .unwrap_or_else(|| panic!("{WEIGHTS} has no tensor {name}"))
 }
 
+// Long: one end-to-end scenario (import, classify, compare with torchvision's labels).
 #[test]
 fn imported_mobilenet_v2_classifies_real_photos() {
     tch::set_num_threads(2);

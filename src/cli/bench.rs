@@ -1,4 +1,4 @@
-//! `dmlviz bench loader`.
+//! `dmlviz bench loader|train|knn|explain|project`.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -22,43 +22,12 @@ enum BenchCommand {
     #[command(
         after_help = "Example:\n  dmlviz bench loader --data data/cards --size 64 --size 224"
     )]
-    Loader {
-        /// Dataset directory (image-folder or CUB layout).
-        #[arg(long)]
-        data: PathBuf,
-        /// Image sizes to measure.
-        #[arg(long = "size", default_values_t = [64, 224])]
-        sizes: Vec<u32>,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// Batches the loader prepares per measurement.
-        #[arg(long, default_value_t = 20)]
-        batches: usize,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        #[arg(long, default_value_t = 3)]
-        train_steps: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    Loader(LoaderArgs),
     /// Training-loop images/s and data-wait share beside a bare forward+backward+update.
     #[command(
         after_help = "Example:\n  dmlviz bench train --config experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml \\\n      --arch mobilenet_v2 --arch resnet18 --size 64 --size 224"
     )]
-    Train {
-        /// Experiment whose data, loss, optimiser and batch shape are measured.
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long = "arch", default_values_t = [Arch::MobileNetV2, Arch::ResNet18])]
-        archs: Vec<Arch>,
-        #[arg(long = "size", default_values_t = [64, 224])]
-        sizes: Vec<u32>,
-        /// Epochs per measurement (the first is a warm-up).
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    Train(TrainArgs),
     /// Images explained per second (Grad-CAM, guided backprop, weight transfer) beside a plain forward+backward.
     Explain(super::explain::ExplainBenchArgs),
     /// UMAP and t-SNE time and trustworthiness on clustered embeddings.
@@ -67,33 +36,73 @@ enum BenchCommand {
     #[command(
         after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2"
     )]
-    Knn {
-        /// Number of queries (synthetic clustered embeddings, L2-normalised).
-        #[arg(long, default_value_t = 10_000)]
-        queries: i64,
-        /// Number of references (the gallery).
-        #[arg(long, default_value_t = 50_000)]
-        references: i64,
-        /// Embedding dimension.
-        #[arg(long, default_value_t = 128)]
-        dim: i64,
-        /// Neighbours per query.
-        #[arg(long, default_value_t = 10)]
-        k: i64,
-        /// libtorch threads.
-        #[arg(long, default_value_t = 2)]
-        threads: i32,
-        /// Timed runs of each method (the best counts).
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// Tile of our search, QUERIESxREFERENCES: queries per chunk, references per
-        /// product (default: its own choice).
-        #[arg(long, value_parser = parse_tile)]
-        tile: Option<Tile>,
-        /// JSON rows instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Knn(KnnArgs),
+}
+
+#[derive(Args)]
+struct LoaderArgs {
+    /// Dataset directory (image-folder or CUB layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// Image sizes to measure.
+    #[arg(long = "size", default_values_t = [64, 224])]
+    sizes: Vec<u32>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Batches the loader prepares per measurement.
+    #[arg(long, default_value_t = 20)]
+    batches: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 3)]
+    train_steps: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment whose data, loss, optimiser and batch shape are measured.
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long = "arch", default_values_t = [Arch::MobileNetV2, Arch::ResNet18])]
+    archs: Vec<Arch>,
+    #[arg(long = "size", default_values_t = [64, 224])]
+    sizes: Vec<u32>,
+    /// Epochs per measurement (the first is a warm-up).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KnnArgs {
+    /// Number of queries (synthetic clustered embeddings, L2-normalised).
+    #[arg(long, default_value_t = 10_000)]
+    queries: i64,
+    /// Number of references (the gallery).
+    #[arg(long, default_value_t = 50_000)]
+    references: i64,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: i64,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    k: i64,
+    /// libtorch threads.
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    /// Timed runs of each method (the best counts).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Tile of our search, QUERIESxREFERENCES: queries per chunk, references per
+    /// product (default: its own choice).
+    #[arg(long, value_parser = parse_tile)]
+    tile: Option<Tile>,
+    /// JSON rows instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Parses `QUERIESxREFERENCES`, e.g. `1024x4096`.
@@ -118,135 +127,128 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Explain(args) => super::explain::bench(args),
         BenchCommand::Project(args) => super::project::bench(args),
-        BenchCommand::Loader {
-            data,
-            sizes,
-            batch_size,
-            batches,
-            threads,
-            train_steps,
-            json,
-        } => {
-            let dataset = Dataset::open(&data)?;
-            let rows = loader::run(
-                &dataset,
-                &LoaderBenchOptions {
-                    sizes,
-                    batch_size,
-                    batches,
-                    threads,
-                    train_steps,
-                },
-            )?;
-            if json {
-                return super::print_json(&rows);
-            }
-            println!(
-                "{:>5} {:>6} {:>14} {:>14} {:>12} {:>14} {:>10} {:>10}",
-                "size",
-                "batch",
-                "loader img/s",
-                "cached img/s",
-                "r18 step s",
-                "r18 img/s",
-                "cold/r18",
-                "cache/r18"
-            );
-            for r in rows {
-                println!(
-                    "{:>5} {:>6} {:>14.0} {:>14.0} {:>12.3} {:>14.1} {:>10.1} {:>10.1}",
-                    r.size,
-                    r.batch_size,
-                    r.loader_cold_images_per_s,
-                    r.loader_cached_images_per_s,
-                    r.resnet18_step_s,
-                    r.resnet18_images_per_s,
-                    r.cold_over_trainer,
-                    r.cached_over_trainer
-                );
-            }
-            Ok(())
-        }
-        BenchCommand::Train {
-            config,
-            archs,
-            sizes,
-            epochs,
-            json,
-        } => {
-            let cfg = ExperimentConfig::load(&config)?;
-            let mut rows = Vec::new();
-            for &arch in &archs {
-                for &size in &sizes {
-                    eprintln!("measuring {arch} at {size}²…");
-                    rows.push(dmlviz::bench::train::run(&cfg, arch, size, epochs)?);
-                }
-            }
-            if json {
-                return super::print_json(&rows);
-            }
-            println!(
-                "{:>13} {:>5} {:>6} {:>12} {:>10} {:>12} {:>10}",
-                "arch", "size", "batch", "loop img/s", "data wait", "bare img/s", "overhead"
-            );
-            for r in rows {
-                println!(
-                    "{:>13} {:>5} {:>6} {:>12.1} {:>9.1}% {:>12.1} {:>9.1}%",
-                    r.arch,
-                    r.size,
-                    r.batch_size,
-                    r.loop_images_per_s,
-                    100.0 * r.data_wait_share,
-                    r.bare_images_per_s,
-                    100.0 * r.loop_overhead
-                );
-            }
-            Ok(())
-        }
-        BenchCommand::Knn {
-            queries,
-            references,
-            dim,
-            k,
-            threads,
-            repeats,
-            tile,
-            json,
-        } => {
-            let opts = KnnBenchOptions {
-                queries,
-                references,
-                dim,
-                k,
-                threads,
-                repeats,
-                tile,
-                ..Default::default()
-            };
-            let rows = dmlviz::bench::knn::run(&opts)?;
-            if json {
-                return super::print_json(&rows);
-            }
-            println!(
-                "{} queries × {} references × {}, k = {}, {} threads, tile {}",
-                queries, references, dim, k, threads, rows[0].tile
-            );
-            println!(
-                "{:>10} {:>10} {:>14} {:>9} {:>11} {:>10}",
-                "distance", "ours s", "matmul+topk s", "speedup", "same index", "max gap"
-            );
-            for r in rows {
-                println!(
-                    "{:>10} {:>10.3} {:>14.3} {:>8.2}× {:>10.4}% {:>10.1e}",
-                    r.distance,
-                    r.ours_s,
-                    r.reference_s,
-                    r.speedup,
-                    100.0 * r.same_index_share,
-                    r.max_gap_where_different
-                );
-            }
-            Ok(())
+        BenchCommand::Loader(args) => bench_loader(args),
+        BenchCommand::Train(args) => bench_train(args),
+        BenchCommand::Knn(args) => bench_knn(args),
+    }
+}
+
+fn bench_loader(args: LoaderArgs) -> Result<()> {
+    let dataset = Dataset::open(&args.data)?;
+    let rows = loader::run(
+        &dataset,
+        &LoaderBenchOptions {
+            sizes: args.sizes,
+            batch_size: args.batch_size,
+            batches: args.batches,
+            threads: args.threads,
+            train_steps: args.train_steps,
+        },
+    )?;
+    if args.json {
+        return super::print_json(&rows);
+    }
+    println!(
+        "{:>5} {:>6} {:>14} {:>14} {:>12} {:>14} {:>10} {:>10}",
+        "size",
+        "batch",
+        "loader img/s",
+        "cached img/s",
+        "r18 step s",
+        "r18 img/s",
+        "cold/r18",
+        "cache/r18"
+    );
+    for r in rows {
+        println!(
+            "{:>5} {:>6} {:>14.0} {:>14.0} {:>12.3} {:>14.1} {:>10.1} {:>10.1}",
+            r.size,
+            r.batch_size,
+            r.loader_cold_images_per_s,
+            r.loader_cached_images_per_s,
+            r.resnet18_step_s,
+            r.resnet18_images_per_s,
+            r.cold_over_trainer,
+            r.cached_over_trainer
+        );
+    }
+    Ok(())
+}
+
+fn bench_train(args: TrainArgs) -> Result<()> {
+    let cfg = ExperimentConfig::load(&args.config)?;
+    let mut rows = Vec::new();
+    for &arch in &args.archs {
+        for &size in &args.sizes {
+            eprintln!("measuring {arch} at {size}²…");
+            rows.push(dmlviz::bench::train::run(&cfg, arch, size, args.epochs)?);
         }
     }
+    if args.json {
+        return super::print_json(&rows);
+    }
+    println!(
+        "{:>13} {:>5} {:>6} {:>12} {:>10} {:>12} {:>10}",
+        "arch", "size", "batch", "loop img/s", "data wait", "bare img/s", "overhead"
+    );
+    for r in rows {
+        println!(
+            "{:>13} {:>5} {:>6} {:>12.1} {:>9.1}% {:>12.1} {:>9.1}%",
+            r.arch,
+            r.size,
+            r.batch_size,
+            r.loop_images_per_s,
+            100.0 * r.data_wait_share,
+            r.bare_images_per_s,
+            100.0 * r.loop_overhead
+        );
+    }
+    Ok(())
+}
+
+fn bench_knn(args: KnnArgs) -> Result<()> {
+    let KnnArgs {
+        queries,
+        references,
+        dim,
+        k,
+        threads,
+        repeats,
+        tile,
+        json,
+    } = args;
+    let opts = KnnBenchOptions {
+        queries,
+        references,
+        dim,
+        k,
+        threads,
+        repeats,
+        tile,
+        ..Default::default()
+    };
+    let rows = dmlviz::bench::knn::run(&opts)?;
+    if json {
+        return super::print_json(&rows);
+    }
+    println!(
+        "{} queries × {} references × {}, k = {}, {} threads, tile {}",
+        queries, references, dim, k, threads, rows[0].tile
+    );
+    println!(
+        "{:>10} {:>10} {:>14} {:>9} {:>11} {:>10}",
+        "distance", "ours s", "matmul+topk s", "speedup", "same index", "max gap"
+    );
+    for r in rows {
+        println!(
+            "{:>10} {:>10.3} {:>14.3} {:>8.2}× {:>10.4}% {:>10.1e}",
+            r.distance,
+            r.ours_s,
+            r.reference_s,
+            r.speedup,
+            100.0 * r.same_index_share,
+            r.max_gap_where_different
+        );
+    }
+    Ok(())
 }

@@ -134,7 +134,7 @@ mod tests {
     /// 10 classes; class c has c + 1 images (class 0 has a lone image).
     fn labels() -> Vec<usize> {
         (0..10)
-            .flat_map(|c| std::iter::repeat(c).take(c + 1))
+            .flat_map(|c| std::iter::repeat_n(c, c + 1))
             .collect()
     }
 

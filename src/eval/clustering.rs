@@ -93,7 +93,7 @@ pub fn kmeans(points: &[Vec<f32>], n_clusters: usize, config: &KMeansConfig) -> 
             tol,
         );
         // Strictly lower: ties keep the earlier start, for determinism.
-        if best.as_ref().map_or(true, |b| solution.inertia < b.inertia) {
+        if best.as_ref().is_none_or(|b| solution.inertia < b.inertia) {
             best = Some(solution);
         }
     }
@@ -211,7 +211,7 @@ fn kmeans_plus_plus(data: &Data, k: usize, rng: &mut Rng) -> Vec<f64> {
                 .map(|(i, &w)| w.min(squared_distance(data.point(i), centre)))
                 .collect();
             let potential: f64 = merged.iter().sum();
-            if best.as_ref().map_or(true, |b| potential < b.0) {
+            if best.as_ref().is_none_or(|b| potential < b.0) {
                 best = Some((potential, candidate, merged));
             }
         }
@@ -596,6 +596,7 @@ mod tests {
     /// NMI, AMI, MI and EMI from scikit-learn 1.9.1 (numpy 2.4.6, scipy 1.17.1):
     /// `normalized_mutual_info_score`, `adjusted_mutual_info_score`,
     /// `mutual_info_score`, `expected_mutual_information(contingency_matrix(..), n)`.
+    // Long: one table of scikit-learn reference values, checked case by case.
     #[test]
     fn nmi_ami_match_scikit_learn() {
         let gen =

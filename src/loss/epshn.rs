@@ -140,7 +140,7 @@ mod tests {
                 if p != a
                     && lab[p] == lab[a]
                     && s <= NEAR_DUPLICATE_COSINE
-                    && pos.map_or(true, |b| s > b)
+                    && pos.is_none_or(|b| s > b)
                 {
                     pos = Some(s);
                 }
@@ -149,7 +149,7 @@ mod tests {
             let mut neg: Option<f64> = None;
             for n in 0..z.len() {
                 let s = dot(&z[a], &z[n]);
-                if lab[n] != lab[a] && s <= sp && neg.map_or(true, |b| s > b) {
+                if lab[n] != lab[a] && s <= sp && neg.is_none_or(|b| s > b) {
                     neg = Some(s);
                 }
             }
@@ -172,7 +172,7 @@ mod tests {
             let mut pos: Option<f64> = None;
             for p in 0..z.len() {
                 let d = dist(&z[a], &z[p]);
-                if p != a && lab[p] == lab[a] && pos.map_or(true, |b| d < b) {
+                if p != a && lab[p] == lab[a] && pos.is_none_or(|b| d < b) {
                     pos = Some(d);
                 }
             }
@@ -180,7 +180,7 @@ mod tests {
             let mut neg: Option<f64> = None;
             for n in 0..z.len() {
                 let d = dist(&z[a], &z[n]);
-                if lab[n] != lab[a] && d > dp && neg.map_or(true, |b| d < b) {
+                if lab[n] != lab[a] && d > dp && neg.is_none_or(|b| d < b) {
                     neg = Some(d);
                 }
             }

@@ -381,6 +381,7 @@ mod tests {
     /// conv activation in eval mode (`m.features(x)` / stem + layer1..4), `eval_pooled`; then
     /// in train mode, after `last.mean((2, 3)).sum().backward()`: `train_last`,
     /// `first_conv_grad`, `first_bn_running_mean`, `first_bn_nbt`.
+    // Long: one fixture, read and compared tensor by tensor in the order it was written.
     fn torchvision_parity(arch: Arch) {
         tch::set_num_threads(1);
         let dir = std::path::Path::new(TORCHVISION_FIXTURES);

@@ -119,32 +119,7 @@ pub fn load_into(
     missing.sort();
     report.missing = missing;
 
-    let mut problems = Vec::new();
-    if !bad_kinds.is_empty() {
-        problems.push(format!("incompatible dtypes: {}", bad_kinds.join(", ")));
-    }
-    if !opts.partial {
-        if !report.missing.is_empty() {
-            problems.push(format!(
-                "missing from the file: {}",
-                report.missing.join(", ")
-            ));
-        }
-        if !report.unexpected.is_empty() {
-            problems.push(format!(
-                "not in the model: {}",
-                report.unexpected.join(", ")
-            ));
-        }
-        if !report.mismatched.is_empty() {
-            let list: Vec<String> = report
-                .mismatched
-                .iter()
-                .map(|(n, file, model)| format!("{n} (file {file:?}, model {model:?})"))
-                .collect();
-            problems.push(format!("shape mismatch: {}", list.join(", ")));
-        }
-    }
+    let problems = import_problems(&report, &bad_kinds, opts.partial);
     if !problems.is_empty() {
         // Checked before any copy, so a refused import leaves the var store untouched.
         bail!(
@@ -168,6 +143,38 @@ pub fn load_into(
     report.loaded = plan.into_iter().map(|(n, _)| n).collect();
     report.loaded.sort();
     Ok(report)
+}
+
+/// Why an import is refused: dtype-family changes always, missing, unexpected and
+/// mis-shaped names unless `partial`.
+fn import_problems(report: &ImportReport, bad_kinds: &[String], partial: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !bad_kinds.is_empty() {
+        problems.push(format!("incompatible dtypes: {}", bad_kinds.join(", ")));
+    }
+    if !partial {
+        if !report.missing.is_empty() {
+            problems.push(format!(
+                "missing from the file: {}",
+                report.missing.join(", ")
+            ));
+        }
+        if !report.unexpected.is_empty() {
+            problems.push(format!(
+                "not in the model: {}",
+                report.unexpected.join(", ")
+            ));
+        }
+        if !report.mismatched.is_empty() {
+            let list: Vec<String> = report
+                .mismatched
+                .iter()
+                .map(|(n, file, model)| format!("{n} (file {file:?}, model {model:?})"))
+                .collect();
+            problems.push(format!("shape mismatch: {}", list.join(", ")));
+        }
+    }
+    problems
 }
 
 pub use crate::tensor_io::write_safetensors;
@@ -346,6 +353,19 @@ fn parse_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
         .into_iter()
         .map(|s| (s.key.clone(), s))
         .collect();
+    let bases = legacy_storage_data(bytes, pos, keys, &storages)?;
+    build_tensors(&entries, &bases)
+}
+
+/// The legacy format's storage data, from byte `pos` on: for each key in `keys`, an
+/// int64 LE element count followed by the raw LE data. Every storage a tensor uses
+/// must be there exactly once.
+fn legacy_storage_data(
+    bytes: &[u8],
+    mut pos: usize,
+    keys: Vec<String>,
+    storages: &HashMap<String, Rc<StorageRef>>,
+) -> Result<HashMap<String, Tensor>> {
     let mut bases: HashMap<String, Tensor> = HashMap::new();
     for key in keys {
         let at = pos;
@@ -395,7 +415,7 @@ fn parse_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
             "storage {key} is used by a tensor but not in the storage list"
         );
     }
-    build_tensors(&entries, &bases)
+    Ok(bases)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -862,7 +882,8 @@ impl<'a> Unpickler<'a> {
         }
     }
 
-    /// One opcode; `Some` at STOP.
+    /// One opcode; `Some` at STOP. Long on purpose: one arm per opcode keeps the whole
+    /// opcode table readable in one place, as the pickle specification lists it.
     fn step(&mut self, op: u8) -> Result<Option<Value>> {
         let value = match op {
             0x80 => {
@@ -1078,7 +1099,7 @@ impl<'a> Unpickler<'a> {
 
 fn fill_dict(dict: &mut DictObj, items: Vec<Value>) -> Result<()> {
     ensure!(
-        items.len() % 2 == 0,
+        items.len().is_multiple_of(2),
         "odd number of items ({}) for a dict",
         items.len()
     );

@@ -114,76 +114,86 @@ fn draw<DB: DrawingBackend>(
         .map(|i| chart.backend_coord(&at(i)))
         .collect();
 
-    // Legend: markers, then classes when they fit.
     if legend_width > 0 {
-        let text = |s: &str, x: i32, y: i32, size: u32| {
-            Text::new(
-                s.to_string(),
-                (x, y),
-                (FONT, size).into_font().color(&BLACK),
-            )
-        };
-        let mut y = 40;
-        legend.draw(&text("markers", 10, y, 15)).map_err(err)?;
-        y += LEGEND_ROW + 4;
-        legend
-            .draw(&Circle::new((18, y + 6), 4, RGBColor(90, 90, 90).filled()))
-            .map_err(err)?;
-        legend.draw(&text("train image", 30, y, 13)).map_err(err)?;
-        y += LEGEND_ROW;
-        legend
-            .draw(&TriangleMarker::new(
-                (18, y + 6),
-                6,
-                RGBColor(90, 90, 90).filled(),
-            ))
-            .map_err(err)?;
-        legend.draw(&text("test image", 30, y, 13)).map_err(err)?;
-        y += LEGEND_ROW;
-        legend
-            .draw(&Circle::new((18, y + 6), 7, BLACK.stroke_width(1)))
-            .map_err(err)?;
-        legend
-            .draw(&text("held-out class", 30, y, 13))
-            .map_err(err)?;
-        y += LEGEND_ROW + 12;
-        let mut present: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
-        present.sort_unstable();
-        present.dedup();
-        let rows_left = (h as i32 - y - 20) / LEGEND_ROW;
-        if (present.len() as i32) <= rows_left {
-            legend.draw(&text("classes", 10, y, 15)).map_err(err)?;
-            y += LEGEND_ROW + 4;
-            for c in present {
-                legend
-                    .draw(&Rectangle::new(
-                        [(12, y + 2), (24, y + 12)],
-                        class_colour(c, n_classes).filled(),
-                    ))
-                    .map_err(err)?;
-                let mut name = data.classes[c].clone();
-                if name.chars().count() > 34 {
-                    name = name.chars().take(33).collect::<String>() + "…";
-                }
-                legend.draw(&text(&name, 30, y, 13)).map_err(err)?;
-                y += LEGEND_ROW;
-            }
-        } else {
-            legend
-                .draw(&text(
-                    &format!("{} classes: one colour each", present.len()),
-                    10,
-                    y,
-                    13,
-                ))
-                .map_err(err)?;
-            legend
-                .draw(&text("(names in the HTML map)", 10, y + LEGEND_ROW, 13))
-                .map_err(err)?;
-        }
+        draw_legend(&legend, data, h)?;
     }
     root.present().map_err(err)?;
     Ok(positions)
+}
+
+/// The legend: the three markers, then one colour swatch per class when they fit.
+fn draw_legend<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    data: &PhaseData,
+    h: u32,
+) -> Result<()> {
+    let n_classes = data.classes.len();
+    let text = |s: &str, x: i32, y: i32, size: u32| {
+        Text::new(
+            s.to_string(),
+            (x, y),
+            (FONT, size).into_font().color(&BLACK),
+        )
+    };
+    let mut y = 40;
+    legend.draw(&text("markers", 10, y, 15)).map_err(err)?;
+    y += LEGEND_ROW + 4;
+    legend
+        .draw(&Circle::new((18, y + 6), 4, RGBColor(90, 90, 90).filled()))
+        .map_err(err)?;
+    legend.draw(&text("train image", 30, y, 13)).map_err(err)?;
+    y += LEGEND_ROW;
+    legend
+        .draw(&TriangleMarker::new(
+            (18, y + 6),
+            6,
+            RGBColor(90, 90, 90).filled(),
+        ))
+        .map_err(err)?;
+    legend.draw(&text("test image", 30, y, 13)).map_err(err)?;
+    y += LEGEND_ROW;
+    legend
+        .draw(&Circle::new((18, y + 6), 7, BLACK.stroke_width(1)))
+        .map_err(err)?;
+    legend
+        .draw(&text("held-out class", 30, y, 13))
+        .map_err(err)?;
+    y += LEGEND_ROW + 12;
+    let mut present: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
+    present.sort_unstable();
+    present.dedup();
+    let rows_left = (h as i32 - y - 20) / LEGEND_ROW;
+    if (present.len() as i32) <= rows_left {
+        legend.draw(&text("classes", 10, y, 15)).map_err(err)?;
+        y += LEGEND_ROW + 4;
+        for c in present {
+            legend
+                .draw(&Rectangle::new(
+                    [(12, y + 2), (24, y + 12)],
+                    class_colour(c, n_classes).filled(),
+                ))
+                .map_err(err)?;
+            let mut name = data.classes[c].clone();
+            if name.chars().count() > 34 {
+                name = name.chars().take(33).collect::<String>() + "…";
+            }
+            legend.draw(&text(&name, 30, y, 13)).map_err(err)?;
+            y += LEGEND_ROW;
+        }
+    } else {
+        legend
+            .draw(&text(
+                &format!("{} classes: one colour each", present.len()),
+                10,
+                y,
+                13,
+            ))
+            .map_err(err)?;
+        legend
+            .draw(&text("(names in the HTML map)", 10, y + LEGEND_ROW, 13))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Renders the scatter plot into an RGB image; returns it and the points' pixels.

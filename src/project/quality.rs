@@ -83,9 +83,9 @@ pub fn trustworthiness(
                 .sum_dim_intlist(2, false, Kind::Int64);
             let nearer = Vec::<Vec<i64>>::try_from(&nearer)?;
             for (r, &i) in rows.iter().enumerate() {
-                for c in 0..intruders[i].len() {
+                for &count in &nearer[r][..intruders[i].len()] {
                     let self_counted = 1; // d(i, i) = 0 < threshold
-                    let rank = (nearer[r][c] - self_counted + 1).max(k as i64 + 1);
+                    let rank = (count - self_counted + 1).max(k as i64 + 1);
                     penalty += (rank - k as i64) as f64;
                 }
             }

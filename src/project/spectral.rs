@@ -221,20 +221,25 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
         }
     }
     // LAPACK through libtorch: Jacobi is O(m³) per sweep and slow at a few hundred.
-    let (values, vectors) = tch::no_grad(|| {
+    // Jacobi stays as the fallback should LAPACK fail (it reports, rather than panics).
+    let lapack = tch::no_grad(|| -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
         let (v, w) = tch::Tensor::from_slice(&nmat)
             .view([m as i64, m as i64])
-            .linalg_eigh("L");
-        (
-            Vec::<f64>::try_from(&v).unwrap_or_default(),
-            Vec::<f64>::try_from(&w.contiguous().view([-1])).unwrap_or_default(),
-        )
+            .f_linalg_eigh("L")?;
+        Ok((
+            Vec::<f64>::try_from(&v)?,
+            Vec::<f64>::try_from(&w.contiguous().view([-1]))?,
+        ))
     });
-    if values.len() != m || vectors.len() != m * m {
-        let (values, vectors) = jacobi_eigen(&nmat, m);
-        return pick(&values, &vectors, m, dim, rng);
+    match lapack {
+        Ok((values, vectors)) if values.len() == m && vectors.len() == m * m => {
+            pick(&values, &vectors, m, dim, rng)
+        }
+        _ => {
+            let (values, vectors) = jacobi_eigen(&nmat, m);
+            pick(&values, &vectors, m, dim, rng)
+        }
     }
-    pick(&values, &vectors, m, dim, rng)
 }
 
 /// Eigenvectors 2..=dim+1 by descending eigenvalue (columns of row-major `vectors`).
@@ -302,6 +307,61 @@ pub fn jacobi_eigen(matrix: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..m).map(|i| a[i * m + i]).collect(), v)
 }
 
+/// Rayleigh–Ritz on a block `X` and its image `Y = (N+I)X`: `H = XᵀY`, both rotated
+/// to `H`'s eigenvectors (largest first); returns them and the largest residual
+/// `‖y_k − θ_k x_k‖` of the first `dim` Ritz pairs.
+fn rayleigh_ritz(
+    block: &[Vec<f64>],
+    next: &[Vec<f64>],
+    dim: usize,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, f64) {
+    let p = block.len();
+    let m = block[0].len();
+    let mut h = vec![0f64; p * p];
+    for a in 0..p {
+        for b in 0..p {
+            h[a * p + b] = block[a].iter().zip(&next[b]).map(|(u, v)| u * v).sum();
+        }
+    }
+    for a in 0..p {
+        for b in 0..a {
+            let s = 0.5 * (h[a * p + b] + h[b * p + a]);
+            h[a * p + b] = s;
+            h[b * p + a] = s;
+        }
+    }
+    let (values, vectors) = jacobi_eigen(&h, p);
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&x, &y| {
+        values[y]
+            .partial_cmp(&values[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let rotate = |src: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        order
+            .iter()
+            .map(|&c| {
+                (0..m)
+                    .map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum())
+                    .collect()
+            })
+            .collect()
+    };
+    let x = rotate(block);
+    let y = rotate(next);
+    let theta: Vec<f64> = order.iter().map(|&c| values[c]).collect();
+    let residual = (0..dim)
+        .map(|k| {
+            x[k].iter()
+                .zip(&y[k])
+                .map(|(a, b)| (b - theta[k] * a).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0f64, f64::max);
+    (x, y, residual)
+}
+
 /// Block subspace iteration on `N = D^{-1/2} A D^{-1/2}` restricted to one
 /// component, with Rayleigh–Ritz; the known top eigenvector `√d` is deflated.
 fn sparse_laplacian_eigenvectors(
@@ -350,56 +410,13 @@ fn sparse_laplacian_eigenvectors(
         .collect();
     let mut next = vec![vec![0f64; m]; p];
     orthonormalise(&mut block, &top);
-    let mut theta = vec![0f64; p];
     for iteration in 0..MAX_ITERATIONS {
         for (x, y) in block.iter().zip(next.iter_mut()) {
             apply(x, y);
         }
         let check = iteration % 10 == 9 || iteration + 1 == MAX_ITERATIONS;
         if check {
-            // Rayleigh–Ritz: H = Xᵀ(N+I)X, rotate the block to H's eigenvectors.
-            let mut h = vec![0f64; p * p];
-            for a in 0..p {
-                for b in 0..p {
-                    h[a * p + b] = block[a].iter().zip(&next[b]).map(|(u, v)| u * v).sum();
-                }
-            }
-            for a in 0..p {
-                for b in 0..a {
-                    let s = 0.5 * (h[a * p + b] + h[b * p + a]);
-                    h[a * p + b] = s;
-                    h[b * p + a] = s;
-                }
-            }
-            let (values, vectors) = jacobi_eigen(&h, p);
-            let mut order: Vec<usize> = (0..p).collect();
-            order.sort_by(|&x, &y| {
-                values[y]
-                    .partial_cmp(&values[x])
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-            let rotate = |src: &[Vec<f64>]| -> Vec<Vec<f64>> {
-                order
-                    .iter()
-                    .map(|&c| {
-                        (0..m)
-                            .map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum())
-                            .collect()
-                    })
-                    .collect()
-            };
-            let x = rotate(&block);
-            let y = rotate(&next);
-            theta = order.iter().map(|&c| values[c]).collect();
-            let residual = (0..dim)
-                .map(|k| {
-                    x[k].iter()
-                        .zip(&y[k])
-                        .map(|(a, b)| (b - theta[k] * a).powi(2))
-                        .sum::<f64>()
-                        .sqrt()
-                })
-                .fold(0f64, f64::max);
+            let (x, y, residual) = rayleigh_ritz(&block, &next, dim);
             block = x;
             if residual < 1e-4 {
                 break;
@@ -409,7 +426,6 @@ fn sparse_laplacian_eigenvectors(
         std::mem::swap(&mut block, &mut next);
         orthonormalise(&mut block, &top);
     }
-    let _ = theta;
     let mut out = vec![0f64; m * dim];
     for k in 0..dim {
         for i in 0..m {

@@ -235,21 +235,7 @@ fn noisy_scale(layout: &mut [f32], rng: &mut Rng) {
 /// between input points.
 pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<Matrix> {
     validate(points, params.n_neighbors, "UMAP input")?;
-    ensure!(
-        params.n_neighbors >= 2,
-        "UMAP needs n_neighbors ≥ 2, got {}",
-        params.n_neighbors
-    );
-    ensure!(
-        params.min_dist >= 0.0 && params.min_dist <= params.spread && params.spread > 0.0,
-        "UMAP needs 0 ≤ min_dist ≤ spread, got min_dist {} and spread {}",
-        params.min_dist,
-        params.spread
-    );
-    ensure!(
-        params.learning_rate > 0.0 && params.negative_sample_rate >= 1,
-        "UMAP needs a positive learning rate and negative sample rate"
-    );
+    check_params(params)?;
     let n = points.rows;
     let (indices, dists) = knn_graph(points, params.n_neighbors, distance)?;
     let (a, b) = find_ab_params(params.spread, params.min_dist);
@@ -317,6 +303,26 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
         );
     }
     Matrix::new(n, 2, data)
+}
+
+/// Refuses parameters umap-learn would refuse (or silently misuse).
+fn check_params(params: &UmapParams) -> Result<()> {
+    ensure!(
+        params.n_neighbors >= 2,
+        "UMAP needs n_neighbors ≥ 2, got {}",
+        params.n_neighbors
+    );
+    ensure!(
+        params.min_dist >= 0.0 && params.min_dist <= params.spread && params.spread > 0.0,
+        "UMAP needs 0 ≤ min_dist ≤ spread, got min_dist {} and spread {}",
+        params.min_dist,
+        params.spread
+    );
+    ensure!(
+        params.learning_rate > 0.0 && params.negative_sample_rate >= 1,
+        "UMAP needs a positive learning rate and negative sample rate"
+    );
+    Ok(())
 }
 
 /// umap-learn's gradient clip.

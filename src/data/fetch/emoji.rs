@@ -155,7 +155,7 @@ pub fn select_emoji(
 ) -> Vec<EmojiEntry> {
     let mut selected: Vec<EmojiEntry> = entries
         .iter()
-        .filter(|e| category.map_or(true, |c| e.category == c))
+        .filter(|e| category.is_none_or(|c| e.category == c))
         .filter(|e| vendors.iter().all(|v| e.has_img(v)))
         .cloned()
         .collect();
@@ -233,6 +233,9 @@ fn emoji_image(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     )))
 }
 
+/// Class folder name → the emoji's metadata (name, short_name, unified, category, ...).
+type Classes = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Builds the emoji dataset into `opts.out` (see the module comment).
 pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
     check_vendors(&opts.vendors)?;
@@ -244,12 +247,54 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         .iter()
         .map(|v| npm_tarball(&package_name(v), EMOJI_VERSION, &opts.cache))
         .collect::<Result<_>>()?;
+    let PackageListing {
+        present,
+        emoji_json,
+    } = list_packages(&opts.vendors, &tarballs)?;
+    let json_what = format!(
+        "{}@{EMOJI_VERSION}/emoji.json",
+        package_name(&opts.vendors[0])
+    );
+    let emoji_json = emoji_json
+        .with_context(|| format!("{json_what} not found in {}", tarballs[0].display()))?;
+    let entries = parse_emoji_json(&emoji_json, &json_what, &mut report.skipped)?;
+    drop(emoji_json);
 
-    // Pass 1: which images each tarball really holds, and emoji.json (the same file
-    // in every vendor package, so the first one's is used).
+    check_category(&entries, opts.category.as_deref())?;
+    let selected = select_emoji(&entries, &opts.vendors, opts.category.as_deref());
+    let (classes, folder_of) = assign_classes(&selected, &opts.vendors, &present, &mut report);
+    drop(present);
+    report.classes = classes.len();
+    eprintln!(
+        "emoji: {} classes from {} entries (vendors {}, category {})",
+        classes.len(),
+        entries.len(),
+        opts.vendors.join(", "),
+        opts.category.as_deref().unwrap_or("any")
+    );
+
+    let written = write_images(opts, &tarballs, &folder_of, &mut report)?;
+    let manifest = dataset_manifest(opts, classes);
+    prune_stale(&opts.out, previous.as_ref(), &written)?;
+    // Written last: a dataset.json means the images beside it are complete.
+    write_json(&opts.out.join("dataset.json"), &manifest)?;
+    Ok(report)
+}
+
+/// What pass 1 found in the vendor tarballs.
+struct PackageListing {
+    /// Per vendor, the image files its tarball holds.
+    present: Vec<HashSet<String>>,
+    /// `emoji.json`, when some tarball had it.
+    emoji_json: Option<Vec<u8>>,
+}
+
+/// Pass 1: which images each tarball really holds, and emoji.json (the same file in
+/// every vendor package, so the first one's is used).
+fn list_packages(vendors: &[String], tarballs: &[PathBuf]) -> Result<PackageListing> {
     let mut present: Vec<HashSet<String>> = Vec::new();
     let mut emoji_json: Option<Vec<u8>> = None;
-    for (vendor, tgz) in opts.vendors.iter().zip(&tarballs) {
+    for (vendor, tgz) in vendors.iter().zip(tarballs) {
         let dir = image_dir(vendor);
         let names = RefCell::new(HashSet::new());
         let want_json = emoji_json.is_none();
@@ -268,39 +313,35 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         )?;
         present.push(names.into_inner());
     }
-    let json_what = format!(
-        "{}@{EMOJI_VERSION}/emoji.json",
-        package_name(&opts.vendors[0])
-    );
-    let emoji_json = emoji_json
-        .with_context(|| format!("{json_what} not found in {}", tarballs[0].display()))?;
-    let entries = parse_emoji_json(&emoji_json, &json_what, &mut report.skipped)?;
-    drop(emoji_json);
+    Ok(PackageListing {
+        present,
+        emoji_json,
+    })
+}
 
-    check_category(&entries, opts.category.as_deref())?;
-    let selected = select_emoji(&entries, &opts.vendors, opts.category.as_deref());
-
-    // Classes: selected entries whose image file is in every tarball, numbered in order.
-    let mut classes: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut folder_of: HashMap<String, String> = HashMap::new(); // image file -> class folder
-    for entry in &selected {
-        let missing: Vec<&String> = opts
-            .vendors
+/// Classes: the selected entries whose image file is in every tarball, numbered in
+/// order; also returns image file → class folder. Entries left out are noted.
+fn assign_classes(
+    selected: &[EmojiEntry],
+    vendors: &[String],
+    present: &[HashSet<String>],
+    report: &mut FetchReport,
+) -> (Classes, HashMap<String, String>) {
+    let mut classes = Classes::new();
+    let mut folder_of: HashMap<String, String> = HashMap::new();
+    for entry in selected {
+        let missing: Vec<String> = vendors
             .iter()
-            .zip(&present)
+            .zip(present)
             .filter(|(_, names)| !names.contains(&entry.image))
-            .map(|(v, _)| v)
+            .map(|(v, _)| format!("{}{}", image_dir(v), entry.image))
             .collect();
         if !missing.is_empty() {
-            let list: Vec<String> = missing
-                .iter()
-                .map(|v| format!("{}{}", image_dir(v), entry.image))
-                .collect();
             report.skipped.push(format!(
                 "{} ({}): has_img but missing from the package: {}",
                 entry.short_name,
                 entry.unified,
-                list.join(", ")
+                missing.join(", ")
             ));
             continue;
         }
@@ -327,19 +368,19 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
                 .collect(),
         );
     }
-    drop(present);
-    report.classes = classes.len();
-    eprintln!(
-        "emoji: {} classes from {} entries (vendors {}, category {})",
-        classes.len(),
-        entries.len(),
-        opts.vendors.join(", "),
-        opts.category.as_deref().unwrap_or("any")
-    );
+    (classes, folder_of)
+}
 
-    // Pass 2: decode, composite and write the wanted images, a batch at a time.
+/// Pass 2: decodes, composites and writes the wanted images, a batch at a time;
+/// returns class folder → the files written there.
+fn write_images(
+    opts: &EmojiOptions,
+    tarballs: &[PathBuf],
+    folder_of: &HashMap<String, String>,
+    report: &mut FetchReport,
+) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (vendor, tgz) in opts.vendors.iter().zip(&tarballs) {
+    for (vendor, tgz) in opts.vendors.iter().zip(tarballs) {
         let dir = image_dir(vendor);
         let file_name = format!("{vendor}.png");
         let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);
@@ -379,15 +420,19 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
             |path, bytes| {
                 batch.push((path[dir.len()..].to_string(), bytes));
                 if batch.len() >= BATCH {
-                    flush(&mut batch, &mut report)?;
+                    flush(&mut batch, report)?;
                 }
                 Ok(())
             },
         )?;
-        flush(&mut batch, &mut report)?;
+        flush(&mut batch, report)?;
         eprintln!("emoji: {vendor} done");
     }
+    Ok(written)
+}
 
+/// The `dataset.json` of an emoji dataset: sources, licences, classes, settings.
+fn dataset_manifest(opts: &EmojiOptions, classes: Classes) -> DatasetManifest {
     let mut settings = BTreeMap::from([
         ("vendors".to_string(), opts.vendors.join(",")),
         ("image_size".to_string(), IMAGE_SIZE.to_string()),
@@ -396,7 +441,7 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
     if let Some(category) = &opts.category {
         settings.insert("category".to_string(), category.clone());
     }
-    let manifest = DatasetManifest {
+    DatasetManifest {
         name: "emoji".to_string(),
         sources: opts
             .vendors
@@ -410,11 +455,7 @@ pub fn fetch_emoji(opts: &EmojiOptions) -> Result<FetchReport> {
         licences: licence_notes(&opts.vendors),
         classes,
         settings,
-    };
-    prune_stale(&opts.out, previous.as_ref(), &written)?;
-    // Written last: a dataset.json means the images beside it are complete.
-    write_json(&opts.out.join("dataset.json"), &manifest)?;
-    Ok(report)
+    }
 }
 
 #[cfg(test)]
