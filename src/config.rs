@@ -79,7 +79,7 @@ pub struct ModelConfig {
     /// default `weights/<backbone>-imagenet.safetensors`.
     #[serde(default)]
     pub weights: Option<PathBuf>,
-    pub distance: crate::loss::Distance,
+    pub distance: crate::search::Distance,
     #[serde(default = "default_embedding_dim")]
     pub embedding_dim: i64,
     /// 1-D BatchNorm on the embedding.

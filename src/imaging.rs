@@ -1,24 +1,18 @@
-//! Image helpers shared by the explain, project and report layers: thumbnails of
-//! dataset images, the JET colormap and 50/50 overlays of saliency maps, JPEG
-//! output. Decoding goes through [`crate::data::decode`], so size limits and
-//! transparency handling are the same everywhere.
+//! Image helpers shared by the explain, project and report layers: shrinking
+//! images to thumbnails, the JET colormap and 50/50 overlays of saliency maps, JPEG
+//! output. Pixels in, pixels out: this is the base layer, so reading files is left
+//! to `data::decode` (a thumbnail of a file is `shrink(&decode_rgb(path)?, side)`),
+//! which keeps one set of size limits and transparency rules for every reader.
 
 use crate::atomic::write_atomic_with;
-use crate::data::decode::decode_rgb;
 use anyhow::{Context, Result};
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
-/// Decodes an image and shrinks it so its longer side is at most `max_side`
-/// (never enlarged), keeping the aspect ratio.
-pub fn thumbnail(path: &Path, max_side: u32) -> Result<RgbImage> {
-    let image = decode_rgb(path)?;
-    Ok(shrink(&image, max_side))
-}
-
-/// Shrinks an image so its longer side is at most `max_side` (Lanczos-free triangle
-/// filter: fast and without ringing on emoji edges).
+/// Shrinks an image so its longer side is at most `max_side` (never enlarged),
+/// keeping the aspect ratio (Lanczos-free triangle filter: fast and without ringing
+/// on emoji edges).
 pub fn shrink(image: &RgbImage, max_side: u32) -> RgbImage {
     let (w, h) = image.dimensions();
     let side = w.max(h);

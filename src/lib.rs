@@ -1,8 +1,10 @@
 //! dmlviz: deep-metric-learning embedding networks for image classification —
 //! train, evaluate by nearest-neighbour search, explain, project and report.
 //!
-//! Layers (a layer uses only layers below it): data → model → loss → train →
-//! eval → project/explain → report → cli. See DESIGN.md.
+//! The modules form layers, each using only the layers below it (base → data →
+//! search → model/loss → run → train → eval → explain/project → report →
+//! study/bench → cli); docs/DESIGN.md, "Layers", has the table that
+//! `tests/architecture.rs` enforces.
 
 pub mod atomic;
 pub mod bench;
@@ -18,6 +20,7 @@ pub mod model;
 pub mod project;
 pub mod report;
 pub mod run;
+pub mod search;
 pub mod study;
 pub mod tensor_io;
 pub mod train;

@@ -6,9 +6,9 @@
 //! centre plus noise of standard deviation 0.5, L2-normalised; queries and references
 //! drawn from the same centres (as `scripts/bench-faiss.py` does for FAISS).
 
-use crate::eval::knn::{k_nearest_with, KnnOptions, Tile};
-use crate::loss::distance::normalize;
-use crate::loss::Distance;
+use crate::search::distance::normalize;
+use crate::search::knn::{k_nearest_with, KnnOptions, Tile};
+use crate::search::Distance;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use std::time::Instant;

@@ -6,11 +6,11 @@
 //! Data: [`crate::project::clustered_points`] — `clusters` standard-normal centres in
 //! `dim` dimensions, noise 0.5 — one set per size, the same for both methods.
 
-use crate::loss::Distance;
 use crate::project::clustered_points;
 use crate::project::quality::{knn_label_agreement, trustworthiness, QUALITY_K};
 use crate::project::tsne::{tsne, TsneParams};
 use crate::project::umap::{umap, UmapParams};
+use crate::search::Distance;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use std::time::Instant;

@@ -6,8 +6,8 @@ use dmlviz::bench::knn::KnnBenchOptions;
 use dmlviz::bench::loader::{self, LoaderBenchOptions};
 use dmlviz::config::ExperimentConfig;
 use dmlviz::data::Dataset;
-use dmlviz::eval::knn::Tile;
 use dmlviz::model::Arch;
+use dmlviz::search::knn::Tile;
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -50,9 +50,11 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Parses the command line and runs the command.
+/// Parses the command line and runs the command. A command line clap rejects, or
+/// a request for help or the version, comes back as a [`clap::Error`] (`main` prints
+/// it and picks the exit code) instead of clap exiting with its own codes.
 pub fn run() -> Result<()> {
-    dispatch(Cli::parse())
+    dispatch(Cli::try_parse()?)
 }
 
 /// Runs a command given as an argument list (one command calling another, e.g.

@@ -300,7 +300,8 @@ pub struct ClusteringMetrics {
     /// k-means inertia of the clustering used.
     pub inertia: f64,
     /// Why NMI/AMI are missing: one query per label (as many clusters as queries
-    /// makes NMI 1.0 by construction, DESIGN.md), a single label, or no queries.
+    /// makes NMI 1.0 by construction, docs/REFERENCE.md, "NMI and AMI"), a single
+    /// label, or no queries.
     pub note: Option<String>,
 }
 

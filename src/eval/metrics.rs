@@ -11,12 +11,14 @@
 //!   the end of the slice have none). [`label_counts`] builds it.
 //!
 //! Distances are not needed: the order of each row carries them, and ties in
-//! majority vote are broken by that order (REFERENCE.md, "Evaluation").
+//! majority vote are broken by that order (docs/REFERENCE.md, "The other retrieval
+//! metrics").
 //!
 //! Queries whose label has no reference ("lone" queries) are left out of every
 //! metric here, as PML leaves them out, and counted in [`RetrievalMetrics`].
 //! When every query is lone each metric is 0, as in PML.
 
+use crate::search::precision;
 use serde::Serialize;
 
 /// Recall@k values reported by default (the DML literature's CUB/Cars columns).
@@ -48,17 +50,9 @@ pub enum MetricError {
     },
 }
 
-/// Number of references per label, indexed by label (`counts[label]`).
-pub fn label_counts(reference_labels: &[usize]) -> Vec<usize> {
-    let len = reference_labels.iter().max().map_or(0, |&m| m + 1);
-    let mut counts = vec![0; len];
-    for &label in reference_labels {
-        counts[label] += 1;
-    }
-    counts
-}
+pub use crate::search::precision::label_counts;
 
-/// Turns neighbour indices (as [`crate::eval::knn::k_nearest`] returns them,
+/// Turns neighbour indices (as [`crate::search::knn::k_nearest`] returns them,
 /// converted to `Vec<Vec<i64>>`) into neighbour labels.
 pub fn neighbour_labels(
     indices: &[Vec<i64>],
@@ -187,7 +181,7 @@ impl<'a> Neighbours<'a> {
 
     /// True for a query whose label has no reference (PML's "lone" query).
     pub fn is_lone(&self, query: usize) -> bool {
-        self.reference_count(self.query_labels[query]) == 0
+        precision::is_lone(self.query_labels[query], self.reference_counts)
     }
 
     /// Indices of the queries that take part in the metrics (not lone).
@@ -282,11 +276,17 @@ impl<'a> Neighbours<'a> {
 }
 
 /// Precision@1 (PML's `precision_at_1`, the literature's Recall@1, the reference
-/// experiments' "test accuracy"): share of queries whose nearest reference has
-/// their label.
+/// experiments' "test accuracy"): share of non-lone queries whose nearest reference
+/// has their label, by [`precision::precision_at_1_of_labels`], the one definition
+/// training's per-epoch value uses too.
 pub fn precision_at_1(n: &Neighbours) -> Result<f64, MetricError> {
     n.require("precision@1", 1)?;
-    Ok(n.mean(|q| n.hit(q, 0) as u8 as f64))
+    let nearest: Vec<usize> = n.knn_labels.iter().map(|row| row[0]).collect();
+    Ok(precision::precision_at_1_of_labels(
+        n.query_labels,
+        &nearest,
+        n.reference_counts,
+    ))
 }
 
 /// Recall@k as the DML literature uses it: share of queries with at least one
@@ -677,6 +677,34 @@ mod tests {
             (0, 0.0, 0.0)
         );
         assert!(m.per_class_precision_at_1.is_empty());
+    }
+
+    #[test]
+    fn metrics_json_and_the_per_epoch_value_agree_on_lone_queries() {
+        use crate::search::knn::k_nearest;
+        use crate::search::Distance;
+        use tch::Tensor;
+        tch::set_num_threads(1);
+        // References at 0, 10 (class 0) and 5 (class 1); the class-2 query at 11 is
+        // lone. The old per-epoch definition counted it as a miss (2/3).
+        let refs = Tensor::from_slice(&[0.0f32, 10.0, 5.0]).view([3, 1]);
+        let q = Tensor::from_slice(&[1.0f32, 6.0, 11.0]).view([3, 1]);
+        let (ref_labels, q_labels) = ([0usize, 0, 1], [0usize, 1, 2]);
+        let per_epoch = crate::search::precision::precision_at_1(
+            &q,
+            &Tensor::from_slice(&[0i64, 1, 2]),
+            &refs,
+            &Tensor::from_slice(&[0i64, 0, 1]),
+            Distance::Euclidean,
+        )
+        .unwrap();
+        let (idx, _) = k_nearest(&q, &refs, 3, Distance::Euclidean);
+        let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap();
+        let knn = neighbour_labels(&idx, &ref_labels).unwrap();
+        let counts = label_counts(&ref_labels);
+        let n = Neighbours::new(&q_labels, &knn, &counts).unwrap();
+        let in_metrics_json = precision_at_1(&n).unwrap();
+        assert_eq!((per_epoch, in_metrics_json), (1.0, 1.0));
     }
 
     #[test]

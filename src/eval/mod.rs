@@ -1,9 +1,9 @@
-//! Evaluation: nearest-neighbour search and retrieval metrics.
+//! Evaluation: retrieval and clustering metrics, tables, the reference gallery and
+//! prediction, over the nearest-neighbour search of [`crate::search`].
 
 pub mod clustering;
 pub mod cost;
 pub mod gallery;
-pub mod knn;
 pub mod metrics;
 pub mod phase_model;
 pub mod predict;

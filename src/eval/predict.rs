@@ -2,13 +2,13 @@
 //! and majority vote over k (ties: the nearest of the tied classes wins).
 
 use super::gallery::Gallery;
-use super::knn::k_nearest;
 use super::metrics::majority_vote;
 use crate::data::decode::decode_rgb;
 use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
-use crate::loss::Distance;
 use crate::model::EmbeddingNet;
+use crate::search::knn::k_nearest;
+use crate::search::Distance;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;

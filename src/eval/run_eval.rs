@@ -4,7 +4,6 @@
 //! and, for losses with class weights, the accuracy of their own logits.
 
 use super::clustering::{clustering_metrics, ClusteringMetrics, KMeansConfig};
-use super::knn::k_nearest;
 use super::metrics::{
     label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics,
     DEFAULT_RECALL_KS, DEFAULT_VOTE_KS,
@@ -17,6 +16,7 @@ use super::report::{
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::run::RunDir;
+use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
 use crate::train::embed::{embed, Embedded};
 use anyhow::{Context, Result};

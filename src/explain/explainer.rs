@@ -24,13 +24,14 @@ use super::target::{class_centroid, cosine_score, first_other, TargetChoice};
 use super::transfer::{transfer_gradcam, WeightStore, DEFAULT_TRANSFER_K};
 use super::vanilla::gradient_heat_maps;
 use crate::atomic::{write_json, write_png};
+use crate::data::decode::decode_rgb;
 use crate::eval::gallery::Gallery;
-use crate::eval::knn::k_nearest;
 use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::{embed_files, predict_embeddings, Neighbour, Prediction};
-use crate::imaging::{thumbnail, write_jpeg};
+use crate::imaging::{shrink, write_jpeg};
 use crate::model::layers::apply_activation;
 use crate::run::RunDir;
+use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
 use anyhow::{bail, Result};
 use image::{DynamicImage, RgbImage};
@@ -641,7 +642,10 @@ pub fn write_explanation(
     );
     for (j, (n, role, pair)) in listed.into_iter().enumerate() {
         let thumb = format!("neighbour-{j}.jpg");
-        write_jpeg(&dir.join(&thumb), &thumbnail(&n.path, THUMBNAIL_SIDE)?)?;
+        write_jpeg(
+            &dir.join(&thumb),
+            &shrink(&decode_rgb(&n.path)?, THUMBNAIL_SIDE),
+        )?;
         let pair = match pair {
             Some(p) => {
                 let q = write_map_pngs(dir, &format!("pair-{j}-query"), &p.query, &e.input)?;

@@ -1,5 +1,6 @@
-//! Grad-CAM for an embedding network (REFERENCE.md): channel weights are the spatial mean
-//! of ∂score/∂A; the map is ReLU(Σ_c w_c·A_c), scaled to [0, 1] and resized to the input.
+//! Grad-CAM for an embedding network (docs/REFERENCE.md, "Saliency for embedding
+//! networks"): channel weights are the spatial mean of ∂score/∂A; the map is
+//! ReLU(Σ_c w_c·A_c), scaled to [0, 1] and resized to the input.
 
 use super::map::{scale_maps, SaliencyMap};
 use super::saliency::{gradients, Explainable, Gradients, ScoreFn};

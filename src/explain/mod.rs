@@ -1,4 +1,4 @@
-//! Saliency for embedding networks (REFERENCE.md, "Saliency for embedding networks"):
+//! Saliency for embedding networks (docs/REFERENCE.md, "Saliency for embedding networks"):
 //! Grad-CAM against a similarity target, Grad-CAM with weight transfer, similarity
 //! decomposition of a pair, vanilla, guided and guided Grad-CAM backprop — for every
 //! backbone and any image size.

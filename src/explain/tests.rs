@@ -11,8 +11,8 @@ use super::saliency::{gradients, Explainable};
 use super::target::cosine_score;
 use super::transfer::{transfer_gradcam, WeightStore};
 use super::vanilla::gradient_heat_maps;
-use crate::loss::Distance;
 use crate::model::{Activation, ActivationHook, Arch, EmbeddingNet, HeadConfig};
+use crate::search::Distance;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 const F64: (Kind, Device) = (Kind::Double, Device::Cpu);

@@ -1,8 +1,8 @@
 //! ArcFace, additive angular margin (Deng et al., CVPR 2019): cosine logits against
 //! learnable class weights, with the angle to the true class widened by a margin.
 
-use super::distance::normalize;
 use super::{cross_entropy, MetricLoss};
+use crate::search::distance::normalize;
 use tch::{nn, Tensor};
 
 /// ArcFace loss. W `[embedding_dim, num_classes]` (PML's layout and name); logits

@@ -7,12 +7,13 @@ use super::epshn::{EasyPositiveHardNegative, EasyPositiveSemiHardNegative};
 use super::nt_xent::NtXent;
 use super::proxy_nca::ProxyNca;
 use super::sub_center_arcface::SubCenterArcFace;
-use super::{Distance, MetricLoss};
+use super::MetricLoss;
+use crate::search::Distance;
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
 /// Which loss, with its hyper-parameters; every field defaults to the reference
-/// value (REFERENCE.md), so `kind = "arcface"` alone is a complete table.
+/// value (docs/REFERENCE.md, "Losses"), so `kind = "arcface"` alone is a complete table.
 /// In TOML: `[loss]` with `kind = "epshn"`, `sigma = 0.1`, …
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

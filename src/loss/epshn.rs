@@ -7,8 +7,8 @@
 //! through the chosen pairs, as in the reference code) and are fully vectorised:
 //! masks, then one arg-max/arg-min per row.
 
-use super::distance::{normalize, Distance};
 use super::{class_masks, masked_mean, MetricLoss};
+use crate::search::distance::{normalize, Distance};
 use tch::{Kind, Tensor};
 
 /// Same-class pairs more similar than this (cosine) are near-duplicates (the same

@@ -11,7 +11,6 @@
 pub mod arcface;
 pub mod classifier;
 pub mod config;
-pub mod distance;
 pub mod epshn;
 pub mod nt_xent;
 pub mod proxy_nca;
@@ -22,7 +21,6 @@ mod testutil;
 pub use arcface::ArcFace;
 pub use classifier::Classifier;
 pub use config::{build, LossConfig};
-pub use distance::Distance;
 pub use epshn::{EasyPositiveHardNegative, EasyPositiveSemiHardNegative};
 pub use nt_xent::NtXent;
 pub use proxy_nca::ProxyNca;

@@ -1,8 +1,8 @@
 //! NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al.,
 //! ICML 2020), for self-supervised pre-training on two augmented views per image.
 
-use super::distance::normalize;
 use super::{cross_entropy, MetricLoss};
+use crate::search::distance::normalize;
 use tch::{Kind, Tensor};
 
 /// NT-Xent over a batch of 2N embeddings in which rows i and i + N are the two views

@@ -2,8 +2,8 @@
 //! `ProxyNCALoss`: one learnable proxy per class; each embedding is pulled towards
 //! its class proxy and pushed from the others through a softmax over distances.
 
-use super::distance::normalize;
 use super::{cross_entropy, MetricLoss};
+use crate::search::distance::normalize;
 use tch::{nn, Kind, Tensor};
 
 /// ProxyNCA loss: d² = squared L2 distance between the L2-normalised embedding and

@@ -169,7 +169,7 @@ impl Backbone {
         }
     }
 
-    /// Freezes or unfreezes every BatchNorm (REFERENCE.md "Frozen BatchNorm"): when frozen,
+    /// Freezes or unfreezes every BatchNorm (docs/REFERENCE.md, "Frozen BatchNorm"): when frozen,
     /// each BN normalises with its running statistics and leaves them unchanged even in a
     /// training-mode pass, and its weight and bias get `requires_grad(false)`. The setting
     /// stays until changed: no re-application after switching to training is needed.

@@ -3,7 +3,7 @@
 //!
 //! Why our own reader: no `tch` loader reads a Python `state_dict` file, and the crates that
 //! read pickles are heavy or miss the legacy format our ImageNet MobileNetV2 comes in
-//! (DESIGN.md, "Reading .pth files from Rust"). Both `torch.save` formats are handled:
+//! (docs/DESIGN.md, "Reading .pth files"). Both `torch.save` formats are handled:
 //!
 //! - **zip** (PyTorch ≥ 1.6): `<folder>/data.pkl` (the folder name varies with the file
 //!   name), raw little-endian storages in `<folder>/data/<key>`, `<folder>/byteorder`.

@@ -48,7 +48,7 @@ impl Activation {
 /// Called at every activation of a forward pass with the pre-activation tensor; returns the
 /// activation's output. [`apply_activation`] is the plain forward pass; the explain layer can
 /// return a detached leaf instead to cut the graph into per-activation segments (tch has no
-/// autograd hooks, see DESIGN.md).
+/// autograd hooks, see docs/DESIGN.md, "No autograd hooks").
 pub type ActivationHook<'a> = dyn FnMut(&Tensor, Activation) -> Tensor + 'a;
 
 /// The hook of a plain forward pass: just applies the activation.
@@ -125,7 +125,7 @@ impl Conv2d {
 /// momentum it does not enter the computation, it is kept so the var store and a torchvision
 /// `state_dict` hold exactly the same names).
 ///
-/// Frozen (REFERENCE.md "Frozen BatchNorm"): the layer always normalises with its running
+/// Frozen (docs/REFERENCE.md, "Frozen BatchNorm"): the layer always normalises with its running
 /// statistics and never updates them, even in a training-mode forward pass, and its weight
 /// and bias do not require gradients. The flag lives in the layer, so it survives every
 /// switch between training and evaluation passes without being re-applied.

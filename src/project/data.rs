@@ -4,8 +4,8 @@
 use super::input::Matrix;
 use crate::config::Phase;
 use crate::data::split::ClassProtocol;
-use crate::loss::Distance;
 use crate::run::RunDir;
+use crate::search::Distance;
 use crate::tensor_io::read_safetensors;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;

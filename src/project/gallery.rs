@@ -169,7 +169,8 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
     );
     let mut sheet = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
     let load = |path: &Path| {
-        crate::imaging::thumbnail(path, CELL)
+        crate::data::decode::decode_rgb(path)
+            .map(|image| crate::imaging::shrink(&image, CELL))
             .unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])))
     };
     let frame = |sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage| {

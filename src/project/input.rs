@@ -2,7 +2,7 @@
 //! (checked here so that no dependency ever panics on bad input), and PCA (for the
 //! optional reduction to 50 dimensions and for t-SNE's initial layout).
 
-use crate::loss::Distance;
+use crate::search::Distance;
 use anyhow::{bail, ensure, Result};
 use tch::{Device, Kind, Tensor};
 

@@ -59,7 +59,10 @@ impl SpriteInfo {
 pub fn load_thumbnails(paths: &[PathBuf], side: u32) -> (Vec<RgbImage>, usize) {
     let thumbs: Vec<Option<RgbImage>> = paths
         .par_iter()
-        .map(|p| crate::imaging::thumbnail(p, side).ok())
+        .map(|p| {
+            let image = crate::data::decode::decode_rgb(p).ok()?;
+            Some(crate::imaging::shrink(&image, side))
+        })
         .collect();
     let missing = thumbs.iter().filter(|t| t.is_none()).count();
     (

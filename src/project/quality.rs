@@ -1,14 +1,14 @@
 //! How faithful a 2-D layout is: trustworthiness (scikit-learn's definition) and the
 //! agreement of labels among 2-D neighbours. Both use the exact kNN search of
-//! [`crate::eval::knn`].
+//! [`crate::search::knn`].
 
 use super::input::Matrix;
-use crate::eval::knn::{k_nearest_with, Exclude, KnnOptions};
-use crate::loss::Distance;
+use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
+use crate::search::Distance;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
 
-/// Neighbours per point for both measures (REFERENCE.md: k = 15).
+/// Neighbours per point for both measures (docs/REFERENCE.md, "Projections": k = 15).
 pub const QUALITY_K: usize = 15;
 
 /// The `k` nearest other points of every point, `[n][k]`.

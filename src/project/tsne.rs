@@ -7,7 +7,7 @@
 //! those changed, so the optimisation is written here:
 //!
 //! * affinities: each point's `k = min(n − 1, ⌊3·perplexity⌋)` nearest neighbours
-//!   (exact search, [`crate::eval::knn`]), Gaussian kernels on squared distances
+//!   (exact search, [`crate::search::knn`]), Gaussian kernels on squared distances
 //!   calibrated by bisection to the perplexity (entropy in nats), symmetrised
 //!   `P = (P + Pᵀ) / ΣP`; a perplexity above `(n − 1)/3` is lowered to it (openTSNE
 //!   does the same, with a warning);
@@ -23,8 +23,8 @@
 //! write disjoint rows and sum in a fixed order.
 
 use super::input::{pca, validate, Matrix};
-use crate::eval::knn::{k_nearest_with, Exclude, KnnOptions};
-use crate::loss::Distance;
+use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
+use crate::search::Distance;
 use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use serde::Serialize;

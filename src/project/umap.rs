@@ -1,6 +1,6 @@
 //! UMAP through `umap-rs` 0.4.5, set up as umap-learn does it:
 //!
-//! * the kNN graph comes from our exact search ([`crate::eval::knn`]) in the run's
+//! * the kNN graph comes from our exact search ([`crate::search::knn`]) in the run's
 //!   distance, each point's own index first at distance 0 (umap-learn counts the point
 //!   among its `n_neighbors`);
 //! * the curve parameters `a`, `b` are fitted here by Levenberg–Marquardt, as scipy's
@@ -27,8 +27,8 @@
 use super::input::{pca, validate, Matrix};
 use super::spectral::{spectral_layout, Graph};
 use crate::data::rng::Rng;
-use crate::eval::knn::{k_nearest_with, Exclude, KnnOptions};
-use crate::loss::Distance;
+use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
+use crate::search::Distance;
 use anyhow::{bail, ensure, Result};
 use ndarray::{Array1, Array2, ArrayView1};
 use serde::Serialize;

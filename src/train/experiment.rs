@@ -7,7 +7,7 @@ use crate::config::{ExperimentConfig, Phase, SplitKind};
 use crate::data::loader::DecodedCache;
 use crate::data::transform::Transform;
 use crate::data::{ClassProtocol, Dataset, Sample, Split};
-use crate::eval::knn::precision_at_1;
+use crate::search::precision::precision_at_1;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use tch::{Device, Tensor};
@@ -83,7 +83,8 @@ impl Experiment {
             &refs.embeddings,
             &refs.labels,
             distance,
-        );
+        )
+        .context("precision@1 of the test images")?;
         let unseen = if protocol.unseen.is_empty() {
             None
         } else {
@@ -95,13 +96,16 @@ impl Experiment {
                 .map(|(r, _)| r as i64)
                 .collect();
             let rows = Tensor::from_slice(&rows);
-            Some(precision_at_1(
-                &queries.embeddings.index_select(0, &rows),
-                &queries.labels.index_select(0, &rows),
-                &refs.embeddings,
-                &refs.labels,
-                distance,
-            ))
+            Some(
+                precision_at_1(
+                    &queries.embeddings.index_select(0, &rows),
+                    &queries.labels.index_select(0, &rows),
+                    &refs.embeddings,
+                    &refs.labels,
+                    distance,
+                )
+                .context("precision@1 of the held-out classes' test images")?,
+            )
         };
         Ok((all, unseen))
     }

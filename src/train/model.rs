@@ -4,9 +4,10 @@
 
 use super::optimizer::{Optimizer, ParamGroup};
 use crate::config::{ExperimentConfig, OptimizerConfig};
-use crate::loss::{self, Distance, LossConfig, MetricLoss};
+use crate::loss::{self, LossConfig, MetricLoss};
 use crate::model::import::{load_into, ImportOptions};
 use crate::model::{Arch, EmbeddingNet, HeadConfig};
+use crate::search::Distance;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};

@@ -4,7 +4,7 @@
 //!
 //! Each deck is one `.svgz` whose cards are elements with ids such as
 //! `queen_heart`. Rendering one element of a big SVG alone has three traps (see
-//! DESIGN.md, "Rendering the card decks"), handled in [`load_deck`] and
+//! docs/DESIGN.md, "Rendering the card decks"), handled in [`load_deck`] and
 //! [`render_card`].
 
 use super::registry::debian_package;

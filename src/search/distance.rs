@@ -48,13 +48,18 @@ pub fn normalize(x: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::testutil::*;
+
+    /// `[rows, 2]` double tensor.
+    fn mat(rows: &[[f64; 2]]) -> Tensor {
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        Tensor::from_slice(&flat).view([rows.len() as i64, 2])
+    }
 
     #[test]
     fn matrices_by_hand_in_double_precision() {
         tch::set_num_threads(1);
-        let x = mat(&[&[3.0, 4.0], &[0.0, 0.0]]);
-        let y = mat(&[&[0.0, 2.0]]);
+        let x = mat(&[[3.0, 4.0], [0.0, 0.0]]);
+        let y = mat(&[[0.0, 2.0]]);
         let e = Distance::Euclidean.matrix(&x, &y);
         assert_eq!(e.kind(), tch::Kind::Double);
         assert!((e.double_value(&[0, 0]) - 13f64.sqrt()).abs() < 1e-12);

@@ -33,8 +33,7 @@
 //! libtorch's default). Works on CPU and CUDA tensors; results live on the queries'
 //! device.
 
-use crate::loss::distance::normalize;
-use crate::loss::Distance;
+use super::distance::{normalize, Distance};
 use tch::{Device, Kind, Tensor};
 
 /// Default bound on a chunk's score buffer, in bytes.
@@ -165,30 +164,6 @@ pub fn k_nearest_with(
     options: &KnnOptions,
 ) -> (Tensor, Tensor) {
     tch::no_grad(|| search(queries, references, k, distance, options))
-}
-
-/// Precision@1 (the literature's Recall@1, the reference's "test accuracy"): the
-/// share of queries whose nearest reference has their label.
-pub fn precision_at_1(
-    queries: &Tensor,
-    query_labels: &Tensor,
-    references: &Tensor,
-    reference_labels: &Tensor,
-    distance: Distance,
-) -> f64 {
-    if queries.size()[0] == 0 || references.size()[0] == 0 {
-        return 0.0;
-    }
-    let (nearest, _) = k_nearest(queries, references, 1, distance);
-    let predicted = reference_labels.index_select(
-        0,
-        &nearest.squeeze_dim(1).to_device(reference_labels.device()),
-    );
-    predicted
-        .eq_tensor(&query_labels.to_device(predicted.device()))
-        .to_kind(Kind::Double)
-        .mean(Kind::Double)
-        .double_value(&[])
 }
 
 /// Unit roundoff of a floating kind.
@@ -1018,21 +993,6 @@ mod tests {
                 queries: 1,
                 references: 16
             }
-        );
-    }
-
-    #[test]
-    fn precision_at_1_on_a_hand_computed_case() {
-        tch::set_num_threads(1);
-        // References at 0, 10 (class 0) and 5 (class 1); queries at 1 (→0, class 0 ✓),
-        // 6 (→5, class 1 ✓), 9 (→10, class 1 ✗), 4 (→5, class 0 ✗).
-        let refs = Tensor::from_slice(&[0.0f32, 10.0, 5.0]).view([3, 1]);
-        let ref_labels = Tensor::from_slice(&[0i64, 0, 1]);
-        let q = Tensor::from_slice(&[1.0f32, 6.0, 9.0, 4.0]).view([4, 1]);
-        let q_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
-        assert_eq!(
-            precision_at_1(&q, &q_labels, &refs, &ref_labels, Distance::Euclidean),
-            0.5
         );
     }
 }
