@@ -468,6 +468,11 @@ fn arrows(layers: &[Layer]) -> (Vec<Arrow<'_>>, Vec<String>) {
     (out, errors)
 }
 
+/// An arrow between two layers, sorting upper layers first: (from level, from, to
+/// level, to).
+type Edge<'a> = (Reverse<u32>, &'a str, Reverse<u32>, &'a str);
+
+/// True when a file of layer `from` may import layer `to`.
 fn allowed(from: &Layer, to: &Layer) -> bool {
     from.name == to.name || to.level < from.level
 }
@@ -504,8 +509,7 @@ fn imports_run_down_the_layers() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     // The layer graph: distinct (file, named path) pairs per arrow between layers,
     // upper layers first.
-    let mut graph: BTreeMap<(Reverse<u32>, &str, Reverse<u32>, &str), BTreeSet<(&str, &str)>> =
-        BTreeMap::new();
+    let mut graph: BTreeMap<Edge, BTreeSet<(&str, &str)>> = BTreeMap::new();
     for a in arrows.iter().filter(|a| a.from.name != a.to.name) {
         let (from, to) = (a.from, a.to);
         graph
