@@ -189,8 +189,9 @@ fn diverging_weights_stop_training_and_keep_the_last_good_checkpoint() {
     cfg.training.phases = vec![Phase::All];
     train(&cfg, &run, &TrainOptions::default()).unwrap();
     // Then the largest learning rate and weight decay validation admits: the weights
-    // grow ×9 per step until they overflow, while the EPSHN loss stays finite (its
-    // mining finds no pair among NaN distances), so only the parameter check sees it.
+    // grow ×9 per step until activations and BatchNorm statistics overflow, while the
+    // EPSHN loss stays finite (0: its mining finds no pair among NaN distances), so
+    // only the check of the weights sees it.
     cfg.training.epochs = 40;
     cfg.optimizer.lr = dmlviz::config::MAX_LR;
     cfg.optimizer.weight_decay = dmlviz::config::MAX_WEIGHT_DECAY;
@@ -209,13 +210,13 @@ fn diverging_weights_stop_training_and_keep_the_last_good_checkpoint() {
             epoch, kept, what, ..
         }) => {
             assert_eq!(*epoch, kept + 1);
-            assert_eq!(what, "parameters", "{err}");
+            assert_eq!(what, "weights", "{err}");
             *kept
         }
         other => panic!("expected a non-finite stop, got {other:?}: {err:#}"),
     };
     assert!((1..40).contains(&kept), "{err}");
-    assert!(err.to_string().contains("non-finite parameters"), "{err}");
+    assert!(err.to_string().contains("non-finite weights"), "{err}");
     let phase = run.phase(Phase::All);
     assert!(
         all_finite(&phase.checkpoint()),
@@ -224,7 +225,7 @@ fn diverging_weights_stop_training_and_keep_the_last_good_checkpoint() {
     let state = phase.read_state().unwrap().unwrap();
     assert_eq!(state.epochs_done, kept);
     assert!(!state.finished);
-    assert!(state.stopped.unwrap().contains("non-finite parameters"));
+    assert!(state.stopped.unwrap().contains("non-finite weights"));
     assert_eq!(phase.read_history().unwrap().len(), kept);
 }
 

@@ -2,7 +2,7 @@
 //! every class, phase-seen without the held-out ones), each phase evaluated on all
 //! classes every epoch, its files committed together every epoch (`run::epoch_commit`),
 //! resumable to the same result, stopped cleanly by Ctrl-C, a non-finite loss or
-//! non-finite parameters (last good checkpoint kept). One run directory has one
+//! non-finite weights (last good checkpoint kept). One run directory has one
 //! writer: the driver holds its lock for the whole run.
 
 pub use super::experiment::Experiment;
@@ -60,7 +60,7 @@ pub enum Stopped {
         phase: String,
         epoch: usize,
         batch: usize,
-        /// What became non-finite: the loss (with its value) or the parameters.
+        /// What became non-finite: the loss (with its value) or the weights.
         what: String,
         kept: usize,
     },
@@ -247,9 +247,10 @@ impl Fit<'_> {
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(factor);
-            // A loss can stay finite (even 0) while the weights overflow: check them too.
-            if !optimizer.parameters_finite() {
-                return Err(self.stop_non_finite(epoch, batches + 1, "parameters".into()));
+            // A loss can stay finite (even 0) while the weights overflow: check them too,
+            // BatchNorm statistics included (they overflow first, from huge activations).
+            if !model.weights_finite() {
+                return Err(self.stop_non_finite(epoch, batches + 1, "weights".into()));
             }
             loss_sum += value;
             batches += 1;
