@@ -41,13 +41,14 @@ pub struct DataConfig {
     pub split: SplitKind,
     #[serde(default = "default_test_ratio")]
     pub test_ratio: f64,
-    /// The last N classes are held out from the phase-seen model.
+    /// The last N classes are held out from the phase-seen model; at least 2 classes
+    /// must remain (checked against the dataset before training).
     #[serde(default = "default_held_out")]
     pub held_out_classes: usize,
-    /// Network input side (crop), in pixels.
+    /// Network input side (crop), in pixels: 16 to 1024 ([`MAX_IMAGE_SIZE`]).
     pub image_size: u32,
     /// Side the image is resized to before cropping (default: `image_size`, as the
-    /// reference's Resize(224) + RandomCrop(224)).
+    /// reference's Resize(224) + RandomCrop(224)): `image_size` to 2048.
     #[serde(default)]
     pub resize: Option<u32>,
     /// Random crop and horizontal flip during training.
@@ -80,6 +81,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub weights: Option<PathBuf>,
     pub distance: crate::search::Distance,
+    /// Embedding size: 2 to 8192 ([`MAX_EMBEDDING_DIM`]).
     #[serde(default = "default_embedding_dim")]
     pub embedding_dim: i64,
     /// 1-D BatchNorm on the embedding.
@@ -101,9 +103,10 @@ pub enum Init {
     Imagenet,
     /// Random initialisation (torchvision's).
     Scratch,
-    /// A classifier trained first with cross-entropy for this many epochs.
+    /// A classifier trained first with cross-entropy for this many epochs (1 to 10 000).
     Classifier { epochs: usize },
-    /// SimCLR (NT-Xent) self-supervised pretraining on the same images for this many epochs.
+    /// SimCLR (NT-Xent) self-supervised pretraining on the same images for this many
+    /// epochs (1 to 10 000).
     Simclr { epochs: usize },
     /// Another run's phase directory (`runs/X/phase-all`).
     Checkpoint { path: PathBuf },
@@ -115,13 +118,16 @@ pub enum Init {
 pub struct OptimizerConfig {
     #[serde(default)]
     pub kind: OptimizerKind,
+    /// Learning rate of the network: finite, in (0, 10] ([`MAX_LR`]).
     #[serde(default = "default_lr")]
     pub lr: f64,
+    /// SGD momentum, in [0, 1).
     #[serde(default)]
     pub momentum: f64,
+    /// L2 weight decay, in [0, 1].
     #[serde(default)]
     pub weight_decay: f64,
-    /// Learning rate of the loss's parameters (default: `lr`).
+    /// Learning rate of the loss's parameters (default: `lr`): finite, in (0, 1000].
     #[serde(default)]
     pub loss_lr: Option<f64>,
 }
@@ -148,38 +154,35 @@ pub enum OptimizerKind {
 }
 
 /// Learning-rate schedule over epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
+    #[default]
     Constant,
-    /// ×gamma at each milestone, given as fractions of the epochs (official EPSHN: 0.5, 0.75).
-    MultiStep {
-        milestones: Vec<f64>,
-        gamma: f64,
-    },
+    /// ×gamma at each milestone, given as fractions of the epochs (official EPSHN: 0.5, 0.75);
+    /// milestones in [0, 1], gamma in (0, 1].
+    MultiStep { milestones: Vec<f64>, gamma: f64 },
     /// Cosine annealing to 0 over the epochs.
     Cosine,
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        ScheduleConfig::Constant
-    }
 }
 
 /// Length, batches, randomness and hardware.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingConfig {
+    /// Epochs per phase: 1 to 10 000.
     pub epochs: usize,
-    /// Classes per batch (P) and images per class (K): batch size P·K.
+    /// Classes per batch (P) and images per class (K): batch size P·K, each at least 2
+    /// and P·K at most 4096 ([`MAX_BATCH`]). Before training, P is checked against the
+    /// classes with 2 or more training images, K against the largest class.
     pub classes_per_batch: usize,
+    /// K, see `classes_per_batch`.
     pub images_per_class: usize,
     #[serde(default = "default_seed")]
     pub seed: u64,
     #[serde(default)]
     pub device: DeviceKind,
-    /// libtorch and loader threads.
+    /// libtorch and loader threads: 1 to 256.
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Which protocol phases to train: "all" and/or "seen".
@@ -254,6 +257,48 @@ fn default_phases() -> Vec<Phase> {
     vec![Phase::All, Phase::Seen]
 }
 
+// The bounds `validate` holds values to. Each is far above what the presets and the
+// papers they follow use, and below where a value only crashes or exhausts memory.
+
+/// Smallest `data.image_size`: the backbones downsample 32×; below 16 nothing is left.
+pub const MIN_IMAGE_SIZE: u32 = 16;
+/// Largest `data.image_size`: 4× the reference 224; one 1024² batch of 128 images is
+/// already 1.6 GB of input and tens of GB of activations.
+pub const MAX_IMAGE_SIZE: u32 = 1024;
+/// Largest `data.resize` (2× the largest crop).
+pub const MAX_RESIZE: u32 = 2048;
+/// Largest `model.embedding_dim`: 4× a ResNet50's 2048 features; the reference uses 512 at most.
+pub const MAX_EMBEDDING_DIM: i64 = 8192;
+/// Largest `training.epochs` (and pretraining epochs): the reference trains 100.
+pub const MAX_EPOCHS: usize = 10_000;
+/// Largest batch P×K (and each of P and K): the reference uses 128.
+pub const MAX_BATCH: usize = 4096;
+/// Largest `training.threads`.
+pub const MAX_THREADS: usize = 256;
+/// Largest `optimizer.lr`: the presets use 0.03 (SGD) and 1e-4 (Adam); over 10 every
+/// update overshoots by orders of magnitude.
+pub const MAX_LR: f64 = 10.0;
+/// Largest `optimizer.loss_lr`: proxies are often trained 100× faster than the network.
+pub const MAX_LOSS_LR: f64 = 1000.0;
+/// Largest `optimizer.weight_decay` (the papers use 1e-4 to 5e-4).
+pub const MAX_WEIGHT_DECAY: f64 = 1.0;
+
+/// `value` of `key` is within `[min, max]`.
+fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T, max: T) -> Result<()> {
+    if value < min || value > max {
+        bail!("{key} must be between {min} and {max}, got {value}");
+    }
+    Ok(())
+}
+
+/// A learning rate is finite, positive and at most `max`.
+fn learning_rate(key: &str, lr: f64, max: f64) -> Result<()> {
+    if !(lr > 0.0 && lr <= max) {
+        bail!("{key} must be a number in (0, {max}], got {lr}");
+    }
+    Ok(())
+}
+
 impl ExperimentConfig {
     /// Parses a TOML config; errors name the file, the line and the offending key.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
@@ -276,47 +321,84 @@ impl ExperimentConfig {
         Ok(toml::to_string_pretty(self)?)
     }
 
-    /// Checks values a type cannot express.
+    /// Checks values a type cannot express, each against the bound documented on its
+    /// field; errors name the key. Checks against the dataset (held-out classes, P×K
+    /// against class sizes) and the weights files run later, before training
+    /// (`train::preflight`).
     pub fn validate(&self) -> Result<()> {
         let d = &self.data;
         if !(d.test_ratio > 0.0 && d.test_ratio < 1.0) {
             bail!("data.test_ratio must be in (0, 1), got {}", d.test_ratio);
         }
-        if d.image_size < 16 {
-            bail!("data.image_size must be at least 16, got {}", d.image_size);
+        in_range(
+            "data.image_size",
+            d.image_size,
+            MIN_IMAGE_SIZE,
+            MAX_IMAGE_SIZE,
+        )?;
+        if let Some(r) = d.resize {
+            // The lower bound is the crop: the crop is taken from the resized image.
+            in_range("data.resize", r, d.image_size, MAX_RESIZE)?;
         }
-        if d.resize.is_some_and(|r| r < d.image_size) {
-            bail!(
-                "data.resize ({}) is smaller than data.image_size ({})",
-                d.resize.unwrap(),
-                d.image_size
-            );
+        let m = &self.model;
+        in_range("model.embedding_dim", m.embedding_dim, 2, MAX_EMBEDDING_DIM)?;
+        match m.init {
+            Init::Classifier { epochs } => {
+                in_range("model.init.classifier.epochs", epochs, 1, MAX_EPOCHS)?
+            }
+            Init::Simclr { epochs } => in_range("model.init.simclr.epochs", epochs, 1, MAX_EPOCHS)?,
+            _ => {}
         }
         let t = &self.training;
-        if t.epochs == 0 {
-            bail!("training.epochs must be at least 1");
+        in_range("training.epochs", t.epochs, 1, MAX_EPOCHS)?;
+        in_range(
+            "training.classes_per_batch",
+            t.classes_per_batch,
+            2,
+            MAX_BATCH,
+        )?;
+        in_range(
+            "training.images_per_class",
+            t.images_per_class,
+            2,
+            MAX_BATCH,
+        )?;
+        let batch = t.classes_per_batch.saturating_mul(t.images_per_class);
+        if batch > MAX_BATCH {
+            bail!(
+                "training.classes_per_batch × training.images_per_class must be at most \
+                 {MAX_BATCH}, got {} × {} = {batch}",
+                t.classes_per_batch,
+                t.images_per_class
+            );
         }
-        if t.classes_per_batch < 2 || t.images_per_class < 2 {
-            bail!("training.classes_per_batch and training.images_per_class must be at least 2");
-        }
-        if t.threads == 0 {
-            bail!("training.threads must be at least 1");
-        }
+        in_range("training.threads", t.threads, 1, MAX_THREADS)?;
         if t.phases.is_empty() {
             bail!("training.phases is empty: give \"all\", \"seen\" or both");
         }
-        if self.optimizer.lr <= 0.0 || self.optimizer.loss_lr.is_some_and(|lr| lr <= 0.0) {
-            bail!("optimizer learning rates must be positive");
+        let o = &self.optimizer;
+        learning_rate("optimizer.lr", o.lr, MAX_LR)?;
+        if let Some(lr) = o.loss_lr {
+            learning_rate("optimizer.loss_lr", lr, MAX_LOSS_LR)?;
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            bail!("optimizer.momentum must be in [0, 1), got {}", o.momentum);
+        }
+        if !(0.0..=MAX_WEIGHT_DECAY).contains(&o.weight_decay) {
+            bail!(
+                "optimizer.weight_decay must be in [0, {MAX_WEIGHT_DECAY}], got {}",
+                o.weight_decay
+            );
         }
         if let ScheduleConfig::MultiStep { milestones, gamma } = &self.schedule {
-            if milestones.iter().any(|m| !(0.0..=1.0).contains(m)) || *gamma <= 0.0 {
-                bail!("schedule milestones are fractions of the epochs in [0, 1] and gamma > 0");
+            if let Some(m) = milestones.iter().find(|m| !(0.0..=1.0).contains(*m)) {
+                bail!("schedule.milestones are fractions of the epochs in [0, 1], got {m}");
+            }
+            if !(*gamma > 0.0 && *gamma <= 1.0) {
+                bail!("schedule.gamma must be in (0, 1], got {gamma}");
             }
         }
         self.loss.validate().map_err(anyhow::Error::msg)?;
-        if self.model.embedding_dim < 2 {
-            bail!("model.embedding_dim must be at least 2");
-        }
         Ok(())
     }
 

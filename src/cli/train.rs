@@ -1,11 +1,13 @@
 //! `dmlviz train`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dmlviz::config::{DeviceKind, ExperimentConfig, Phase};
+use dmlviz::run::lock::RunLock;
 use dmlviz::run::RunDir;
-use dmlviz::train::trainer::{train, TrainOptions};
-use std::path::PathBuf;
+use dmlviz::train::preflight::Unsatisfiable;
+use dmlviz::train::trainer::{train_locked, TrainOptions};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -53,33 +55,88 @@ pub struct TrainArgs {
     phase: Option<PhaseArg>,
 }
 
+/// Keys a resumed run may be given differently from the stored config: how far it
+/// goes (`--epochs`, `--phase`); the stored values hold unless those options say otherwise.
+const RESUMABLE_DIFFERENCES: [&str; 2] = ["training.epochs", "training.phases"];
+
+impl TrainArgs {
+    /// `cfg` with the command line's overrides applied.
+    fn overridden(&self, mut cfg: ExperimentConfig) -> ExperimentConfig {
+        if let Some(d) = self.device {
+            cfg.training.device = match d {
+                DeviceArg::Cpu => DeviceKind::Cpu,
+                DeviceArg::Cuda => DeviceKind::Cuda,
+            };
+        }
+        if let Some(e) = self.epochs {
+            cfg.training.epochs = e;
+        }
+        if let Some(t) = self.threads {
+            cfg.training.threads = t;
+        }
+        if let Some(p) = self.phase {
+            cfg.training.phases = vec![match p {
+                PhaseArg::All => Phase::All,
+                PhaseArg::Seen => Phase::Seen,
+            }];
+        }
+        cfg
+    }
+}
+
+/// The config a resumed run continues with: the one it started with, which must
+/// agree with `--config` (both with the command line's overrides) but for how far it goes.
+fn resumed_config(
+    args: &TrainArgs,
+    given: &ExperimentConfig,
+    run: &RunDir,
+) -> Result<ExperimentConfig> {
+    let stored = args.overridden(run.read_config()?);
+    let differing: Vec<String> = dmlviz::report::config_diff::differences(&stored, given)
+        .into_iter()
+        .filter(|d| !RESUMABLE_DIFFERENCES.contains(&d.key.as_str()))
+        .map(|d| {
+            let shown = |v: Option<String>| v.unwrap_or_else(|| "(unset)".into());
+            format!(
+                "{} = {} in the run, {} in {}",
+                d.key,
+                shown(d.baseline),
+                shown(d.run),
+                args.config.display()
+            )
+        })
+        .collect();
+    if !differing.is_empty() {
+        bail!(
+            "--resume: {} differs from the config {} started with:\n  {}\nresume with the run's own \
+             config ({}), or train the changed config into another --out",
+            args.config.display(),
+            run.root.display(),
+            differing.join("\n  "),
+            run.config_path().display()
+        );
+    }
+    Ok(stored)
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
-    let out = args.out.clone();
-    let mut cfg = ExperimentConfig::load(&args.config)?;
-    let run_dir = RunDir::new(out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name)));
-    if args.resume && run_dir.config_path().exists() {
-        // A resumed run continues with the config it started with.
-        cfg = run_dir.read_config()?;
-    }
-    if let Some(d) = args.device {
-        cfg.training.device = match d {
-            DeviceArg::Cpu => DeviceKind::Cpu,
-            DeviceArg::Cuda => DeviceKind::Cuda,
-        };
-    }
-    if let Some(e) = args.epochs {
-        cfg.training.epochs = e;
-    }
-    if let Some(t) = args.threads {
-        cfg.training.threads = t;
-    }
-    if let Some(p) = args.phase {
-        cfg.training.phases = vec![match p {
-            PhaseArg::All => Phase::All,
-            PhaseArg::Seen => Phase::Seen,
-        }];
-    }
-    cfg.validate()?;
+    let given = args.overridden(ExperimentConfig::load(&args.config)?);
+    let run_dir = RunDir::new(
+        args.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&given.name)),
+    );
+    let cfg = if args.resume && run_dir.config_path().exists() {
+        resumed_config(&args, &given, &run_dir)?
+    } else {
+        given
+    };
+    cfg.validate().with_context(|| {
+        format!(
+            "{} (with the command line's options)",
+            args.config.display()
+        )
+    })?;
     ensure_dataset(&cfg)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -96,7 +153,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         quiet: args.quiet,
         stop,
     };
-    let outcomes = train(&cfg, &run_dir, &opts)?;
+    // One writer for the whole run: training, then the evaluation and report below.
+    let lock = RunLock::acquire(&run_dir.root, "train")?;
+    let outcomes = train_locked(&cfg, &run_dir, &opts, &lock)
+        .map_err(|e| name_config_file(e, &args.config))?;
     for o in outcomes {
         if let Some(last) = o.history.last() {
             let best = o
@@ -131,7 +191,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Err(e) => eprintln!("warning: the run's report page was not written: {e:#}"),
     }
     println!("run directory: {}", run_dir.root.display());
+    drop(lock);
     Ok(())
+}
+
+/// Puts the config file in front of an error about one of its values.
+fn name_config_file(e: anyhow::Error, config: &Path) -> anyhow::Error {
+    if e.is::<Unsatisfiable>() {
+        e.context(config.display().to_string())
+    } else {
+        e
+    }
 }
 
 /// Creates the config's dataset with its `data.fetch` arguments when it is missing.

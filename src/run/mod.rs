@@ -3,14 +3,17 @@
 //! ```text
 //! runs/NAME/config.toml
 //! runs/NAME/phase-all/{checkpoint.safetensors, optimizer.safetensors, train-state.json, history.jsonl}
+//! runs/NAME/phase-all/commit.json (the manifest that vouches for the four, see epoch_commit)
 //! runs/NAME/phase-seen/ (same files)
 //! ```
 
+pub mod epoch_commit;
 pub mod lock;
 
 use crate::atomic::{write_atomic, write_json};
 use crate::config::{ExperimentConfig, Phase};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use epoch_commit::{committed_path, Staging};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -94,23 +97,72 @@ pub struct PhaseDir {
     pub root: PathBuf,
 }
 
+/// File names of a phase's training files, committed together each epoch
+/// (see [`epoch_commit`]).
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// Optimiser state file (see [`CHECKPOINT_FILE`]).
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Per-epoch history file (see [`CHECKPOINT_FILE`]).
+pub const HISTORY_FILE: &str = "history.jsonl";
+/// Train-state file (see [`CHECKPOINT_FILE`]).
+pub const STATE_FILE: &str = "train-state.json";
+
 impl PhaseDir {
-    /// Model and loss parameters after the last completed epoch.
+    /// Model and loss parameters after the last committed epoch.
     pub fn checkpoint(&self) -> PathBuf {
-        self.root.join("checkpoint.safetensors")
+        committed_path(&self.root, CHECKPOINT_FILE)
     }
 
     /// Optimiser state matching the checkpoint.
     pub fn optimizer(&self) -> PathBuf {
-        self.root.join("optimizer.safetensors")
+        committed_path(&self.root, OPTIMIZER_FILE)
     }
 
+    /// The committed `history.jsonl`.
     pub fn history_path(&self) -> PathBuf {
-        self.root.join("history.jsonl")
+        committed_path(&self.root, HISTORY_FILE)
     }
 
+    /// The committed `train-state.json`.
     pub fn state_path(&self) -> PathBuf {
-        self.root.join("train-state.json")
+        committed_path(&self.root, STATE_FILE)
+    }
+
+    /// Brings the phase directory to its last committed epoch before training writes
+    /// into it (see [`epoch_commit::recover`]). A directory written before commits
+    /// existed is trusted only when consistent (its train-state counts as many epochs
+    /// as its history, with a checkpoint and optimiser state when any was done), and
+    /// is then committed as it is; otherwise it is refused with the reason.
+    pub fn recover(&self) -> Result<()> {
+        if epoch_commit::recover(&self.root)?.is_some() {
+            return Ok(());
+        }
+        let Some(state) = self.read_state()? else {
+            return Ok(());
+        };
+        let history = self.read_history()?;
+        let mut files = vec![STATE_FILE, HISTORY_FILE];
+        if state.epochs_done > 0 {
+            files.extend([CHECKPOINT_FILE, OPTIMIZER_FILE]);
+        }
+        let missing = files.iter().find(|f| !self.root.join(f).is_file());
+        if history.len() != state.epochs_done || missing.is_some() {
+            bail!(
+                "{} is inconsistent (a training process was killed while writing it): {} says \
+                 {} epochs done, {} holds {} epochs{}; it cannot be resumed, start again with \
+                 another --out",
+                self.root.display(),
+                STATE_FILE,
+                state.epochs_done,
+                HISTORY_FILE,
+                history.len(),
+                missing
+                    .map(|f| format!(", {f} is missing"))
+                    .unwrap_or_default()
+            );
+        }
+        epoch_commit::adopt(&self.root, state.epochs_done, &files)?;
+        Ok(())
     }
 
     /// Reads `history.jsonl`; errors name the line.
@@ -131,29 +183,33 @@ impl PhaseDir {
             .collect()
     }
 
-    /// Rewrites `history.jsonl` with `records` (atomically, so it always matches the checkpoint).
-    pub fn write_history(&self, records: &[EpochRecord]) -> Result<()> {
+    /// Stages `history.jsonl` with `records` into `commit` (so it always matches the
+    /// checkpoint committed with it).
+    pub fn stage_history(&self, commit: &mut Staging, records: &[EpochRecord]) -> Result<()> {
         let mut text = String::new();
         for r in records {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        write_atomic(&self.history_path(), text.as_bytes())
+        write_atomic(&commit.path(HISTORY_FILE), text.as_bytes())
     }
 
+    /// Reads the committed `train-state.json`, if there is one; errors name the file.
     pub fn read_state(&self) -> Result<Option<TrainState>> {
         let path = self.state_path();
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         Ok(Some(
             serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?,
         ))
     }
 
-    pub fn write_state(&self, state: &TrainState) -> Result<()> {
-        write_json(&self.state_path(), state)
+    /// Stages `train-state.json` into `commit`.
+    pub fn stage_state(&self, commit: &mut Staging, state: &TrainState) -> Result<()> {
+        write_json(&commit.path(STATE_FILE), state)
     }
 }
 

@@ -4,5 +4,6 @@ pub mod embed;
 pub mod experiment;
 pub mod model;
 pub mod optimizer;
+pub mod preflight;
 pub mod schedule;
 pub mod trainer;

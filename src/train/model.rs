@@ -163,6 +163,11 @@ impl Model {
         })
     }
 
+    /// True when every variable (parameters and BatchNorm statistics) is finite.
+    pub fn weights_finite(&self) -> bool {
+        all_finite(self.vs.variables().values())
+    }
+
     /// Default place of a backbone's ImageNet weights.
     pub fn default_imagenet_weights(arch: Arch) -> PathBuf {
         PathBuf::from(format!("weights/{}-imagenet.safetensors", arch.name()))
@@ -209,5 +214,32 @@ impl Model {
             )
         })?;
         Ok(())
+    }
+}
+
+/// True when no tensor holds a NaN or ±inf: one reduction per tensor and a single read
+/// back, cheap next to a training step.
+pub fn all_finite<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> bool {
+    let flags: Vec<Tensor> = tensors.into_iter().map(|t| t.isfinite().all()).collect();
+    flags.is_empty() || tch::no_grad(|| Tensor::stack(&flags, 0).all().int64_value(&[]) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_finite_sees_one_poisoned_value() {
+        tch::set_num_threads(1);
+        let a = Tensor::from_slice(&[1.0f32, 2.0]);
+        let mut b = Tensor::from_slice(&[3.0f32]);
+        assert!(all_finite([&a, &b]));
+        for poison in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let _ = b.fill_(poison);
+            assert!(!all_finite([&a, &b]), "{poison} not seen");
+        }
+        let _ = b.fill_(f32::MAX as f64);
+        assert!(all_finite([&a, &b]), "a huge finite value is finite");
+        assert!(all_finite(std::iter::empty()));
     }
 }

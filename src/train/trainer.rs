@@ -1,7 +1,9 @@
 //! The trainer: the reference experiments' two-phase protocol (phase-all trains on
 //! every class, phase-seen without the held-out ones), each phase evaluated on all
-//! classes every epoch, checkpointed atomically every epoch, resumable to the same
-//! result, stopped cleanly by Ctrl-C or a non-finite loss (last good checkpoint kept).
+//! classes every epoch, its files committed together every epoch (`run::epoch_commit`),
+//! resumable to the same result, stopped cleanly by Ctrl-C, a non-finite loss or
+//! non-finite weights (last good checkpoint kept). One run directory has one
+//! writer: the driver holds its lock for the whole run.
 
 pub use super::experiment::Experiment;
 use super::model::{Model, ModelSpec};
@@ -13,7 +15,9 @@ use crate::data::sampler::{shuffled_batches, PkSampler};
 use crate::data::transform::Transform;
 use crate::data::ClassProtocol;
 use crate::loss::LossConfig;
-use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
+use crate::run::epoch_commit::Staging;
+use crate::run::lock::RunLock;
+use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState, OPTIMIZER_FILE};
 use crate::tensor_io::{read_safetensors, write_safetensors};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,12 +55,13 @@ pub enum Stopped {
         epoch: usize,
         kept: usize,
     },
-    #[error("non-finite loss ({value}) in {phase} epoch {epoch}, batch {batch}: training stopped; the checkpoint of epoch {kept} is kept (lower the learning rate?)")]
+    #[error("non-finite {what} in {phase} epoch {epoch}, batch {batch}: training stopped; the checkpoint of epoch {kept} is kept (lower the learning rate?)")]
     NonFinite {
         phase: String,
         epoch: usize,
         batch: usize,
-        value: f64,
+        /// What became non-finite: the loss (with its value) or the weights.
+        what: String,
         kept: usize,
     },
 }
@@ -107,6 +112,7 @@ impl Fit<'_> {
         let mut history = Vec::new();
         let mut start = 0;
         let mut initial = None;
+        self.dir.recover()?;
         if opts.resume {
             if let Some(state) = self.dir.read_state()? {
                 initial = state.initial_test_accuracy;
@@ -153,18 +159,20 @@ impl Fit<'_> {
             ));
             bar.inc(1);
             history.push(record);
-            // Checkpoint, optimiser state, history, then the state that points at them:
-            // each file atomic, the state last, so a crash anywhere leaves a consistent epoch.
-            model.save_checkpoint(&self.dir.checkpoint())?;
-            write_safetensors(&self.dir.optimizer(), &optimizer.state())?;
-            self.dir.write_history(&history)?;
-            self.dir.write_state(&TrainState {
+            // The epoch's four files become visible together at the commit, or not at all.
+            let mut commit = Staging::begin(&self.dir.root)?;
+            model.save_checkpoint(&commit.path(crate::run::CHECKPOINT_FILE))?;
+            write_safetensors(&commit.path(OPTIMIZER_FILE), &optimizer.state())?;
+            self.dir.stage_history(&mut commit, &history)?;
+            let state = TrainState {
                 epochs_done: epoch + 1,
                 epochs_total: self.epochs,
                 finished: epoch + 1 == self.epochs,
                 stopped: None,
                 initial_test_accuracy: initial,
-            })?;
+            };
+            self.dir.stage_state(&mut commit, &state)?;
+            commit.commit(epoch + 1)?;
         }
         bar.finish();
         Ok(history)
@@ -234,22 +242,16 @@ impl Fit<'_> {
             let loss = model.loss.loss(&embeddings, &y);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
-                self.mark_stopped(
-                    epoch,
-                    &format!("non-finite loss {value} at batch {}", batches + 1),
-                )?;
-                return Err(Stopped::NonFinite {
-                    phase: self.label.clone(),
-                    epoch: epoch + 1,
-                    batch: batches + 1,
-                    value,
-                    kept: epoch,
-                }
-                .into());
+                return Err(self.stop_non_finite(epoch, batches + 1, format!("loss ({value})")));
             }
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(factor);
+            // A loss can stay finite (even 0) while the weights overflow: check them too,
+            // BatchNorm statistics included (they overflow first, from huge activations).
+            if !model.weights_finite() {
+                return Err(self.stop_non_finite(epoch, batches + 1, "weights".into()));
+            }
             loss_sum += value;
             batches += 1;
             images += batch.indices.len();
@@ -264,11 +266,8 @@ impl Fit<'_> {
         let train_seconds = started.elapsed().as_secs_f64();
         let skipped = loader.skipped();
         if !skipped.is_empty() && epoch == 0 {
-            bar.println(format!(
-                "{}: {} training images could not be read and were skipped",
-                self.label,
-                skipped.len()
-            ));
+            // On stderr whatever it is (terminal, file, --quiet), above any progress bar.
+            bar.suspend(|| eprintln!("{}", skipped_notice(&self.label, &skipped)));
         }
         // Pretraining stages are not evaluated (their loss is not the metric one): 0 is
         // recorded, as JSON has no NaN.
@@ -294,17 +293,60 @@ impl Fit<'_> {
         })
     }
 
-    /// Records why training stopped; the checkpoint of `epoch` completed epochs stays.
+    /// Records why training stopped; the checkpoint of `epoch` completed epochs stays
+    /// (only the train-state is committed again).
     fn mark_stopped(&self, epoch: usize, why: &str) -> Result<()> {
         let initial = self.dir.read_state()?.and_then(|s| s.initial_test_accuracy);
-        self.dir.write_state(&TrainState {
+        let mut commit = Staging::begin(&self.dir.root)?;
+        let state = TrainState {
             epochs_done: epoch,
             epochs_total: self.epochs,
             finished: false,
             stopped: Some(why.to_string()),
             initial_test_accuracy: initial,
-        })
+        };
+        self.dir.stage_state(&mut commit, &state)?;
+        commit.commit(epoch)?;
+        Ok(())
     }
+
+    /// Stops on a non-finite `what` at `batch` of `epoch` (0-based): marks the phase
+    /// stopped, keeping the last committed epoch, and returns the error to report.
+    fn stop_non_finite(&self, epoch: usize, batch: usize, what: String) -> anyhow::Error {
+        if let Err(e) = self.mark_stopped(epoch, &format!("non-finite {what} at batch {batch}")) {
+            return e;
+        }
+        Stopped::NonFinite {
+            phase: self.label.clone(),
+            epoch: epoch + 1,
+            batch,
+            what,
+            kept: epoch,
+        }
+        .into()
+    }
+}
+
+/// How many images to name in the notice about unreadable training images.
+const NAMED_UNREADABLE: usize = 20;
+
+/// The notice about training images that could not be read: the first ones by name
+/// and reason, then how many more.
+fn skipped_notice(label: &str, skipped: &[crate::data::dataset::Unreadable]) -> String {
+    let mut text = format!(
+        "{label}: {} training images could not be read and were skipped:",
+        skipped.len()
+    );
+    for u in skipped.iter().take(NAMED_UNREADABLE) {
+        text.push_str(&format!("\n  {}: {}", u.path.display(), u.reason));
+    }
+    if skipped.len() > NAMED_UNREADABLE {
+        text.push_str(&format!(
+            "\n  and {} more",
+            skipped.len() - NAMED_UNREADABLE
+        ));
+    }
+    text
 }
 
 /// The result of one phase.
@@ -316,26 +358,64 @@ pub struct PhaseOutcome {
     pub initial_test_accuracy: Option<f64>,
 }
 
-/// Trains the phases the config asks for into `run`, evaluating every epoch.
+/// Trains the phases the config asks for into `run`, evaluating every epoch, under
+/// the run's writer lock (taken here, released on return).
 pub fn train(
     cfg: &ExperimentConfig,
     run: &RunDir,
     opts: &TrainOptions,
 ) -> Result<Vec<PhaseOutcome>> {
+    let lock = RunLock::acquire(&run.root, "train")?;
+    train_locked(cfg, run, opts, &lock)
+}
+
+/// [`train`] for a caller that already holds the run's lock (`dmlviz train` holds it
+/// through the evaluation and report that follow). Every check that can fail runs
+/// before the first write: the run directory's state, the config against the dataset
+/// and the starting weights.
+pub fn train_locked(
+    cfg: &ExperimentConfig,
+    run: &RunDir,
+    opts: &TrainOptions,
+    lock: &RunLock,
+) -> Result<Vec<PhaseOutcome>> {
+    cfg.validate()?;
     tch::set_num_threads(cfg.training.threads as i32);
-    let exp = Experiment::prepare(cfg)?;
-    if !opts.resume && run.root.join(Phase::All.dir_name()).exists() {
-        bail!(
-            "{} already holds a run: use --resume to continue it, or another --out",
+    if let Some(holder) = &lock.stale_holder {
+        eprintln!(
+            "{}: the previous writer ({holder}) was killed; continuing from what it committed",
             run.root.display()
         );
     }
+    crate::atomic::remove_stale_temp_files(&run.root)?;
+    if !opts.resume {
+        if let Some(what) = existing_run(run) {
+            bail!(
+                "{} already holds a run ({what}): use --resume to continue it, or another --out",
+                run.root.display()
+            );
+        }
+    }
+    let exp = Experiment::prepare(cfg)?;
+    super::preflight::check(&exp)?;
     run.write_config(cfg)?;
     let mut outcomes = Vec::new();
     for &phase in &cfg.training.phases {
         outcomes.push(train_phase(&exp, run, phase, opts)?);
     }
     Ok(outcomes)
+}
+
+/// What makes `run` hold a run already: its config or a phase directory.
+fn existing_run(run: &RunDir) -> Option<String> {
+    if run.config_path().exists() {
+        return Some("config.toml".into());
+    }
+    [Phase::All, Phase::Seen]
+        .into_iter()
+        .map(|p| p.dir_name())
+        .find(|name| run.root.join(name).exists())
+        .map(|name| format!("{name}/"))
 }
 
 /// Trains one phase, after its pretraining stage when the init asks for one.
@@ -347,6 +427,7 @@ pub fn train_phase(
 ) -> Result<PhaseOutcome> {
     let cfg = &exp.cfg;
     let dir = run.phase(phase);
+    dir.recover()?;
     if opts.resume {
         // Done when every epoch the config asks for is (a longer config continues it).
         if let Some(state) = dir.read_state()? {
@@ -408,7 +489,9 @@ fn initialise(
     match &cfg.model.init {
         Init::Scratch => Ok(()),
         Init::Imagenet => model.load_imagenet(cfg.model.weights.as_deref()),
-        Init::Checkpoint { path } => model.load_network_from(&path.join("checkpoint.safetensors")),
+        Init::Checkpoint { path } => {
+            model.load_network_from(&PhaseDir { root: path.clone() }.checkpoint())
+        }
         Init::Classifier { epochs } | Init::Simclr { epochs } => {
             let simclr = matches!(cfg.model.init, Init::Simclr { .. });
             // The pretraining stage has its own directory, history and checkpoints, so
