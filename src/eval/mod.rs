@@ -2,6 +2,7 @@
 
 pub mod clustering;
 pub mod cost;
+pub mod enrol;
 pub mod gallery;
 pub mod knn;
 pub mod metrics;
