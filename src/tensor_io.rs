@@ -11,11 +11,12 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The `__metadata__` strings of a safetensors file.
+pub type Metadata = HashMap<String, String>;
+
 /// Reads a safetensors file in one read: its tensors and its `__metadata__` strings (empty
 /// when it has none), so both come from the same version of a file that is being replaced.
-pub fn read_safetensors_with_metadata(
-    path: &Path,
-) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read_safetensors_with_metadata(path: &Path) -> Result<(Vec<(String, Tensor)>, Metadata)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed = safetensors::SafeTensors::deserialize(&bytes)
         .with_context(|| format!("reading {}", path.display()))?;
@@ -49,7 +50,7 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
 pub fn safetensors_bytes(
     path: &Path,
     tensors: &[(String, Tensor)],
-    metadata: Option<HashMap<String, String>>,
+    metadata: Option<Metadata>,
 ) -> Result<Vec<u8>> {
     let mut seen = HashSet::new();
     let mut buffers = Vec::with_capacity(tensors.len());

@@ -528,6 +528,8 @@ fn random_image(rng: &mut Rng) -> (Vec<u8>, &'static str) {
 
 /// Exit 0, or exit 1 with a message; never a panic (2) or a signal.
 fn check_outcome(out: &Output, case: &str, failures: &mut Vec<String>) {
+    // Shown with --nocapture: what the seed tried, and how each case ended.
+    eprintln!("fuzz case {case}: {:?}", out.status.code());
     match out.status.code() {
         Some(0) => {}
         Some(1) if stderr(out).contains("error:") => {}
@@ -590,7 +592,7 @@ const KEYS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 fn fuzz_config(data: &Path, changes: &[(usize, Option<&str>)]) -> String {
-    let mut text = format!("name = \"fuzz\"\n");
+    let mut text = String::from("name = \"fuzz\"\n");
     for table in ["data", "model", "optimizer", "loss", "training"] {
         text.push_str(&format!("[{table}]\n"));
         match table {
