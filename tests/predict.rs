@@ -4,6 +4,7 @@
 mod common;
 
 use common::{dmlviz, ok, tiny_run};
+use dmlviz::eval::gallery::Gallery;
 use std::path::Path;
 
 #[test]
@@ -65,13 +66,7 @@ fn an_enrolled_class_is_recognised_and_survives_a_restart() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.png"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/gallery.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest["entries"].as_array().unwrap().len(), 42);
-    assert!(!manifest["classes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c == "broken"));
+    let gallery = Gallery::load(&run.join("phase-all")).unwrap();
+    assert_eq!(gallery.manifest.entries.len(), 42);
+    assert!(!gallery.manifest.classes.iter().any(|c| c == "broken"));
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use dmlviz::eval::run_eval::{evaluate_run, Comparison, PhaseEvaluation};
+use dmlviz::eval::run_eval::{run_eval, Comparison, PhaseEvaluation};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
-    let (phases, comparison) = evaluate_run(&run)?;
+    let (phases, comparison) = run_eval(&run)?;
     if args.json {
         return super::print_json(
             &serde_json::json!({ "phases": phases, "comparison": comparison }),

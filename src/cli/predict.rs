@@ -4,8 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use dmlviz::config::Phase;
 use dmlviz::data::decode::has_image_extension;
+use dmlviz::eval::enrol::enrol;
 use dmlviz::eval::phase_model::PhaseModel;
-use dmlviz::eval::predict::{embed_files, predict_embeddings};
+use dmlviz::eval::predict::{embed_readable_files, predict_embeddings};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ pub struct PredictArgs {
     /// Image files (repeat) or directories of images.
     #[arg(long = "image", required = true)]
     images: Vec<PathBuf>,
+    /// Neighbours to vote over (at least 1; more than the gallery holds uses them all).
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Which trained model: all classes, or without the held-out ones.
@@ -94,23 +96,43 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("--k must be at least 1 (the number of neighbours to vote over)");
+    }
     let run = RunDir::new(&args.run);
     let pm = PhaseModel::load(&run, args.phase.into())?;
-    let gallery = pm.gallery(&run)?;
     let images = collect_images(&args.images)?;
-    let queries = embed_files(
+    let embedded = embed_readable_files(
         &pm.model.net,
         &images,
         pm.exp.test_transform(),
         pm.exp.device,
     )?;
+    // An unreadable file is skipped and named; the others are still predicted.
+    for u in &embedded.unreadable {
+        eprintln!("skipped: {}", u.reason);
+    }
+    if embedded.paths.is_empty() {
+        bail!(
+            "none of the {} images could be read (each is named above)",
+            images.len()
+        );
+    }
+    let gallery = pm.gallery(&run)?;
+    let size = gallery.manifest.entries.len();
+    if args.k > size {
+        eprintln!(
+            "note: --k {} is more than the gallery's {size} images; using {size}",
+            args.k
+        );
+    }
     let predictions = predict_embeddings(
         &gallery,
-        &queries,
-        &images,
+        &embedded.embeddings,
+        &embedded.paths,
         args.k,
         pm.exp.cfg.model.distance,
-    );
+    )?;
     if args.json {
         return super::print_json(&predictions);
     }
@@ -148,26 +170,15 @@ pub fn index(args: IndexArgs) -> Result<()> {
             if class.trim().is_empty() {
                 bail!("--class must not be empty");
             }
-            let run = RunDir::new(run);
-            let pm = PhaseModel::load(&run, phase.into())?;
-            let mut gallery = pm.gallery(&run)?;
             let paths = collect_images(std::slice::from_ref(&images))?;
-            // Every image must decode: a gallery row from an unreadable file would be noise.
-            let embeddings = embed_files(
-                &pm.model.net,
-                &paths,
-                pm.exp.test_transform(),
-                pm.exp.device,
-            )?;
-            let added = gallery.add(&class, paths, &embeddings)?;
-            gallery.save(&pm.dir(&run))?;
-            let total = gallery.manifest.entries.len();
+            let done = enrol(&RunDir::new(run), phase.into(), &class, &paths)?;
             if json {
-                return super::print_json(
-                    &serde_json::json!({ "class": class, "added": added, "gallery_size": total }),
-                );
+                return super::print_json(&done);
             }
-            println!("enrolled {added} images of {class:?}; the gallery now holds {total} images of {} classes", gallery.manifest.classes.len());
+            println!(
+                "enrolled {} images of {class:?}; the gallery now holds {} images of {} classes",
+                done.added, done.gallery_size, done.classes
+            );
             Ok(())
         }
     }

@@ -36,8 +36,12 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     if let Some(run) = &args.run {
-        if !run.is_dir() {
-            bail!("{}: not a run directory", run.display());
+        // Only a run gets a report/ folder: never write into an arbitrary directory.
+        if !dmlviz::run::is_run_dir(run) {
+            bail!(
+                "{}: not a run directory (no config.toml; train one with dmlviz train --config ...)",
+                run.display()
+            );
         }
         let page = dmlviz::report::write_run_page(run, &run.join("report"))?;
         println!("{}", page.display());

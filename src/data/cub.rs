@@ -5,7 +5,7 @@
 use super::dataset::{Dataset, Sample, Unreadable};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Component, Path};
 
 /// Parses a whitespace-separated `<integer id> <value>` file; errors name the file and line.
 fn read_pairs(path: &Path) -> Result<Vec<(usize, u64, String)>> {
@@ -103,6 +103,18 @@ pub fn open_cub(root: &Path) -> Result<Dataset> {
                 })
             }
         };
+        // A listed path must stay inside images/: `..` or an absolute path could make
+        // a dataset read (and a report show) any file on the machine.
+        if Path::new(&rel)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            bail!(
+                "{} line {line_no}: {rel:?} leaves the dataset's images/ folder \
+                 (absolute paths and `..` are refused)",
+                root.join("images.txt").display()
+            );
+        }
         let path = root.join("images").join(&rel);
         if path.is_file() {
             candidates.push(Sample {
@@ -127,4 +139,53 @@ pub fn open_cub(root: &Path) -> Result<Dataset> {
         unreadable,
         Vec::new(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CUB dataset `root/ds` whose images.txt lists `listed`; `root/secret.png` and
+    /// `ds/images/c/{0,1}.png` exist.
+    fn dataset(root: &Path, listed: &str) -> std::path::PathBuf {
+        let ds = root.join("ds");
+        std::fs::create_dir_all(ds.join("images/c")).unwrap();
+        let png = image::RgbImage::from_pixel(20, 20, image::Rgb([9, 80, 200]));
+        for p in [
+            root.join("secret.png"),
+            ds.join("images/c/0.png"),
+            ds.join("images/c/1.png"),
+        ] {
+            png.save(&p).unwrap();
+        }
+        std::fs::write(
+            ds.join("images.txt"),
+            format!("1 c/0.png\n2 c/1.png\n3 {listed}\n"),
+        )
+        .unwrap();
+        std::fs::write(ds.join("image_class_labels.txt"), "1 1\n2 1\n3 1\n").unwrap();
+        std::fs::write(ds.join("classes.txt"), "1 001.c\n").unwrap();
+        ds
+    }
+
+    #[test]
+    fn listed_paths_that_leave_the_dataset_are_refused_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("secret.png");
+        for listed in [
+            "../../secret.png",
+            "c/../../../secret.png",
+            outside.to_str().unwrap(),
+        ] {
+            let ds = dataset(dir.path(), listed);
+            let err = format!("{:#}", open_cub(&ds).unwrap_err());
+            assert!(
+                err.contains("images.txt line 3") && err.contains("leaves the dataset"),
+                "{listed}: {err}"
+            );
+        }
+        // A path inside, even spelled with `./`, is fine.
+        let d = open_cub(&dataset(dir.path(), "./c/1.png")).unwrap();
+        assert_eq!(d.samples.len(), 3);
+    }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sample {
+    #[serde(serialize_with = "super::path_text::serialize")]
     pub path: PathBuf,
     /// Index into [`Dataset::classes`].
     pub label: usize,
@@ -21,6 +22,7 @@ pub struct Sample {
 /// A file that was listed or found but cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Unreadable {
+    #[serde(serialize_with = "super::path_text::serialize")]
     pub path: PathBuf,
     pub reason: String,
 }
@@ -30,6 +32,7 @@ pub struct Unreadable {
 pub struct Dataset {
     /// Short name (the directory name unless the layout says otherwise).
     pub name: String,
+    #[serde(serialize_with = "super::path_text::serialize")]
     pub root: PathBuf,
     /// `cub` or `folder`.
     pub layout: &'static str,
@@ -179,6 +182,7 @@ pub(super) fn directory_name(root: &Path) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub name: String,
+    #[serde(serialize_with = "super::path_text::serialize")]
     pub root: PathBuf,
     pub layout: &'static str,
     pub classes: usize,

@@ -2,13 +2,14 @@
 //! and full decoding to RGB (grey, palette and alpha images handled) with size limits.
 
 use anyhow::{bail, Context, Result};
-use image::{DynamicImage, ImageReader, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Largest accepted side, in pixels: bigger files are treated as unreadable, not decoded
 /// (a 100 000² PNG "bomb" would otherwise take gigabytes).
 pub const MAX_SIDE: u32 = 12_000;
-/// Largest decoder allocation accepted, in bytes.
+/// Largest decoder allocation accepted, in bytes; also the largest file read whole.
 pub const MAX_ALLOC: u64 = 512 << 20;
 
 /// File extensions the loaders treat as images (the codecs this build has).
@@ -29,9 +30,9 @@ fn limits() -> image::Limits {
     limits
 }
 
-fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
-    let mut reader = ImageReader::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
+/// A reader with its format guessed from the content (PNG or JPEG only) and our limits.
+fn prepared<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<ImageReader<R>> {
+    let mut reader = reader
         .with_guessed_format()
         .with_context(|| format!("reading {}", path.display()))?;
     if reader.format().is_none() {
@@ -41,10 +42,86 @@ fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>>
     Ok(reader)
 }
 
-/// Reads only the header: the image's (width, height), or why the file is unusable
-/// (missing, not an image, zero-sized, larger than [`MAX_SIDE`]).
+fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+    let file = ImageReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+    prepared(file, path)
+}
+
+/// Where a JPEG's bytes stop short, if they do: `None` when its end-of-image marker is
+/// reached. JPEG decoders fill a cut-off image with grey and report success, so this
+/// walks the marker segments (by their lengths) and the entropy-coded scans (byte by
+/// byte: there a 0xFF is always followed by 0x00, a restart code or the next marker).
+fn jpeg_truncation(bytes: &[u8]) -> Option<&'static str> {
+    let n = bytes.len();
+    let mut i = 2; // after the start-of-image marker
+    while i + 1 < n {
+        if bytes[i] != 0xFF {
+            i += 1; // scan data
+            continue;
+        }
+        match bytes[i + 1] {
+            0xD9 => return None, // end of image
+            // Fill byte, stuffed zero, restart markers, TEM, a stray SOI: no length.
+            0xFF => i += 1,
+            0x00 | 0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                if i + 3 >= n {
+                    return Some("ends inside a segment header");
+                }
+                let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+                if len < 2 {
+                    return Some("has a segment of impossible length");
+                }
+                i += 2 + len;
+            }
+        }
+    }
+    Some("ends before its end-of-image marker")
+}
+
+/// Refuses a JPEG file cut short. Cheap for whole files: one that ends with the
+/// end-of-image marker is accepted from its last two bytes; any other (cut short, or
+/// with bytes after its end) is read and walked by [`jpeg_truncation`].
+fn check_jpeg_complete(path: &Path) -> Result<()> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut tail = [0u8; 2];
+    let ends_with_eoi = file.seek(SeekFrom::End(-2)).is_ok()
+        && file.read_exact(&mut tail).is_ok()
+        && tail == [0xFF, 0xD9];
+    if ends_with_eoi {
+        return Ok(());
+    }
+    let bytes = read_whole(path)?;
+    match jpeg_truncation(&bytes) {
+        Some(why) => bail!("{}: truncated JPEG (its data {why})", path.display()),
+        None => Ok(()),
+    }
+}
+
+/// The bytes of a file no larger than [`MAX_ALLOC`].
+fn read_whole(path: &Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .len();
+    if size > MAX_ALLOC {
+        bail!(
+            "{}: file of {} MB, larger than the limit of {} MB",
+            path.display(),
+            size >> 20,
+            MAX_ALLOC >> 20
+        );
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads only the header (and, for a JPEG, its last bytes): the image's (width, height),
+/// or why the file is unusable (missing, not an image, zero-sized, larger than
+/// [`MAX_SIDE`], a truncated JPEG).
 pub fn check_header(path: &Path) -> Result<(u32, u32)> {
-    let (w, h) = reader(path)?
+    let reader = reader(path)?;
+    let format = reader.format();
+    let (w, h) = reader
         .into_dimensions()
         .with_context(|| format!("{}: unreadable image header", path.display()))?;
     if w == 0 || h == 0 {
@@ -56,13 +133,24 @@ pub fn check_header(path: &Path) -> Result<(u32, u32)> {
             path.display()
         );
     }
+    if format == Some(ImageFormat::Jpeg) {
+        check_jpeg_complete(path)?;
+    }
     Ok((w, h))
 }
 
 /// Decodes a file fully into RGB: grey and palette images are expanded, transparent
-/// pixels are composited on white (emoji and card images are transparent).
+/// pixels are composited on white (emoji and card images are transparent). A JPEG cut
+/// short is an error, not an image padded with grey.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
-    let image = reader(path)?
+    let bytes = read_whole(path)?;
+    let reader = prepared(ImageReader::new(std::io::Cursor::new(&bytes)), path)?;
+    if reader.format() == Some(ImageFormat::Jpeg) {
+        if let Some(why) = jpeg_truncation(&bytes) {
+            bail!("{}: truncated JPEG (its data {why})", path.display());
+        }
+    }
+    let image = reader
         .decode()
         .with_context(|| format!("{}: corrupt or truncated image", path.display()))?;
     Ok(flatten_on_white(image))
@@ -139,6 +227,53 @@ mod tests {
             err.contains("cut.png") && err.contains("corrupt or truncated"),
             "{err}"
         );
+    }
+
+    fn chelsea() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/photos/chelsea.jpg"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_by_the_header_check_and_the_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = chelsea();
+        assert_eq!(bytes.len(), 25_809);
+        let whole = dir.path().join("chelsea.jpg");
+        std::fs::write(&whole, &bytes).unwrap();
+        assert!(check_header(&whole).is_ok());
+        assert!(decode_rgb(&whole).is_ok());
+        // The reproduction: the first 6 000 bytes, which the decoder alone accepts.
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &bytes[..6_000]).unwrap();
+        for err in [
+            check_header(&cut).unwrap_err(),
+            decode_rgb(&cut).unwrap_err(),
+        ] {
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("cut.jpg") && err.contains("truncated JPEG"),
+                "{err}"
+            );
+        }
+        // Every cut after the header is caught, the last byte missing included.
+        for len in [2_000, 12_000, 20_000, bytes.len() - 1] {
+            assert!(jpeg_truncation(&bytes[..len]).is_some(), "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_a_jpeg_are_not_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = chelsea();
+        bytes.extend_from_slice(&[0u8; 100]); // some cameras pad their files
+        let padded = dir.path().join("padded.jpg");
+        std::fs::write(&padded, &bytes).unwrap();
+        assert!(check_header(&padded).is_ok());
+        assert_eq!(decode_rgb(&padded).unwrap().dimensions(), (385, 256));
     }
 
     #[test]

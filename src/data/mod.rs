@@ -7,6 +7,7 @@ pub mod decode;
 pub mod fetch;
 pub mod folder;
 pub mod loader;
+pub mod path_text;
 pub mod rng;
 pub mod sampler;
 pub mod split;

@@ -3,6 +3,7 @@
 
 pub mod clustering;
 pub mod cost;
+pub mod enrol;
 pub mod gallery;
 pub mod metrics;
 pub mod phase_model;

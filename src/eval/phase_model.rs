@@ -69,7 +69,7 @@ impl PhaseModel {
                 entries,
             },
         };
-        gallery.save(&dir)?;
+        gallery.save_if_absent(&dir)?;
         Ok(gallery)
     }
 }

@@ -4,27 +4,31 @@
 use super::gallery::Gallery;
 use super::metrics::majority_vote;
 use crate::data::decode::decode_rgb;
+use crate::data::path_text;
 use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
+use crate::data::Unreadable;
 use crate::model::EmbeddingNet;
 use crate::search::knn::k_nearest;
 use crate::search::Distance;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// One neighbour of a query.
 #[derive(Debug, Clone, Serialize)]
 pub struct Neighbour {
     pub class: String,
     pub distance: f64,
+    #[serde(serialize_with = "path_text::serialize")]
     pub path: PathBuf,
 }
 
 /// A prediction for one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
+    #[serde(serialize_with = "path_text::serialize")]
     pub image: PathBuf,
     /// Class of the nearest neighbour.
     pub nearest: String,
@@ -35,69 +39,139 @@ pub struct Prediction {
     pub neighbours: Vec<Neighbour>,
 }
 
-/// Embeds image files with the test transform, in batches; returns `[N, D]` on the CPU.
+/// Image files embedded by [`embed_readable_files`]: those that decoded, and those that did not.
+pub struct EmbeddedFiles {
+    /// The files that decoded, in the order given.
+    pub paths: Vec<PathBuf>,
+    /// `[paths.len(), D]` on the CPU (`[0, 0]` when no file decoded).
+    pub embeddings: Tensor,
+    /// The files that did not decode, each with the reason (which names the file).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Images decoded and embedded at once (memory stays bounded for large folders).
+const BATCH: usize = 32;
+
+/// Embeds image files with the test transform, in batches; returns `[N, D]` on the CPU,
+/// or an error naming the first file that does not decode.
 pub fn embed_files(
     net: &EmbeddingNet,
     paths: &[PathBuf],
     transform: Transform,
     device: Device,
 ) -> Result<Tensor> {
+    let embedded = embed_readable_files(net, paths, transform, device)?;
+    match embedded.unreadable.into_iter().next() {
+        Some(u) => bail!("{}", u.reason),
+        None => Ok(embedded.embeddings),
+    }
+}
+
+/// Embeds image files with the test transform, in batches. A file that does not decode
+/// is not embedded but listed in [`EmbeddedFiles::unreadable`]: callers decide whether
+/// that skips it (`predict`) or refuses everything (`index add`).
+pub fn embed_readable_files(
+    net: &EmbeddingNet,
+    paths: &[PathBuf],
+    transform: Transform,
+    device: Device,
+) -> Result<EmbeddedFiles> {
+    let len = transform.output_len();
+    let crop = transform.crop as i64;
+    let mut out = EmbeddedFiles {
+        paths: Vec::new(),
+        embeddings: Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)),
+        unreadable: Vec::new(),
+    };
     let mut rows = Vec::new();
-    for chunk in paths.chunks(32) {
-        let mut data = vec![0f32; chunk.len() * transform.output_len()];
-        for (i, p) in chunk.iter().enumerate() {
-            let image = transform.apply(&decode_rgb(p)?, &mut Rng::new(0));
-            normalise_into(
-                &image,
-                &mut data[i * transform.output_len()..(i + 1) * transform.output_len()],
-            );
+    for chunk in paths.chunks(BATCH) {
+        let mut data = Vec::with_capacity(chunk.len() * len);
+        for path in chunk {
+            match decode_rgb(path) {
+                Ok(rgb) => {
+                    let image = transform.apply(&rgb, &mut Rng::new(0));
+                    let start = data.len();
+                    data.resize(start + len, 0f32);
+                    normalise_into(&image, &mut data[start..]);
+                    out.paths.push(path.clone());
+                }
+                Err(e) => out.unreadable.push(Unreadable {
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                }),
+            }
         }
-        let c = transform.crop as i64;
+        let n = (data.len() / len) as i64;
+        if n == 0 {
+            continue;
+        }
         let x = Tensor::from_slice(&data)
-            .view([chunk.len() as i64, 3, c, c])
+            .view([n, 3, crop, crop])
             .to_device(device);
         rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
     }
-    Ok(Tensor::cat(&rows, 0))
+    if !rows.is_empty() {
+        out.embeddings = Tensor::cat(&rows, 0);
+    }
+    Ok(out)
 }
 
-/// Predicts the class of each embedding row from the `k` nearest gallery entries.
+/// Predicts the class of each embedding row from the `k` nearest gallery entries
+/// (`k` larger than the gallery is clamped to its size; `k` = 0 is refused).
 pub fn predict_embeddings(
     gallery: &Gallery,
     queries: &Tensor,
     images: &[PathBuf],
     k: usize,
     distance: Distance,
-) -> Vec<Prediction> {
-    let (idx, dist) = k_nearest(queries, &gallery.embeddings, k as i64, distance);
-    let idx: Vec<Vec<i64>> = Vec::try_from(&idx).unwrap_or_default();
-    let dist: Vec<Vec<f32>> = Vec::try_from(&dist).unwrap_or_default();
+) -> Result<Vec<Prediction>> {
     let m = &gallery.manifest;
+    if k == 0 {
+        bail!("k (the number of neighbours) must be at least 1");
+    }
+    if m.entries.is_empty() {
+        bail!("the gallery is empty: enrol images with `dmlviz index add` first");
+    }
+    let k = k.min(m.entries.len());
+    let (idx, dist) = k_nearest(queries, &gallery.embeddings, k as i64, distance);
+    let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading neighbour indices")?;
+    let dist: Vec<Vec<f32>> =
+        Vec::try_from(&dist.to_kind(Kind::Float)).context("reading neighbour distances")?;
+    let entry = |j: i64| {
+        m.entries
+            .get(j as usize)
+            .with_context(|| format!("neighbour index {j} outside the gallery"))
+    };
     images
         .iter()
         .zip(idx.iter().zip(&dist))
         .map(|(image, (row, drow))| {
-            let labels: Vec<usize> = row.iter().map(|&j| m.entries[j as usize].label).collect();
-            let majority = majority_vote(&labels, labels.len()).unwrap_or(labels[0]);
+            let labels = row
+                .iter()
+                .map(|&j| entry(j).map(|e| e.label))
+                .collect::<Result<Vec<usize>>>()?;
+            let nearest = *labels.first().context("no neighbour found")?;
+            let majority = majority_vote(&labels, labels.len()).unwrap_or(nearest);
             let votes = labels.iter().filter(|&&l| l == majority).count();
-            Prediction {
+            let neighbours = row
+                .iter()
+                .zip(drow)
+                .map(|(&j, &d)| {
+                    let e = entry(j)?;
+                    Ok(Neighbour {
+                        class: m.classes[e.label].clone(),
+                        distance: d as f64,
+                        path: e.path.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Prediction {
                 image: image.clone(),
-                nearest: m.classes[labels[0]].clone(),
+                nearest: m.classes[nearest].clone(),
                 majority: m.classes[majority].clone(),
                 votes,
-                neighbours: row
-                    .iter()
-                    .zip(drow)
-                    .map(|(&j, &d)| {
-                        let e = &m.entries[j as usize];
-                        Neighbour {
-                            class: m.classes[e.label].clone(),
-                            distance: d as f64,
-                            path: e.path.clone(),
-                        }
-                    })
-                    .collect(),
-            }
+                neighbours,
+            })
         })
         .collect()
 }

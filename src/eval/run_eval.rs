@@ -15,13 +15,15 @@ use super::report::{
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
-use crate::run::RunDir;
+use crate::data::path_text;
+use crate::run::lock::RunLock;
+use crate::run::{is_run_dir, RunDir};
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
 use crate::train::embed::{embed, Embedded};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// One class's row of the `*_classes_metrics` table.
@@ -67,16 +69,24 @@ fn table_prefix(phase: Phase) -> &'static str {
     }
 }
 
-fn to_usize(t: &Tensor) -> Vec<usize> {
-    Vec::<i64>::try_from(t)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v as usize)
-        .collect()
+fn to_usize(t: &Tensor, what: &str) -> Result<Vec<usize>> {
+    let values = Vec::<i64>::try_from(t).with_context(|| format!("reading {what}"))?;
+    Ok(values.into_iter().map(|v| v as usize).collect())
 }
 
-fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
-    Vec::try_from(&t.to_kind(Kind::Float)).unwrap_or_default()
+fn rows_f32(t: &Tensor, what: &str) -> Result<Vec<Vec<f32>>> {
+    Vec::try_from(&t.to_kind(Kind::Float)).with_context(|| format!("reading {what}"))
+}
+
+/// `embeddings.json`: class names and the image of each stored row. Paths are stored
+/// with [`path_text`], so a file name that is not UTF-8 is kept, not a crash.
+#[derive(Serialize)]
+struct EmbeddingsIndex<'a> {
+    classes: &'a [String],
+    #[serde(with = "path_text::vec")]
+    train_paths: Vec<PathBuf>,
+    #[serde(with = "path_text::vec")]
+    test_paths: Vec<PathBuf>,
 }
 
 /// Stores train (reference) and test (query) embeddings, labels and sample indices,
@@ -103,7 +113,11 @@ fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embed
     };
     write_json(
         &dir.join("embeddings.json"),
-        &serde_json::json!({ "classes": pm.exp.dataset.classes, "train_paths": paths(refs), "test_paths": paths(queries) }),
+        &EmbeddingsIndex {
+            classes: &pm.exp.dataset.classes,
+            train_paths: paths(refs),
+            test_paths: paths(queries),
+        },
     )
 }
 
@@ -117,8 +131,8 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
     save_embeddings(&dir, &pm, &refs, &queries)?;
 
-    let ref_labels = to_usize(&refs.labels);
-    let query_labels = to_usize(&queries.labels);
+    let ref_labels = to_usize(&refs.labels, "reference labels")?;
+    let query_labels = to_usize(&queries.labels, "query labels")?;
     let counts = label_counts(&ref_labels);
     let k = required_k(&query_labels, &counts, &DEFAULT_VOTE_KS);
     let (idx, _) = k_nearest(
@@ -132,7 +146,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     let n = Neighbours::new(&query_labels, &knn, &counts)?;
     let retrieval = retrieval_metrics(&n, &DEFAULT_RECALL_KS, &DEFAULT_VOTE_KS)?;
     let clustering = clustering_metrics(
-        &rows_f32(&queries.embeddings),
+        &rows_f32(&queries.embeddings, "query embeddings")?,
         &query_labels,
         &KMeansConfig::default(),
     )?;
@@ -318,7 +332,22 @@ pub fn compare(
     Ok(comparison)
 }
 
-/// Evaluates every trained phase of a run, and compares them when both exist.
+/// `dmlviz eval`: takes the run's writer lock, then [`evaluate_run`]. Commands that
+/// already hold the lock (train, after training) call [`evaluate_run`] directly.
+pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison>)> {
+    // The lock would create a missing directory: refuse a non-run before taking it.
+    if !is_run_dir(&run.root) {
+        bail!(
+            "{}: not a run directory (no config.toml)",
+            run.root.display()
+        );
+    }
+    let _lock = RunLock::acquire(&run.root, "eval")?;
+    evaluate_run(run)
+}
+
+/// Evaluates every trained phase of a run, and compares them when both exist. The
+/// caller holds the run's writer lock.
 pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison>)> {
     let mut phases = Vec::new();
     for phase in [Phase::All, Phase::Seen] {
@@ -327,7 +356,7 @@ pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Compar
         }
     }
     if phases.is_empty() {
-        anyhow::bail!(
+        bail!(
             "{}: no trained phase (no checkpoint.safetensors)",
             run.root.display()
         );

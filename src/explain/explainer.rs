@@ -349,7 +349,7 @@ impl<'a> Explainer<'a> {
         let (e0, a0) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
         let e0 = e0.to_device(Device::Cpu);
         let k = opts.k.clamp(1, self.gallery.manifest.entries.len().max(1));
-        let predictions = predict_embeddings(&self.gallery, &e0, paths, k, distance);
+        let predictions = predict_embeddings(&self.gallery, &e0, paths, k, distance)?;
         let (idx, dist) = k_nearest(&e0, &self.gallery.embeddings, k as i64, distance);
         let (idx, dist) = (
             rows(&idx),

@@ -277,7 +277,7 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         &paths,
         k,
         exp.cfg.model.distance,
-    );
+    )?;
     let protocol = exp.protocol(phase)?;
     let unseen = |row: usize| !protocol.is_seen(exp.samples[queries.indices[row]].label);
     let (mut good, mut bad) = (Vec::new(), Vec::new());

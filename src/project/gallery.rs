@@ -316,7 +316,7 @@ pub fn write_galleries(
             test_paths,
             opts.k.max(1),
             data.distance,
-        );
+        )?;
         let misclassified: Vec<bool> = (0..n_test)
             .map(|t| predictions[t].nearest != data.class_name(data.n_train + t))
             .collect();

@@ -48,6 +48,7 @@ pub mod umap;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::data::rng::Rng;
+use crate::run::lock::RunLock;
 use crate::run::RunDir;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
@@ -164,6 +165,14 @@ const HOVER_NEIGHBOURS: usize = 5;
 /// Projects one phase of a run: layouts, their quality, plots, maps, exports and
 /// galleries (file list in the module doc). Every file is written atomically.
 pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Result<ProjectSummary> {
+    // The lock would create a missing directory: refuse a non-run before taking it.
+    if !crate::run::is_run_dir(&run.root) {
+        anyhow::bail!(
+            "{}: not a run directory (no config.toml)",
+            run.root.display()
+        );
+    }
+    let _lock = RunLock::acquire(&run.root, "project")?;
     let data = data::load_phase(run, phase)?;
     let source = data
         .dir

@@ -1,0 +1,99 @@
+//! `dmlviz index add`: enrolling images of a (new) class into a phase's gallery, all or
+//! nothing, under the run's writer lock.
+//!
+//! The slow part (loading the model, decoding and embedding the images) runs before the
+//! lock is taken; under it, the gallery is read fresh, extended and replaced in one
+//! rename. Two `index add` at once therefore serialise instead of one overwriting the
+//! other's enrolment: the second waits for the first, briefly, or is refused naming it.
+
+use super::gallery::Gallery;
+use super::phase_model::PhaseModel;
+use super::predict::embed_readable_files;
+use crate::config::Phase;
+use crate::run::lock::RunLock;
+use crate::run::RunDir;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long `index add` waits for another writer of the run to finish before refusing.
+pub const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+/// Pause between two tries of the lock.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// What one enrolment did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrolment {
+    pub class: String,
+    /// Images added.
+    pub added: usize,
+    /// Images in the gallery afterwards.
+    pub gallery_size: usize,
+    /// Classes in the gallery afterwards.
+    pub classes: usize,
+}
+
+/// Takes the run's writer lock, retrying for up to `patience` while another command holds
+/// it; any other failure (an unwritable directory) is returned at once.
+pub fn acquire_patiently(run: &RunDir, command: &str, patience: Duration) -> Result<RunLock> {
+    let start = Instant::now();
+    loop {
+        match RunLock::acquire(&run.root, command) {
+            Ok(lock) => return Ok(lock),
+            // RunLock reports a held lock without an I/O error as its cause.
+            Err(e) if e.root_cause().downcast_ref::<std::io::Error>().is_some() => return Err(e),
+            Err(e) if start.elapsed() >= patience => {
+                return Err(e.context(format!(
+                    "gave up waiting {} s for the run's writer lock",
+                    patience.as_secs()
+                )))
+            }
+            Err(_) => std::thread::sleep(LOCK_RETRY),
+        }
+    }
+}
+
+/// Enrols `images` as class `class` (created when new) into the gallery of `phase`.
+/// Every image must decode: otherwise nothing is added and the error names every file
+/// that does not.
+pub fn enrol(run: &RunDir, phase: Phase, class: &str, images: &[PathBuf]) -> Result<Enrolment> {
+    if class.trim().is_empty() {
+        bail!("the class name must not be empty");
+    }
+    if images.is_empty() {
+        bail!("no image to enrol");
+    }
+    let pm = PhaseModel::load(run, phase)?;
+    let embedded = embed_readable_files(
+        &pm.model.net,
+        images,
+        pm.exp.test_transform(),
+        pm.exp.device,
+    )?;
+    if !embedded.unreadable.is_empty() {
+        let list: Vec<String> = embedded
+            .unreadable
+            .iter()
+            .map(|u| format!("  {}", u.reason))
+            .collect();
+        bail!(
+            "{} of {} images cannot be read, so none was enrolled (a gallery row from an \
+             unreadable file would be noise):\n{}",
+            embedded.unreadable.len(),
+            images.len(),
+            list.join("\n")
+        );
+    }
+    let lock = acquire_patiently(run, "index add", LOCK_PATIENCE)?;
+    // Read under the lock: what another enrolment stored a moment ago is kept.
+    let mut gallery: Gallery = pm.gallery(run)?;
+    let added = gallery.add(class, embedded.paths, &embedded.embeddings)?;
+    gallery.replace(&pm.dir(run), &lock)?;
+    Ok(Enrolment {
+        class: class.to_string(),
+        added,
+        gallery_size: gallery.manifest.entries.len(),
+        classes: gallery.manifest.classes.len(),
+    })
+}
