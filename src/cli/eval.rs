@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use dmlviz::eval::run_eval::{run_eval, Comparison, PhaseEvaluation};
+use dmlviz::eval::run_eval::run_eval;
+use dmlviz::run::comparison::PrecisionDrop;
+use dmlviz::run::metrics::PhaseMetrics;
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -29,7 +31,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// The summary table `eval` (and `train`, after training) prints.
-pub fn print_summary(run: &RunDir, phases: &[PhaseEvaluation], comparison: Option<&Comparison>) {
+pub fn print_summary(run: &RunDir, phases: &[PhaseMetrics], comparison: Option<&PrecisionDrop>) {
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "—".into());
     println!(
         "{:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",

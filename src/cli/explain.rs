@@ -152,10 +152,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
                 batch_size: args.batch_size.max(1),
             },
         )?;
-        let dir = run
-            .phase(phase)
-            .root
-            .join(dmlviz::explain::samples::EXPLANATIONS_DIR);
+        let dir = run.phase(phase).explanations_dir();
         if args.json {
             return super::print_json(&index);
         }
@@ -167,7 +164,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             index.items.len() - good,
             dir.join("index.html").display()
         );
-        println!("data: {}", dir.join("explanations.json").display());
+        println!("data: {}", run.phase(phase).explanations().display());
         return Ok(());
     }
     let images: Vec<PathBuf> = match (&args.image, &args.batch) {

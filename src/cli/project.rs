@@ -79,11 +79,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     for r in &summary.projections {
         println!(
             "{:<5} {} points: trustworthiness {:.3}, kNN label agreement {:.3}, {:.1} s",
-            r.method.name(),
-            r.points,
-            r.trustworthiness,
-            r.knn_label_agreement,
-            r.seconds
+            r.method, r.points, r.trustworthiness, r.knn_label_agreement, r.seconds
         );
     }
     println!("maps in {}", summary.projections_dir.display());

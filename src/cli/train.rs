@@ -183,7 +183,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir)?;
     super::eval::print_summary(&run_dir, &phases, comparison.as_ref());
     // The machine and the run's own report page; a failure here must not fail a finished training.
-    if let Err(e) = dmlviz::report::hardware::record(&run_dir.root) {
+    if let Err(e) = dmlviz::run::hardware::record(&run_dir) {
         eprintln!("warning: hardware.json was not written: {e:#}");
     }
     match dmlviz::report::write_run_page(&run_dir.root, &run_dir.root.join("report")) {

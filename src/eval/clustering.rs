@@ -9,9 +9,9 @@
 //! Lloyd iterations and several restarts keeping the lowest inertia.
 
 use crate::data::rng::Rng;
+pub use crate::run::metrics::ClusteringMetrics;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
-use serde::Serialize;
 
 /// k-means settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,25 +284,6 @@ fn lloyd(data: &Data, mut centroids: Vec<f64>, max_iterations: usize, tol: f64) 
         centroids,
         iterations,
     }
-}
-
-/// NMI and AMI of k-means clusters of the query embeddings against their labels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClusteringMetrics {
-    /// Number of queries clustered.
-    pub queries: usize,
-    /// Number of clusters (= distinct query labels).
-    pub clusters: usize,
-    /// Normalised mutual information; `None` when not meaningful (see `note`).
-    pub nmi: Option<f64>,
-    /// Adjusted mutual information; `None` when not meaningful (see `note`).
-    pub ami: Option<f64>,
-    /// k-means inertia of the clustering used.
-    pub inertia: f64,
-    /// Why NMI/AMI are missing: one query per label (as many clusters as queries
-    /// makes NMI 1.0 by construction, docs/REFERENCE.md, "NMI and AMI"), a single
-    /// label, or no queries.
-    pub note: Option<String>,
 }
 
 /// k-means on `embeddings` with as many clusters as distinct `labels`, then NMI

@@ -8,37 +8,12 @@ use super::phase_model::PhaseModel;
 use super::predict::{embed_files, predict_embeddings};
 use crate::atomic::write_json;
 use crate::config::Phase;
+pub use crate::run::cost::PhaseCost;
+use crate::run::record::SCHEMA_VERSION;
 use crate::run::RunDir;
 use crate::train::embed::embed;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
-
-/// File name of the cost record in a phase directory.
-pub const COST_FILE: &str = "cost.json";
-
-/// The cost record of one phase (all times in seconds).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PhaseCost {
-    /// Sum of the epochs' wall time.
-    pub training_seconds: f64,
-    /// Mean training images per second over the epochs.
-    pub training_images_per_s: f64,
-    /// Test images embedded per second (batched, the evaluation path).
-    pub embedding_images_per_s: f64,
-    /// Gallery entries (training images) and embedding dimension.
-    pub index_entries: usize,
-    pub embedding_dim: usize,
-    /// Bytes of the index's vectors (float32).
-    pub index_bytes: usize,
-    /// Median seconds to classify one image file by kNN (decode, embed, search, vote).
-    pub knn_predict_seconds: f64,
-    /// Median seconds to classify one image file by the loss's own logits (decode,
-    /// embed, logits, argmax); `None` for losses without class parameters.
-    pub logits_predict_seconds: Option<f64>,
-    /// How many images the latency medians were taken over.
-    pub latency_images: usize,
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -93,6 +68,7 @@ pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result
         }
     }
     let cost = PhaseCost {
+        schema_version: SCHEMA_VERSION,
         training_seconds,
         training_images_per_s,
         embedding_images_per_s,
@@ -103,7 +79,7 @@ pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result
         logits_predict_seconds: (!logits.is_empty()).then(|| median(logits)),
         latency_images: paths.len(),
     };
-    write_json(&run.phase(phase).root.join(COST_FILE), &cost)?;
+    write_json(&run.phase(phase).cost(), &cost)?;
     Ok(cost)
 }
 

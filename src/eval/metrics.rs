@@ -18,8 +18,8 @@
 //! metric here, as PML leaves them out, and counted in [`RetrievalMetrics`].
 //! When every query is lone each metric is 0, as in PML.
 
+pub use crate::run::metrics::{AtK, ClassAccuracy, PerClassAtK, RetrievalMetrics};
 use crate::search::precision;
-use serde::Serialize;
 
 /// Recall@k values reported by default (the DML literature's CUB/Cars columns).
 pub const DEFAULT_RECALL_KS: [usize; 4] = [1, 2, 4, 8];
@@ -385,17 +385,6 @@ pub fn majority_vote_accuracy(n: &Neighbours, k: usize) -> Result<f64, MetricErr
     Ok(n.mean(|q| (majority_vote(&n.knn_labels[q], k) == Some(n.query_labels[q])) as u8 as f64))
 }
 
-/// One class's share of correctly handled queries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassAccuracy {
-    /// The class label.
-    pub label: usize,
-    /// Number of (non-lone) queries of the class.
-    pub queries: usize,
-    /// Mean score over those queries.
-    pub accuracy: f64,
-}
-
 /// Precision@1 per class (non-lone classes, ascending by label).
 pub fn per_class_precision_at_1(n: &Neighbours) -> Result<Vec<ClassAccuracy>, MetricError> {
     n.require("precision@1", 1)?;
@@ -411,55 +400,6 @@ pub fn per_class_majority_vote(
     Ok(n.per_class(|q| {
         (majority_vote(&n.knn_labels[q], k) == Some(n.query_labels[q])) as u8 as f64
     }))
-}
-
-/// A metric value at one neighbourhood size.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AtK {
-    /// Neighbourhood size.
-    pub k: usize,
-    /// The metric's value.
-    pub value: f64,
-}
-
-/// Per-class accuracies at one neighbourhood size.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PerClassAtK {
-    /// Neighbourhood size.
-    pub k: usize,
-    /// One entry per non-lone class, ascending by label.
-    pub classes: Vec<ClassAccuracy>,
-}
-
-/// Every retrieval metric of one evaluation, as written to `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RetrievalMetrics {
-    /// All queries, lone ones included.
-    pub queries: usize,
-    /// Queries that take part in the metrics (`queries − lone_queries`).
-    pub evaluated_queries: usize,
-    /// Queries whose label has no reference: left out, as PML does.
-    pub lone_queries: usize,
-    /// Distinct labels of the lone queries.
-    pub lone_labels: Vec<usize>,
-    /// Neighbours per query the metrics were computed from (MRR depends on it).
-    pub k: usize,
-    /// Precision@1 (= Recall@1).
-    pub precision_at_1: f64,
-    /// Recall@k (DML literature), one entry per requested k.
-    pub recall_at_k: Vec<AtK>,
-    /// R-precision (PML).
-    pub r_precision: f64,
-    /// MAP@R (PML).
-    pub map_at_r: f64,
-    /// Mean reciprocal rank within the `k` neighbours (PML).
-    pub mean_reciprocal_rank: f64,
-    /// Majority-vote accuracy, one entry per requested k.
-    pub majority_vote_accuracy: Vec<AtK>,
-    /// Precision@1 per class.
-    pub per_class_precision_at_1: Vec<ClassAccuracy>,
-    /// Majority-vote accuracy per class, one entry per requested k.
-    pub per_class_majority_vote: Vec<PerClassAtK>,
 }
 
 /// Computes every metric. `recall_ks` and `vote_ks` are the neighbourhood sizes

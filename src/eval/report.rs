@@ -9,6 +9,7 @@
 
 use crate::atomic::write_atomic;
 use crate::eval::metrics::ClassAccuracy;
+pub use crate::run::tables::ConfusionMatrix;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -35,16 +36,6 @@ fn check_lengths(y_true: &[usize], y_pred: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// Confusion matrix: `counts[i][j]` = samples of true class `labels[i]` predicted
-/// as `labels[j]` (rows true, columns predicted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfusionMatrix {
-    /// Row and column labels: every label in the true or predicted labels, ascending.
-    pub labels: Vec<usize>,
-    /// Counts, rows true, columns predicted.
-    pub counts: Vec<Vec<usize>>,
-}
-
 /// Builds the confusion matrix of `y_true` against `y_pred`.
 pub fn confusion_matrix(y_true: &[usize], y_pred: &[usize]) -> Result<ConfusionMatrix> {
     check_lengths(y_true, y_pred)?;
@@ -54,7 +45,7 @@ pub fn confusion_matrix(y_true: &[usize], y_pred: &[usize]) -> Result<ConfusionM
     for (t, p) in y_true.iter().zip(y_pred) {
         counts[index(t)][index(p)] += 1;
     }
-    Ok(ConfusionMatrix { labels, counts })
+    Ok(ConfusionMatrix::new(labels, counts))
 }
 
 /// Precision, recall, F1 and support of one class, or an average of them.

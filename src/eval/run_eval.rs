@@ -3,106 +3,70 @@
 //! `comparison_*`, precision drops) plus Recall@k, MAP@R, MRR, NMI/AMI, majority vote
 //! and, for losses with class weights, the accuracy of their own logits.
 
-use super::clustering::{clustering_metrics, ClusteringMetrics, KMeansConfig};
+use super::clustering::{clustering_metrics, KMeansConfig};
 use super::metrics::{
-    label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, RetrievalMetrics,
-    DEFAULT_RECALL_KS, DEFAULT_VOTE_KS,
+    label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, DEFAULT_RECALL_KS,
+    DEFAULT_VOTE_KS,
 };
 use super::phase_model::PhaseModel;
 use super::report::{
     classification_report, classification_report_csv, classification_report_dict, confusion_matrix,
-    confusion_matrix_csv, csv_field, ClassificationReport,
+    confusion_matrix_csv, csv_field,
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
-use crate::data::path_text;
+use crate::run::comparison::PrecisionDrop;
+use crate::run::embeddings::{self, EmbeddingsIndex};
 use crate::run::lock::RunLock;
-use crate::run::{is_run_dir, RunDir};
+use crate::run::metrics::{ClassRow, PhaseMetrics};
+use crate::run::record::SCHEMA_VERSION;
+use crate::run::tables;
+use crate::run::{is_run_dir, PhaseDir, RunDir};
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
 use crate::train::embed::{embed, Embedded};
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
-use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
-/// One class's row of the `*_classes_metrics` table.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassRow {
-    pub class: String,
-    pub test_count: usize,
-    pub train_count: usize,
-    pub precision_at_1: f64,
-}
-
-/// Everything `eval` computes for one phase (written as `metrics.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseEvaluation {
-    pub phase: Phase,
-    pub retrieval: RetrievalMetrics,
-    pub clustering: ClusteringMetrics,
-    /// Accuracy of the loss's own class logits (ArcFace, SubCenterArcFace, ProxyNCA,
-    /// classifier), beside the kNN accuracy; `None` for losses without class parameters.
-    pub logits_accuracy: Option<f64>,
-    /// precision@1 over the held-out classes' test images (phase-seen).
-    pub unseen_precision_at_1: Option<f64>,
-    pub classes: Vec<ClassRow>,
-    #[serde(skip)]
-    pub report: ClassificationReport,
-}
-
-/// The comparison of the two phases (written under `comparison/`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    /// Mean over the held-out classes of P@1(all-classes model) − P@1(limited model).
-    pub precision_drop_unseen_classes: f64,
-    /// The same mean over every class.
-    pub precision_drop_all_classes: f64,
-    pub held_out_classes: Vec<String>,
-}
-
-/// Table prefix of a phase, as the reference names its tables.
-fn table_prefix(phase: Phase) -> &'static str {
-    match phase {
-        Phase::All => "all_classes",
-        Phase::Seen => "limited_classes",
-    }
-}
-
+/// Labels of a `[n]` tensor as indices; `what` names them in the error.
 fn to_usize(t: &Tensor, what: &str) -> Result<Vec<usize>> {
     let values = Vec::<i64>::try_from(t).with_context(|| format!("reading {what}"))?;
     Ok(values.into_iter().map(|v| v as usize).collect())
 }
 
+/// Rows of a `[n, d]` tensor; `what` names them in the error.
 fn rows_f32(t: &Tensor, what: &str) -> Result<Vec<Vec<f32>>> {
     Vec::try_from(&t.to_kind(Kind::Float)).with_context(|| format!("reading {what}"))
 }
 
-/// `embeddings.json`: class names and the image of each stored row. Paths are stored
-/// with [`path_text`], so a file name that is not UTF-8 is kept, not a crash.
-#[derive(Serialize)]
-struct EmbeddingsIndex<'a> {
-    classes: &'a [String],
-    #[serde(with = "path_text::vec")]
-    train_paths: Vec<PathBuf>,
-    #[serde(with = "path_text::vec")]
-    test_paths: Vec<PathBuf>,
-}
-
 /// Stores train (reference) and test (query) embeddings, labels and sample indices,
 /// and the image paths beside them, for projection and explanation.
-fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embedded) -> Result<()> {
+fn save_embeddings(
+    dir: &PhaseDir,
+    pm: &PhaseModel,
+    refs: &Embedded,
+    queries: &Embedded,
+) -> Result<()> {
     let idx =
         |e: &Embedded| Tensor::from_slice(&e.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
     write_safetensors(
-        &dir.join("embeddings.safetensors"),
+        &dir.embeddings(),
         &[
-            ("train_embeddings".into(), refs.embeddings.shallow_clone()),
-            ("train_labels".into(), refs.labels.shallow_clone()),
-            ("train_indices".into(), idx(refs)),
-            ("test_embeddings".into(), queries.embeddings.shallow_clone()),
-            ("test_labels".into(), queries.labels.shallow_clone()),
-            ("test_indices".into(), idx(queries)),
+            (
+                embeddings::TRAIN_EMBEDDINGS.into(),
+                refs.embeddings.shallow_clone(),
+            ),
+            (embeddings::TRAIN_LABELS.into(), refs.labels.shallow_clone()),
+            (embeddings::TRAIN_INDICES.into(), idx(refs)),
+            (
+                embeddings::TEST_EMBEDDINGS.into(),
+                queries.embeddings.shallow_clone(),
+            ),
+            (
+                embeddings::TEST_LABELS.into(),
+                queries.labels.shallow_clone(),
+            ),
+            (embeddings::TEST_INDICES.into(), idx(queries)),
         ],
     )?;
     let paths = |e: &Embedded| {
@@ -111,28 +75,27 @@ fn save_embeddings(dir: &Path, pm: &PhaseModel, refs: &Embedded, queries: &Embed
             .map(|&i| pm.exp.samples[i].path.clone())
             .collect::<Vec<_>>()
     };
-    write_json(
-        &dir.join("embeddings.json"),
-        &EmbeddingsIndex {
-            classes: &pm.exp.dataset.classes,
-            train_paths: paths(refs),
-            test_paths: paths(queries),
-        },
-    )
+    let index = EmbeddingsIndex {
+        schema_version: SCHEMA_VERSION,
+        classes: pm.exp.dataset.classes.clone(),
+        train_paths: paths(refs),
+        test_paths: paths(queries),
+    };
+    write_json(&dir.embeddings_index(), &index)
 }
 
 /// Evaluates one trained phase and writes its files.
-pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
+pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
     let pm = PhaseModel::load(run, phase)?;
-    let dir = run.phase(phase).root;
+    let dir = run.phase(phase);
     let exp = &pm.exp;
     let opts = exp.embed_options();
     let refs = embed(&pm.model.net, &exp.samples, &exp.split.train, &opts)?;
     let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
     save_embeddings(&dir, &pm, &refs, &queries)?;
 
-    let ref_labels = to_usize(&refs.labels, "reference labels")?;
-    let query_labels = to_usize(&queries.labels, "query labels")?;
+    let ref_labels = to_usize(&refs.labels, "training labels")?;
+    let query_labels = to_usize(&queries.labels, "test labels")?;
     let counts = label_counts(&ref_labels);
     let k = required_k(&query_labels, &counts, &DEFAULT_VOTE_KS);
     let (idx, _) = k_nearest(
@@ -146,7 +109,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     let n = Neighbours::new(&query_labels, &knn, &counts)?;
     let retrieval = retrieval_metrics(&n, &DEFAULT_RECALL_KS, &DEFAULT_VOTE_KS)?;
     let clustering = clustering_metrics(
-        &rows_f32(&queries.embeddings, "query embeddings")?,
+        &rows_f32(&queries.embeddings, "test embeddings")?,
         &query_labels,
         &KMeansConfig::default(),
     )?;
@@ -201,8 +164,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
     });
 
     // Tables.
-    let tables = dir.join("tables");
-    let prefix = table_prefix(phase);
+    let tables_dir = dir.tables();
     let mut csv = String::from("class,test_count,train_count,precision_at_1\n");
     for r in &classes {
         csv.push_str(&format!(
@@ -214,21 +176,21 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
         ));
     }
     write_atomic(
-        &tables.join(format!("{prefix}_metrics.csv")),
+        &tables_dir.join(tables::class_metrics_csv(phase)),
         csv.as_bytes(),
     )?;
     let report_dict = classification_report_dict(&report, &exp.dataset.classes);
     write_json(
-        &tables.join(format!("{prefix}_classification_report.json")),
+        &tables_dir.join(tables::classification_report(phase, "json")),
         &report_dict,
     )?;
     write_atomic(
-        &tables.join(format!("{prefix}_classification_report.csv")),
+        &tables_dir.join(tables::classification_report(phase, "csv")),
         classification_report_csv(&report, &exp.dataset.classes).as_bytes(),
     )?;
-    write_json(&tables.join("confusion_matrix.json"), &confusion)?;
+    write_json(&dir.confusion_matrix(), &confusion)?;
     write_atomic(
-        &tables.join("confusion_matrix.csv"),
+        &tables_dir.join(tables::CONFUSION_CSV),
         confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes(),
     )?;
 
@@ -260,30 +222,32 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseEvaluation> {
                 ));
             }
         }
-        write_atomic(&tables.join("sub_center_outliers.csv"), csv.as_bytes())?;
+        write_atomic(
+            &tables_dir.join(tables::SUB_CENTER_OUTLIERS_CSV),
+            csv.as_bytes(),
+        )?;
     }
 
-    let evaluation = PhaseEvaluation {
+    let evaluation = PhaseMetrics {
+        schema_version: SCHEMA_VERSION,
         phase,
         retrieval,
         clustering,
         logits_accuracy,
         unseen_precision_at_1,
         classes,
-        report,
     };
-    write_json(&dir.join("metrics.json"), &evaluation)?;
+    write_json(&dir.metrics(), &evaluation)?;
     Ok(evaluation)
 }
 
 /// Compares the two phases and writes `comparison/`.
 pub fn compare(
     run: &RunDir,
-    all: &PhaseEvaluation,
-    seen: &PhaseEvaluation,
+    all: &PhaseMetrics,
+    seen: &PhaseMetrics,
     held_out: &[usize],
-) -> Result<Comparison> {
-    let dir = run.root.join("comparison");
+) -> Result<PrecisionDrop> {
     let drop = |c: usize| all.classes[c].precision_at_1 - seen.classes[c].precision_at_1;
     let mut unseen_csv = String::from(
         "class,precision_at_1_all_classes_model,precision_at_1_limited_classes_model\n",
@@ -305,14 +269,8 @@ pub fn compare(
             s.precision_at_1
         ));
     }
-    write_atomic(
-        &dir.join("comparison_unseen_classes_metrics.csv"),
-        unseen_csv.as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("comparison_seen_classes_metrics.csv"),
-        all_csv.as_bytes(),
-    )?;
+    write_atomic(&run.comparison_table("unseen"), unseen_csv.as_bytes())?;
+    write_atomic(&run.comparison_table("seen"), all_csv.as_bytes())?;
     let mean = |v: Vec<f64>| {
         if v.is_empty() {
             0.0
@@ -320,7 +278,8 @@ pub fn compare(
             v.iter().sum::<f64>() / v.len() as f64
         }
     };
-    let comparison = Comparison {
+    let comparison = PrecisionDrop {
+        schema_version: SCHEMA_VERSION,
         precision_drop_unseen_classes: mean(held_out.iter().map(|&c| drop(c)).collect()),
         precision_drop_all_classes: mean((0..all.classes.len()).map(drop).collect()),
         held_out_classes: held_out
@@ -328,13 +287,13 @@ pub fn compare(
             .map(|&c| all.classes[c].class.clone())
             .collect(),
     };
-    write_json(&dir.join("precision_drop.json"), &comparison)?;
+    write_json(&run.precision_drop(), &comparison)?;
     Ok(comparison)
 }
 
 /// `dmlviz eval`: takes the run's writer lock, then [`evaluate_run`]. Commands that
 /// already hold the lock (train, after training) call [`evaluate_run`] directly.
-pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison>)> {
+pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
     // The lock would create a missing directory: refuse a non-run before taking it.
     if !is_run_dir(&run.root) {
         bail!(
@@ -348,7 +307,7 @@ pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison
 
 /// Evaluates every trained phase of a run, and compares them when both exist. The
 /// caller holds the run's writer lock.
-pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseEvaluation>, Option<Comparison>)> {
+pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
     let mut phases = Vec::new();
     for phase in [Phase::All, Phase::Seen] {
         if run.phase(phase).checkpoint().exists() {

@@ -532,6 +532,8 @@ impl<'a> Explainer<'a> {
 /// its directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplanationRecord {
+    /// Layout version of this record (`crate::run::record`).
+    pub schema_version: u32,
     /// The explained image (as given).
     pub image: PathBuf,
     /// `image.png`: the network's input at display size.
@@ -685,6 +687,7 @@ pub fn write_explanation(
         .collect();
     write_safetensors(&dir.join("maps.safetensors"), &arrays)?;
     let record = ExplanationRecord {
+        schema_version: crate::run::record::SCHEMA_VERSION,
         image: e.image.clone(),
         input_png: "image.png".into(),
         true_class: e.true_class.clone(),
@@ -696,7 +699,7 @@ pub fn write_explanation(
         maps,
         neighbours,
     };
-    write_json(&dir.join("explanation.json"), &record)?;
+    write_json(&dir.join(crate::run::explanations::ITEM_FILE), &record)?;
     crate::atomic::write_atomic(
         &dir.join("index.html"),
         super::page::explanation_page(&record, title, nav).as_bytes(),

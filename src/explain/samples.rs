@@ -14,6 +14,7 @@
 //!
 //! ```text
 //! {
+//!   "schema_version": 2,                  // crate::run::record; absent (= 1) in older files
 //!   "phase": "all" | "seen",
 //!   "k": 10,                              // neighbours of the majority vote
 //!   "method_notes": "...",                // one paragraph on what each map shows
@@ -40,7 +41,6 @@
 //! A map whose status is not `ok` is a flat grey PNG: show the status instead.
 
 use super::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method};
-use super::map::MapStatus;
 use super::page::{explanation_body, extra_css, METHOD_NOTES};
 use super::target::TargetChoice;
 use crate::atomic::{write_atomic, write_json};
@@ -48,15 +48,13 @@ use crate::config::Phase;
 use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::predict_embeddings;
 use crate::html::{escape, page, url};
-use crate::run::RunDir;
+use crate::run::explanations::{ExplanationIndex, ExplanationItem, ExplanationNeighbour};
+use crate::run::record::SCHEMA_VERSION;
+use crate::run::{RunDir, EXPLANATIONS_FILE};
 use crate::train::embed::embed;
 use anyhow::{bail, Result};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Directory of the sample inside a phase directory.
-pub const EXPLANATIONS_DIR: &str = "explanations";
 
 /// How many images and neighbours.
 #[derive(Debug, Clone)]
@@ -77,55 +75,6 @@ impl Default for SampleOptions {
             batch_size: 8,
         }
     }
-}
-
-/// One item of `explanations.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SampleItem {
-    /// The test image's path.
-    pub image: PathBuf,
-    /// Its class.
-    pub true_class: String,
-    /// Majority-vote class.
-    pub predicted: String,
-    /// Whether they agree.
-    pub correct: bool,
-    /// Whether the phase trained without this class.
-    pub unseen_class: bool,
-    /// The item's directory, relative to `explanations/`.
-    pub dir: String,
-    /// PNG paths relative to `explanations/`.
-    pub maps: BTreeMap<String, String>,
-    /// Map statuses.
-    pub status: BTreeMap<String, MapStatus>,
-    /// The k nearest training images.
-    pub neighbours: Vec<SampleNeighbour>,
-}
-
-/// A neighbour of a sample item.
-#[derive(Debug, Clone, Serialize)]
-pub struct SampleNeighbour {
-    /// The training image's path.
-    pub path: PathBuf,
-    /// Its class.
-    pub class: String,
-    /// Distance to the test image.
-    pub distance: f64,
-    /// Thumbnail, relative to `explanations/`.
-    pub thumbnail: String,
-}
-
-/// `explanations.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SampleIndex {
-    /// The phase explained.
-    pub phase: Phase,
-    /// Neighbours of the majority vote.
-    pub k: usize,
-    /// What each map shows.
-    pub method_notes: String,
-    /// The explained images.
-    pub items: Vec<SampleItem>,
 }
 
 /// Up to `n` positions spread evenly over `0..len`.
@@ -199,12 +148,12 @@ fn item_dir(i: usize, class: &str, path: &Path) -> String {
     format!("{:02}-{}-{}", i + 1, safe_name(class), stem(path))
 }
 
-fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {
+fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> ExplanationItem {
     let mut maps = BTreeMap::new();
     let mut status = BTreeMap::new();
     maps.insert("image".to_string(), format!("{dir}/{}", record.input_png));
     let mut add = |key: &str, rec: &super::explainer::MapRecord| {
-        status.insert(key.to_string(), rec.status);
+        status.insert(key.to_string(), rec.status.name().to_string());
         if let Some(heat) = rec.files.first() {
             maps.insert(format!("{key}_heat"), format!("{dir}/{heat}"));
         }
@@ -223,7 +172,7 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {
     for key in ["guided", "guided_gradcam"] {
         maps.remove(&format!("{key}_heat"));
     }
-    SampleItem {
+    ExplanationItem {
         image: record.image.clone(),
         true_class: record.true_class.clone().unwrap_or_default(),
         predicted: record.predicted.clone(),
@@ -235,7 +184,7 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {
         neighbours: record
             .neighbours
             .iter()
-            .map(|n| SampleNeighbour {
+            .map(|n| ExplanationNeighbour {
                 path: n.path.clone(),
                 class: n.class.clone(),
                 distance: n.distance,
@@ -247,7 +196,11 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> SampleItem {
 
 /// Explains a deterministic sample of the phase's test images and writes
 /// `explanations/` (see the module documentation for the JSON schema).
-pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Result<SampleIndex> {
+pub fn explain_samples(
+    run: &RunDir,
+    phase: Phase,
+    opts: &SampleOptions,
+) -> Result<ExplanationIndex> {
     let pm = PhaseModel::load(run, phase)?;
     let mut explainer = Explainer::new(run, &pm)?;
     let exp = &pm.exp;
@@ -316,7 +269,7 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         ..Default::default()
     };
     let explanations = explainer.explain(&chosen_paths, &eopts)?;
-    let out = run.phase(phase).root.join(EXPLANATIONS_DIR);
+    let out = run.phase(phase).explanations_dir();
     let nav = vec![("index.html".to_string(), "all explanations".to_string())];
     let mut items = Vec::new();
     let mut bodies = String::new();
@@ -345,8 +298,9 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         ));
         items.push(it);
     }
-    let index = SampleIndex {
-        phase,
+    let index = ExplanationIndex {
+        schema_version: SCHEMA_VERSION,
+        phase: Some(phase),
         k,
         method_notes: METHOD_NOTES.to_string(),
         items,
@@ -368,7 +322,7 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         &out.join("index.html"),
         page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
     )?;
-    write_json(&out.join("explanations.json"), &index)?;
+    write_json(&out.join(EXPLANATIONS_FILE), &index)?;
     // Item directories of an earlier sample that this one does not list are stale.
     let keep: std::collections::HashSet<&str> =
         index.items.iter().map(|i| i.dir.as_str()).collect();

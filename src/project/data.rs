@@ -4,11 +4,14 @@
 use super::input::Matrix;
 use crate::config::Phase;
 use crate::data::split::ClassProtocol;
-use crate::run::RunDir;
+use crate::run::embeddings::{
+    EmbeddingsIndex, TEST_EMBEDDINGS, TEST_LABELS, TRAIN_EMBEDDINGS, TRAIN_LABELS,
+};
+use crate::run::record::read_record;
+use crate::run::{PhaseDir, RunDir};
 use crate::search::Distance;
 use crate::tensor_io::read_safetensors;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -37,7 +40,7 @@ pub struct PhaseData {
     /// The phase.
     pub phase: Phase,
     /// The phase directory (`runs/X/phase-P`).
-    pub dir: PathBuf,
+    pub dir: PhaseDir,
     /// Class names; labels index them.
     pub classes: Vec<String>,
     /// `[n, d]` embeddings.
@@ -90,13 +93,6 @@ impl PhaseData {
     }
 }
 
-#[derive(Deserialize)]
-struct EmbeddingsJson {
-    classes: Vec<String>,
-    train_paths: Vec<PathBuf>,
-    test_paths: Vec<PathBuf>,
-}
-
 fn tensor(tensors: &[(String, Tensor)], name: &str, file: &Path) -> Result<Tensor> {
     tensors
         .iter()
@@ -105,19 +101,18 @@ fn tensor(tensors: &[(String, Tensor)], name: &str, file: &Path) -> Result<Tenso
         .with_context(|| format!("{}: no `{name}` tensor", file.display()))
 }
 
-fn labels(t: &Tensor) -> Result<Vec<i64>> {
-    Ok(Vec::<i64>::try_from(
-        &t.to_kind(tch::Kind::Int64).view([-1]),
-    )?)
+fn labels(t: &Tensor, name: &str, file: &Path) -> Result<Vec<i64>> {
+    Vec::<i64>::try_from(&t.to_kind(tch::Kind::Int64).view([-1]))
+        .with_context(|| format!("{}: reading `{name}`", file.display()))
 }
 
 /// Reads `embeddings.safetensors` and `embeddings.json` of a phase (written by
 /// `dmlviz train` / `dmlviz eval`) and the run's config; checks that they agree.
 pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
     let cfg = run.read_config()?;
-    let dir = run.phase(phase).root;
-    let file = dir.join("embeddings.safetensors");
-    let json_file = dir.join("embeddings.json");
+    let dir = run.phase(phase);
+    let file = dir.embeddings();
+    let json_file = dir.embeddings_index();
     if !file.exists() {
         bail!(
             "{}: not found (train the run, or run `dmlviz eval --run {}`)",
@@ -126,16 +121,15 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         );
     }
     let tensors = read_safetensors(&file)?;
-    let text = std::fs::read_to_string(&json_file)
-        .with_context(|| format!("reading {}", json_file.display()))?;
-    let meta: EmbeddingsJson =
-        serde_json::from_str(&text).with_context(|| format!("{}", json_file.display()))?;
-    let train = Matrix::from_tensor(&tensor(&tensors, "train_embeddings", &file)?)
-        .with_context(|| format!("{}: train_embeddings", file.display()))?;
-    let test = Matrix::from_tensor(&tensor(&tensors, "test_embeddings", &file)?)
-        .with_context(|| format!("{}: test_embeddings", file.display()))?;
-    let train_labels = labels(&tensor(&tensors, "train_labels", &file)?)?;
-    let test_labels = labels(&tensor(&tensors, "test_labels", &file)?)?;
+    let Some(meta) = read_record::<EmbeddingsIndex>(&json_file)? else {
+        bail!("{}: not found", json_file.display());
+    };
+    let train = Matrix::from_tensor(&tensor(&tensors, TRAIN_EMBEDDINGS, &file)?)
+        .with_context(|| format!("{}: {TRAIN_EMBEDDINGS}", file.display()))?;
+    let test = Matrix::from_tensor(&tensor(&tensors, TEST_EMBEDDINGS, &file)?)
+        .with_context(|| format!("{}: {TEST_EMBEDDINGS}", file.display()))?;
+    let train_labels = labels(&tensor(&tensors, TRAIN_LABELS, &file)?, TRAIN_LABELS, &file)?;
+    let test_labels = labels(&tensor(&tensors, TEST_LABELS, &file)?, TEST_LABELS, &file)?;
     if train.cols != test.cols {
         bail!(
             "{}: train_embeddings have {} dimensions, test_embeddings {}",
@@ -226,7 +220,9 @@ pub(crate) fn synthetic(
     let (points, labels) = super::clustered_points(n, dim, classes.len(), 0.3, 5);
     PhaseData {
         phase: Phase::All,
-        dir: PathBuf::from("unused"),
+        dir: PhaseDir {
+            root: PathBuf::from("unused"),
+        },
         classes: classes.iter().map(|c| c.to_string()).collect(),
         embeddings: points,
         labels,

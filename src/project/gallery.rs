@@ -16,6 +16,10 @@ use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
 use crate::eval::predict::predict_embeddings;
 use crate::html;
 use crate::imaging::{square, write_jpeg};
+pub use crate::run::galleries::{ClassVotes, GalleryItem, GalleryNeighbour};
+use crate::run::galleries::{Galleries, Query};
+use crate::run::record::SCHEMA_VERSION;
+use crate::run::GALLERIES_FILE;
 use anyhow::{anyhow, Result};
 use image::{Rgb, RgbImage};
 use plotters::prelude::*;
@@ -45,53 +49,6 @@ impl Default for GalleryOptions {
             seed: 42,
         }
     }
-}
-
-/// One neighbour of a query.
-#[derive(Debug, Clone, Serialize)]
-pub struct GalleryNeighbour {
-    /// Image path as stored in the run.
-    pub path: String,
-    /// Its class.
-    pub class: String,
-    /// Distance to the query (the run's distance).
-    pub distance: f64,
-    /// Same class as the query.
-    pub correct: bool,
-}
-
-/// A class among the top k and its votes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassVotes {
-    /// Class name.
-    pub class: String,
-    /// How many of the k nearest have it.
-    pub votes: usize,
-}
-
-/// One gallery entry (`galleries.json` item).
-#[derive(Debug, Clone, Serialize)]
-pub struct GalleryItem {
-    /// `q<N>`.
-    pub id: String,
-    /// Query image path.
-    pub query: String,
-    /// Its class.
-    pub true_class: String,
-    /// Class of the nearest training image.
-    pub predicted: String,
-    /// Majority vote of the k nearest (ties: nearest wins).
-    pub majority: String,
-    /// `predicted == true_class`.
-    pub correct: bool,
-    /// The query's class is held out.
-    pub unseen: bool,
-    /// Contact sheet file name, beside `galleries.json`.
-    pub sheet: String,
-    /// The k nearest training images, nearest first.
-    pub neighbours: Vec<GalleryNeighbour>,
-    /// Classes of the k nearest by votes (ties: order of first appearance).
-    pub top_classes: Vec<ClassVotes>,
 }
 
 /// Test rows (indices into the test set) chosen as queries: a seeded sample of the
@@ -337,7 +294,7 @@ pub fn write_galleries(
             let classes: Vec<String> = neighbours.iter().map(|n| n.class.clone()).collect();
             items.push(GalleryItem {
                 id: format!("q{point}"),
-                query: data.paths[point].display().to_string(),
+                query: Query::Path(data.paths[point].display().to_string()),
                 correct: p.nearest == true_class,
                 true_class,
                 predicted: p.nearest.clone(),
@@ -353,10 +310,12 @@ pub fn write_galleries(
         let point: usize = item.id[1..].parse()?;
         write_jpeg(&dir.join(&item.sheet), &contact_sheet(data, point, item)?)?;
     }
-    write_json(
-        &dir.join("galleries.json"),
-        &serde_json::json!({ "items": items }),
-    )?;
+    let record = Galleries {
+        schema_version: SCHEMA_VERSION,
+        items,
+    };
+    write_json(&dir.join(GALLERIES_FILE), &record)?;
+    let items = record.items;
     crate::atomic::write_atomic(
         &dir.join("index.html"),
         galleries_html(data, &items, nav).as_bytes(),

@@ -49,6 +49,9 @@ use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::data::rng::Rng;
 use crate::run::lock::RunLock;
+pub use crate::run::projections::ProjectionRecord;
+use crate::run::projections::{file_name, thumbnails_name, SPRITE_STEM, TENSORBOARD_DIR};
+use crate::run::record::SCHEMA_VERSION;
 use crate::run::RunDir;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
@@ -115,31 +118,6 @@ impl Default for ProjectOptions {
     }
 }
 
-/// One layout's record (`<method>.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct ProjectionRecord {
-    /// `umap` or `tsne`.
-    pub method: Method,
-    /// Number of points.
-    pub points: usize,
-    /// Dimensions of the embeddings.
-    pub dims: usize,
-    /// The parameters used (t-SNE: the perplexity after lowering to (n − 1)/3).
-    pub params: serde_json::Value,
-    /// Wall-clock seconds of the layout (neighbour search included).
-    pub seconds: f64,
-    /// Trustworthiness at k = 15.
-    pub trustworthiness: f64,
-    /// Share of the 15 nearest 2-D neighbours with the same class.
-    pub knn_label_agreement: f64,
-    /// Dimensions after PCA, when PCA ran first.
-    pub pca_dims: Option<usize>,
-    /// The run's distance (`cosine`: rows were L2-normalised first).
-    pub distance: Distance,
-    /// Rows equal to an earlier row.
-    pub duplicates: usize,
-}
-
 /// What [`project_phase`] wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectSummary {
@@ -174,19 +152,15 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     }
     let _lock = RunLock::acquire(&run.root, "project")?;
     let data = data::load_phase(run, phase)?;
-    let source = data
-        .dir
-        .join("embeddings.safetensors")
-        .display()
-        .to_string();
+    let source = data.dir.embeddings().display().to_string();
     let min_neighbours = if opts.methods.contains(&Method::Umap) {
         opts.umap.n_neighbors
     } else {
         3
     };
     let report = input::validate(&data.embeddings, min_neighbours, &source)?;
-    let out = data.dir.join("projections");
-    let galleries_dir = data.dir.join("galleries");
+    let out = data.dir.projections();
+    let galleries_dir = data.dir.galleries_dir();
     let n = data.len();
 
     // The space distances are measured in: unit rows for cosine, then optional PCA.
@@ -221,13 +195,13 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     // Maps to link: the ones made now and any made before.
     let maps: Vec<Method> = [Method::Umap, Method::Tsne]
         .into_iter()
-        .filter(|m| opts.methods.contains(m) || out.join(format!("{}.html", m.name())).exists())
+        .filter(|m| opts.methods.contains(m) || out.join(file_name(m.name(), "html")).exists())
         .collect();
     let map_nav = |prefix: &str| -> Vec<(String, String)> {
         maps.iter()
             .map(|m| {
                 (
-                    format!("{prefix}{}.html", m.name()),
+                    format!("{prefix}{}", file_name(m.name(), "html")),
                     format!("{} map", m.title()),
                 )
             })
@@ -252,9 +226,9 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     let sprite = map::SpriteInfo::for_points(n);
     let (thumbs, missing_images) = map::load_thumbnails(&data.paths, 64);
     let sheet = map::sprite_sheet(&thumbs, &sprite);
-    crate::imaging::write_jpeg(&out.join("sprite.jpg"), &sheet)?;
-    write_json(&out.join("sprite.json"), &sprite)?;
-    export::tensorboard(&data, &out.join("tensorboard"), Some((&sheet, &sprite)))?;
+    crate::imaging::write_jpeg(&out.join(file_name(SPRITE_STEM, "jpg")), &sheet)?;
+    write_json(&out.join(file_name(SPRITE_STEM, "json")), &sprite)?;
+    export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some((&sheet, &sprite)))?;
 
     let mut records = Vec::new();
     for &method in &opts.methods {
@@ -285,7 +259,8 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         let seconds = start.elapsed().as_secs_f64();
         let k = quality::QUALITY_K.min((n - 1) / 2).max(1);
         let record = ProjectionRecord {
-            method,
+            schema_version: SCHEMA_VERSION,
+            method: method.name().to_string(),
             points: n,
             dims: data.embeddings.cols,
             params,
@@ -293,17 +268,17 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             trustworthiness: quality::trustworthiness(&space, &layout, k, Distance::Euclidean)?,
             knn_label_agreement: quality::knn_label_agreement(&layout, &data.labels, k)?,
             pca_dims,
-            distance: data.distance,
+            distance: Some(data.distance),
             duplicates: report.duplicates,
         };
         let name = method.name();
         let title = format!("{} — {} ({} points)", method.title(), phase.dir_name(), n);
         write_atomic(
-            &out.join(format!("{name}.csv")),
+            &out.join(file_name(name, "csv")),
             export::layout_csv(&data, &layout).as_bytes(),
         )?;
-        plot::scatter_png(&data, &layout, &title, &out.join(format!("{name}.png")))?;
-        plot::scatter_svg(&data, &layout, &title, &out.join(format!("{name}.svg")))?;
+        plot::scatter_png(&data, &layout, &title, &out.join(file_name(name, "png")))?;
+        plot::scatter_svg(&data, &layout, &title, &out.join(file_name(name, "svg")))?;
         if opts.thumbnails {
             let side = if n > 2000 { 24 } else { 32 };
             plot::thumbnail_png(
@@ -312,7 +287,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
                 &title,
                 &thumbs,
                 side,
-                &out.join(format!("{name}-thumbnails.png")),
+                &out.join(thumbnails_name(name)),
             )?;
         }
         let facts = format!(
@@ -338,10 +313,10 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             nav,
         };
         write_atomic(
-            &out.join(format!("{name}.html")),
+            &out.join(file_name(name, "html")),
             map::map_html(&data, &layout, &page).as_bytes(),
         )?;
-        write_json(&out.join(format!("{name}.json")), &record)?;
+        write_json(&data.dir.projection_record(name), &record)?;
         records.push(record);
     }
     Ok(ProjectSummary {

@@ -5,35 +5,10 @@
 
 use super::figure::{plot_error, shorten, Figure};
 use crate::chart::FONT;
-use anyhow::{bail, Context, Result};
+pub use crate::run::tables::ConfusionMatrix;
+use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::Deserialize;
-use std::path::Path;
-
-/// `tables/confusion_matrix.json`: rows true, columns predicted, over `labels`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ConfusionMatrix {
-    /// Class indices of the rows and columns.
-    pub labels: Vec<usize>,
-    /// Counts, rows true, columns predicted.
-    pub counts: Vec<Vec<usize>>,
-}
-
-impl ConfusionMatrix {
-    /// Reads and checks `confusion_matrix.json`.
-    pub fn read(path: &Path) -> Result<ConfusionMatrix> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let m: ConfusionMatrix =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let n = m.labels.len();
-        if m.counts.len() != n || m.counts.iter().any(|r| r.len() != n) {
-            bail!("{}: counts are not {n}×{n} like labels", path.display());
-        }
-        Ok(m)
-    }
-}
 
 /// One off-diagonal cell: how often `true_class` was predicted as `predicted`.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,10 +192,10 @@ mod tests {
 
     fn matrix() -> ConfusionMatrix {
         // Classes 0 and 2 are confused with each other; 1 is always right.
-        ConfusionMatrix {
-            labels: vec![0, 1, 2],
-            counts: vec![vec![1, 0, 3], vec![0, 4, 0], vec![2, 0, 2]],
-        }
+        ConfusionMatrix::new(
+            vec![0, 1, 2],
+            vec![vec![1, 0, 3], vec![0, 4, 0], vec![2, 0, 2]],
+        )
     }
 
     #[test]
@@ -254,10 +229,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let m = ConfusionMatrix {
-            labels: (0..n).collect(),
-            counts,
-        };
+        let m = ConfusionMatrix::new((0..n).collect(), counts);
         let names: Vec<String> = (0..n).map(|i| format!("{i:03}.<class>")).collect();
         let map = HeatMap {
             matrix: &m,
@@ -271,14 +243,5 @@ mod tests {
             "{}",
             image.width()
         );
-    }
-
-    #[test]
-    fn a_matrix_of_the_wrong_shape_is_rejected_with_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("confusion_matrix.json");
-        std::fs::write(&path, r#"{"labels":[0,1],"counts":[[1]]}"#).unwrap();
-        assert!(format!("{:#}", ConfusionMatrix::read(&path).unwrap_err())
-            .contains("confusion_matrix.json"));
     }
 }

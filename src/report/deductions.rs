@@ -11,7 +11,7 @@ use crate::html::escape;
 use std::path::Path;
 
 /// File name of the deductions inside a run directory.
-pub const FILE_NAME: &str = "deductions.md";
+pub const FILE_NAME: &str = crate::run::DEDUCTIONS_FILE;
 
 /// Reads `deductions.md` of a run, if present and not blank.
 pub fn read(run_root: &Path, problems: &mut Vec<String>) -> Option<String> {

@@ -29,7 +29,6 @@ pub mod confusion;
 pub mod curves;
 pub mod deductions;
 pub mod figure;
-pub mod hardware;
 pub mod read;
 pub mod run_page;
 pub mod site;

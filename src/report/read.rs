@@ -2,221 +2,30 @@
 //! a file that cannot be parsed becomes a named problem on the page instead of an
 //! error, so a stopped, partial or half-evaluated run still gets its page.
 //!
-//! The JSON written by `eval`, `project` and `explain` is read through small structs
-//! of this module (every field defaulted, unknown fields ignored): the report keeps
-//! working while those layers add fields.
+//! Every JSON file is read through its record type in [`crate::run`] (the one its
+//! writer serialises), whose reading rules ([`crate::run::record`]) let an older or a
+//! newer run open: missing optional fields take defaults, unknown fields are ignored.
 
 use crate::config::{ExperimentConfig, Phase};
-use crate::run::{RunDir, TrainState};
-use serde::Deserialize;
+use crate::run::comparison::PrecisionDrop;
+use crate::run::explanations::ExplanationIndex;
+use crate::run::galleries::Galleries;
+use crate::run::hardware::Hardware;
+use crate::run::metrics::PhaseMetrics;
+use crate::run::projections::{ProjectionRecord, SPRITE_STEM, THUMBNAILS_SUFFIX};
+use crate::run::record::{read_lines, read_record};
+use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
 use std::path::{Path, PathBuf};
-
-/// One epoch of `history.jsonl`, read leniently: a value written as `null`
-/// (a non-finite number) is `None` instead of failing the whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct HistoryPoint {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss of the epoch.
-    pub train_loss: Option<f64>,
-    /// precision@1 on all classes' test images.
-    pub test_accuracy: Option<f64>,
-    /// precision@1 on the held-out classes' test images (phase-seen).
-    pub test_accuracy_unseen: Option<f64>,
-    /// Backbone learning rate.
-    pub lr: Option<f64>,
-    /// Training throughput.
-    pub images_per_s: Option<f64>,
-    /// Wall-clock seconds of the epoch.
-    pub seconds: Option<f64>,
-}
-
-/// A value at a cut-off `k` (Recall@k, majority vote of k neighbours).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AtK {
-    /// The cut-off.
-    pub k: usize,
-    /// The value at that cut-off.
-    pub value: f64,
-}
-
-/// The retrieval part of `metrics.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Retrieval {
-    /// Test queries.
-    pub queries: usize,
-    /// Queries whose class has at least one reference image.
-    pub evaluated_queries: usize,
-    /// precision@1 (the reference's test accuracy).
-    pub precision_at_1: Option<f64>,
-    /// Recall@k for several k.
-    pub recall_at_k: Vec<AtK>,
-    /// R-precision.
-    pub r_precision: Option<f64>,
-    /// MAP@R.
-    pub map_at_r: Option<f64>,
-    /// Mean reciprocal rank.
-    pub mean_reciprocal_rank: Option<f64>,
-    /// Accuracy of the majority vote of the k nearest neighbours.
-    pub majority_vote_accuracy: Vec<AtK>,
-}
-
-/// The clustering part of `metrics.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Clustering {
-    /// Normalised mutual information of k-means clusters and classes.
-    pub nmi: Option<f64>,
-    /// Adjusted mutual information.
-    pub ami: Option<f64>,
-    /// Why NMI/AMI are absent or not meaningful.
-    pub note: Option<String>,
-}
-
-/// One class's row of `metrics.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ClassRow {
-    /// Class name.
-    pub class: String,
-    /// Test images.
-    pub test_count: usize,
-    /// Training (reference) images.
-    pub train_count: usize,
-    /// precision@1 of the class's test images.
-    pub precision_at_1: f64,
-}
-
-/// `metrics.json` of a phase (written by `dmlviz eval`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PhaseMetrics {
-    /// Nearest-neighbour metrics.
-    pub retrieval: Retrieval,
-    /// k-means clustering metrics.
-    pub clustering: Clustering,
-    /// Accuracy of the loss's own class logits, for losses with class parameters.
-    pub logits_accuracy: Option<f64>,
-    /// precision@1 over the held-out classes (phase-seen).
-    pub unseen_precision_at_1: Option<f64>,
-    /// Every class, in class-index order.
-    pub classes: Vec<ClassRow>,
-}
-
-/// `comparison/precision_drop.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PrecisionDrop {
-    /// Mean P@1 drop over the held-out classes.
-    pub precision_drop_unseen_classes: Option<f64>,
-    /// Mean P@1 drop over every class.
-    pub precision_drop_all_classes: Option<f64>,
-    /// The held-out classes.
-    pub held_out_classes: Vec<String>,
-}
-
-/// A projection's `<method>.json` (written by `dmlviz project`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ProjectionInfo {
-    /// `umap` or `tsne`.
-    pub method: String,
-    /// Points drawn.
-    pub points: Option<usize>,
-    /// Seconds the projection took.
-    pub seconds: Option<f64>,
-    /// Trustworthiness of the 2-D layout.
-    pub trustworthiness: Option<f64>,
-    /// Share of 2-D neighbours with the same label.
-    pub knn_label_agreement: Option<f64>,
-}
 
 /// One projection found in `projections/`, with the files present.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
     /// File stem (`umap`, `tsne`).
     pub method: String,
-    /// Its JSON summary, if readable.
-    pub info: Option<ProjectionInfo>,
+    /// Its record (`<method>.json`), if readable.
+    pub info: Option<ProjectionRecord>,
     /// Which of `png`, `svg`, `html`, `csv`, `thumbnails.png` (`<method>-thumbnails.png`) exist.
     pub files: Vec<String>,
-}
-
-/// A neighbour of a gallery query.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct GalleryNeighbour {
-    /// Class of the neighbour.
-    pub class: String,
-    /// Distance to the query.
-    pub distance: Option<f64>,
-    /// Same class as the query.
-    pub correct: bool,
-}
-
-/// One query of `galleries/galleries.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct GalleryItem {
-    /// Anchor id in `galleries/index.html` (`q<N>`), derived from `query` when absent.
-    pub id: Option<String>,
-    /// The query: its image path (or, in older files, its index).
-    pub query: Option<serde_json::Value>,
-    /// True class.
-    pub true_class: String,
-    /// Class of the nearest neighbour.
-    pub predicted: String,
-    /// Majority-vote class.
-    pub majority: Option<String>,
-    /// Nearest neighbour has the true class.
-    pub correct: bool,
-    /// The query's class was held out from training.
-    pub unseen: bool,
-    /// Contact sheet image, relative to `galleries/`.
-    pub sheet: Option<String>,
-    /// Nearest neighbours.
-    pub neighbours: Vec<GalleryNeighbour>,
-}
-
-/// `galleries/galleries.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Galleries {
-    /// The queries shown.
-    pub items: Vec<GalleryItem>,
-}
-
-/// One explained image of `explanations/explanations.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ExplanationItem {
-    /// The image explained (its dataset path).
-    pub image: String,
-    /// True class, when known.
-    pub true_class: Option<String>,
-    /// Predicted class.
-    pub predicted: Option<String>,
-    /// Prediction correct.
-    pub correct: Option<bool>,
-    /// Map name (`gradcam`, `guided`, ...) → image path relative to `explanations/`.
-    pub maps: std::collections::BTreeMap<String, String>,
-    /// Map name → `ok`, or why the map is flat (`constant`, `zero`, `non_finite`).
-    pub status: std::collections::BTreeMap<String, String>,
-    /// The image's class was held out of the phase's training.
-    pub unseen_class: bool,
-    /// The item's own folder (with its page), relative to `explanations/`.
-    pub dir: Option<String>,
-}
-
-/// `explanations/explanations.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Explanations {
-    /// The explained images.
-    pub items: Vec<ExplanationItem>,
 }
 
 /// Everything the report knows about one phase.
@@ -229,7 +38,7 @@ pub struct PhaseSummary {
     /// `train-state.json`.
     pub state: Option<TrainState>,
     /// `history.jsonl`, lines that could not be read left out (and named in `problems`).
-    pub history: Vec<HistoryPoint>,
+    pub history: Vec<EpochRecord>,
     /// `metrics.json`.
     pub metrics: Option<PhaseMetrics>,
     /// `projections/*`.
@@ -237,7 +46,7 @@ pub struct PhaseSummary {
     /// `galleries/galleries.json`.
     pub galleries: Option<Galleries>,
     /// `explanations/explanations.json`.
-    pub explanations: Option<Explanations>,
+    pub explanations: Option<ExplanationIndex>,
     /// Files that exist but could not be read, each with the reason.
     pub problems: Vec<String>,
 }
@@ -284,7 +93,7 @@ impl PhaseSummary {
     pub fn seconds(&self) -> f64 {
         self.history
             .iter()
-            .filter_map(|h| h.seconds)
+            .map(|h| h.seconds)
             .filter(|s| s.is_finite())
             .sum()
     }
@@ -293,8 +102,9 @@ impl PhaseSummary {
     pub fn precision_at_1(&self) -> Option<f64> {
         self.metrics
             .as_ref()
-            .and_then(|m| m.retrieval.precision_at_1)
-            .or_else(|| self.history.last().and_then(|h| h.test_accuracy))
+            .map(|m| m.retrieval.precision_at_1)
+            .or_else(|| self.history.last().map(|h| h.test_accuracy))
+            .filter(|p| p.is_finite())
     }
 }
 
@@ -316,7 +126,7 @@ pub struct RunSummary {
     /// The user's notes (`deductions.md`), raw.
     pub deductions: Option<String>,
     /// The training machine (`hardware.json`, written by `dmlviz train`).
-    pub hardware: Option<crate::report::hardware::Hardware>,
+    pub hardware: Option<Hardware>,
     /// Files that exist but could not be read, each with the reason.
     pub problems: Vec<String>,
 }
@@ -381,17 +191,13 @@ impl RunSummary {
     }
 }
 
-/// Reads a file into a value, or `None` when absent; a parse failure is pushed to
-/// `problems` with the file's name.
+/// Reads a record, or `None` when absent; a read or parse failure is pushed to
+/// `problems` (the message names the file).
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, problems: &mut Vec<String>) -> Option<T> {
-    let text = read_text(path, problems)?;
-    match serde_json::from_str(&text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            problems.push(format!("{}: {e}", path.display()));
-            None
-        }
-    }
+    read_record(path).unwrap_or_else(|e| {
+        problems.push(format!("{e:#}"));
+        None
+    })
 }
 
 /// Reads a text file, or `None` when absent; read errors go to `problems`.
@@ -409,27 +215,25 @@ pub fn read_text(path: &Path, problems: &mut Vec<String>) -> Option<String> {
 }
 
 /// Reads `history.jsonl` line by line; unreadable lines are named in `problems`.
-fn read_history(path: &Path, problems: &mut Vec<String>) -> Vec<HistoryPoint> {
-    let Some(text) = read_text(path, problems) else {
-        return Vec::new();
-    };
+fn read_history(path: &Path, problems: &mut Vec<String>) -> Vec<EpochRecord> {
+    let lines = read_lines::<EpochRecord>(path).unwrap_or_else(|e| {
+        problems.push(format!("{e:#}"));
+        None
+    });
     let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str::<HistoryPoint>(line) {
+    for line in lines.unwrap_or_default() {
+        match line {
             Ok(p) => out.push(p),
-            Err(e) => problems.push(format!("{} line {}: {e}", path.display(), i + 1)),
+            Err(e) => problems.push(format!("{e:#}")),
         }
     }
     out
 }
 
-/// The projections found in `dir` (one per `<method>.json`, `.png` or `.html`).
-fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// The projections found in the phase's `projections/` (one per `<method>.json`, `.png`
+/// or `.html`).
+fn read_projections(phase: &PhaseDir, problems: &mut Vec<String>) -> Vec<Projection> {
+    let Ok(entries) = std::fs::read_dir(phase.projections()) else {
         return Vec::new();
     };
     let mut by_method: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -441,11 +245,11 @@ fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
         let ext = ext.to_string_lossy().to_ascii_lowercase();
         if ["json", "png", "svg", "html", "csv"].contains(&ext.as_str()) && path.is_file() {
             let stem = stem.to_string_lossy().into_owned();
-            if stem == "sprite" || stem == "index" {
+            if stem == SPRITE_STEM || stem == "index" {
                 continue;
             }
             // `umap-thumbnails.png`: the map drawn with the images, an extra of `umap`.
-            match stem.strip_suffix("-thumbnails") {
+            match stem.strip_suffix(THUMBNAILS_SUFFIX) {
                 Some(method) if ext == "png" => by_method
                     .entry(method.to_string())
                     .or_default()
@@ -462,7 +266,7 @@ fn read_projections(dir: &Path, problems: &mut Vec<String>) -> Vec<Projection> {
             let info = files
                 .iter()
                 .any(|f| f == "json")
-                .then(|| read_json(&dir.join(format!("{method}.json")), problems))
+                .then(|| read_json(&phase.projection_record(&method), problems))
                 .flatten();
             Projection {
                 method,
@@ -482,14 +286,10 @@ pub fn read_phase(run: &RunDir, phase: Phase) -> Option<PhaseSummary> {
     let mut problems = Vec::new();
     let state = read_json::<TrainState>(&dir.state_path(), &mut problems);
     let history = read_history(&dir.history_path(), &mut problems);
-    let metrics = read_json::<PhaseMetrics>(&dir.root.join("metrics.json"), &mut problems);
-    let projections = read_projections(&dir.root.join("projections"), &mut problems);
-    let galleries =
-        read_json::<Galleries>(&dir.root.join("galleries/galleries.json"), &mut problems);
-    let explanations = read_json::<Explanations>(
-        &dir.root.join("explanations/explanations.json"),
-        &mut problems,
-    );
+    let metrics = read_json::<PhaseMetrics>(&dir.metrics(), &mut problems);
+    let projections = read_projections(&dir, &mut problems);
+    let galleries = read_json::<Galleries>(&dir.galleries(), &mut problems);
+    let explanations = read_json::<ExplanationIndex>(&dir.explanations(), &mut problems);
     Some(PhaseSummary {
         phase,
         root: dir.root,
@@ -525,12 +325,9 @@ pub fn read_run(root: &Path) -> RunSummary {
         .into_iter()
         .filter_map(|p| read_phase(&run, p))
         .collect();
-    let comparison = read_json(&root.join("comparison/precision_drop.json"), &mut problems);
+    let comparison = read_json::<PrecisionDrop>(&run.precision_drop(), &mut problems);
     let deductions = crate::report::deductions::read(root, &mut problems);
-    let hardware = read_json(
-        &root.join(crate::report::hardware::FILE_NAME),
-        &mut problems,
-    );
+    let hardware = read_json::<Hardware>(&run.hardware(), &mut problems);
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -562,8 +359,9 @@ pub fn list_runs(runs_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .filter(|p| p.is_dir())
         {
             if crate::run::is_run_dir(&p)
-                || p.join("phase-all").is_dir()
-                || p.join("phase-seen").is_dir()
+                || [Phase::All, Phase::Seen]
+                    .iter()
+                    .any(|&phase| RunDir::new(&p).phase(phase).root.is_dir())
             {
                 runs.push(p);
             } else if depth < MAX_RUN_DEPTH {
@@ -595,8 +393,8 @@ mod tests {
         let mut problems = Vec::new();
         let h = read_history(&path, &mut problems);
         assert_eq!(h.len(), 1);
-        assert_eq!(h[0].train_loss, None);
-        assert_eq!(h[0].test_accuracy, Some(0.5));
+        assert!(h[0].train_loss.is_nan());
+        assert_eq!(h[0].test_accuracy, 0.5);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("line 2"), "{problems:?}");
     }
@@ -662,15 +460,15 @@ mod tests {
         let g = p.galleries.unwrap();
         assert_eq!(
             (
-                g.items[0].id.as_deref(),
+                g.items[0].id.as_str(),
                 g.items[0].unseen,
-                g.items[0].sheet.as_deref()
+                g.items[0].sheet.as_str()
             ),
-            (Some("q12"), true, Some("q12.jpg"))
+            ("q12", true, "q12.jpg")
         );
         let e = p.explanations.unwrap();
         assert_eq!(e.items[0].status["gradcam"], "constant");
-        assert_eq!(e.items[0].dir.as_deref(), Some("01-a"));
+        assert_eq!(e.items[0].dir, "01-a");
         assert_eq!(p.projections.len(), 1, "sprite is not a projection");
         assert_eq!(p.projections[0].method, "umap");
         assert!(
@@ -680,9 +478,6 @@ mod tests {
             "{:?}",
             p.projections[0].files
         );
-        assert_eq!(
-            p.projections[0].info.as_ref().unwrap().trustworthiness,
-            Some(0.9)
-        );
+        assert_eq!(p.projections[0].info.as_ref().unwrap().trustworthiness, 0.9);
     }
 }

@@ -14,6 +14,7 @@ use super::read::{read_run, PhaseStatus, PhaseSummary, RunSummary};
 use super::tables::{csv_table, html_table, percent, Cell};
 use crate::config::Phase;
 use crate::html::{escape, page, url};
+use crate::run::{projections, tables, RunDir};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -105,7 +106,7 @@ fn phase_label(phase: Phase) -> &'static str {
 fn history_series(
     p: &PhaseSummary,
     label: &str,
-    value: impl Fn(&super::read::HistoryPoint) -> Option<f64>,
+    value: impl Fn(&crate::run::EpochRecord) -> Option<f64>,
     dashed: bool,
 ) -> Series {
     let points = p
@@ -130,7 +131,7 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
         let mut acc = history_series(
             p,
             &format!("test_accuracy{sfx} (all classes)"),
-            |h| h.test_accuracy,
+            |h| Some(h.test_accuracy),
             false,
         );
         if let Some(initial) = p.state.as_ref().and_then(|s| s.initial_test_accuracy) {
@@ -148,13 +149,13 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
         loss.series.push(history_series(
             p,
             &format!("train_loss{sfx}"),
-            |h| h.train_loss,
+            |h| Some(h.train_loss),
             false,
         ));
         lr.series.push(history_series(
             p,
             &format!("lr ({})", p.phase.dir_name()),
-            |h| h.lr,
+            |h| Some(h.lr),
             p.phase == Phase::Seen,
         ));
     }
@@ -220,12 +221,12 @@ fn headline(run: &RunSummary) -> String {
     if let Some(c) = &run.comparison {
         out.push_str(&kpi(
             "precision drop, unseen classes",
-            &percent(c.precision_drop_unseen_classes),
+            &percent(Some(c.precision_drop_unseen_classes)),
             "all-classes model − limited model",
         ));
         out.push_str(&kpi(
             "precision drop, all classes",
-            &percent(c.precision_drop_all_classes),
+            &percent(Some(c.precision_drop_all_classes)),
             "",
         ));
     }
@@ -245,8 +246,9 @@ fn headline(run: &RunSummary) -> String {
         }
         out.push_str(&kpi(
             "MAP@R",
-            &percent(r.map_at_r),
-            &r.r_precision
+            &percent(Some(r.map_at_r)),
+            &Some(r.r_precision)
+                .filter(|v| v.is_finite())
                 .map(|v| format!("R-precision {:.1} %", v * 100.0))
                 .unwrap_or_default(),
         ));
@@ -307,13 +309,14 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         let has = |ext: &str| proj.files.iter().any(|f| f == ext);
         let mut caption = escape(&proj.method.to_uppercase());
         if let Some(info) = &proj.info {
+            let finite = |v: f64| Some(v).filter(|v| v.is_finite());
             let facts: Vec<String> = [
-                info.points.map(|n| format!("{n} points")),
-                info.trustworthiness
-                    .map(|t| format!("trustworthiness {t:.3}")),
-                info.knn_label_agreement
-                    .map(|a| format!("kNN label agreement {a:.3}")),
-                info.seconds.map(|s| format!("{s:.1} s")),
+                Some(info.points)
+                    .filter(|&n| n > 0)
+                    .map(|n| format!("{n} points")),
+                finite(info.trustworthiness).map(|t| format!("trustworthiness {t:.3}")),
+                finite(info.knn_label_agreement).map(|a| format!("kNN label agreement {a:.3}")),
+                finite(info.seconds).map(|s| format!("{s:.1} s")),
             ]
             .into_iter()
             .flatten()
@@ -327,13 +330,13 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
                 let (label, file) = match *e {
                     "html" => (
                         "interactive map (hover: image, click: neighbours)".to_string(),
-                        format!("{}.html", proj.method),
+                        projections::file_name(&proj.method, "html"),
                     ),
                     "thumbnails.png" => (
                         "map with the images".to_string(),
-                        format!("{}-thumbnails.png", proj.method),
+                        projections::thumbnails_name(&proj.method),
                     ),
-                    e => (e.to_uppercase(), format!("{}.{e}", proj.method)),
+                    e => (e.to_uppercase(), projections::file_name(&proj.method, e)),
                 };
                 format!(
                     "<a href=\"{}\">{}</a>",
@@ -346,8 +349,8 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             let target = if has("html") { "html" } else { "png" };
             format!(
                 "<a href=\"{}\"><img src=\"{}\" loading=\"lazy\" width=\"520\" alt=\"{} map\"></a><br>",
-                url(&format!("{dir}/{}.{target}", proj.method)),
-                url(&format!("{dir}/{}.png", proj.method)),
+                url(&format!("{dir}/{}", projections::file_name(&proj.method, target))),
+                url(&format!("{dir}/{}", projections::file_name(&proj.method, "png"))),
                 escape(&proj.method)
             )
         } else {
@@ -381,16 +384,7 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         url(&format!("{dir}/index.html"))
     );
     for item in wrong.chain(right) {
-        let id = item
-            .id
-            .clone()
-            .or_else(|| {
-                item.query
-                    .as_ref()
-                    .and_then(|q| q.as_u64())
-                    .map(|q| format!("q{q}"))
-            })
-            .unwrap_or_default();
+        let id = item.anchor().unwrap_or_default();
         let votes: Vec<String> = item
             .neighbours
             .iter()
@@ -403,10 +397,11 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             if item.correct { "✓" } else { "✗" },
             escape(&item.true_class),
             escape(&item.predicted),
-            item.majority
-                .as_ref()
-                .map(|m| format!("<br>majority: {}", escape(m)))
-                .unwrap_or_default(),
+            if item.majority.is_empty() {
+                String::new()
+            } else {
+                format!("<br>majority: {}", escape(&item.majority))
+            },
             if item.unseen {
                 " <i>(held-out class)</i>"
             } else {
@@ -419,7 +414,7 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             } else {
                 format!("#{}", url(&id))
             };
-        let image = match &item.sheet {
+        let image = match Some(&item.sheet).filter(|s| !s.is_empty()) {
             Some(sheet) => format!(
                 "<img src=\"{}\" loading=\"lazy\" width=\"560\" alt=\"{}\" title=\"{}\">",
                 url(&format!("{dir}/{sheet}")),
@@ -434,6 +429,24 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
     }
     out.push_str("</div>\n");
     out
+}
+
+/// A class name, or `?` when the record does not know it.
+fn or_unknown(name: &str) -> &str {
+    if name.is_empty() {
+        "?"
+    } else {
+        name
+    }
+}
+
+/// A number with four decimals, `–` when it is not finite (not measured).
+fn fixed4(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "–".into()
+    }
 }
 
 /// The explanation panel: saliency maps for a sample of correct and wrong queries.
@@ -455,16 +468,8 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         ("pair_neighbour", "pair map: neighbour"),
     ];
     const EACH: usize = 4;
-    let wrong = e
-        .items
-        .iter()
-        .filter(|i| i.correct == Some(false))
-        .take(EACH);
-    let right = e
-        .items
-        .iter()
-        .filter(|i| i.correct != Some(false))
-        .take(EACH);
+    let wrong = e.items.iter().filter(|i| !i.correct).take(EACH);
+    let right = e.items.iter().filter(|i| i.correct).take(EACH);
     let items: Vec<_> = wrong.chain(right).collect();
     let columns: Vec<(&str, &str)> = ORDER
         .iter()
@@ -485,12 +490,12 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let verdict = match item.correct {
-            Some(true) => "<span class=\"ok\">✓ correct</span>".to_string(),
-            Some(false) => "<span class=\"bad\">✗ wrong</span>".to_string(),
-            None => String::new(),
+        let verdict = if item.correct {
+            "<span class=\"ok\">✓ correct</span>"
+        } else {
+            "<span class=\"bad\">✗ wrong</span>"
         };
-        let name = match &item.dir {
+        let name = match Some(&item.dir).filter(|d| !d.is_empty()) {
             Some(d) => format!(
                 "<a href=\"{}\">{}</a>",
                 url(&format!("{dir}/{d}/index.html")),
@@ -501,11 +506,11 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
         out.push_str(&format!(
             "<tr><td style=\"text-align:left\">{verdict}{}<br>{name}<br>true: {}<br>predicted: {}</td>",
             if item.unseen_class { " <i>(held-out class)</i>" } else { "" },
-            escape(item.true_class.as_deref().unwrap_or("?")),
-            escape(item.predicted.as_deref().unwrap_or("?"))
+            escape(or_unknown(&item.true_class)),
+            escape(or_unknown(&item.predicted))
         ));
         for (key, label) in &columns {
-            let status = item.status.get(*key).filter(|s| s.as_str() != "ok");
+            let status = item.flat_status(key);
             match item.maps.get(*key) {
                 Some(_) if status.is_some() => out.push_str(&format!(
                     "<td class=\"muted\">{}<br>map is {}</td>",
@@ -536,7 +541,7 @@ fn class_names(p: &PhaseSummary) -> Vec<String> {
 
 /// The confusion heat map and the most confused pairs of one phase.
 fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> Result<String> {
-    let path = p.root.join("tables/confusion_matrix.json");
+    let path = RunDir::new(&p.root).phase(p.phase).confusion_matrix();
     if !path.exists() {
         return Ok(String::new());
     }
@@ -607,26 +612,23 @@ fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> R
 fn tables_html(run: &RunSummary) -> String {
     let mut out = String::new();
     for p in &run.phases {
-        let (prefix, label) = match p.phase {
-            Phase::All => ("all_classes", "all_classes"),
-            Phase::Seen => ("limited_classes", "limited_classes"),
-        };
-        let tables = p.root.join("tables");
-        if let Some(t) = csv_table(&tables.join(format!("{prefix}_metrics.csv")), "wide") {
+        let label = tables::table_prefix(p.phase);
+        let tables_dir = RunDir::new(&run.root).phase(p.phase).tables();
+        if let Some(t) = csv_table(&tables_dir.join(tables::class_metrics_csv(p.phase)), "wide") {
             out.push_str(&format!(
                 "<details open><summary><b>{label}_metrics</b> — {}: precision@1 per class</summary><div class=\"scroll\">{t}</div></details>\n",
                 escape(phase_label(p.phase))
             ));
         }
         if let Some(t) = csv_table(
-            &tables.join(format!("{prefix}_classification_report.csv")),
+            &tables_dir.join(tables::classification_report(p.phase, "csv")),
             "wide",
         ) {
             out.push_str(&format!(
                 "<details><summary><b>{label}_classification_report</b> — nearest-neighbour predictions</summary><div class=\"scroll\">{t}</div></details>\n"
             ));
         }
-        if let Some(t) = csv_table(&tables.join("sub_center_outliers.csv"), "wide") {
+        if let Some(t) = csv_table(&tables_dir.join(tables::SUB_CENTER_OUTLIERS_CSV), "wide") {
             out.push_str(&format!(
                 "<details><summary><b>sub_center_outliers</b> ({})</summary><div class=\"scroll\">{t}</div></details>\n",
                 p.phase.dir_name()
@@ -640,18 +642,15 @@ fn tables_html(run: &RunSummary) -> String {
             ));
         }
     }
-    let comparison = run.root.join("comparison");
-    for (file, label) in [
+    let dir = RunDir::new(&run.root);
+    for (classes, label) in [
         (
-            "comparison_unseen_classes_metrics.csv",
+            "unseen",
             "comparison_unseen_classes_metrics — held-out classes",
         ),
-        (
-            "comparison_seen_classes_metrics.csv",
-            "comparison_seen_classes_metrics — every class",
-        ),
+        ("seen", "comparison_seen_classes_metrics — every class"),
     ] {
-        if let Some(t) = csv_table(&comparison.join(file), "wide") {
+        if let Some(t) = csv_table(&dir.comparison_table(classes), "wide") {
             out.push_str(&format!(
                 "<details open><summary><b>{}</b>: precision@1 of both models</summary><div class=\"scroll\">{t}</div></details>\n",
                 escape(label)
@@ -760,7 +759,7 @@ fn hardware_html(run: &RunSummary) -> String {
         let speeds: Vec<f64> = p
             .history
             .iter()
-            .filter_map(|h| h.images_per_s)
+            .map(|h| h.images_per_s)
             .filter(|v| v.is_finite())
             .collect();
         let mean = if speeds.is_empty() {
@@ -791,7 +790,7 @@ fn hardware_html(run: &RunSummary) -> String {
         Some(h) => format!("Trained on: {}.", escape(&h.describe())),
         None => format!(
             "No <code>{}</code> in the run (written when <code>dmlviz train</code> finishes).",
-            super::hardware::FILE_NAME
+            crate::run::HARDWARE_FILE
         ),
     };
     format!(
@@ -932,8 +931,8 @@ pub fn render_run_page(
         let plot = PrecisionDropPlot {
             experiments: vec![DropBars {
                 name: run.name.clone(),
-                unseen: c.precision_drop_unseen_classes,
-                all: c.precision_drop_all_classes,
+                unseen: Some(c.precision_drop_unseen_classes).filter(|v| v.is_finite()),
+                all: Some(c.precision_drop_all_classes).filter(|v| v.is_finite()),
             }],
         };
         body.push_str("<h3>Precision drop</h3>\n");
@@ -964,8 +963,8 @@ pub fn render_run_page(
     if let Some(c) = &run.comparison {
         body.push_str(&format!(
             "<p>precision_drop_unseen_classes = <b>{}</b>, precision_drop_all_classes = <b>{}</b> (mean over classes of P@1 of the all-classes model − P@1 of the limited model).</p>\n",
-            c.precision_drop_unseen_classes.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
-            c.precision_drop_all_classes.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into())
+            fixed4(c.precision_drop_unseen_classes),
+            fixed4(c.precision_drop_all_classes)
         ));
     }
     body.push_str("<h2 id=\"confusion\">Confusion matrices</h2>\n");

@@ -13,12 +13,13 @@ use super::run_page::{duration, render_run_page, RunPageOptions, EXTRA_STYLE};
 use super::tables::{html_table, Cell};
 use crate::config::Phase;
 use crate::html::{escape, page, url};
+use crate::run::{RunDir, EXPLANATIONS_DIR, GALLERIES_DIR, PROJECTIONS_DIR};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Sub-folders of a phase directory copied into the site.
-pub const COPIED_FOLDERS: [&str; 3] = ["projections", "galleries", "explanations"];
+pub const COPIED_FOLDERS: [&str; 3] = [PROJECTIONS_DIR, GALLERIES_DIR, EXPLANATIONS_DIR];
 /// Folders never copied (large, and not part of any page).
 const SKIPPED_FOLDERS: [&str; 1] = ["tensorboard"];
 /// Marker file of a run folder in the site: the fingerprint of its inputs.
@@ -73,26 +74,16 @@ pub fn write_site(runs_dir: &Path, out_dir: &Path) -> Result<SiteSummary> {
 
 /// The input files of a run page, for its fingerprint.
 fn page_inputs(run: &RunSummary, presets_dir: &Path) -> Vec<PathBuf> {
+    let dir = RunDir::new(&run.root);
     let mut inputs = vec![
-        run.root.join("config.toml"),
-        run.root.join(super::deductions::FILE_NAME),
-        run.root.join(super::hardware::FILE_NAME),
-        run.root.join("comparison"),
+        dir.config_path(),
+        dir.deductions(),
+        dir.hardware(),
+        dir.comparison_dir(),
         presets_dir.to_path_buf(),
     ];
     for phase in [Phase::All, Phase::Seen] {
-        let dir = run.root.join(phase.dir_name());
-        for file in [
-            "train-state.json",
-            "history.jsonl",
-            "metrics.json",
-            "tables",
-            "projections",
-            "galleries",
-            "explanations",
-        ] {
-            inputs.push(dir.join(file));
-        }
+        inputs.extend(dir.phase(phase).report_inputs());
     }
     if let Some(cfg) = &run.config {
         inputs.push(cfg.data.path.join("dataset.json"));
@@ -169,8 +160,8 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
                         .unwrap_or_default(),
                 ),
                 Cell::percent(run.phase(Phase::All).and_then(|p| p.precision_at_1())),
-                Cell::percent(drop.and_then(|d| d.precision_drop_unseen_classes)),
-                Cell::percent(drop.and_then(|d| d.precision_drop_all_classes)),
+                Cell::percent(drop.map(|d| d.precision_drop_unseen_classes)),
+                Cell::percent(drop.map(|d| d.precision_drop_all_classes)),
                 Cell {
                     numeric: true,
                     ..Cell::html(
@@ -204,7 +195,7 @@ fn accuracy_chart(runs: &[RunSummary], phase: Phase) -> LineChart {
             let mut points: Vec<(f64, f64)> = p
                 .history
                 .iter()
-                .map(|h| (h.epoch as f64, h.test_accuracy.unwrap_or(f64::NAN)))
+                .map(|h| (h.epoch as f64, h.test_accuracy))
                 .collect();
             if let Some(initial) = p.state.as_ref().and_then(|s| s.initial_test_accuracy) {
                 points.insert(0, (0.0, initial));
@@ -277,8 +268,8 @@ fn write_index(
         .filter_map(|r| {
             r.comparison.as_ref().map(|c| DropBars {
                 name: r.name.clone(),
-                unseen: c.precision_drop_unseen_classes,
-                all: c.precision_drop_all_classes,
+                unseen: Some(c.precision_drop_unseen_classes).filter(|v| v.is_finite()),
+                all: Some(c.precision_drop_all_classes).filter(|v| v.is_finite()),
             })
         })
         .collect();

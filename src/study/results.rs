@@ -2,8 +2,13 @@
 //! (dataset, row, seed), and mean ± spread over seeds.
 
 use super::grid::StudyMetric;
-use crate::eval::cost::{PhaseCost, COST_FILE};
-use anyhow::{Context, Result};
+use crate::config::Phase;
+use crate::run::comparison::PrecisionDrop;
+use crate::run::cost::PhaseCost;
+use crate::run::metrics::PhaseMetrics;
+use crate::run::record::read_record;
+use crate::run::RunDir;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -40,67 +45,33 @@ impl RunResult {
     }
 }
 
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Some(
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-    ))
-}
-
 /// Reads an evaluated run directory; `None` while its phase-all metrics are missing.
 pub fn read_run(dataset: &str, row: &str, seed: u64, run: &Path) -> Result<Option<RunResult>> {
-    let Some(all) = read_json(&run.join("phase-all/metrics.json"))? else {
+    let dir = RunDir::new(run);
+    let Some(all) = read_record::<PhaseMetrics>(&dir.phase(Phase::All).metrics())? else {
         return Ok(None);
     };
-    let seen = read_json(&run.join("phase-seen/metrics.json"))?;
-    let drop = read_json(&run.join("comparison/precision_drop.json"))?;
-    let f = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_f64());
-    let precision_at_1 = f(&all, "/retrieval/precision_at_1").with_context(|| {
-        format!(
-            "{}: no retrieval.precision_at_1",
-            run.join("phase-all/metrics.json").display()
-        )
-    })?;
-    let majority = all
-        .pointer("/retrieval/majority_vote_accuracy")
-        .and_then(|m| {
-            // Stored per k; the study uses k = 10 (the reference's "top 10 closest samples").
-            m.as_array()?
-                .iter()
-                .find(|e| e.get("k").and_then(|k| k.as_u64()) == Some(10))
-                .and_then(|e| e.get("value")?.as_f64())
-        });
-    let cost = match read_json(&run.join("phase-all").join(COST_FILE))? {
-        Some(v) => Some(serde_json::from_value(v).with_context(|| {
-            format!(
-                "{}: not a cost record",
-                run.join("phase-all").join(COST_FILE).display()
-            )
-        })?),
-        None => None,
-    };
+    let seen = read_record::<PhaseMetrics>(&dir.phase(Phase::Seen).metrics())?;
+    let drop = read_record::<PrecisionDrop>(&dir.precision_drop())?;
+    let cost = read_record::<PhaseCost>(&dir.phase(Phase::All).cost())?;
+    let finite = |v: f64| Some(v).filter(|v| v.is_finite());
     Ok(Some(RunResult {
         dataset: dataset.into(),
         row: row.into(),
         seed,
         run: run.to_path_buf(),
-        precision_at_1,
-        precision_at_1_seen_model: seen
-            .as_ref()
-            .and_then(|s| f(s, "/retrieval/precision_at_1")),
-        unseen_precision_at_1: seen.as_ref().and_then(|s| f(s, "/unseen_precision_at_1")),
+        precision_at_1: all.retrieval.precision_at_1,
+        precision_at_1_seen_model: seen.as_ref().map(|s| s.retrieval.precision_at_1),
+        unseen_precision_at_1: seen.as_ref().and_then(|s| s.unseen_precision_at_1),
         precision_drop_unseen: drop
             .as_ref()
-            .and_then(|d| f(d, "/precision_drop_unseen_classes")),
+            .and_then(|d| finite(d.precision_drop_unseen_classes)),
         precision_drop_all: drop
             .as_ref()
-            .and_then(|d| f(d, "/precision_drop_all_classes")),
-        logits_accuracy: f(&all, "/logits_accuracy"),
-        majority_vote_accuracy: majority,
+            .and_then(|d| finite(d.precision_drop_all_classes)),
+        logits_accuracy: all.logits_accuracy,
+        // The study uses k = 10 (the reference's "top 10 closest samples").
+        majority_vote_accuracy: all.majority_vote_at(10),
         cost,
     }))
 }

@@ -382,10 +382,11 @@ mod tests {
         let mut calls = Vec::new();
         let mut fake = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls.push(cfg.training.seed);
-            std::fs::create_dir_all(run.root.join("phase-all"))?;
+            let metrics = run.phase(crate::config::Phase::All).metrics();
+            std::fs::create_dir_all(run.phase(crate::config::Phase::All).root)?;
             std::fs::write(
-                run.root.join("phase-all/metrics.json"),
-                "{\"retrieval\":{\"precision_at_1\":0.5}}",
+                metrics,
+                "{\"phase\":\"all\",\"retrieval\":{\"precision_at_1\":0.5}}",
             )?;
             if calls.len() == 2 {
                 stop.store(true, Ordering::SeqCst);
@@ -400,10 +401,11 @@ mod tests {
         let mut calls2 = Vec::new();
         let mut fake2 = |cfg: &ExperimentConfig, run: &RunDir, _replica: bool| -> Result<()> {
             calls2.push(cfg.training.seed);
-            std::fs::create_dir_all(run.root.join("phase-all"))?;
+            let metrics = run.phase(crate::config::Phase::All).metrics();
+            std::fs::create_dir_all(run.phase(crate::config::Phase::All).root)?;
             std::fs::write(
-                run.root.join("phase-all/metrics.json"),
-                "{\"retrieval\":{\"precision_at_1\":0.5}}",
+                metrics,
+                "{\"phase\":\"all\",\"retrieval\":{\"precision_at_1\":0.5}}",
             )?;
             Ok(())
         };

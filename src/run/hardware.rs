@@ -1,18 +1,19 @@
-//! The machine a run was trained on, recorded by `dmlviz train` when it finishes
-//! (`runs/X/hardware.json`), so the report — possibly built elsewhere — can say
-//! what the training times were measured on.
+//! `hardware.json`: the machine a run was trained on, recorded by `dmlviz train` when it
+//! finishes, so the report (possibly built elsewhere) can say what the training times
+//! were measured on.
 
+use super::record::{legacy_schema, SCHEMA_VERSION};
+use super::RunDir;
 use crate::atomic::write_json;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-
-/// File name inside the run directory.
-pub const FILE_NAME: &str = "hardware.json";
 
 /// What the training machine was.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Hardware {
+    /// Layout version of this record ([`super::record`]).
+    #[serde(default = "legacy_schema")]
+    pub schema_version: u32,
     /// Host name.
     pub host: Option<String>,
     /// Operating system (`/etc/os-release` PRETTY_NAME, else the target OS).
@@ -42,6 +43,7 @@ impl Hardware {
     /// Describes this machine.
     pub fn detect() -> Hardware {
         Hardware {
+            schema_version: SCHEMA_VERSION,
             host: std::fs::read_to_string("/etc/hostname")
                 .ok()
                 .map(|h| h.trim().to_string())
@@ -79,9 +81,9 @@ impl Hardware {
     }
 }
 
-/// Records this machine in `run_root/hardware.json`.
-pub fn record(run_root: &Path) -> anyhow::Result<()> {
-    write_json(&run_root.join(FILE_NAME), &Hardware::detect())
+/// Records this machine in the run's `hardware.json`.
+pub fn record(run: &RunDir) -> anyhow::Result<()> {
+    write_json(&run.hardware(), &Hardware::detect())
 }
 
 #[cfg(test)]
@@ -91,10 +93,12 @@ mod tests {
     #[test]
     fn records_and_describes_this_machine() {
         let dir = tempfile::tempdir().unwrap();
-        record(dir.path()).unwrap();
-        let h: Hardware =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap())
-                .unwrap();
+        let run = RunDir::new(dir.path());
+        record(&run).unwrap();
+        let h: Hardware = super::super::record::read_record(&run.hardware())
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.schema_version, SCHEMA_VERSION);
         assert!(h.logical_cpus >= 1);
         assert!(h.describe().contains("logical CPUs"));
     }
