@@ -478,6 +478,10 @@ fn the_old_run_fixture_still_renders_everything() {
         run.join("report/test-accuracy.png").is_file(),
         "no history chart"
     );
+    for phase in ["phase-all", "phase-seen"] {
+        let heat_map = run.join(format!("report/confusion-{phase}.png"));
+        assert!(heat_map.is_file(), "no confusion matrix of {phase}");
+    }
     for map in ["umap.png", "tsne.png"] {
         assert!(
             page.contains(&format!("phase-all/projections/{map}")),

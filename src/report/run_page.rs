@@ -14,7 +14,7 @@ use super::read::{read_run, PhaseStatus, PhaseSummary, RunSummary};
 use super::tables::{csv_table, html_table, percent, Cell};
 use crate::config::Phase;
 use crate::html::{escape, page, url};
-use crate::run::{projections, tables, RunDir};
+use crate::run::{projections, tables, PhaseDir, RunDir};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -541,7 +541,10 @@ fn class_names(p: &PhaseSummary) -> Vec<String> {
 
 /// The confusion heat map and the most confused pairs of one phase.
 fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> Result<String> {
-    let path = RunDir::new(&p.root).phase(p.phase).confusion_matrix();
+    let path = PhaseDir {
+        root: p.root.clone(),
+    }
+    .confusion_matrix();
     if !path.exists() {
         return Ok(String::new());
     }
