@@ -75,10 +75,12 @@ pub struct Question {
 #[serde(rename_all = "snake_case")]
 pub enum QuestionValue {
     /// precision@1, all classes, mean ± spread over seeds.
+    #[serde(rename = "precision_at_1")]
     PrecisionAt1,
     /// Majority vote of the 10 nearest, mean over seeds.
     MajorityVote,
     /// precision@1 on the held-out classes by the model that never saw them.
+    #[serde(rename = "unseen_precision_at_1")]
     UnseenPrecisionAt1,
     /// Drop of precision@1 on the held-out classes, mean ± spread.
     PrecisionDropUnseen,
