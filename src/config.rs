@@ -149,23 +149,15 @@ pub enum OptimizerKind {
 }
 
 /// Learning-rate schedule over epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
+    #[default]
     Constant,
     /// ×gamma at each milestone, given as fractions of the epochs (official EPSHN: 0.5, 0.75).
-    MultiStep {
-        milestones: Vec<f64>,
-        gamma: f64,
-    },
+    MultiStep { milestones: Vec<f64>, gamma: f64 },
     /// Cosine annealing to 0 over the epochs.
     Cosine,
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        ScheduleConfig::Constant
-    }
 }
 
 /// Length, batches, randomness and hardware.

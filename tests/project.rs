@@ -10,6 +10,8 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+// Over 80 lines: one scenario on one trained run (training it is the expensive part):
+// every output of both phases and engines, then a corrupted input.
 #[test]
 fn project_writes_maps_exports_and_galleries() {
     tch::set_num_threads(1);

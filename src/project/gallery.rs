@@ -125,11 +125,11 @@ fn choose_queries(data: &PhaseData, misclassified: &[bool], opts: &GalleryOption
         round += 1;
     }
     let mut extra = 0;
-    for t in 0..n_test {
+    for (t, &wrong) in misclassified.iter().enumerate().take(n_test) {
         if extra >= opts.misclassified_limit {
             break;
         }
-        if misclassified[t] && !chosen.contains(&t) {
+        if wrong && !chosen.contains(&t) {
             chosen.push(t);
             extra += 1;
         }
@@ -149,7 +149,7 @@ pub fn top_classes(classes: &[String]) -> Vec<ClassVotes> {
             }),
         }
     }
-    tally.sort_by(|a, b| b.votes.cmp(&a.votes)); // stable: ties keep first appearance
+    tally.sort_by_key(|v| std::cmp::Reverse(v.votes)); // stable: ties keep first appearance
     tally
 }
 

@@ -428,7 +428,7 @@ fn descend(
 ) {
     for i in 0..y.len() / 2 {
         let mut step = [0f64; 2];
-        for c in 0..2 {
+        for (c, step_c) in step.iter_mut().enumerate() {
             let k = 2 * i + c;
             gains[k] = if (grad[k] > 0.0) != (update[k] > 0.0) {
                 gains[k] + 0.2
@@ -436,7 +436,7 @@ fn descend(
                 gains[k] * 0.8
             };
             gains[k] = gains[k].max(0.01);
-            step[c] = momentum * update[k] - lr * gains[k] * grad[k];
+            *step_c = momentum * update[k] - lr * gains[k] * grad[k];
         }
         let norm = (step[0] * step[0] + step[1] * step[1]).sqrt();
         if norm > 5.0 {
@@ -458,7 +458,7 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
         "t-SNE needs perplexity > 0 and θ ≥ 0"
     );
     ensure!(
-        params.learning_rate.map_or(true, |lr| lr > 0.0),
+        params.learning_rate.is_none_or(|lr| lr > 0.0),
         "t-SNE learning rate must be positive"
     );
     let n = points.rows;

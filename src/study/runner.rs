@@ -223,9 +223,9 @@ pub fn run_study(
     let start = Instant::now();
     let selected = |p: &PlannedRun| {
         let e = &grid.experiments[p.experiment];
-        opts.only.as_ref().map_or(true, |o| {
-            format!("{}/{}", e.dataset, e.row).contains(o.as_str())
-        })
+        opts.only
+            .as_ref()
+            .is_none_or(|o| format!("{}/{}", e.dataset, e.row).contains(o.as_str()))
     };
     let (mut ran, mut skipped) = (0, 0);
     // Seconds per work unit, measured on this machine (per dataset: image counts differ).
