@@ -48,11 +48,7 @@ impl RunLock {
         match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let holder = if previous.is_empty() {
-                    "another dmlviz command".into()
-                } else {
-                    previous
-                };
+                let holder = if previous.is_empty() { "another dmlviz command".into() } else { previous };
                 anyhow::bail!(
                     "{} is being written by {holder}; wait for it to finish (or stop it) and run again",
                     root.display()
@@ -68,11 +64,7 @@ impl RunLock {
             .and_then(|_| file.write_all(note.as_bytes()))
             .with_context(|| format!("writing lock file {}", path.display()))?;
         let stale_holder = (!previous.is_empty()).then_some(previous);
-        Ok(RunLock {
-            file,
-            path,
-            stale_holder,
-        })
+        Ok(RunLock { file, path, stale_holder })
     }
 
     /// Path of the lock file.
@@ -98,14 +90,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = RunLock::acquire(dir.path(), "train").unwrap();
         assert!(first.stale_holder.is_none());
-        let err = RunLock::acquire(dir.path(), "eval")
-            .unwrap_err()
-            .to_string();
+        let err = RunLock::acquire(dir.path(), "eval").unwrap_err().to_string();
         assert!(err.contains("dmlviz train"), "{err}");
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(first);
         let again = RunLock::acquire(dir.path(), "eval").unwrap();
         assert!(again.stale_holder.is_none(), "a clean release is not stale");
@@ -116,10 +103,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(LOCK_FILE), "pid 999999 (dmlviz train)\n").unwrap();
         let lock = RunLock::acquire(dir.path(), "index add").unwrap();
-        assert_eq!(
-            lock.stale_holder.as_deref(),
-            Some("pid 999999 (dmlviz train)")
-        );
+        assert_eq!(lock.stale_holder.as_deref(), Some("pid 999999 (dmlviz train)"));
         let note = std::fs::read_to_string(lock.path()).unwrap();
         assert!(note.contains("dmlviz index add"), "{note}");
     }
