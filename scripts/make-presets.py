@@ -116,11 +116,11 @@ def main():
 # with a few hundred optimiser steps the triplet form does not learn (DESIGN.md).
 STUDY_DATASETS = {
     "emoji": ("Animals & Nature emoji of four vendors (157 classes, 3 train / 1 test each), 48 px, last 20 held out",
-              {"data": {"path": "data/emoji-animals", "fetch": ["emoji", "--category", "Animals & Nature"],
+              {"data": {"path": "data/emoji-animals", "fetch": {"source": "emoji", "category": "Animals & Nature"},
                         "image_size": 48, "resize": 48, "held_out_classes": 20, "augment": False, "cache_images": True},
                "training": {"epochs": 15, "classes_per_batch": 32, "images_per_class": 3}}),
     "cards": ("52 cards of 15 KDE decks (12 train / 3 test each), 64 px, last 12 held out",
-              {"data": {"path": "data/cards", "fetch": ["cards", "--height", "96"],
+              {"data": {"path": "data/cards", "fetch": {"source": "cards", "height": 96},
                         "image_size": 64, "resize": 72, "held_out_classes": 12, "augment": False, "cache_images": True},
                "training": {"epochs": 10, "classes_per_batch": 16, "images_per_class": 4}}),
 }

@@ -8,7 +8,8 @@ use std::sync::Once;
 /// Font family name every chart uses.
 pub const FONT: &str = "sans-serif";
 
-static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+/// The embedded DejaVu Sans (TrueType), for text drawn without plotters.
+pub static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 /// Registers the embedded DejaVu Sans under [`FONT`] for every style plotters uses.

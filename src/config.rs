@@ -33,10 +33,11 @@ pub struct ExperimentConfig {
 pub struct DataConfig {
     /// Dataset directory (image-folder or CUB layout), relative to the working directory.
     pub path: PathBuf,
-    /// How to create it when missing: the `dmlviz data fetch` arguments, e.g.
-    /// `["emoji", "--category", "Animals & Nature"]`.
-    #[serde(default)]
-    pub fetch: Option<Vec<String>>,
+    /// How to build it when missing, e.g.
+    /// `{ source = "emoji", category = "Animals & Nature" }` (the older list of
+    /// `dmlviz data fetch` words is still read, and converted).
+    #[serde(default, deserialize_with = "crate::data::fetch::spec::typed_or_words")]
+    pub fetch: Option<crate::data::fetch::FetchSpec>,
     #[serde(default)]
     pub split: SplitKind,
     #[serde(default = "default_test_ratio")]

@@ -10,6 +10,8 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+// Over 80 lines: one scenario on one trained run (training it is the expensive part):
+// every output of both phases and engines, then a corrupted input.
 #[test]
 fn project_writes_maps_exports_and_galleries() {
     tch::set_num_threads(1);
@@ -71,6 +73,7 @@ fn project_writes_maps_exports_and_galleries() {
     assert!(
         (tsne["params"]["perplexity"].as_f64().unwrap() - (points - 1) as f64 / 3.0).abs() < 1e-9
     );
+    assert_eq!(tsne["params"]["engine"], "ours", "our t-SNE is the default");
 
     let sprite: serde_json::Value = serde_json::from_str(&read(&proj.join("sprite.json"))).unwrap();
     assert_eq!(sprite["count"].as_u64().unwrap() as usize, points);
@@ -113,7 +116,7 @@ fn project_writes_maps_exports_and_galleries() {
     }
     assert!(items.iter().any(|i| i["unseen"].as_bool().unwrap()));
 
-    // The other phase, one method.
+    // The other phase, one method, by linfa-tsne.
     ok(dmlviz(&[
         "project",
         "--run",
@@ -122,11 +125,33 @@ fn project_writes_maps_exports_and_galleries() {
         "seen",
         "--method",
         "tsne",
+        "--tsne-engine",
+        "linfa",
         "--threads",
         "1",
     ]));
     assert!(run.join("phase-seen/projections/tsne.png").is_file());
     assert!(!run.join("phase-seen/projections/umap.png").exists());
+    let linfa: serde_json::Value =
+        serde_json::from_str(&read(&run.join("phase-seen/projections/tsne.json"))).unwrap();
+    assert_eq!(linfa["params"]["engine"], "linfa");
+    let trust = linfa["trustworthiness"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&trust),
+        "linfa trustworthiness {trust}"
+    );
+    let out = dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--tsne-engine",
+        "umap",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ours") && err.contains("linfa"),
+        "an unknown engine is refused, naming the engines: {err}"
+    );
 
     // A NaN in the embeddings: exit code 1 and a message naming the file and row.
     let file = run.join("phase-all/embeddings.safetensors");

@@ -5,6 +5,8 @@
 mod common;
 use common::{dmlviz, ok, write_tiny_grid};
 
+// Over 80 lines: one end-to-end scenario (run, check every output, resume) on one grid,
+// trained once because training is the expensive part.
 #[test]
 fn study_runs_the_grid_writes_its_page_and_resumes() {
     let dir = tempfile::tempdir().unwrap();

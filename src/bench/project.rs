@@ -1,14 +1,14 @@
-//! Projection benchmark: our UMAP and t-SNE on clustered synthetic embeddings, time and
-//! trustworthiness (k = 15), beside the figures umap-learn and openTSNE reach on this
-//! machine kind for 2 000 × 128 points (measured once with their defaults; Python is
-//! not available to CI, so they are constants here).
+//! Projection benchmark: our UMAP and t-SNE, and linfa-tsne's t-SNE (`tsne-linfa`), on
+//! clustered synthetic embeddings, time and trustworthiness (k = 15), beside the figures
+//! umap-learn and openTSNE reach on this machine kind for 2 000 × 128 points (measured
+//! once with their defaults; Python is not available to CI, so they are constants here).
 //!
 //! Data: [`crate::project::clustered_points`] — `clusters` standard-normal centres in
 //! `dim` dimensions, noise 0.5 — one set per size, the same for both methods.
 
 use crate::project::clustered_points;
 use crate::project::quality::{knn_label_agreement, trustworthiness, QUALITY_K};
-use crate::project::tsne::{tsne, TsneParams};
+use crate::project::tsne::{TsneEngine, TsneParams};
 use crate::project::umap::{umap, UmapParams};
 use crate::search::Distance;
 use anyhow::{ensure, Result};
@@ -31,7 +31,7 @@ pub struct ProjectBenchOptions {
     pub clusters: usize,
     /// Threads (rayon and libtorch).
     pub threads: usize,
-    /// Which methods: "umap", "tsne".
+    /// Which methods: "umap", "tsne" (ours), "tsne-linfa".
     pub methods: Vec<String>,
     /// Seed of the data and the layouts.
     pub seed: u64,
@@ -53,7 +53,7 @@ impl Default for ProjectBenchOptions {
 /// One method on one data set.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectBenchRow {
-    /// "umap" or "tsne".
+    /// "umap", "tsne" or "tsne-linfa".
     pub method: String,
     /// Number of points.
     pub points: usize,
@@ -99,8 +99,19 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
                     )?,
                     UMAP_LEARN_2000,
                 ),
-                "tsne" => (tsne(&points, &TsneParams::default())?.layout, OPENTSNE_2000),
-                other => anyhow::bail!("unknown method {other:?} (umap or tsne)"),
+                "tsne" => (
+                    TsneEngine::Ours
+                        .layout(&points, &TsneParams::default())?
+                        .layout,
+                    OPENTSNE_2000,
+                ),
+                "tsne-linfa" => (
+                    TsneEngine::Linfa
+                        .layout(&points, &TsneParams::default())?
+                        .layout,
+                    OPENTSNE_2000,
+                ),
+                other => anyhow::bail!("unknown method {other:?} (umap, tsne or tsne-linfa)"),
             };
             let seconds = start.elapsed().as_secs_f64();
             let measured = n == 2000 && opts.dim == 128;
@@ -124,7 +135,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_run_measures_both_methods() {
+    fn small_run_measures_every_method() {
         let opts = ProjectBenchOptions {
             sizes: vec![200],
             dim: 8,
@@ -132,8 +143,12 @@ mod tests {
             threads: 1,
             ..Default::default()
         };
+        let opts = ProjectBenchOptions {
+            methods: vec!["umap".into(), "tsne".into(), "tsne-linfa".into()],
+            ..opts
+        };
         let rows = run(&opts).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
         for r in rows {
             assert!(r.seconds > 0.0 && r.trustworthiness > 0.9, "{r:?}");
             assert!(r.reference_seconds.is_none());

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use dmlviz::data::fetch::{cards, emoji, fashion_mnist, FetchReport};
+use dmlviz::data::fetch::spec::DEFAULT_CACHE;
+use dmlviz::data::fetch::FetchSpec;
 use dmlviz::data::Dataset;
 use std::path::PathBuf;
 
@@ -34,15 +35,12 @@ enum DataCommand {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Where downloaded packages are kept between runs.
-        #[arg(long, default_value = "data/.cache")]
+        #[arg(long, default_value = DEFAULT_CACHE)]
         cache: PathBuf,
-        /// emoji: vendors whose images form the classes (an emoji must exist in all).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "google,twitter,facebook,apple"
-        )]
-        vendors: Vec<String>,
+        /// emoji: vendors whose images form the classes (an emoji must exist in all;
+        /// default google,twitter,facebook,apple).
+        #[arg(long, value_delimiter = ',')]
+        vendors: Option<Vec<String>>,
         /// emoji: keep one category only, e.g. "Animals & Nature".
         #[arg(long)]
         category: Option<String>,
@@ -82,46 +80,21 @@ pub fn run(args: DataArgs) -> Result<()> {
             per_class,
             json,
         } => {
-            let (name, report): (&str, FetchReport) = match source {
-                Source::Emoji => {
-                    let out = out.unwrap_or_else(|| "data/emoji".into());
-                    (
-                        "emoji",
-                        emoji::fetch_emoji(&emoji::EmojiOptions {
-                            out: out.clone(),
-                            cache,
-                            vendors,
-                            category,
-                        })?,
-                    )
-                }
-                Source::Cards => {
-                    let out = out.unwrap_or_else(|| "data/cards".into());
-                    let opts = cards::CardsOptions {
-                        out,
-                        cache,
-                        height,
-                        decks,
-                        ..Default::default()
-                    };
-                    ("cards", cards::fetch_cards(&opts)?)
-                }
-                Source::FashionMnist => {
-                    let out = out.unwrap_or_else(|| "data/fashion-mnist".into());
-                    let opts = fashion_mnist::FashionMnistOptions {
-                        out,
-                        cache,
-                        per_class,
-                    };
-                    ("fashion-mnist", fashion_mnist::fetch_fashion_mnist(&opts)?)
-                }
+            let spec = match source {
+                Source::Emoji => FetchSpec::Emoji { vendors, category },
+                Source::Cards => FetchSpec::Cards { height, decks },
+                Source::FashionMnist => FetchSpec::FashionMnist { per_class },
             };
+            let out = out.unwrap_or_else(|| spec.default_dir());
+            let report = spec.fetch(&out, &cache)?;
             if json {
                 return super::print_json(&report);
             }
             println!(
-                "{name}: {} classes, {} images written",
-                report.classes, report.images
+                "{}: {} classes, {} images written",
+                spec.name(),
+                report.classes,
+                report.images
             );
             for s in &report.skipped {
                 println!("  skipped {s}");

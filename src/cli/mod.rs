@@ -57,12 +57,6 @@ pub fn run() -> Result<()> {
     dispatch(Cli::try_parse()?)
 }
 
-/// Runs a command given as an argument list (one command calling another, e.g.
-/// `train` fetching its dataset).
-fn run_from(argv: Vec<String>) -> Result<()> {
-    dispatch(Cli::try_parse_from(argv)?)
-}
-
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),

@@ -4,9 +4,28 @@ use super::predict::PhaseArg;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use dmlviz::bench::project::{run as bench_run, ProjectBenchOptions};
+use dmlviz::project::tsne::TsneEngine;
 use dmlviz::project::{project_phase, Method, ProjectOptions};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
+
+/// Which t-SNE implementation `--tsne-engine` picks.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TsneEngineArg {
+    /// Ours: openTSNE's defaults, PCA start, multi-threaded, reproducible.
+    Ours,
+    /// linfa-tsne 0.8: random start, single-threaded, not reproducible.
+    Linfa,
+}
+
+impl From<TsneEngineArg> for TsneEngine {
+    fn from(arg: TsneEngineArg) -> Self {
+        match arg {
+            TsneEngineArg::Ours => TsneEngine::Ours,
+            TsneEngineArg::Linfa => TsneEngine::Linfa,
+        }
+    }
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MethodArg {
@@ -20,7 +39,7 @@ pub enum MethodArg {
 /// runs/X/phase-P/projections/ and runs/X/phase-P/galleries/.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails"
+    after_help = "Examples:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails\n  dmlviz project --run runs/demo --method tsne --tsne-engine linfa"
 )]
 pub struct ProjectArgs {
     #[arg(long)]
@@ -30,6 +49,9 @@ pub struct ProjectArgs {
     phase: PhaseArg,
     #[arg(long, value_enum, default_value = "both")]
     method: MethodArg,
+    /// The t-SNE implementation.
+    #[arg(long, value_enum, default_value = "ours")]
+    tsne_engine: TsneEngineArg,
     /// Also draw each image at its point (umap-thumbnails.png, tsne-thumbnails.png).
     #[arg(long)]
     thumbnails: bool,
@@ -64,12 +86,12 @@ pub fn run(args: ProjectArgs) -> Result<()> {
             MethodArg::Tsne => vec![Method::Tsne],
             MethodArg::Both => vec![Method::Umap, Method::Tsne],
         },
+        tsne_engine: args.tsne_engine.into(),
         pca_dims: args.pca,
         thumbnails: args.thumbnails,
         ..Default::default()
-    };
-    opts.umap.seed = args.seed;
-    opts.gallery.seed = args.seed;
+    }
+    .with_seed(args.seed);
     opts.gallery.unseen_sample = args.gallery_unseen;
     opts.gallery.misclassified_limit = args.gallery_misclassified;
     let summary = project_phase(&RunDir::new(&args.run), args.phase.into(), &opts)?;
@@ -97,7 +119,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     Ok(())
 }
 
-/// UMAP and t-SNE time and trustworthiness on clustered embeddings.
+/// UMAP and t-SNE (ours and linfa-tsne) time and trustworthiness on clustered embeddings.
 #[derive(Args)]
 #[command(
     after_help = "Example:\n  dmlviz bench project --points 2000 --points 10000 --dim 128 --threads 2"
@@ -112,7 +134,7 @@ pub struct ProjectBenchArgs {
     /// Gaussian clusters.
     #[arg(long, default_value_t = 20)]
     clusters: usize,
-    /// Methods to measure: umap, tsne.
+    /// Methods to measure: umap, tsne (ours), tsne-linfa.
     #[arg(long = "method", default_values_t = ["umap".to_string(), "tsne".to_string()])]
     methods: Vec<String>,
     #[arg(long, default_value_t = 2)]
@@ -136,13 +158,13 @@ pub fn bench(args: ProjectBenchArgs) -> Result<()> {
         return super::print_json(&rows);
     }
     println!(
-        "{:>6} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}",
+        "{:>10} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}",
         "method", "points", "dim", "ours s", "trust", "label agr.", "ref s", "ref trust"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
-            "{:>6} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}",
+            "{:>10} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}",
             r.method,
             r.points,
             r.dim,

@@ -2,12 +2,11 @@
 
 use anyhow::Result;
 use clap::Args;
-use dmlviz::config::{ExperimentConfig, Phase};
-use dmlviz::eval::cost::measure_cost;
+use dmlviz::config::ExperimentConfig;
 use dmlviz::run::RunDir;
 use dmlviz::study::grid::StudyGrid;
+use dmlviz::study::row::{run_row, RowOutcome};
 use dmlviz::study::runner::{collect_results, plan, run_study, StudyOptions};
-use dmlviz::train::trainer::{train, Stopped, TrainOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,62 +65,11 @@ pub fn run(args: StudyArgs) -> Result<()> {
     })?;
     let settings = grid.settings.clone();
     let mut run_one = |cfg: &ExperimentConfig, run: &RunDir, replica: bool| -> Result<()> {
-        super::train::ensure_dataset(cfg)?;
-        let opts = TrainOptions {
-            resume: run.config_path().exists(),
-            quiet: true,
-            stop: stop.clone(),
-        };
-        if let Err(e) = train(cfg, run, &opts) {
-            match e.downcast_ref::<Stopped>() {
-                Some(Stopped::Interrupted { .. }) => return Ok(()),
-                // A diverged row is a result too: evaluate its last good checkpoint.
-                Some(Stopped::NonFinite { .. }) => eprintln!("{e}"),
-                None => return Err(e),
-            }
+        if let RowOutcome::Evaluated { phases, comparison } =
+            run_row(cfg, run, replica, &settings, &stop)?
+        {
+            super::eval::print_summary(run, &phases, comparison.as_ref());
         }
-        let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(run)?;
-        super::eval::print_summary(run, &phases, comparison.as_ref());
-        // Seed replicas exist for the spread of the numbers; their maps would repeat the
-        // row's, so only a row's own seed is projected and explained.
-        if !replica {
-            let dir = run.root.display().to_string();
-            for phase in ["all", "seen"] {
-                if run
-                    .phase(if phase == "all" {
-                        Phase::All
-                    } else {
-                        Phase::Seen
-                    })
-                    .checkpoint()
-                    .exists()
-                {
-                    let mut args: Vec<String> = [
-                        "dmlviz", "project", "--run", &dir, "--phase", phase, "--method", "umap",
-                    ]
-                    .map(String::from)
-                    .to_vec();
-                    args.extend([
-                        "--gallery-unseen".into(),
-                        settings.gallery_unseen.to_string(),
-                    ]);
-                    args.extend([
-                        "--gallery-misclassified".into(),
-                        settings.gallery_misclassified.to_string(),
-                    ]);
-                    super::run_from(args)?;
-                }
-            }
-            super::run_from(vec![
-                "dmlviz".into(),
-                "explain".into(),
-                "--run".into(),
-                dir,
-                "--samples".into(),
-                settings.explain_samples.to_string(),
-            ])?;
-        }
-        measure_cost(run, Phase::All, settings.latency_images)?;
         Ok(())
     };
     let outcome = run_study(

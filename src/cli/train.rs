@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dmlviz::config::{DeviceKind, ExperimentConfig, Phase};
+use dmlviz::data::fetch;
 use dmlviz::run::lock::RunLock;
 use dmlviz::run::RunDir;
 use dmlviz::train::preflight::Unsatisfiable;
@@ -204,23 +205,21 @@ fn name_config_file(e: anyhow::Error, config: &Path) -> anyhow::Error {
     }
 }
 
-/// Creates the config's dataset with its `data.fetch` arguments when it is missing.
-pub(super) fn ensure_dataset(cfg: &ExperimentConfig) -> Result<()> {
-    if cfg.data.path.exists() {
-        return Ok(());
-    }
-    let Some(fetch) = &cfg.data.fetch else {
-        bail!(
-            "dataset {} not found (data.path of experiment {}). The reference presets use CUB-200-2011: \
-             download it yourself and unpack it there, or run a preset of experiments/small/",
+/// Builds the config's dataset from its `data.fetch` when the folder is missing.
+fn ensure_dataset(cfg: &ExperimentConfig) -> Result<()> {
+    let built = fetch::ensure_dataset(
+        &cfg.data.path,
+        cfg.data.fetch.as_ref(),
+        Path::new(fetch::spec::DEFAULT_CACHE),
+    )
+    .with_context(|| format!("the dataset of experiment {}", cfg.name))?;
+    if let Some(report) = built {
+        eprintln!(
+            "{}: {} classes, {} images written",
             cfg.data.path.display(),
-            cfg.name
+            report.classes,
+            report.images
         );
-    };
-    let mut argv: Vec<String> = vec!["dmlviz".into(), "data".into(), "fetch".into()];
-    argv.extend(fetch.iter().cloned());
-    argv.push("--out".into());
-    argv.push(cfg.data.path.display().to_string());
-    eprintln!("fetching the dataset: {}", argv[1..].join(" "));
-    super::run_from(argv)
+    }
+    Ok(())
 }

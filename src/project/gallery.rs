@@ -10,7 +10,7 @@
 
 use super::data::PhaseData;
 use crate::atomic::write_json;
-use crate::chart::{register_fonts, FONT};
+use crate::chart::FONT_BYTES;
 use crate::data::rng::Rng;
 use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
 use crate::eval::predict::predict_embeddings;
@@ -20,9 +20,11 @@ pub use crate::run::galleries::{ClassVotes, GalleryItem, GalleryNeighbour};
 use crate::run::galleries::{Galleries, Query};
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::GALLERIES_FILE;
+use ab_glyph::{FontRef, PxScale};
 use anyhow::{anyhow, Result};
 use image::{Rgb, RgbImage};
-use plotters::prelude::*;
+use imageproc::drawing::{draw_filled_rect_mut, draw_text_mut};
+use imageproc::rect::Rect;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -80,11 +82,11 @@ fn choose_queries(data: &PhaseData, misclassified: &[bool], opts: &GalleryOption
         round += 1;
     }
     let mut extra = 0;
-    for t in 0..n_test {
+    for (t, &wrong) in misclassified.iter().enumerate().take(n_test) {
         if extra >= opts.misclassified_limit {
             break;
         }
-        if misclassified[t] && !chosen.contains(&t) {
+        if wrong && !chosen.contains(&t) {
             chosen.push(t);
             extra += 1;
         }
@@ -104,7 +106,7 @@ pub fn top_classes(classes: &[String]) -> Vec<ClassVotes> {
             }),
         }
     }
-    tally.sort_by(|a, b| b.votes.cmp(&a.votes)); // stable: ties keep first appearance
+    tally.sort_by_key(|v| std::cmp::Reverse(v.votes)); // stable: ties keep first appearance
     tally
 }
 
@@ -114,11 +116,53 @@ const PAD: u32 = 8;
 const HEADER: u32 = 34;
 const CAPTION: u32 = 40;
 
+/// Frame colours: the query, a neighbour of its class, a neighbour of another class.
+const QUERY_BLUE: Rgb<u8> = Rgb([36, 84, 197]);
+const SAME_GREEN: Rgb<u8> = Rgb([26, 127, 55]);
+const OTHER_RED: Rgb<u8> = Rgb([198, 40, 40]);
+const GREY_TEXT: Rgb<u8> = Rgb([90, 90, 90]);
+
+/// `s` cut to `max` characters, an ellipsis marking the cut.
+fn short(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
+/// Paints `image` into cell `x` of the sheet's image row inside a 4-pixel frame.
+fn framed_cell(sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage) {
+    let (x0, y0) = (x - 4, HEADER + PAD - 4);
+    let frame = Rect::at(x0 as i32, y0 as i32).of_size(CELL + 8, CELL + 8);
+    draw_filled_rect_mut(sheet, frame, colour);
+    image::imageops::overlay(sheet, &square(image, CELL), x as i64, (HEADER + PAD) as i64);
+}
+
+/// The sheet's header line: the query's classes and the vote of its neighbours.
+fn header_text(item: &GalleryItem) -> String {
+    let votes: Vec<String> = item
+        .top_classes
+        .iter()
+        .map(|v| format!("{} ×{}", short(&v.class, 22), v.votes))
+        .collect();
+    let header = format!(
+        "true {} · nearest {} · majority {} — top {}: {}",
+        short(&item.true_class, 28),
+        short(&item.predicted, 28),
+        short(&item.majority, 28),
+        item.neighbours.len(),
+        votes.join(", ")
+    );
+    short(&header, 230)
+}
+
 /// Draws a query's contact sheet: the query (blue frame), then its neighbours framed
 /// green (same class) or red, with class and distance under each, and the top-k
-/// classes with the vote in the header.
+/// classes with the vote in the header. Text is the embedded DejaVu Sans.
 fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Result<RgbImage> {
-    register_fonts();
+    let font = FontRef::try_from_slice(FONT_BYTES)
+        .map_err(|e| anyhow!("the embedded font does not parse: {e}"))?;
     let cells = 1 + item.neighbours.len() as u32;
     let (w, h) = (
         PAD + cells * (CELL + PAD) + PAD,
@@ -130,115 +174,50 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
             .map(|image| crate::imaging::shrink(&image, CELL))
             .unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])))
     };
-    let frame = |sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage| {
-        let (x0, y0) = (x - 4, HEADER + PAD - 4);
-        for dx in 0..CELL + 8 {
-            for dy in 0..CELL + 8 {
-                sheet.put_pixel(x0 + dx, y0 + dy, colour);
-            }
-        }
-        image::imageops::overlay(sheet, &square(image, CELL), x as i64, (HEADER + PAD) as i64);
-    };
     let x_of = |c: u32| PAD + c * (CELL + PAD) + PAD / 2;
-    frame(
+    let text = |sheet: &mut RgbImage, s: &str, x: u32, y: u32, size: f32, colour: Rgb<u8>| {
+        draw_text_mut(
+            sheet,
+            colour,
+            x as i32,
+            y as i32,
+            PxScale::from(size),
+            &font,
+            s,
+        )
+    };
+    text(&mut sheet, &header_text(item), PAD, 9, 15.0, Rgb([0, 0, 0]));
+    let y = HEADER + CELL + PAD + 8;
+    framed_cell(
         &mut sheet,
         x_of(0),
-        Rgb([36, 84, 197]),
+        QUERY_BLUE,
         &load(&data.paths[query_point]),
     );
+    let query = short(&format!("query: {}", item.true_class), 21);
+    text(&mut sheet, &query, x_of(0), y, 12.0, QUERY_BLUE);
+    let kind = if item.unseen {
+        "held-out class"
+    } else {
+        "test image"
+    };
+    text(&mut sheet, kind, x_of(0), y + 15, 12.0, GREY_TEXT);
     for (c, n) in item.neighbours.iter().enumerate() {
-        let colour = if n.correct {
-            Rgb([26, 127, 55])
-        } else {
-            Rgb([198, 40, 40])
-        };
-        frame(
+        let x = x_of(c as u32 + 1);
+        let colour = if n.correct { SAME_GREEN } else { OTHER_RED };
+        framed_cell(&mut sheet, x, colour, &load(Path::new(&n.path)));
+        let label = format!("{}. {}", c + 1, short(&n.class, 18));
+        text(&mut sheet, &label, x, y, 12.0, colour);
+        text(
             &mut sheet,
-            x_of(c as u32 + 1),
-            colour,
-            &load(Path::new(&n.path)),
-        );
-    }
-    let mut buffer = sheet.into_raw();
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        let err = |e: plotters::drawing::DrawingAreaErrorKind<_>| {
-            anyhow!("drawing the contact sheet: {e}")
-        };
-        let text = |s: String, x: i32, y: i32, size: u32, colour: RGBColor| {
-            Text::new(s, (x, y), (FONT, size).into_font().color(&colour))
-        };
-        let short = |s: &str, max: usize| {
-            if s.chars().count() > max {
-                s.chars().take(max - 1).collect::<String>() + "…"
-            } else {
-                s.to_string()
-            }
-        };
-        let votes: Vec<String> = item
-            .top_classes
-            .iter()
-            .map(|v| format!("{} ×{}", short(&v.class, 22), v.votes))
-            .collect();
-        let header = format!(
-            "true {} · nearest {} · majority {} — top {}: {}",
-            short(&item.true_class, 28),
-            short(&item.predicted, 28),
-            short(&item.majority, 28),
-            item.neighbours.len(),
-            votes.join(", ")
-        );
-        root.draw(&text(short(&header, 230), PAD as i32, 9, 15, BLACK))
-            .map_err(err)?;
-        let y = (HEADER + CELL + PAD + 8) as i32;
-        root.draw(&text(
-            short(&format!("query: {}", item.true_class), 21),
-            x_of(0) as i32,
-            y,
-            12,
-            RGBColor(36, 84, 197),
-        ))
-        .map_err(err)?;
-        root.draw(&text(
-            if item.unseen {
-                "held-out class".into()
-            } else {
-                "test image".into()
-            },
-            x_of(0) as i32,
+            &format!("d = {:.4}", n.distance),
+            x,
             y + 15,
-            12,
-            RGBColor(90, 90, 90),
-        ))
-        .map_err(err)?;
-        for (c, n) in item.neighbours.iter().enumerate() {
-            let x = x_of(c as u32 + 1) as i32;
-            let colour = if n.correct {
-                RGBColor(26, 127, 55)
-            } else {
-                RGBColor(198, 40, 40)
-            };
-            root.draw(&text(
-                format!("{}. {}", c + 1, short(&n.class, 18)),
-                x,
-                y,
-                12,
-                colour,
-            ))
-            .map_err(err)?;
-            root.draw(&text(
-                format!("d = {:.4}", n.distance),
-                x,
-                y + 15,
-                12,
-                RGBColor(90, 90, 90),
-            ))
-            .map_err(err)?;
-        }
-        root.present().map_err(err)?;
+            12.0,
+            GREY_TEXT,
+        );
     }
-    RgbImage::from_raw(w, h, buffer)
-        .ok_or_else(|| anyhow!("contact sheet buffer has the wrong size"))
+    Ok(sheet)
 }
 
 /// Builds the galleries of a phase into `dir` (`galleries.json`, `q<N>.jpg`,
@@ -459,5 +438,82 @@ mod tests {
             json["items"][0]["neighbours"][0]["correct"].as_bool(),
             Some(items[0].neighbours[0].correct)
         );
+    }
+
+    #[test]
+    fn sheets_frame_each_cell_by_its_verdict_and_write_its_labels() {
+        tch::set_num_threads(1);
+        let data = synthetic(&["a", "b"], 1, 4, 2, 3);
+        let neighbour = |class: &str, correct: bool| GalleryNeighbour {
+            path: "no/such/image.png".into(),
+            class: class.into(),
+            distance: 0.25,
+            correct,
+        };
+        let item = GalleryItem {
+            id: "q4".into(),
+            query: Query::Path("q.png".into()),
+            true_class: "a".into(),
+            predicted: "a".into(),
+            majority: "a".into(),
+            correct: true,
+            unseen: false,
+            sheet: "q4.jpg".into(),
+            neighbours: vec![neighbour("a", true), neighbour("b", false)],
+            top_classes: top_classes(&["a".into(), "b".into()]),
+        };
+        let sheet = contact_sheet(&data, 4, &item).unwrap();
+        assert_eq!(
+            sheet.dimensions(),
+            (
+                3 * (CELL + PAD) + 2 * PAD,
+                HEADER + CELL + 2 * PAD + CAPTION
+            )
+        );
+        // The frame's top-left pixel of each cell, then the unreadable image drawn grey.
+        let frame_at =
+            |c: u32| *sheet.get_pixel(PAD + c * (CELL + PAD) + PAD / 2 - 4, HEADER + PAD - 4);
+        assert_eq!(frame_at(0), QUERY_BLUE);
+        assert_eq!(frame_at(1), SAME_GREEN);
+        assert_eq!(frame_at(2), OTHER_RED);
+        assert_eq!(
+            *sheet.get_pixel(PAD + PAD / 2 + 1, HEADER + PAD + 1),
+            Rgb([200, 200, 200])
+        );
+        // Text was drawn: dark pixels in the header, the query's blue and the wrong
+        // neighbour's red under their cells, and nothing but white elsewhere there.
+        let inked = |x0: u32, x1: u32, y0: u32, y1: u32, hit: &dyn Fn(Rgb<u8>) -> bool| {
+            (x0..x1).any(|x| (y0..y1).any(|y| hit(*sheet.get_pixel(x, y))))
+        };
+        assert!(inked(0, sheet.width(), 0, HEADER, &|p| p
+            .0
+            .iter()
+            .all(|&v| v < 100)));
+        let caption = HEADER + CELL + PAD + 4;
+        let cell = |c: u32| PAD + c * (CELL + PAD);
+        let near = |target: Rgb<u8>| {
+            move |p: Rgb<u8>| (0..3).all(|i| (p.0[i] as i32 - target.0[i] as i32).abs() < 40)
+        };
+        assert!(inked(
+            cell(0),
+            cell(1),
+            caption,
+            caption + 16,
+            &near(QUERY_BLUE)
+        ));
+        assert!(inked(
+            cell(2),
+            cell(3),
+            caption,
+            caption + 16,
+            &near(OTHER_RED)
+        ));
+        assert!(!inked(
+            cell(0),
+            cell(1),
+            caption,
+            caption + 16,
+            &near(OTHER_RED)
+        ));
     }
 }

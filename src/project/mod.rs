@@ -43,6 +43,7 @@ pub mod plot;
 pub mod quality;
 pub mod spectral;
 pub mod tsne;
+pub mod tsne_linfa;
 pub mod umap;
 
 use crate::atomic::{write_atomic, write_json};
@@ -97,6 +98,8 @@ pub struct ProjectOptions {
     pub umap: umap::UmapParams,
     /// t-SNE parameters (openTSNE's defaults).
     pub tsne: tsne::TsneParams,
+    /// Which t-SNE implementation (ours unless told).
+    pub tsne_engine: tsne::TsneEngine,
     /// Reduce to this many dimensions by PCA first (when the embeddings have more).
     pub pca_dims: Option<usize>,
     /// Also draw the thumbnail maps.
@@ -111,10 +114,21 @@ impl Default for ProjectOptions {
             methods: vec![Method::Umap, Method::Tsne],
             umap: Default::default(),
             tsne: Default::default(),
+            tsne_engine: Default::default(),
             pca_dims: None,
             thumbnails: false,
             gallery: Default::default(),
         }
+    }
+}
+
+impl ProjectOptions {
+    /// These options with one seed for UMAP's initial layout and sampling and for the
+    /// gallery sample.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.umap.seed = seed;
+        self.gallery.seed = seed;
+        self
     }
 }
 
@@ -248,9 +262,12 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
                 (layout, params)
             }
             Method::Tsne => {
-                let result = tsne::tsne(&reduced, &opts.tsne)
-                    .with_context(|| format!("t-SNE of {source}"))?;
+                let result = opts
+                    .tsne_engine
+                    .layout(&reduced, &opts.tsne)
+                    .with_context(|| format!("t-SNE ({}) of {source}", opts.tsne_engine.name()))?;
                 let mut params = serde_json::to_value(&opts.tsne)?;
+                params["engine"] = serde_json::json!(opts.tsne_engine.name());
                 params["perplexity"] = serde_json::json!(result.perplexity);
                 params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
                 (result.layout, params)

@@ -29,6 +29,35 @@ use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 
+/// Which implementation lays the points out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TsneEngine {
+    /// This module: openTSNE's defaults, PCA start, multi-threaded, reproducible.
+    #[default]
+    Ours,
+    /// linfa-tsne ([`super::tsne_linfa`]): random start, single-threaded, not reproducible.
+    Linfa,
+}
+
+impl TsneEngine {
+    /// The engine's name, as `--tsne-engine` and `<method>.json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TsneEngine::Ours => "ours",
+            TsneEngine::Linfa => "linfa",
+        }
+    }
+
+    /// The 2-D layout of `points` by this engine.
+    pub fn layout(self, points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
+        match self {
+            TsneEngine::Ours => tsne(points, params),
+            TsneEngine::Linfa => super::tsne_linfa::tsne_linfa(points, params),
+        }
+    }
+}
+
 /// t-SNE parameters; the defaults are openTSNE's.
 #[derive(Debug, Clone, Serialize)]
 pub struct TsneParams {
@@ -324,23 +353,10 @@ impl QuadTree {
     }
 }
 
-/// The 2-D t-SNE layout of `points` (Euclidean distances between rows: give unit rows
-/// for a cosine embedding).
-pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
-    validate(points, 3, "t-SNE input")?;
-    ensure!(
-        params.perplexity > 0.0 && params.theta >= 0.0,
-        "t-SNE needs perplexity > 0 and θ ≥ 0"
-    );
-    ensure!(
-        params.learning_rate.map_or(true, |lr| lr > 0.0),
-        "t-SNE learning rate must be positive"
-    );
+/// PCA start: the first two principal coordinates, interleaved `[x0, y0, x1, y1, …]`,
+/// scaled so the first has standard deviation 1e-4.
+fn pca_start(points: &Matrix) -> Result<Vec<f64>> {
     let n = points.rows;
-    let perplexity = params.perplexity.min((n - 1) as f64 / 3.0);
-    let p = affinities(points, perplexity)?;
-
-    // PCA initialisation, first coordinate scaled to standard deviation 1e-4.
     let init = pca(points, 2)?;
     let mut y: Vec<f64> = (0..n)
         .flat_map(|i| {
@@ -354,11 +370,105 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     let std = (y.iter().step_by(2).map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
     let scale = if std > 0.0 { 1e-4 / std } else { 1.0 };
     y.iter_mut().for_each(|v| *v *= scale);
+    Ok(y)
+}
+
+/// The gradient at layout `y` into `grad`: exaggerated attraction over the sparse `P`
+/// minus the repulsion normalised by Z (Barnes–Hut when `theta2 > 0`). `forces` is
+/// scratch space, one row per point: attraction (x, y), repulsion (x, y), share of Z.
+fn gradient(
+    p: &Affinities,
+    y: &[f64],
+    exaggeration: f64,
+    theta2: f64,
+    forces: &mut [[f64; 5]],
+    grad: &mut [f64],
+) {
+    let tree = (theta2 > 0.0).then(|| QuadTree::build(y));
+    // Rows are disjoint, so points run in parallel.
+    forces
+        .par_iter_mut()
+        .enumerate()
+        .for_each_init(Vec::new, |stack, (i, f)| {
+            let (xi, yi) = (y[2 * i], y[2 * i + 1]);
+            let (mut ax, mut ay) = (0.0, 0.0);
+            for e in p.indptr[i]..p.indptr[i + 1] {
+                let j = p.indices[e] as usize;
+                let (dx, dy) = (xi - y[2 * j], yi - y[2 * j + 1]);
+                let w = p.values[e] / (1.0 + dx * dx + dy * dy);
+                ax += w * dx;
+                ay += w * dy;
+            }
+            let (rx, ry, z) = match &tree {
+                Some(tree) => tree.repulsion(xi, yi, theta2, stack),
+                None => exact_repulsion(y, i),
+            };
+            *f = [ax, ay, rx, ry, z];
+        });
+    let z: f64 = forces
+        .iter()
+        .map(|f| f[4])
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
+    for (i, f) in forces.iter().enumerate() {
+        grad[2 * i] = exaggeration * f[0] - f[2] / z;
+        grad[2 * i + 1] = exaggeration * f[1] - f[3] / z;
+    }
+}
+
+/// One step with momentum and gains (+0.2 / ×0.8, at least 0.01), each point's step
+/// clipped to norm 5.
+fn descend(
+    y: &mut [f64],
+    update: &mut [f64],
+    gains: &mut [f64],
+    grad: &[f64],
+    lr: f64,
+    momentum: f64,
+) {
+    for i in 0..y.len() / 2 {
+        let mut step = [0f64; 2];
+        for (c, step_c) in step.iter_mut().enumerate() {
+            let k = 2 * i + c;
+            gains[k] = if (grad[k] > 0.0) != (update[k] > 0.0) {
+                gains[k] + 0.2
+            } else {
+                gains[k] * 0.8
+            };
+            gains[k] = gains[k].max(0.01);
+            *step_c = momentum * update[k] - lr * gains[k] * grad[k];
+        }
+        let norm = (step[0] * step[0] + step[1] * step[1]).sqrt();
+        if norm > 5.0 {
+            step.iter_mut().for_each(|s| *s *= 5.0 / norm);
+        }
+        for c in 0..2 {
+            update[2 * i + c] = step[c];
+            y[2 * i + c] += step[c];
+        }
+    }
+}
+
+/// The 2-D t-SNE layout of `points` (Euclidean distances between rows: give unit rows
+/// for a cosine embedding).
+pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
+    validate(points, 3, "t-SNE input")?;
+    ensure!(
+        params.perplexity > 0.0 && params.theta >= 0.0,
+        "t-SNE needs perplexity > 0 and θ ≥ 0"
+    );
+    ensure!(
+        params.learning_rate.is_none_or(|lr| lr > 0.0),
+        "t-SNE learning rate must be positive"
+    );
+    let n = points.rows;
+    let perplexity = params.perplexity.min((n - 1) as f64 / 3.0);
+    let p = affinities(points, perplexity)?;
+    let mut y = pca_start(points)?;
 
     let mut update = vec![0f64; 2 * n];
     let mut gains = vec![1f64; 2 * n];
     let mut grad = vec![0f64; 2 * n];
-    // Per point: attraction (x, y), repulsion (x, y), its share of Z.
     let mut forces = vec![[0f64; 5]; n];
     let theta2 = params.theta * params.theta;
     let phases = [
@@ -374,57 +484,8 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
             .learning_rate
             .unwrap_or((n as f64 / exaggeration).max(50.0));
         for _ in 0..iterations {
-            let tree = (params.theta > 0.0).then(|| QuadTree::build(&y));
-            // Rows are disjoint, so points run in parallel.
-            forces
-                .par_iter_mut()
-                .enumerate()
-                .for_each_init(Vec::new, |stack, (i, f)| {
-                    let (xi, yi) = (y[2 * i], y[2 * i + 1]);
-                    let (mut ax, mut ay) = (0.0, 0.0);
-                    for e in p.indptr[i]..p.indptr[i + 1] {
-                        let j = p.indices[e] as usize;
-                        let (dx, dy) = (xi - y[2 * j], yi - y[2 * j + 1]);
-                        let w = p.values[e] / (1.0 + dx * dx + dy * dy);
-                        ax += w * dx;
-                        ay += w * dy;
-                    }
-                    let (rx, ry, z) = match &tree {
-                        Some(tree) => tree.repulsion(xi, yi, theta2, stack),
-                        None => exact_repulsion(&y, i),
-                    };
-                    *f = [ax, ay, rx, ry, z];
-                });
-            let z: f64 = forces
-                .iter()
-                .map(|f| f[4])
-                .sum::<f64>()
-                .max(f64::MIN_POSITIVE);
-            for (i, f) in forces.iter().enumerate() {
-                grad[2 * i] = exaggeration * f[0] - f[2] / z;
-                grad[2 * i + 1] = exaggeration * f[1] - f[3] / z;
-            }
-            for i in 0..n {
-                let mut step = [0f64; 2];
-                for c in 0..2 {
-                    let k = 2 * i + c;
-                    gains[k] = if (grad[k] > 0.0) != (update[k] > 0.0) {
-                        gains[k] + 0.2
-                    } else {
-                        gains[k] * 0.8
-                    };
-                    gains[k] = gains[k].max(0.01);
-                    step[c] = momentum * update[k] - lr * gains[k] * grad[k];
-                }
-                let norm = (step[0] * step[0] + step[1] * step[1]).sqrt();
-                if norm > 5.0 {
-                    step.iter_mut().for_each(|s| *s *= 5.0 / norm);
-                }
-                for c in 0..2 {
-                    update[2 * i + c] = step[c];
-                    y[2 * i + c] += step[c];
-                }
-            }
+            gradient(&p, &y, exaggeration, theta2, &mut forces, &mut grad);
+            descend(&mut y, &mut update, &mut gains, &grad, lr, momentum);
         }
     }
     let data: Vec<f32> = y.iter().map(|&v| v as f32).collect();

@@ -93,24 +93,7 @@ pub fn judge(
         );
     };
     if expect == Expectation::Positive {
-        let margin = effect_margin(&v, None, noise);
-        let holds = v.mean > margin;
-        let why = format!(
-            "{:.3} {} the margin {:.3}",
-            v.mean,
-            if holds { "exceeds" } else { "does not exceed" },
-            margin
-        );
-        return (
-            if holds {
-                Verdict::Holds
-            } else {
-                Verdict::DoesNotHold
-            },
-            Some(v.mean),
-            Some(margin),
-            why,
-        );
+        return judge_positive(&v, noise);
     }
     let Some(a) = against else {
         return (
@@ -120,8 +103,37 @@ pub fn judge(
             "the comparison row has not finished".into(),
         );
     };
+    judge_comparison(expect, &v, &a, noise)
+}
+
+/// A `positive` finding: the row's own value against the margin.
+fn judge_positive(v: &Stat, noise: f64) -> (Verdict, Option<f64>, Option<f64>, String) {
+    let margin = effect_margin(v, None, noise);
+    let holds = v.mean > margin;
+    let why = format!(
+        "{:.3} {} the margin {:.3}",
+        v.mean,
+        if holds { "exceeds" } else { "does not exceed" },
+        margin
+    );
+    let verdict = if holds {
+        Verdict::Holds
+    } else {
+        Verdict::DoesNotHold
+    };
+    (verdict, Some(v.mean), Some(margin), why)
+}
+
+/// A comparison finding (increase, decrease, no effect): the row minus the other row,
+/// against the margin.
+fn judge_comparison(
+    expect: Expectation,
+    v: &Stat,
+    a: &Stat,
+    noise: f64,
+) -> (Verdict, Option<f64>, Option<f64>, String) {
     let diff = v.mean - a.mean;
-    let margin = effect_margin(&v, Some(&a), noise);
+    let margin = effect_margin(v, Some(a), noise);
     let effect = if diff > margin {
         1
     } else if diff < -margin {
@@ -133,7 +145,9 @@ pub fn judge(
         Expectation::Increase => effect == 1,
         Expectation::Decrease => effect == -1,
         Expectation::NoEffect => effect == 0,
-        Expectation::Positive | Expectation::Qualitative => unreachable!("handled above"),
+        Expectation::Positive | Expectation::Qualitative => {
+            unreachable!("judge decides these before comparing")
+        }
     };
     let measured = match effect {
         1 => "an increase",

@@ -1,6 +1,7 @@
 //! The study grid on disk: `study.toml` (settings), `findings.toml` (the reference's
 //! claims) and one folder per dataset holding one experiment TOML per reference row.
 
+use super::page_text::PageText;
 use crate::config::ExperimentConfig;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -139,12 +140,44 @@ pub struct StudyGrid {
     pub settings: StudySettings,
     pub findings: Vec<Finding>,
     pub experiments: Vec<GridExperiment>,
+    /// The study page's wording (`page.toml`).
+    pub page: PageText,
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The experiments of one dataset folder: every TOML in it, parsed and validated, in
+/// file-name order.
+fn load_folder(folder: &Path, dataset: &str) -> Result<Vec<GridExperiment>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("listing {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut experiments = Vec::new();
+    for path in files {
+        let config = ExperimentConfig::load(&path)?;
+        config
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        let row = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        experiments.push(GridExperiment {
+            dataset: dataset.to_string(),
+            row,
+            config_path: path,
+            config,
+        });
+    }
+    Ok(experiments)
 }
 
 impl StudyGrid {
@@ -172,29 +205,7 @@ impl StudyGrid {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-                .with_context(|| format!("listing {}", folder.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            files.sort();
-            for path in files {
-                let config = ExperimentConfig::load(&path)?;
-                config
-                    .validate()
-                    .with_context(|| format!("in {}", path.display()))?;
-                let row = path
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                experiments.push(GridExperiment {
-                    dataset: dataset.clone(),
-                    row,
-                    config_path: path,
-                    config,
-                });
-            }
+            experiments.extend(load_folder(&folder, &dataset)?);
             if !experiments
                 .iter()
                 .any(|e| e.dataset == dataset && e.row == settings.baseline)
@@ -225,11 +236,13 @@ impl StudyGrid {
                 }
             }
         }
+        let page = PageText::load(root, &rows.iter().copied().collect::<Vec<_>>())?;
         Ok(StudyGrid {
             root: root.to_path_buf(),
             settings,
             findings,
             experiments,
+            page,
         })
     }
 
@@ -278,6 +291,7 @@ mod tests {
             );
         }
         assert!(grid.findings.len() >= 15);
+        assert_eq!(grid.page.questions.len(), 7, "page.toml's questions");
         let e = &grid.experiments[0];
         assert!(grid
             .run_dir(Path::new("r"), e, 43)

@@ -9,5 +9,7 @@
 pub mod findings;
 pub mod grid;
 pub mod page;
+pub mod page_text;
 pub mod results;
+pub mod row;
 pub mod runner;

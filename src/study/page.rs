@@ -1,61 +1,71 @@
 //! The study page (`<site>/study.html`): the reference's findings side by side with
 //! our measurements and a verdict for each, every experiment's numbers and costs,
 //! and the kNN-versus-logits trade-off table. Also `study.json` with the same data.
+//!
+//! The page's wording (title, notes, questions and the rows that answer them) comes
+//! from the grid's `page.toml` ([`super::page_text`]); the HTML is built with maud, so
+//! every string is escaped by type.
 
 use super::findings::{judge_all, Judgement, Verdict};
-use super::grid::{Expectation, StudyGrid, StudyMetric};
-use super::results::{Stat, StudyResults};
+use super::grid::{Expectation, Finding, GridExperiment, StudyGrid, StudyMetric};
+use super::page_text::{PageText, Question, QuestionValue};
+use super::results::{RunResult, Stat, StudyResults};
 use crate::atomic::{write_atomic, write_json};
-use crate::html::{escape, page, url};
+use crate::html::{page, url};
 use crate::report::site::{run_name, site_folder};
 use anyhow::Result;
-use std::fmt::Write;
+use maud::{html, Markup};
 use std::path::{Path, PathBuf};
 
-fn stat_cell(s: Option<Stat>) -> String {
+/// A cell for mean ± spread over seeds, sortable by the mean.
+fn stat_cell(s: Option<Stat>) -> Markup {
     match s {
-        Some(s) => format!(
-            "<td class=\"num\" data-sort=\"{:.6}\">{}</td>",
-            s.mean,
-            escape(&s.display())
-        ),
-        None => "<td class=\"num muted\" data-sort=\"-1\">—</td>".into(),
+        Some(s) => html! { td.num data-sort=(format!("{:.6}", s.mean)) { (s.display()) } },
+        None => empty_cell(),
     }
 }
 
-fn opt_cell(v: Option<f64>, scale: f64, digits: usize) -> String {
+/// A cell for a value times `scale`, with `digits` decimals.
+fn opt_cell(v: Option<f64>, scale: f64, digits: usize) -> Markup {
     match v {
-        Some(v) if v.is_finite() => format!(
-            "<td class=\"num\" data-sort=\"{v}\">{:.*}</td>",
-            digits,
-            v * scale
-        ),
-        _ => "<td class=\"num muted\" data-sort=\"-1\">—</td>".into(),
+        Some(v) if v.is_finite() => {
+            html! { td.num data-sort=(v) { (format!("{:.*}", digits, v * scale)) } }
+        }
+        _ => empty_cell(),
     }
 }
 
-fn verdict_cell(j: &Judgement) -> String {
+fn empty_cell() -> Markup {
+    html! { td.num.muted data-sort="-1" { "—" } }
+}
+
+fn verdict_cell(j: &Judgement) -> Markup {
     let class = match j.verdict {
         Verdict::Holds => "ok",
         Verdict::DoesNotHold => "bad",
         _ => "muted",
     };
     let reason = match &j.verdict {
-        Verdict::NotTestable(r) => r.clone(),
-        _ => j.explanation.clone(),
+        Verdict::NotTestable(r) => r,
+        _ => &j.explanation,
     };
-    format!(
-        "<td><b class=\"{class}\">{}</b><br><span class=\"muted\">{}</span></td>",
-        j.verdict.label(),
-        escape(&reason)
-    )
+    html! { td { b class=(class) { (j.verdict.label()) } br; span.muted { (reason) } } }
+}
+
+/// Plain text with spans between backticks set as code.
+fn prose(text: &str) -> Markup {
+    html! {
+        @for (i, part) in text.split('`').enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
+        }
+    }
 }
 
 fn mean(
     results: &StudyResults,
     dataset: &str,
     row: &str,
-    f: impl Fn(&super::results::RunResult) -> Option<f64>,
+    f: impl Fn(&RunResult) -> Option<f64>,
 ) -> Option<f64> {
     let v: Vec<f64> = results.of_row(dataset, row).filter_map(f).collect();
     Stat::of(&v).map(|s| s.mean)
@@ -70,6 +80,262 @@ fn run_link(run: &Path, site_runs: Option<&Path>) -> Option<String> {
     ))
 }
 
+/// The heading, the intro with the grid's facts, and the note.
+fn intro(text: &PageText, grid: &StudyGrid, results: &StudyResults, runs: &Path) -> Markup {
+    let measured_rows = results
+        .runs
+        .iter()
+        .map(|r| (&r.dataset, &r.row))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let facts = format!("(datasets: {}). Runs: ", grid.datasets().join(", "));
+    let counts = format!(
+        ". {} of {} experiments measured; {} runs in all (baseline and small-effect rows over seeds {:?}).",
+        measured_rows,
+        grid.experiments.len(),
+        results.runs.len(),
+        grid.settings.seeds
+    );
+    html! {
+        h1 { (text.title) }
+        p { (prose(&text.intro)) " " (facts) code { (runs.display()) } (counts) }
+        @if let Some(note) = &text.note { p.note { (prose(note)) } }
+    }
+}
+
+/// One question's cell on one dataset.
+fn question_cell(q: &Question, base: &str, results: &StudyResults, d: &str) -> Markup {
+    let row = q.row.as_deref().unwrap_or(base);
+    match q.value {
+        QuestionValue::PrecisionAt1 => stat_cell(results.stat(d, row, StudyMetric::PrecisionAt1)),
+        QuestionValue::MajorityVote => {
+            opt_cell(mean(results, d, row, |r| r.majority_vote_accuracy), 1.0, 3)
+        }
+        QuestionValue::UnseenPrecisionAt1 => {
+            opt_cell(mean(results, d, row, |r| r.unseen_precision_at_1), 1.0, 3)
+        }
+        QuestionValue::PrecisionDropUnseen => {
+            stat_cell(results.stat(d, row, StudyMetric::PrecisionDropUnseen))
+        }
+        QuestionValue::LogitsVsKnn => match (
+            mean(results, d, row, |r| r.logits_accuracy),
+            results.stat(d, row, StudyMetric::PrecisionAt1),
+        ) {
+            (Some(l), Some(k)) => html! { td.num { (format!("{l:.3} vs {:.3}", k.mean)) } },
+            _ => html! { td.muted { "—" } },
+        },
+    }
+}
+
+/// The questions of `page.toml`, answered per dataset (nothing when it asks none).
+fn questions(grid: &StudyGrid, results: &StudyResults, datasets: &[String]) -> Markup {
+    let base = &grid.settings.baseline;
+    html! {
+        @if !grid.page.questions.is_empty() {
+            h2 { (grid.page.questions_title) }
+            table {
+                thead { tr { th { "question" } @for d in datasets { th { (d) } } } }
+                tbody {
+                    @for q in &grid.page.questions {
+                        tr {
+                            td { (prose(&q.label)) }
+                            @for d in datasets { (question_cell(q, base, results, d)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first cells of a finding's row: what it claims and what it compares.
+fn finding_cells(f: &Finding, base: &str) -> Markup {
+    let against = match f.expect {
+        Expectation::Positive | Expectation::Qualitative => None,
+        _ => Some(f.against.as_deref().unwrap_or(base)),
+    };
+    html! {
+        td {
+            code { (f.reference_row) } br;
+            span.muted {
+                "study row " code { (f.row) }
+                @if let Some(a) = against { " vs " code { (a) } }
+            }
+        }
+        td {
+            (f.deduction)
+            @if let Some(p) = f.reference_points {
+                " " span.muted { (format!("(reference: {p:+.0} points)")) }
+            }
+            @if let Some(c) = &f.caveat { br; i.muted { (c) } }
+        }
+        td { (f.metric.label()) }
+    }
+}
+
+/// Our numbers and the verdict on one dataset (dashes while not judged).
+fn judged_cells(j: Option<&Judgement>) -> Markup {
+    let Some(j) = j else {
+        return html! { td { "—" } td { "—" } };
+    };
+    let ours = match (j.value, j.against_value) {
+        (Some(v), Some(a)) => format!("{} vs {}", v.display(), a.display()),
+        (Some(v), None) => v.display(),
+        _ => "—".into(),
+    };
+    html! { td { (ours) } (verdict_cell(j)) }
+}
+
+/// The reference's deductions against our measurements.
+fn findings(grid: &StudyGrid, judgements: &[(usize, Judgement)], datasets: &[String]) -> Markup {
+    let judged = |i: usize, d: &String| {
+        judgements
+            .iter()
+            .find(|(k, j)| *k == i && &j.dataset == d)
+            .map(|(_, j)| j)
+    };
+    html! {
+        h2 { "Findings: the reference's deductions against our measurements" }
+        table.sortable {
+            thead { tr {
+                th { "reference row" } th { "deduction" } th { "metric" }
+                @for d in datasets { th { (d) " — ours" } th { (d) " — verdict" } }
+            } }
+            tbody {
+                @for (i, f) in grid.findings.iter().enumerate() {
+                    tr {
+                        (finding_cells(f, &grid.settings.baseline))
+                        @for d in datasets { (judged_cells(judged(i, d))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The row's name, linked to its run page when the site has it.
+fn row_name(e: &GridExperiment, results: &StudyResults, site_runs: Option<&Path>) -> Markup {
+    let href = results
+        .of_row(&e.dataset, &e.row)
+        .next()
+        .and_then(|r| run_link(&r.run, site_runs));
+    html! {
+        @if let Some(href) = href {
+            a href=(url(&href)) { code { (e.row) } }
+        } @else {
+            code { (e.row) }
+        }
+    }
+}
+
+const EXPERIMENT_HEADERS: [&str; 13] = [
+    "dataset",
+    "row",
+    "precision@1 (all classes)",
+    "P@1, model without held-out",
+    "P@1 held-out classes (unseen)",
+    "drop unseen",
+    "drop all",
+    "training s",
+    "train img/s",
+    "embed img/s",
+    "index KiB",
+    "kNN predict ms",
+    "logits predict ms",
+];
+
+/// One experiment's numbers and costs.
+fn experiment_row(e: &GridExperiment, results: &StudyResults, site_runs: Option<&Path>) -> Markup {
+    let m = |f: &dyn Fn(&RunResult) -> Option<f64>| mean(results, &e.dataset, &e.row, f);
+    let stat = |metric| stat_cell(results.stat(&e.dataset, &e.row, metric));
+    html! {
+        tr {
+            td { (e.dataset) }
+            td { (row_name(e, results, site_runs)) }
+            (stat(StudyMetric::PrecisionAt1))
+            (opt_cell(m(&|r| r.precision_at_1_seen_model), 1.0, 3))
+            (opt_cell(m(&|r| r.unseen_precision_at_1), 1.0, 3))
+            (stat(StudyMetric::PrecisionDropUnseen))
+            (stat(StudyMetric::PrecisionDropAll))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.training_seconds)), 1.0, 0))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.training_images_per_s)), 1.0, 0))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.embedding_images_per_s)), 1.0, 0))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.index_bytes as f64)), 1.0 / 1024.0, 0))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.knn_predict_seconds)), 1000.0, 1))
+            (opt_cell(m(&|r| r.cost.as_ref().and_then(|c| c.logits_predict_seconds)), 1000.0, 1))
+        }
+    }
+}
+
+fn experiments(grid: &StudyGrid, results: &StudyResults, site_runs: Option<&Path>) -> Markup {
+    html! {
+        h2 { "Every experiment" }
+        div.scroll { table.sortable {
+            thead { tr { @for h in EXPERIMENT_HEADERS { th { (h) } } } }
+            tbody { @for e in &grid.experiments { (experiment_row(e, results, site_runs)) } }
+        } }
+    }
+}
+
+const TRADEOFF_HEADERS: [&str; 11] = [
+    "dataset",
+    "row",
+    "seen-class accuracy: logits",
+    "kNN P@1",
+    "kNN majority@10",
+    "unseen classes: logits",
+    "unseen: kNN",
+    "adding a class: kNN (embed 10 images, s)",
+    "adding a class: logits (retrain, s)",
+    "latency logits ms",
+    "latency kNN ms",
+];
+
+/// One row with class logits: logits against kNN, in accuracy and cost.
+fn tradeoff_row(e: &GridExperiment, results: &StudyResults) -> Markup {
+    let m = |f: &dyn Fn(&RunResult) -> Option<f64>| mean(results, &e.dataset, &e.row, f);
+    let embed_ten = |r: &RunResult| {
+        r.cost
+            .as_ref()
+            .map(|c| 10.0 / c.embedding_images_per_s.max(1e-9))
+    };
+    html! {
+        tr {
+            td { (e.dataset) }
+            td { code { (e.row) } }
+            (opt_cell(m(&|r| r.logits_accuracy), 1.0, 3))
+            (opt_cell(m(&|r| Some(r.precision_at_1)), 1.0, 3))
+            (opt_cell(m(&|r| r.majority_vote_accuracy), 1.0, 3))
+            td.num { "0 (by construction)" }
+            (opt_cell(m(&|r| r.unseen_precision_at_1), 1.0, 3))
+            (opt_cell(m(&embed_ten), 1.0, 3))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.training_seconds)), 1.0, 0))
+            (opt_cell(m(&|r| r.cost.as_ref().and_then(|c| c.logits_predict_seconds)), 1000.0, 1))
+            (opt_cell(m(&|r| r.cost.as_ref().map(|c| c.knn_predict_seconds)), 1000.0, 1))
+        }
+    }
+}
+
+/// The kNN-versus-logits table, over the rows whose loss has class logits.
+fn tradeoff(grid: &StudyGrid, results: &StudyResults) -> Markup {
+    let with_logits = grid.experiments.iter().filter(|e| {
+        results
+            .of_row(&e.dataset, &e.row)
+            .any(|r| r.logits_accuracy.is_some())
+    });
+    let default_title = "nearest neighbours over embeddings vs the classifier's own logits";
+    html! {
+        @match &grid.page.tradeoff {
+            Some(t) => { h2 { (t.title) } p { (prose(&t.text)) } }
+            None => { h2 { (default_title) } }
+        }
+        table {
+            thead { tr { @for h in TRADEOFF_HEADERS { th { (h) } } } }
+            tbody { @for e in with_logits { (tradeoff_row(e, results)) } }
+        }
+    }
+}
+
 /// Writes `study.html` and `study.json` into `out` and returns the page's path.
 /// `site_runs` is the runs folder the report site in `out` is built from (rows link
 /// to their run pages there).
@@ -82,256 +348,28 @@ pub fn write_study_page(
 ) -> Result<PathBuf> {
     let judgements = judge_all(grid, results);
     let datasets = grid.datasets();
-    let base = &grid.settings.baseline;
-    let mut body = String::new();
-    let planned = grid.experiments.len();
-    let measured_rows = results
-        .runs
-        .iter()
-        .map(|r| (&r.dataset, &r.row))
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let _ = write!(
-        body,
-        "<h1>The reference study, re-run here</h1>\n<p>Every row of the reference README's experiment table, re-run with <code>dmlviz study</code> on real data that fits 2 CPU cores \
-         (datasets: {}). Runs: <code>{}</code>. {} of {} experiments measured; {} runs in all (baseline and small-effect rows over seeds {:?}).</p>\n\
-         <p class=\"note\">Substitutions: the ImageNet ResNet18/50 weights of the reference cannot be obtained here, so the ImageNet MobileNetV2 takes their place; \
-         ResNet18 and ResNet50 run from scratch. EPSHN is used in its official softmax form (the triplet form does not learn in a few hundred steps). \
-         Images are small (48–64 px) and epochs few: absolute numbers are not the reference's; the directions of effects are what is compared.</p>\n",
-        escape(&datasets.join(", ")),
-        escape(&runs.display().to_string()),
-        measured_rows,
-        planned,
-        results.runs.len(),
-        grid.settings.seeds
-    );
-
-    // The four questions, answered with the baseline's numbers.
-    body.push_str("<h2>The four questions</h2>\n<table><thead><tr><th>question</th>");
-    for d in &datasets {
-        let _ = write!(body, "<th>{}</th>", escape(d));
-    }
-    body.push_str("</tr></thead><tbody>\n");
-    let q = |label: &str, cell: &dyn Fn(&str) -> String, body: &mut String| {
-        let _ = write!(body, "<tr><td>{}</td>", escape(label));
-        for d in &datasets {
-            body.push_str(&cell(d));
-        }
-        body.push_str("</tr>\n");
+    let body = html! {
+        (intro(&grid.page, grid, results, runs))
+        (questions(grid, results, &datasets))
+        (findings(grid, &judgements, &datasets))
+        (experiments(grid, results, site_runs))
+        (tradeoff(grid, results))
     };
-    q(
-        "1. Classification by nearest neighbour: precision@1 (baseline, all classes)",
-        &|d| stat_cell(results.stat(d, base, StudyMetric::PrecisionAt1)),
-        &mut body,
-    );
-    q(
-        "… majority vote of the 10 nearest",
-        &|d| opt_cell(mean(results, d, base, |r| r.majority_vote_accuracy), 1.0, 3),
-        &mut body,
-    );
-    q(
-        "2. Unseen classes: precision@1 on held-out classes, model that never saw them",
-        &|d| opt_cell(mean(results, d, base, |r| r.unseen_precision_at_1), 1.0, 3),
-        &mut body,
-    );
-    q(
-        "… precision drop on those classes against the model that saw them",
-        &|d| stat_cell(results.stat(d, base, StudyMetric::PrecisionDropUnseen)),
-        &mut body,
-    );
-    q(
-        "3. Sensitivity to initialisation: precision@1 from scratch (MobileNetV2)",
-        &|d| {
-            stat_cell(results.stat(
-                d,
-                "EPSHN_cosine_mobilenet_v2_scratch_sgd_aug",
-                StudyMetric::PrecisionAt1,
-            ))
-        },
-        &mut body,
-    );
-    q(
-        "… with SimCLR pretraining on the same images",
-        &|d| {
-            stat_cell(results.stat(
-                d,
-                "EPSHN_cosine_simclr_mobilenet_v2_sgd_aug",
-                StudyMetric::PrecisionAt1,
-            ))
-        },
-        &mut body,
-    );
-    q(
-        "4. Trade-off: ArcFace's own logits accuracy (seen classes) vs its kNN precision@1",
-        &|d| {
-            let row = "ArcFace_cosine_mobilenet_v2_sgd_aug";
-            match (
-                mean(results, d, row, |r| r.logits_accuracy),
-                results.stat(d, row, StudyMetric::PrecisionAt1),
-            ) {
-                (Some(l), Some(k)) => format!("<td class=\"num\">{l:.3} vs {:.3}</td>", k.mean),
-                _ => "<td class=\"muted\">—</td>".into(),
-            }
-        },
-        &mut body,
-    );
-    body.push_str("</tbody></table>\n");
-
-    // Findings.
-    body.push_str("<h2>Findings: the reference's deductions against our measurements</h2>\n<table class=\"sortable\"><thead><tr><th>reference row</th><th>deduction</th><th>metric</th>");
-    for d in &datasets {
-        let _ = write!(
-            body,
-            "<th>{} — ours</th><th>{} — verdict</th>",
-            escape(d),
-            escape(d)
-        );
-    }
-    body.push_str("</tr></thead><tbody>\n");
-    for (i, f) in grid.findings.iter().enumerate() {
-        let compared = match f.expect {
-            Expectation::Positive | Expectation::Qualitative => String::new(),
-            _ => format!(
-                " vs <code>{}</code>",
-                escape(f.against.as_deref().unwrap_or(base))
-            ),
-        };
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code><br><span class=\"muted\">study row <code>{}</code>{compared}</span></td><td>{}{}{}</td><td>{}</td>",
-            escape(&f.reference_row),
-            escape(&f.row),
-            escape(&f.deduction),
-            f.reference_points.map(|p| format!(" <span class=\"muted\">(reference: {p:+.0} points)</span>")).unwrap_or_default(),
-            f.caveat.as_ref().map(|c| format!("<br><i class=\"muted\">{}</i>", escape(c))).unwrap_or_default(),
-            f.metric.label()
-        );
-        for d in &datasets {
-            let j = judgements
-                .iter()
-                .find(|(k, j)| *k == i && &j.dataset == d)
-                .map(|(_, j)| j);
-            match j {
-                Some(j) => {
-                    let ours = match (j.value, j.against_value) {
-                        (Some(v), Some(a)) => format!("{} vs {}", v.display(), a.display()),
-                        (Some(v), None) => v.display(),
-                        _ => "—".into(),
-                    };
-                    let _ = write!(body, "<td>{}</td>{}", escape(&ours), verdict_cell(j));
-                }
-                None => body.push_str("<td>—</td><td>—</td>"),
-            }
-        }
-        body.push_str("</tr>\n");
-    }
-    body.push_str("</tbody></table>\n");
-
-    // Every experiment.
-    body.push_str(
-        "<h2>Every experiment</h2>\n<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>dataset</th><th>row</th><th>precision@1 (all classes)</th>\
-         <th>P@1, model without held-out</th><th>P@1 held-out classes (unseen)</th><th>drop unseen</th><th>drop all</th><th>training s</th><th>train img/s</th>\
-         <th>embed img/s</th><th>index KiB</th><th>kNN predict ms</th><th>logits predict ms</th></tr></thead><tbody>\n",
-    );
-    for e in &grid.experiments {
-        let m = |f: &dyn Fn(&super::results::RunResult) -> Option<f64>| {
-            mean(results, &e.dataset, &e.row, f)
-        };
-        let name = match results
-            .of_row(&e.dataset, &e.row)
-            .next()
-            .and_then(|r| run_link(&r.run, site_runs))
-        {
-            Some(href) => format!(
-                "<a href=\"{}\"><code>{}</code></a>",
-                url(&href),
-                escape(&e.row)
-            ),
-            None => format!("<code>{}</code>", escape(&e.row)),
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{name}</td>{}{}{}{}{}{}{}{}{}{}{}</tr>\n",
-            escape(&e.dataset),
-            stat_cell(results.stat(&e.dataset, &e.row, StudyMetric::PrecisionAt1)),
-            opt_cell(m(&|r| r.precision_at_1_seen_model), 1.0, 3),
-            opt_cell(m(&|r| r.unseen_precision_at_1), 1.0, 3),
-            stat_cell(results.stat(&e.dataset, &e.row, StudyMetric::PrecisionDropUnseen)),
-            stat_cell(results.stat(&e.dataset, &e.row, StudyMetric::PrecisionDropAll)),
-            opt_cell(m(&|r| r.cost.as_ref().map(|c| c.training_seconds)), 1.0, 0),
-            opt_cell(
-                m(&|r| r.cost.as_ref().map(|c| c.training_images_per_s)),
-                1.0,
-                0
-            ),
-            opt_cell(
-                m(&|r| r.cost.as_ref().map(|c| c.embedding_images_per_s)),
-                1.0,
-                0
-            ),
-            opt_cell(
-                m(&|r| r.cost.as_ref().map(|c| c.index_bytes as f64)),
-                1.0 / 1024.0,
-                0
-            ),
-            opt_cell(
-                m(&|r| r.cost.as_ref().map(|c| c.knn_predict_seconds)),
-                1000.0,
-                1
-            ),
-            opt_cell(
-                m(&|r| r.cost.as_ref().and_then(|c| c.logits_predict_seconds)),
-                1000.0,
-                1
-            ),
-        );
-    }
-    body.push_str("</tbody></table></div>\n");
-
-    // Trade-offs: kNN over embeddings vs the loss's own logits.
-    body.push_str(
-        "<h2>Trade-off: nearest neighbours over embeddings vs the classifier's own logits</h2>\n\
-         <p>For the losses with class parameters (ProxyNCA, ArcFace, SubCenterArcFace), the same network classifies either by its logits or by kNN over its embeddings. \
-         Logits cannot name a class they have no weights for, so their accuracy on unseen classes is 0 by construction; kNN only needs the new class's images in the index.</p>\n\
-         <table><thead><tr><th>dataset</th><th>row</th><th>seen-class accuracy: logits</th><th>kNN P@1</th><th>kNN majority@10</th><th>unseen classes: logits</th><th>unseen: kNN</th>\
-         <th>adding a class: kNN (embed 10 images, s)</th><th>adding a class: logits (retrain, s)</th><th>latency logits ms</th><th>latency kNN ms</th></tr></thead><tbody>\n",
-    );
-    for e in grid.experiments.iter().filter(|e| {
-        results
-            .of_row(&e.dataset, &e.row)
-            .any(|r| r.logits_accuracy.is_some())
-    }) {
-        let m = |f: &dyn Fn(&super::results::RunResult) -> Option<f64>| {
-            mean(results, &e.dataset, &e.row, f)
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td><code>{}</code></td>{}{}{}<td class=\"num\">0 (by construction)</td>{}{}{}{}{}</tr>\n",
-            escape(&e.dataset),
-            escape(&e.row),
-            opt_cell(m(&|r| r.logits_accuracy), 1.0, 3),
-            opt_cell(m(&|r| Some(r.precision_at_1)), 1.0, 3),
-            opt_cell(m(&|r| r.majority_vote_accuracy), 1.0, 3),
-            opt_cell(m(&|r| r.unseen_precision_at_1), 1.0, 3),
-            opt_cell(m(&|r| r.cost.as_ref().map(|c| 10.0 / c.embedding_images_per_s.max(1e-9))), 1.0, 3),
-            opt_cell(m(&|r| r.cost.as_ref().map(|c| c.training_seconds)), 1.0, 0),
-            opt_cell(m(&|r| r.cost.as_ref().and_then(|c| c.logits_predict_seconds)), 1000.0, 1),
-            opt_cell(m(&|r| r.cost.as_ref().map(|c| c.knn_predict_seconds)), 1000.0, 1),
-        );
-    }
-    body.push_str("</tbody></table>\n");
-
     let html = page(
-        "dmlviz — the reference study",
+        &format!("dmlviz — {}", grid.page.title),
         &[("index.html".into(), "all runs".into())],
         "",
-        &body,
+        &body.into_string(),
     );
     let path = out.join("study.html");
     write_atomic(&path, html.as_bytes())?;
     let json: Vec<_> = judgements
         .iter()
-        .map(|(i, j)| serde_json::json!({ "reference_row": grid.findings[*i].reference_row, "deduction": grid.findings[*i].deduction, "metric": grid.findings[*i].metric, "judgement": j }))
+        .map(|(i, j)| {
+            let f = &grid.findings[*i];
+            serde_json::json!({ "reference_row": f.reference_row, "deduction": f.deduction,
+                                "metric": f.metric, "judgement": j })
+        })
         .collect();
     write_json(
         &out.join("study.json"),
@@ -392,6 +430,10 @@ mod tests {
         );
         assert!(html.contains(">holds<") && html.contains(">pending<"));
         assert!(html.contains("0.900 vs 0.750"), "ArcFace logits vs kNN");
+        // The wording is page.toml's: its title, and a backtick span set as code.
+        assert!(html.contains("<h1>The reference study, re-run here</h1>"));
+        assert!(html.contains("re-run with <code>dmlviz study</code> on real data"));
+        assert!(html.contains("Substitutions: the ImageNet ResNet18/50"));
         assert!(
             html.contains("href=\"runs/study--cards--%3Cx%3E/index.html\""),
             "rows link to their run pages"
@@ -400,5 +442,34 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("study.json")).unwrap())
                 .unwrap();
         assert_eq!(json["results"]["runs"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn prose_sets_backticks_as_code_and_escapes_the_rest() {
+        assert_eq!(
+            prose("run `dmlviz study` <now> & `a<b`").into_string(),
+            "run <code>dmlviz study</code> &lt;now&gt; &amp; <code>a&lt;b</code>"
+        );
+    }
+
+    #[test]
+    fn without_page_toml_the_page_asks_no_questions() {
+        let mut grid =
+            StudyGrid::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/study"))
+                .unwrap();
+        grid.page = PageText::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_study_page(
+            &grid,
+            &StudyResults::default(),
+            Path::new("r"),
+            None,
+            dir.path(),
+        )
+        .unwrap();
+        let html = std::fs::read_to_string(path).unwrap();
+        assert!(html.contains("<h1>The study</h1>"));
+        assert!(!html.contains("The questions") && !html.contains("Substitutions"));
+        assert!(html.contains("Every experiment") && html.contains("<td>—</td>"));
     }
 }

@@ -153,6 +153,65 @@ fn hms(seconds: f64) -> String {
     }
 }
 
+/// Where a grid run stands, for its progress line.
+struct Progress {
+    done: usize,
+    planned: usize,
+    elapsed: f64,
+}
+
+/// The line announcing the next run `todo[0]`, with the time left estimated from the
+/// seconds per work unit `measured` so far (per dataset: image counts differ).
+fn progress_line(
+    grid: &StudyGrid,
+    results: &StudyResults,
+    todo: &[&PlannedRun],
+    measured: &std::collections::HashMap<String, (f64, f64)>,
+    progress: &Progress,
+) -> String {
+    let next = todo[0];
+    let e = &grid.experiments[next.experiment];
+    let overall = measured
+        .values()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let rate = |d: &str| {
+        measured
+            .get(d)
+            .or((overall.1 > 0.0).then_some(&overall))
+            .map(|(s, u)| s / u)
+    };
+    let eta: Option<f64> = todo
+        .iter()
+        .map(|p| rate(&grid.experiments[p.experiment].dataset).map(|r| r * p.units))
+        .sum();
+    let open_rows = grid.experiments.len()
+        - results
+            .runs
+            .iter()
+            .map(|r| (&r.dataset, &r.row))
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+    let left = eta.map(|s| {
+        let seeds = if open_rows > 0 {
+            " + seeds for small effects"
+        } else {
+            ""
+        };
+        format!(", about {} left{seeds}", hms(s))
+    });
+    format!(
+        "\n[{}/{}] {}/{} seed {} → {}   (elapsed {}{})",
+        progress.done + 1,
+        progress.planned,
+        e.dataset,
+        e.row,
+        next.seed,
+        next.dir.display(),
+        hms(progress.elapsed),
+        left.unwrap_or_default()
+    )
+}
+
 /// Runs the grid: `run_one(config, run_dir, replica)` does one experiment's work (train with
 /// resume, evaluate, project, explain, measure cost); the runner decides what to run,
 /// writes the done marker and the collected results, and reports progress on stderr.
@@ -164,9 +223,9 @@ pub fn run_study(
     let start = Instant::now();
     let selected = |p: &PlannedRun| {
         let e = &grid.experiments[p.experiment];
-        opts.only.as_ref().map_or(true, |o| {
-            format!("{}/{}", e.dataset, e.row).contains(o.as_str())
-        })
+        opts.only
+            .as_ref()
+            .is_none_or(|o| format!("{}/{}", e.dataset, e.row).contains(o.as_str()))
     };
     let (mut ran, mut skipped) = (0, 0);
     // Seconds per work unit, measured on this machine (per dataset: image counts differ).
@@ -208,45 +267,14 @@ pub fn run_study(
             });
         }
         let e = &grid.experiments[next.experiment];
-        let overall = measured
-            .values()
-            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let rate = |d: &str| {
-            measured
-                .get(d)
-                .or((overall.1 > 0.0).then_some(&overall))
-                .map(|(s, u)| s / u)
+        let progress = Progress {
+            done,
+            planned: planned.len(),
+            elapsed: start.elapsed().as_secs_f64(),
         };
-        let eta: Option<f64> = todo
-            .iter()
-            .map(|p| rate(&grid.experiments[p.experiment].dataset).map(|r| r * p.units))
-            .sum();
-        let open_rows = grid.experiments.len()
-            - results
-                .runs
-                .iter()
-                .map(|r| (&r.dataset, &r.row))
-                .collect::<std::collections::HashSet<_>>()
-                .len();
         eprintln!(
-            "\n[{}/{}] {}/{} seed {} → {}   (elapsed {}{})",
-            done + 1,
-            planned.len(),
-            e.dataset,
-            e.row,
-            next.seed,
-            next.dir.display(),
-            hms(start.elapsed().as_secs_f64()),
-            eta.map(|s| format!(
-                ", about {} left{}",
-                hms(s),
-                if open_rows > 0 {
-                    " + seeds for small effects"
-                } else {
-                    ""
-                }
-            ))
-            .unwrap_or_default()
+            "{}",
+            progress_line(grid, &results, &todo, &measured, &progress)
         );
         let cfg = config_at_seed(grid, e, next.seed);
         let run = RunDir::new(&next.dir);

@@ -5,6 +5,9 @@ pub mod cards;
 pub mod emoji;
 pub mod fashion_mnist;
 pub mod registry;
+pub mod spec;
+
+pub use spec::{ensure_dataset, FetchSpec};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
