@@ -161,7 +161,9 @@ pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Result<Vec<Saliency
                 status = MapStatus::Zero;
             }
             if status != MapStatus::Ok {
-                return Ok(SaliencyMap::blank(c as usize, h as usize, w as usize, status));
+                return Ok(SaliencyMap::blank(
+                    c as usize, h as usize, w as usize, status,
+                ));
             }
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;

@@ -61,8 +61,16 @@ impl SaliencyMethod for Pair {
     fn explain(&self, chunk: &Chunk<'_>, out: &mut MethodOutput) -> Result<()> {
         for i in 0..chunk.len() {
             for (j, p) in pairs_of(chunk, i)?.into_iter().enumerate() {
-                out.put_array(i, &format!("pair_{j}_query"), p.query.to_tensor().squeeze_dim(0));
-                out.put_array(i, &format!("pair_{j}_other"), p.other_map.to_tensor().squeeze_dim(0));
+                out.put_array(
+                    i,
+                    &format!("pair_{j}_query"),
+                    p.query.to_tensor().squeeze_dim(0),
+                );
+                out.put_array(
+                    i,
+                    &format!("pair_{j}_other"),
+                    p.other_map.to_tensor().squeeze_dim(0),
+                );
                 out.pairs[i].push(p);
             }
         }
@@ -81,7 +89,10 @@ impl SaliencyMethod for Pair {
             return Vec::new();
         };
         let [(query, _), (neighbour, _)] = SAMPLE_COLUMNS;
-        vec![(query.to_string(), &p.query), (neighbour.to_string(), &p.neighbour)]
+        vec![
+            (query.to_string(), &p.query),
+            (neighbour.to_string(), &p.neighbour),
+        ]
     }
 }
 
@@ -119,10 +130,16 @@ fn pairs_of(chunk: &Chunk<'_>, i: usize) -> Result<Vec<PairExplanation>> {
     }
     let paths: Vec<_> = others.iter().map(|(n, _)| n.path.clone()).collect();
     let other_inputs = load_inputs(&paths, b.transform, b.device)?;
-    let (_, a_n) =
-        tch::no_grad(|| b.net.forward_explained(&other_inputs.tensor, &mut apply_activation));
+    let (_, a_n) = tch::no_grad(|| {
+        b.net
+            .forward_explained(&other_inputs.tensor, &mut apply_activation)
+    });
     let n = paths.len() as i64;
-    let a_q = b.activations.get(i as i64).unsqueeze(0).expand([n, -1, -1, -1], false);
+    let a_q = b
+        .activations
+        .get(i as i64)
+        .unsqueeze(0)
+        .expand([n, -1, -1, -1], false);
     let terms = decompose(&a_q, &a_n);
     let qmaps = pair_maps(&terms.query, chunk.height, chunk.width)?;
     let (_, _, hn, wn) = other_inputs.tensor.size4()?;
@@ -133,14 +150,16 @@ fn pairs_of(chunk: &Chunk<'_>, i: usize) -> Result<Vec<PairExplanation>> {
         .into_iter()
         .zip(qmaps.into_iter().zip(nmaps))
         .zip(other_inputs.images.into_iter().zip(sims))
-        .map(|(((other, role), (query, other_map)), (other_image, similarity))| PairExplanation {
-            other,
-            role,
-            similarity,
-            query,
-            other_map,
-            other_image,
-        })
+        .map(
+            |(((other, role), (query, other_map)), (other_image, similarity))| PairExplanation {
+                other,
+                role,
+                similarity,
+                query,
+                other_map,
+                other_image,
+            },
+        )
         .collect())
 }
 

@@ -367,6 +367,7 @@ fn a_dead_target_gives_labelled_zero_maps_not_noise() {
     assert!(maps[0].values.iter().all(|v| v.is_finite()));
 }
 
+// About 80 lines: one pass over every backbone checks all six methods on the same gradients.
 #[test]
 fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
     tch::set_num_threads(1);

@@ -27,7 +27,10 @@ impl SaliencyMethod for Vanilla {
     fn explain(&self, chunk: &Chunk<'_>, out: &mut MethodOutput) -> Result<()> {
         let grads = chunk.input_gradient()?;
         out.put_rows("vanilla_gradient", grads)?;
-        out.put_maps(INFO.name, gradient_heat_maps(grads, &chunk.layer()?.dead())?)
+        out.put_maps(
+            INFO.name,
+            gradient_heat_maps(grads, &chunk.layer()?.dead())?,
+        )
     }
 }
 
