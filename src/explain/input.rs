@@ -33,7 +33,8 @@ pub struct Unreadable {
 pub fn load_inputs(paths: &[PathBuf], transform: Transform, device: Device) -> Result<Inputs> {
     let mut crops = Vec::with_capacity(paths.len());
     for p in paths {
-        crops.push((p.clone(), crop(p, transform)?));
+        let image = crop(p, transform).with_context(|| format!("explaining {}", p.display()))?;
+        crops.push((p.clone(), image));
     }
     Ok(batch(crops, transform, device))
 }
@@ -58,10 +59,9 @@ pub fn load_readable(
     (batch(crops, transform, device), unreadable)
 }
 
-/// One file decoded and transformed.
+/// One file decoded and transformed (the decoder's errors name the file).
 fn crop(path: &Path, transform: Transform) -> Result<RgbImage> {
-    let image = decode_rgb(path).with_context(|| format!("explaining {}", path.display()))?;
-    Ok(transform.apply(&image, &mut Rng::new(0)))
+    Ok(transform.apply(&decode_rgb(path)?, &mut Rng::new(0)))
 }
 
 /// Transformed crops as a normalised batch on `device`.
