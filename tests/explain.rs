@@ -246,3 +246,100 @@ fn explain_writes_every_map_page_and_sample() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lime"));
 }
+
+#[test]
+fn batch_skips_unreadable_files_and_folders_never_share_an_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "epshn", "");
+    let run_s = run.to_str().unwrap();
+    let cards = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cards");
+    // Two folders whose names share the part before the first dot, each with one good
+    // image; the first also holds a corrupt PNG and an empty JPEG.
+    let (a, b) = (dir.path().join("set.a"), dir.path().join("set.b"));
+    for (folder, image) in [
+        (&a, "0027.1_heart/dondorf.png"),
+        (&b, "0040.1_spade/dondorf.png"),
+    ] {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::copy(cards.join(image), folder.join("card.png")).unwrap();
+    }
+    std::fs::write(a.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
+    std::fs::write(a.join("empty.jpg"), b"").unwrap();
+    let explain = |folder: &Path| {
+        dmlviz(&[
+            "explain",
+            "--run",
+            run_s,
+            "--batch",
+            folder.to_str().unwrap(),
+            "--method",
+            "gradcam",
+            "--k",
+            "2",
+            "--json",
+        ])
+    };
+    let out_a = explain(&a);
+    let stderr = String::from_utf8_lossy(&out_a.stderr).into_owned();
+    let list_a = json(&ok(out_a));
+    let list_a = list_a.as_array().unwrap();
+    assert_eq!(list_a.len(), 1, "only the readable image is explained");
+    for bad in ["broken.png", "empty.jpg"] {
+        assert!(
+            stderr.contains(&format!("skipped {}", a.join(bad).display())),
+            "{bad} not named: {stderr}"
+        );
+    }
+    let list_b = json(&ok(explain(&b)));
+    let (dir_a, dir_b) = (
+        Path::new(list_a[0]["dir"].as_str().unwrap()),
+        Path::new(list_b[0]["dir"].as_str().unwrap()),
+    );
+    assert_ne!(
+        dir_a.parent(),
+        dir_b.parent(),
+        "set.a and set.b share an output"
+    );
+    for (d, folder) in [(dir_a, &a), (dir_b, &b)] {
+        let record = json(&std::fs::read_to_string(d.join("explanation.json")).unwrap());
+        assert_eq!(
+            Path::new(record["image"].as_str().unwrap()),
+            folder.join("card.png")
+        );
+    }
+    let index = std::fs::read_to_string(dir_a.parent().unwrap().join("index.html")).unwrap();
+    assert!(index.contains("broken.png") && index.contains("empty.jpg"));
+
+    // A folder with nothing readable is a user error naming it.
+    let c = dir.path().join("set.c");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("broken.png"), b"junk").unwrap();
+    let none = explain(&c);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("set.c"));
+}
+
+#[test]
+fn samples_are_refused_while_another_command_writes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "epshn", "");
+    let lock_path = run.join(".dmlviz.lock");
+    std::fs::write(&lock_path, "pid 1 (dmlviz train)\n").unwrap();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+    let args = ["explain", "--run", run.to_str().unwrap(), "--samples", "2"];
+    let refused = dmlviz(&args);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("pid 1 (dmlviz train)"), "{stderr}");
+    assert!(!run.join("phase-all/explanations").exists());
+    held.unlock().unwrap();
+    ok(dmlviz(&args));
+    assert!(run
+        .join("phase-all/explanations/explanations.json")
+        .is_file());
+}

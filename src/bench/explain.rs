@@ -16,7 +16,7 @@ use crate::explain::transfer::{transfer_gradcam, WeightStore, DEFAULT_TRANSFER_K
 use crate::model::head::l2_normalize;
 use crate::model::{Arch, EmbeddingNet, HeadConfig};
 use crate::search::Distance;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -122,45 +122,8 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
         for &size in &opts.sizes {
             for &batch in &opts.batches {
                 eprintln!("measuring {arch} at {size}², batch {batch}…");
-                let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
-                let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
-                let score = |e: &Tensor| cosine_score(e, &targets);
-                let n = opts.iterations;
-                let mut plain = || {
-                    vs.variables().values().for_each(|v| {
-                        let mut g = v.grad();
-                        if g.defined() {
-                            let _ = g.zero_();
-                        }
-                    });
-                    net.forward_t(&x, false).sum(Kind::Float).backward();
-                };
-                let mut gradcam = || {
-                    let g = gradients(&net, &x, &score, false);
-                    let _ = gradcam_maps(&g, size, size);
-                };
-                let mut full = || {
-                    let g = gradients(&net, &x, &score, true);
-                    let _ = gradcam_maps(&g, size, size);
-                };
-                let mut guided = || {
-                    let g = guided_backprop(&net, &x, &score);
-                    let _ = display_maps(&g.input_grads, &dead_images(&g));
-                };
-                let mut transfer = || {
-                    let _ =
-                        transfer_gradcam(&net, &x, &store, DEFAULT_TRANSFER_K, Distance::Cosine);
-                };
-                let t = time_interleaved(
-                    n,
-                    &mut [
-                        &mut plain,
-                        &mut gradcam,
-                        &mut full,
-                        &mut guided,
-                        &mut transfer,
-                    ],
-                );
+                let t = measure(&vs, &net, &store, size, batch, opts.iterations)
+                    .with_context(|| format!("explaining {arch} at {size}², batch {batch}"))?;
                 let (plain, gradcam, full, guided, transfer) = (t[0], t[1], t[2], t[3], t[4]);
                 let ips = |s: f64| batch as f64 / s;
                 out.push(ExplainBenchRow {
@@ -183,4 +146,63 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
         }
     }
     Ok(out)
+}
+
+/// Best seconds of the plain pass, Grad-CAM, full-backward Grad-CAM, guided backprop and
+/// weight transfer on one random batch of `batch` images of `size`².
+fn measure(
+    vs: &VarStore,
+    net: &EmbeddingNet,
+    store: &WeightStore,
+    size: i64,
+    batch: i64,
+    iterations: usize,
+) -> Result<Vec<f64>> {
+    let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
+    let d = net.embedding_dim();
+    let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
+    let score = |e: &Tensor| cosine_score(e, &targets);
+    let mut plain = || {
+        vs.variables().values().for_each(|v| {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        });
+        net.forward_t(&x, false).sum(Kind::Float).backward();
+    };
+    // The first error of a timed job, returned after the rounds.
+    let failed = std::cell::RefCell::new(None::<anyhow::Error>);
+    let keep = |r: Result<()>| {
+        if let Err(e) = r {
+            failed.borrow_mut().get_or_insert(e);
+        }
+    };
+    let gradcam = |input: bool| {
+        keep(gradients(net, &x, &score, input).and_then(|g| gradcam_maps(&g, size, size).map(drop)))
+    };
+    let mut head_only = || gradcam(false);
+    let mut full = || gradcam(true);
+    let mut guided = || {
+        keep(
+            guided_backprop(net, &x, &score)
+                .and_then(|g| display_maps(&g.input_grads, &dead_images(&g)).map(drop)),
+        )
+    };
+    let mut transfer =
+        || keep(transfer_gradcam(net, &x, store, DEFAULT_TRANSFER_K, Distance::Cosine).map(drop));
+    let t = time_interleaved(
+        iterations,
+        &mut [
+            &mut plain,
+            &mut head_only,
+            &mut full,
+            &mut guided,
+            &mut transfer,
+        ],
+    );
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(t),
+    }
 }

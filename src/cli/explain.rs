@@ -1,18 +1,16 @@
 //! `dmlviz explain` and `dmlviz bench explain`.
 
 use super::predict::PhaseArg;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use dmlviz::bench::explain::{ExplainBenchOptions, ExplainBenchRow};
-use dmlviz::data::decode::has_image_extension;
 use dmlviz::eval::phase_model::PhaseModel;
-use dmlviz::explain::explainer::{
-    write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method,
-};
+use dmlviz::explain::batch::{default_dir, list_images, write_batch};
+use dmlviz::explain::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord};
+use dmlviz::explain::registry::{method_help, method_long_help};
 use dmlviz::explain::samples::{explain_samples, SampleOptions};
 use dmlviz::explain::target::TargetChoice;
 use dmlviz::explain::transfer::DEFAULT_TRANSFER_K;
-use dmlviz::html::{escape, page, url};
 use dmlviz::model::Arch;
 use dmlviz::run::RunDir;
 use std::path::{Path, PathBuf};
@@ -32,15 +30,14 @@ pub struct ExplainArgs {
     /// One image to explain.
     #[arg(long, conflicts_with_all = ["batch", "samples"])]
     image: Option<PathBuf>,
-    /// A directory of images, explained in batches.
+    /// A directory of images, explained in batches (unreadable files are skipped and named).
     #[arg(long, conflicts_with = "samples")]
     batch: Option<PathBuf>,
     /// Explain this many test images (half correctly, half incorrectly classified) into
     /// runs/X/phase-P/explanations/.
     #[arg(long)]
     samples: Option<usize>,
-    /// gradcam, transfer, pair, vanilla, guided, guided-gradcam or all (repeatable).
-    #[arg(long = "method", default_value = "all")]
+    #[arg(long = "method", default_value = "all", help = method_help(), long_help = method_long_help())]
     methods: Vec<String>,
     /// Explain the similarity to this image instead of the nearest training image.
     #[arg(long, conflicts_with = "class")]
@@ -57,7 +54,7 @@ pub struct ExplainArgs {
     /// Images per forward/backward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Output directory (default: runs/X/phase-P/explain/<parent folder>-<image stem>/, or the folder's name with --batch).
+    /// Output directory (default: runs/X/phase-P/explain/<parent folder>/<file or folder name>/).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Which trained model: all classes, or without the held-out ones.
@@ -66,36 +63,6 @@ pub struct ExplainArgs {
     /// Print what was written as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
-    let mut out = Vec::new();
-    for n in names {
-        if n.trim().eq_ignore_ascii_case("all") {
-            out.extend(Method::ALL);
-        } else {
-            out.push(n.parse::<Method>().map_err(anyhow::Error::msg)?);
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn file_stem(p: &Path) -> String {
-    p.file_stem()
-        .or_else(|| p.file_name())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into())
-}
-
-/// Default output folder of one image: `<parent folder>-<stem>`, since datasets name
-/// files alike across classes (`0013.cat/google.png`, `0015.black_cat/google.png`).
-fn image_dir_name(p: &Path) -> String {
-    match p.parent().and_then(|d| d.file_name()) {
-        Some(parent) => format!("{}-{}", parent.to_string_lossy(), file_stem(p)),
-        None => file_stem(p),
-    }
 }
 
 fn print_record(dir: &Path, r: &ExplanationRecord) {
@@ -136,81 +103,28 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
 
 pub fn run(args: ExplainArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
-    let phase = args.phase.into();
     if let Some(n) = args.samples {
-        if n == 0 {
-            bail!("--samples must be at least 1");
-        }
-        let cfg = run.read_config()?;
-        tch::set_num_threads(cfg.training.threads as i32);
-        let index = explain_samples(
-            &run,
-            phase,
-            &SampleOptions {
-                count: n,
-                k: args.k,
-                batch_size: args.batch_size.max(1),
-            },
-        )?;
-        let dir = run.phase(phase).explanations_dir();
-        if args.json {
-            return super::print_json(&index);
-        }
-        let good = index.items.iter().filter(|i| i.correct).count();
-        println!(
-            "explained {} test images ({} correct, {} wrong): {}",
-            index.items.len(),
-            good,
-            index.items.len() - good,
-            dir.join("index.html").display()
-        );
-        println!("data: {}", run.phase(phase).explanations().display());
-        return Ok(());
+        return run_samples(&run, &args, n);
     }
-    let images: Vec<PathBuf> = match (&args.image, &args.batch) {
-        (Some(i), None) => {
-            if !i.is_file() {
-                bail!("{}: no such image file", i.display());
-            }
-            vec![i.clone()]
-        }
-        (None, Some(d)) => {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(d)
-                .with_context(|| format!("listing {}", d.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && has_image_extension(p))
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                bail!("{}: no PNG or JPEG image inside", d.display());
-            }
-            found
-        }
-        _ => bail!("give --image FILE, --batch DIR or --samples N"),
-    };
-    let methods = parse_methods(&args.methods)?;
-    let target = match (&args.reference, &args.class) {
-        (Some(p), _) => {
-            if !p.is_file() {
-                bail!("--reference {}: no such image file", p.display());
-            }
-            TargetChoice::Reference(p.clone())
-        }
-        (None, Some(c)) => TargetChoice::Class(c.clone()),
-        (None, None) => TargetChoice::Nearest,
-    };
-    let pm = PhaseModel::load(&run, phase)?;
-    tch::set_num_threads(pm.exp.cfg.training.threads as i32);
-    let mut explainer = Explainer::new(&run, &pm)?;
     let opts = ExplainOptions {
-        methods,
-        target,
+        methods: dmlviz::explain::registry::parse(&args.methods)?,
+        target: target(&args)?,
         k: args.k.max(1),
         transfer_k: args.transfer_k.max(1),
         batch_size: args.batch_size.max(1),
         ..Default::default()
     };
-    if opts.methods.contains(&Method::Transfer) {
+    let image_file = match (&args.image, &args.batch) {
+        (Some(i), None) if !i.is_file() => bail!("{}: no such image file", i.display()),
+        (Some(i), None) => Some(i.clone()),
+        (None, Some(_)) => None,
+        _ => bail!("give --image FILE, --batch DIR or --samples N"),
+    };
+    let phase = args.phase.into();
+    let pm = PhaseModel::load(&run, phase)?;
+    tch::set_num_threads(pm.exp.cfg.training.threads as i32);
+    let mut explainer = Explainer::new(&run, &pm)?;
+    if opts.methods.iter().any(|m| m.info().weight_store) {
         let (store, computed) = explainer.weight_store()?;
         if computed && !args.json {
             eprintln!(
@@ -223,78 +137,101 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             );
         }
     }
-    let explanations = explainer.explain(&images, &opts)?;
     let base = run.phase(phase).root.join("explain");
-    if let Some(image) = &args.image {
-        let dir = args
-            .out
-            .clone()
-            .unwrap_or_else(|| base.join(image_dir_name(image)));
-        let title = format!("Explanation of {}", image.display());
-        let record = write_explanation(&explanations[0], &dir, &title, &[])?;
-        if args.json {
-            return super::print_json(&serde_json::json!({ "dir": dir, "explanation": record }));
-        }
-        print_record(&dir, &record);
-        return Ok(());
+    match image_file {
+        Some(image) => explain_image(&mut explainer, &opts, &args, &image, &base),
+        None => explain_folder(&mut explainer, &opts, &args, &base),
     }
-    let folder = args.batch.as_ref().expect("batch given");
+}
+
+/// The target of `--reference` or `--class` (the nearest training image otherwise).
+fn target(args: &ExplainArgs) -> Result<TargetChoice> {
+    Ok(match (&args.reference, &args.class) {
+        (Some(p), _) => {
+            if !p.is_file() {
+                bail!("--reference {}: no such image file", p.display());
+            }
+            TargetChoice::Reference(p.clone())
+        }
+        (None, Some(c)) => TargetChoice::Class(c.clone()),
+        (None, None) => TargetChoice::Nearest,
+    })
+}
+
+/// `--samples N`: the report's sample.
+fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize) -> Result<()> {
+    if n == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let phase = args.phase.into();
+    let cfg = run.read_config()?;
+    tch::set_num_threads(cfg.training.threads as i32);
+    let opts = SampleOptions {
+        count: n,
+        k: args.k,
+        batch_size: args.batch_size.max(1),
+    };
+    let index = explain_samples(run, phase, &opts)?;
+    let dir = run.phase(phase).explanations_dir();
+    if args.json {
+        return super::print_json(&index);
+    }
+    let good = index.items.iter().filter(|i| i.correct).count();
+    println!(
+        "explained {} test images ({} correct, {} wrong): {}",
+        index.items.len(),
+        good,
+        index.items.len() - good,
+        dir.join("index.html").display()
+    );
+    println!("data: {}", run.phase(phase).explanations().display());
+    Ok(())
+}
+
+/// `--image FILE`.
+fn explain_image(
+    explainer: &mut Explainer<'_>,
+    opts: &ExplainOptions,
+    args: &ExplainArgs,
+    image: &Path,
+    base: &Path,
+) -> Result<()> {
+    let explanations = explainer.explain(&[image.to_path_buf()], opts)?;
+    let dir = args.out.clone().unwrap_or_else(|| default_dir(base, image));
+    let title = format!("Explanation of {}", image.display());
+    let record = write_explanation(&explanations[0], &dir, &title, &[])?;
+    if args.json {
+        return super::print_json(&serde_json::json!({ "dir": dir, "explanation": record }));
+    }
+    print_record(&dir, &record);
+    Ok(())
+}
+
+/// `--batch DIR`: every readable image of the folder; the others are named on stderr.
+fn explain_folder(
+    explainer: &mut Explainer<'_>,
+    opts: &ExplainOptions,
+    args: &ExplainArgs,
+    base: &Path,
+) -> Result<()> {
+    let folder = args.batch.as_deref().unwrap_or(Path::new("."));
+    let images = list_images(folder)?;
+    let (explanations, skipped) = explainer.explain_readable(&images, opts)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    if explanations.is_empty() {
+        bail!(
+            "{}: none of its {} images could be read",
+            folder.display(),
+            images.len()
+        );
+    }
     let dir = args
         .out
         .clone()
-        .unwrap_or_else(|| base.join(file_stem(folder)));
-    let nav = vec![("../index.html".to_string(), "all images".to_string())];
-    let mut records = Vec::new();
-    let mut rows = String::new();
-    for (i, e) in explanations.iter().enumerate() {
-        let sub = format!(
-            "{:03}-{}",
-            i + 1,
-            file_stem(&e.image)
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                })
-                .collect::<String>()
-        );
-        let record = write_explanation(
-            e,
-            &dir.join(&sub),
-            &format!("Explanation of {}", e.image.display()),
-            &nav,
-        )?;
-        let preview = record
-            .maps
-            .get("gradcam")
-            .or_else(|| record.maps.values().next())
-            .and_then(|m| m.files.last().cloned());
-        rows.push_str(&format!(
-            "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            url(&format!("{sub}/index.html")),
-            escape(&e.image.display().to_string()),
-            url(&format!("{sub}/image.png")),
-            preview.map(|p| format!("<img src=\"{}\" width=\"96\" alt=\"map\">", url(&format!("{sub}/{p}")))).unwrap_or_default(),
-            escape(&record.predicted),
-            escape(record.true_class.as_deref().unwrap_or("unknown")),
-            match record.correct {
-                Some(true) => "<span class=\"ok\">✓</span>",
-                Some(false) => "<span class=\"bad\">✗</span>",
-                None => "",
-            }
-        ));
-        records.push((sub, record));
-    }
-    let title = format!("Explanations of {}", folder.display());
-    let body = format!(
-        "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
-        escape(&title)
-    );
-    dmlviz::atomic::write_atomic(
-        &dir.join("index.html"),
-        page(&title, &[], "", &body).as_bytes(),
-    )?;
+        .unwrap_or_else(|| default_dir(base, folder));
+    let records = write_batch(&explanations, &skipped, folder, &dir)?;
     if args.json {
         let list: Vec<_> = records
             .iter()
@@ -304,6 +241,9 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     }
     for (sub, r) in &records {
         print_record(&dir.join(sub), r);
+    }
+    if !skipped.is_empty() {
+        println!("skipped {} unreadable files (named above)", skipped.len());
     }
     println!("index: {}", dir.join("index.html").display());
     Ok(())
@@ -386,23 +326,4 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         "x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's"
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::image_dir_name;
-    use std::path::Path;
-
-    #[test]
-    fn images_of_different_classes_get_different_folders() {
-        assert_eq!(
-            image_dir_name(Path::new("data/e/0013.cat/google.png")),
-            "0013.cat-google"
-        );
-        assert_ne!(
-            image_dir_name(Path::new("d/0013.cat/google.png")),
-            image_dir_name(Path::new("d/0015.black_cat/google.png"))
-        );
-        assert_eq!(image_dir_name(Path::new("x.jpg")), "x");
-    }
 }

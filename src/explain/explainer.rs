@@ -12,17 +12,15 @@
 //! <out>/pair-<i>-query[-overlay].png, pair-<i>-neighbour[-overlay].png, neighbour-<i>.jpg
 //! ```
 
-use super::gradcam::gradcam_maps;
-use super::guided::{dead_images, display_maps, guided_backprop};
-use super::guided_gradcam::guided_gradcam;
-use super::input::{load_inputs, Inputs};
+use super::chunk::{Chunk, ChunkBase};
+use super::input::{load_inputs, load_readable, Inputs, Unreadable};
 use super::map::SaliencyMap;
-use super::pair::{decompose, pair_maps};
+use super::method::{MethodOutput, SaliencyMethod};
+use super::pair::PairExplanation;
 use super::render::{display_image, write_map_pngs};
-use super::saliency::{gradients, Explainable};
+use super::saliency::Explainable;
 use super::target::{class_centroid, cosine_score, first_other, TargetChoice};
-use super::transfer::{transfer_gradcam, WeightStore, DEFAULT_TRANSFER_K};
-use super::vanilla::gradient_heat_maps;
+use super::transfer::{WeightStore, DEFAULT_TRANSFER_K};
 use crate::atomic::{write_json, write_png};
 use crate::data::decode::decode_rgb;
 use crate::eval::gallery::Gallery;
@@ -33,84 +31,18 @@ use crate::model::layers::apply_activation;
 use crate::run::RunDir;
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use image::{DynamicImage, RgbImage};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
-
-/// A saliency method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Grad-CAM against the target similarity.
-    GradCam,
-    /// Grad-CAM with weights transferred from the nearest stored training images.
-    Transfer,
-    /// Similarity decomposition of the image and each neighbour.
-    Pair,
-    /// ∂score/∂pixels.
-    Vanilla,
-    /// Guided backprop.
-    Guided,
-    /// Guided backprop × Grad-CAM.
-    GuidedGradCam,
-}
-
-impl Method {
-    /// Every method, in page order.
-    pub const ALL: [Method; 6] = [
-        Method::GradCam,
-        Method::Transfer,
-        Method::Vanilla,
-        Method::Guided,
-        Method::GuidedGradCam,
-        Method::Pair,
-    ];
-
-    /// The name in files, JSON and on the command line (`guided-gradcam` is accepted too).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::GradCam => "gradcam",
-            Method::Transfer => "transfer",
-            Method::Pair => "pair",
-            Method::Vanilla => "vanilla",
-            Method::Guided => "guided",
-            Method::GuidedGradCam => "guided_gradcam",
-        }
-    }
-
-    /// A title for pages.
-    pub fn title(self) -> &'static str {
-        match self {
-            Method::GradCam => "Grad-CAM",
-            Method::Transfer => "Grad-CAM, transferred weights",
-            Method::Pair => "Similarity decomposition",
-            Method::Vanilla => "Vanilla backprop",
-            Method::Guided => "Guided backprop",
-            Method::GuidedGradCam => "Guided Grad-CAM",
-        }
-    }
-}
-
-impl FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Method, String> {
-        let key = s.trim().to_ascii_lowercase().replace('-', "_");
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == key || (key == "grad_cam" && *m == Method::GradCam))
-            .ok_or_else(|| format!("unknown method {s:?}: expected gradcam, transfer, pair, vanilla, guided, guided-gradcam or all"))
-    }
-}
 
 /// What to explain and how.
 #[derive(Debug, Clone)]
 pub struct ExplainOptions {
-    /// Methods to run.
-    pub methods: Vec<Method>,
+    /// Methods to run, in page order (see [`super::registry`]).
+    pub methods: Vec<&'static dyn SaliencyMethod>,
     /// What the score compares each image with.
     pub target: TargetChoice,
     /// Nearest training images listed (and given pair maps), and the majority vote's k.
@@ -126,7 +58,7 @@ pub struct ExplainOptions {
 impl Default for ExplainOptions {
     fn default() -> Self {
         ExplainOptions {
-            methods: Method::ALL.to_vec(),
+            methods: super::METHODS.to_vec(),
             target: TargetChoice::Nearest,
             k: 10,
             transfer_k: DEFAULT_TRANSFER_K,
@@ -134,22 +66,6 @@ impl Default for ExplainOptions {
             pair_neighbours: usize::MAX,
         }
     }
-}
-
-/// Pair maps of the explained image and one other image.
-pub struct PairExplanation {
-    /// The other image (a nearest training image, or the `--reference` image).
-    pub other: Neighbour,
-    /// `neighbour` or `reference`.
-    pub role: &'static str,
-    /// Cosine similarity of the two pooled feature vectors (the maps' sum).
-    pub similarity: f64,
-    /// Where the explained image resembles the other.
-    pub query: SaliencyMap,
-    /// Where the other resembles the explained image.
-    pub other_map: SaliencyMap,
-    /// The other image as the network sees it.
-    pub other_image: RgbImage,
 }
 
 /// The target an image's score was computed against.
@@ -197,10 +113,6 @@ pub struct Explainer<'a> {
     labels: Vec<usize>,
 }
 
-fn rows(t: &Tensor) -> Vec<Vec<i64>> {
-    Vec::try_from(t).unwrap_or_default()
-}
-
 impl<'a> Explainer<'a> {
     /// Opens the phase's gallery.
     pub fn new(run: &RunDir, pm: &'a PhaseModel) -> Result<Explainer<'a>> {
@@ -218,13 +130,19 @@ impl<'a> Explainer<'a> {
     /// The weight-transfer store (read or computed on first use); the flag says whether it
     /// was computed now.
     pub fn weight_store(&mut self) -> Result<(&WeightStore, bool)> {
-        let mut computed = false;
-        if self.store.is_none() {
-            let (s, c) = WeightStore::load_or_compute(&self.run, self.pm)?;
-            self.store = Some(s);
-            computed = c;
-        }
-        Ok((self.store.as_ref().expect("store just set"), computed))
+        let computed = match self.store {
+            Some(_) => false,
+            None => {
+                let (s, c) = WeightStore::load_or_compute(&self.run, self.pm)?;
+                self.store = Some(s);
+                c
+            }
+        };
+        let store = self
+            .store
+            .as_ref()
+            .context("the weight store was just set")?;
+        Ok((store, computed))
     }
 
     /// The class of an image: a sample of the dataset, or a file in a folder named as a class.
@@ -245,20 +163,48 @@ impl<'a> Explainer<'a> {
         classes.iter().find(|k| **k == parent).cloned()
     }
 
-    /// Explains images in chunks of `opts.batch_size`.
+    /// Explains images in chunks of `opts.batch_size`; an unreadable image is an error
+    /// naming it.
     pub fn explain(
         &mut self,
         paths: &[PathBuf],
         opts: &ExplainOptions,
     ) -> Result<Vec<Explanation>> {
-        if opts.methods.contains(&Method::Transfer) {
-            self.weight_store()?;
-        }
+        self.prepare(opts)?;
+        let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(opts.batch_size.max(1)) {
-            out.extend(self.explain_chunk(chunk, opts)?);
+            out.extend(self.explain_chunk(load_inputs(chunk, transform, device)?, opts)?);
         }
         Ok(out)
+    }
+
+    /// Explains the images that can be read, in chunks of `opts.batch_size`, and lists
+    /// the others.
+    pub fn explain_readable(
+        &mut self,
+        paths: &[PathBuf],
+        opts: &ExplainOptions,
+    ) -> Result<(Vec<Explanation>, Vec<Unreadable>)> {
+        self.prepare(opts)?;
+        let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
+        let (mut out, mut skipped) = (Vec::with_capacity(paths.len()), Vec::new());
+        for chunk in paths.chunks(opts.batch_size.max(1)) {
+            let (inputs, unreadable) = load_readable(chunk, transform, device);
+            skipped.extend(unreadable);
+            if !inputs.paths.is_empty() {
+                out.extend(self.explain_chunk(inputs, opts)?);
+            }
+        }
+        Ok((out, skipped))
+    }
+
+    /// Reads (or computes) what the chosen methods need before the first chunk.
+    fn prepare(&mut self, opts: &ExplainOptions) -> Result<()> {
+        if opts.methods.iter().any(|m| m.info().weight_store) {
+            self.weight_store()?;
+        }
+        Ok(())
     }
 
     /// Target embeddings `[B, D]` for a chunk and what they are.
@@ -270,23 +216,26 @@ impl<'a> Explainer<'a> {
         opts: &ExplainOptions,
     ) -> Result<(Tensor, Vec<TargetInfo>)> {
         let m = &self.gallery.manifest;
+        let b = embeddings.size()[0];
+        let info = |kind: &str, class: Option<String>, path: Option<PathBuf>| TargetInfo {
+            kind: kind.into(),
+            class,
+            path,
+            score: 0.0,
+        };
         match &opts.target {
             TargetChoice::Nearest => {
                 let mut rows_t = Vec::new();
-                let mut info = Vec::new();
+                let mut infos = Vec::new();
                 for (row, d) in nearest.iter().zip(distances) {
                     let d: Vec<f64> = d.iter().map(|&x| x as f64).collect();
                     let j = row[first_other(&d)];
                     let e = &m.entries[j as usize];
                     rows_t.push(self.gallery.embeddings.get(j));
-                    info.push(TargetInfo {
-                        kind: "nearest".into(),
-                        class: Some(m.classes[e.label].clone()),
-                        path: Some(e.path.clone()),
-                        score: 0.0,
-                    });
+                    let class = Some(m.classes[e.label].clone());
+                    infos.push(info("nearest", class, Some(e.path.clone())));
                 }
-                Ok((Tensor::stack(&rows_t, 0), info))
+                Ok((Tensor::stack(&rows_t, 0), infos))
             }
             TargetChoice::Class(name) => {
                 let Some(label) = m.classes.iter().position(|c| c == name) else {
@@ -297,16 +246,10 @@ impl<'a> Explainer<'a> {
                     );
                 };
                 let c = class_centroid(&self.gallery.embeddings, &self.labels, label, name)?;
-                let b = embeddings.size()[0];
-                let info = (0..b)
-                    .map(|_| TargetInfo {
-                        kind: "class".into(),
-                        class: Some(name.clone()),
-                        path: None,
-                        score: 0.0,
-                    })
+                let infos = (0..b)
+                    .map(|_| info("class", Some(name.clone()), None))
                     .collect();
-                Ok((c.unsqueeze(0).expand([b, -1], false).contiguous(), info))
+                Ok((c.unsqueeze(0).expand([b, -1], false).contiguous(), infos))
             }
             TargetChoice::Reference(path) => {
                 let e = embed_files(
@@ -315,216 +258,93 @@ impl<'a> Explainer<'a> {
                     self.pm.exp.test_transform(),
                     self.pm.exp.device,
                 )?;
-                let b = embeddings.size()[0];
                 let class = self.true_class(path);
-                let info = (0..b)
-                    .map(|_| TargetInfo {
-                        kind: "reference".into(),
-                        class: class.clone(),
-                        path: Some(path.clone()),
-                        score: 0.0,
-                    })
+                let infos = (0..b)
+                    .map(|_| info("reference", class.clone(), Some(path.clone())))
                     .collect();
-                Ok((e.expand([b, -1], false).contiguous(), info))
+                Ok((e.expand([b, -1], false).contiguous(), infos))
             }
         }
     }
 
-    fn explain_chunk(
-        &mut self,
-        paths: &[PathBuf],
-        opts: &ExplainOptions,
-    ) -> Result<Vec<Explanation>> {
+    /// Explains one chunk of loaded images: the forward pass, the prediction and the
+    /// targets, then the passes the chosen methods need, then each method in turn.
+    fn explain_chunk(&self, inputs: Inputs, opts: &ExplainOptions) -> Result<Vec<Explanation>> {
         let pm = self.pm;
+        let (device, distance) = (pm.exp.device, pm.exp.cfg.model.distance);
         let net = &pm.model.net;
-        let device = pm.exp.device;
-        let distance = pm.exp.cfg.model.distance;
-        let transform = pm.exp.test_transform();
-        let inputs = load_inputs(paths, transform, device)?;
-        let x = &inputs.tensor;
-        let (_, _, h, w) = x.size4()?;
-        let b = paths.len();
-        let want = |m: Method| opts.methods.contains(&m);
-
-        let (e0, a0) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
+        let (e0, a0) =
+            tch::no_grad(|| net.forward_explained(&inputs.tensor, &mut apply_activation));
         let e0 = e0.to_device(Device::Cpu);
         let k = opts.k.clamp(1, self.gallery.manifest.entries.len().max(1));
-        let predictions = predict_embeddings(&self.gallery, &e0, paths, k, distance)?;
+        let predictions = predict_embeddings(&self.gallery, &e0, &inputs.paths, k, distance)?;
         let (idx, dist) = k_nearest(&e0, &self.gallery.embeddings, k as i64, distance);
-        let (idx, dist) = (
-            rows(&idx),
-            Vec::<Vec<f32>>::try_from(&dist).unwrap_or_default(),
-        );
+        let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading the nearest neighbours")?;
+        let dist: Vec<Vec<f32>> =
+            Vec::try_from(&dist).context("reading the neighbours' distances")?;
         let (targets, mut target_info) = self.targets(&e0, &idx, &dist, opts)?;
         let targets = targets.to_kind(Kind::Float).to_device(device);
-        let score = |e: &Tensor| cosine_score(e, &targets);
         let scores: Vec<f64> = Vec::try_from(
             cosine_score(&e0.to_device(device), &targets)
                 .to_kind(Kind::Double)
                 .to_device(Device::Cpu),
-        )?;
+        )
+        .context("reading the scores")?;
         for (t, s) in target_info.iter_mut().zip(&scores) {
             t.score = *s;
         }
-
-        let mut maps: Vec<BTreeMap<String, SaliencyMap>> =
-            (0..b).map(|_| BTreeMap::new()).collect();
-        let mut arrays: Vec<Vec<(String, Tensor)>> = (0..b).map(|_| Vec::new()).collect();
-        let cpu = |t: &Tensor, i: usize| {
-            t.get(i as i64)
-                .detach()
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
+        let base = ChunkBase {
+            net,
+            inputs: &inputs,
+            transform: pm.exp.test_transform(),
+            device,
+            distance,
+            embeddings: &e0,
+            activations: &a0,
+            targets: &targets,
+            target_info: &target_info,
+            predictions: &predictions,
+            store: self.store.as_ref(),
+            options: opts,
         };
-        fn put(
-            maps: &mut [BTreeMap<String, SaliencyMap>],
-            arrays: &mut [Vec<(String, Tensor)>],
-            name: &str,
-            list: Vec<SaliencyMap>,
-        ) {
-            for (i, m) in list.into_iter().enumerate() {
-                arrays[i].push((name.to_string(), m.to_tensor().squeeze_dim(0)));
-                maps[i].insert(name.to_string(), m);
-            }
+        let chunk = Chunk::run(base, &opts.methods)?;
+        let mut out = MethodOutput::new(chunk.len());
+        for m in &opts.methods {
+            m.explain(&chunk, &mut out)
+                .with_context(|| format!("computing {}", m.info().title))?;
         }
+        drop(chunk);
+        Ok(self.assemble(inputs, predictions, target_info, out))
+    }
 
-        let mut cams: Option<Vec<SaliencyMap>> = None;
-        if want(Method::GradCam) || want(Method::Vanilla) || want(Method::GuidedGradCam) {
-            let g = gradients(net, x, &score, want(Method::Vanilla));
-            let (cam, weights) = gradcam_maps(&g, h, w);
-            for (i, a) in arrays.iter_mut().enumerate() {
-                a.push(("gradcam_weights".into(), cpu(&weights, i)));
-            }
-            if let Some(ig) = &g.input_grads {
-                for (i, a) in arrays.iter_mut().enumerate() {
-                    a.push(("vanilla_gradient".into(), cpu(ig, i)));
-                }
-                put(
-                    &mut maps,
-                    &mut arrays,
-                    "vanilla",
-                    gradient_heat_maps(ig, &g.dead()),
-                );
-            }
-            if want(Method::GradCam) {
-                put(&mut maps, &mut arrays, "gradcam", cam.clone());
-            }
-            cams = Some(cam);
-        }
-        if want(Method::Guided) || want(Method::GuidedGradCam) {
-            let rg = guided_backprop(net, x, &score);
-            let dead = dead_images(&rg);
-            for (i, a) in arrays.iter_mut().enumerate() {
-                a.push(("guided_gradient".into(), cpu(&rg.input_grads, i)));
-            }
-            if want(Method::Guided) {
-                put(
-                    &mut maps,
-                    &mut arrays,
-                    "guided",
-                    display_maps(&rg.input_grads, &dead),
-                );
-            }
-            if want(Method::GuidedGradCam) {
-                let (product, display) =
-                    guided_gradcam(&rg.input_grads, cams.as_deref().unwrap_or_default(), &dead);
-                for (i, a) in arrays.iter_mut().enumerate() {
-                    a.push(("guided_gradcam_product".into(), cpu(&product, i)));
-                }
-                put(&mut maps, &mut arrays, "guided_gradcam", display);
-            }
-        }
-        if want(Method::Transfer) {
-            let transfer_k = opts.transfer_k;
-            let (store, _) = self.weight_store()?;
-            let (tmaps, weights, _) = transfer_gradcam(net, x, store, transfer_k, distance);
-            for (i, a) in arrays.iter_mut().enumerate() {
-                a.push(("transfer_weights".into(), cpu(&weights, i)));
-            }
-            put(&mut maps, &mut arrays, "transfer", tmaps);
-        }
-
-        let mut pairs: Vec<Vec<PairExplanation>> = (0..b).map(|_| Vec::new()).collect();
-        if want(Method::Pair) {
-            for i in 0..b {
-                let mut others: Vec<(Neighbour, &'static str)> = Vec::new();
-                if let TargetChoice::Reference(p) = &opts.target {
-                    let d = 1.0 - target_info[i].score;
-                    let class = target_info[i].class.clone().unwrap_or_default();
-                    others.push((
-                        Neighbour {
-                            class,
-                            distance: d,
-                            path: p.clone(),
-                        },
-                        "reference",
-                    ));
-                }
-                others.extend(
-                    predictions[i]
-                        .neighbours
-                        .iter()
-                        .take(opts.pair_neighbours)
-                        .map(|n| (n.clone(), "neighbour")),
-                );
-                let other_paths: Vec<PathBuf> =
-                    others.iter().map(|(n, _)| n.path.clone()).collect();
-                let other_inputs: Inputs = load_inputs(&other_paths, transform, device)?;
-                let (_, a_n) = tch::no_grad(|| {
-                    net.forward_explained(&other_inputs.tensor, &mut apply_activation)
-                });
-                let n = other_paths.len() as i64;
-                let a_q = a0.get(i as i64).unsqueeze(0).expand([n, -1, -1, -1], false);
-                let terms = decompose(&a_q, &a_n);
-                let qmaps = pair_maps(&terms.query, h, w);
-                let (_, _, hn, wn) = other_inputs.tensor.size4()?;
-                let nmaps = pair_maps(&terms.neighbour, hn, wn);
-                let sims: Vec<f64> =
-                    Vec::try_from(terms.cosine.to_kind(Kind::Double).to_device(Device::Cpu))?;
-                for (j, (((other, role), (q, nm)), img)) in others
-                    .into_iter()
-                    .zip(qmaps.into_iter().zip(nmaps))
-                    .zip(other_inputs.images)
-                    .enumerate()
-                {
-                    arrays[i].push((format!("pair_{j}_query"), q.to_tensor().squeeze_dim(0)));
-                    arrays[i].push((format!("pair_{j}_other"), nm.to_tensor().squeeze_dim(0)));
-                    pairs[i].push(PairExplanation {
-                        other,
-                        role,
-                        similarity: sims[j],
-                        query: q,
-                        other_map: nm,
-                        other_image: img,
-                    });
-                }
-            }
-        }
-
-        let mut out = Vec::with_capacity(b);
-        for (i, ((((image, input), prediction), target), (m, (a, p)))) in inputs
+    /// One [`Explanation`] per image of a chunk.
+    fn assemble(
+        &self,
+        inputs: Inputs,
+        predictions: Vec<Prediction>,
+        targets: Vec<TargetInfo>,
+        out: MethodOutput,
+    ) -> Vec<Explanation> {
+        let per_image = out.maps.into_iter().zip(out.arrays).zip(out.pairs);
+        inputs
             .paths
             .into_iter()
             .zip(inputs.images)
-            .zip(predictions)
-            .zip(target_info)
-            .zip(maps.into_iter().zip(arrays.into_iter().zip(pairs)))
-            .enumerate()
-        {
-            let _ = i;
-            let true_class = self.true_class(&image);
-            out.push(Explanation {
-                image,
-                input,
-                true_class,
-                prediction,
-                target,
-                maps: m,
-                arrays: a,
-                pairs: p,
-            });
-        }
-        Ok(out)
+            .zip(predictions.into_iter().zip(targets))
+            .zip(per_image)
+            .map(
+                |(((image, input), (prediction, target)), ((maps, arrays), pairs))| Explanation {
+                    true_class: self.true_class(&image),
+                    image,
+                    input,
+                    prediction,
+                    target,
+                    maps,
+                    arrays,
+                    pairs,
+                },
+            )
+            .collect()
     }
 }
 
@@ -621,65 +441,7 @@ pub fn write_explanation(
             },
         );
     }
-    let mut neighbours = Vec::new();
-    let pair_by_path: Vec<&PairExplanation> = e.pairs.iter().collect();
-    let mut listed: Vec<(Neighbour, String, Option<&PairExplanation>)> = Vec::new();
-    // Pairs come first in neighbour order (reference image first); neighbours beyond
-    // `pair_neighbours` follow without pair maps.
-    listed.extend(
-        pair_by_path
-            .iter()
-            .map(|p| (p.other.clone(), p.role.to_string(), Some(*p))),
-    );
-    let paired = pair_by_path
-        .iter()
-        .filter(|p| p.role == "neighbour")
-        .count();
-    listed.extend(
-        e.prediction
-            .neighbours
-            .iter()
-            .skip(paired)
-            .map(|n| (n.clone(), "neighbour".to_string(), None)),
-    );
-    for (j, (n, role, pair)) in listed.into_iter().enumerate() {
-        let thumb = format!("neighbour-{j}.jpg");
-        write_jpeg(
-            &dir.join(&thumb),
-            &shrink(&decode_rgb(&n.path)?, THUMBNAIL_SIDE),
-        )?;
-        let pair = match pair {
-            Some(p) => {
-                let q = write_map_pngs(dir, &format!("pair-{j}-query"), &p.query, &e.input)?;
-                let o = write_map_pngs(
-                    dir,
-                    &format!("pair-{j}-neighbour"),
-                    &p.other_map,
-                    &p.other_image,
-                )?;
-                Some(PairRecord {
-                    similarity: p.similarity,
-                    query: MapRecord {
-                        status: p.query.status,
-                        files: q,
-                    },
-                    neighbour: MapRecord {
-                        status: p.other_map.status,
-                        files: o,
-                    },
-                })
-            }
-            None => None,
-        };
-        neighbours.push(NeighbourRecord {
-            path: n.path,
-            class: n.class,
-            distance: n.distance,
-            role,
-            thumbnail: thumb,
-            pair,
-        });
-    }
+    let neighbours = write_neighbours(e, dir)?;
     let arrays: Vec<(String, Tensor)> = e
         .arrays
         .iter()
@@ -705,4 +467,66 @@ pub fn write_explanation(
         super::page::explanation_page(&record, title, nav).as_bytes(),
     )?;
     Ok(record)
+}
+
+/// Writes the thumbnails and pair maps of an explanation's neighbours into `dir`: the
+/// paired images first, in pair order (reference image first), then the neighbours beyond
+/// `pair_neighbours`, without pair maps.
+fn write_neighbours(e: &Explanation, dir: &Path) -> Result<Vec<NeighbourRecord>> {
+    let mut listed: Vec<(Neighbour, String, Option<&PairExplanation>)> = e
+        .pairs
+        .iter()
+        .map(|p| (p.other.clone(), p.role.to_string(), Some(p)))
+        .collect();
+    let paired = e.pairs.iter().filter(|p| p.role == "neighbour").count();
+    listed.extend(
+        e.prediction
+            .neighbours
+            .iter()
+            .skip(paired)
+            .map(|n| (n.clone(), "neighbour".to_string(), None)),
+    );
+    let mut neighbours = Vec::new();
+    for (j, (n, role, pair)) in listed.into_iter().enumerate() {
+        let thumb = format!("neighbour-{j}.jpg");
+        write_jpeg(
+            &dir.join(&thumb),
+            &shrink(&decode_rgb(&n.path)?, THUMBNAIL_SIDE),
+        )?;
+        let pair = match pair {
+            Some(p) => Some(write_pair(p, j, dir, &e.input)?),
+            None => None,
+        };
+        neighbours.push(NeighbourRecord {
+            path: n.path,
+            class: n.class,
+            distance: n.distance,
+            role,
+            thumbnail: thumb,
+            pair,
+        });
+    }
+    Ok(neighbours)
+}
+
+/// Writes the `j`-th pair's maps into `dir`.
+fn write_pair(p: &PairExplanation, j: usize, dir: &Path, input: &RgbImage) -> Result<PairRecord> {
+    let q = write_map_pngs(dir, &format!("pair-{j}-query"), &p.query, input)?;
+    let o = write_map_pngs(
+        dir,
+        &format!("pair-{j}-neighbour"),
+        &p.other_map,
+        &p.other_image,
+    )?;
+    Ok(PairRecord {
+        similarity: p.similarity,
+        query: MapRecord {
+            status: p.query.status,
+            files: q,
+        },
+        neighbour: MapRecord {
+            status: p.other_map.status,
+            files: o,
+        },
+    })
 }

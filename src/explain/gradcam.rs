@@ -2,46 +2,54 @@
 //! networks"): channel weights are the spatial mean of ∂score/∂A; the map is
 //! ReLU(Σ_c w_c·A_c), scaled to [0, 1] and resized to the input.
 
-use super::map::{scale_maps, SaliencyMap};
+use super::cam::{cam_maps, CamRule, CamWeights};
+use super::chunk::Chunk;
+use super::map::SaliencyMap;
+use super::method::{MethodInfo, Pass};
 use super::saliency::{gradients, Explainable, Gradients, ScoreFn};
+use anyhow::{Context, Result};
 use tch::Tensor;
+
+/// Grad-CAM as a [`CamRule`] (registered as `Cam(GradCam)`).
+pub struct GradCam;
+
+const INFO: MethodInfo = MethodInfo {
+    name: "gradcam",
+    aliases: &["grad_cam"],
+    title: "Grad-CAM",
+    note: "Grad-CAM: channel weights = spatial mean of the gradient of the cosine similarity (to the target) w.r.t. the last conv activation; ReLU of the weighted sum, scaled to [0,1], resized bilinearly.",
+    passes: &[Pass::LayerGradient],
+    weight_store: false,
+};
+
+impl CamRule for GradCam {
+    fn info(&self) -> &'static MethodInfo {
+        &INFO
+    }
+
+    fn weights(&self, chunk: &Chunk<'_>) -> Result<CamWeights> {
+        Ok(gradcam_weights(chunk.layer()?))
+    }
+}
 
 /// Grad-CAM's channel weights `[B, C]`: the spatial mean of the gradient `[B, C, h, w]`.
 pub fn channel_weights(activation_grads: &Tensor) -> Tensor {
     activation_grads.mean_dim([2i64, 3].as_slice(), false, None)
 }
 
-/// `ReLU(Σ_c w_c·A_c)` `[B, h, w]` for weights `[B, C]` and activations `[B, C, h, w]`, and
-/// per image the largest `Σ_c |w_c·A_c|` over locations (the magnitude of the summed
-/// terms: a map below its rounding noise is zero, see [`super::map::judge`]).
-pub fn weighted_activations(weights: &Tensor, activations: &Tensor) -> (Tensor, Vec<f64>) {
-    let w = weights
-        .to_kind(activations.kind())
-        .unsqueeze(-1)
-        .unsqueeze(-1);
-    let terms = activations * &w;
-    let raw = terms.sum_dim_intlist([1i64].as_slice(), false, None).relu();
-    let magnitude = terms
-        .abs()
-        .sum_dim_intlist([1i64].as_slice(), false, None)
-        .amax([1i64, 2].as_slice(), false);
-    let reference = Vec::try_from(
-        magnitude
-            .to_kind(tch::Kind::Double)
-            .to_device(tch::Device::Cpu),
-    )
-    .unwrap_or_default();
-    (raw, reference)
+/// Grad-CAM's weights of a computed pass, with its activations.
+pub fn gradcam_weights(g: &Gradients) -> CamWeights {
+    CamWeights {
+        weights: channel_weights(&g.activation_grads),
+        activations: g.activations.shallow_clone(),
+        dead: g.dead(),
+    }
 }
 
 /// Grad-CAM maps of a computed pass at the input's size `height`×`width`, and the weights.
-pub fn gradcam_maps(g: &Gradients, height: i64, width: i64) -> (Vec<SaliencyMap>, Tensor) {
-    let weights = channel_weights(&g.activation_grads);
-    let (raw, reference) = weighted_activations(&weights, &g.activations);
-    (
-        scale_maps(&raw, &reference, &g.dead(), height, width),
-        weights,
-    )
+pub fn gradcam_maps(g: &Gradients, height: i64, width: i64) -> Result<(Vec<SaliencyMap>, Tensor)> {
+    let w = gradcam_weights(g);
+    Ok((cam_maps(&w, height, width)?, w.weights))
 }
 
 /// Grad-CAM of images `x` `[B, 3, H, W]` against `score`: the maps, the channel weights
@@ -50,9 +58,9 @@ pub fn gradcam(
     net: &dyn Explainable,
     x: &Tensor,
     score: &ScoreFn<'_>,
-) -> (Vec<SaliencyMap>, Tensor, Gradients) {
-    let (_, _, h, w) = x.size4().expect("images must be [B, 3, H, W]");
-    let g = gradients(net, x, score, false);
-    let (maps, weights) = gradcam_maps(&g, h, w);
-    (maps, weights, g)
+) -> Result<(Vec<SaliencyMap>, Tensor, Gradients)> {
+    let (_, _, h, w) = x.size4().context("images must be [B, 3, H, W]")?;
+    let g = gradients(net, x, score, false)?;
+    let (maps, weights) = gradcam_maps(&g, h, w)?;
+    Ok((maps, weights, g))
 }

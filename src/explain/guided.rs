@@ -12,10 +12,37 @@
 //! (and the input) that segment reads. With [`BackwardRule::Plain`] the rule is the
 //! activation's own derivative and the walk gives autograd's gradient exactly.
 
+use super::chunk::Chunk;
 use super::map::{judge, MapStatus, SaliencyMap};
+use super::method::{MethodInfo, MethodOutput, Pass, SaliencyMethod};
 use super::saliency::{dead, sensitivity, Explainable, ScoreFn};
 use crate::model::Activation;
+use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
+
+/// Guided backprop as a saliency method; the raw gradient is stored as `guided_gradient`.
+pub struct Guided;
+
+const INFO: MethodInfo = MethodInfo {
+    name: "guided",
+    aliases: &[],
+    title: "Guided backprop",
+    note: "Guided backprop: gradient with the ReLU/ReLU6 rule R·1[x>0]·1[R>0] (ReLU6: 0<x<6), shown as (x−mean)/(std+1e-5)·0.1+0.5 clipped.",
+    passes: &[Pass::GuidedWalk],
+    weight_store: false,
+};
+
+impl SaliencyMethod for Guided {
+    fn info(&self) -> &'static MethodInfo {
+        &INFO
+    }
+
+    fn explain(&self, chunk: &Chunk<'_>, out: &mut MethodOutput) -> Result<()> {
+        let rg = chunk.guided()?;
+        out.put_rows("guided_gradient", &rg.input_grads)?;
+        out.put_maps(INFO.name, display_maps(&rg.input_grads, &dead_images(rg))?)
+    }
+}
 
 /// What happens to the backward signal at an activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +80,7 @@ pub fn backprop_with_rule(
     x: &Tensor,
     score: &ScoreFn<'_>,
     rule: BackwardRule,
-) -> RuleGradients {
+) -> Result<RuleGradients> {
     let x = x.detach().set_requires_grad(true);
     let mut segments: Vec<(Tensor, Activation)> = Vec::new();
     let mut leaves: Vec<Tensor> = vec![x.shallow_clone()];
@@ -73,7 +100,7 @@ pub fn backprop_with_rule(
     // Segments share interior nodes (MobileNetV2's linear residual stream feeds several
     // later segments), so every walk keeps the graph.
     let mut direct = Tensor::run_backward(&[s.sum(s.kind())], &inputs, true, false);
-    let grad_e = direct.pop().expect("embedding gradient");
+    let grad_e = direct.pop().context("no embedding gradient")?;
     let mut acc: Vec<Option<Tensor>> = direct
         .into_iter()
         .map(|g| g.defined().then_some(g))
@@ -96,16 +123,20 @@ pub fn backprop_with_rule(
         }
     }
     let e = e.detach();
-    RuleGradients {
+    Ok(RuleGradients {
         input_grads: acc[0].take().unwrap_or_else(|| x.zeros_like()),
-        sensitivity: sensitivity(&grad_e, &e),
+        sensitivity: sensitivity(&grad_e, &e)?,
         embeddings: e,
         segments: segments.len(),
-    }
+    })
 }
 
 /// Guided backprop of `x` against `score`: `[B, 3, H, W]` input gradients under the guided rule.
-pub fn guided_backprop(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>) -> RuleGradients {
+pub fn guided_backprop(
+    net: &dyn Explainable,
+    x: &Tensor,
+    score: &ScoreFn<'_>,
+) -> Result<RuleGradients> {
     backprop_with_rule(net, x, score, BackwardRule::Guided)
 }
 
@@ -113,15 +144,16 @@ pub fn guided_backprop(net: &dyn Explainable, x: &Tensor, score: &ScoreFn<'_>) -
 /// (x − mean)/(std + 1e-5)·0.1 + 0.5, clipped to [0, 1], mean and (population) std over the
 /// whole image. Returns `[3, H, W]` maps; a dead, all-zero, constant or non-finite gradient
 /// gives a blank map with that status instead of amplified noise.
-pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
+pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Result<Vec<SaliencyMap>> {
     let g = grads
         .detach()
         .to_device(tch::Device::Cpu)
         .to_kind(Kind::Float);
-    let (b, c, h, w) = g.size4().expect("gradients must be [B, C, H, W]");
+    let (b, c, h, w) = g.size4().context("gradients must be [B, C, H, W]")?;
     (0..b)
         .map(|i| {
-            let values: Vec<f32> = Vec::try_from(g.get(i).flatten(0, -1)).unwrap_or_default();
+            let values: Vec<f32> =
+                Vec::try_from(g.get(i).flatten(0, -1)).context("reading a gradient image")?;
             let mut status = judge(&values, 0.0);
             if dead_images.get(i as usize).copied().unwrap_or(false)
                 && status != MapStatus::NonFinite
@@ -129,7 +161,9 @@ pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
                 status = MapStatus::Zero;
             }
             if status != MapStatus::Ok {
-                return SaliencyMap::blank(c as usize, h as usize, w as usize, status);
+                return Ok(SaliencyMap::blank(
+                    c as usize, h as usize, w as usize, status,
+                ));
             }
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -143,13 +177,13 @@ pub fn display_maps(grads: &Tensor, dead_images: &[bool]) -> Vec<SaliencyMap> {
                 .iter()
                 .map(|&v| (((v as f64 - mean) / (std + 1e-5) * 0.1 + 0.5).clamp(0.0, 1.0)) as f32)
                 .collect();
-            SaliencyMap {
+            Ok(SaliencyMap {
                 channels: c as usize,
                 height: h as usize,
                 width: w as usize,
                 values,
                 status,
-            }
+            })
         })
         .collect()
 }

@@ -5,6 +5,7 @@
 //! ReLU, or all equal, is reported as such and rendered as a labelled blank — never
 //! min-max stretched into noise. Non-finite values never leave this module.
 
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -135,18 +136,24 @@ pub fn scale_maps(
     dead: &[bool],
     height: i64,
     width: i64,
-) -> Vec<SaliencyMap> {
+) -> Result<Vec<SaliencyMap>> {
     let raw = raw.detach().to_device(Device::Cpu).to_kind(Kind::Float);
-    let (b, h, w) = raw.size3().expect("maps must be [B, h, w]");
+    let (b, h, w) = raw.size3().context("raw maps must be [B, h, w]")?;
     (0..b)
         .map(|i| {
-            let values: Vec<f32> = Vec::try_from(raw.get(i).flatten(0, -1)).unwrap_or_default();
+            let values: Vec<f32> =
+                Vec::try_from(raw.get(i).flatten(0, -1)).context("reading a raw map")?;
             let mut status = judge(&values, reference.get(i as usize).copied().unwrap_or(0.0));
             if dead.get(i as usize).copied().unwrap_or(false) && status != MapStatus::NonFinite {
                 status = MapStatus::Zero;
             }
             if status != MapStatus::Ok {
-                return SaliencyMap::blank(1, height as usize, width as usize, status);
+                return Ok(SaliencyMap::blank(
+                    1,
+                    height as usize,
+                    width as usize,
+                    status,
+                ));
             }
             let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
             let shifted: Vec<f32> = values.iter().map(|v| v - lo).collect();
@@ -155,28 +162,34 @@ pub fn scale_maps(
             let values = if (h, w) == (height, width) {
                 scaled
             } else {
-                resize_bilinear(&scaled, h, w, height, width)
+                resize_bilinear(&scaled, h, w, height, width)?
             };
             let values = values.into_iter().map(|v| v.clamp(0.0, 1.0)).collect();
-            SaliencyMap {
+            Ok(SaliencyMap {
                 channels: 1,
                 height: height as usize,
                 width: width as usize,
                 values,
                 status,
-            }
+            })
         })
         .collect()
 }
 
 /// Bilinear resize of one `h`×`w` map to `height`×`width` (half-pixel centres).
-pub fn resize_bilinear(values: &[f32], h: i64, w: i64, height: i64, width: i64) -> Vec<f32> {
+pub fn resize_bilinear(
+    values: &[f32],
+    h: i64,
+    w: i64,
+    height: i64,
+    width: i64,
+) -> Result<Vec<f32>> {
     let t = Tensor::from_slice(values).view([1, 1, h, w]);
     Vec::try_from(
         t.upsample_bilinear2d([height, width], false, None, None)
             .flatten(0, -1),
     )
-    .unwrap_or_default()
+    .with_context(|| format!("reading a map resized from {h}×{w} to {height}×{width}"))
 }
 
 #[cfg(test)]
@@ -186,14 +199,14 @@ mod tests {
     #[test]
     fn scaling_follows_pytorch_grad_cam() {
         let raw = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 5.0]).view([1, 2, 2]);
-        let m = &scale_maps(&raw, &[0.0], &[false], 2, 2)[0];
+        let m = &scale_maps(&raw, &[0.0], &[false], 2, 2).unwrap()[0];
         assert_eq!(m.status, MapStatus::Ok);
         let expected = [0.0, 1.0 / 4.0, 2.0 / 4.0, 4.0 / 4.0];
         for (a, b) in m.values.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{:?}", m.values);
         }
         // Upsampled 2×2 → 4×4 with half-pixel centres: corners keep the corner values.
-        let m = &scale_maps(&raw, &[0.0], &[false], 4, 4)[0];
+        let m = &scale_maps(&raw, &[0.0], &[false], 4, 4).unwrap()[0];
         assert_eq!((m.height, m.width, m.values.len()), (4, 4, 16));
         assert!(m.values[0].abs() < 1e-6 && (m.values[15] - 1.0).abs() < 1e-6);
         assert!(m.values.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -220,7 +233,7 @@ mod tests {
             0.0,
         ])
         .view([4, 2, 2]);
-        let maps = scale_maps(&raw, &[1.0, 1.0, 1.0, 1.0], &[false; 4], 2, 2);
+        let maps = scale_maps(&raw, &[1.0, 1.0, 1.0, 1.0], &[false; 4], 2, 2).unwrap();
         let status: Vec<MapStatus> = maps.iter().map(|m| m.status).collect();
         assert_eq!(
             status,
@@ -235,11 +248,11 @@ mod tests {
         // A dead target is zero whatever its rounding noise looks like.
         let noise = Tensor::from_slice(&[1e-9f32, 3e-9, 0.0, 2e-9]).view([1, 2, 2]);
         assert_eq!(
-            scale_maps(&noise, &[0.0], &[false], 2, 2)[0].status,
+            scale_maps(&noise, &[0.0], &[false], 2, 2).unwrap()[0].status,
             MapStatus::Ok
         );
         assert_eq!(
-            scale_maps(&noise, &[0.0], &[true], 2, 2)[0].status,
+            scale_maps(&noise, &[0.0], &[true], 2, 2).unwrap()[0].status,
             MapStatus::Zero
         );
     }

@@ -3,32 +3,57 @@
 //! decomposition of a pair, vanilla, guided and guided Grad-CAM backprop — for every
 //! backbone and any image size.
 //!
+//! - [`method`]: the [`SaliencyMethod`] trait and the passes a method declares;
+//!   [`cam`]: the CAM family as channel-weight rules; [`chunk`]: what a method reads;
+//! - [`METHODS`] (below): the registry, in page order; [`registry`]: lookups over it;
 //! - [`saliency`]: the shared driver (forward, score, backward) and [`Explainable`];
 //! - [`target`]: what is explained (cosine similarity to a neighbour, centroid, image);
 //! - [`map`]: [`SaliencyMap`] in [0, 1] with its [`MapStatus`] (degenerate maps are labelled);
-//! - one file per method: [`gradcam`], [`transfer`], [`pair`], [`vanilla`], [`guided`],
-//!   [`guided_gradcam`];
+//! - one file per method: [`gradcam`], [`transfer`], [`vanilla`], [`guided`],
+//!   [`guided_gradcam`], [`pair`];
 //! - [`input`], [`render`] (PNGs), [`explainer`] (one image or a batch, all methods, the
-//!   output directory), [`page`] (HTML), [`samples`] (the report's sample of explained
-//!   test images, `explanations.json`).
+//!   output directory), [`batch`] (a folder of images), [`page`] (HTML), [`samples`]
+//!   (the report's sample of explained test images, `explanations.json`).
 
+pub mod batch;
+pub mod cam;
+pub mod chunk;
 pub mod explainer;
-pub mod gradcam;
-pub mod guided;
-pub mod guided_gradcam;
 pub mod input;
 pub mod map;
+pub mod method;
 pub mod page;
-pub mod pair;
+pub mod registry;
 pub mod render;
 pub mod saliency;
 pub mod samples;
 pub mod target;
-pub mod transfer;
-pub mod vanilla;
 
 pub use map::{MapStatus, SaliencyMap};
+pub use method::SaliencyMethod;
 pub use saliency::Explainable;
+
+use cam::Cam;
+
+/// Declares each method's file as a module and lists the methods, in page order.
+macro_rules! saliency_methods {
+    ($($module:ident => $method:expr,)*) => {
+        $(pub mod $module;)*
+        /// Every saliency method, in page order: the registry that the CLI, the pages, the
+        /// report and the sample list methods from. Adding a method is its file plus one
+        /// line here.
+        pub static METHODS: &[&dyn SaliencyMethod] = &[$(&$method),*];
+    };
+}
+
+saliency_methods! {
+    gradcam => Cam(gradcam::GradCam),
+    transfer => Cam(transfer::Transfer),
+    vanilla => vanilla::Vanilla,
+    guided => guided::Guided,
+    guided_gradcam => guided_gradcam::GuidedGradCam,
+    pair => pair::Pair,
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! prediction (marked right or wrong when the true class is known). Every user string is
 //! escaped, every link relative.
 
-use super::explainer::{ExplanationRecord, MapRecord, Method};
+use super::explainer::{ExplanationRecord, MapRecord};
 use super::map::MapStatus;
 use crate::html::{escape, page, url};
 
@@ -87,12 +87,13 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
         "<div class=\"grid maps\"><figure><img src=\"{}\" alt=\"input\"><figcaption>network input</figcaption></figure></div>",
         url(&format!("{prefix}{}", r.input_png))
     ));
-    for m in Method::ALL {
-        if let Some(rec) = r.maps.get(m.name()) {
+    for m in super::METHODS {
+        let info = m.info();
+        if let Some(rec) = r.maps.get(info.name) {
             b.push_str(&format!(
                 "<h2>{}</h2><div class=\"grid maps\">{}</div>",
-                escape(m.title()),
-                map_figures(m.title(), rec, prefix)
+                escape(info.title),
+                map_figures(info.title, rec, prefix)
             ));
         }
     }
@@ -146,10 +147,10 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> String {
 /// The complete page of one explanation.
 pub fn explanation_page(r: &ExplanationRecord, title: &str, nav: &[(String, String)]) -> String {
     let body = format!(
-        "<h1>{}</h1>{}{}",
+        "<h1>{}</h1>{}<h2>Methods</h2><p class=\"muted\">{}</p>",
         escape(title),
         explanation_body(r, ""),
-        METHOD_NOTES_HTML
+        escape(&super::registry::notes())
     );
     page(title, nav, EXTRA_CSS, &body)
 }
@@ -158,12 +159,3 @@ pub fn explanation_page(r: &ExplanationRecord, title: &str, nav: &[(String, Stri
 pub fn extra_css() -> &'static str {
     EXTRA_CSS
 }
-
-/// What each method shows, for pages.
-pub const METHOD_NOTES: &str = "Grad-CAM: channel weights = spatial mean of the gradient of the cosine similarity (to the target) w.r.t. the last conv activation; ReLU of the weighted sum, scaled to [0,1], resized bilinearly. \
-Transferred Grad-CAM (Chen et al.): the weights are the mean of the stored Grad-CAM weights of the nearest training images; no backward pass. \
-Similarity decomposition (Stylianou et al.): per-location share of the pooled-feature cosine similarity of the pair, for each image. \
-Vanilla backprop: max over colour channels of |gradient w.r.t. the pixels|. Guided backprop: gradient with the ReLU/ReLU6 rule R·1[x>0]·1[R>0] (ReLU6: 0<x<6); guided Grad-CAM: guided gradient × Grad-CAM; both shown as (x−mean)/(std+1e-5)·0.1+0.5 clipped. \
-Overlays: JET colormap blended 50/50 with the image. Grey blanks mark constant or all-zero maps (e.g. a dead target).";
-
-const METHOD_NOTES_HTML: &str = "<h2>Methods</h2><p class=\"muted\">Grad-CAM: channel weights = spatial mean of the gradient of the cosine similarity (to the target) w.r.t. the last conv activation; ReLU of the weighted sum, scaled to [0,1], resized bilinearly. Transferred Grad-CAM (Chen et al.): weights averaged from the stored Grad-CAM weights of the nearest training images, no backward pass. Similarity decomposition (Stylianou et al.): per-location share of the pooled-feature cosine similarity of a pair, for each image. Vanilla backprop: max over colour channels of |∂score/∂pixel|. Guided backprop: the ReLU/ReLU6 rule R·1[x&gt;0]·1[R&gt;0] (ReLU6: 0&lt;x&lt;6); guided Grad-CAM: guided gradient × Grad-CAM; both shown as (x−mean)/(std+1e-5)·0.1+0.5 clipped. Overlays: JET blended 50/50 with the image. Grey blanks mark constant or all-zero maps.</p>";

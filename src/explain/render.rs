@@ -36,12 +36,12 @@ pub fn display_image(image: &RgbImage) -> RgbImage {
 }
 
 /// One channel of a map at display size (bilinear), values in [0, 1].
-fn display_channel(map: &SaliencyMap, channel: usize) -> (Vec<f32>, u32, u32) {
+fn display_channel(map: &SaliencyMap, channel: usize) -> Result<(Vec<f32>, u32, u32)> {
     let (w, h) = display_size(map.width as u32, map.height as u32);
     let plane = map.height * map.width;
     let values = &map.values[channel * plane..(channel + 1) * plane];
     if (w as usize, h as usize) == (map.width, map.height) {
-        return (values.to_vec(), w, h);
+        return Ok((values.to_vec(), w, h));
     }
     let v = resize_bilinear(
         values,
@@ -49,45 +49,45 @@ fn display_channel(map: &SaliencyMap, channel: usize) -> (Vec<f32>, u32, u32) {
         map.width as i64,
         h as i64,
         w as i64,
-    );
-    (v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect(), w, h)
+    )?;
+    Ok((v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect(), w, h))
 }
 
 /// The heat map alone: JET for one-channel maps, RGB for gradient images; a blank for
 /// degenerate maps.
-pub fn heat(map: &SaliencyMap) -> RgbImage {
+pub fn heat(map: &SaliencyMap) -> Result<RgbImage> {
     let (w, h) = display_size(map.width as u32, map.height as u32);
     if map.status != MapStatus::Ok {
-        return RgbImage::from_pixel(w, h, BLANK);
+        return Ok(RgbImage::from_pixel(w, h, BLANK));
     }
     if map.channels == 1 {
-        let (v, w, h) = display_channel(map, 0);
-        return jet_image(&v, w, h);
+        let (v, w, h) = display_channel(map, 0)?;
+        return Ok(jet_image(&v, w, h));
     }
     let planes: Vec<Vec<f32>> = (0..map.channels.min(3))
-        .map(|c| display_channel(map, c).0)
-        .collect();
+        .map(|c| Ok(display_channel(map, c)?.0))
+        .collect::<Result<_>>()?;
     if planes.len() < 3 {
-        return grey_image(&planes[0], w, h);
+        return Ok(grey_image(&planes[0], w, h));
     }
-    RgbImage::from_fn(w, h, |x, y| {
+    Ok(RgbImage::from_fn(w, h, |x, y| {
         let i = (y * w + x) as usize;
         Rgb(std::array::from_fn(|c| {
             (planes[c][i].clamp(0.0, 1.0) * 255.0).round() as u8
         }))
-    })
+    }))
 }
 
 /// The JET heat map blended 50/50 with the image (the image, greyed, for a degenerate map).
-pub fn overlay(map: &SaliencyMap, image: &RgbImage) -> RgbImage {
+pub fn overlay(map: &SaliencyMap, image: &RgbImage) -> Result<RgbImage> {
     let base = display_image(image);
-    let top = heat(map);
+    let top = heat(map)?;
     let top = if top.dimensions() == base.dimensions() {
         top
     } else {
         image::imageops::resize(&top, base.width(), base.height(), FilterType::Triangle)
     };
-    blend(&base, &top, 0.5)
+    Ok(blend(&base, &top, 0.5))
 }
 
 /// Writes `<stem>.png` (heat map) and, for one-channel maps, `<stem>-overlay.png` into
@@ -99,12 +99,12 @@ pub fn write_map_pngs(
     image: &RgbImage,
 ) -> Result<Vec<String>> {
     let mut names = vec![format!("{stem}.png")];
-    write_png(&dir.join(&names[0]), &DynamicImage::ImageRgb8(heat(map)))?;
+    write_png(&dir.join(&names[0]), &DynamicImage::ImageRgb8(heat(map)?))?;
     if map.channels == 1 {
         names.push(format!("{stem}-overlay.png"));
         write_png(
             &dir.join(&names[1]),
-            &DynamicImage::ImageRgb8(overlay(map, image)),
+            &DynamicImage::ImageRgb8(overlay(map, image)?),
         )?;
     }
     Ok(names)
@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(display_size(224, 224), (224, 224));
         assert_eq!(display_size(300, 100), (300, 100));
         let blank = SaliencyMap::blank(1, 4, 4, MapStatus::Zero);
-        let h = heat(&blank);
+        let h = heat(&blank).unwrap();
         assert_eq!(h.dimensions(), (224, 224));
         assert!(h.pixels().all(|p| *p == BLANK));
         let map = SaliencyMap {
@@ -130,10 +130,10 @@ mod tests {
             values: vec![0.0, 0.0, 0.0, 1.0],
             status: MapStatus::Ok,
         };
-        let h = heat(&map);
+        let h = heat(&map).unwrap();
         assert_eq!(*h.get_pixel(0, 0), Rgb(crate::imaging::jet(0.0)));
         assert_eq!(*h.get_pixel(223, 223), Rgb(crate::imaging::jet(1.0)));
         let img = RgbImage::from_pixel(2, 2, Rgb([255, 255, 255]));
-        assert_eq!(overlay(&map, &img).dimensions(), (224, 224));
+        assert_eq!(overlay(&map, &img).unwrap().dimensions(), (224, 224));
     }
 }

@@ -5,6 +5,7 @@
 //! statistics), so the backward of the summed scores gives every image its own gradient.
 
 use crate::model::{ActivationHook, EmbeddingNet};
+use anyhow::{Context, Result};
 use tch::Tensor;
 
 /// Relative score sensitivity `|∂score/∂e|·|e|` below which a score is dead: it does not
@@ -56,12 +57,12 @@ impl Gradients {
 pub fn dead(sensitivity: &[f64]) -> Vec<bool> {
     sensitivity
         .iter()
-        .map(|&s| !(s >= DEAD_SENSITIVITY))
+        .map(|&s| s.is_nan() || s < DEAD_SENSITIVITY)
         .collect()
 }
 
 /// `|g_b|·|e_b|` per row of ∂score/∂e `g` and embeddings `e`.
-pub fn sensitivity(grad_embeddings: &Tensor, embeddings: &Tensor) -> Vec<f64> {
+pub fn sensitivity(grad_embeddings: &Tensor, embeddings: &Tensor) -> Result<Vec<f64>> {
     let g = grad_embeddings.norm_scalaropt_dim(2.0, [1i64], false);
     let n = embeddings.norm_scalaropt_dim(2.0, [1i64], false);
     Vec::try_from(
@@ -69,7 +70,7 @@ pub fn sensitivity(grad_embeddings: &Tensor, embeddings: &Tensor) -> Vec<f64> {
             .to_kind(tch::Kind::Double)
             .to_device(tch::Device::Cpu),
     )
-    .unwrap_or_default()
+    .context("reading the scores' sensitivity")
 }
 
 /// One forward + backward pass of images `x` (`[B, 3, H, W]`) scored by `score`.
@@ -80,7 +81,7 @@ pub fn gradients(
     x: &Tensor,
     score: &ScoreFn<'_>,
     input_grads: bool,
-) -> Gradients {
+) -> Result<Gradients> {
     // The input always requires a gradient, so A does even when no parameter does.
     let x = x.detach().set_requires_grad(true);
     let (e, a) = net.forward_explained(&x, &mut crate::model::layers::apply_activation);
@@ -95,14 +96,14 @@ pub fn gradients(
             .to_kind(tch::Kind::Double)
             .to_device(tch::Device::Cpu),
     )
-    .unwrap_or_default();
+    .context("reading the scores")?;
     let e = e.detach();
-    Gradients {
-        sensitivity: sensitivity(&grads[1], &e),
+    Ok(Gradients {
+        sensitivity: sensitivity(&grads[1], &e)?,
         embeddings: e,
         scores,
         activations: a.detach(),
         activation_grads: grads[0].shallow_clone(),
         input_grads: input_grads.then(|| grads[2].shallow_clone()),
-    }
+    })
 }

@@ -1,7 +1,8 @@
 //! A sample of explained test images for the report: correctly and incorrectly
 //! classified test images (majority vote over the k nearest training images), each
-//! explained with Grad-CAM, guided backprop, guided Grad-CAM, vanilla backprop and the
-//! pair maps against its nearest neighbour.
+//! explained with every registered method that needs no precomputed store (today
+//! Grad-CAM, vanilla backprop, guided backprop, guided Grad-CAM and the pair maps against
+//! its nearest neighbour).
 //!
 //! Choice (deterministic): up to ⌈n/2⌉ correct and ⌊n/2⌋ incorrect test images (the
 //! other list fills in when one is short), spread evenly over each list in dataset order;
@@ -38,17 +39,24 @@
 //!   }]
 //! }
 //! ```
-//! A map whose status is not `ok` is a flat grey PNG: show the status instead.
+//! A map whose status is not `ok` is a flat grey PNG: show the status instead. The map
+//! keys are the methods' [`super::method::SaliencyMethod::sample_columns`], in registry
+//! order; a one-channel map also has its heat map alone under `<key>_heat`.
 
-use super::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method};
-use super::page::{explanation_body, extra_css, METHOD_NOTES};
+use super::batch::safe_name;
+use super::explainer::{
+    write_explanation, ExplainOptions, Explainer, Explanation, ExplanationRecord, MapRecord,
+};
+use super::page::{explanation_body, extra_css};
 use super::target::TargetChoice;
+use super::METHODS;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::predict_embeddings;
 use crate::html::{escape, page, url};
 use crate::run::explanations::{ExplanationIndex, ExplanationItem, ExplanationNeighbour};
+use crate::run::lock::RunLock;
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::{RunDir, EXPLANATIONS_FILE};
 use crate::train::embed::embed;
@@ -116,19 +124,6 @@ pub fn pick(
     out
 }
 
-/// `text` with every character but ASCII letters, digits, `-` and `_` as `_`.
-fn safe_name(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 fn stem(path: &Path) -> String {
     let s = safe_name(
         &path
@@ -152,25 +147,20 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> ExplanationItem 
     let mut maps = BTreeMap::new();
     let mut status = BTreeMap::new();
     maps.insert("image".to_string(), format!("{dir}/{}", record.input_png));
-    let mut add = |key: &str, rec: &super::explainer::MapRecord| {
-        status.insert(key.to_string(), rec.status.name().to_string());
-        if let Some(heat) = rec.files.first() {
+    let mut add = |key: String, rec: &MapRecord| {
+        status.insert(key.clone(), rec.status.name().to_string());
+        // One-channel maps have a heat map and an overlay; gradient images one PNG.
+        if let (Some(heat), true) = (rec.files.first(), rec.files.len() > 1) {
             maps.insert(format!("{key}_heat"), format!("{dir}/{heat}"));
         }
         if let Some(last) = rec.files.last() {
-            maps.insert(key.to_string(), format!("{dir}/{last}"));
+            maps.insert(key, format!("{dir}/{last}"));
         }
     };
-    for (k, rec) in &record.maps {
-        add(k, rec);
-    }
-    if let Some(p) = record.neighbours.first().and_then(|n| n.pair.as_ref()) {
-        add("pair_query", &p.query);
-        add("pair_neighbour", &p.neighbour);
-    }
-    // Gradient images have one PNG: no separate `_heat` entry.
-    for key in ["guided", "guided_gradcam"] {
-        maps.remove(&format!("{key}_heat"));
+    for m in METHODS {
+        for (key, rec) in m.sample_entries(record) {
+            add(key, rec);
+        }
     }
     ExplanationItem {
         image: record.image.clone(),
@@ -195,19 +185,82 @@ fn item(record: &ExplanationRecord, dir: &str, unseen: bool) -> ExplanationItem 
 }
 
 /// Explains a deterministic sample of the phase's test images and writes
-/// `explanations/` (see the module documentation for the JSON schema).
+/// `explanations/` (see the module documentation for the JSON schema), holding the run's
+/// writer lock.
 pub fn explain_samples(
     run: &RunDir,
     phase: Phase,
     opts: &SampleOptions,
 ) -> Result<ExplanationIndex> {
+    if !run.root.is_dir() {
+        bail!("{}: no such run directory", run.root.display());
+    }
+    let _lock = RunLock::acquire(&run.root, "explain --samples")?;
     let pm = PhaseModel::load(run, phase)?;
     let mut explainer = Explainer::new(run, &pm)?;
+    let sample = choose(&explainer, phase, opts)?;
+    let eopts = ExplainOptions {
+        // The weight-transfer store costs a pass over every training image.
+        methods: METHODS
+            .iter()
+            .copied()
+            .filter(|m| !m.info().weight_store)
+            .collect(),
+        target: TargetChoice::Nearest,
+        k: sample.k,
+        batch_size: opts.batch_size,
+        pair_neighbours: 1,
+        ..Default::default()
+    };
+    let explanations = explainer.explain(&sample.paths, &eopts)?;
+    let out = run.phase(phase).explanations_dir();
+    let (items, bodies) = write_items(&explanations, &sample.unseen, &out)?;
+    let index = ExplanationIndex {
+        schema_version: SCHEMA_VERSION,
+        phase: Some(phase),
+        k: sample.k,
+        method_notes: super::registry::notes(),
+        items,
+    };
+    let title = format!(
+        "Explanations — {} ({})",
+        run.root.display(),
+        phase.dir_name()
+    );
+    let intro = format!(
+        "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {} nearest training images.</p><p class=\"muted\">{}</p>",
+        escape(&title),
+        index.items.len(),
+        index.items.iter().filter(|i| i.correct).count(),
+        index.items.iter().filter(|i| !i.correct).count(),
+        sample.k,
+        escape(&index.method_notes)
+    );
+    let nav = vec![("index.html".to_string(), "all explanations".to_string())];
+    write_atomic(
+        &out.join("index.html"),
+        page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
+    )?;
+    write_json(&out.join(EXPLANATIONS_FILE), &index)?;
+    remove_stale_items(&out, &index)?;
+    Ok(index)
+}
+
+/// The chosen test images, whether each one's class was held out, and the vote's k.
+struct Sample {
+    paths: Vec<PathBuf>,
+    unseen: Vec<bool>,
+    k: usize,
+}
+
+/// Embeds the phase's test images, predicts them, and picks the sample as the module says.
+fn choose(explainer: &Explainer<'_>, phase: Phase, opts: &SampleOptions) -> Result<Sample> {
+    let pm = explainer.pm;
     let exp = &pm.exp;
     if exp.split.test.is_empty() {
         bail!(
             "{}: the run has no test images to explain",
-            run.root.display()
+            explainer.run.root.display()
         );
     }
     let queries = embed(
@@ -224,13 +277,9 @@ pub fn explain_samples(
     let k = opts
         .k
         .clamp(1, explainer.gallery.manifest.entries.len().max(1));
-    let predictions = predict_embeddings(
-        &explainer.gallery,
-        &queries.embeddings,
-        &paths,
-        k,
-        exp.cfg.model.distance,
-    )?;
+    let distance = exp.cfg.model.distance;
+    let predictions =
+        predict_embeddings(&explainer.gallery, &queries.embeddings, &paths, k, distance)?;
     let protocol = exp.protocol(phase)?;
     let unseen = |row: usize| !protocol.is_seen(exp.samples[queries.indices[row]].label);
     let (mut good, mut bad) = (Vec::new(), Vec::new());
@@ -253,36 +302,32 @@ pub fn explain_samples(
     };
     let (good_pref, bad_pref) = (split(&mut good), split(&mut bad));
     let chosen = pick((&good_pref, &good), (&bad_pref, &bad), opts.count);
-    let chosen_paths: Vec<PathBuf> = chosen.iter().map(|&r| paths[r].clone()).collect();
-    let eopts = ExplainOptions {
-        methods: vec![
-            Method::GradCam,
-            Method::Vanilla,
-            Method::Guided,
-            Method::GuidedGradCam,
-            Method::Pair,
-        ],
-        target: TargetChoice::Nearest,
+    Ok(Sample {
+        paths: chosen.iter().map(|&r| paths[r].clone()).collect(),
+        unseen: chosen.iter().map(|&r| unseen(r)).collect(),
         k,
-        batch_size: opts.batch_size,
-        pair_neighbours: 1,
-        ..Default::default()
-    };
-    let explanations = explainer.explain(&chosen_paths, &eopts)?;
-    let out = run.phase(phase).explanations_dir();
-    let nav = vec![("index.html".to_string(), "all explanations".to_string())];
+    })
+}
+
+/// Writes each explanation into its directory under `out`; returns the items and the
+/// index page's sections.
+fn write_items(
+    explanations: &[Explanation],
+    unseen: &[bool],
+    out: &Path,
+) -> Result<(Vec<ExplanationItem>, String)> {
     let mut items = Vec::new();
     let mut bodies = String::new();
-    for (i, (e, &row)) in explanations.iter().zip(&chosen).enumerate() {
+    let nav_up = vec![("../index.html".to_string(), "all explanations".to_string())];
+    for (i, (e, &unseen)) in explanations.iter().zip(unseen).enumerate() {
         let dir = item_dir(i, e.true_class.as_deref().unwrap_or(""), &e.image);
-        let nav_up = vec![("../index.html".to_string(), "all explanations".to_string())];
         let title = format!(
             "{} — {}",
             e.true_class.as_deref().unwrap_or("?"),
             e.image.display()
         );
         let record = write_explanation(e, &out.join(&dir), &title, &nav_up)?;
-        let it = item(&record, &dir, unseen(row));
+        let it = item(&record, &dir, unseen);
         bodies.push_str(&format!(
             "<section><h2 id=\"{}\"><a href=\"{}\">{}. {}</a> {}</h2>{}</section>",
             escape(&dir),
@@ -298,35 +343,14 @@ pub fn explain_samples(
         ));
         items.push(it);
     }
-    let index = ExplanationIndex {
-        schema_version: SCHEMA_VERSION,
-        phase: Some(phase),
-        k,
-        method_notes: METHOD_NOTES.to_string(),
-        items,
-    };
-    let title = format!(
-        "Explanations — {} ({})",
-        run.root.display(),
-        phase.dir_name()
-    );
-    let intro = format!(
-        "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {k} nearest training images.</p><p class=\"muted\">{}</p>",
-        escape(&title),
-        index.items.len(),
-        index.items.iter().filter(|i| i.correct).count(),
-        index.items.iter().filter(|i| !i.correct).count(),
-        escape(METHOD_NOTES)
-    );
-    write_atomic(
-        &out.join("index.html"),
-        page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
-    )?;
-    write_json(&out.join(EXPLANATIONS_FILE), &index)?;
-    // Item directories of an earlier sample that this one does not list are stale.
+    Ok((items, bodies))
+}
+
+/// Removes the item directories of an earlier sample that `index` does not list.
+fn remove_stale_items(out: &Path, index: &ExplanationIndex) -> Result<()> {
     let keep: std::collections::HashSet<&str> =
         index.items.iter().map(|i| i.dir.as_str()).collect();
-    for entry in std::fs::read_dir(&out)
+    for entry in std::fs::read_dir(out)
         .map_err(|e| anyhow::anyhow!("listing {}: {e}", out.display()))?
         .flatten()
     {
@@ -339,7 +363,7 @@ pub fn explain_samples(
                 .map_err(|e| anyhow::anyhow!("removing stale {}: {e}", entry.path().display()))?;
         }
     }
-    Ok(index)
+    Ok(())
 }
 
 #[cfg(test)]

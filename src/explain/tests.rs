@@ -34,7 +34,7 @@ struct TinyNet {
 /// draw. Negating a target negates its channel weights, so the map of -t is non-zero
 /// wherever that of t is zero: flip the target of every image whose map came out Zero.
 fn targets_with_live_cams(net: &dyn Explainable, x: &Tensor, t: &Tensor) -> Tensor {
-    let (maps, _, _) = gradcam(net, x, &|e: &Tensor| cosine_score(e, t));
+    let (maps, _, _) = gradcam(net, x, &|e: &Tensor| cosine_score(e, t)).unwrap();
     let signs: Vec<f64> = maps
         .iter()
         .map(|m| {
@@ -97,7 +97,7 @@ fn gradcam_weights_are_the_spatial_mean_of_the_gradient() {
     let x = Tensor::randn([2, 3, 6, 7], F64);
     let t = Tensor::randn([2, 3], F64);
     let score = |e: &Tensor| cosine_score(e, &t);
-    let g = gradients(&net, &x, &score, false);
+    let g = gradients(&net, &x, &score, false).unwrap();
     // By hand: score = cos(e, t), e = W·mean(A) ⇒ ∂score/∂A_c(i) = (Wᵀ ∂cos/∂e)_c / (h·w)
     // at every location, with ∂cos/∂e = t/(|e||t|) − cos·e/|e|².
     let e = &g.embeddings;
@@ -129,8 +129,8 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     let t = targets_with_live_cams(&net, &x, &Tensor::randn([2, 3], F64));
     let score = |e: &Tensor| cosine_score(e, &t);
     let scaled = |e: &Tensor| cosine_score(e, &t) * 37.5;
-    let (a, _, _) = gradcam(&net, &x, &score);
-    let (b, _, _) = gradcam(&net, &x, &scaled);
+    let (a, _, _) = gradcam(&net, &x, &score).unwrap();
+    let (b, _, _) = gradcam(&net, &x, &scaled).unwrap();
     for (m, n) in a.iter().zip(&b) {
         assert_eq!(m.status, MapStatus::Ok);
         let d = m
@@ -146,13 +146,13 @@ fn maps_are_invariant_to_the_scale_of_the_score() {
     }
     // Guided backprop scales linearly with the score; its display divides by std + 1e-5
     // (the reference's guard), so it is invariant up to that guard's share of the std.
-    let gv = guided_backprop(&net, &x, &score).input_grads;
-    let gs = guided_backprop(&net, &x, &scaled).input_grads;
+    let gv = guided_backprop(&net, &x, &score).unwrap().input_grads;
+    let gs = guided_backprop(&net, &x, &scaled).unwrap().input_grads;
     assert!(rel_err(&gs, &(&gv * 37.5)) < 1e-12);
     let std = gv.std(false).double_value(&[]);
     let (va, vb) = (
-        display_maps(&gv, &[false; 2]),
-        display_maps(&gs, &[false; 2]),
+        display_maps(&gv, &[false; 2]).unwrap(),
+        display_maps(&gs, &[false; 2]).unwrap(),
     );
     for (m, n) in va.iter().zip(&vb) {
         let d = m
@@ -177,7 +177,10 @@ fn vanilla_backprop_matches_finite_differences() {
         let x = Tensor::randn([1, 3, 5, 4], F64);
         let t = Tensor::randn([1, 3], F64);
         let score = |e: &Tensor| cosine_score(e, &t);
-        let g = gradients(&net, &x, &score, true).input_grads.unwrap();
+        let g = gradients(&net, &x, &score, true)
+            .unwrap()
+            .input_grads
+            .unwrap();
         let f = |x: &Tensor| {
             tch::no_grad(|| {
                 score(
@@ -203,7 +206,7 @@ fn vanilla_backprop_matches_finite_differences() {
             rel_err(&g, &fd)
         );
         // The segmented walk with the activations' own derivative is the same gradient.
-        let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain);
+        let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain).unwrap();
         assert_eq!(walk.segments, 2);
         assert!(rel_err(&walk.input_grads, &fd) < 1e-6);
     }
@@ -223,8 +226,11 @@ fn guided_equals_plain_when_the_rule_does_not_bite() {
         net.head = net.head.abs();
         let x = Tensor::rand([2, 3, 5, 6], F64);
         let score = |e: &Tensor| e.sum_dim_intlist([1i64].as_slice(), false, None);
-        let guided = guided_backprop(&net, &x, &score).input_grads;
-        let plain = gradients(&net, &x, &score, true).input_grads.unwrap();
+        let guided = guided_backprop(&net, &x, &score).unwrap().input_grads;
+        let plain = gradients(&net, &x, &score, true)
+            .unwrap()
+            .input_grads
+            .unwrap();
         assert!(rel_err(&guided, &plain) < 1e-12, "{act:?}");
     }
 }
@@ -241,8 +247,11 @@ fn guided_differs_from_the_gradient_where_the_rule_bites() {
         let x = Tensor::randn([1, 3, 6, 6], F64);
         let t = Tensor::randn([1, 3], F64);
         let score = |e: &Tensor| cosine_score(e, &t);
-        let guided = guided_backprop(&net, &x, &score).input_grads;
-        let plain = gradients(&net, &x, &score, true).input_grads.unwrap();
+        let guided = guided_backprop(&net, &x, &score).unwrap().input_grads;
+        let plain = gradients(&net, &x, &score, true)
+            .unwrap()
+            .input_grads
+            .unwrap();
         assert!(
             rel_err(&guided, &plain) > 1e-2,
             "{act:?}: the rule changed nothing"
@@ -290,7 +299,7 @@ fn grad_cam_peaks_in_the_only_region_that_can_change_the_embedding() {
     });
     let t = targets_with_live_cams(&net, &x, &t);
     let score = |e: &Tensor| cosine_score(e, &t);
-    let (maps, _, _) = gradcam(&net, &x, &score);
+    let (maps, _, _) = gradcam(&net, &x, &score).unwrap();
     for m in &maps {
         assert_eq!(m.status, MapStatus::Ok);
         let (r, c) = m.argmax();
@@ -328,21 +337,21 @@ fn a_dead_target_gives_labelled_zero_maps_not_noise() {
     // The target is each image's own embedding: cos = 1 is a maximum, the gradient vanishes.
     let own = tch::no_grad(|| net.forward_t(&x, false));
     let score = |e: &Tensor| cosine_score(e, &own);
-    let g = gradients(&net, &x, &score, true);
+    let g = gradients(&net, &x, &score, true).unwrap();
     assert!(
         g.dead().iter().all(|&d| d),
         "sensitivity {:?}",
         g.sensitivity
     );
-    let (cams, _) = gradcam_maps(&g, 32, 32);
-    let vanilla = gradient_heat_maps(g.input_grads.as_ref().unwrap(), &g.dead());
-    let rg = guided_backprop(&net, &x, &score);
-    let guided = display_maps(&rg.input_grads, &super::guided::dead_images(&rg));
-    let (_, ggc) = guided_gradcam(&rg.input_grads, &cams, &g.dead());
+    let (cams, _) = gradcam_maps(&g, 32, 32).unwrap();
+    let vanilla = gradient_heat_maps(g.input_grads.as_ref().unwrap(), &g.dead()).unwrap();
+    let rg = guided_backprop(&net, &x, &score).unwrap();
+    let guided = display_maps(&rg.input_grads, &super::guided::dead_images(&rg)).unwrap();
+    let (_, ggc) = guided_gradcam(&rg.input_grads, &cams, &g.dead()).unwrap();
     for m in cams.iter().chain(&vanilla).chain(&guided).chain(&ggc) {
         assert_eq!(m.status, MapStatus::Zero);
         assert!(m.values.iter().all(|&v| v == 0.0));
-        let png = heat(m);
+        let png = heat(m).unwrap();
         let first = *png.get_pixel(0, 0);
         assert!(
             png.pixels().all(|p| *p == first),
@@ -353,11 +362,12 @@ fn a_dead_target_gives_labelled_zero_maps_not_noise() {
     let nan = Tensor::full([1, 3, 32, 32], f64::NAN, (Kind::Float, Device::Cpu));
     let t = Tensor::randn([1, 16], (Kind::Float, Device::Cpu));
     let score = |e: &Tensor| cosine_score(e, &t);
-    let (maps, _, _) = gradcam(&net, &nan, &score);
+    let (maps, _, _) = gradcam(&net, &nan, &score).unwrap();
     assert!(maps[0].status == MapStatus::NonFinite || maps[0].status == MapStatus::Zero);
     assert!(maps[0].values.iter().all(|v| v.is_finite()));
 }
 
+// About 80 lines: one pass over every backbone checks all six methods on the same gradients.
 #[test]
 fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
     tch::set_num_threads(1);
@@ -374,19 +384,19 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
         let t = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
         let t = targets_with_live_cams(&net, &x, &t);
         let score = |e: &Tensor| cosine_score(e, &t);
-        let g = gradients(&net, &x, &score, true);
-        let (cams, weights) = gradcam_maps(&g, h, w);
-        let vanilla = gradient_heat_maps(g.input_grads.as_ref().unwrap(), &g.dead());
+        let g = gradients(&net, &x, &score, true).unwrap();
+        let (cams, weights) = gradcam_maps(&g, h, w).unwrap();
+        let vanilla = gradient_heat_maps(g.input_grads.as_ref().unwrap(), &g.dead()).unwrap();
         // The segmented walk reproduces autograd through residual blocks and ReLU6 too.
-        let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain);
+        let walk = backprop_with_rule(&net, &x, &score, BackwardRule::Plain).unwrap();
         let err = rel_err(&walk.input_grads, g.input_grads.as_ref().unwrap());
         assert!(
             err < 1e-4,
             "{arch}: segmented plain walk differs from autograd by {err:e}"
         );
-        let rg = guided_backprop(&net, &x, &score);
-        let guided = display_maps(&rg.input_grads, &[false; 2]);
-        let (_, ggc) = guided_gradcam(&rg.input_grads, &cams, &[false; 2]);
+        let rg = guided_backprop(&net, &x, &score).unwrap();
+        let guided = display_maps(&rg.input_grads, &[false; 2]).unwrap();
+        let (_, ggc) = guided_gradcam(&rg.input_grads, &cams, &[false; 2]).unwrap();
         // Transfer from a store holding only the image's own weights (k = 1): exactly
         // Grad-CAM's map (random-weight embeddings of two images can be near-identical,
         // so each image gets a store of its own).
@@ -399,12 +409,13 @@ fn every_backbone_gives_input_sized_unit_maps_at_a_non_square_size() {
                     indices: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
                 };
                 transfer_gradcam(&net, &x.narrow(0, i, 1), &store, 1, Distance::Cosine)
+                    .unwrap()
                     .0
                     .remove(0)
             })
             .collect();
         let terms = decompose(&g.activations, &g.activations.flip([0i64]));
-        let pairs = pair_maps(&terms.query, h, w);
+        let pairs = pair_maps(&terms.query, h, w).unwrap();
         for (name, maps, channels) in [
             ("gradcam", &cams, 1),
             ("vanilla", &vanilla, 1),

@@ -12,8 +12,11 @@
 //! centroid of the *other* training images of its class (what makes it look like its
 //! class); for a class with a single training image, to its nearest other training image.
 
-use super::gradcam::{channel_weights, weighted_activations};
-use super::map::{scale_maps, SaliencyMap};
+use super::cam::{cam_maps, CamRule, CamWeights};
+use super::chunk::Chunk;
+use super::gradcam::channel_weights;
+use super::map::SaliencyMap;
+use super::method::{MethodInfo, Pass};
 use super::saliency::{gradients, Explainable};
 use super::target::cosine_score;
 use crate::data::loader::{BatchLoader, LoaderOptions};
@@ -36,6 +39,56 @@ pub const WEIGHTS_FILE: &str = "gradcam-weights.safetensors";
 /// Default number of stored neighbours whose weights are averaged.
 pub const DEFAULT_TRANSFER_K: usize = 5;
 
+/// Grad-CAM with transferred weights as a [`CamRule`] (registered as `Cam(Transfer)`):
+/// the forward pass's activations weighted by the store's weights of the nearest
+/// training images.
+pub struct Transfer;
+
+const INFO: MethodInfo = MethodInfo {
+    name: "transfer",
+    aliases: &[],
+    title: "Grad-CAM, transferred weights",
+    note: "Transferred Grad-CAM (Chen et al.): the weights are the mean of the stored Grad-CAM weights of the nearest training images; no backward pass.",
+    passes: &[Pass::Forward],
+    weight_store: true,
+};
+
+impl CamRule for Transfer {
+    fn info(&self) -> &'static MethodInfo {
+        &INFO
+    }
+
+    fn weights(&self, chunk: &Chunk<'_>) -> Result<CamWeights> {
+        let b = &chunk.base;
+        Ok(transferred(
+            chunk.store()?,
+            b.embeddings,
+            b.activations,
+            b.options.transfer_k,
+            b.distance,
+        ))
+    }
+}
+
+/// The transferred weights of images with `embeddings` `[B, D]` and `activations`.
+fn transferred(
+    store: &WeightStore,
+    embeddings: &Tensor,
+    activations: &Tensor,
+    k: usize,
+    distance: Distance,
+) -> CamWeights {
+    let weights = store
+        .transfer_weights(embeddings, k, distance)
+        .to_device(activations.device());
+    CamWeights {
+        weights,
+        activations: activations.shallow_clone(),
+        // A forward pass has no score gradient to be dead.
+        dead: vec![false; embeddings.size()[0] as usize],
+    }
+}
+
 /// Training embeddings and their Grad-CAM channel weights.
 pub struct WeightStore {
     /// `[N, D]`.
@@ -50,7 +103,11 @@ pub struct WeightStore {
 
 /// The target of each training image: the mean of the other (L2-normalised) training
 /// embeddings of its class, or its nearest other training embedding when it is alone.
-pub fn training_targets(embeddings: &Tensor, labels: &[usize], distance: Distance) -> Tensor {
+pub fn training_targets(
+    embeddings: &Tensor,
+    labels: &[usize],
+    distance: Distance,
+) -> Result<Tensor> {
     let e = crate::model::head::l2_normalize(&embeddings.to_kind(Kind::Float));
     let classes = labels.iter().max().map_or(0, |m| m + 1);
     let label_t = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
@@ -70,7 +127,7 @@ pub fn training_targets(embeddings: &Tensor, labels: &[usize], distance: Distanc
     } else {
         let q = e.index_select(0, &Tensor::from_slice(&alone));
         let (idx, _) = k_nearest(&q, &e, 2, distance);
-        Vec::<Vec<i64>>::try_from(&idx).unwrap_or_default()
+        Vec::<Vec<i64>>::try_from(&idx).context("reading the nearest other training images")?
     };
     let mut next_alone = 0;
     for (i, &l) in labels.iter().enumerate() {
@@ -85,7 +142,7 @@ pub fn training_targets(embeddings: &Tensor, labels: &[usize], distance: Distanc
             rows.push(pick.map_or(own.shallow_clone(), |j| e.get(j)));
         }
     }
-    Tensor::stack(&rows, 0)
+    Ok(Tensor::stack(&rows, 0))
 }
 
 impl WeightStore {
@@ -100,7 +157,7 @@ impl WeightStore {
             .into_iter()
             .map(|l| l as usize)
             .collect();
-        let targets = training_targets(&refs.embeddings, &labels, exp.cfg.model.distance);
+        let targets = training_targets(&refs.embeddings, &labels, exp.cfg.model.distance)?;
         let loader = BatchLoader::start(
             exp.samples.clone(),
             sequential_batches(&refs.indices, opts.batch_size.min(32)),
@@ -124,7 +181,7 @@ impl WeightStore {
             }
             let t = targets.narrow(0, row, n).to_device(exp.device);
             let score = |e: &Tensor| cosine_score(e, &t);
-            let g = gradients(net, &batch.images.to_device(exp.device), &score, false);
+            let g = gradients(net, &batch.images.to_device(exp.device), &score, false)?;
             weights.push(channel_weights(&g.activation_grads).to_device(Device::Cpu));
             row += n;
         }
@@ -237,15 +294,11 @@ pub fn transfer_gradcam(
     store: &WeightStore,
     k: usize,
     distance: Distance,
-) -> (Vec<SaliencyMap>, Tensor, Tensor) {
-    let (_, _, h, w) = x.size4().expect("images must be [B, 3, H, W]");
+) -> Result<(Vec<SaliencyMap>, Tensor, Tensor)> {
+    let (_, _, h, w) = x.size4().context("images must be [B, 3, H, W]")?;
     let (e, a) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
-    let weights = store
-        .transfer_weights(&e, k, distance)
-        .to_device(a.device());
-    let (raw, reference) = weighted_activations(&weights, &a);
-    let dead = vec![false; reference.len()];
-    (scale_maps(&raw, &reference, &dead, h, w), weights, e)
+    let cw = transferred(store, &e, &a, k, distance);
+    Ok((cam_maps(&cw, h, w)?, cw.weights, e))
 }
 
 #[cfg(test)]
@@ -256,7 +309,7 @@ mod tests {
     fn targets_are_leave_one_out_centroids_or_the_nearest_other() {
         // Class 0: three unit vectors; class 1: one image (its nearest other is row 0).
         let e = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 0.6, 0.8, 0.9, -0.1]).view([4, 2]);
-        let t = training_targets(&e, &[0, 0, 0, 1], Distance::Cosine);
+        let t = training_targets(&e, &[0, 0, 0, 1], Distance::Cosine).unwrap();
         let rows: Vec<Vec<f32>> = Vec::try_from(&t).unwrap();
         let expect = [
             [(0.0 + 0.6) / 2.0, (1.0 + 0.8) / 2.0],

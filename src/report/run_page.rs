@@ -458,22 +458,16 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             escape(run_root)
         );
     };
-    const ORDER: [(&str, &str); 7] = [
-        ("image", "image"),
-        ("gradcam", "Grad-CAM"),
-        ("vanilla", "vanilla backprop"),
-        ("guided", "guided backprop"),
-        ("guided_gradcam", "guided Grad-CAM"),
-        ("pair_query", "pair map: query"),
-        ("pair_neighbour", "pair map: neighbour"),
-    ];
+    let order: Vec<(String, String)> = std::iter::once(("image".into(), "image".into()))
+        .chain(crate::explain::registry::sample_columns())
+        .collect();
     const EACH: usize = 4;
     let wrong = e.items.iter().filter(|i| !i.correct).take(EACH);
     let right = e.items.iter().filter(|i| i.correct).take(EACH);
     let items: Vec<_> = wrong.chain(right).collect();
-    let columns: Vec<(&str, &str)> = ORDER
+    let columns: Vec<(&str, &str)> = order
         .iter()
-        .copied()
+        .map(|(k, l)| (k.as_str(), l.as_str()))
         .filter(|(k, _)| items.iter().any(|i| i.maps.contains_key(*k)))
         .collect();
     let mut out = format!(

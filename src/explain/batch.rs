@@ -1,0 +1,166 @@
+//! Explaining a folder of images (`explain --batch`): every readable image in it, each into
+//! its own numbered directory (`NNN-<stem>/`, laid out as [`super::explainer`] says), the
+//! unreadable ones skipped and named, and an index page listing both.
+//!
+//! Default output directories are `<base>/<parent folder name>/<file name>/`: the whole
+//! file name (extension and every dot kept) under its parent's whole name, so two inputs
+//! get the same directory only when both names are equal — never because their names
+//! share a prefix (`0013.cat` and `0013.black_cat`, `x.png` and `x.jpg`).
+
+use super::explainer::{write_explanation, Explanation, ExplanationRecord};
+use super::input::Unreadable;
+use crate::data::decode::has_image_extension;
+use crate::html::{escape, page, url};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The image files of a folder (by extension), sorted; an error when there is none.
+pub fn list_images(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("listing {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && has_image_extension(p))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!("{}: no PNG or JPEG image inside", folder.display());
+    }
+    Ok(found)
+}
+
+/// The default output directory of an input file or folder under `base`:
+/// `<base>/<parent folder name>/<file name>` (see the module documentation).
+pub fn default_dir(base: &Path, input: &Path) -> PathBuf {
+    let full = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
+    let name = full
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "input".into());
+    match full.parent().and_then(|p| p.file_name()) {
+        Some(parent) => base.join(parent).join(name),
+        None => base.join(name),
+    }
+}
+
+/// `text` with every character but ASCII letters, digits, `-` and `_` as `_`.
+pub fn safe_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Directory of the i-th explained image of a batch: `NNN-<stem>` (the number makes it
+/// unique, the stem readable).
+fn item_dir(i: usize, image: &Path) -> String {
+    let stem = image
+        .file_stem()
+        .or_else(|| image.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    format!("{:03}-{}", i + 1, safe_name(&stem))
+}
+
+/// Writes each explanation of `folder`'s images into its own directory of `dir`, and
+/// `dir/index.html` listing them and the `skipped` files; returns each directory name
+/// with its record.
+pub fn write_batch(
+    explanations: &[Explanation],
+    skipped: &[Unreadable],
+    folder: &Path,
+    dir: &Path,
+) -> Result<Vec<(String, ExplanationRecord)>> {
+    let nav = vec![("../index.html".to_string(), "all images".to_string())];
+    let mut records = Vec::new();
+    let mut rows = String::new();
+    for (i, e) in explanations.iter().enumerate() {
+        let sub = item_dir(i, &e.image);
+        let title = format!("Explanation of {}", e.image.display());
+        let record = write_explanation(e, &dir.join(&sub), &title, &nav)?;
+        rows.push_str(&index_row(&sub, &record));
+        records.push((sub, record));
+    }
+    let title = format!("Explanations of {}", folder.display());
+    let mut body = format!(
+        "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
+        escape(&title)
+    );
+    if !skipped.is_empty() {
+        body.push_str("<h2>Skipped (unreadable)</h2><ul>");
+        for s in skipped {
+            body.push_str(&format!(
+                "<li>{}: {}</li>",
+                escape(&s.path.display().to_string()),
+                escape(&s.reason)
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    crate::atomic::write_atomic(
+        &dir.join("index.html"),
+        page(&title, &[], "", &body).as_bytes(),
+    )?;
+    Ok(records)
+}
+
+/// One row of the index: link, input, a preview map (Grad-CAM when computed), verdict.
+fn index_row(sub: &str, record: &ExplanationRecord) -> String {
+    let preview = record
+        .maps
+        .get("gradcam")
+        .or_else(|| record.maps.values().next())
+        .and_then(|m| m.files.last().cloned())
+        .map(|p| {
+            format!(
+                "<img src=\"{}\" width=\"96\" alt=\"map\">",
+                url(&format!("{sub}/{p}"))
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{preview}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        url(&format!("{sub}/index.html")),
+        escape(&record.image.display().to_string()),
+        url(&format!("{sub}/image.png")),
+        escape(&record.predicted),
+        escape(record.true_class.as_deref().unwrap_or("unknown")),
+        match record.correct {
+            Some(true) => "<span class=\"ok\">✓</span>",
+            Some(false) => "<span class=\"bad\">✗</span>",
+            None => "",
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_directories_keep_whole_names() {
+        let base = Path::new("out");
+        let dir = |p: &str| default_dir(base, Path::new(p));
+        // Class folders that share the part before the first dot, and the same file in
+        // two classes: all distinct.
+        assert_eq!(dir("d/0013.cat"), Path::new("out/d/0013.cat"));
+        assert_ne!(dir("d/0013.cat"), dir("d/0013.black_cat"));
+        assert_eq!(
+            dir("data/e/0013.cat/google.png"),
+            Path::new("out/0013.cat/google.png")
+        );
+        assert_ne!(
+            dir("d/0013.cat/google.png"),
+            dir("d/0015.black_cat/google.png")
+        );
+        assert_ne!(dir("d/x.png"), dir("d/x.jpg"));
+        assert_eq!(
+            item_dir(2, Path::new("a/twit ter.v2.png")),
+            "003-twit_ter_v2"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! A chunk of images as the saliency methods read it: the network's inputs, the forward
+//! pass, the targets and scores, the nearest training images, and the passes the chosen
+//! methods declared ([`Pass`]), each run once for the whole chunk.
+
+use super::explainer::{ExplainOptions, TargetInfo};
+use super::guided::{guided_backprop, RuleGradients};
+use super::input::Inputs;
+use super::method::{Pass, SaliencyMethod};
+use super::saliency::{gradients, Explainable, Gradients};
+use super::target::cosine_score;
+use super::transfer::WeightStore;
+use crate::data::transform::Transform;
+use crate::eval::predict::Prediction;
+use crate::model::layers::apply_activation;
+use crate::search::Distance;
+use anyhow::{bail, Context, Result};
+use tch::{Device, Tensor};
+
+/// What the forward pass and the prediction give for a chunk (computed by the driver).
+pub struct ChunkBase<'a> {
+    /// The network.
+    pub net: &'a dyn Explainable,
+    /// The images, their crops and the input tensor `[B, 3, H, W]` (on `device`).
+    pub inputs: &'a Inputs,
+    /// The run's test transform (for other images a method loads, e.g. neighbours).
+    pub transform: Transform,
+    /// Where the network runs.
+    pub device: Device,
+    /// The run's distance.
+    pub distance: Distance,
+    /// Embeddings `[B, D]` of the forward pass, on the CPU.
+    pub embeddings: &'a Tensor,
+    /// Last-conv activations `[B, C, h, w]` of the forward pass, on `device`.
+    pub activations: &'a Tensor,
+    /// Target embeddings `[B, D]`, on `device`.
+    pub targets: &'a Tensor,
+    /// What each image's score compares with, and the score.
+    pub target_info: &'a [TargetInfo],
+    /// Nearest training images and majority vote, per image.
+    pub predictions: &'a [Prediction],
+    /// The weight-transfer store, when a chosen method needs it.
+    pub store: Option<&'a WeightStore>,
+    /// What was asked.
+    pub options: &'a ExplainOptions,
+}
+
+/// A chunk with the passes its methods need.
+pub struct Chunk<'a> {
+    /// Forward pass, targets, prediction.
+    pub base: ChunkBase<'a>,
+    /// Input height and width (every map's size).
+    pub height: i64,
+    /// See `height`.
+    pub width: i64,
+    layer: Option<Gradients>,
+    guided: Option<RuleGradients>,
+}
+
+impl<'a> Chunk<'a> {
+    /// Runs each pass that one of `methods` declares, once.
+    pub fn run(base: ChunkBase<'a>, methods: &[&dyn SaliencyMethod]) -> Result<Chunk<'a>> {
+        let needs = |p: Pass| methods.iter().any(|m| m.info().passes.contains(&p));
+        let x = &base.inputs.tensor;
+        let (_, _, height, width) = x.size4().context("images must be [B, 3, H, W]")?;
+        let score = |e: &Tensor| cosine_score(e, base.targets);
+        let input = needs(Pass::InputGradient);
+        let layer = if input || needs(Pass::LayerGradient) {
+            Some(gradients(base.net, x, &score, input)?)
+        } else {
+            None
+        };
+        let guided = if needs(Pass::GuidedWalk) {
+            Some(guided_backprop(base.net, x, &score)?)
+        } else {
+            None
+        };
+        Ok(Chunk {
+            base,
+            height,
+            width,
+            layer,
+            guided,
+        })
+    }
+
+    /// Images in the chunk.
+    pub fn len(&self) -> usize {
+        self.base.inputs.paths.len()
+    }
+
+    /// True for a chunk without images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The [`Pass::LayerGradient`] pass (with ∂score/∂x when [`Pass::InputGradient`] was
+    /// declared too).
+    pub fn layer(&self) -> Result<&Gradients> {
+        match &self.layer {
+            Some(g) => Ok(g),
+            None => bail!("internal error: a method read the layer gradient without declaring it"),
+        }
+    }
+
+    /// ∂score/∂x `[B, 3, H, W]` of the [`Pass::InputGradient`] pass.
+    pub fn input_gradient(&self) -> Result<&Tensor> {
+        match self.layer()?.input_grads.as_ref() {
+            Some(g) => Ok(g),
+            None => bail!("internal error: a method read the input gradient without declaring it"),
+        }
+    }
+
+    /// The [`Pass::GuidedWalk`] pass.
+    pub fn guided(&self) -> Result<&RuleGradients> {
+        match &self.guided {
+            Some(g) => Ok(g),
+            None => bail!("internal error: a method read the guided walk without declaring it"),
+        }
+    }
+
+    /// The weight-transfer store.
+    pub fn store(&self) -> Result<&WeightStore> {
+        match self.base.store {
+            Some(s) => Ok(s),
+            None => bail!("internal error: a method read the weight store without declaring it"),
+        }
+    }
+
+    /// Each image's score `[B]` for embeddings `[B, D]` (against its own target).
+    pub fn score(&self, embeddings: &Tensor) -> Tensor {
+        cosine_score(embeddings, self.base.targets)
+    }
+
+    /// Forward passes without gradients over many images `[N, 3, H, W]` (e.g. masked
+    /// copies of the chunk's images, as Score-CAM makes them), in batches of the run's
+    /// explain batch size: embeddings `[N, D]` and last-conv activations, on `device`.
+    pub fn forward_batched(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        forward_batched(self.base.net, images, self.base.options.batch_size)
+    }
+}
+
+/// Forward passes without gradients of `images` `[N, 3, H, W]` through `net` in batches of
+/// `batch_size`: embeddings `[N, D]` and last-conv activations `[N, C, h, w]`.
+pub fn forward_batched(
+    net: &dyn Explainable,
+    images: &Tensor,
+    batch_size: usize,
+) -> Result<(Tensor, Tensor)> {
+    let n = images.size().first().copied().unwrap_or(0);
+    if n == 0 {
+        bail!("no images to forward");
+    }
+    let step = batch_size.max(1) as i64;
+    let (mut e, mut a) = (Vec::new(), Vec::new());
+    for start in (0..n).step_by(step as usize) {
+        let x = images.narrow(0, start, step.min(n - start));
+        let (eb, ab) = tch::no_grad(|| net.forward_explained(&x, &mut apply_activation));
+        e.push(eb);
+        a.push(ab);
+    }
+    Ok((Tensor::cat(&e, 0), Tensor::cat(&a, 0)))
+}
