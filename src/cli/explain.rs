@@ -9,10 +9,10 @@ use dmlviz::eval::phase_model::PhaseModel;
 use dmlviz::explain::explainer::{
     write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method,
 };
+use dmlviz::explain::page::{folder_page, FolderEntry};
 use dmlviz::explain::samples::{explain_samples, SampleOptions};
 use dmlviz::explain::target::TargetChoice;
 use dmlviz::explain::transfer::DEFAULT_TRANSFER_K;
-use dmlviz::html::{escape, page, url};
 use dmlviz::model::Arch;
 use dmlviz::run::RunDir;
 use std::path::{Path, PathBuf};
@@ -248,7 +248,6 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         .unwrap_or_else(|| base.join(file_stem(folder)));
     let nav = vec![("../index.html".to_string(), "all images".to_string())];
     let mut records = Vec::new();
-    let mut rows = String::new();
     for (i, e) in explanations.iter().enumerate() {
         let sub = format!(
             "{:03}-{}",
@@ -268,35 +267,16 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             &format!("Explanation of {}", e.image.display()),
             &nav,
         )?;
-        let preview = record
-            .maps
-            .get("gradcam")
-            .or_else(|| record.maps.values().next())
-            .and_then(|m| m.files.last().cloned());
-        rows.push_str(&format!(
-            "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            url(&format!("{sub}/index.html")),
-            escape(&e.image.display().to_string()),
-            url(&format!("{sub}/image.png")),
-            preview.map(|p| format!("<img src=\"{}\" width=\"96\" alt=\"map\">", url(&format!("{sub}/{p}")))).unwrap_or_default(),
-            escape(&record.predicted),
-            escape(record.true_class.as_deref().unwrap_or("unknown")),
-            match record.correct {
-                Some(true) => "<span class=\"ok\">✓</span>",
-                Some(false) => "<span class=\"bad\">✗</span>",
-                None => "",
-            }
-        ));
         records.push((sub, record));
     }
     let title = format!("Explanations of {}", folder.display());
-    let body = format!(
-        "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
-        escape(&title)
-    );
+    let entries: Vec<FolderEntry> = records
+        .iter()
+        .map(|(sub, record)| FolderEntry { dir: sub, record })
+        .collect();
     dmlviz::atomic::write_atomic(
         &dir.join("index.html"),
-        page(&title, &[], "", &body).as_bytes(),
+        folder_page(&title, &entries).as_bytes(),
     )?;
     if args.json {
         let list: Vec<_> = records

@@ -41,13 +41,12 @@
 
 use super::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord, Method};
 use super::map::MapStatus;
-use super::page::{explanation_body, extra_css, METHOD_NOTES};
+use super::page::{samples_page, SampleSection, METHOD_NOTES};
 use super::target::TargetChoice;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::predict_embeddings;
-use crate::html::{escape, page, url};
 use crate::run::RunDir;
 use crate::train::embed::embed;
 use anyhow::{bail, Result};
@@ -319,7 +318,7 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
     let out = run.phase(phase).root.join(EXPLANATIONS_DIR);
     let nav = vec![("index.html".to_string(), "all explanations".to_string())];
     let mut items = Vec::new();
-    let mut bodies = String::new();
+    let mut records = Vec::new();
     for (i, (e, &row)) in explanations.iter().zip(&chosen).enumerate() {
         let dir = item_dir(i, e.true_class.as_deref().unwrap_or(""), &e.image);
         let nav_up = vec![("../index.html".to_string(), "all explanations".to_string())];
@@ -329,21 +328,8 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
             e.image.display()
         );
         let record = write_explanation(e, &out.join(&dir), &title, &nav_up)?;
-        let it = item(&record, &dir, unseen(row));
-        bodies.push_str(&format!(
-            "<section><h2 id=\"{}\"><a href=\"{}\">{}. {}</a> {}</h2>{}</section>",
-            escape(&dir),
-            url(&format!("{dir}/index.html")),
-            i + 1,
-            escape(&it.true_class),
-            if it.unseen_class {
-                "<span class=\"muted\">(class held out of training)</span>"
-            } else {
-                ""
-            },
-            explanation_body(&record, &format!("{dir}/"))
-        ));
-        items.push(it);
+        items.push(item(&record, &dir, unseen(row)));
+        records.push(record);
     }
     let index = SampleIndex {
         phase,
@@ -356,17 +342,26 @@ pub fn explain_samples(run: &RunDir, phase: Phase, opts: &SampleOptions) -> Resu
         run.root.display(),
         phase.dir_name()
     );
-    let intro = format!(
-        "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {k} nearest training images.</p><p class=\"muted\">{}</p>",
-        escape(&title),
+    let summary = format!(
+        "{} test images: {} correctly and {} incorrectly classified by a majority vote over the {k} nearest training images.",
         index.items.len(),
         index.items.iter().filter(|i| i.correct).count(),
         index.items.iter().filter(|i| !i.correct).count(),
-        escape(METHOD_NOTES)
     );
+    let sections: Vec<SampleSection> = index
+        .items
+        .iter()
+        .zip(&records)
+        .map(|(it, record)| SampleSection {
+            dir: &it.dir,
+            true_class: &it.true_class,
+            unseen_class: it.unseen_class,
+            record,
+        })
+        .collect();
     write_atomic(
         &out.join("index.html"),
-        page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
+        samples_page(&title, &nav, &summary, &sections).as_bytes(),
     )?;
     write_json(&out.join("explanations.json"), &index)?;
     // Item directories of an earlier sample that this one does not list are stale.

@@ -9,6 +9,7 @@ use crate::atomic::{write_atomic, write_json};
 use crate::html::{escape, page, url};
 use crate::report::site::{run_name, site_folder};
 use anyhow::Result;
+use maud::PreEscaped;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -321,11 +322,12 @@ pub fn write_study_page(
     }
     body.push_str("</tbody></table>\n");
 
+    // Safe until the study page is a maud template (study-deps branch): `body` is built
+    // with `escape` on every user string, as before.
     let html = page(
         "dmlviz — the reference study",
         &[("index.html".into(), "all runs".into())],
-        "",
-        &body,
+        PreEscaped(body),
     );
     let path = out.join("study.html");
     write_atomic(&path, html.as_bytes())?;
