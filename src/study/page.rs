@@ -322,11 +322,11 @@ pub fn write_study_page(
     }
     body.push_str("</tbody></table>\n");
 
-    // Safe until the study page is a maud template (study-deps branch): `body` is built
-    // with `escape` on every user string, as before.
     let html = page(
         "dmlviz — the reference study",
         &[("index.html".into(), "all runs".into())],
+        // Safe: until the study page is a maud template (study-deps branch), `body` is
+        // built with `escape` on every user string, as before.
         PreEscaped(body),
     );
     let path = out.join("study.html");
