@@ -107,7 +107,7 @@ fn site_of_a_trained_and_a_broken_run() {
         serde_json::from_str(&std::fs::read_to_string(run.join("phase-all/metrics.json")).unwrap())
             .unwrap();
     let p1 = metrics["retrieval"]["precision_at_1"].as_f64().unwrap();
-    let shown = format!("{:.1}&#8239;%", p1 * 100.0);
+    let shown = format!("{:.1}\u{202F}%", p1 * 100.0);
     let index = std::fs::read_to_string(site.join("index.html")).unwrap();
     let page = std::fs::read_to_string(site.join("runs/run/index.html")).unwrap();
     assert!(
@@ -119,7 +119,7 @@ fn site_of_a_trained_and_a_broken_run() {
     )
     .unwrap();
     let unseen = format!(
-        "{:.1}&#8239;%",
+        "{:.1}\u{202F}%",
         drop["precision_drop_unseen_classes"].as_f64().unwrap() * 100.0
     );
     assert!(
@@ -178,7 +178,7 @@ fn site_of_a_trained_and_a_broken_run() {
         "the missing dataset folder is not said"
     );
     assert!(
-        bad.contains("37.5&#8239;%"),
+        bad.contains("37.5\u{202F}%"),
         "the last epoch's accuracy is not shown"
     );
 

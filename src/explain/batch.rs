@@ -9,8 +9,8 @@
 
 use super::explainer::{write_explanation, Explanation, ExplanationRecord};
 use super::input::Unreadable;
+use super::page::{folder_page, FolderEntry};
 use crate::data::decode::has_image_extension;
-use crate::html::{escape, page, url};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -77,64 +77,22 @@ pub fn write_batch(
 ) -> Result<Vec<(String, ExplanationRecord)>> {
     let nav = vec![("../index.html".to_string(), "all images".to_string())];
     let mut records = Vec::new();
-    let mut rows = String::new();
     for (i, e) in explanations.iter().enumerate() {
         let sub = item_dir(i, &e.image);
         let title = format!("Explanation of {}", e.image.display());
         let record = write_explanation(e, &dir.join(&sub), &title, &nav)?;
-        rows.push_str(&index_row(&sub, &record));
         records.push((sub, record));
     }
     let title = format!("Explanations of {}", folder.display());
-    let mut body = format!(
-        "<h1>{}</h1><table class=\"sortable\"><thead><tr><th>image</th><th>input</th><th>map</th><th>predicted</th><th>true class</th><th>✓</th></tr></thead><tbody>{rows}</tbody></table>",
-        escape(&title)
-    );
-    if !skipped.is_empty() {
-        body.push_str("<h2>Skipped (unreadable)</h2><ul>");
-        for s in skipped {
-            body.push_str(&format!(
-                "<li>{}: {}</li>",
-                escape(&s.path.display().to_string()),
-                escape(&s.reason)
-            ));
-        }
-        body.push_str("</ul>");
-    }
+    let entries: Vec<FolderEntry> = records
+        .iter()
+        .map(|(sub, record)| FolderEntry { dir: sub, record })
+        .collect();
     crate::atomic::write_atomic(
         &dir.join("index.html"),
-        page(&title, &[], "", &body).as_bytes(),
+        folder_page(&title, &entries, skipped).as_bytes(),
     )?;
     Ok(records)
-}
-
-/// One row of the index: link, input, a preview map (Grad-CAM when computed), verdict.
-fn index_row(sub: &str, record: &ExplanationRecord) -> String {
-    let preview = record
-        .maps
-        .get("gradcam")
-        .or_else(|| record.maps.values().next())
-        .and_then(|m| m.files.last().cloned())
-        .map(|p| {
-            format!(
-                "<img src=\"{}\" width=\"96\" alt=\"map\">",
-                url(&format!("{sub}/{p}"))
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<tr><td><a href=\"{}\">{}</a></td><td><img src=\"{}\" width=\"96\" alt=\"input\"></td><td>{preview}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        url(&format!("{sub}/index.html")),
-        escape(&record.image.display().to_string()),
-        url(&format!("{sub}/image.png")),
-        escape(&record.predicted),
-        escape(record.true_class.as_deref().unwrap_or("unknown")),
-        match record.correct {
-            Some(true) => "<span class=\"ok\">✓</span>",
-            Some(false) => "<span class=\"bad\">✗</span>",
-            None => "",
-        }
-    )
 }
 
 #[cfg(test)]

@@ -47,14 +47,13 @@ use super::batch::safe_name;
 use super::explainer::{
     write_explanation, ExplainOptions, Explainer, Explanation, ExplanationRecord, MapRecord,
 };
-use super::page::{explanation_body, extra_css};
+use super::page::{samples_page, SampleSection};
 use super::target::TargetChoice;
 use super::METHODS;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::predict_embeddings;
-use crate::html::{escape, page, url};
 use crate::run::explanations::{ExplanationIndex, ExplanationItem, ExplanationNeighbour};
 use crate::run::lock::RunLock;
 use crate::run::record::SCHEMA_VERSION;
@@ -214,7 +213,7 @@ pub fn explain_samples(
     };
     let explanations = explainer.explain(&sample.paths, &eopts)?;
     let out = run.phase(phase).explanations_dir();
-    let (items, bodies) = write_items(&explanations, &sample.unseen, &out)?;
+    let (items, records) = write_items(&explanations, &sample.unseen, &out)?;
     let index = ExplanationIndex {
         schema_version: SCHEMA_VERSION,
         phase: Some(phase),
@@ -227,19 +226,28 @@ pub fn explain_samples(
         run.root.display(),
         phase.dir_name()
     );
-    let intro = format!(
-        "<h1>{}</h1><p>{} test images: {} correctly and {} incorrectly classified by a majority vote over the {} nearest training images.</p><p class=\"muted\">{}</p>",
-        escape(&title),
+    let summary = format!(
+        "{} test images: {} correctly and {} incorrectly classified by a majority vote over the {} nearest training images.",
         index.items.len(),
         index.items.iter().filter(|i| i.correct).count(),
         index.items.iter().filter(|i| !i.correct).count(),
         sample.k,
-        escape(&index.method_notes)
     );
+    let sections: Vec<SampleSection> = index
+        .items
+        .iter()
+        .zip(&records)
+        .map(|(it, record)| SampleSection {
+            dir: &it.dir,
+            true_class: &it.true_class,
+            unseen_class: it.unseen_class,
+            record,
+        })
+        .collect();
     let nav = vec![("index.html".to_string(), "all explanations".to_string())];
     write_atomic(
         &out.join("index.html"),
-        page(&title, &nav, extra_css(), &format!("{intro}{bodies}")).as_bytes(),
+        samples_page(&title, &nav, &summary, &sections).as_bytes(),
     )?;
     write_json(&out.join(EXPLANATIONS_FILE), &index)?;
     remove_stale_items(&out, &index)?;
@@ -310,14 +318,14 @@ fn choose(explainer: &Explainer<'_>, phase: Phase, opts: &SampleOptions) -> Resu
 }
 
 /// Writes each explanation into its directory under `out`; returns the items and the
-/// index page's sections.
+/// records the index page shows.
 fn write_items(
     explanations: &[Explanation],
     unseen: &[bool],
     out: &Path,
-) -> Result<(Vec<ExplanationItem>, String)> {
+) -> Result<(Vec<ExplanationItem>, Vec<ExplanationRecord>)> {
     let mut items = Vec::new();
-    let mut bodies = String::new();
+    let mut records = Vec::new();
     let nav_up = vec![("../index.html".to_string(), "all explanations".to_string())];
     for (i, (e, &unseen)) in explanations.iter().zip(unseen).enumerate() {
         let dir = item_dir(i, e.true_class.as_deref().unwrap_or(""), &e.image);
@@ -327,23 +335,10 @@ fn write_items(
             e.image.display()
         );
         let record = write_explanation(e, &out.join(&dir), &title, &nav_up)?;
-        let it = item(&record, &dir, unseen);
-        bodies.push_str(&format!(
-            "<section><h2 id=\"{}\"><a href=\"{}\">{}. {}</a> {}</h2>{}</section>",
-            escape(&dir),
-            url(&format!("{dir}/index.html")),
-            i + 1,
-            escape(&it.true_class),
-            if it.unseen_class {
-                "<span class=\"muted\">(class held out of training)</span>"
-            } else {
-                ""
-            },
-            explanation_body(&record, &format!("{dir}/"))
-        ));
-        items.push(it);
+        items.push(item(&record, &dir, unseen));
+        records.push(record);
     }
-    Ok((items, bodies))
+    Ok((items, records))
 }
 
 /// Removes the item directories of an earlier sample that `index` does not list.

@@ -25,8 +25,8 @@ use anyhow::{anyhow, Result};
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_rect_mut, draw_text_mut};
 use imageproc::rect::Rect;
+use maud::html;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::path::Path;
 
 /// Which queries and how many neighbours.
@@ -304,67 +304,66 @@ pub fn write_galleries(
 
 /// The galleries page: one section per query, anchored at its id.
 pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, String)]) -> String {
-    let mut body = format!(
-        "<h1>Nearest-neighbour galleries — {}</h1>\n<p class=\"muted\">{} queries: a sample of the held-out classes' test images and the misclassified ones. Each shows the test image and its nearest training images (green: same class, red: another), the classes of the top neighbours and their majority vote.</p>\n",
-        html::escape(data.phase.dir_name()),
-        items.len()
-    );
-    if items.is_empty() {
-        body.push_str(
-            "<p class=\"note\">No query: no held-out class and no misclassified test image.</p>\n",
-        );
-    }
-    for item in items {
-        let verdict = if item.correct {
-            "<span class=\"ok\">nearest correct</span>"
-        } else {
-            "<span class=\"bad\">nearest wrong</span>"
-        };
-        let vote_ok = item.majority == item.true_class;
-        let order: Vec<String> = item
-            .neighbours
-            .iter()
-            .map(|n| html::escape(&n.class))
-            .collect();
-        let votes: Vec<String> = item
-            .top_classes
-            .iter()
-            .map(|v| format!("{} ({})", html::escape(&v.class), v.votes))
-            .collect();
-        let _ = write!(
-            body,
-            "<section id=\"{id}\"><h2>{id}: {true_class}{unseen}</h2>\n<p>true label: <b>{true_class}</b> · predicted (nearest): <b>{pred}</b> {verdict} · majority of {k}: <b class=\"{vote_class}\">{majority}</b></p>\n<p>Classes of top {k} closest samples: {order}</p>\n<p class=\"muted\">votes: {votes}</p>\n<img src=\"{sheet}\" alt=\"{alt}\" loading=\"lazy\">\n<table><thead><tr><th>#</th><th>class</th><th class=\"num\">distance</th><th>image</th></tr></thead><tbody>",
-            id = html::escape(&item.id),
-            true_class = html::escape(&item.true_class),
-            unseen = if item.unseen { " <span class=\"muted\">(held-out class)</span>" } else { "" },
-            pred = html::escape(&item.predicted),
-            k = item.neighbours.len(),
-            vote_class = if vote_ok { "ok" } else { "bad" },
-            majority = html::escape(&item.majority),
-            order = order.join(", "),
-            votes = votes.join(", "),
-            sheet = html::url(&item.sheet),
-            alt = html::escape(&format!("query {} and its nearest neighbours", item.query)),
-        );
-        for (r, n) in item.neighbours.iter().enumerate() {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.4}</td><td class=\"muted\">{}</td></tr>",
-                r + 1,
-                if n.correct { "ok" } else { "bad" },
-                html::escape(&n.class),
-                n.distance,
-                html::escape(&n.path)
-            );
+    let body = html! {
+        h1 { "Nearest-neighbour galleries — " (data.phase.dir_name()) }
+        p.muted {
+            (items.len()) " queries: a sample of the held-out classes' test images and the \
+             misclassified ones. Each shows the test image and its nearest training images \
+             (green: same class, red: another), the classes of the top neighbours and their \
+             majority vote."
         }
-        body.push_str("</tbody></table></section>\n");
-    }
-    html::page(
-        &format!("Galleries — {}", data.phase.dir_name()),
-        nav,
-        "<style>section{margin-bottom:28px}:target{outline:3px solid var(--accent);outline-offset:4px}</style>",
-        &body,
-    )
+        @if items.is_empty() {
+            p.note { "No query: no held-out class and no misclassified test image." }
+        }
+        @for item in items {
+            @let k = item.neighbours.len();
+            @let order: Vec<&str> = item.neighbours.iter().map(|n| n.class.as_str()).collect();
+            @let votes: Vec<String> = item
+                .top_classes
+                .iter()
+                .map(|v| format!("{} ({})", v.class, v.votes))
+                .collect();
+            section.query id=(item.id) {
+                h2 {
+                    (item.id) ": " (item.true_class)
+                    @if item.unseen { " " span.muted { "(held-out class)" } }
+                }
+                p {
+                    "true label: " b { (item.true_class) }
+                    " · predicted (nearest): " b { (item.predicted) } " "
+                    @if item.correct {
+                        span.ok { "nearest correct" }
+                    } @else {
+                        span.bad { "nearest wrong" }
+                    }
+                    " · majority of " (k) ": "
+                    b class=(if item.majority == item.true_class { "ok" } else { "bad" }) {
+                        (item.majority)
+                    }
+                }
+                p { "Classes of top " (k) " closest samples: " (order.join(", ")) }
+                p.muted { "votes: " (votes.join(", ")) }
+                img src=(html::url(&item.sheet)) loading="lazy"
+                    alt={ "query " (item.query) " and its nearest neighbours" };
+                table {
+                    thead {
+                        tr { th { "#" } th { "class" } th.num { "distance" } th { "image" } }
+                    }
+                    tbody {
+                        @for (r, n) in item.neighbours.iter().enumerate() {
+                            tr {
+                                td { (r + 1) }
+                                td class=(if n.correct { "ok" } else { "bad" }) { (n.class) }
+                                td.num { (format!("{:.4}", n.distance)) }
+                                td.muted { (n.path) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html::page(&format!("Galleries — {}", data.phase.dir_name()), nav, body)
 }
 
 #[cfg(test)]

@@ -6,17 +6,17 @@
 //! `click` handler on the SVG — no per-point listeners, so 10 000 points stay
 //! responsive. Hover thumbnails come from one sprite sheet (`sprite.jpg`, cells of at
 //! most 64 px, row-major by point index) shown with CSS `background-position`.
-//! Text reaches the page through [`html::escape`] or `textContent`, and the JSON
-//! through [`html::script_json`], so class names and paths cannot inject markup.
+//! Text reaches the page through maud (which escapes it) or `textContent`, and the
+//! JSON through [`html::script_json`], so class names and paths cannot inject markup.
 
 use super::data::{PhaseData, Split};
 use super::input::Matrix;
 use crate::chart::{class_colour, css};
 use crate::html;
 use image::{Rgb, RgbImage};
+use maud::{html, Markup};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// Layout of the sprite sheet (`sprite.json`).
@@ -127,19 +127,6 @@ struct MapData<'a> {
 /// Width and height of the SVG's user space.
 const VIEW: (f32, f32) = (1000.0, 760.0);
 
-const MAP_STYLE: &str = r#"<style>
-.mapwrap{display:flex;gap:14px;align-items:flex-start}
-#map{flex:1 1 auto;width:100%;max-width:1000px;height:auto;border:1px solid var(--line);background:#fafafc;cursor:crosshair}
-#map [data-i]{stroke:none}
-#map .u{stroke:#000;stroke-width:1}
-#hl{fill:none;stroke:#000;stroke-width:2;pointer-events:none}
-#panel{flex:0 0 280px;position:sticky;top:8px;border:1px solid var(--line);border-radius:6px;padding:10px;background:var(--panel);font-size:.9em;min-height:200px}
-#thumb{width:64px;height:64px;border:1px solid var(--line);background-color:#fff;background-repeat:no-repeat;image-rendering:auto}
-#panel ol{padding-left:1.3em;margin:.3em 0}
-.legend{columns:4 220px;font-size:.85em;margin-top:10px}
-.legend span{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:2px}
-</style>"#;
-
 const MAP_SCRIPT: &str = r#"
 (function(){
 var D=window.DMLVIZ_MAP;
@@ -168,10 +155,9 @@ window.addEventListener('hashchange',fromHash);fromHash();
 })();
 "#;
 
-/// The map page as HTML.
-pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
-    let n = data.len();
-    let n_classes = data.classes.len();
+/// Point positions in the SVG's user space: the layout scaled into the view with a
+/// margin, y up, rounded to 0.1.
+fn view_positions(layout: &Matrix, n: usize) -> Vec<[f32; 2]> {
     let (mut x0, mut x1, mut y0, mut y1) = (
         f32::INFINITY,
         f32::NEG_INFINITY,
@@ -187,16 +173,19 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
     let margin = 14.0;
     let scale = ((VIEW.0 - 2.0 * margin) / (x1 - x0).max(1e-6))
         .min((VIEW.1 - 2.0 * margin) / (y1 - y0).max(1e-6));
-    let xy: Vec<[f32; 2]> = (0..n)
+    (0..n)
         .map(|i| {
             let x = margin + (layout.row(i)[0] - x0) * scale;
             let y = VIEW.1 - margin - (layout.row(i)[1] - y0) * scale; // y up
             [(x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0]
         })
-        .collect();
-    let colours: Vec<String> = (0..n_classes)
-        .map(|c| css(class_colour(c, n_classes)))
-        .collect();
+        .collect()
+}
+
+/// The SVG of the points: training images as circles, test images as triangles drawn
+/// on top, held-out classes outlined. Each point carries only its index (`data-i`).
+fn points_svg(data: &PhaseData, xy: &[[f32; 2]], colours: &[String]) -> Markup {
+    let n = data.len();
     let r = if n > 5000 {
         2.5
     } else if n > 1000 {
@@ -204,42 +193,46 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
     } else {
         4.5
     };
-    let mut svg = String::with_capacity(n * 64);
-    let _ = write!(
-        svg,
-        "<svg id=\"map\" viewBox=\"0 0 {} {}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"embedding map\"><g>",
-        VIEW.0, VIEW.1
-    );
-    // Training points first, test points on top.
-    for pass in [Split::Train, Split::Test] {
-        for i in (0..n).filter(|&i| data.split[i] == pass) {
-            let [x, y] = xy[i];
-            let fill = &colours[data.labels[i] as usize];
-            let unseen = if data.unseen(i) { " class=\"u\"" } else { "" };
-            match pass {
-                Split::Train => {
-                    let _ = write!(
-                        svg,
-                        "<circle data-i=\"{i}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" fill=\"{fill}\"{unseen}/>"
-                    );
+    let s = r * 1.5;
+    let triangle = |[x, y]: [f32; 2]| {
+        format!(
+            "M{x} {:.1}l{:.1} {:.1}h{:.1}z",
+            y - s,
+            s * 0.9,
+            s * 1.6,
+            -s * 1.8
+        )
+    };
+    let of = |pass: Split| (0..n).filter(move |&i| data.split[i] == pass);
+    // SVG elements are closed explicitly: in HTML, `<circle>` without `/>` or an end
+    // tag would swallow the points after it.
+    html! {
+        svg #map viewBox={ "0 0 " (VIEW.0) " " (VIEW.1) } xmlns="http://www.w3.org/2000/svg"
+            role="img" aria-label="embedding map" {
+            g {
+                @for i in of(Split::Train) {
+                    circle data-i=(i) cx=(xy[i][0]) cy=(xy[i][1]) r=(r)
+                        fill=(colours[data.labels[i] as usize]) class=[data.unseen(i).then_some("u")] {}
                 }
-                Split::Test => {
-                    let s = r * 1.5;
-                    let _ = write!(
-                        svg,
-                        "<path data-i=\"{i}\" d=\"M{x} {:.1}l{:.1} {:.1}h{:.1}z\" fill=\"{fill}\"{unseen}/>",
-                        y - s,
-                        s * 0.9,
-                        s * 1.6,
-                        -s * 1.8
-                    );
+                @for i in of(Split::Test) {
+                    path data-i=(i) d=(triangle(xy[i])) fill=(colours[data.labels[i] as usize])
+                        class=[data.unseen(i).then_some("u")] {}
                 }
             }
-            svg.push('\n');
+            circle #hl r="0" cx="-10" cy="-10" {}
         }
     }
-    svg.push_str("</g><circle id=\"hl\" r=\"0\" cx=\"-10\" cy=\"-10\"/></svg>");
+}
 
+/// The map page as HTML.
+pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
+    let n = data.len();
+    let n_classes = data.classes.len();
+    let xy = view_positions(layout, n);
+    let colours: Vec<String> = (0..n_classes)
+        .map(|c| css(class_colour(c, n_classes)))
+        .collect();
+    let svg = points_svg(data, &xy, &colours);
     let map_data = MapData {
         classes: &data.classes,
         colours: colours.clone(),
@@ -270,25 +263,40 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
     let mut present: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
     present.sort_unstable();
     present.dedup();
-    let legend: String = present
-        .iter()
-        .map(|&c| {
-            format!(
-                "<div><span style=\"background:{}\"></span>{}{}</div>",
-                colours[c],
-                html::escape(&data.classes[c]),
-                if data.held_out[c] { " ◯" } else { "" }
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>{}</h1>\n<p class=\"muted\">{}</p>\n<p class=\"muted\">● train image · ▲ test image · black outline: held-out class · hover a point for its image and nearest neighbours; click to open its gallery entry (or to link to the point).</p>\n<div class=\"mapwrap\">{svg}\n<aside id=\"panel\"><div id=\"thumb\"></div><b id=\"p-class\">hover a point</b><div id=\"p-split\" class=\"muted\"></div><div id=\"p-path\" class=\"muted\" style=\"overflow-wrap:anywhere;font-size:.8em\"></div><div>nearest in the embedding space:</div><ol id=\"p-near\"></ol></aside></div>\n<h2>Classes</h2><div class=\"legend\">{legend}</div>\n<script>window.DMLVIZ_MAP={};</script>\n<script>{MAP_SCRIPT}</script>",
-        html::escape(&page.title),
-        html::escape(&page.facts),
-        // `<` as \u003c: no markup at all inside the script, whatever the names hold.
-        html::script_json(&map_data).replace('<', "\\u003c"),
-    );
-    html::page(&page.title, &page.nav, MAP_STYLE, &body)
+    let body = html! {
+        h1 { (page.title) }
+        p.muted { (page.facts) }
+        p.muted {
+            "● train image · ▲ test image · black outline: held-out class · hover a point for \
+             its image and nearest neighbours; click to open its gallery entry (or to link to \
+             the point)."
+        }
+        div.mapwrap {
+            (svg)
+            aside #panel {
+                div #thumb {}
+                b #p-class { "hover a point" }
+                div #p-split.muted {}
+                div #p-path.muted {}
+                div { "nearest in the embedding space:" }
+                ol #p-near {}
+            }
+        }
+        h2 { "Classes" }
+        div.legend {
+            @for &c in &present {
+                div {
+                    // The colour is ours (`#rrggbb` from the palette), not user text.
+                    span style={ "background:" (colours[c]) } {}
+                    (data.classes[c])
+                    @if data.held_out[c] { " ◯" }
+                }
+            }
+        }
+        script { "window.DMLVIZ_MAP=" (html::script_json(&map_data)) ";" }
+        (html::script(MAP_SCRIPT))
+    };
+    html::page(&page.title, &page.nav, body)
 }
 
 #[cfg(test)]

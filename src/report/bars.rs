@@ -51,25 +51,7 @@ impl Figure for PrecisionDropPlot {
         let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(4) as u32;
         let colours = [class_colour(0, 2), class_colour(1, 2)];
         let (head, body) = area.split_vertically(58);
-        head.draw(&Text::new(
-            "Precision drop: all-classes model − model trained without the held-out classes",
-            (10, 8),
-            (FONT, 16).into_font(),
-        ))
-        .map_err(plot_error)?;
-        for (j, label) in ["unseen (held-out) classes", "all classes"]
-            .iter()
-            .enumerate()
-        {
-            let x = 20 + j as i32 * 230;
-            head.draw(&Rectangle::new(
-                [(x, 36), (x + 14, 48)],
-                colours[j].filled(),
-            ))
-            .map_err(plot_error)?;
-            head.draw(&Text::new(*label, (x + 20, 35), (FONT, 13).into_font()))
-                .map_err(plot_error)?;
-        }
+        draw_key(&head, &colours)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(10)
             .x_label_area_size(40)
@@ -121,6 +103,33 @@ impl Figure for PrecisionDropPlot {
             .map_err(plot_error)?;
         Ok(())
     }
+}
+
+/// The plot's title and the colour key of its two bars, on the strip above the plot.
+fn draw_key<DB: DrawingBackend>(
+    head: &DrawingArea<DB, Shift>,
+    colours: &[RGBColor; 2],
+) -> Result<()> {
+    head.draw(&Text::new(
+        "Precision drop: all-classes model − model trained without the held-out classes",
+        (10, 8),
+        (FONT, 16).into_font(),
+    ))
+    .map_err(plot_error)?;
+    for (j, label) in ["unseen (held-out) classes", "all classes"]
+        .iter()
+        .enumerate()
+    {
+        let x = 20 + j as i32 * 230;
+        head.draw(&Rectangle::new(
+            [(x, 36), (x + 14, 48)],
+            colours[j].filled(),
+        ))
+        .map_err(plot_error)?;
+        head.draw(&Text::new(*label, (x + 20, 35), (FONT, 13).into_font()))
+            .map_err(plot_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

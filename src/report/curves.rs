@@ -89,6 +89,43 @@ impl LineChart {
             (360u32).max(60 + legend_rows * 18)
         }
     }
+
+    /// Draws the legend on `side` (beside or below the plot): one row per series,
+    /// its line style and label.
+    fn draw_legend<DB: DrawingBackend>(&self, side: &DrawingArea<DB, Shift>) -> Result<()> {
+        // Legend rows start lower beside the plot (below its caption).
+        let legend_top = if self.legend_below() { 8 } else { 40 };
+        let n = self.series.len();
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = class_colour(i, n.max(1));
+            let y = legend_top + i as i32 * 18;
+            let x = if self.legend_below() { 72 } else { 4 };
+            let line = if s.dashed {
+                vec![(x, y), (x + 6, y)]
+            } else {
+                vec![(x, y), (x + 22, y)]
+            };
+            side.draw(&PathElement::new(
+                line,
+                ShapeStyle::from(&colour).stroke_width(3),
+            ))
+            .map_err(plot_error)?;
+            if s.dashed {
+                side.draw(&PathElement::new(
+                    vec![(x + 12, y), (x + 22, y)],
+                    ShapeStyle::from(&colour).stroke_width(3),
+                ))
+                .map_err(plot_error)?;
+            }
+            side.draw(&Text::new(
+                shorten(&s.label, LEGEND_CHARS),
+                (x + 28, y - 7),
+                (FONT, 13).into_font().color(&BLACK),
+            ))
+            .map_err(plot_error)?;
+        }
+        Ok(())
+    }
 }
 
 impl Figure for LineChart {
@@ -103,8 +140,6 @@ impl Figure for LineChart {
         } else {
             area.split_horizontally(self.width.saturating_sub(legend))
         };
-        // Legend rows start lower beside the plot (below its caption).
-        let legend_top = if self.legend_below() { 8 } else { 40 };
         let finite = || {
             self.series
                 .iter()
@@ -156,16 +191,7 @@ impl Figure for LineChart {
         for (i, s) in self.series.iter().enumerate() {
             let colour = class_colour(i, n.max(1));
             let style = ShapeStyle::from(&colour).stroke_width(2);
-            // Split at non-finite values: each finite stretch is its own line.
-            let mut stretches: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-            for &(x, y) in &s.points {
-                if x.is_finite() && y.is_finite() {
-                    stretches.last_mut().unwrap().push((x, y));
-                } else if !stretches.last().unwrap().is_empty() {
-                    stretches.push(Vec::new());
-                }
-            }
-            for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+            for stretch in finite_stretches(&s.points) {
                 if s.dashed {
                     chart
                         .draw_series(DashedLineSeries::new(stretch.iter().copied(), 6, 4, style))
@@ -183,37 +209,18 @@ impl Figure for LineChart {
             }
         }
         if legend > 0 {
-            for (i, s) in self.series.iter().enumerate() {
-                let colour = class_colour(i, n.max(1));
-                let y = legend_top + i as i32 * 18;
-                let x = if self.legend_below() { 72 } else { 4 };
-                let line = if s.dashed {
-                    vec![(x, y), (x + 6, y)]
-                } else {
-                    vec![(x, y), (x + 22, y)]
-                };
-                side.draw(&PathElement::new(
-                    line,
-                    ShapeStyle::from(&colour).stroke_width(3),
-                ))
-                .map_err(plot_error)?;
-                if s.dashed {
-                    side.draw(&PathElement::new(
-                        vec![(x + 12, y), (x + 22, y)],
-                        ShapeStyle::from(&colour).stroke_width(3),
-                    ))
-                    .map_err(plot_error)?;
-                }
-                side.draw(&Text::new(
-                    shorten(&s.label, LEGEND_CHARS),
-                    (x + 28, y - 7),
-                    (FONT, 13).into_font().color(&BLACK),
-                ))
-                .map_err(plot_error)?;
-            }
+            self.draw_legend(&side)?;
         }
         Ok(())
     }
+}
+
+/// The finite stretches of a line: a non-finite value breaks it.
+fn finite_stretches(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+    points
+        .split(|(x, y)| !x.is_finite() || !y.is_finite())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A y tick label with as many decimals as the axis span needs (one more than

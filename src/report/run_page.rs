@@ -9,13 +9,16 @@ use super::bars::{DropBars, PrecisionDropPlot};
 use super::config_diff::diff_against_baseline;
 use super::confusion::{grouped_order, top_confused, ConfusionMatrix, HeatMap};
 use super::curves::{LineChart, Series};
-use super::figure::{inline_svg, png, svg};
+use super::figure::{inline_svg, png};
 use super::read::{read_run, PhaseStatus, PhaseSummary, RunSummary};
 use super::tables::{csv_table, html_table, percent, Cell};
 use crate::config::Phase;
-use crate::html::{escape, page, url};
+use crate::html::{join, page, url};
+use crate::run::explanations::ExplanationItem;
+use crate::run::metrics::PhaseMetrics;
 use crate::run::{projections, tables, PhaseDir, RunDir};
 use anyhow::{Context, Result};
+use maud::{html, Markup};
 use std::path::{Path, PathBuf};
 
 /// How a run page is placed and what it links to.
@@ -31,25 +34,17 @@ pub struct RunPageOptions {
     pub site_index: Option<String>,
 }
 
-/// Style added to run and comparison pages.
-pub const EXTRA_STYLE: &str = "<style>\
-.kpis{display:flex;flex-wrap:wrap}.kpi span{font-size:.85em;color:var(--muted)}.kpi small{display:block;color:var(--muted)}\
-.status{border-left:5px solid var(--bad)}.chart{margin:.6em 0 1.2em}.chart a{font-size:.85em}\
-.maps img{border:1px solid var(--line);background:#fff}.expl td{text-align:center}.expl img{width:112px;height:112px;object-fit:contain}\
-.deductions{background:#eef4ff;border:1px solid #c9d8f5;border-radius:6px;padding:4px 14px}\
-table.wide{font-size:.9em}code{background:var(--panel);padding:0 3px}\
-</style>";
-
-fn kpi(label: &str, value: &str, detail: &str) -> String {
-    format!(
-        "<div class=\"kpi\"><span>{}</span><b>{value}</b>{}</div>",
-        escape(label),
-        if detail.is_empty() {
-            String::new()
-        } else {
-            format!("<small>{}</small>", escape(detail))
+/// One headline number: its label, value and a line of detail (all text).
+fn kpi(label: &str, value: &str, detail: &str) -> Markup {
+    html! {
+        div.kpi {
+            span { (label) }
+            b { (value) }
+            @if !detail.is_empty() {
+                small { (detail) }
+            }
         }
-    )
+    }
 }
 
 /// Seconds as `1 h 02 min`, `3 min 05 s` or `12.3 s`.
@@ -166,26 +161,29 @@ fn run_charts(run: &RunSummary) -> Vec<(&'static str, LineChart)> {
     ]
 }
 
-/// Writes a chart's PNG beside the page and returns its HTML: the inline SVG and a
+/// Writes a chart's PNG beside the page and returns its markup: the inline SVG and a
 /// link to the PNG.
 pub(crate) fn chart_html<F: super::figure::Figure>(
     out_dir: &Path,
     stem: &str,
     figure: &F,
     stats: &mut WriteStats,
-) -> Result<String> {
+) -> Result<Markup> {
     let file = format!("{stem}.png");
     stats.add(write_if_changed(&out_dir.join(&file), &png(figure)?)?);
-    Ok(format!(
-        "<div class=\"chart\">{}<br><a href=\"{}\">PNG</a></div>\n",
-        inline_svg(&svg(figure)?),
-        url(&file)
-    ))
+    let svg = inline_svg(figure)?;
+    Ok(html! {
+        div.chart {
+            (svg)
+            br;
+            a href=(url(&file)) { "PNG" }
+        }
+    })
 }
 
 /// The headline numbers.
-fn headline(run: &RunSummary) -> String {
-    let mut out = String::from("<div class=\"kpis\">\n");
+fn headline(run: &RunSummary) -> Markup {
+    let mut kpis = Vec::new();
     let all = run.phase(Phase::All);
     let seen = run.phase(Phase::Seen);
     let all_metrics = all.and_then(|p| p.metrics.as_ref());
@@ -193,7 +191,7 @@ fn headline(run: &RunSummary) -> String {
     let initial = all
         .and_then(|p| p.state.as_ref())
         .and_then(|s| s.initial_test_accuracy);
-    out.push_str(&kpi(
+    kpis.push(kpi(
         "precision@1, all classes",
         &percent(p1),
         &initial
@@ -212,102 +210,116 @@ fn headline(run: &RunSummary) -> String {
             .as_ref()
             .and_then(|m| m.unseen_precision_at_1)
             .or_else(|| s.history.last().and_then(|h| h.test_accuracy_unseen));
-        out.push_str(&kpi(
+        kpis.push(kpi(
             "precision@1, held-out classes",
             &percent(unseen),
             "model trained without them",
         ));
     }
     if let Some(c) = &run.comparison {
-        out.push_str(&kpi(
+        kpis.push(kpi(
             "precision drop, unseen classes",
             &percent(Some(c.precision_drop_unseen_classes)),
             "all-classes model − limited model",
         ));
-        out.push_str(&kpi(
+        kpis.push(kpi(
             "precision drop, all classes",
             &percent(Some(c.precision_drop_all_classes)),
             "",
         ));
     }
     if let Some(m) = all_metrics {
-        let r = &m.retrieval;
-        let recalls: Vec<String> = r
-            .recall_at_k
-            .iter()
-            .map(|a| format!("R@{} {:.1}", a.k, a.value * 100.0))
-            .collect();
-        if let Some(first) = r.recall_at_k.iter().find(|a| a.k > 1) {
-            out.push_str(&kpi(
-                &format!("Recall@{}", first.k),
-                &percent(Some(first.value)),
-                &recalls.join(" · "),
-            ));
-        }
-        out.push_str(&kpi(
-            "MAP@R",
-            &percent(Some(r.map_at_r)),
-            &Some(r.r_precision)
-                .filter(|v| v.is_finite())
-                .map(|v| format!("R-precision {:.1} %", v * 100.0))
-                .unwrap_or_default(),
-        ));
-        let nmi = match m.clustering.nmi {
-            Some(v) => format!("{v:.3}"),
-            None => "n/a".into(),
-        };
-        let nmi_detail = match (m.clustering.ami, &m.clustering.note) {
-            (_, Some(note)) => note.clone(),
-            (Some(ami), None) => format!("AMI {ami:.3}"),
-            _ => String::new(),
-        };
-        out.push_str(&kpi("NMI (k-means)", &escape(&nmi), &nmi_detail));
-        if let Some(best) = r
-            .majority_vote_accuracy
-            .iter()
-            .max_by(|a, b| a.value.total_cmp(&b.value))
-        {
-            let all_k: Vec<String> = r
-                .majority_vote_accuracy
-                .iter()
-                .map(|a| format!("k={} {:.1}", a.k, a.value * 100.0))
-                .collect();
-            out.push_str(&kpi(
-                &format!("majority vote, best k={}", best.k),
-                &percent(Some(best.value)),
-                &all_k.join(" · "),
-            ));
-        }
-        if let Some(l) = m.logits_accuracy {
-            out.push_str(&kpi(
-                "accuracy of the loss's logits",
-                &percent(Some(l)),
-                "class weights / proxies",
-            ));
-        }
+        kpis.extend(metric_kpis(m));
     }
-    out.push_str(&kpi(
+    kpis.push(kpi(
         "training time",
-        &escape(&duration(run.training_seconds())),
+        &duration(run.training_seconds()),
         "both phases, evaluation included",
     ));
-    out.push_str("</div>\n");
-    out
+    html! {
+        div.kpis {
+            @for k in &kpis {
+                (k)
+            }
+        }
+    }
+}
+
+/// The headline numbers of `metrics.json`: retrieval, clustering, logits.
+fn metric_kpis(m: &PhaseMetrics) -> Vec<Markup> {
+    let mut kpis = Vec::new();
+    let r = &m.retrieval;
+    let recalls: Vec<String> = r
+        .recall_at_k
+        .iter()
+        .map(|a| format!("R@{} {:.1}", a.k, a.value * 100.0))
+        .collect();
+    if let Some(first) = r.recall_at_k.iter().find(|a| a.k > 1) {
+        kpis.push(kpi(
+            &format!("Recall@{}", first.k),
+            &percent(Some(first.value)),
+            &recalls.join(" · "),
+        ));
+    }
+    kpis.push(kpi(
+        "MAP@R",
+        &percent(Some(r.map_at_r)),
+        &Some(r.r_precision)
+            .filter(|v| v.is_finite())
+            .map(|v| format!("R-precision {:.1} %", v * 100.0))
+            .unwrap_or_default(),
+    ));
+    let nmi = match m.clustering.nmi {
+        Some(v) => format!("{v:.3}"),
+        None => "n/a".into(),
+    };
+    let nmi_detail = match (m.clustering.ami, &m.clustering.note) {
+        (_, Some(note)) => note.clone(),
+        (Some(ami), None) => format!("AMI {ami:.3}"),
+        _ => String::new(),
+    };
+    kpis.push(kpi("NMI (k-means)", &nmi, &nmi_detail));
+    if let Some(best) = r
+        .majority_vote_accuracy
+        .iter()
+        .max_by(|a, b| a.value.total_cmp(&b.value))
+    {
+        let all_k: Vec<String> = r
+            .majority_vote_accuracy
+            .iter()
+            .map(|a| format!("k={} {:.1}", a.k, a.value * 100.0))
+            .collect();
+        kpis.push(kpi(
+            &format!("majority vote, best k={}", best.k),
+            &percent(Some(best.value)),
+            &all_k.join(" · "),
+        ));
+    }
+    if let Some(l) = m.logits_accuracy {
+        kpis.push(kpi(
+            "accuracy of the loss's logits",
+            &percent(Some(l)),
+            "class weights / proxies",
+        ));
+    }
+    kpis
 }
 
 /// The embedding maps of one phase.
-fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
+fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
     let dir = format!("{base}/{}/projections", p.phase.dir_name());
     if p.projections.is_empty() {
-        return format!(
-            "<p class=\"muted\">Embedding maps not computed yet — run <code>dmlviz project --run {} --method umap</code>.</p>\n",
-            escape(run_root)
-        );
+        return html! {
+            p.muted {
+                "Embedding maps not computed yet — run "
+                code { "dmlviz project --run " (run_root) " --method umap" } "."
+            }
+        };
     }
-    let mut out = String::from("<div class=\"grid maps\">\n");
+    let mut figures = Vec::new();
     for proj in &p.projections {
         let has = |ext: &str| proj.files.iter().any(|f| f == ext);
-        let mut caption = escape(&proj.method.to_uppercase());
+        let mut caption = proj.method.to_uppercase();
         if let Some(info) = &proj.info {
             let finite = |v: f64| Some(v).filter(|v| v.is_finite());
             let facts: Vec<String> = [
@@ -321,9 +333,9 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             .into_iter()
             .flatten()
             .collect();
-            caption.push_str(&format!(": {}", escape(&facts.join(", "))));
+            caption.push_str(&format!(": {}", facts.join(", ")));
         }
-        let links: Vec<String> = ["html", "svg", "png", "thumbnails.png", "csv"]
+        let links = ["html", "svg", "png", "thumbnails.png", "csv"]
             .iter()
             .filter(|e| has(e))
             .map(|e| {
@@ -338,51 +350,47 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
                     ),
                     e => (e.to_uppercase(), projections::file_name(&proj.method, e)),
                 };
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    url(&format!("{dir}/{file}")),
-                    escape(&label)
-                )
-            })
-            .collect();
-        let image = if has("png") {
-            let target = if has("html") { "html" } else { "png" };
-            format!(
-                "<a href=\"{}\"><img src=\"{}\" loading=\"lazy\" width=\"520\" alt=\"{} map\"></a><br>",
-                url(&format!("{dir}/{}", projections::file_name(&proj.method, target))),
-                url(&format!("{dir}/{}", projections::file_name(&proj.method, "png"))),
-                escape(&proj.method)
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "<figure>{image}<figcaption style=\"max-width:520px\">{caption}<br>{}</figcaption></figure>\n",
-            links.join(" · ")
-        ));
+                html! { a href=(url(&format!("{dir}/{file}"))) { (label) } }
+            });
+        let links = join(links, " · ");
+        let target = if has("html") { "html" } else { "png" };
+        figures.push(html! {
+            figure {
+                @if has("png") {
+                    a href=(url(&format!("{dir}/{}", projections::file_name(&proj.method, target)))) {
+                        img src=(url(&format!("{dir}/{}", projections::file_name(&proj.method, "png")))) loading="lazy"
+                            width="520" alt={ (proj.method) " map" };
+                    }
+                    br;
+                }
+                figcaption { (caption) br; (links) }
+            }
+        });
     }
-    out.push_str("</div>\n");
-    out
+    html! {
+        div.grid.maps {
+            @for f in &figures {
+                (f)
+            }
+        }
+    }
 }
 
 /// A sample of the phase's galleries: mistakes first, then correct queries.
-fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
+fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
     let dir = format!("{base}/{}/galleries", p.phase.dir_name());
     let Some(g) = p.galleries.as_ref().filter(|g| !g.items.is_empty()) else {
-        return format!(
-            "<p class=\"muted\">Nearest-neighbour galleries not computed yet — run <code>dmlviz project --run {}</code>.</p>\n",
-            escape(run_root)
-        );
+        return html! {
+            p.muted {
+                "Nearest-neighbour galleries not computed yet — run "
+                code { "dmlviz project --run " (run_root) } "."
+            }
+        };
     };
     const EACH: usize = 4;
     let wrong = g.items.iter().filter(|i| !i.correct).take(EACH);
     let right = g.items.iter().filter(|i| i.correct).take(EACH / 2);
-    let mut out = format!(
-        "<p>{} queries ({} with a wrong nearest neighbour). <a href=\"{}\">All galleries</a>.</p>\n<div class=\"grid\">\n",
-        g.items.len(),
-        g.items.iter().filter(|i| !i.correct).count(),
-        url(&format!("{dir}/index.html"))
-    );
+    let mut figures = Vec::new();
     for item in wrong.chain(right) {
         let id = item.anchor().unwrap_or_default();
         let votes: Vec<String> = item
@@ -391,44 +399,143 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
             .take(10)
             .map(|n| n.class.clone())
             .collect();
-        let caption = format!(
-            "<span class=\"{}\">{}</span> {} → {}{}{}",
-            if item.correct { "ok" } else { "bad" },
-            if item.correct { "✓" } else { "✗" },
-            escape(&item.true_class),
-            escape(&item.predicted),
-            if item.majority.is_empty() {
-                String::new()
-            } else {
-                format!("<br>majority: {}", escape(&item.majority))
-            },
-            if item.unseen {
-                " <i>(held-out class)</i>"
-            } else {
-                ""
-            },
-        );
         let link = url(&format!("{dir}/index.html"))
             + &if id.is_empty() {
                 String::new()
             } else {
                 format!("#{}", url(&id))
             };
-        let image = match Some(&item.sheet).filter(|s| !s.is_empty()) {
-            Some(sheet) => format!(
-                "<img src=\"{}\" loading=\"lazy\" width=\"560\" alt=\"{}\" title=\"{}\">",
-                url(&format!("{dir}/{sheet}")),
-                escape(&format!("query of {} and its neighbours", item.true_class)),
-                escape(&votes.join(", "))
-            ),
-            None => String::new(),
-        };
-        out.push_str(&format!(
-            "<figure><a href=\"{link}\">{image}</a><figcaption style=\"max-width:560px\">{caption}</figcaption></figure>\n"
-        ));
+        figures.push(html! {
+            figure {
+                a href=(link) {
+                    @if let Some(sheet) = Some(&item.sheet).filter(|s| !s.is_empty()) {
+                        img src=(url(&format!("{dir}/{sheet}"))) loading="lazy" width="560"
+                            alt={ "query of " (item.true_class) " and its neighbours" }
+                            title=(votes.join(", "));
+                    }
+                }
+                figcaption {
+                    span class=(if item.correct { "ok" } else { "bad" }) {
+                        (if item.correct { "✓" } else { "✗" })
+                    }
+                    " " (item.true_class) " → " (item.predicted)
+                    @if !item.majority.is_empty() {
+                        br;
+                        "majority: " (item.majority)
+                    }
+                    @if item.unseen {
+                        " " i { "(held-out class)" }
+                    }
+                }
+            }
+        });
     }
-    out.push_str("</div>\n");
-    out
+    html! {
+        p {
+            (g.items.len()) " queries (" (g.items.iter().filter(|i| !i.correct).count())
+            " with a wrong nearest neighbour). "
+            a href=(url(&format!("{dir}/index.html"))) { "All galleries" } "."
+        }
+        div.grid.galleries {
+            @for f in &figures {
+                (f)
+            }
+        }
+    }
+}
+
+/// The explanation panel: saliency maps for a sample of correct and wrong queries.
+fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
+    let dir = format!("{base}/{}/explanations", p.phase.dir_name());
+    let Some(e) = p.explanations.as_ref().filter(|e| !e.items.is_empty()) else {
+        return html! {
+            p.muted {
+                "Explanations not computed yet — run "
+                code { "dmlviz explain --run " (run_root) " --samples 8" } "."
+            }
+        };
+    };
+    let order: Vec<(String, String)> = std::iter::once(("image".into(), "image".into()))
+        .chain(crate::explain::registry::sample_columns())
+        .collect();
+    const EACH: usize = 4;
+    let wrong = e.items.iter().filter(|i| !i.correct).take(EACH);
+    let right = e.items.iter().filter(|i| i.correct).take(EACH);
+    let items: Vec<_> = wrong.chain(right).collect();
+    let columns: Vec<(&str, &str)> = order
+        .iter()
+        .map(|(k, l)| (k.as_str(), l.as_str()))
+        .filter(|(k, _)| items.iter().any(|i| i.maps.contains_key(*k)))
+        .collect();
+    let rows: Vec<Markup> = items
+        .iter()
+        .map(|item| explanation_row(item, &columns, &dir))
+        .collect();
+    html! {
+        p {
+            a href=(url(&format!("{dir}/index.html"))) { "All explanations" }
+            " (" (e.items.len()) " images)."
+        }
+        div.scroll {
+            table.expl {
+                thead {
+                    tr {
+                        th { "query" }
+                        @for (_, label) in &columns {
+                            th { (label) }
+                        }
+                    }
+                }
+                tbody {
+                    @for row in &rows {
+                        (row)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One query of the explanation panel: its verdict and classes, then a cell per
+/// method column (the map, why it is blank, or a dash).
+fn explanation_row(item: &ExplanationItem, columns: &[(&str, &str)], dir: &str) -> Markup {
+    let name = Path::new(&item.image)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    html! {
+        tr {
+            td.query {
+                @if item.correct {
+                    span.ok { "✓ correct" }
+                } @else {
+                    span.bad { "✗ wrong" }
+                }
+                @if item.unseen_class {
+                    " " i { "(held-out class)" }
+                }
+                br;
+                @if item.dir.is_empty() {
+                    (name)
+                } @else {
+                    a href=(url(&format!("{dir}/{}/index.html", item.dir))) { (name) }
+                }
+                br; "true: " (or_unknown(&item.true_class))
+                br; "predicted: " (or_unknown(&item.predicted))
+            }
+            @for (key, label) in columns {
+                @let status = item.flat_status(key);
+                @match (item.maps.get(*key), status) {
+                    (Some(_), Some(status)) => td.muted { (label) br; "map is " (status) },
+                    (Some(path), None) => {
+                        @let map = url(&format!("{dir}/{path}"));
+                        td { a href=(map) { img src=(map) loading="lazy" alt=(label); } }
+                    },
+                    (None, _) => td.muted { "–" },
+                }
+            }
+        }
+    }
 }
 
 /// A class name, or `?` when the record does not know it.
@@ -449,82 +556,6 @@ fn fixed4(v: f64) -> String {
     }
 }
 
-/// The explanation panel: saliency maps for a sample of correct and wrong queries.
-fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> String {
-    let dir = format!("{base}/{}/explanations", p.phase.dir_name());
-    let Some(e) = p.explanations.as_ref().filter(|e| !e.items.is_empty()) else {
-        return format!(
-            "<p class=\"muted\">Explanations not computed yet — run <code>dmlviz explain --run {} --samples 8</code>.</p>\n",
-            escape(run_root)
-        );
-    };
-    let order: Vec<(String, String)> = std::iter::once(("image".into(), "image".into()))
-        .chain(crate::explain::registry::sample_columns())
-        .collect();
-    const EACH: usize = 4;
-    let wrong = e.items.iter().filter(|i| !i.correct).take(EACH);
-    let right = e.items.iter().filter(|i| i.correct).take(EACH);
-    let items: Vec<_> = wrong.chain(right).collect();
-    let columns: Vec<(&str, &str)> = order
-        .iter()
-        .map(|(k, l)| (k.as_str(), l.as_str()))
-        .filter(|(k, _)| items.iter().any(|i| i.maps.contains_key(*k)))
-        .collect();
-    let mut out = format!(
-        "<p><a href=\"{}\">All explanations</a> ({} images).</p>\n<div class=\"scroll\"><table class=\"expl\">\n<thead><tr><th>query</th>",
-        url(&format!("{dir}/index.html")),
-        e.items.len()
-    );
-    for (_, label) in &columns {
-        out.push_str(&format!("<th>{}</th>", escape(label)));
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for item in items {
-        let name = Path::new(&item.image)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let verdict = if item.correct {
-            "<span class=\"ok\">✓ correct</span>"
-        } else {
-            "<span class=\"bad\">✗ wrong</span>"
-        };
-        let name = match Some(&item.dir).filter(|d| !d.is_empty()) {
-            Some(d) => format!(
-                "<a href=\"{}\">{}</a>",
-                url(&format!("{dir}/{d}/index.html")),
-                escape(&name)
-            ),
-            None => escape(&name),
-        };
-        out.push_str(&format!(
-            "<tr><td style=\"text-align:left\">{verdict}{}<br>{name}<br>true: {}<br>predicted: {}</td>",
-            if item.unseen_class { " <i>(held-out class)</i>" } else { "" },
-            escape(or_unknown(&item.true_class)),
-            escape(or_unknown(&item.predicted))
-        ));
-        for (key, label) in &columns {
-            let status = item.flat_status(key);
-            match item.maps.get(*key) {
-                Some(_) if status.is_some() => out.push_str(&format!(
-                    "<td class=\"muted\">{}<br>map is {}</td>",
-                    escape(label),
-                    escape(status.unwrap())
-                )),
-                Some(path) => out.push_str(&format!(
-                    "<td><a href=\"{0}\"><img src=\"{0}\" loading=\"lazy\" alt=\"{1}\"></a></td>",
-                    url(&format!("{dir}/{path}")),
-                    escape(label)
-                )),
-                None => out.push_str("<td class=\"muted\">–</td>"),
-            }
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody></table></div>\n");
-    out
-}
-
 /// Class names by class index, from the phase's metrics.
 fn class_names(p: &PhaseSummary) -> Vec<String> {
     p.metrics
@@ -533,23 +564,23 @@ fn class_names(p: &PhaseSummary) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The confusion heat map and the most confused pairs of one phase.
-fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> Result<String> {
+/// The confusion heat map and the most confused pairs of one phase; `None` when the
+/// phase has no confusion matrix.
+fn confusion_html(
+    p: &PhaseSummary,
+    out_dir: &Path,
+    stats: &mut WriteStats,
+) -> Result<Option<Markup>> {
     let path = PhaseDir {
         root: p.root.clone(),
     }
     .confusion_matrix();
     if !path.exists() {
-        return Ok(String::new());
+        return Ok(None);
     }
     let m = match ConfusionMatrix::read(&path) {
         Ok(m) => m,
-        Err(e) => {
-            return Ok(format!(
-                "<p class=\"note\">{}</p>\n",
-                escape(&format!("{e:#}"))
-            ))
-        }
+        Err(e) => return Ok(Some(html! { p.note { (format!("{e:#}")) } })),
     };
     let names = class_names(p);
     let name = |i: usize| {
@@ -577,66 +608,86 @@ fn confusion_html(p: &PhaseSummary, out_dir: &Path, stats: &mut WriteStats) -> R
             ]
         })
         .collect();
-    let pairs = if rows.is_empty() {
-        "<p>No confusions: every query's nearest neighbour has its class.</p>\n".to_string()
-    } else {
-        format!(
-            "<h4>Most confused pairs</h4>\n{}",
-            html_table(
-                &[
-                    "true class",
-                    "predicted as",
-                    "queries",
-                    "share of the class"
-                ],
-                &rows,
-                ""
-            )
-        )
-    };
+    let headers = [
+        "true class",
+        "predicted as",
+        "queries",
+        "share of the class",
+    ];
     let (w, h) = super::figure::Figure::size(&map);
-    Ok(format!(
-        "<h3>{}</h3>\n<p class=\"muted\">Each row is a true class, each column a predicted class; colour: share of the row's test queries \
-         (green: correct). Classes are ordered so that classes confused with each other sit side by side.</p>\n<div class=\"grid\"><div><a href=\"{1}\" title=\"full size\"><img src=\"{1}\" loading=\"lazy\" width=\"{2}\" height=\"{3}\" style=\"max-width:640px\" alt=\"confusion matrix heat map\"></a><br><a href=\"{1}\">full size</a></div><div>{pairs}</div></div>\n",
-        escape(phase_label(p.phase)),
-        url(&file),
-        w,
-        h
-    ))
+    let href = url(&file);
+    Ok(Some(html! {
+        h3 { (phase_label(p.phase)) }
+        p.muted {
+            "Each row is a true class, each column a predicted class; colour: share of the \
+             row's test queries (green: correct). Classes are ordered so that classes \
+             confused with each other sit side by side."
+        }
+        div.grid {
+            div {
+                a href=(href) title="full size" {
+                    img.heat src=(href) loading="lazy" width=(w) height=(h)
+                        alt="confusion matrix heat map";
+                }
+                br;
+                a href=(href) { "full size" }
+            }
+            div {
+                @if rows.is_empty() {
+                    p { "No confusions: every query's nearest neighbour has its class." }
+                } @else {
+                    h4 { "Most confused pairs" }
+                    (html_table(&headers, &rows, ""))
+                }
+            }
+        }
+    }))
 }
 
 /// Per-class tables of a phase and of the comparison.
-fn tables_html(run: &RunSummary) -> String {
-    let mut out = String::new();
+fn tables_html(run: &RunSummary) -> Markup {
+    let mut out = Vec::new();
     for p in &run.phases {
         let label = tables::table_prefix(p.phase);
         let tables_dir = RunDir::new(&run.root).phase(p.phase).tables();
         if let Some(t) = csv_table(&tables_dir.join(tables::class_metrics_csv(p.phase)), "wide") {
-            out.push_str(&format!(
-                "<details open><summary><b>{label}_metrics</b> — {}: precision@1 per class</summary><div class=\"scroll\">{t}</div></details>\n",
-                escape(phase_label(p.phase))
-            ));
+            out.push(html! {
+                details open {
+                    summary {
+                        b { (label) "_metrics" } " — " (phase_label(p.phase)) ": precision@1 per class"
+                    }
+                    div.scroll { (t) }
+                }
+            });
         }
         if let Some(t) = csv_table(
             &tables_dir.join(tables::classification_report(p.phase, "csv")),
             "wide",
         ) {
-            out.push_str(&format!(
-                "<details><summary><b>{label}_classification_report</b> — nearest-neighbour predictions</summary><div class=\"scroll\">{t}</div></details>\n"
-            ));
+            out.push(html! {
+                details {
+                    summary {
+                        b { (label) "_classification_report" } " — nearest-neighbour predictions"
+                    }
+                    div.scroll { (t) }
+                }
+            });
         }
         if let Some(t) = csv_table(&tables_dir.join(tables::SUB_CENTER_OUTLIERS_CSV), "wide") {
-            out.push_str(&format!(
-                "<details><summary><b>sub_center_outliers</b> ({})</summary><div class=\"scroll\">{t}</div></details>\n",
-                p.phase.dir_name()
-            ));
+            out.push(html! {
+                details {
+                    summary { b { "sub_center_outliers" } " (" (p.phase.dir_name()) ")" }
+                    div.scroll { (t) }
+                }
+            });
         }
         if p.metrics.is_none() {
-            out.push_str(&format!(
-                "<p class=\"muted\">{}: no metrics yet — run <code>dmlviz eval --run {}</code>.</p>\n",
-                escape(p.phase.dir_name()),
-                escape(&run.root.display().to_string())
-            ));
+            out.push(html! {
+                p.muted {
+                    (p.phase.dir_name()) ": no metrics yet — run "
+                    code { "dmlviz eval --run " (run.root.display()) } "."
+                }
+            });
         }
     }
     let dir = RunDir::new(&run.root);
@@ -648,109 +699,129 @@ fn tables_html(run: &RunSummary) -> String {
         ("seen", "comparison_seen_classes_metrics — every class"),
     ] {
         if let Some(t) = csv_table(&dir.comparison_table(classes), "wide") {
-            out.push_str(&format!(
-                "<details open><summary><b>{}</b>: precision@1 of both models</summary><div class=\"scroll\">{t}</div></details>\n",
-                escape(label)
-            ));
+            out.push(html! {
+                details open {
+                    summary { b { (label) } ": precision@1 of both models" }
+                    div.scroll { (t) }
+                }
+            });
         }
     }
-    out
+    html! {
+        @for part in &out {
+            (part)
+        }
+    }
 }
 
 /// The dataset section, from the run's own records (and the dataset's manifest when
 /// the data folder is still there).
-fn dataset_html(run: &RunSummary) -> String {
-    let mut out = String::new();
+fn dataset_html(run: &RunSummary) -> Markup {
     let Some(cfg) = &run.config else {
-        return "<p class=\"muted\">Config unreadable: no dataset information.</p>".into();
+        return html! { p.muted { "Config unreadable: no dataset information." } };
     };
-    let path = &cfg.data.path;
-    out.push_str(&format!(
-        "<p>Dataset folder <code>{}</code>",
-        escape(&path.display().to_string())
-    ));
-    if path.is_dir() {
-        out.push_str(" (present).");
-        match crate::data::fetch::read_manifest(path) {
-            Ok(Some(m)) => {
-                let sources: Vec<String> = m
-                    .sources
-                    .iter()
-                    .map(|s| format!("{} {} {}", s.registry, s.name, s.version))
-                    .collect();
-                out.push_str(&format!(
-                    " Built by <code>dmlviz data fetch {}</code> from {}.",
-                    escape(&m.name),
-                    escape(&sources.join(", "))
-                ));
-                if !m.licences.is_empty() {
-                    out.push_str(&format!(
-                        "</p>\n<details><summary>Licences of the images</summary><ul>{}</ul></details>\n<p>",
-                        m.licences.iter().map(|l| format!("<li>{}</li>", escape(l))).collect::<String>()
-                    ));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => out.push_str(&format!(
-                " <span class=\"muted\">{}</span>",
-                escape(&format!("{e:#}"))
-            )),
-        }
-    } else {
-        out.push_str(
-            " — <b>not found here</b>: the figures below come from the run directory alone.",
-        );
-    }
-    out.push_str("</p>\n");
-    if let Some(m) = run.phases.iter().filter_map(|p| p.metrics.as_ref()).next() {
-        let totals: Vec<usize> = m
-            .classes
-            .iter()
-            .map(|c| c.train_count + c.test_count)
-            .collect();
-        let mut sorted = totals.clone();
-        sorted.sort_unstable();
-        let median = if sorted.is_empty() {
-            0.0
-        } else if sorted.len() % 2 == 1 {
-            sorted[sorted.len() / 2] as f64
-        } else {
-            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
-        };
-        let train: usize = m.classes.iter().map(|c| c.train_count).sum();
-        let test: usize = m.classes.iter().map(|c| c.test_count).sum();
-        out.push_str(&format!(
-            "<p>{} classes, {} images ({train} train, {test} test, split {:?} at test ratio {}); per class min {} / median {} / max {}. Image size {}² (resize {}), augmentation {}.</p>\n",
-            m.classes.len(),
-            train + test,
-            cfg.data.split,
-            cfg.data.test_ratio,
-            sorted.first().unwrap_or(&0),
-            median,
-            sorted.last().unwrap_or(&0),
-            cfg.data.image_size,
-            cfg.resize(),
-            if cfg.data.augment { "on" } else { "off" },
-        ));
-    }
     let held_out = run
         .comparison
         .as_ref()
         .map(|c| c.held_out_classes.clone())
         .unwrap_or_default();
-    out.push_str(&format!(
-        "<p>Held out from the phase-seen model: the last {} classes",
-        cfg.data.held_out_classes
-    ));
-    if !held_out.is_empty() {
-        out.push_str(&format!(" ({})", escape(&held_out.join(", "))));
+    html! {
+        (dataset_source_html(&cfg.data.path))
+        @if let Some(m) = run.phases.iter().filter_map(|p| p.metrics.as_ref()).next() {
+            (dataset_counts_html(m, cfg))
+        }
+        p {
+            "Held out from the phase-seen model: the last " (cfg.data.held_out_classes) " classes"
+            @if !held_out.is_empty() {
+                " (" (held_out.join(", ")) ")"
+            }
+            "."
+        }
     }
-    out.push_str(".</p>\n");
-    out
+}
+
+/// Where the dataset is, and how it was built when its manifest is there.
+fn dataset_source_html(path: &Path) -> Markup {
+    if !path.is_dir() {
+        return html! {
+            p {
+                "Dataset folder " code { (path.display()) }
+                " — " b { "not found here" } ": the figures below come from the run directory alone."
+            }
+        };
+    }
+    let manifest = crate::data::fetch::read_manifest(path);
+    html! {
+        p {
+            "Dataset folder " code { (path.display()) } " (present)."
+            @match &manifest {
+                Ok(Some(m)) => {
+                    @let sources: Vec<String> = m
+                        .sources
+                        .iter()
+                        .map(|s| format!("{} {} {}", s.registry, s.name, s.version))
+                        .collect();
+                    " Built by " code { "dmlviz data fetch " (m.name) } " from " (sources.join(", ")) "."
+                },
+                Ok(None) => {},
+                Err(e) => { " " span.muted { (format!("{e:#}")) } },
+            }
+        }
+        @if let Ok(Some(m)) = &manifest {
+            @if !m.licences.is_empty() {
+                details {
+                    summary { "Licences of the images" }
+                    ul {
+                        @for l in &m.licences {
+                            li { (l) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Images per class and split, from `metrics.json`, and the data settings.
+fn dataset_counts_html(m: &PhaseMetrics, cfg: &crate::config::ExperimentConfig) -> Markup {
+    let totals: Vec<usize> = m
+        .classes
+        .iter()
+        .map(|c| c.train_count + c.test_count)
+        .collect();
+    let mut sorted = totals.clone();
+    sorted.sort_unstable();
+    let median = if sorted.is_empty() {
+        0.0
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2] as f64
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
+    };
+    let train: usize = m.classes.iter().map(|c| c.train_count).sum();
+    let test: usize = m.classes.iter().map(|c| c.test_count).sum();
+    html! {
+        p {
+            (format!(
+                "{} classes, {} images ({train} train, {test} test, split {:?} at test ratio {}); \
+                 per class min {} / median {} / max {}. Image size {}² (resize {}), augmentation {}.",
+                m.classes.len(),
+                train + test,
+                cfg.data.split,
+                cfg.data.test_ratio,
+                sorted.first().unwrap_or(&0),
+                median,
+                sorted.last().unwrap_or(&0),
+                cfg.data.image_size,
+                cfg.resize(),
+                if cfg.data.augment { "on" } else { "off" },
+            ))
+        }
+    }
 }
 
 /// Hardware and timing.
-fn hardware_html(run: &RunSummary) -> String {
+fn hardware_html(run: &RunSummary) -> Markup {
     let mut rows = Vec::new();
     for p in &run.phases {
         let speeds: Vec<f64> = p
@@ -768,7 +839,7 @@ fn hardware_html(run: &RunSummary) -> String {
             Cell::text(p.phase.dir_name()),
             Cell::text(&status_text(p)),
             Cell::number(Some(p.history.len() as f64), 0),
-            Cell::html(escape(&duration(p.seconds())), &p.seconds().to_string()),
+            Cell::html(html! { (duration(p.seconds())) }, &p.seconds().to_string()),
             Cell::number(mean, 1),
         ]);
     }
@@ -783,40 +854,43 @@ fn hardware_html(run: &RunSummary) -> String {
             .to_lowercase()
         })
         .unwrap_or_default();
-    let machine = match &run.hardware {
-        Some(h) => format!("Trained on: {}.", escape(&h.describe())),
-        None => format!(
-            "No <code>{}</code> in the run (written when <code>dmlviz train</code> finishes).",
-            crate::run::HARDWARE_FILE
-        ),
-    };
-    format!(
-        "<p>{machine}</p>\n<p>Device: {}. Throughput is training images per second (loader, forward, backward, update).</p>\n{}",
-        escape(&device),
-        html_table(&["phase", "status", "epochs", "duration", "images/s"], &rows, "")
-    )
+    let headers = ["phase", "status", "epochs", "duration", "images/s"];
+    html! {
+        p {
+            @match &run.hardware {
+                Some(h) => { "Trained on: " (h.describe()) "." },
+                None => {
+                    "No " code { (crate::run::HARDWARE_FILE) } " in the run (written when "
+                    code { "dmlviz train" } " finishes)."
+                },
+            }
+        }
+        p {
+            "Device: " (device)
+            ". Throughput is training images per second (loader, forward, backward, update)."
+        }
+        (html_table(&headers, &rows, ""))
+    }
 }
 
 /// The config section: difference from the baseline, then the whole resolved config.
-fn config_html(run: &RunSummary, presets_dir: &Path) -> String {
-    let mut out = String::new();
-    if let Some(cfg) = &run.config {
-        match diff_against_baseline(cfg, presets_dir) {
-            Ok(diff) => {
-                let against = if diff.declared {
-                    "its baseline preset"
-                } else {
-                    "the preset of the same name"
-                };
-                out.push_str(&format!(
-                    "<p>Compared with {against} <code>{}</code> (<code>{}</code>):</p>\n",
-                    escape(&diff.baseline),
-                    escape(&diff.path.display().to_string())
-                ));
-                if diff.differences.is_empty() {
-                    out.push_str("<p>No difference.</p>\n");
-                } else {
-                    let rows: Vec<Vec<Cell>> = diff
+fn config_html(run: &RunSummary, presets_dir: &Path) -> Markup {
+    let diff = run
+        .config
+        .as_ref()
+        .map(|cfg| diff_against_baseline(cfg, presets_dir));
+    html! {
+        @match &diff {
+            Some(Ok(diff)) => {
+                p {
+                    "Compared with "
+                    (if diff.declared { "its baseline preset" } else { "the preset of the same name" })
+                    " " code { (diff.baseline) } " (" code { (diff.path.display()) } "):"
+                }
+                @if diff.differences.is_empty() {
+                    p { "No difference." }
+                } @else {
+                    @let rows: Vec<Vec<Cell>> = diff
                         .differences
                         .iter()
                         .map(|d| {
@@ -827,22 +901,157 @@ fn config_html(run: &RunSummary, presets_dir: &Path) -> String {
                             ]
                         })
                         .collect();
-                    out.push_str(&html_table(&["key", "baseline", "this run"], &rows, ""));
+                    (html_table(&["key", "baseline", "this run"], &rows, ""))
                 }
+            },
+            Some(Err(why)) => p.muted { "No baseline comparison: " (why) "." },
+            None => {},
+        }
+        @if let Some(text) = &run.config_text {
+            details {
+                summary { "Resolved config (" code { "config.toml" } ")" }
+                pre { (text) }
             }
-            Err(why) => out.push_str(&format!(
-                "<p class=\"muted\">No baseline comparison: {}.</p>\n",
-                escape(&why)
-            )),
         }
     }
-    if let Some(text) = &run.config_text {
-        out.push_str(&format!(
-            "<details><summary>Resolved config (<code>config.toml</code>)</summary><pre>{}</pre></details>\n",
-            escape(text)
-        ));
+}
+
+/// The sections of a run page: (element id, label in the line of in-page links).
+const SECTIONS: [(&str, &str); 7] = [
+    ("headline", "Headline"),
+    ("curves", "Curves"),
+    ("tables", "Tables"),
+    ("confusion", "Confusion"),
+    ("config", "Config"),
+    ("data", "Dataset"),
+    ("hardware", "Hardware"),
+];
+
+/// The page's title, what the run is, and what is wrong with it.
+fn title_html(run: &RunSummary) -> Markup {
+    let problems: Vec<&String> = run
+        .problems
+        .iter()
+        .chain(run.phases.iter().flat_map(|p| &p.problems))
+        .collect();
+    html! {
+        h1 { (run.name) }
+        // The line of in-page links, right after the title.
+        p {
+            (join(SECTIONS.iter().map(|(id, label)| html! { a href={ "#" (id) } { (label) } }), " · "))
+        }
+        @if let Some(cfg) = &run.config {
+            p.muted {
+                "experiment " b { (cfg.name) }
+                @if !cfg.description.is_empty() {
+                    " — " (cfg.description)
+                }
+                @if let Some(b) = &cfg.baseline {
+                    " · baseline " (b)
+                }
+            }
+        }
+        @if !run.is_complete() {
+            p.note.status { b { "Incomplete run" } ": " (run.status_line()) "." }
+        }
+        @if !problems.is_empty() {
+            div.note.status {
+                b { "Files that could not be read" }
+                ul {
+                    @for p in &problems {
+                        li { (p) }
+                    }
+                }
+            }
+        }
     }
-    out
+}
+
+/// The headline numbers and the user's deductions.
+fn headline_section(run: &RunSummary) -> Markup {
+    html! {
+        h2 #headline { "Headline" }
+        (headline(run))
+        h2 #deductions { "Deductions" }
+        @match &run.deductions {
+            Some(text) => div.deductions { (super::deductions::to_html(text)) },
+            None => p.muted {
+                "None yet: write your conclusions in "
+                code { (run.root.join(super::deductions::FILE_NAME).display()) }
+                " (Markdown: paragraphs, " code { "-" } " lists, " code { "**bold**" } ", "
+                code { "`code`" } ")."
+            },
+        }
+    }
+}
+
+/// The training curves of both phases and the precision-drop bars (PNGs written
+/// beside the page).
+fn curves_section(run: &RunSummary, out_dir: &Path, stats: &mut WriteStats) -> Result<Markup> {
+    let no_epoch = run.phases.iter().all(|p| p.history.is_empty());
+    let mut charts = Vec::new();
+    for (stem, mut chart) in run_charts(run) {
+        if !no_epoch && !chart.is_empty() {
+            chart.width = 560;
+            charts.push(chart_html(out_dir, stem, &chart, stats)?);
+        }
+    }
+    let drop = match &run.comparison {
+        Some(c) => {
+            let plot = PrecisionDropPlot {
+                experiments: vec![DropBars {
+                    name: run.name.clone(),
+                    unseen: Some(c.precision_drop_unseen_classes).filter(|v| v.is_finite()),
+                    all: Some(c.precision_drop_all_classes).filter(|v| v.is_finite()),
+                }],
+            };
+            Some(chart_html(out_dir, "precision-drop", &plot, stats)?)
+        }
+        None => None,
+    };
+    Ok(html! {
+        h2 #curves { "Training curves" }
+        @if no_epoch {
+            p.muted { "No epoch recorded yet." }
+        } @else {
+            @for p in &run.phases {
+                p { (phase_label(p.phase)) ": " (status_text(p)) "." }
+            }
+            div.grid {
+                @for chart in &charts {
+                    (chart)
+                }
+            }
+        }
+        @if let Some(drop) = &drop {
+            h3 { "Precision drop" }
+            (drop)
+        }
+    })
+}
+
+/// One phase's maps, galleries and explanations.
+fn phase_section(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
+    let phase = p.phase.dir_name();
+    html! {
+        h2 id={ "maps-" (phase) } { "Embedding maps — " (phase_label(p.phase)) }
+        (maps_html(p, base, run_root))
+        h3 id={ "galleries-" (phase) } { "Nearest-neighbour galleries" }
+        (galleries_html(p, base, run_root))
+        h3 id={ "explanations-" (phase) } { "Explanations" }
+        (explanations_html(p, base, run_root))
+    }
+}
+
+/// The two numbers of `comparison/precision_drop.json`, to 4 decimals.
+fn drop_line(c: &crate::run::comparison::PrecisionDrop) -> Markup {
+    html! {
+        p {
+            "precision_drop_unseen_classes = " b { (fixed4(c.precision_drop_unseen_classes)) }
+            ", precision_drop_all_classes = " b { (fixed4(c.precision_drop_all_classes)) }
+            " (mean over classes of P@1 of the all-classes model − P@1 of the limited model)."
+        }
+    }
 }
 
 /// Renders a run's page into `out_dir` (`index.html` and its charts). Returns what
@@ -855,175 +1064,47 @@ pub fn render_run_page(
     let mut stats = WriteStats::default();
     let base = opts.assets_base.trim_end_matches('/');
     let run_root = run.root.display().to_string();
-    let mut body = String::new();
-    let title = run.name.clone();
-    body.push_str(&format!("<h1>{}</h1>\n", escape(&title)));
-    if let Some(cfg) = &run.config {
-        body.push_str(&format!(
-            "<p class=\"muted\">experiment <b>{}</b>{}{}</p>\n",
-            escape(&cfg.name),
-            if cfg.description.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", escape(&cfg.description))
-            },
-            cfg.baseline
-                .as_ref()
-                .map(|b| format!(" · baseline {}", escape(b)))
-                .unwrap_or_default()
-        ));
-    }
-    if !run.is_complete() {
-        body.push_str(&format!(
-            "<p class=\"note status\"><b>Incomplete run</b>: {}.</p>\n",
-            escape(&run.status_line())
-        ));
-    }
-    let problems: Vec<&String> = run
-        .problems
-        .iter()
-        .chain(run.phases.iter().flat_map(|p| &p.problems))
-        .collect();
-    if !problems.is_empty() {
-        body.push_str(&format!(
-            "<div class=\"note status\"><b>Files that could not be read</b><ul>{}</ul></div>\n",
-            problems
-                .iter()
-                .map(|p| format!("<li>{}</li>", escape(p)))
-                .collect::<String>()
-        ));
-    }
-    body.push_str("<h2 id=\"headline\">Headline</h2>\n");
-    body.push_str(&headline(run));
-    body.push_str("<h2 id=\"deductions\">Deductions</h2>\n");
-    match &run.deductions {
-        Some(text) => body.push_str(&format!("<div class=\"deductions\">{}</div>\n", super::deductions::to_html(text))),
-        None => body.push_str(&format!(
-            "<p class=\"muted\">None yet: write your conclusions in <code>{}</code> (Markdown: paragraphs, <code>-</code> lists, <code>**bold**</code>, <code>`code`</code>).</p>\n",
-            escape(&run.root.join(super::deductions::FILE_NAME).display().to_string())
-        )),
-    }
-
-    body.push_str("<h2 id=\"curves\">Training curves</h2>\n");
-    if run.phases.iter().all(|p| p.history.is_empty()) {
-        body.push_str("<p class=\"muted\">No epoch recorded yet.</p>\n");
-    } else {
-        for p in &run.phases {
-            body.push_str(&format!(
-                "<p>{}: {}.</p>\n",
-                escape(phase_label(p.phase)),
-                escape(&status_text(p))
-            ));
-        }
-        body.push_str("<div class=\"grid\">\n");
-        for (stem, mut chart) in run_charts(run) {
-            if !chart.is_empty() {
-                chart.width = 560;
-                body.push_str(&chart_html(out_dir, stem, &chart, &mut stats)?);
-            }
-        }
-        body.push_str("</div>\n");
-    }
-    if let Some(c) = &run.comparison {
-        let plot = PrecisionDropPlot {
-            experiments: vec![DropBars {
-                name: run.name.clone(),
-                unseen: Some(c.precision_drop_unseen_classes).filter(|v| v.is_finite()),
-                all: Some(c.precision_drop_all_classes).filter(|v| v.is_finite()),
-            }],
-        };
-        body.push_str("<h3>Precision drop</h3>\n");
-        body.push_str(&chart_html(out_dir, "precision-drop", &plot, &mut stats)?);
-    }
-
+    let curves = curves_section(run, out_dir, &mut stats)?;
+    let mut confusion = Vec::new();
     for p in &run.phases {
-        body.push_str(&format!(
-            "<h2 id=\"maps-{0}\">Embedding maps — {1}</h2>\n",
-            p.phase.dir_name(),
-            escape(phase_label(p.phase))
-        ));
-        body.push_str(&maps_html(p, base, &run_root));
-        body.push_str(&format!(
-            "<h3 id=\"galleries-{}\">Nearest-neighbour galleries</h3>\n",
-            p.phase.dir_name()
-        ));
-        body.push_str(&galleries_html(p, base, &run_root));
-        body.push_str(&format!(
-            "<h3 id=\"explanations-{}\">Explanations</h3>\n",
-            p.phase.dir_name()
-        ));
-        body.push_str(&explanations_html(p, base, &run_root));
+        confusion.extend(confusion_html(p, out_dir, &mut stats)?);
     }
-
-    body.push_str("<h2 id=\"tables\">Per-class tables</h2>\n");
-    body.push_str(&tables_html(run));
-    if let Some(c) = &run.comparison {
-        body.push_str(&format!(
-            "<p>precision_drop_unseen_classes = <b>{}</b>, precision_drop_all_classes = <b>{}</b> (mean over classes of P@1 of the all-classes model − P@1 of the limited model).</p>\n",
-            fixed4(c.precision_drop_unseen_classes),
-            fixed4(c.precision_drop_all_classes)
-        ));
-    }
-    body.push_str("<h2 id=\"confusion\">Confusion matrices</h2>\n");
-    let mut confusion = String::new();
-    for p in &run.phases {
-        confusion.push_str(&confusion_html(p, out_dir, &mut stats)?);
-    }
-    body.push_str(if confusion.is_empty() {
-        "<p class=\"muted\">Not computed yet (<code>dmlviz eval</code>).</p>\n"
-    } else {
-        &confusion
-    });
-
-    body.push_str("<h2 id=\"config\">Config</h2>\n");
-    body.push_str(&config_html(run, &opts.presets_dir));
-    body.push_str("<h2 id=\"data\">Dataset</h2>\n");
-    body.push_str(&dataset_html(run));
-    body.push_str("<h2 id=\"hardware\">Hardware and time</h2>\n");
-    body.push_str(&hardware_html(run));
-
+    let body = html! {
+        (title_html(run))
+        (headline_section(run))
+        (curves)
+        @for p in &run.phases {
+            (phase_section(p, base, &run_root))
+        }
+        h2 #tables { "Per-class tables" }
+        (tables_html(run))
+        @if let Some(c) = &run.comparison {
+            (drop_line(c))
+        }
+        h2 #confusion { "Confusion matrices" }
+        @if confusion.is_empty() {
+            p.muted { "Not computed yet (" code { "dmlviz eval" } ")." }
+        }
+        @for c in &confusion {
+            (c)
+        }
+        h2 #config { "Config" }
+        (config_html(run, &opts.presets_dir))
+        h2 #data { "Dataset" }
+        (dataset_html(run))
+        h2 #hardware { "Hardware and time" }
+        (hardware_html(run))
+    };
     let mut nav: Vec<(String, String)> = Vec::new();
     if let Some(index) = &opts.site_index {
         nav.push((index.clone(), "All runs".into()));
     }
-    let html = page(
-        &format!("{title} — dmlviz"),
-        &nav,
-        EXTRA_STYLE,
-        &with_section_links(&body),
-    );
+    let html = page(&format!("{} — dmlviz", run.name), &nav, body);
     stats.add(write_if_changed(
         &out_dir.join("index.html"),
         html.as_bytes(),
     )?);
     Ok(stats)
-}
-
-/// Adds a line of in-page links after the title.
-fn with_section_links(body: &str) -> String {
-    let links = [
-        ("headline", "Headline"),
-        ("curves", "Curves"),
-        ("tables", "Tables"),
-        ("confusion", "Confusion"),
-        ("config", "Config"),
-        ("data", "Dataset"),
-        ("hardware", "Hardware"),
-    ];
-    let bar: Vec<String> = links
-        .iter()
-        .filter(|(id, _)| body.contains(&format!("id=\"{id}\"")))
-        .map(|(id, l)| format!("<a href=\"#{id}\">{l}</a>"))
-        .collect();
-    match body.find("</h1>\n") {
-        Some(at) => format!(
-            "{}<p>{}</p>\n{}",
-            &body[..at + 6],
-            bar.join(" · "),
-            &body[at + 6..]
-        ),
-        None => body.to_string(),
-    }
 }
 
 /// Writes the page of the run at `run_root` into `out_dir` (normally
@@ -1089,7 +1170,7 @@ mod tests {
         assert!(html.contains("phase-seen: not trained"));
         assert!(html.contains("config.toml"), "missing config not named");
         assert!(
-            html.contains("50.0&#8239;%"),
+            html.contains("50.0\u{202F}%"),
             "last epoch accuracy not shown"
         );
         assert!(out.join("test-accuracy.png").exists() && out.join("train-loss.png").exists());

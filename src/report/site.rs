@@ -9,12 +9,13 @@ use super::check::{check_site, BrokenLink};
 use super::config_diff::diff_against_baseline;
 use super::curves::{LineChart, Series};
 use super::read::{list_runs, read_run, RunSummary};
-use super::run_page::{duration, render_run_page, RunPageOptions, EXTRA_STYLE};
+use super::run_page::{chart_html, duration, render_run_page, RunPageOptions};
 use super::tables::{html_table, Cell};
 use crate::config::Phase;
-use crate::html::{escape, page, url};
+use crate::html::{page, url};
 use crate::run::{RunDir, EXPLANATIONS_DIR, GALLERIES_DIR, PROJECTIONS_DIR};
 use anyhow::{Context, Result};
+use maud::html;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -119,30 +120,28 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
     runs.iter()
         .map(|run| {
             let href = format!("runs/{}/index.html", site_folder(&run.name));
-            let mut name = format!("<a href=\"{}\">{}</a>", url(&href), escape(&run.name));
-            if let Some(cfg) = run.config.as_ref().filter(|c| c.name != run.name) {
-                name.push_str(&format!(
-                    "<br><small class=\"muted\">{}</small>",
-                    escape(&cfg.name)
-                ));
-            }
-            let differs = match &run.config {
-                Some(cfg) => {
-                    let diff = match diff_against_baseline(cfg, presets_dir) {
-                        Ok(d) => format!("<br><small>{}</small>", escape(&d.summary(4))),
-                        Err(_) => {
-                            "<br><small class=\"muted\">no baseline preset to compare with</small>"
-                                .to_string()
-                        }
-                    };
-                    format!("{}{diff}", escape(&cfg.description))
+            let name = html! {
+                a href=(url(&href)) { (run.name) }
+                @if let Some(cfg) = run.config.as_ref().filter(|c| c.name != run.name) {
+                    br;
+                    small.muted { (cfg.name) }
                 }
-                None => "<span class=\"bad\">config unreadable</span>".into(),
+            };
+            let differs = match &run.config {
+                Some(cfg) => html! {
+                    (cfg.description)
+                    br;
+                    @match diff_against_baseline(cfg, presets_dir) {
+                        Ok(d) => small { (d.summary(4)) },
+                        Err(_) => small.muted { "no baseline preset to compare with" },
+                    }
+                },
+                None => html! { span.bad { "config unreadable" } },
             };
             let status = if run.is_complete() {
-                "<span class=\"ok\">finished</span>".to_string()
+                html! { span.ok { "finished" } }
             } else {
-                format!("<span class=\"bad\">{}</span>", escape(&run.status_line()))
+                html! { span.bad { (run.status_line()) } }
             };
             let deductions = run
                 .deductions
@@ -165,7 +164,7 @@ fn comparison_rows(runs: &[RunSummary], presets_dir: &Path) -> Vec<Vec<Cell>> {
                 Cell {
                     numeric: true,
                     ..Cell::html(
-                        escape(&duration(run.training_seconds())),
+                        html! { (duration(run.training_seconds())) },
                         &format!("{}", run.training_seconds()),
                     )
                 },
@@ -217,41 +216,19 @@ fn write_index(
     opts: &SiteOptions,
     stats: &mut WriteStats,
 ) -> Result<PathBuf> {
-    let mut body = String::from("<h1>Experiments</h1>\n");
-    if runs.is_empty() {
-        body.push_str("<p class=\"note\">No run found. Train one with <code>dmlviz train --config experiments/…</code>.</p>\n");
-    }
     let complete = runs.iter().filter(|r| r.is_complete()).count();
-    body.push_str(&format!(
-        "<p>{} run{} ({complete} complete). Click a column header to sort; each name opens the run's page. \
-         Precision drop: mean over classes of precision@1 of the model trained on all classes minus that of the model trained without the held-out classes. \
-         Deductions come from each run's <code>deductions.md</code>.</p>\n",
-        runs.len(),
-        if runs.len() == 1 { "" } else { "s" }
-    ));
-    if out_dir.join("study.html").is_file() {
-        // Written by `dmlviz study`: the reference's findings against ours.
-        body.push_str("<p class=\"note\"><a href=\"study.html\">The reference study, re-run here</a>: every finding of the reference README with our numbers and a verdict.</p>\n");
-    }
-    let rows = comparison_rows(runs, &opts.presets_dir);
-    body.push_str(&format!(
-        "<div class=\"scroll\" style=\"max-height:none\">{}</div>\n",
-        html_table(
-            &[
-                "experiment",
-                "what differs from the baseline",
-                "precision@1 (all classes)",
-                "precision drop (unseen)",
-                "precision drop (all)",
-                "training time",
-                "status",
-                "deductions"
-            ],
-            &rows,
-            "wide"
-        )
-    ));
-    body.push_str("<h2 id=\"curves\">Test accuracy of every run</h2>\n");
+    let headers = [
+        "experiment",
+        "what differs from the baseline",
+        "precision@1 (all classes)",
+        "precision drop (unseen)",
+        "precision drop (all)",
+        "training time",
+        "status",
+        "deductions",
+    ];
+    let table = html_table(&headers, &comparison_rows(runs, &opts.presets_dir), "wide");
+    let mut curves = Vec::new();
     for phase in [Phase::All, Phase::Seen] {
         let chart = accuracy_chart(runs, phase);
         if !chart.is_empty() {
@@ -260,7 +237,7 @@ fn write_index(
             } else {
                 "test-accuracy2"
             };
-            body.push_str(&super::run_page::chart_html(out_dir, stem, &chart, stats)?);
+            curves.push(chart_html(out_dir, stem, &chart, stats)?);
         }
     }
     let bars: Vec<DropBars> = runs
@@ -273,18 +250,42 @@ fn write_index(
             })
         })
         .collect();
-    body.push_str("<h2 id=\"drop\">Precision drop for models trained with and without the held-out classes</h2>\n");
-    if bars.is_empty() {
-        body.push_str("<p class=\"muted\">No run has both phases evaluated yet.</p>\n");
+    let drop = if bars.is_empty() {
+        html! { p.muted { "No run has both phases evaluated yet." } }
     } else {
-        body.push_str(&super::run_page::chart_html(
-            out_dir,
-            "precision-drop",
-            &PrecisionDropPlot { experiments: bars },
-            stats,
-        )?);
-    }
-    let html = page("dmlviz experiments", &[], EXTRA_STYLE, &body);
+        let plot = PrecisionDropPlot { experiments: bars };
+        chart_html(out_dir, "precision-drop", &plot, stats)?
+    };
+    let body = html! {
+        h1 { "Experiments" }
+        @if runs.is_empty() {
+            p.note {
+                "No run found. Train one with " code { "dmlviz train --config experiments/…" } "."
+            }
+        }
+        p {
+            (runs.len()) " run" (if runs.len() == 1 { "" } else { "s" }) " (" (complete)
+            " complete). Click a column header to sort; each name opens the run's page. \
+             Precision drop: mean over classes of precision@1 of the model trained on all \
+             classes minus that of the model trained without the held-out classes. \
+             Deductions come from each run's " code { "deductions.md" } "."
+        }
+        @if out_dir.join("study.html").is_file() {
+            // Written by `dmlviz study`: the reference's findings against ours.
+            p.note {
+                a href="study.html" { "The reference study, re-run here" }
+                ": every finding of the reference README with our numbers and a verdict."
+            }
+        }
+        div.scroll.full { (table) }
+        h2 #curves { "Test accuracy of every run" }
+        @for chart in &curves {
+            (chart)
+        }
+        h2 #drop { "Precision drop for models trained with and without the held-out classes" }
+        (drop)
+    };
+    let html = page("dmlviz experiments", &[], body);
     let index = out_dir.join("index.html");
     stats.add(write_if_changed(&index, html.as_bytes())?);
     Ok(index)

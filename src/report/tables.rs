@@ -2,15 +2,15 @@
 //! tables (`all_classes_metrics`, classification reports, comparisons) turned into
 //! it. Numbers are shown rounded and sorted by their full value (`data-sort`).
 
-use crate::html::escape;
 use anyhow::{bail, Result};
+use maud::{html, Markup};
 use std::path::Path;
 
-/// One table cell: its HTML, an optional sort key, and whether it is numeric.
+/// One table cell: its markup, an optional sort key, and whether it is numeric.
 #[derive(Debug, Clone, Default)]
 pub struct Cell {
-    /// Cell content, already HTML (escaped).
-    pub html: String,
+    /// Cell content (built with `html!`, so its text is escaped).
+    pub html: Markup,
     /// Sort key when it differs from the text (full-precision numbers).
     pub sort: Option<String>,
     /// Right-aligned numeric cell.
@@ -18,17 +18,17 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// A text cell (escaped here).
+    /// A text cell.
     pub fn text(text: &str) -> Cell {
         Cell {
-            html: escape(text),
+            html: html! { (text) },
             sort: None,
             numeric: false,
         }
     }
 
-    /// A cell of ready-made HTML, sorted by `sort`.
-    pub fn html(html: String, sort: &str) -> Cell {
+    /// A cell of markup (links, several lines), sorted by `sort`.
+    pub fn html(html: Markup, sort: &str) -> Cell {
         Cell {
             html,
             sort: Some(sort.to_string()),
@@ -39,20 +39,18 @@ impl Cell {
     /// A number shown with `decimals` decimals (as is when it is an integer), sorted
     /// by its full value; `None` shows a dash and sorts last.
     pub fn number(value: Option<f64>, decimals: usize) -> Cell {
-        match value.filter(|v| v.is_finite()) {
-            Some(v) => Cell {
-                html: format_number(v, decimals),
-                sort: Some(format!("{v}")),
-                numeric: true,
-            },
-            None => Cell {
-                html: match value {
-                    Some(v) => escape(&v.to_string()),
-                    None => "–".into(),
-                },
-                sort: Some("-1e308".into()),
-                numeric: true,
-            },
+        let shown = match value {
+            Some(v) if v.is_finite() => format_number(v, decimals),
+            Some(v) => v.to_string(),
+            None => "–".into(),
+        };
+        Cell {
+            html: html! { (shown) },
+            sort: Some(match value.filter(|v| v.is_finite()) {
+                Some(v) => format!("{v}"),
+                None => "-1e308".into(),
+            }),
+            numeric: true,
         }
     }
 
@@ -60,7 +58,7 @@ impl Cell {
     pub fn percent(value: Option<f64>) -> Cell {
         match value.filter(|v| v.is_finite()) {
             Some(v) => Cell {
-                html: format!("{:.1}&#8239;%", v * 100.0),
+                html: html! { (percent(Some(v))) },
                 sort: Some(format!("{v}")),
                 numeric: true,
             },
@@ -78,43 +76,46 @@ pub fn format_number(v: f64, decimals: usize) -> String {
     }
 }
 
-/// A percentage of a share in [0, 1] (`54.8 %`), or `–`.
+/// The narrow no-break space between a number and its `%`.
+pub const PERCENT_SPACE: char = '\u{202F}';
+
+/// A percentage of a share in [0, 1] (`54.8 %`, with a narrow no-break space), or `–`.
+/// Plain text: interpolate it into `html!` like any other string.
 pub fn percent(value: Option<f64>) -> String {
     value
         .filter(|v| v.is_finite())
-        .map(|v| format!("{:.1}&#8239;%", v * 100.0))
+        .map(|v| format!("{:.1}{PERCENT_SPACE}%", v * 100.0))
         .unwrap_or_else(|| "–".into())
 }
 
-/// A sortable HTML table (headers escaped here; cells are HTML already).
-pub fn html_table(headers: &[&str], rows: &[Vec<Cell>], class: &str) -> String {
-    let mut out = format!("<table class=\"sortable {}\">\n<thead><tr>", escape(class));
+/// A sortable HTML table (`class` added to `sortable`); a column is numeric
+/// (right-aligned) when every row's cell in it is.
+pub fn html_table(headers: &[&str], rows: &[Vec<Cell>], class: &str) -> Markup {
     let numeric: Vec<bool> = (0..headers.len())
-        .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).map_or(true, |c| c.numeric)))
+        .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).is_none_or(|c| c.numeric)))
         .collect();
-    for (i, h) in headers.iter().enumerate() {
-        out.push_str(&format!(
-            "<th{}>{}</th>",
-            if numeric[i] { " class=\"num\"" } else { "" },
-            escape(h)
-        ));
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for row in rows {
-        out.push_str("<tr>");
-        for cell in row {
-            let class = if cell.numeric { " class=\"num\"" } else { "" };
-            let sort = cell
-                .sort
-                .as_ref()
-                .map(|s| format!(" data-sort=\"{}\"", escape(s)))
-                .unwrap_or_default();
-            out.push_str(&format!("<td{class}{sort}>{}</td>", cell.html));
+    html! {
+        table class={ "sortable " (class) } {
+            thead {
+                tr {
+                    @for (h, &num) in headers.iter().zip(&numeric) {
+                        th class=[num.then_some("num")] { (h) }
+                    }
+                }
+            }
+            tbody {
+                @for row in rows {
+                    tr {
+                        @for cell in row {
+                            td class=[cell.numeric.then_some("num")] data-sort=[cell.sort.as_deref()] {
+                                (cell.html)
+                            }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
-    out
 }
 
 /// Parses CSV as the eval layer writes it (RFC 4180 quoting, `\n` or `\r\n` line ends).
@@ -174,7 +175,7 @@ fn cell_for(value: &str) -> Cell {
 
 /// A CSV file as a sortable HTML table, its first row the headers; `None` when the
 /// file is absent, a note naming the file when it cannot be read.
-pub fn csv_table(path: &Path, class: &str) -> Option<String> {
+pub fn csv_table(path: &Path, class: &str) -> Option<Markup> {
     if !path.exists() {
         return None;
     }
@@ -183,19 +184,8 @@ pub fn csv_table(path: &Path, class: &str) -> Option<String> {
         .and_then(|t| parse_csv(&t));
     let rows = match parsed {
         Ok(rows) if !rows.is_empty() => rows,
-        Ok(_) => {
-            return Some(format!(
-                "<p class=\"note\">{} is empty.</p>",
-                escape(&path.display().to_string())
-            ))
-        }
-        Err(e) => {
-            return Some(format!(
-                "<p class=\"note\">{}: {}</p>",
-                escape(&path.display().to_string()),
-                escape(&format!("{e:#}"))
-            ))
-        }
+        Ok(_) => return Some(html! { p.note { (path.display()) " is empty." } }),
+        Err(e) => return Some(html! { p.note { (path.display()) ": " (format!("{e:#}")) } }),
     };
     let headers: Vec<&str> = rows[0].iter().map(String::as_str).collect();
     let body: Vec<Vec<Cell>> = rows[1..]
@@ -225,7 +215,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, "class,precision_at_1\n<b>&x,0.123456\nplain,1\n").unwrap();
-        let html = csv_table(&path, "wide").unwrap();
+        let html = csv_table(&path, "wide").unwrap().into_string();
         assert!(html.contains("<td>&lt;b&gt;&amp;x</td>"), "{html}");
         assert!(html.contains("data-sort=\"0.123456\">0.123</td>"), "{html}");
         assert!(
@@ -237,8 +227,9 @@ mod tests {
 
     #[test]
     fn missing_numbers_show_a_dash() {
-        assert_eq!(Cell::number(None, 3).html, "–");
-        assert_eq!(Cell::percent(Some(0.5477)).html, "54.8&#8239;%");
-        assert_eq!(Cell::number(Some(3.0), 3).html, "3");
+        assert_eq!(Cell::number(None, 3).html.0, "–");
+        assert_eq!(Cell::percent(Some(0.5477)).html.0, "54.8\u{202F}%");
+        assert_eq!(Cell::number(Some(3.0), 3).html.0, "3");
+        assert_eq!(Cell::number(Some(f64::INFINITY), 3).html.0, "inf");
     }
 }

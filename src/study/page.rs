@@ -358,8 +358,7 @@ pub fn write_study_page(
     let html = page(
         &format!("dmlviz — {}", grid.page.title),
         &[("index.html".into(), "all runs".into())],
-        "",
-        &body.into_string(),
+        body,
     );
     let path = out.join("study.html");
     write_atomic(&path, html.as_bytes())?;
