@@ -465,7 +465,7 @@ fn the_old_run_fixture_still_renders_everything() {
 
     ok(dmlviz(&["report", "--run", run.to_str().unwrap()]));
     let page = std::fs::read_to_string(run.join("report/index.html")).unwrap();
-    let p1 = format!("{:.1}&#8239;%", metrics.retrieval.precision_at_1 * 100.0);
+    let p1 = format!("{:.1}\u{202f}%", metrics.retrieval.precision_at_1 * 100.0);
     assert!(page.contains(&p1), "precision@1 {p1} not on the page");
     for class in &metrics.classes {
         assert!(

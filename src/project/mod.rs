@@ -57,6 +57,8 @@ use crate::run::RunDir;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
 use anyhow::{Context, Result};
+use data::PhaseData;
+use input::Matrix;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -185,49 +187,20 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         None => space.clone(),
     };
 
-    // Hover neighbours in the embedding space (the run's distance).
-    let x = data.embeddings.to_tensor();
-    let options = KnnOptions {
-        exclude: Exclude::SameIndex,
-        ..Default::default()
-    };
-    let (idx, dist) = k_nearest_with(
-        &x,
-        &x,
-        HOVER_NEIGHBOURS.min(n - 1) as i64,
-        data.distance,
-        &options,
-    );
-    let idx = Vec::<Vec<i64>>::try_from(&idx)?;
-    let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))?;
-    let neighbours: Vec<Vec<(usize, f32)>> = idx
-        .iter()
-        .zip(&dist)
-        .map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect())
-        .collect();
+    let neighbours = hover_neighbours(&data)?;
 
     // Maps to link: the ones made now and any made before.
     let maps: Vec<Method> = [Method::Umap, Method::Tsne]
         .into_iter()
         .filter(|m| opts.methods.contains(m) || out.join(file_name(m.name(), "html")).exists())
         .collect();
-    let map_nav = |prefix: &str| -> Vec<(String, String)> {
-        maps.iter()
-            .map(|m| {
-                (
-                    format!("{prefix}{}", file_name(m.name(), "html")),
-                    format!("{} map", m.title()),
-                )
-            })
-            .collect()
-    };
 
     // Galleries first: the maps link to their entries.
     let items = gallery::write_galleries(
         &data,
         &galleries_dir,
         &opts.gallery,
-        &map_nav("../projections/"),
+        &map_nav(&maps, "../projections/"),
     )?;
     let mut in_gallery = vec![false; n];
     for item in &items {
@@ -244,35 +217,22 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     write_json(&out.join(file_name(SPRITE_STEM, "json")), &sprite)?;
     export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some((&sheet, &sprite)))?;
 
+    let pages = MapPages {
+        data: &data,
+        phase,
+        out: &out,
+        maps: &maps,
+        neighbours: &neighbours,
+        in_gallery: &in_gallery,
+        thumbs: &thumbs,
+        sprite,
+        thumbnails: opts.thumbnails,
+    };
     let mut records = Vec::new();
     for &method in &opts.methods {
         let start = Instant::now();
-        let (layout, params) = match method {
-            Method::Umap => {
-                // Cosine runs: UMAP measures cosine itself, as umap-learn's metric="cosine".
-                let (points, distance) = if pca_dims.is_some() {
-                    (&reduced, Distance::Euclidean)
-                } else {
-                    (&data.embeddings, data.distance)
-                };
-                let layout = umap::umap(points, distance, &opts.umap)
-                    .with_context(|| format!("UMAP of {source}"))?;
-                let mut params = serde_json::to_value(&opts.umap)?;
-                params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(n));
-                (layout, params)
-            }
-            Method::Tsne => {
-                let result = opts
-                    .tsne_engine
-                    .layout(&reduced, &opts.tsne)
-                    .with_context(|| format!("t-SNE ({}) of {source}", opts.tsne_engine.name()))?;
-                let mut params = serde_json::to_value(&opts.tsne)?;
-                params["engine"] = serde_json::json!(opts.tsne_engine.name());
-                params["perplexity"] = serde_json::json!(result.perplexity);
-                params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
-                (result.layout, params)
-            }
-        };
+        let (layout, params) = compute_layout(method, &data, &reduced, pca_dims.is_some(), opts)
+            .with_context(|| format!("{} of {source}", method.title()))?;
         let seconds = start.elapsed().as_secs_f64();
         let k = quality::QUALITY_K.min((n - 1) / 2).max(1);
         let record = ProjectionRecord {
@@ -288,52 +248,8 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             distance: Some(data.distance),
             duplicates: report.duplicates,
         };
-        let name = method.name();
-        let title = format!("{} — {} ({} points)", method.title(), phase.dir_name(), n);
-        write_atomic(
-            &out.join(file_name(name, "csv")),
-            export::layout_csv(&data, &layout).as_bytes(),
-        )?;
-        plot::scatter_png(&data, &layout, &title, &out.join(file_name(name, "png")))?;
-        plot::scatter_svg(&data, &layout, &title, &out.join(file_name(name, "svg")))?;
-        if opts.thumbnails {
-            let side = if n > 2000 { 24 } else { 32 };
-            plot::thumbnail_png(
-                &data,
-                &layout,
-                &title,
-                &thumbs,
-                side,
-                &out.join(thumbnails_name(name)),
-            )?;
-        }
-        let facts = format!(
-            "{} points ({} train, {} test) · trustworthiness {:.3} · kNN label agreement {:.3} · {:.1} s",
-            n,
-            data.n_train,
-            n - data.n_train,
-            record.trustworthiness,
-            record.knn_label_agreement,
-            seconds
-        );
-        let mut nav = map_nav("");
-        nav.push((
-            "../galleries/index.html".to_string(),
-            "galleries".to_string(),
-        ));
-        let page = map::MapPage {
-            title: format!("{} — {}", method.title(), phase.dir_name()),
-            facts,
-            neighbours: &neighbours,
-            gallery: &in_gallery,
-            sprite: Some(sprite),
-            nav,
-        };
-        write_atomic(
-            &out.join(file_name(name, "html")),
-            map::map_html(&data, &layout, &page).as_bytes(),
-        )?;
-        write_json(&data.dir.projection_record(name), &record)?;
+        pages.write(method, &layout, &record)?;
+        write_json(&data.dir.projection_record(method.name()), &record)?;
         records.push(record);
     }
     Ok(ProjectSummary {
@@ -345,6 +261,151 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         gallery_items: items.len(),
         missing_images,
     })
+}
+
+/// Each point's nearest other points in the embedding space (the run's distance),
+/// shown on hover.
+fn hover_neighbours(data: &PhaseData) -> Result<Vec<Vec<(usize, f32)>>> {
+    let x = data.embeddings.to_tensor();
+    let options = KnnOptions {
+        exclude: Exclude::SameIndex,
+        ..Default::default()
+    };
+    let (idx, dist) = k_nearest_with(
+        &x,
+        &x,
+        HOVER_NEIGHBOURS.min(data.len() - 1) as i64,
+        data.distance,
+        &options,
+    );
+    let idx = Vec::<Vec<i64>>::try_from(&idx).context("reading hover neighbour indices")?;
+    let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))
+        .context("reading hover neighbour distances")?;
+    Ok(idx
+        .iter()
+        .zip(&dist)
+        .map(|(r, d)| r.iter().zip(d).map(|(&j, &d)| (j as usize, d)).collect())
+        .collect())
+}
+
+/// Navigation links to the maps in `maps`, from a page at `prefix` relative to
+/// `projections/`.
+fn map_nav(maps: &[Method], prefix: &str) -> Vec<(String, String)> {
+    maps.iter()
+        .map(|m| {
+            (
+                format!("{prefix}{}", file_name(m.name(), "html")),
+                format!("{} map", m.title()),
+            )
+        })
+        .collect()
+}
+
+/// One layout of the phase and the parameters that made it (for its record).
+fn compute_layout(
+    method: Method,
+    data: &PhaseData,
+    reduced: &Matrix,
+    pca: bool,
+    opts: &ProjectOptions,
+) -> Result<(Matrix, serde_json::Value)> {
+    match method {
+        Method::Umap => {
+            // Cosine runs: UMAP measures cosine itself, as umap-learn's metric="cosine".
+            let (points, distance) = if pca {
+                (reduced, Distance::Euclidean)
+            } else {
+                (&data.embeddings, data.distance)
+            };
+            let layout = umap::umap(points, distance, &opts.umap)?;
+            let mut params = serde_json::to_value(&opts.umap)?;
+            params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(data.len()));
+            Ok((layout, params))
+        }
+        Method::Tsne => {
+            let result = opts
+                .tsne_engine
+                .layout(reduced, &opts.tsne)
+                .with_context(|| format!("engine {}", opts.tsne_engine.name()))?;
+            let mut params = serde_json::to_value(&opts.tsne)?;
+            params["engine"] = serde_json::json!(opts.tsne_engine.name());
+            params["perplexity"] = serde_json::json!(result.perplexity);
+            params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
+            Ok((result.layout, params))
+        }
+    }
+}
+
+/// What every layout's files of one phase share: the data, the hover neighbours, the
+/// gallery entries and the thumbnails.
+struct MapPages<'a> {
+    data: &'a PhaseData,
+    phase: Phase,
+    out: &'a std::path::Path,
+    maps: &'a [Method],
+    neighbours: &'a [Vec<(usize, f32)>],
+    in_gallery: &'a [bool],
+    thumbs: &'a [image::RgbImage],
+    sprite: map::SpriteInfo,
+    thumbnails: bool,
+}
+
+impl MapPages<'_> {
+    /// Writes one layout's CSV, PNG and SVG scatter plots, thumbnail map and HTML map.
+    fn write(&self, method: Method, layout: &Matrix, record: &ProjectionRecord) -> Result<()> {
+        let (data, out, n) = (self.data, self.out, self.data.len());
+        let name = method.name();
+        let title = format!(
+            "{} — {} ({} points)",
+            method.title(),
+            self.phase.dir_name(),
+            n
+        );
+        write_atomic(
+            &out.join(file_name(name, "csv")),
+            export::layout_csv(data, layout).as_bytes(),
+        )?;
+        plot::scatter_png(data, layout, &title, &out.join(file_name(name, "png")))?;
+        plot::scatter_svg(data, layout, &title, &out.join(file_name(name, "svg")))?;
+        if self.thumbnails {
+            let side = if n > 2000 { 24 } else { 32 };
+            plot::thumbnail_png(
+                data,
+                layout,
+                &title,
+                self.thumbs,
+                side,
+                &out.join(thumbnails_name(name)),
+            )?;
+        }
+        let facts = format!(
+            "{} points ({} train, {} test) · trustworthiness {:.3} · kNN label agreement {:.3} · {:.1} s",
+            n,
+            data.n_train,
+            n - data.n_train,
+            record.trustworthiness,
+            record.knn_label_agreement,
+            record.seconds
+        );
+        let mut nav = map_nav(self.maps, "");
+        nav.push((
+            "../galleries/index.html".to_string(),
+            "galleries".to_string(),
+        ));
+        let page = map::MapPage {
+            title: format!("{} — {}", method.title(), self.phase.dir_name()),
+            facts,
+            neighbours: self.neighbours,
+            gallery: self.in_gallery,
+            sprite: Some(self.sprite.clone()),
+            nav,
+        };
+        write_atomic(
+            &out.join(file_name(name, "html")),
+            map::map_html(data, layout, &page).as_bytes(),
+        )?;
+        Ok(())
+    }
 }
 
 /// A standard normal draw (Box–Muller) from the project's seeded generator.
