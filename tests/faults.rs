@@ -71,15 +71,18 @@ fn assert_ok(out: &Output) {
     assert!(out.status.success(), "{}", stderr(out));
 }
 
+/// Epoch, train loss, test accuracy and learning rate of each epoch.
+type Curve = Vec<(usize, f64, f64, f64)>;
+
 /// The parts of a history that repeat exactly (timings never do).
-fn curve(h: &[EpochRecord]) -> Vec<(usize, f64, f64, f64)> {
+fn curve(h: &[EpochRecord]) -> Curve {
     h.iter()
         .map(|r| (r.epoch, r.train_loss, r.test_accuracy, r.lr))
         .collect()
 }
 
 /// What a finished run must reproduce: checkpoint bytes and the learning curve.
-fn outcome(run: &Path) -> (Vec<u8>, Vec<(usize, f64, f64, f64)>) {
+fn outcome(run: &Path) -> (Vec<u8>, Curve) {
     let phase = RunDir::new(run).phase(Phase::All);
     let checkpoint = std::fs::read(phase.checkpoint()).unwrap();
     (checkpoint, curve(&phase.read_history().unwrap()))

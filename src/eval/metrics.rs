@@ -357,7 +357,7 @@ pub fn majority_vote(neighbour_labels: &[usize], k: usize) -> Option<usize> {
     }
     let mut best: Option<(usize, usize)> = None;
     for &(label, votes) in &tally {
-        if best.map_or(true, |(_, v)| votes > v) {
+        if best.is_none_or(|(_, v)| votes > v) {
             best = Some((label, votes));
         }
     }

@@ -397,7 +397,7 @@ impl MapPages<'_> {
             facts,
             neighbours: self.neighbours,
             gallery: self.in_gallery,
-            sprite: Some(self.sprite.clone()),
+            sprite: Some(self.sprite),
             nav,
         };
         write_atomic(
