@@ -10,6 +10,7 @@ use crate::atomic::write_json;
 use crate::config::Phase;
 pub use crate::run::cost::PhaseCost;
 use crate::run::record::SCHEMA_VERSION;
+use crate::run::lock::RunLock;
 use crate::run::RunDir;
 use crate::train::embed::embed;
 use anyhow::Result;
@@ -24,8 +25,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Measures a trained phase's costs (at most `latency_images` single-image
-/// predictions) and writes `cost.json` in its directory.
+/// predictions) and writes `cost.json` in its directory, holding the run's writer lock
+/// (the default gallery may be cached on the way).
 pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result<PhaseCost> {
+    let _lock = RunLock::acquire(&run.root, "cost")?;
     let history = run.phase(phase).read_history()?;
     let training_seconds = history.iter().map(|r| r.seconds).sum();
     let training_images_per_s = if history.is_empty() {

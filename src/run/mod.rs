@@ -18,7 +18,7 @@
 //!   metrics.json                            metrics::PhaseMetrics   eval → report, study
 //!   cost.json                               cost::PhaseCost         eval (study) → study
 //!   tables/*.csv, tables/confusion_matrix.json  tables::ConfusionMatrix  eval → report
-//!   gallery.safetensors, gallery.json       (eval::gallery)         eval, index add → predict
+//!   gallery.safetensors (manifest inside; older runs: + gallery.json)  (eval::gallery)  eval, index add → predict
 //!   projections/<method>.{json,csv,png,svg,html}  projections::ProjectionRecord  project → report
 //!   galleries/galleries.json, q<N>.jpg      galleries::Galleries    project → report
 //!   explanations/explanations.json, NN-*/   explanations::ExplanationIndex  explain → report
