@@ -11,16 +11,16 @@ use super::metrics::{
 use super::phase_model::PhaseModel;
 use super::report::{
     classification_report, classification_report_csv, classification_report_dict, confusion_matrix,
-    confusion_matrix_csv, csv_field,
+    confusion_matrix_csv, csv_field, ClassificationReport,
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::run::comparison::PrecisionDrop;
 use crate::run::embeddings::{self, EmbeddingsIndex};
 use crate::run::lock::RunLock;
-use crate::run::metrics::{ClassRow, PhaseMetrics};
+use crate::run::metrics::{ClassAccuracy, ClassRow, PhaseMetrics};
 use crate::run::record::SCHEMA_VERSION;
-use crate::run::tables;
+use crate::run::tables::{self, ConfusionMatrix};
 use crate::run::{is_run_dir, PhaseDir, RunDir};
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
@@ -119,7 +119,30 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
     let report = classification_report(&query_labels, &predicted)?;
     let confusion = confusion_matrix(&query_labels, &predicted)?;
 
-    let logits_accuracy = tch::no_grad(|| {
+    let logits_accuracy = logits_accuracy(&pm, &queries);
+    let (classes, unseen_precision_at_1) =
+        class_rows(&pm, phase, &retrieval.per_class_precision_at_1, &counts)?;
+    write_tables(&dir, phase, &pm, &classes, &report, &confusion)?;
+    write_sub_center_outliers(&dir, &pm, &refs)?;
+
+    let evaluation = PhaseMetrics {
+        schema_version: SCHEMA_VERSION,
+        phase,
+        retrieval,
+        clustering,
+        logits_accuracy,
+        unseen_precision_at_1,
+        classes,
+    };
+    write_json(&dir.metrics(), &evaluation)?;
+    Ok(evaluation)
+}
+
+/// Accuracy of the loss's own class logits on the test embeddings, for losses with
+/// class parameters (ArcFace, SubCenterArcFace, ProxyNCA, classifier).
+fn logits_accuracy(pm: &PhaseModel, queries: &Embedded) -> Option<f64> {
+    let exp = &pm.exp;
+    tch::no_grad(|| {
         pm.model
             .loss
             .logits(&queries.embeddings.to_device(exp.device))
@@ -130,11 +153,20 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
             .to_kind(Kind::Double)
             .mean(Kind::Double)
             .double_value(&[])
-    });
+    })
+}
 
+/// One row per class (test and training counts, precision@1), and precision@1 over
+/// the held-out classes' test images when the phase holds classes out.
+fn class_rows(
+    pm: &PhaseModel,
+    phase: Phase,
+    per_class_precision_at_1: &[ClassAccuracy],
+    counts: &[usize],
+) -> Result<(Vec<ClassRow>, Option<f64>)> {
+    let exp = &pm.exp;
     let protocol = exp.protocol(phase)?;
-    let per_class: std::collections::HashMap<usize, (usize, f64)> = retrieval
-        .per_class_precision_at_1
+    let per_class: std::collections::HashMap<usize, (usize, f64)> = per_class_precision_at_1
         .iter()
         .map(|c| (c.label, (c.queries, c.accuracy)))
         .collect();
@@ -163,10 +195,23 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
         }
     });
 
-    // Tables.
+    Ok((classes, unseen_precision_at_1))
+}
+
+/// The phase's tables: per-class precision@1, the classification report (JSON and
+/// CSV) and the confusion matrix (JSON and CSV).
+fn write_tables(
+    dir: &PhaseDir,
+    phase: Phase,
+    pm: &PhaseModel,
+    classes: &[ClassRow],
+    report: &ClassificationReport,
+    confusion: &ConfusionMatrix,
+) -> Result<()> {
+    let exp = &pm.exp;
     let tables_dir = dir.tables();
     let mut csv = String::from("class,test_count,train_count,precision_at_1\n");
-    for r in &classes {
+    for r in classes {
         csv.push_str(&format!(
             "{},{},{},{}\n",
             csv_field(&r.class),
@@ -179,23 +224,29 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
         &tables_dir.join(tables::class_metrics_csv(phase)),
         csv.as_bytes(),
     )?;
-    let report_dict = classification_report_dict(&report, &exp.dataset.classes);
+    let report_dict = classification_report_dict(report, &exp.dataset.classes);
     write_json(
         &tables_dir.join(tables::classification_report(phase, "json")),
         &report_dict,
     )?;
     write_atomic(
         &tables_dir.join(tables::classification_report(phase, "csv")),
-        classification_report_csv(&report, &exp.dataset.classes).as_bytes(),
+        classification_report_csv(report, &exp.dataset.classes).as_bytes(),
     )?;
-    write_json(&dir.confusion_matrix(), &confusion)?;
+    write_json(&dir.confusion_matrix(), confusion)?;
     write_atomic(
         &tables_dir.join(tables::CONFUSION_CSV),
-        confusion_matrix_csv(&confusion, &exp.dataset.classes).as_bytes(),
+        confusion_matrix_csv(confusion, &exp.dataset.classes).as_bytes(),
     )?;
 
-    // SubCenterArcFace: training images far from their class's dominant sub-centre
-    // (label noise or a second mode of the class).
+    Ok(())
+}
+
+/// SubCenterArcFace: training images far from their class's dominant sub-centre
+/// (label noise or a second mode of the class), as `sub_center_outliers.csv`.
+fn write_sub_center_outliers(dir: &PhaseDir, pm: &PhaseModel, refs: &Embedded) -> Result<()> {
+    let exp = &pm.exp;
+    let tables_dir = dir.tables();
     if let Some(reports) = tch::no_grad(|| {
         pm.model.loss.outliers(
             &refs.embeddings.to_device(exp.device),
@@ -228,17 +279,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
         )?;
     }
 
-    let evaluation = PhaseMetrics {
-        schema_version: SCHEMA_VERSION,
-        phase,
-        retrieval,
-        clustering,
-        logits_accuracy,
-        unseen_precision_at_1,
-        classes,
-    };
-    write_json(&dir.metrics(), &evaluation)?;
-    Ok(evaluation)
+    Ok(())
 }
 
 /// Compares the two phases and writes `comparison/`.

@@ -108,6 +108,7 @@ fn labels(t: &Tensor, name: &str, file: &Path) -> Result<Vec<i64>> {
 
 /// Reads `embeddings.safetensors` and `embeddings.json` of a phase (written by
 /// `dmlviz train` / `dmlviz eval`) and the run's config; checks that they agree.
+/// Long: one check per way the three files can disagree, each with its own message.
 pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
     let cfg = run.read_config()?;
     let dir = run.phase(phase);

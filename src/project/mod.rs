@@ -158,6 +158,8 @@ const HOVER_NEIGHBOURS: usize = 5;
 
 /// Projects one phase of a run: layouts, their quality, plots, maps, exports and
 /// galleries (file list in the module doc). Every file is written atomically.
+/// Long: the phase's steps in the order their outputs depend on each other; each step
+/// is a call, and splitting further would only pass the same dozen values around.
 pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Result<ProjectSummary> {
     // The lock would create a missing directory: refuse a non-run before taking it.
     if !crate::run::is_run_dir(&run.root) {
@@ -202,11 +204,13 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         &opts.gallery,
         &map_nav(&maps, "../projections/"),
     )?;
+    // Gallery ids are `q<point index>`.
     let mut in_gallery = vec![false; n];
-    for item in &items {
-        if let Ok(i) = item.id[1..].parse::<usize>() {
-            in_gallery[i] = true;
-        }
+    for i in items
+        .iter()
+        .filter_map(|item| item.id[1..].parse::<usize>().ok())
+    {
+        in_gallery[i] = true;
     }
 
     // Thumbnails: the hover sprite, the TensorBoard sprite and the thumbnail maps.
@@ -234,7 +238,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         let (layout, params) = compute_layout(method, &data, &reduced, pca_dims.is_some(), opts)
             .with_context(|| format!("{} of {source}", method.title()))?;
         let seconds = start.elapsed().as_secs_f64();
-        let k = quality::QUALITY_K.min((n - 1) / 2).max(1);
+        let (trustworthiness, knn_label_agreement) = layout_quality(&space, &layout, &data.labels)?;
         let record = ProjectionRecord {
             schema_version: SCHEMA_VERSION,
             method: method.name().to_string(),
@@ -242,8 +246,8 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             dims: data.embeddings.cols,
             params,
             seconds,
-            trustworthiness: quality::trustworthiness(&space, &layout, k, Distance::Euclidean)?,
-            knn_label_agreement: quality::knn_label_agreement(&layout, &data.labels, k)?,
+            trustworthiness,
+            knn_label_agreement,
             pca_dims,
             distance: Some(data.distance),
             duplicates: report.duplicates,
@@ -261,6 +265,16 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         gallery_items: items.len(),
         missing_images,
     })
+}
+
+/// A layout's quality: trustworthiness (against `space`, the space distances were
+/// measured in) and 2-D kNN label agreement.
+fn layout_quality(space: &Matrix, layout: &Matrix, labels: &[i64]) -> Result<(f64, f64)> {
+    let k = quality::QUALITY_K.min((layout.rows - 1) / 2).max(1);
+    Ok((
+        quality::trustworthiness(space, layout, k, Distance::Euclidean)?,
+        quality::knn_label_agreement(layout, labels, k)?,
+    ))
 }
 
 /// Each point's nearest other points in the embedding space (the run's distance),

@@ -215,6 +215,7 @@ fn progress_line(
 /// Runs the grid: `run_one(config, run_dir, replica)` does one experiment's work (train with
 /// resume, evaluate, project, explain, measure cost); the runner decides what to run,
 /// writes the done marker and the collected results, and reports progress on stderr.
+/// Long: the resume and replica decisions read best in one loop.
 pub fn run_study(
     grid: &StudyGrid,
     opts: &StudyOptions,

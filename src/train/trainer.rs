@@ -198,6 +198,9 @@ impl Fit<'_> {
         }
     }
 
+    /// One epoch: every batch through loss, backward, step and the non-finite checks,
+    /// then the per-epoch evaluation. Long: the batch loop's stop conditions (Ctrl-C,
+    /// non-finite loss, non-finite weights) share its state and read best together.
     fn epoch(
         &self,
         model: &mut Model,
