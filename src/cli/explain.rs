@@ -130,14 +130,11 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             eprintln!(
                 "stored Grad-CAM weights of {} training images in {}",
                 store.len(),
-                run.phase(phase)
-                    .root
-                    .join(dmlviz::explain::transfer::WEIGHTS_FILE)
-                    .display()
+                run.phase(phase).gradcam_weights().display()
             );
         }
     }
-    let base = run.phase(phase).root.join("explain");
+    let base = run.phase(phase).explain_dir();
     match image_file {
         Some(image) => explain_image(&mut explainer, &opts, &args, &image, &base),
         None => explain_folder(&mut explainer, &opts, &args, &base),

@@ -10,6 +10,7 @@
 use crate::atomic::write_atomic;
 use crate::data::path_text;
 use crate::run::lock::RunLock;
+use crate::run::{GALLERY_FILE, OLD_GALLERY_MANIFEST};
 use crate::tensor_io::{read_safetensors_with_metadata, safetensors_bytes};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -54,22 +55,18 @@ pub struct Gallery {
     pub manifest: GalleryManifest,
 }
 
-/// The gallery file of a phase directory.
-const FILE: &str = "gallery.safetensors";
-/// The manifest file of galleries written before the manifest moved into [`FILE`].
-const OLD_MANIFEST: &str = "gallery.json";
 /// The `__metadata__` key holding the manifest as JSON.
 const MANIFEST_KEY: &str = "dmlviz.gallery.manifest";
 
 impl Gallery {
     /// True when `dir` holds a gallery.
     pub fn exists(dir: &Path) -> bool {
-        dir.join(FILE).is_file()
+        dir.join(GALLERY_FILE).is_file()
     }
 
     /// Reads a gallery (one read of its file) and checks its rows and manifest agree.
     pub fn load(dir: &Path) -> Result<Gallery> {
-        let file = dir.join(FILE);
+        let file = dir.join(GALLERY_FILE);
         let (tensors, metadata) = read_safetensors_with_metadata(&file)?;
         let (manifest, source) = match metadata.get(MANIFEST_KEY) {
             Some(text) => (
@@ -78,7 +75,7 @@ impl Gallery {
                 file.clone(),
             ),
             None => {
-                let json = dir.join(OLD_MANIFEST);
+                let json = dir.join(OLD_GALLERY_MANIFEST);
                 let text = std::fs::read_to_string(&json).with_context(|| {
                     format!(
                         "{} has no manifest in its metadata, and reading {} failed",
@@ -142,8 +139,8 @@ impl Gallery {
     /// gallery (the training images) is a cache that any reader may write, and a
     /// concurrent `index add` may have stored an enrolment meanwhile.
     pub fn save_if_absent(&self, dir: &Path) -> Result<()> {
-        let file = dir.join(FILE);
-        let staged = dir.join(format!(".{FILE}.new.{}", std::process::id()));
+        let file = dir.join(GALLERY_FILE);
+        let staged = dir.join(format!(".{GALLERY_FILE}.new.{}", std::process::id()));
         write_atomic(&staged, &self.file_bytes(&file)?)?;
         // A hard link is an atomic "create unless it exists", where a rename would replace.
         let linked = match std::fs::hard_link(&staged, &file) {
@@ -161,13 +158,12 @@ impl Gallery {
     /// writer lock, held by the caller: replacing is read-modify-write, and two writers
     /// at once would lose one's enrolment.
     pub fn replace(&self, dir: &Path, _lock: &RunLock) -> Result<()> {
-        let file = dir.join(FILE);
+        let file = dir.join(GALLERY_FILE);
         write_atomic(&file, &self.file_bytes(&file)?)?;
         // The manifest of the old two-file form is stale now: the file's own metadata wins.
-        match std::fs::remove_file(dir.join(OLD_MANIFEST)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", dir.join(OLD_MANIFEST).display()))
-            }
+        match std::fs::remove_file(dir.join(OLD_GALLERY_MANIFEST)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
+                .with_context(|| format!("removing {}", dir.join(OLD_GALLERY_MANIFEST).display())),
             _ => Ok(()),
         }
     }
@@ -247,7 +243,7 @@ mod tests {
         let lock = RunLock::acquire(dir.path(), "index add").unwrap();
         // A stale manifest of the old form beside it must not win, and is removed.
         write_json(
-            &dir.path().join(OLD_MANIFEST),
+            &dir.path().join(OLD_GALLERY_MANIFEST),
             &gallery(&["x"], &[(0, 9.0)]).manifest,
         )
         .unwrap();
@@ -256,13 +252,13 @@ mod tests {
         g.add("otter", vec![PathBuf::from("otter.png")], &extra)
             .unwrap();
         g.replace(dir.path(), &lock).unwrap();
-        assert!(!dir.path().join(OLD_MANIFEST).exists());
+        assert!(!dir.path().join(OLD_GALLERY_MANIFEST).exists());
         let back = Gallery::load(dir.path()).unwrap();
         assert!(same(&back, &g));
         assert_eq!(back.manifest.entries[2].origin, Origin::Enrolled);
         assert_eq!(back.manifest.classes[2], "otter");
         // The manifest travels inside the tensor file itself.
-        let (_, metadata) = read_safetensors_with_metadata(&dir.path().join(FILE)).unwrap();
+        let (_, metadata) = read_safetensors_with_metadata(&dir.path().join(GALLERY_FILE)).unwrap();
         let inner: GalleryManifest = serde_json::from_str(&metadata[MANIFEST_KEY]).unwrap();
         assert_eq!(inner, g.manifest);
     }
@@ -272,25 +268,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = gallery(&["a", "b"], &[(1, 3.0), (0, 4.0), (1, 5.0)]);
         write_safetensors(
-            &dir.path().join(FILE),
+            &dir.path().join(GALLERY_FILE),
             &[
                 ("embeddings".into(), g.embeddings.shallow_clone()),
                 ("labels".into(), g.labels()),
             ],
         )
         .unwrap();
-        write_json(&dir.path().join(OLD_MANIFEST), &g.manifest).unwrap();
+        write_json(&dir.path().join(OLD_GALLERY_MANIFEST), &g.manifest).unwrap();
         assert!(Gallery::exists(dir.path()));
         assert!(same(&Gallery::load(dir.path()).unwrap(), &g));
 
         // A manifest that disagrees with the rows is an error naming both files.
         write_json(
-            &dir.path().join(OLD_MANIFEST),
+            &dir.path().join(OLD_GALLERY_MANIFEST),
             &gallery(&["a"], &[(0, 1.0)]).manifest,
         )
         .unwrap();
         let err = format!("{:#}", Gallery::load(dir.path()).err().unwrap());
-        assert!(err.contains(FILE) && err.contains(OLD_MANIFEST), "{err}");
+        assert!(
+            err.contains(GALLERY_FILE) && err.contains(OLD_GALLERY_MANIFEST),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,9 +33,6 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-/// File name of the store inside a phase directory.
-pub const WEIGHTS_FILE: &str = "gradcam-weights.safetensors";
-
 /// Default number of stored neighbours whose weights are averaged.
 pub const DEFAULT_TRANSFER_K: usize = 5;
 
@@ -196,7 +193,7 @@ impl WeightStore {
 
     /// Path of the store of a phase.
     pub fn path(run: &RunDir, pm: &PhaseModel) -> PathBuf {
-        run.phase(pm.phase).root.join(WEIGHTS_FILE)
+        run.phase(pm.phase).gradcam_weights()
     }
 
     /// Writes the store atomically.
@@ -304,6 +301,7 @@ pub fn transfer_gradcam(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::GRADCAM_WEIGHTS_FILE;
 
     #[test]
     fn targets_are_leave_one_out_centroids_or_the_nearest_other() {
@@ -342,11 +340,11 @@ mod tests {
         .unwrap();
         assert_eq!(w, [2.0, 3.0]);
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(WEIGHTS_FILE);
+        let path = dir.path().join(GRADCAM_WEIGHTS_FILE);
         store.save(&path).unwrap();
         let back = WeightStore::load(&path).unwrap();
         assert!(back.weights.equal(&store.weights) && back.indices.equal(&store.indices));
         std::fs::write(&path, b"junk").unwrap();
-        assert!(format!("{:#}", WeightStore::load(&path).err().unwrap()).contains(WEIGHTS_FILE));
+        assert!(format!("{:#}", WeightStore::load(&path).err().unwrap()).contains(GRADCAM_WEIGHTS_FILE));
     }
 }

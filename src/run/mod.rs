@@ -62,10 +62,20 @@ pub const GALLERIES_DIR: &str = "galleries";
 pub const EXPLANATIONS_DIR: &str = "explanations";
 /// `phase-P/tables/`.
 pub const TABLES_DIR: &str = "tables";
-/// The record file of the galleries and of the explanations folder.
+/// The record file of the galleries folder.
 pub const GALLERIES_FILE: &str = "galleries.json";
 /// The record file of the explanations folder.
 pub const EXPLANATIONS_FILE: &str = "explanations.json";
+/// `phase-P/gallery.safetensors`: the reference gallery, its manifest inside
+/// (`eval::gallery`).
+pub const GALLERY_FILE: &str = "gallery.safetensors";
+/// `phase-P/gallery.json`: the manifest beside the gallery, in runs written before the
+/// manifest moved into [`GALLERY_FILE`] (read, never written).
+pub const OLD_GALLERY_MANIFEST: &str = "gallery.json";
+/// `phase-P/gradcam-weights.safetensors`: the weight-transfer store (`explain::transfer`).
+pub const GRADCAM_WEIGHTS_FILE: &str = "gradcam-weights.safetensors";
+/// `phase-P/explain/`: default output of `dmlviz explain --image` / `--batch`.
+pub const EXPLAIN_DIR: &str = "explain";
 /// Paths inside a run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -290,6 +300,16 @@ impl PhaseDir {
     /// `explanations/explanations.json` ([`explanations::ExplanationIndex`]).
     pub fn explanations(&self) -> PathBuf {
         self.explanations_dir().join(EXPLANATIONS_FILE)
+    }
+
+    /// `gradcam-weights.safetensors`: the stored Grad-CAM weights of weight transfer.
+    pub fn gradcam_weights(&self) -> PathBuf {
+        self.root.join(GRADCAM_WEIGHTS_FILE)
+    }
+
+    /// `explain/`: where `dmlviz explain --image` and `--batch` write by default.
+    pub fn explain_dir(&self) -> PathBuf {
+        self.root.join(EXPLAIN_DIR)
     }
 
     /// The files and folders of the phase that its report page is made from.
