@@ -186,15 +186,7 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         classes,
         embeddings: Matrix::new(n, train.cols, data)?,
         labels: train_labels.into_iter().chain(test_labels).collect(),
-        split: (0..n)
-            .map(|i| {
-                if i < n_train {
-                    Split::Train
-                } else {
-                    Split::Test
-                }
-            })
-            .collect(),
+        split: splits(n, n_train),
         paths: meta
             .train_paths
             .into_iter()
@@ -204,6 +196,20 @@ pub fn load_phase(run: &RunDir, phase: Phase) -> Result<PhaseData> {
         n_train,
         distance: cfg.model.distance,
     })
+}
+
+/// The split of each of `n` points stored training rows first: the first `n_train`
+/// are training images, the rest test images.
+fn splits(n: usize, n_train: usize) -> Vec<Split> {
+    (0..n)
+        .map(|i| {
+            if i < n_train {
+                Split::Train
+            } else {
+                Split::Test
+            }
+        })
+        .collect()
 }
 
 /// A phase of clustered synthetic points for tests: `classes` names, the last
@@ -227,15 +233,7 @@ pub(crate) fn synthetic(
         classes: classes.iter().map(|c| c.to_string()).collect(),
         embeddings: points,
         labels,
-        split: (0..n)
-            .map(|i| {
-                if i < n_train {
-                    Split::Train
-                } else {
-                    Split::Test
-                }
-            })
-            .collect(),
+        split: splits(n, n_train),
         paths: (0..n)
             .map(|i| PathBuf::from(format!("no/such/dir/{i}.png")))
             .collect(),
