@@ -201,15 +201,15 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    /// The `tch` device, or an error when CUDA is asked for but absent.
+    /// The `tch` device, or an error saying why CUDA is absent and how to get it
+    /// (`crate::device::DeviceSpec::resolve`).
     pub fn device(self) -> Result<tch::Device> {
-        match self {
-            DeviceKind::Cpu => Ok(tch::Device::Cpu),
-            DeviceKind::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceKind::Cuda => {
-                bail!("device = \"cuda\" but no CUDA device is available; use device = \"cpu\"")
-            }
-        }
+        let spec = match self {
+            DeviceKind::Cpu => crate::device::DeviceSpec::Cpu,
+            DeviceKind::Cuda => crate::device::DeviceSpec::Cuda(0),
+        };
+        spec.resolve()
+            .context("training.device = \"cuda\" in the config")
     }
 }
 

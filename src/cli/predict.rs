@@ -83,7 +83,10 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .collect();
             found.sort();
             if found.is_empty() {
-                bail!("{}: no PNG or JPEG image inside", input.display());
+                bail!(
+                    "{}: no image inside (png, jpg, webp, bmp, tif, gif)",
+                    input.display()
+                );
             }
             out.extend(found);
         } else if input.is_file() {

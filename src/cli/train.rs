@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dmlviz::config::{DeviceKind, ExperimentConfig, Phase};
 use dmlviz::data::fetch;
+use dmlviz::device::DeviceSpec;
 use dmlviz::run::lock::RunLock;
 use dmlviz::run::RunDir;
 use dmlviz::train::preflight::Unsatisfiable;
@@ -11,12 +12,6 @@ use dmlviz::train::trainer::{train_locked, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    Cpu,
-    Cuda,
-}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PhaseArg {
@@ -42,9 +37,12 @@ pub struct TrainArgs {
     /// Log one line per epoch instead of progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Override training.device.
-    #[arg(long, value_enum)]
-    device: Option<DeviceArg>,
+    /// Compute device: cpu, cuda or cuda:N (default: the config's training.device).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Mixed precision (CUDA only): forward pass in half precision, dynamic loss scale.
+    #[arg(long)]
+    amp: bool,
     /// Override training.epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -65,8 +63,8 @@ impl TrainArgs {
     fn overridden(&self, mut cfg: ExperimentConfig) -> ExperimentConfig {
         if let Some(d) = self.device {
             cfg.training.device = match d {
-                DeviceArg::Cpu => DeviceKind::Cpu,
-                DeviceArg::Cuda => DeviceKind::Cuda,
+                DeviceSpec::Cpu => DeviceKind::Cpu,
+                DeviceSpec::Cuda(_) => DeviceKind::Cuda,
             };
         }
         if let Some(e) = self.epochs {
@@ -121,6 +119,12 @@ fn resumed_config(
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    // A device that cannot be used fails before anything is read.
+    let device = match args.device {
+        Some(spec) => Some(spec.resolve()?),
+        None => None,
+    };
+    dmlviz::progress::set_quiet(args.quiet);
     let given = args.overridden(ExperimentConfig::load(&args.config)?);
     let run_dir = RunDir::new(
         args.out
@@ -138,6 +142,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.config.display()
         )
     })?;
+    let device = match device {
+        Some(device) => device,
+        None => cfg.training.device.device()?,
+    };
+    if args.amp {
+        dmlviz::device::check_amp(device)?;
+    }
     ensure_dataset(&cfg)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +164,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume: args.resume,
         quiet: args.quiet,
         stop,
+        device: Some(device),
+        amp: args.amp,
     };
     // One writer for the whole run: training, then the evaluation and report below.
     let lock = RunLock::acquire(&run_dir.root, "train")?;

@@ -12,8 +12,9 @@ pub const MAX_SIDE: u32 = 12_000;
 /// Largest decoder allocation accepted, in bytes; also the largest file read whole.
 pub const MAX_ALLOC: u64 = 512 << 20;
 
-/// File extensions the loaders treat as images (the codecs this build has).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+/// File extensions the loaders treat as images (the codecs this build has): those of
+/// torchvision's ImageFolder that the image crate decodes. A GIF gives its first frame.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"];
 
 /// True when the path's extension names an image format we decode.
 pub fn has_image_extension(path: &Path) -> bool {
@@ -30,13 +31,18 @@ fn limits() -> image::Limits {
     limits
 }
 
-/// A reader with its format guessed from the content (PNG or JPEG only) and our limits.
+/// A reader with its format guessed from the content (a format of [`IMAGE_EXTENSIONS`])
+/// and our limits.
 fn prepared<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<ImageReader<R>> {
     let mut reader = reader
         .with_guessed_format()
         .with_context(|| format!("reading {}", path.display()))?;
     if reader.format().is_none() {
-        bail!("{}: not a PNG or JPEG image", path.display());
+        bail!(
+            "{}: not an image of a known format ({})",
+            path.display(),
+            IMAGE_EXTENSIONS.join(", ")
+        );
     }
     reader.limits(limits());
     Ok(reader)

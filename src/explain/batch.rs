@@ -23,7 +23,10 @@ pub fn list_images(folder: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     found.sort();
     if found.is_empty() {
-        bail!("{}: no PNG or JPEG image inside", folder.display());
+        bail!(
+            "{}: no image inside (png, jpg, webp, bmp, tif, gif)",
+            folder.display()
+        );
     }
     Ok(found)
 }

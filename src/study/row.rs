@@ -72,6 +72,7 @@ pub fn run_row(
         resume: run.config_path().exists(),
         quiet: true,
         stop: stop.clone(),
+        ..TrainOptions::default()
     };
     if let Err(e) = train(cfg, run, &opts) {
         match e.downcast_ref::<Stopped>() {

@@ -24,8 +24,15 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// Opens the config's dataset and splits it.
+    /// Opens the config's dataset and splits it, to compute on the config's
+    /// `training.device`.
     pub fn prepare(cfg: &ExperimentConfig) -> Result<Experiment> {
+        Experiment::prepare_on(cfg, cfg.training.device.device()?)
+    }
+
+    /// [`Experiment::prepare`] computing on `device` whatever the config says
+    /// (`--device` of train, eval, explain...).
+    pub fn prepare_on(cfg: &ExperimentConfig, device: Device) -> Result<Experiment> {
         let dataset = Dataset::open(&cfg.data.path)
             .with_context(|| format!("opening the dataset of experiment {}", cfg.name))?;
         let split = match cfg.data.split {
@@ -36,7 +43,7 @@ impl Experiment {
         };
         let cache = cfg.data.cache_images.then(DecodedCache::new);
         Ok(Experiment {
-            device: cfg.training.device.device()?,
+            device,
             samples: Arc::new(dataset.samples.clone()),
             cfg: cfg.clone(),
             dataset,

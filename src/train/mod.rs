@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod experiment;
+pub mod loss_scale;
 pub mod model;
 pub mod optimizer;
 pub mod preflight;

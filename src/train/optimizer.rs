@@ -60,6 +60,24 @@ impl Optimizer {
         }
     }
 
+    /// Divides every gradient by `scale` (mixed precision's loss scale, see
+    /// `train::loss_scale`); true when they are all finite afterwards.
+    pub fn unscale_gradients(&mut self, scale: f64) -> bool {
+        let mut finite = true;
+        no_grad(|| {
+            for g in &mut self.groups {
+                for (_, p) in &mut g.params {
+                    let mut grad = p.grad();
+                    if grad.defined() {
+                        let _ = grad.g_div_scalar_(scale);
+                        finite &= grad.isfinite().all().int64_value(&[]) == 1;
+                    }
+                }
+            }
+        });
+        finite
+    }
+
     /// Applies one update with each group's learning rate × `lr_factor` (the schedule).
     /// Parameters without a gradient (frozen) are left alone, as in PyTorch.
     pub fn step(&mut self, lr_factor: f64) {
@@ -184,6 +202,28 @@ mod tests {
             out.push(x.double_value(&[0]));
         }
         out
+    }
+
+    #[test]
+    fn unscaling_divides_the_gradients_and_spots_overflow() {
+        let x = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let group = |x: &Tensor| ParamGroup {
+            name: "x".into(),
+            params: vec![("x".into(), x.shallow_clone())],
+            base_lr: 0.1,
+        };
+        let mut opt = Optimizer::new(OptimizerKind::Sgd, vec![group(&x)], 0.0, 0.0);
+        (&x * 1024.0).sum(tch::Kind::Float).backward();
+        assert!(opt.unscale_gradients(1024.0));
+        assert_eq!(Vec::<f32>::try_from(&x.grad()).unwrap(), vec![1.0, 1.0]);
+        opt.zero_grad();
+        (&x * (f32::MAX as f64) * 4.0)
+            .sum(tch::Kind::Float)
+            .backward();
+        assert!(
+            !opt.unscale_gradients(2.0),
+            "an infinite gradient is reported"
+        );
     }
 
     #[test]

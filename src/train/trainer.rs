@@ -6,6 +6,7 @@
 //! writer: the driver holds its lock for the whole run.
 
 pub use super::experiment::Experiment;
+use super::loss_scale::LossScale;
 use super::model::{Model, ModelSpec};
 use super::optimizer::Optimizer;
 use super::schedule::lr_factor;
@@ -14,16 +15,18 @@ use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::sampler::{shuffled_batches, PkSampler};
 use crate::data::transform::Transform;
 use crate::data::ClassProtocol;
+use crate::device::onto;
 use crate::loss::LossConfig;
+use crate::progress::Progress;
 use crate::run::epoch_commit::Staging;
 use crate::run::lock::RunLock;
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState, OPTIMIZER_FILE};
 use crate::tensor_io::{read_safetensors, write_safetensors};
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tch::Kind;
 
 /// How `train` behaves beyond the config.
 #[derive(Clone)]
@@ -34,6 +37,11 @@ pub struct TrainOptions {
     pub quiet: bool,
     /// Set (e.g. by Ctrl-C) to stop after the current batch.
     pub stop: Arc<AtomicBool>,
+    /// Compute device; `None`: the config's `training.device`.
+    pub device: Option<tch::Device>,
+    /// Mixed precision (CUDA only): the network's forward pass under autocast, the loss
+    /// in single precision, the gradients under a dynamic loss scale.
+    pub amp: bool,
 }
 
 impl Default for TrainOptions {
@@ -42,6 +50,8 @@ impl Default for TrainOptions {
             resume: false,
             quiet: true,
             stop: Arc::new(AtomicBool::new(false)),
+            device: None,
+            amp: false,
         }
     }
 }
@@ -88,22 +98,6 @@ struct Fit<'a> {
     evaluate: bool,
 }
 
-fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
-        )
-        .unwrap()
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
-}
-
 impl Fit<'_> {
     /// Trains `model` for the remaining epochs of this fit, resuming from `dir` when asked.
     fn run(&self, model: &mut Model, opts: &TrainOptions) -> Result<Vec<EpochRecord>> {
@@ -138,7 +132,11 @@ impl Fit<'_> {
                 );
             }
         }
-        let bar = progress_bar(opts.quiet, (self.epochs - start) as u64, &self.label);
+        let bar = if opts.quiet {
+            Progress::hidden()
+        } else {
+            Progress::new((self.epochs - start) as u64, &self.label)
+        };
         for epoch in start..self.epochs {
             let record = self.epoch(model, &mut optimizer, epoch, opts, &bar)?;
             if opts.quiet {
@@ -207,7 +205,7 @@ impl Fit<'_> {
         optimizer: &mut Optimizer,
         epoch: usize,
         opts: &TrainOptions,
-        bar: &ProgressBar,
+        bar: &Progress,
     ) -> Result<EpochRecord> {
         let cfg = &self.exp.cfg;
         let started = Instant::now();
@@ -225,6 +223,7 @@ impl Fit<'_> {
             },
         )?;
         let (mut loss_sum, mut batches, mut images) = (0.0, 0usize, 0usize);
+        let mut scale = LossScale::default();
         let mut wait = Duration::ZERO;
         loop {
             let before = loader.waited();
@@ -239,17 +238,27 @@ impl Fit<'_> {
                 }
                 .into());
             }
-            let x = batch.images.to_device(self.exp.device);
-            let y = batch.labels.to_device(self.exp.device);
-            let embeddings = model.net.forward_t(&x, true);
-            let loss = model.loss.loss(&embeddings, &y);
+            let x = onto(&batch.images, self.exp.device);
+            let y = onto(&batch.labels, self.exp.device);
+            // Under --amp only the network runs in half precision; the loss's
+            // normalisations and exponentials stay in single precision.
+            let embeddings = tch::autocast(opts.amp, || model.net.forward_t(&x, true));
+            let loss = model.loss.loss(&embeddings.to_kind(Kind::Float), &y);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 return Err(self.stop_non_finite(epoch, batches + 1, format!("loss ({value})")));
             }
             optimizer.zero_grad();
-            loss.backward();
-            optimizer.step(factor);
+            if opts.amp {
+                (&loss * scale.scale).backward();
+                let finite = optimizer.unscale_gradients(scale.scale);
+                if scale.update(finite) {
+                    optimizer.step(factor);
+                }
+            } else {
+                loss.backward();
+                optimizer.step(factor);
+            }
             // A loss can stay finite (even 0) while the weights overflow: check them too,
             // BatchNorm statistics included (they overflow first, from huge activations).
             if !model.weights_finite() {
@@ -270,7 +279,7 @@ impl Fit<'_> {
         let skipped = loader.skipped();
         if !skipped.is_empty() && epoch == 0 {
             // On stderr whatever it is (terminal, file, --quiet), above any progress bar.
-            bar.suspend(|| eprintln!("{}", skipped_notice(&self.label, &skipped)));
+            bar.note(&skipped_notice(&self.label, &skipped));
         }
         // Pretraining stages are not evaluated (their loss is not the metric one): 0 is
         // recorded, as JSON has no NaN.
@@ -399,7 +408,17 @@ pub fn train_locked(
             );
         }
     }
-    let exp = Experiment::prepare(cfg)?;
+    let device = match opts.device {
+        Some(device) => device,
+        None => cfg.training.device.device()?,
+    };
+    if opts.amp {
+        crate::device::check_amp(device)?;
+    }
+    let exp = Experiment::prepare_on(cfg, device)?;
+    for warning in &exp.dataset.warnings {
+        eprintln!("{}: warning: {warning}", cfg.data.path.display());
+    }
     super::preflight::check(&exp)?;
     run.write_config(cfg)?;
     let mut outcomes = Vec::new();
