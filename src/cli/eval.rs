@@ -16,11 +16,18 @@ pub struct EvalArgs {
     run: PathBuf,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::DeviceArgs,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    dmlviz::progress::set_quiet(args.quiet);
     let run = RunDir::new(&args.run);
-    let (phases, comparison) = run_eval(&run)?;
+    let (phases, comparison) = run_eval(&run, device)?;
     if args.json {
         return super::print_json(
             &serde_json::json!({ "phases": phases, "comparison": comparison }),

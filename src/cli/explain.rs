@@ -57,6 +57,8 @@ pub struct ExplainArgs {
     /// Output directory (default: runs/X/phase-P/explain/<parent folder>/<file or folder name>/).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    device: super::DeviceArgs,
     /// Which trained model: all classes, or without the held-out ones.
     #[arg(long, value_enum, default_value = "all")]
     phase: PhaseArg,
@@ -102,9 +104,10 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
 }
 
 pub fn run(args: ExplainArgs) -> Result<()> {
+    let device = args.device.resolve()?;
     let run = RunDir::new(&args.run);
     if let Some(n) = args.samples {
-        return run_samples(&run, &args, n);
+        return run_samples(&run, &args, n, device);
     }
     let opts = ExplainOptions {
         methods: dmlviz::explain::registry::parse(&args.methods)?,
@@ -121,7 +124,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         _ => bail!("give --image FILE, --batch DIR or --samples N"),
     };
     let phase = args.phase.into();
-    let pm = PhaseModel::load(&run, phase)?;
+    let pm = PhaseModel::load_on(&run, phase, device)?;
     tch::set_num_threads(pm.exp.cfg.training.threads as i32);
     let mut explainer = Explainer::new(&run, &pm)?;
     if opts.methods.iter().any(|m| m.info().weight_store) {
@@ -156,7 +159,7 @@ fn target(args: &ExplainArgs) -> Result<TargetChoice> {
 }
 
 /// `--samples N`: the report's sample.
-fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize) -> Result<()> {
+fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize, device: tch::Device) -> Result<()> {
     if n == 0 {
         bail!("--samples must be at least 1");
     }
@@ -167,6 +170,7 @@ fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize) -> Result<()> {
         count: n,
         k: args.k,
         batch_size: args.batch_size.max(1),
+        device,
     };
     let index = explain_samples(run, phase, &opts)?;
     let dir = run.phase(phase).explanations_dir();

@@ -73,6 +73,21 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// `--device` of every command that computes (train has its own: the config's default).
+#[derive(clap::Args, Clone, Copy)]
+struct DeviceArgs {
+    /// Compute device: cpu, cuda or cuda:N (needs a CUDA libtorch: README, "GPU").
+    #[arg(long, default_value = "cpu")]
+    device: dmlviz::device::DeviceSpec,
+}
+
+impl DeviceArgs {
+    /// The device, or why it cannot be used; commands call this before any other work.
+    fn resolve(self) -> Result<tch::Device> {
+        self.device.resolve()
+    }
+}
+
 /// Prints a value as pretty JSON on stdout (the `--json` output of every command).
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -42,6 +42,8 @@ pub struct PredictArgs {
     phase: PhaseArg,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::DeviceArgs,
 }
 
 #[derive(Args)]
@@ -68,6 +70,11 @@ enum IndexCommand {
         phase: PhaseArg,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: super::DeviceArgs,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -102,8 +109,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     if args.k == 0 {
         bail!("--k must be at least 1 (the number of neighbours to vote over)");
     }
+    let device = args.device.resolve()?;
     let run = RunDir::new(&args.run);
-    let pm = PhaseModel::load(&run, args.phase.into())?;
+    let pm = PhaseModel::load_on(&run, args.phase.into(), device)?;
     let images = collect_images(&args.images)?;
     let embedded = embed_readable_files(
         &pm.model.net,
@@ -169,12 +177,16 @@ pub fn index(args: IndexArgs) -> Result<()> {
             class,
             phase,
             json,
+            device,
+            quiet,
         } => {
+            let device = device.resolve()?;
+            dmlviz::progress::set_quiet(quiet);
             if class.trim().is_empty() {
                 bail!("--class must not be empty");
             }
             let paths = collect_images(std::slice::from_ref(&images))?;
-            let done = enrol(&RunDir::new(run), phase.into(), &class, &paths)?;
+            let done = enrol(&RunDir::new(run), phase.into(), &class, &paths, device)?;
             if json {
                 return super::print_json(&done);
             }

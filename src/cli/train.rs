@@ -194,7 +194,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     // Every table and metric of the run, as `dmlviz eval` would write them.
-    let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir)?;
+    let (phases, comparison) = dmlviz::eval::run_eval::evaluate_run(&run_dir, device)?;
     super::eval::print_summary(&run_dir, &phases, comparison.as_ref());
     // The machine and the run's own report page; a failure here must not fail a finished training.
     if let Err(e) = dmlviz::run::hardware::record(&run_dir) {

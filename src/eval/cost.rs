@@ -8,6 +8,7 @@ use super::phase_model::PhaseModel;
 use super::predict::{embed_files, predict_embeddings};
 use crate::atomic::write_json;
 use crate::config::Phase;
+use crate::device::onto;
 pub use crate::run::cost::PhaseCost;
 use crate::run::lock::RunLock;
 use crate::run::record::SCHEMA_VERSION;
@@ -65,7 +66,7 @@ pub fn measure_cost(run: &RunDir, phase: Phase, latency_images: usize) -> Result
         knn.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let e = embed_files(&pm.model.net, one, exp.test_transform(), exp.device)?;
-        if let Some(l) = tch::no_grad(|| pm.model.loss.logits(&e.to_device(exp.device))) {
+        if let Some(l) = tch::no_grad(|| pm.model.loss.logits(&onto(&e, exp.device))) {
             let _ = l.argmax(1, false).int64_value(&[0]);
             logits.push(t.elapsed().as_secs_f64());
         }

@@ -57,14 +57,21 @@ pub fn acquire_patiently(run: &RunDir, command: &str, patience: Duration) -> Res
 /// Enrols `images` as class `class` (created when new) into the gallery of `phase`.
 /// Every image must decode: otherwise nothing is added and the error names every file
 /// that does not.
-pub fn enrol(run: &RunDir, phase: Phase, class: &str, images: &[PathBuf]) -> Result<Enrolment> {
+/// Embeds on `device` (`--device`).
+pub fn enrol(
+    run: &RunDir,
+    phase: Phase,
+    class: &str,
+    images: &[PathBuf],
+    device: tch::Device,
+) -> Result<Enrolment> {
     if class.trim().is_empty() {
         bail!("the class name must not be empty");
     }
     if images.is_empty() {
         bail!("no image to enrol");
     }
-    let pm = PhaseModel::load(run, phase)?;
+    let pm = PhaseModel::load_on(run, phase, device)?;
     let embedded = embed_readable_files(
         &pm.model.net,
         images,

@@ -8,6 +8,7 @@ use crate::train::embed::embed;
 use crate::train::model::{Model, ModelSpec};
 use crate::train::trainer::Experiment;
 use anyhow::{bail, Result};
+use tch::Device;
 
 /// A trained phase, ready to embed images.
 pub struct PhaseModel {
@@ -17,8 +18,14 @@ pub struct PhaseModel {
 }
 
 impl PhaseModel {
-    /// Opens the run's dataset and loads the phase's checkpoint.
+    /// Opens the run's dataset and loads the phase's checkpoint, to compute on the CPU.
     pub fn load(run: &RunDir, phase: Phase) -> Result<PhaseModel> {
+        PhaseModel::load_on(run, phase, Device::Cpu)
+    }
+
+    /// [`PhaseModel::load`] computing on `device` (`--device`), whatever device the
+    /// run was trained on.
+    pub fn load_on(run: &RunDir, phase: Phase, device: Device) -> Result<PhaseModel> {
         let cfg = run.read_config()?;
         let dir = run.phase(phase);
         if !dir.checkpoint().exists() {
@@ -28,7 +35,7 @@ impl PhaseModel {
                 phase.dir_name()
             );
         }
-        let exp = Experiment::prepare(&cfg)?;
+        let exp = Experiment::prepare_on(&cfg, device)?;
         let spec = ModelSpec::from_config(&cfg, exp.dataset.classes.len() as i64);
         let mut model = Model::new(&spec, &cfg.loss, exp.device, cfg.training.seed)?;
         model.load_checkpoint(&dir.checkpoint())?;

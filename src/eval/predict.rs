@@ -8,7 +8,9 @@ use crate::data::path_text;
 use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
 use crate::data::Unreadable;
+use crate::device::onto;
 use crate::model::EmbeddingNet;
+use crate::progress::Progress;
 use crate::search::knn::k_nearest;
 use crate::search::Distance;
 use anyhow::{bail, Context, Result};
@@ -84,7 +86,9 @@ pub fn embed_readable_files(
         unreadable: Vec::new(),
     };
     let mut rows = Vec::new();
+    let bar = Progress::new(paths.len() as u64, "embed");
     for chunk in paths.chunks(BATCH) {
+        bar.inc(chunk.len() as u64);
         let mut data = Vec::with_capacity(chunk.len() * len);
         for path in chunk {
             match decode_rgb(path) {
@@ -105,11 +109,10 @@ pub fn embed_readable_files(
         if n == 0 {
             continue;
         }
-        let x = Tensor::from_slice(&data)
-            .view([n, 3, crop, crop])
-            .to_device(device);
+        let x = onto(&Tensor::from_slice(&data).view([n, 3, crop, crop]), device);
         rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
     }
+    bar.finish();
     if !rows.is_empty() {
         out.embeddings = Tensor::cat(&rows, 0);
     }

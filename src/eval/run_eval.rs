@@ -15,6 +15,7 @@ use super::report::{
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
+use crate::device::onto;
 use crate::run::comparison::PrecisionDrop;
 use crate::run::embeddings::{self, EmbeddingsIndex};
 use crate::run::lock::RunLock;
@@ -24,9 +25,9 @@ use crate::run::tables::{self, ConfusionMatrix};
 use crate::run::{is_run_dir, PhaseDir, RunDir};
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
-use crate::train::embed::{embed, Embedded};
+use crate::train::embed::{embed, EmbedOptions, Embedded};
 use anyhow::{bail, Context, Result};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Labels of a `[n]` tensor as indices; `what` names them in the error.
 fn to_usize(t: &Tensor, what: &str) -> Result<Vec<usize>> {
@@ -85,11 +86,14 @@ fn save_embeddings(
 }
 
 /// Evaluates one trained phase and writes its files.
-pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
-    let pm = PhaseModel::load(run, phase)?;
+pub fn evaluate_phase(run: &RunDir, phase: Phase, device: Device) -> Result<PhaseMetrics> {
+    let pm = PhaseModel::load_on(run, phase, device)?;
     let dir = run.phase(phase);
     let exp = &pm.exp;
-    let opts = exp.embed_options();
+    let opts = EmbedOptions {
+        progress: Some("embed"),
+        ..exp.embed_options()
+    };
     let refs = embed(&pm.model.net, &exp.samples, &exp.split.train, &opts)?;
     let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
     save_embeddings(&dir, &pm, &refs, &queries)?;
@@ -142,12 +146,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
 /// class parameters (ArcFace, SubCenterArcFace, ProxyNCA, classifier).
 fn logits_accuracy(pm: &PhaseModel, queries: &Embedded) -> Option<f64> {
     let exp = &pm.exp;
-    tch::no_grad(|| {
-        pm.model
-            .loss
-            .logits(&queries.embeddings.to_device(exp.device))
-    })
-    .map(|logits| {
+    tch::no_grad(|| pm.model.loss.logits(&onto(&queries.embeddings, exp.device))).map(|logits| {
         let pred = logits.argmax(1, false).to_device(tch::Device::Cpu);
         pred.eq_tensor(&queries.labels)
             .to_kind(Kind::Double)
@@ -249,8 +248,8 @@ fn write_sub_center_outliers(dir: &PhaseDir, pm: &PhaseModel, refs: &Embedded) -
     let tables_dir = dir.tables();
     if let Some(reports) = tch::no_grad(|| {
         pm.model.loss.outliers(
-            &refs.embeddings.to_device(exp.device),
-            &refs.labels.to_device(exp.device),
+            &onto(&refs.embeddings, exp.device),
+            &onto(&refs.labels, exp.device),
         )
     }) {
         let mut csv = String::from(
@@ -334,7 +333,11 @@ pub fn compare(
 
 /// `dmlviz eval`: takes the run's writer lock, then [`evaluate_run`]. Commands that
 /// already hold the lock (train, after training) call [`evaluate_run`] directly.
-pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
+/// Computes on `device` (`--device`).
+pub fn run_eval(
+    run: &RunDir,
+    device: Device,
+) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
     // The lock would create a missing directory: refuse a non-run before taking it.
     if !is_run_dir(&run.root) {
         bail!(
@@ -343,16 +346,19 @@ pub fn run_eval(run: &RunDir) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop
         );
     }
     let _lock = RunLock::acquire(&run.root, "eval")?;
-    evaluate_run(run)
+    evaluate_run(run, device)
 }
 
 /// Evaluates every trained phase of a run, and compares them when both exist. The
 /// caller holds the run's writer lock.
-pub fn evaluate_run(run: &RunDir) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
+pub fn evaluate_run(
+    run: &RunDir,
+    device: Device,
+) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
     let mut phases = Vec::new();
     for phase in [Phase::All, Phase::Seen] {
         if run.phase(phase).checkpoint().exists() {
-            phases.push(evaluate_phase(run, phase)?);
+            phases.push(evaluate_phase(run, phase, device)?);
         }
     }
     if phases.is_empty() {

@@ -28,6 +28,7 @@ use crate::eval::phase_model::PhaseModel;
 use crate::eval::predict::{embed_files, predict_embeddings, Neighbour, Prediction};
 use crate::imaging::{shrink, write_jpeg};
 use crate::model::layers::apply_activation;
+use crate::progress::Progress;
 use crate::run::RunDir;
 use crate::search::knn::k_nearest;
 use crate::tensor_io::write_safetensors;
@@ -173,9 +174,12 @@ impl<'a> Explainer<'a> {
         self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let mut out = Vec::with_capacity(paths.len());
+        let bar = Progress::new(paths.len() as u64, "explain");
         for chunk in paths.chunks(opts.batch_size.max(1)) {
             out.extend(self.explain_chunk(load_inputs(chunk, transform, device)?, opts)?);
+            bar.inc(chunk.len() as u64);
         }
+        bar.finish();
         Ok(out)
     }
 
@@ -189,13 +193,16 @@ impl<'a> Explainer<'a> {
         self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let (mut out, mut skipped) = (Vec::with_capacity(paths.len()), Vec::new());
+        let bar = Progress::new(paths.len() as u64, "explain");
         for chunk in paths.chunks(opts.batch_size.max(1)) {
             let (inputs, unreadable) = load_readable(chunk, transform, device);
             skipped.extend(unreadable);
             if !inputs.paths.is_empty() {
                 out.extend(self.explain_chunk(inputs, opts)?);
             }
+            bar.inc(chunk.len() as u64);
         }
+        bar.finish();
         Ok((out, skipped))
     }
 

@@ -72,6 +72,8 @@ pub struct SampleOptions {
     pub k: usize,
     /// Images per forward/backward pass.
     pub batch_size: usize,
+    /// Compute device (`--device`).
+    pub device: tch::Device,
 }
 
 impl Default for SampleOptions {
@@ -80,6 +82,7 @@ impl Default for SampleOptions {
             count: 8,
             k: 10,
             batch_size: 8,
+            device: tch::Device::Cpu,
         }
     }
 }
@@ -195,7 +198,7 @@ pub fn explain_samples(
         bail!("{}: no such run directory", run.root.display());
     }
     let _lock = RunLock::acquire(&run.root, "explain --samples")?;
-    let pm = PhaseModel::load(run, phase)?;
+    let pm = PhaseModel::load_on(run, phase, opts.device)?;
     let mut explainer = Explainer::new(run, &pm)?;
     let sample = choose(&explainer, phase, opts)?;
     let eopts = ExplainOptions {

@@ -21,6 +21,7 @@ use super::saliency::{gradients, Explainable};
 use super::target::cosine_score;
 use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::sampler::sequential_batches;
+use crate::device::onto;
 use crate::eval::phase_model::PhaseModel;
 use crate::model::layers::apply_activation;
 use crate::model::EmbeddingNet;
@@ -176,9 +177,9 @@ impl WeightStore {
                     "training images changed between the two passes (an image became unreadable?)"
                 );
             }
-            let t = targets.narrow(0, row, n).to_device(exp.device);
+            let t = onto(&targets.narrow(0, row, n), exp.device);
             let score = |e: &Tensor| cosine_score(e, &t);
-            let g = gradients(net, &batch.images.to_device(exp.device), &score, false)?;
+            let g = gradients(net, &onto(&batch.images, exp.device), &score, false)?;
             weights.push(channel_weights(&g.activation_grads).to_device(Device::Cpu));
             row += n;
         }

@@ -82,7 +82,7 @@ pub fn run_row(
             None => return Err(e),
         }
     }
-    let (phases, comparison) = run_eval(run)?;
+    let (phases, comparison) = run_eval(run, cfg.training.device.device()?)?;
     if !replica {
         tch::set_num_threads(cfg.training.threads.max(1) as i32);
         let projection = study_projection(settings);
@@ -97,6 +97,7 @@ pub fn run_row(
                 count: settings.explain_samples,
                 k: EXPLAIN_K,
                 batch_size: EXPLAIN_BATCH,
+                ..SampleOptions::default()
             };
             explain_samples(run, Phase::All, &sample).context("explaining the sample")?;
         }

@@ -5,7 +5,9 @@ use crate::data::loader::{BatchLoader, DecodedCache, LoaderOptions};
 use crate::data::sampler::sequential_batches;
 use crate::data::transform::Transform;
 use crate::data::Sample;
+use crate::device::onto;
 use crate::model::EmbeddingNet;
+use crate::progress::Progress;
 use anyhow::{bail, Result};
 use std::sync::Arc;
 use tch::{Device, Tensor};
@@ -27,6 +29,8 @@ pub struct EmbedOptions {
     pub threads: usize,
     pub device: Device,
     pub cache: Option<Arc<DecodedCache>>,
+    /// Label of a progress bar over the images; `None`: no bar (inside training).
+    pub progress: Option<&'static str>,
 }
 
 /// Embeds `indices` of `samples` with `net` in evaluation mode.
@@ -49,16 +53,22 @@ pub fn embed(
         },
     )?;
     let (mut embs, mut labels, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    let bar = match opts.progress {
+        Some(label) => Progress::new(indices.len() as u64, label),
+        None => Progress::hidden(),
+    };
     tch::no_grad(|| {
         for batch in loader {
+            bar.inc(batch.indices.len() as u64);
             embs.push(
-                net.forward_t(&batch.images.to_device(opts.device), false)
+                net.forward_t(&onto(&batch.images, opts.device), false)
                     .to_device(Device::Cpu),
             );
             labels.push(batch.labels);
             kept.extend(batch.indices);
         }
     });
+    bar.finish();
     if embs.is_empty() {
         bail!("no image could be embedded ({} requested)", indices.len());
     }

@@ -74,6 +74,7 @@ impl Experiment {
             threads: self.cfg.training.threads,
             device: self.device,
             cache: self.cache.clone(),
+            progress: None,
         }
     }
 
