@@ -120,6 +120,14 @@ pub fn onto(tensor: &Tensor, device: Device) -> Tensor {
     }
 }
 
+/// Waits for the work queued on `device` (CUDA runs kernels asynchronously, so a
+/// timing must wait before reading the clock); nothing to wait for on the CPU.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(n) = device {
+        tch::Cuda::synchronize(n as i64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,11 @@ impl Progress {
         }
     }
 
+    /// Sets the number of units (when it is known only later).
+    pub fn set_length(&self, total: u64) {
+        self.bar.set_length(total);
+    }
+
     /// Sets the units done so far.
     pub fn set_position(&self, done: u64) {
         self.bar.set_position(done);

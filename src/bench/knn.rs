@@ -6,6 +6,7 @@
 //! centre plus noise of standard deviation 0.5, L2-normalised; queries and references
 //! drawn from the same centres (as `scripts/bench-faiss.py` does for FAISS).
 
+use crate::device::{onto, synchronize};
 use crate::search::distance::normalize;
 use crate::search::knn::{k_nearest_with, KnnOptions, Tile};
 use crate::search::Distance;
@@ -35,6 +36,8 @@ pub struct KnnBenchOptions {
     pub seed: i64,
     /// Tile of our search; `None`: its default.
     pub tile: Option<Tile>,
+    /// Where the search runs (`--device`).
+    pub device: Device,
 }
 
 impl Default for KnnBenchOptions {
@@ -49,6 +52,7 @@ impl Default for KnnBenchOptions {
             repeats: 3,
             seed: 0,
             tile: None,
+            device: Device::Cpu,
         }
     }
 }
@@ -122,13 +126,15 @@ fn whole_matrix(
     })
 }
 
-fn seconds(f: impl FnOnce() -> (Tensor, Tensor)) -> (f64, (Tensor, Tensor)) {
+fn seconds(device: Device, f: impl FnOnce() -> (Tensor, Tensor)) -> (f64, (Tensor, Tensor)) {
+    synchronize(device);
     let start = Instant::now();
     let out = f();
+    synchronize(device);
     (start.elapsed().as_secs_f64(), out)
 }
 
-/// Measures both distances on CPU.
+/// Measures both distances on `opts.device`.
 pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
     ensure!(
         opts.queries > 0 && opts.references > 0 && opts.dim > 0 && opts.k > 0,
@@ -137,8 +143,8 @@ pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
     tch::set_num_threads(opts.threads);
     tch::manual_seed(opts.seed);
     let centres = Tensor::randn([opts.clusters.max(1), opts.dim], (Kind::Float, Device::Cpu));
-    let references = clustered(&centres, opts.references);
-    let queries = clustered(&centres, opts.queries);
+    let references = onto(&clustered(&centres, opts.references), opts.device);
+    let queries = onto(&clustered(&centres, opts.queries), opts.device);
     let k = opts.k.min(opts.references);
     let options = KnnOptions {
         tile: opts.tile,
@@ -146,7 +152,7 @@ pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
     };
     let tile = opts
         .tile
-        .unwrap_or_else(|| Tile::choose(Device::Cpu, opts.references, 4, options.memory_budget));
+        .unwrap_or_else(|| Tile::choose(opts.device, opts.references, 4, options.memory_budget));
 
     let mut rows = Vec::new();
     for distance in [Distance::Cosine, Distance::Euclidean] {
@@ -158,10 +164,13 @@ pub fn run(opts: &KnnBenchOptions) -> Result<Vec<KnnBenchRow>> {
         let mut last = None;
         // Alternating runs, so a busy machine slows both alike.
         for _ in 0..opts.repeats.max(1) {
-            let (t, ours) =
-                seconds(|| k_nearest_with(&queries, &references, k, distance, &options));
+            let (t, ours) = seconds(opts.device, || {
+                k_nearest_with(&queries, &references, k, distance, &options)
+            });
             ours_s = ours_s.min(t);
-            let (t, reference) = seconds(|| whole_matrix(&queries, &references, k, distance));
+            let (t, reference) = seconds(opts.device, || {
+                whole_matrix(&queries, &references, k, distance)
+            });
             reference_s = reference_s.min(t);
             last = Some((ours, reference));
         }

@@ -30,7 +30,14 @@ pub struct TrainBenchRow {
 
 /// Measures `cfg` with the given backbone and image size (weights from scratch: speed
 /// does not depend on them) for `epochs` epochs (≥ 2; the first is a warm-up).
-pub fn run(cfg: &ExperimentConfig, arch: Arch, size: u32, epochs: usize) -> Result<TrainBenchRow> {
+/// On `device` (`--device`); both sides of the ratio run there.
+pub fn run(
+    cfg: &ExperimentConfig,
+    arch: Arch,
+    size: u32,
+    epochs: usize,
+    device: tch::Device,
+) -> Result<TrainBenchRow> {
     let mut cfg = cfg.clone();
     cfg.model.backbone = arch;
     cfg.model.init = Init::Scratch;
@@ -45,7 +52,10 @@ pub fn run(cfg: &ExperimentConfig, arch: Arch, size: u32, epochs: usize) -> Resu
     let outcome = train(
         &cfg,
         &RunDir::new(dir.path().join("bench")),
-        &TrainOptions::default(),
+        &TrainOptions {
+            device: Some(device),
+            ..TrainOptions::default()
+        },
     )?;
     let measured = &outcome[0].history[1..];
     let loop_images_per_s =
@@ -54,16 +64,16 @@ pub fn run(cfg: &ExperimentConfig, arch: Arch, size: u32, epochs: usize) -> Resu
         measured.iter().map(|r| r.data_wait_share).sum::<f64>() / measured.len() as f64;
 
     let spec = ModelSpec::from_config(&cfg, 1000);
-    let model = Model::new(&spec, &cfg.loss, tch::Device::Cpu, cfg.training.seed)?;
+    let model = Model::new(&spec, &cfg.loss, device, cfg.training.seed)?;
     let mut optimizer = model.optimizer(&cfg.optimizer);
     let x = Tensor::randn(
         [batch as i64, 3, size as i64, size as i64],
-        (Kind::Float, tch::Device::Cpu),
+        (Kind::Float, device),
     );
     let labels: Vec<i64> = (0..batch)
         .map(|i| (i / cfg.training.images_per_class) as i64)
         .collect();
-    let y = Tensor::from_slice(&labels);
+    let y = crate::device::onto(&Tensor::from_slice(&labels), device);
     let mut step = || {
         let loss = model.loss.loss(&model.net.forward_t(&x, true), &y);
         optimizer.zero_grad();
@@ -72,10 +82,12 @@ pub fn run(cfg: &ExperimentConfig, arch: Arch, size: u32, epochs: usize) -> Resu
     };
     step();
     let steps = 5;
+    crate::device::synchronize(device);
     let start = Instant::now();
     for _ in 0..steps {
         step();
     }
+    crate::device::synchronize(device);
     let bare_images_per_s = (steps * batch) as f64 / start.elapsed().as_secs_f64();
     Ok(TrainBenchRow {
         arch: arch.name().into(),

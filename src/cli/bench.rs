@@ -74,6 +74,8 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::DeviceArgs,
 }
 
 #[derive(Args)]
@@ -103,6 +105,8 @@ struct KnnArgs {
     /// JSON rows instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::DeviceArgs,
 }
 
 /// Parses `QUERIESxREFERENCES`, e.g. `1024x4096`.
@@ -176,12 +180,19 @@ fn bench_loader(args: LoaderArgs) -> Result<()> {
 }
 
 fn bench_train(args: TrainArgs) -> Result<()> {
+    let device = args.device.resolve()?;
     let cfg = ExperimentConfig::load(&args.config)?;
     let mut rows = Vec::new();
     for &arch in &args.archs {
         for &size in &args.sizes {
             eprintln!("measuring {arch} at {size}²…");
-            rows.push(dmlviz::bench::train::run(&cfg, arch, size, args.epochs)?);
+            rows.push(dmlviz::bench::train::run(
+                &cfg,
+                arch,
+                size,
+                args.epochs,
+                device,
+            )?);
         }
     }
     if args.json {
@@ -216,6 +227,7 @@ fn bench_knn(args: KnnArgs) -> Result<()> {
         repeats,
         tile,
         json,
+        device,
     } = args;
     let opts = KnnBenchOptions {
         queries,
@@ -225,6 +237,7 @@ fn bench_knn(args: KnnArgs) -> Result<()> {
         threads,
         repeats,
         tile,
+        device: device.resolve()?,
         ..Default::default()
     };
     let rows = dmlviz::bench::knn::run(&opts)?;

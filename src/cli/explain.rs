@@ -59,6 +59,9 @@ pub struct ExplainArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     device: super::DeviceArgs,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
     /// Which trained model: all classes, or without the held-out ones.
     #[arg(long, value_enum, default_value = "all")]
     phase: PhaseArg,
@@ -105,6 +108,7 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
 
 pub fn run(args: ExplainArgs) -> Result<()> {
     let device = args.device.resolve()?;
+    dmlviz::progress::set_quiet(args.quiet);
     let run = RunDir::new(&args.run);
     if let Some(n) = args.samples {
         return run_samples(&run, &args, n, device);

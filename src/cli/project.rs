@@ -73,9 +73,16 @@ pub struct ProjectArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::DeviceArgs,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(args: ProjectArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    dmlviz::progress::set_quiet(args.quiet);
     tch::set_num_threads(args.threads.max(1) as i32);
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.max(1))
@@ -89,6 +96,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
         tsne_engine: args.tsne_engine.into(),
         pca_dims: args.pca,
         thumbnails: args.thumbnails,
+        device,
         ..Default::default()
     }
     .with_seed(args.seed);

@@ -49,6 +49,8 @@ pub mod umap;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
 use crate::data::rng::Rng;
+use crate::device::onto;
+use crate::progress::Progress;
 use crate::run::lock::RunLock;
 pub use crate::run::projections::ProjectionRecord;
 use crate::run::projections::{file_name, thumbnails_name, SPRITE_STEM, TENSORBOARD_DIR};
@@ -108,6 +110,8 @@ pub struct ProjectOptions {
     pub thumbnails: bool,
     /// Gallery queries and neighbours.
     pub gallery: gallery::GalleryOptions,
+    /// Device of the hover-neighbour kNN search (`--device`).
+    pub device: tch::Device,
 }
 
 impl Default for ProjectOptions {
@@ -120,6 +124,7 @@ impl Default for ProjectOptions {
             pca_dims: None,
             thumbnails: false,
             gallery: Default::default(),
+            device: tch::Device::Cpu,
         }
     }
 }
@@ -189,7 +194,13 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         None => space.clone(),
     };
 
-    let neighbours = hover_neighbours(&data)?;
+    // Steps: hover kNN, galleries, sprites, then each layout and its quality and pages.
+    let bar = Progress::steps(
+        3 + 2 * opts.methods.len(),
+        &format!("project {}", phase.dir_name()),
+    );
+    bar.step("kNN of every point (hover neighbours)");
+    let neighbours = hover_neighbours(&data, opts.device)?;
 
     // Maps to link: the ones made now and any made before.
     let maps: Vec<Method> = [Method::Umap, Method::Tsne]
@@ -198,6 +209,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         .collect();
 
     // Galleries first: the maps link to their entries.
+    bar.step("nearest-neighbour galleries");
     let items = gallery::write_galleries(
         &data,
         &galleries_dir,
@@ -214,6 +226,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     }
 
     // Thumbnails: the hover sprite, the TensorBoard sprite and the thumbnail maps.
+    bar.step("thumbnails and sprites");
     let sprite = map::SpriteInfo::for_points(n);
     let (thumbs, missing_images) = map::load_thumbnails(&data.paths, 64);
     let sheet = map::sprite_sheet(&thumbs, &sprite);
@@ -234,10 +247,15 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     };
     let mut records = Vec::new();
     for &method in &opts.methods {
+        bar.step(match method {
+            Method::Umap => "UMAP: kNN graph, spectral start, optimisation",
+            Method::Tsne => "t-SNE: affinities, PCA start, optimisation",
+        });
         let start = Instant::now();
         let (layout, params) = compute_layout(method, &data, &reduced, pca_dims.is_some(), opts)
             .with_context(|| format!("{} of {source}", method.title()))?;
         let seconds = start.elapsed().as_secs_f64();
+        bar.step(&format!("{} quality, plots and pages", method.title()));
         let (trustworthiness, knn_label_agreement) = layout_quality(&space, &layout, &data.labels)?;
         let record = ProjectionRecord {
             schema_version: SCHEMA_VERSION,
@@ -256,6 +274,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         write_json(&data.dir.projection_record(method.name()), &record)?;
         records.push(record);
     }
+    bar.finish();
     Ok(ProjectSummary {
         phase,
         projections_dir: out,
@@ -279,8 +298,8 @@ fn layout_quality(space: &Matrix, layout: &Matrix, labels: &[i64]) -> Result<(f6
 
 /// Each point's nearest other points in the embedding space (the run's distance),
 /// shown on hover.
-fn hover_neighbours(data: &PhaseData) -> Result<Vec<Vec<(usize, f32)>>> {
-    let x = data.embeddings.to_tensor();
+fn hover_neighbours(data: &PhaseData, device: tch::Device) -> Result<Vec<Vec<(usize, f32)>>> {
+    let x = onto(&data.embeddings.to_tensor(), device);
     let options = KnnOptions {
         exclude: Exclude::SameIndex,
         ..Default::default()
@@ -291,6 +310,10 @@ fn hover_neighbours(data: &PhaseData) -> Result<Vec<Vec<(usize, f32)>>> {
         HOVER_NEIGHBOURS.min(data.len() - 1) as i64,
         data.distance,
         &options,
+    );
+    let (idx, dist) = (
+        idx.to_device(tch::Device::Cpu),
+        dist.to_device(tch::Device::Cpu),
     );
     let idx = Vec::<Vec<i64>>::try_from(&idx).context("reading hover neighbour indices")?;
     let dist = Vec::<Vec<f32>>::try_from(&dist.to_kind(tch::Kind::Float))

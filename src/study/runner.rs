@@ -8,6 +8,7 @@ use super::results::{read_run, StudyResults};
 use crate::atomic::write_json;
 use crate::config::{ExperimentConfig, Init};
 use crate::model::Arch;
+use crate::progress::Progress;
 use crate::run::RunDir;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -154,7 +155,7 @@ fn hms(seconds: f64) -> String {
 }
 
 /// Where a grid run stands, for its progress line.
-struct Progress {
+struct GridPosition {
     done: usize,
     planned: usize,
     elapsed: f64,
@@ -167,7 +168,7 @@ fn progress_line(
     results: &StudyResults,
     todo: &[&PlannedRun],
     measured: &std::collections::HashMap<String, (f64, f64)>,
-    progress: &Progress,
+    progress: &GridPosition,
 ) -> String {
     let next = todo[0];
     let e = &grid.experiments[next.experiment];
@@ -231,6 +232,7 @@ pub fn run_study(
     let (mut ran, mut skipped) = (0, 0);
     // Seconds per work unit, measured on this machine (per dataset: image counts differ).
     let mut measured: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let bar = Progress::new(0, "study");
     loop {
         let results = collect_results(grid, &opts.runs)?;
         write_json(&opts.runs.join(RESULTS_FILE), &results)?;
@@ -268,19 +270,21 @@ pub fn run_study(
             });
         }
         let e = &grid.experiments[next.experiment];
-        let progress = Progress {
+        let progress = GridPosition {
             done,
             planned: planned.len(),
             elapsed: start.elapsed().as_secs_f64(),
         };
-        eprintln!(
-            "{}",
-            progress_line(grid, &results, &todo, &measured, &progress)
-        );
+        bar.set_length(planned.len() as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{}/{} seed {}", e.dataset, e.row, next.seed));
+        // The line stays in a log; the bar shows where the grid stands on a terminal.
+        bar.note(&progress_line(grid, &results, &todo, &measured, &progress));
         let cfg = config_at_seed(grid, e, next.seed);
         let run = RunDir::new(&next.dir);
         let t = Instant::now();
-        run_one(&cfg, &run, grid.settings.is_replica(next.seed))
+        // Cleared while the run draws its own bars (embedding, explanations).
+        bar.suspend(|| run_one(&cfg, &run, grid.settings.is_replica(next.seed)))
             .with_context(|| format!("study run {}", next.dir.display()))?;
         if opts.stop.load(Ordering::SeqCst) {
             // The run was interrupted inside: not done, resumed next time.

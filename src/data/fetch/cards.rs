@@ -10,6 +10,7 @@
 use super::registry::debian_package;
 use super::{class_folder_name, DatasetManifest, FetchReport, SourcePackage};
 use crate::atomic::{write_json, write_png};
+use crate::progress::Progress;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use rayon::prelude::*;
 use resvg::tiny_skia::{self, Rect, Transform};
@@ -110,10 +111,16 @@ pub fn fetch_cards(opts: &CardsOptions) -> Result<FetchReport> {
 
     // Decks in parallel, and cards within a deck too: one deck (dondorf) is far
     // bigger than the others and would otherwise finish last on its own.
+    let bar = Progress::new(decks.len() as u64, "card decks");
     let results: Vec<(usize, Vec<String>)> = decks
         .par_iter()
-        .map(|deck| render_deck(deck, &cards, opts))
+        .map(|deck| {
+            let rendered = render_deck(deck, &cards, opts);
+            bar.inc(1);
+            rendered
+        })
         .collect::<Result<_>>()?;
+    bar.finish();
     let images: usize = results.iter().map(|(n, _)| n).sum();
     let skipped: Vec<String> = results.into_iter().flat_map(|(_, s)| s).collect();
     if images == 0 {

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::atomic::{write_json, write_png};
 use crate::data::decode::flatten_on_white;
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use image::DynamicImage;
 use rayon::prelude::*;
@@ -380,7 +381,10 @@ fn write_images(
     report: &mut FetchReport,
 ) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let bar = Progress::new(opts.vendors.len() as u64, "emoji vendors");
     for (vendor, tgz) in opts.vendors.iter().zip(tarballs) {
+        bar.inc(1);
+        bar.set_message(vendor.clone());
         let dir = image_dir(vendor);
         let file_name = format!("{vendor}.png");
         let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);

@@ -9,6 +9,7 @@ use super::registry::debian_package;
 use super::{class_folder_name, DatasetManifest, FetchReport, SourcePackage};
 use super::{previous_manifest, prune_stale};
 use crate::atomic::{write_json, write_png};
+use crate::progress::Progress;
 use anyhow::{bail, ensure, Context, Result};
 use image::{DynamicImage, GrayImage};
 use rayon::prelude::*;
@@ -219,7 +220,9 @@ pub fn fetch_fashion_mnist(opts: &FashionMnistOptions) -> Result<FetchReport> {
         .map(|(i, name)| class_folder_name(i, name))
         .collect();
 
+    let bar = Progress::new(jobs.len() as u64, "fashion-mnist");
     jobs.par_iter().try_for_each(|job| -> Result<()> {
+        bar.inc(1);
         let split = &splits[job.split];
         let size = split.rows * split.cols;
         let pixels = split.images[job.index * size..(job.index + 1) * size].to_vec();
@@ -232,6 +235,7 @@ pub fn fetch_fashion_mnist(opts: &FashionMnistOptions) -> Result<FetchReport> {
         write_png(&path, &DynamicImage::ImageLuma8(image))
     })?;
 
+    bar.finish();
     let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for job in &jobs {
         written
