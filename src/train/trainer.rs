@@ -137,8 +137,10 @@ impl Fit<'_> {
         } else {
             Progress::new((self.epochs - start) as u64, &self.label)
         };
+        // --amp's loss scale carries over from epoch to epoch (a resumed run starts anew).
+        let mut scale = LossScale::default();
         for epoch in start..self.epochs {
-            let record = self.epoch(model, &mut optimizer, epoch, opts, &bar)?;
+            let record = self.epoch(model, &mut optimizer, epoch, opts, &bar, &mut scale)?;
             if opts.quiet {
                 eprintln!(
                     "{} epoch {}/{}: loss {:.4}, test accuracy {:.4}, {:.0} img/s, {:.1} s",
@@ -206,6 +208,7 @@ impl Fit<'_> {
         epoch: usize,
         opts: &TrainOptions,
         bar: &Progress,
+        scale: &mut LossScale,
     ) -> Result<EpochRecord> {
         let cfg = &self.exp.cfg;
         let started = Instant::now();
@@ -223,7 +226,6 @@ impl Fit<'_> {
             },
         )?;
         let (mut loss_sum, mut batches, mut images) = (0.0, 0usize, 0usize);
-        let mut scale = LossScale::default();
         let mut wait = Duration::ZERO;
         loop {
             let before = loader.waited();
