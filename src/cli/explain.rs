@@ -51,9 +51,23 @@ pub struct ExplainArgs {
     /// Stored neighbours whose Grad-CAM weights weight transfer averages.
     #[arg(long, default_value_t = DEFAULT_TRANSFER_K)]
     transfer_k: usize,
-    /// Images per forward/backward pass.
+    /// Images per forward/backward pass (and masked or ablated copies per pass of
+    /// Score-CAM and Ablation-CAM).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// The CAM family's target layer, as a torchvision module name (`layer3`, `layer4.1`,
+    /// `features.14`; default: the last convolution). Repeat it to average the maps of
+    /// several layers, each resized to the input first.
+    #[arg(long = "layer", value_name = "NAME")]
+    layers: Vec<String>,
+    /// CAMs averaged over six test-time augmentations (horizontal flip × pixel values
+    /// times 0.9, 1, 1.1), as pytorch-grad-cam's aug_smooth.
+    #[arg(long)]
+    aug_smooth: bool,
+    /// CAMs as the first principal component of the weighted activations, as
+    /// pytorch-grad-cam's eigen_smooth.
+    #[arg(long)]
+    eigen_smooth: bool,
     /// Output directory (default: runs/X/phase-P/explain/<parent folder>/<file or folder name>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -112,6 +126,9 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         k: args.k.max(1),
         transfer_k: args.transfer_k.max(1),
         batch_size: args.batch_size.max(1),
+        layers: args.layers.clone(),
+        aug_smooth: args.aug_smooth,
+        eigen_smooth: args.eigen_smooth,
         ..Default::default()
     };
     let image_file = match (&args.image, &args.batch) {

@@ -5,6 +5,7 @@
 use super::explainer::{ExplainOptions, TargetInfo};
 use super::guided::{guided_backprop, RuleGradients};
 use super::input::Inputs;
+use super::layers::{last_layer_name, layer_passes, CamLayer, LayerPasses};
 use super::method::{Pass, SaliencyMethod};
 use super::saliency::{gradients, Explainable, Gradients};
 use super::target::cosine_score;
@@ -54,6 +55,7 @@ pub struct Chunk<'a> {
     pub width: i64,
     layer: Option<Gradients>,
     guided: Option<RuleGradients>,
+    cams: Option<LayerPasses>,
 }
 
 impl<'a> Chunk<'a> {
@@ -74,13 +76,24 @@ impl<'a> Chunk<'a> {
         } else {
             None
         };
+        let cams = cam_passes(&base, x, &score, layer.as_ref(), methods)?;
         Ok(Chunk {
             base,
             height,
             width,
             layer,
             guided,
+            cams,
         })
+    }
+
+    /// The CAM layers' pass over the plain input ([`Pass::LayerActivations`], with
+    /// gradients when [`Pass::LayerGradient`] was declared).
+    pub fn cam_layers(&self) -> Result<&LayerPasses> {
+        match &self.cams {
+            Some(c) => Ok(c),
+            None => bail!("internal error: a CAM read its layers without declaring a layer pass"),
+        }
     }
 
     /// Images in the chunk.
@@ -137,6 +150,43 @@ impl<'a> Chunk<'a> {
     pub fn forward_batched(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         forward_batched(self.base.net, images, self.base.options.batch_size)
     }
+}
+
+/// The CAM layers' pass of a chunk, when a method declared [`Pass::LayerActivations`] or
+/// [`Pass::LayerGradient`]: the last convolution's from the passes already run when no
+/// `--layer` is given, a tapped pass otherwise.
+fn cam_passes(
+    base: &ChunkBase<'_>,
+    x: &Tensor,
+    score: &super::saliency::ScoreFn<'_>,
+    layer: Option<&Gradients>,
+    methods: &[&dyn SaliencyMethod],
+) -> Result<Option<LayerPasses>> {
+    let needs = |p: Pass| methods.iter().any(|m| m.info().passes.contains(&p));
+    let grads = needs(Pass::LayerGradient);
+    if !grads && !needs(Pass::LayerActivations) {
+        return Ok(None);
+    }
+    let names = &base.options.layers;
+    if names.is_empty() {
+        if let Some(g) = layer {
+            return Ok(Some(LayerPasses {
+                layers: vec![CamLayer::of_gradients(base.net, g)],
+                dead: g.dead(),
+            }));
+        }
+        if !grads {
+            return Ok(Some(LayerPasses {
+                layers: vec![CamLayer {
+                    name: last_layer_name(base.net),
+                    activations: base.activations.shallow_clone(),
+                    grads: None,
+                }],
+                dead: vec![false; base.inputs.paths.len()],
+            }));
+        }
+    }
+    Ok(Some(layer_passes(base.net, x, score, names, grads)?))
 }
 
 /// Forward passes without gradients of `images` `[N, 3, H, W]` through `net` in batches of

@@ -53,6 +53,13 @@ pub struct ExplainOptions {
     pub batch_size: usize,
     /// How many of the k neighbours get pair maps (nearest first).
     pub pair_neighbours: usize,
+    /// The CAM family's target layers (torchvision module names; empty: the last
+    /// convolution); maps of several are averaged ([`super::layers`]).
+    pub layers: Vec<String>,
+    /// CAMs averaged over flipped and scaled inputs ([`super::smooth`]).
+    pub aug_smooth: bool,
+    /// CAMs as the first principal component of the weighted activations ([`super::smooth`]).
+    pub eigen_smooth: bool,
 }
 
 impl Default for ExplainOptions {
@@ -64,6 +71,9 @@ impl Default for ExplainOptions {
             transfer_k: DEFAULT_TRANSFER_K,
             batch_size: 16,
             pair_neighbours: usize::MAX,
+            layers: Vec::new(),
+            aug_smooth: false,
+            eigen_smooth: false,
         }
     }
 }
@@ -201,6 +211,7 @@ impl<'a> Explainer<'a> {
 
     /// Reads (or computes) what the chosen methods need before the first chunk.
     fn prepare(&mut self, opts: &ExplainOptions) -> Result<()> {
+        super::layers::check_layers(&self.pm.model.net, &opts.layers)?;
         if opts.methods.iter().any(|m| m.info().weight_store) {
             self.weight_store()?;
         }
