@@ -9,7 +9,7 @@
 # embedding with a fixed embedding per image (pytorch-grad-cam's tutorial target for
 # embedding networks, "similarity to concept"). Every CAM method of grad-cam 1.5 that
 # dmlviz implements writes its map at block3; Grad-CAM also at [block2, block3] (multi-layer
-# mean), with aug_smooth and with eigen_smooth. The weights, the images and the targets
+# mean), with aug_smooth and with eigen_smooth; the gradient methods also at block2. The weights, the images and the targets
 # are written too, so the Rust test rebuilds the same network.
 #
 # One departure, applied here with grad-cam's own pipeline: the sign of the first singular
@@ -107,8 +107,11 @@ def main():
             cam(input_tensor=x, targets=cam_targets, aug_smooth=True))
         out["map_gradcam_eigen"] = torch.from_numpy(
             cam(input_tensor=x, targets=cam_targets, eigen_smooth=True))
-    with LayerCAM(model=net, target_layers=[net.block2]) as cam:
-        out["map_layercam_block2"] = torch.from_numpy(cam(input_tensor=x, targets=cam_targets))
+    # At the last conv of a mean-pooled network the gradient is constant over locations,
+    # so HiResCAM and XGrad-CAM equal Grad-CAM there: block2 tells them apart.
+    for name in ["gradcam", "gradcam_pp", "xgradcam", "hirescam", "layercam"]:
+        with methods[name](model=net, target_layers=[net.block2]) as cam:
+            out[f"map_{name}_block2"] = torch.from_numpy(cam(input_tensor=x, targets=cam_targets))
     meta = {"grad_cam": importlib.metadata.version("grad-cam"),
             "torch": torch.__version__, "sign_flips": str(flips[0])}
     save_file({k: v.float().contiguous() for k, v in out.items()}, OUT, metadata=meta)

@@ -283,6 +283,12 @@ pub struct ExplainBenchArgs {
     /// Stored training images of the weight-transfer store.
     #[arg(long, default_value_t = 1000)]
     stored: i64,
+    #[arg(long = "method", default_value = "all", help = method_help(), long_help = method_long_help())]
+    methods: Vec<String>,
+    /// Images per pass of the methods (and masked or ablated copies per pass of Score-CAM
+    /// and Ablation-CAM).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
     #[arg(long)]
     json: bool,
 }
@@ -295,6 +301,8 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         iterations: args.iterations,
         threads: args.threads,
         stored: args.stored,
+        methods: dmlviz::explain::registry::parse(&args.methods)?,
+        method_batch_size: args.batch_size.max(1),
     };
     let rows: Vec<ExplainBenchRow> = dmlviz::bench::explain::run(&opts)?;
     if args.json {
@@ -317,7 +325,7 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         "tr÷gc",
         "tr÷gcfull"
     );
-    for r in rows {
+    for r in &rows {
         println!(
             "{:>13} {:>5} {:>6} {:>10.1} {:>10.1} {:>12.1} {:>10.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}× {:>9.2}×",
             r.arch,
@@ -339,5 +347,24 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
     println!(
         "x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's"
     );
+    print_method_speeds(&rows);
     Ok(())
+}
+
+/// The per-method table of `bench explain`: images per second and the ratio to the plain
+/// pass of the same rounds, one line per method and configuration.
+fn print_method_speeds(rows: &[ExplainBenchRow]) {
+    println!(
+        "\n{:>13} {:>5} {:>6} {:>16} {:>10} {:>8}",
+        "arch", "size", "batch", "method", "images/s", "pl/x"
+    );
+    for r in rows {
+        for m in &r.methods {
+            println!(
+                "{:>13} {:>5} {:>6} {:>16} {:>10.2} {:>8.3}",
+                r.arch, r.size, r.batch, m.method, m.images_per_s, m.vs_plain
+            );
+        }
+    }
+    println!("pl/x: plain forward+backward time ÷ the method's time in the same rounds (through the explain driver)");
 }

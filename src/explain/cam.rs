@@ -138,7 +138,13 @@ impl<R: CamRule> Cam<R> {
             } else {
                 weighted_activations(&w.weights, &w.activations)?
             };
-            per_layer.push(scale_maps(&raw, &reference, &w.dead, chunk.height, chunk.width)?);
+            per_layer.push(scale_maps(
+                &raw,
+                &reference,
+                &w.dead,
+                chunk.height,
+                chunk.width,
+            )?);
             first.get_or_insert(w.weights);
         }
         let weights = first.context("internal error: no CAM layer")?;

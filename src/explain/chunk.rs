@@ -6,7 +6,7 @@ use super::explainer::{ExplainOptions, TargetInfo};
 use super::guided::{guided_backprop, RuleGradients};
 use super::input::Inputs;
 use super::layers::{last_layer_name, layer_passes, CamLayer, LayerPasses};
-use super::method::{Pass, SaliencyMethod};
+use super::method::{MethodOutput, Pass, SaliencyMethod};
 use super::saliency::{gradients, Explainable, Gradients};
 use super::target::cosine_score;
 use super::transfer::WeightStore;
@@ -15,6 +15,8 @@ use crate::eval::predict::Prediction;
 use crate::model::layers::apply_activation;
 use crate::search::Distance;
 use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 /// What the forward pass and the prediction give for a chunk (computed by the driver).
@@ -150,6 +152,68 @@ impl<'a> Chunk<'a> {
     pub fn forward_batched(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         forward_batched(self.base.net, images, self.base.options.batch_size)
     }
+}
+
+/// Runs `methods` on images given as a tensor `x` `[B, 3, H, W]` against target embeddings
+/// `targets` `[B, D]`, without files, gallery or neighbours (benchmarks and tests): the
+/// same chunk passes and method calls as `dmlviz explain`, with placeholder paths
+/// `image-<i>.png` and no neighbours (so no pair maps).
+pub fn explain_tensor(
+    net: &dyn Explainable,
+    x: &Tensor,
+    targets: &Tensor,
+    methods: &[&dyn SaliencyMethod],
+    options: &ExplainOptions,
+) -> Result<MethodOutput> {
+    let (b, _, h, w) = x.size4().context("images must be [B, 3, H, W]")?;
+    let paths: Vec<PathBuf> = (0..b)
+        .map(|i| PathBuf::from(format!("image-{i}.png")))
+        .collect();
+    let inputs = Inputs {
+        images: (0..b).map(|_| RgbImage::new(w as u32, h as u32)).collect(),
+        tensor: x.shallow_clone(),
+        paths: paths.clone(),
+    };
+    let (e, a) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
+    let target_info: Vec<TargetInfo> = (0..b)
+        .map(|_| TargetInfo {
+            kind: "reference".into(),
+            class: None,
+            path: None,
+            score: 0.0,
+        })
+        .collect();
+    let predictions: Vec<Prediction> = paths
+        .into_iter()
+        .map(|image| Prediction {
+            image,
+            nearest: String::new(),
+            majority: String::new(),
+            votes: 0,
+            neighbours: Vec::new(),
+        })
+        .collect();
+    let base = ChunkBase {
+        net,
+        inputs: &inputs,
+        transform: Transform::test(h as u32, h as u32),
+        device: x.device(),
+        distance: Distance::Cosine,
+        embeddings: &e.to_device(Device::Cpu),
+        activations: &a,
+        targets,
+        target_info: &target_info,
+        predictions: &predictions,
+        store: None,
+        options,
+    };
+    let chunk = Chunk::run(base, methods)?;
+    let mut out = MethodOutput::new(b as usize);
+    for m in methods {
+        m.explain(&chunk, &mut out)
+            .with_context(|| format!("computing {}", m.info().title))?;
+    }
+    Ok(out)
 }
 
 /// The CAM layers' pass of a chunk, when a method declared [`Pass::LayerActivations`] or

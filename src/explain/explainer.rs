@@ -109,6 +109,8 @@ pub struct Explanation {
     pub arrays: Vec<(String, Tensor)>,
     /// Pair maps (reference image first when there is one, then the neighbours).
     pub pairs: Vec<PairExplanation>,
+    /// Said on the page when a CAM's layer is coarser than 7×7 at the input size.
+    pub layer_note: Option<String>,
 }
 
 /// A trained phase ready to explain images.
@@ -121,6 +123,7 @@ pub struct Explainer<'a> {
     pub gallery: Gallery,
     store: Option<WeightStore>,
     labels: Vec<usize>,
+    layer_note: Option<String>,
 }
 
 impl<'a> Explainer<'a> {
@@ -134,6 +137,7 @@ impl<'a> Explainer<'a> {
             gallery,
             store: None,
             labels,
+            layer_note: None,
         })
     }
 
@@ -211,11 +215,35 @@ impl<'a> Explainer<'a> {
 
     /// Reads (or computes) what the chosen methods need before the first chunk.
     fn prepare(&mut self, opts: &ExplainOptions) -> Result<()> {
-        super::layers::check_layers(&self.pm.model.net, &opts.layers)?;
+        self.layer_note = self.layer_note(opts)?;
         if opts.methods.iter().any(|m| m.info().weight_store) {
             self.weight_store()?;
         }
         Ok(())
+    }
+
+    /// Checks `opts.layers` against the network, and says on the page when a CAM's layer
+    /// is coarser than 7×7 at the run's input size ([`super::layers::coarse_note`]).
+    fn layer_note(&self, opts: &ExplainOptions) -> Result<Option<String>> {
+        use super::layers::{check_layers, coarse_note, last_layer_name, layer_sizes};
+        use super::method::Pass;
+        let net = &self.pm.model.net;
+        check_layers(net, &opts.layers)?;
+        let cams = opts.methods.iter().any(|m| {
+            let p = m.info().passes;
+            p.contains(&Pass::LayerGradient) || p.contains(&Pass::LayerActivations)
+        });
+        if !cams {
+            return Ok(None);
+        }
+        let side = self.pm.exp.test_transform().crop as i64;
+        let sizes = layer_sizes(net, side, side, self.pm.exp.device)?;
+        let chosen = if opts.layers.is_empty() {
+            vec![last_layer_name(net)]
+        } else {
+            opts.layers.clone()
+        };
+        Ok(coarse_note(&chosen, &sizes))
     }
 
     /// Target embeddings `[B, D]` for a chunk and what they are.
@@ -346,6 +374,7 @@ impl<'a> Explainer<'a> {
             .map(
                 |(((image, input), (prediction, target)), ((maps, arrays), pairs))| Explanation {
                     true_class: self.true_class(&image),
+                    layer_note: self.layer_note.clone(),
                     image,
                     input,
                     prediction,
@@ -385,6 +414,10 @@ pub struct ExplanationRecord {
     pub maps: BTreeMap<String, MapRecord>,
     /// The k nearest training images, nearest first (and the reference image first, when given).
     pub neighbours: Vec<NeighbourRecord>,
+    /// When a CAM's layer is coarser than 7×7 at the input size: what the page says
+    /// about it, naming a finer layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_note: Option<String>,
 }
 
 /// One method's output files.
@@ -471,6 +504,7 @@ pub fn write_explanation(
         target: e.target.clone(),
         maps,
         neighbours,
+        layer_note: e.layer_note.clone(),
     };
     write_json(&dir.join(crate::run::explanations::ITEM_FILE), &record)?;
     crate::atomic::write_atomic(

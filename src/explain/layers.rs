@@ -161,9 +161,14 @@ pub fn layer_passes(
 }
 
 /// Every named layer's spatial size `(name, h, w)` at an input of `height`×`width`, in
-/// forward order (one forward pass of a zero image).
-pub fn layer_sizes(net: &dyn Explainable, height: i64, width: i64) -> Result<Vec<(String, i64, i64)>> {
-    let x = Tensor::zeros([1, 3, height, width], (Kind::Float, Device::Cpu));
+/// forward order (one forward pass of a zero image on `device`).
+pub fn layer_sizes(
+    net: &dyn Explainable,
+    height: i64,
+    width: i64,
+    device: Device,
+) -> Result<Vec<(String, i64, i64)>> {
+    let x = Tensor::zeros([1, 3, height, width], (Kind::Float, device));
     let mut sizes = Vec::new();
     let mut tap = |name: &str, t: Tensor| {
         let s = t.size();
@@ -215,18 +220,32 @@ mod tests {
         let net = EmbeddingNet::new(&vs.root(), Arch::MobileNetV2, &HeadConfig::default());
         let names = net.layer_names();
         assert_eq!(names.len(), 19);
-        assert_eq!((names[0].as_str(), names[18].as_str()), ("features.0", "features.18"));
-        let sizes = layer_sizes(&net, 64, 64).unwrap();
+        assert_eq!(
+            (names[0].as_str(), names[18].as_str()),
+            ("features.0", "features.18")
+        );
+        let sizes = layer_sizes(&net, 64, 64, Device::Cpu).unwrap();
         let size = |n: &str| sizes.iter().find(|s| s.0 == n).map(|s| (s.1, s.2));
         assert_eq!(size("features.18"), Some((2, 2)));
         assert_eq!(size("features.14"), Some((2, 2)));
         assert_eq!(size("features.6"), Some((8, 8)));
-        assert_eq!(finest_readable(&sizes).map(|s| s.0.as_str()), Some("features.6"));
+        assert_eq!(
+            finest_readable(&sizes).map(|s| s.0.as_str()),
+            Some("features.6")
+        );
         let note = coarse_note(&["features.18".to_string()], &sizes).unwrap();
-        assert!(note.contains("2×2") && note.contains("features.6"), "{note}");
+        assert!(
+            note.contains("2×2") && note.contains("features.6"),
+            "{note}"
+        );
         assert!(coarse_note(&["features.6".to_string()], &sizes).is_none());
-        let err = check_layers(&net, &["layer4".to_string()]).unwrap_err().to_string();
-        assert!(err.contains("\"layer4\"") && err.contains("features.14"), "{err}");
+        let err = check_layers(&net, &["layer4".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"layer4\"") && err.contains("features.14"),
+            "{err}"
+        );
         let vs = VarStore::new(Device::Cpu);
         let net = EmbeddingNet::new(&vs.root(), Arch::ResNet18, &HeadConfig::default());
         let names = net.layer_names();
@@ -249,7 +268,10 @@ mod tests {
         let tapped = layer_passes(&net, &x, &score, &names, true).unwrap();
         let (p, q) = (&plain.layers[0], &tapped.layers[1]);
         assert!(p.activations.allclose(&q.activations, 1e-5, 1e-6, false));
-        assert!(p.grads().unwrap().allclose(q.grads().unwrap(), 1e-4, 1e-7, false));
+        assert!(p
+            .grads()
+            .unwrap()
+            .allclose(q.grads().unwrap(), 1e-4, 1e-7, false));
         assert_eq!(tapped.layers[0].activations.size(), [2, 256, 4, 4]);
         assert_eq!(plain.dead, tapped.dead);
     }

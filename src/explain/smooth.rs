@@ -24,12 +24,30 @@ pub struct Augmentation {
 /// pytorch-grad-cam's default `tta_transforms` (ttach `HorizontalFlip` × `Multiply(0.9, 1,
 /// 1.1)`), in ttach's order.
 pub const AUGMENTATIONS: [Augmentation; 6] = [
-    Augmentation { flip: false, factor: 0.9 },
-    Augmentation { flip: false, factor: 1.0 },
-    Augmentation { flip: false, factor: 1.1 },
-    Augmentation { flip: true, factor: 0.9 },
-    Augmentation { flip: true, factor: 1.0 },
-    Augmentation { flip: true, factor: 1.1 },
+    Augmentation {
+        flip: false,
+        factor: 0.9,
+    },
+    Augmentation {
+        flip: false,
+        factor: 1.0,
+    },
+    Augmentation {
+        flip: false,
+        factor: 1.1,
+    },
+    Augmentation {
+        flip: true,
+        factor: 0.9,
+    },
+    Augmentation {
+        flip: true,
+        factor: 1.0,
+    },
+    Augmentation {
+        flip: true,
+        factor: 1.1,
+    },
 ];
 
 impl Augmentation {
@@ -40,7 +58,11 @@ impl Augmentation {
 
     /// The augmented images of `x` `[B, 3, H, W]`.
     pub fn augment(self, x: &Tensor) -> Tensor {
-        let x = if self.flip { x.flip([3]) } else { x.shallow_clone() };
+        let x = if self.flip {
+            x.flip([3])
+        } else {
+            x.shallow_clone()
+        };
         if self.factor == 1.0 {
             x
         } else {
@@ -102,7 +124,10 @@ pub fn mean_maps(per_aug: Vec<Vec<SaliencyMap>>) -> Vec<SaliencyMap> {
 /// points the way Grad-CAM does).
 pub fn first_component(terms: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = terms.size4().context("terms must be [B, C, h, w]")?;
-    let t = terms.detach().to_kind(Kind::Double).nan_to_num(0.0, 0.0, 0.0);
+    let t = terms
+        .detach()
+        .to_kind(Kind::Double)
+        .nan_to_num(0.0, 0.0, 0.0);
     let mut out = Vec::with_capacity(b as usize);
     for i in 0..b {
         let x = t.get(i).reshape([c, h * w]).tr();
@@ -133,12 +158,21 @@ mod tests {
             values: vec![0.0, 0.5, 1.0, 0.1, 0.2, 0.3],
             status: MapStatus::Ok,
         };
-        let a = Augmentation { flip: true, factor: 1.1 };
-        assert_eq!(a.deaugment(m.clone()).values, [1.0, 0.5, 0.0, 0.3, 0.2, 0.1]);
+        let a = Augmentation {
+            flip: true,
+            factor: 1.1,
+        };
+        assert_eq!(
+            a.deaugment(m.clone()).values,
+            [1.0, 0.5, 0.0, 0.3, 0.2, 0.1]
+        );
         let x = Tensor::arange(6, (Kind::Float, tch::Device::Cpu)).view([1, 1, 2, 3]);
         let y: Vec<f32> = Vec::try_from(a.augment(&x).flatten(0, -1)).unwrap();
         let expected = [2.2f32, 1.1, 0.0, 5.5, 4.4, 3.3];
-        assert!(y.iter().zip(expected).all(|(p, q)| (p - q).abs() < 1e-6), "{y:?}");
+        assert!(
+            y.iter().zip(expected).all(|(p, q)| (p - q).abs() < 1e-6),
+            "{y:?}"
+        );
         let blank = SaliencyMap::blank(1, 2, 3, MapStatus::Zero);
         let mean = mean_maps(vec![vec![m.clone()], vec![blank]]);
         assert_eq!(mean[0].status, MapStatus::Ok);
@@ -156,6 +190,9 @@ mod tests {
         let centred = &pattern.view([4]) - 1.5;
         let norm = (1.0f64 + 0.25 + 4.0).sqrt();
         let expected = (centred * norm).view([1, 2, 2]);
-        assert!(p.allclose(&expected, 1e-9, 1e-9, false), "{p} vs {expected}");
+        assert!(
+            p.allclose(&expected, 1e-9, 1e-9, false),
+            "{p} vs {expected}"
+        );
     }
 }

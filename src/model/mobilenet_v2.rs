@@ -15,7 +15,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{Activation, ActivationHook, BatchNorm, LayerTap, ConvBn};
+use super::layers::{Activation, ActivationHook, BatchNorm, ConvBn, LayerTap};
 use tch::{nn, Tensor};
 
 /// torchvision's inverted-residual setting: (expansion t, output channels c, repeats n, stride s).
@@ -190,7 +190,10 @@ impl MobileNetV2 {
     ) -> Tensor {
         let mut y = tap("features.0", self.stem.forward_hooked(x, train, hook));
         for (i, b) in self.blocks.iter().enumerate() {
-            y = tap(&format!("features.{}", i + 1), b.forward_hooked(&y, train, hook));
+            y = tap(
+                &format!("features.{}", i + 1),
+                b.forward_hooked(&y, train, hook),
+            );
         }
         let name = format!("features.{}", self.blocks.len() + 1);
         tap(&name, self.last.forward_hooked(&y, train, hook))

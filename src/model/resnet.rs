@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{Activation, ActivationHook, BatchNorm, LayerTap, Conv2d};
+use super::layers::{Activation, ActivationHook, BatchNorm, Conv2d, LayerTap};
 use tch::{nn, Tensor};
 
 /// Which ResNet.
@@ -273,7 +273,10 @@ impl ResNet {
         let mut y = self.stem_hooked(x, train, hook);
         for (s, stage) in self.layers.iter().enumerate() {
             for (i, block) in stage.iter().enumerate() {
-                y = tap(&format!("layer{}.{i}", s + 1), block.forward_hooked(&y, train, hook));
+                y = tap(
+                    &format!("layer{}.{i}", s + 1),
+                    block.forward_hooked(&y, train, hook),
+                );
             }
             y = tap(&format!("layer{}", s + 1), y);
         }
