@@ -56,8 +56,9 @@ pub struct ExplainArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// The CAM family's target layer, as a torchvision module name (`layer3`, `layer4.1`,
-    /// `features.14`; default: the last convolution). Repeat it to average the maps of
-    /// several layers, each resized to the input first.
+    /// `features.14`; default: the last convolution), or `auto`: the deepest layer at
+    /// least 7×7 at the run's input size. Repeat it to average the maps of several
+    /// layers, each resized to the input first.
     #[arg(long = "layer", value_name = "NAME")]
     layers: Vec<String>,
     /// CAMs averaged over six test-time augmentations (horizontal flip × pixel values

@@ -184,7 +184,7 @@ impl<'a> Explainer<'a> {
         paths: &[PathBuf],
         opts: &ExplainOptions,
     ) -> Result<Vec<Explanation>> {
-        self.prepare(opts)?;
+        let opts = &self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(opts.batch_size.max(1)) {
@@ -200,7 +200,7 @@ impl<'a> Explainer<'a> {
         paths: &[PathBuf],
         opts: &ExplainOptions,
     ) -> Result<(Vec<Explanation>, Vec<Unreadable>)> {
-        self.prepare(opts)?;
+        let opts = &self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let (mut out, mut skipped) = (Vec::with_capacity(paths.len()), Vec::new());
         for chunk in paths.chunks(opts.batch_size.max(1)) {
@@ -213,13 +213,49 @@ impl<'a> Explainer<'a> {
         Ok((out, skipped))
     }
 
-    /// Reads (or computes) what the chosen methods need before the first chunk.
-    fn prepare(&mut self, opts: &ExplainOptions) -> Result<()> {
-        self.layer_note = self.layer_note(opts)?;
+    /// Reads (or computes) what the chosen methods need before the first chunk, and the
+    /// options with `--layer auto` resolved.
+    fn prepare(&mut self, opts: &ExplainOptions) -> Result<ExplainOptions> {
+        let mut opts = opts.clone();
+        let auto = self.resolve_auto_layer(&mut opts.layers)?;
+        self.layer_note = match auto {
+            Some(note) => Some(note),
+            None => self.layer_note(&opts)?,
+        };
         if opts.methods.iter().any(|m| m.info().weight_store) {
             self.weight_store()?;
         }
-        Ok(())
+        Ok(opts)
+    }
+
+    /// Replaces `auto` in `layers` by the deepest layer at least 7×7 at the run's input
+    /// size (the last convolution when it is that fine; [`super::layers::finest_readable`]),
+    /// and says which one it chose when that is not the last convolution.
+    fn resolve_auto_layer(&self, layers: &mut [String]) -> Result<Option<String>> {
+        use super::layers::{finest_readable, last_layer_name, layer_sizes, AUTO_LAYER};
+        if !layers.iter().any(|l| l == AUTO_LAYER) {
+            return Ok(None);
+        }
+        let net = &self.pm.model.net;
+        let side = self.pm.exp.test_transform().crop as i64;
+        let sizes = layer_sizes(net, side, side, self.pm.exp.device)?;
+        let last = last_layer_name(net);
+        let (name, h, w) = finest_readable(&sizes)
+            .cloned()
+            .unwrap_or_else(|| (last.clone(), 0, 0));
+        for l in layers.iter_mut().filter(|l| *l == AUTO_LAYER) {
+            *l = name.clone();
+        }
+        if name == last {
+            return Ok(None);
+        }
+        let (lh, lw) = sizes
+            .iter()
+            .find(|s| s.0 == last)
+            .map_or((0, 0), |s| (s.1, s.2));
+        Ok(Some(format!(
+            "CAM layer {name} ({h}×{w}), chosen by --layer auto: the last convolution {last} is only {lh}×{lw} at this {side}-pixel input, too coarse to show where in the image the similarity comes from; {name} is the deepest layer at least 7×7."
+        )))
     }
 
     /// Checks `opts.layers` against the network, and says on the page when a CAM's layer

@@ -10,6 +10,10 @@ use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
 
+/// The `--layer` value that picks the deepest layer at least [`FINE_SIDE`]×[`FINE_SIDE`]
+/// at the run's input size (the last convolution when it is that fine).
+pub const AUTO_LAYER: &str = "auto";
+
 /// The smallest side (in activation cells) at which a CAM is more than a few blobs: below
 /// it the page says the layer is coarse and names a finer one.
 pub const FINE_SIDE: i64 = 7;
