@@ -54,7 +54,7 @@ demo: build weights
 	@echo "== 4/6 explanations: correct and incorrect queries, and a photo of a cat"
 	$(DMLVIZ) explain --run runs/demo --phase all --samples 8
 	$(DMLVIZ) explain --run runs/demo --phase seen --samples 8
-	$(DMLVIZ) explain --run runs/demo --image fixtures/photos/chelsea.jpg --method all
+	$(DMLVIZ) explain --run runs/demo --image fixtures/photos/chelsea.jpg --method all --layer auto
 	@echo "== 5/6 report site"
 	$(DMLVIZ) report --runs runs --out reports
 	@echo "== 6/6 done: open $(CURDIR)/reports/index.html"

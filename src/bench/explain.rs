@@ -1,18 +1,23 @@
 //! Explanation benchmark: images explained per second by Grad-CAM, guided backprop and
 //! Grad-CAM with weight transfer, beside one plain forward + backward of the same network
 //! (embedding sum, gradients for every parameter, as a training step computes them) on
-//! the same batch in the same run. Figures are tensor work only (no decoding, no PNGs).
+//! the same batch in the same run; then every registered method (or those chosen), each
+//! through the explain driver's chunk passes ([`explain_tensor`]), beside the same plain
+//! pass. Figures are tensor work only (no decoding, no PNGs).
 //!
 //! Grad-CAM needs ∂score/∂A only, so its backward pass runs through the head alone; the
 //! "full backward" row adds the input gradient (a backward pass through the whole
 //! network, what a hook-based Grad-CAM that back-propagates the score to the input or the
 //! parameters pays), which is the cost weight transfer avoids in Chen et al.
 
+use crate::explain::chunk::explain_tensor;
+use crate::explain::explainer::ExplainOptions;
 use crate::explain::gradcam::gradcam_maps;
 use crate::explain::guided::{dead_images, display_maps, guided_backprop};
 use crate::explain::saliency::gradients;
 use crate::explain::target::cosine_score;
 use crate::explain::transfer::{transfer_gradcam, WeightStore, DEFAULT_TRANSFER_K};
+use crate::explain::SaliencyMethod;
 use crate::model::head::l2_normalize;
 use crate::model::{Arch, EmbeddingNet, HeadConfig};
 use crate::search::Distance;
@@ -36,6 +41,12 @@ pub struct ExplainBenchOptions {
     pub threads: i32,
     /// Stored training images of the weight-transfer store.
     pub stored: i64,
+    /// Methods timed through the explain driver (those needing the weight store are left
+    /// out: weight transfer has its own columns).
+    pub methods: Vec<&'static dyn SaliencyMethod>,
+    /// Images per pass of the methods, and masked or ablated copies per pass of Score-CAM
+    /// and Ablation-CAM.
+    pub method_batch_size: usize,
 }
 
 impl Default for ExplainBenchOptions {
@@ -47,6 +58,8 @@ impl Default for ExplainBenchOptions {
             iterations: 3,
             threads: 2,
             stored: 1000,
+            methods: crate::explain::METHODS.to_vec(),
+            method_batch_size: 16,
         }
     }
 }
@@ -82,6 +95,19 @@ pub struct ExplainBenchRow {
     pub transfer_over_gradcam: f64,
     /// Weight transfer's speed over full-backward Grad-CAM's.
     pub transfer_over_gradcam_full_backward: f64,
+    /// Every timed method through the explain driver, in page order.
+    pub methods: Vec<MethodSpeed>,
+}
+
+/// One method's speed through the explain driver.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodSpeed {
+    /// The method's key.
+    pub method: String,
+    /// Images per second.
+    pub images_per_s: f64,
+    /// Plain pass time ÷ method time, the plain pass timed in the same rounds (> 1: faster).
+    pub vs_plain: f64,
 }
 
 /// Best seconds of each job over `iterations` rounds after one warm-up round. The jobs
@@ -126,6 +152,8 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
                     .with_context(|| format!("explaining {arch} at {size}², batch {batch}"))?;
                 let (plain, gradcam, full, guided, transfer) = (t[0], t[1], t[2], t[3], t[4]);
                 let ips = |s: f64| batch as f64 / s;
+                let methods = measure_methods(&vs, &net, size, batch, opts)
+                    .with_context(|| format!("methods of {arch} at {size}², batch {batch}"))?;
                 out.push(ExplainBenchRow {
                     arch: arch.name().into(),
                     size,
@@ -141,11 +169,77 @@ pub fn run(opts: &ExplainBenchOptions) -> Result<Vec<ExplainBenchRow>> {
                     transfer_vs_plain: plain / transfer,
                     transfer_over_gradcam: gradcam / transfer,
                     transfer_over_gradcam_full_backward: full / transfer,
+                    methods,
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// The plain forward + backward of `net` on `x`: every parameter's gradient (zeroed first).
+fn plain_pass(vs: &VarStore, net: &EmbeddingNet, x: &Tensor) {
+    vs.variables().values().for_each(|v| {
+        let mut g = v.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    });
+    net.forward_t(x, false).sum(Kind::Float).backward();
+}
+
+/// Each of `opts.methods` (but those needing the weight store) through the explain
+/// driver on one random batch, timed in the same rounds as the plain pass.
+fn measure_methods(
+    vs: &VarStore,
+    net: &EmbeddingNet,
+    size: i64,
+    batch: i64,
+    opts: &ExplainBenchOptions,
+) -> Result<Vec<MethodSpeed>> {
+    let methods: Vec<&'static dyn SaliencyMethod> = opts
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| !m.info().weight_store)
+        .collect();
+    let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
+    let d = net.embedding_dim();
+    let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
+    let eopts = ExplainOptions {
+        batch_size: opts.method_batch_size.max(1),
+        ..Default::default()
+    };
+    let failed = std::cell::RefCell::new(None::<anyhow::Error>);
+    let mut plain = || plain_pass(vs, net, &x);
+    let mut jobs: Vec<Box<dyn FnMut() + '_>> = methods
+        .iter()
+        .map(|m| {
+            let (x, targets, eopts, failed) = (&x, &targets, &eopts, &failed);
+            Box::new(move || {
+                if let Err(e) = explain_tensor(net, x, targets, &[*m], eopts) {
+                    failed.borrow_mut().get_or_insert(e);
+                }
+            }) as Box<dyn FnMut() + '_>
+        })
+        .collect();
+    let mut all: Vec<&mut dyn FnMut()> = vec![&mut plain];
+    all.extend(jobs.iter_mut().map(|j| &mut **j as &mut dyn FnMut()));
+    let t = time_interleaved(opts.iterations, &mut all);
+    drop(all);
+    drop(jobs);
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    Ok(methods
+        .iter()
+        .zip(&t[1..])
+        .map(|(m, &s)| MethodSpeed {
+            method: m.info().name.to_string(),
+            images_per_s: batch as f64 / s,
+            vs_plain: t[0] / s,
+        })
+        .collect())
 }
 
 /// Best seconds of the plain pass, Grad-CAM, full-backward Grad-CAM, guided backprop and
@@ -162,15 +256,7 @@ fn measure(
     let d = net.embedding_dim();
     let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));
     let score = |e: &Tensor| cosine_score(e, &targets);
-    let mut plain = || {
-        vs.variables().values().for_each(|v| {
-            let mut g = v.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        });
-        net.forward_t(&x, false).sum(Kind::Float).backward();
-    };
+    let mut plain = || plain_pass(vs, net, &x);
     // The first error of a timed job, returned after the rounds.
     let failed = std::cell::RefCell::new(None::<anyhow::Error>);
     let keep = |r: Result<()>| {

@@ -51,9 +51,24 @@ pub struct ExplainArgs {
     /// Stored neighbours whose Grad-CAM weights weight transfer averages.
     #[arg(long, default_value_t = DEFAULT_TRANSFER_K)]
     transfer_k: usize,
-    /// Images per forward/backward pass.
+    /// Images per forward/backward pass (and masked or ablated copies per pass of
+    /// Score-CAM and Ablation-CAM).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// The CAM family's target layer, as a torchvision module name (`layer3`, `layer4.1`,
+    /// `features.14`; default: the last convolution), or `auto`: the deepest layer at
+    /// least 7×7 at the run's input size. Repeat it to average the maps of several
+    /// layers, each resized to the input first.
+    #[arg(long = "layer", value_name = "NAME")]
+    layers: Vec<String>,
+    /// CAMs averaged over six test-time augmentations (horizontal flip × pixel values
+    /// times 0.9, 1, 1.1), as pytorch-grad-cam's aug_smooth.
+    #[arg(long)]
+    aug_smooth: bool,
+    /// CAMs as the first principal component of the weighted activations, as
+    /// pytorch-grad-cam's eigen_smooth.
+    #[arg(long)]
+    eigen_smooth: bool,
     /// Output directory (default: runs/X/phase-P/explain/<parent folder>/<file or folder name>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -119,6 +134,9 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         k: args.k.max(1),
         transfer_k: args.transfer_k.max(1),
         batch_size: args.batch_size.max(1),
+        layers: args.layers.clone(),
+        aug_smooth: args.aug_smooth,
+        eigen_smooth: args.eigen_smooth,
         ..Default::default()
     };
     let image_file = match (&args.image, &args.batch) {
@@ -274,6 +292,12 @@ pub struct ExplainBenchArgs {
     /// Stored training images of the weight-transfer store.
     #[arg(long, default_value_t = 1000)]
     stored: i64,
+    #[arg(long = "method", default_value = "all", help = method_help(), long_help = method_long_help())]
+    methods: Vec<String>,
+    /// Images per pass of the methods (and masked or ablated copies per pass of Score-CAM
+    /// and Ablation-CAM).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
     #[arg(long)]
     json: bool,
 }
@@ -286,6 +310,8 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         iterations: args.iterations,
         threads: args.threads,
         stored: args.stored,
+        methods: dmlviz::explain::registry::parse(&args.methods)?,
+        method_batch_size: args.batch_size.max(1),
     };
     let rows: Vec<ExplainBenchRow> = dmlviz::bench::explain::run(&opts)?;
     if args.json {
@@ -308,7 +334,7 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
         "tr÷gc",
         "tr÷gcfull"
     );
-    for r in rows {
+    for r in &rows {
         println!(
             "{:>13} {:>5} {:>6} {:>10.1} {:>10.1} {:>12.1} {:>10.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}× {:>9.2}×",
             r.arch,
@@ -330,5 +356,24 @@ pub fn bench(args: ExplainBenchArgs) -> Result<()> {
     println!(
         "x/pl: plain forward+backward time ÷ method time (> 1: faster than the plain pass); tr÷gc: weight transfer's speed over Grad-CAM's"
     );
+    print_method_speeds(&rows);
     Ok(())
+}
+
+/// The per-method table of `bench explain`: images per second and the ratio to the plain
+/// pass of the same rounds, one line per method and configuration.
+fn print_method_speeds(rows: &[ExplainBenchRow]) {
+    println!(
+        "\n{:>13} {:>5} {:>6} {:>16} {:>10} {:>8}",
+        "arch", "size", "batch", "method", "images/s", "pl/x"
+    );
+    for r in rows {
+        for m in &r.methods {
+            println!(
+                "{:>13} {:>5} {:>6} {:>16} {:>10.2} {:>8.3}",
+                r.arch, r.size, r.batch, m.method, m.images_per_s, m.vs_plain
+            );
+        }
+    }
+    println!("pl/x: plain forward+backward time ÷ the method's time in the same rounds (through the explain driver)");
 }

@@ -5,7 +5,8 @@
 use super::explainer::{ExplainOptions, TargetInfo};
 use super::guided::{guided_backprop, RuleGradients};
 use super::input::Inputs;
-use super::method::{Pass, SaliencyMethod};
+use super::layers::{last_layer_name, layer_passes, CamLayer, LayerPasses};
+use super::method::{MethodOutput, Pass, SaliencyMethod};
 use super::saliency::{gradients, Explainable, Gradients};
 use super::target::cosine_score;
 use super::transfer::WeightStore;
@@ -14,6 +15,8 @@ use crate::eval::predict::Prediction;
 use crate::model::layers::apply_activation;
 use crate::search::Distance;
 use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 /// What the forward pass and the prediction give for a chunk (computed by the driver).
@@ -54,6 +57,7 @@ pub struct Chunk<'a> {
     pub width: i64,
     layer: Option<Gradients>,
     guided: Option<RuleGradients>,
+    cams: Option<LayerPasses>,
 }
 
 impl<'a> Chunk<'a> {
@@ -74,13 +78,24 @@ impl<'a> Chunk<'a> {
         } else {
             None
         };
+        let cams = cam_passes(&base, x, &score, layer.as_ref(), methods)?;
         Ok(Chunk {
             base,
             height,
             width,
             layer,
             guided,
+            cams,
         })
+    }
+
+    /// The CAM layers' pass over the plain input ([`Pass::LayerActivations`], with
+    /// gradients when [`Pass::LayerGradient`] was declared).
+    pub fn cam_layers(&self) -> Result<&LayerPasses> {
+        match &self.cams {
+            Some(c) => Ok(c),
+            None => bail!("internal error: a CAM read its layers without declaring a layer pass"),
+        }
     }
 
     /// Images in the chunk.
@@ -137,6 +152,105 @@ impl<'a> Chunk<'a> {
     pub fn forward_batched(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         forward_batched(self.base.net, images, self.base.options.batch_size)
     }
+}
+
+/// Runs `methods` on images given as a tensor `x` `[B, 3, H, W]` against target embeddings
+/// `targets` `[B, D]`, without files, gallery or neighbours (benchmarks and tests): the
+/// same chunk passes and method calls as `dmlviz explain`, with placeholder paths
+/// `image-<i>.png` and no neighbours (so no pair maps).
+pub fn explain_tensor(
+    net: &dyn Explainable,
+    x: &Tensor,
+    targets: &Tensor,
+    methods: &[&dyn SaliencyMethod],
+    options: &ExplainOptions,
+) -> Result<MethodOutput> {
+    let (b, _, h, w) = x.size4().context("images must be [B, 3, H, W]")?;
+    let paths: Vec<PathBuf> = (0..b)
+        .map(|i| PathBuf::from(format!("image-{i}.png")))
+        .collect();
+    let inputs = Inputs {
+        images: (0..b).map(|_| RgbImage::new(w as u32, h as u32)).collect(),
+        tensor: x.shallow_clone(),
+        paths: paths.clone(),
+    };
+    let (e, a) = tch::no_grad(|| net.forward_explained(x, &mut apply_activation));
+    let target_info: Vec<TargetInfo> = (0..b)
+        .map(|_| TargetInfo {
+            kind: "reference".into(),
+            class: None,
+            path: None,
+            score: 0.0,
+        })
+        .collect();
+    let predictions: Vec<Prediction> = paths
+        .into_iter()
+        .map(|image| Prediction {
+            image,
+            nearest: String::new(),
+            majority: String::new(),
+            votes: 0,
+            neighbours: Vec::new(),
+        })
+        .collect();
+    let base = ChunkBase {
+        net,
+        inputs: &inputs,
+        transform: Transform::test(h as u32, h as u32),
+        device: x.device(),
+        distance: Distance::Cosine,
+        embeddings: &e.to_device(Device::Cpu),
+        activations: &a,
+        targets,
+        target_info: &target_info,
+        predictions: &predictions,
+        store: None,
+        options,
+    };
+    let chunk = Chunk::run(base, methods)?;
+    let mut out = MethodOutput::new(b as usize);
+    for m in methods {
+        m.explain(&chunk, &mut out)
+            .with_context(|| format!("computing {}", m.info().title))?;
+    }
+    Ok(out)
+}
+
+/// The CAM layers' pass of a chunk, when a method declared [`Pass::LayerActivations`] or
+/// [`Pass::LayerGradient`]: the last convolution's from the passes already run when no
+/// `--layer` is given, a tapped pass otherwise.
+fn cam_passes(
+    base: &ChunkBase<'_>,
+    x: &Tensor,
+    score: &super::saliency::ScoreFn<'_>,
+    layer: Option<&Gradients>,
+    methods: &[&dyn SaliencyMethod],
+) -> Result<Option<LayerPasses>> {
+    let needs = |p: Pass| methods.iter().any(|m| m.info().passes.contains(&p));
+    let grads = needs(Pass::LayerGradient);
+    if !grads && !needs(Pass::LayerActivations) {
+        return Ok(None);
+    }
+    let names = &base.options.layers;
+    if names.is_empty() {
+        if let Some(g) = layer {
+            return Ok(Some(LayerPasses {
+                layers: vec![CamLayer::of_gradients(base.net, g)],
+                dead: g.dead(),
+            }));
+        }
+        if !grads {
+            return Ok(Some(LayerPasses {
+                layers: vec![CamLayer {
+                    name: last_layer_name(base.net),
+                    activations: base.activations.shallow_clone(),
+                    grads: None,
+                }],
+                dead: vec![false; base.inputs.paths.len()],
+            }));
+        }
+    }
+    Ok(Some(layer_passes(base.net, x, score, names, grads)?))
 }
 
 /// Forward passes without gradients of `images` `[N, 3, H, W]` through `net` in batches of

@@ -54,6 +54,13 @@ pub struct ExplainOptions {
     pub batch_size: usize,
     /// How many of the k neighbours get pair maps (nearest first).
     pub pair_neighbours: usize,
+    /// The CAM family's target layers (torchvision module names; empty: the last
+    /// convolution); maps of several are averaged ([`super::layers`]).
+    pub layers: Vec<String>,
+    /// CAMs averaged over flipped and scaled inputs ([`super::smooth`]).
+    pub aug_smooth: bool,
+    /// CAMs as the first principal component of the weighted activations ([`super::smooth`]).
+    pub eigen_smooth: bool,
 }
 
 impl Default for ExplainOptions {
@@ -65,6 +72,9 @@ impl Default for ExplainOptions {
             transfer_k: DEFAULT_TRANSFER_K,
             batch_size: 16,
             pair_neighbours: usize::MAX,
+            layers: Vec::new(),
+            aug_smooth: false,
+            eigen_smooth: false,
         }
     }
 }
@@ -100,6 +110,8 @@ pub struct Explanation {
     pub arrays: Vec<(String, Tensor)>,
     /// Pair maps (reference image first when there is one, then the neighbours).
     pub pairs: Vec<PairExplanation>,
+    /// Said on the page when a CAM's layer is coarser than 7×7 at the input size.
+    pub layer_note: Option<String>,
 }
 
 /// A trained phase ready to explain images.
@@ -112,6 +124,7 @@ pub struct Explainer<'a> {
     pub gallery: Gallery,
     store: Option<WeightStore>,
     labels: Vec<usize>,
+    layer_note: Option<String>,
 }
 
 impl<'a> Explainer<'a> {
@@ -125,6 +138,7 @@ impl<'a> Explainer<'a> {
             gallery,
             store: None,
             labels,
+            layer_note: None,
         })
     }
 
@@ -171,7 +185,7 @@ impl<'a> Explainer<'a> {
         paths: &[PathBuf],
         opts: &ExplainOptions,
     ) -> Result<Vec<Explanation>> {
-        self.prepare(opts)?;
+        let opts = &self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let mut out = Vec::with_capacity(paths.len());
         let bar = Progress::new(paths.len() as u64, "explain");
@@ -190,7 +204,7 @@ impl<'a> Explainer<'a> {
         paths: &[PathBuf],
         opts: &ExplainOptions,
     ) -> Result<(Vec<Explanation>, Vec<Unreadable>)> {
-        self.prepare(opts)?;
+        let opts = &self.prepare(opts)?;
         let (transform, device) = (self.pm.exp.test_transform(), self.pm.exp.device);
         let (mut out, mut skipped) = (Vec::with_capacity(paths.len()), Vec::new());
         let bar = Progress::new(paths.len() as u64, "explain");
@@ -206,12 +220,73 @@ impl<'a> Explainer<'a> {
         Ok((out, skipped))
     }
 
-    /// Reads (or computes) what the chosen methods need before the first chunk.
-    fn prepare(&mut self, opts: &ExplainOptions) -> Result<()> {
+    /// Reads (or computes) what the chosen methods need before the first chunk, and the
+    /// options with `--layer auto` resolved.
+    fn prepare(&mut self, opts: &ExplainOptions) -> Result<ExplainOptions> {
+        let mut opts = opts.clone();
+        let auto = self.resolve_auto_layer(&mut opts.layers)?;
+        self.layer_note = match auto {
+            Some(note) => Some(note),
+            None => self.layer_note(&opts)?,
+        };
         if opts.methods.iter().any(|m| m.info().weight_store) {
             self.weight_store()?;
         }
-        Ok(())
+        Ok(opts)
+    }
+
+    /// Replaces `auto` in `layers` by the deepest layer at least 7×7 at the run's input
+    /// size (the last convolution when it is that fine; [`super::layers::finest_readable`]),
+    /// and says which one it chose when that is not the last convolution.
+    fn resolve_auto_layer(&self, layers: &mut [String]) -> Result<Option<String>> {
+        use super::layers::{finest_readable, last_layer_name, layer_sizes, AUTO_LAYER};
+        if !layers.iter().any(|l| l == AUTO_LAYER) {
+            return Ok(None);
+        }
+        let net = &self.pm.model.net;
+        let side = self.pm.exp.test_transform().crop as i64;
+        let sizes = layer_sizes(net, side, side, self.pm.exp.device)?;
+        let last = last_layer_name(net);
+        let (name, h, w) = finest_readable(&sizes)
+            .cloned()
+            .unwrap_or_else(|| (last.clone(), 0, 0));
+        for l in layers.iter_mut().filter(|l| *l == AUTO_LAYER) {
+            *l = name.clone();
+        }
+        if name == last {
+            return Ok(None);
+        }
+        let (lh, lw) = sizes
+            .iter()
+            .find(|s| s.0 == last)
+            .map_or((0, 0), |s| (s.1, s.2));
+        Ok(Some(format!(
+            "CAM layer {name} ({h}×{w}), chosen by --layer auto: the last convolution {last} is only {lh}×{lw} at this {side}-pixel input, too coarse to show where in the image the similarity comes from; {name} is the deepest layer at least 7×7."
+        )))
+    }
+
+    /// Checks `opts.layers` against the network, and says on the page when a CAM's layer
+    /// is coarser than 7×7 at the run's input size ([`super::layers::coarse_note`]).
+    fn layer_note(&self, opts: &ExplainOptions) -> Result<Option<String>> {
+        use super::layers::{check_layers, coarse_note, last_layer_name, layer_sizes};
+        use super::method::Pass;
+        let net = &self.pm.model.net;
+        check_layers(net, &opts.layers)?;
+        let cams = opts.methods.iter().any(|m| {
+            let p = m.info().passes;
+            p.contains(&Pass::LayerGradient) || p.contains(&Pass::LayerActivations)
+        });
+        if !cams {
+            return Ok(None);
+        }
+        let side = self.pm.exp.test_transform().crop as i64;
+        let sizes = layer_sizes(net, side, side, self.pm.exp.device)?;
+        let chosen = if opts.layers.is_empty() {
+            vec![last_layer_name(net)]
+        } else {
+            opts.layers.clone()
+        };
+        Ok(coarse_note(&chosen, &sizes))
     }
 
     /// Target embeddings `[B, D]` for a chunk and what they are.
@@ -342,6 +417,7 @@ impl<'a> Explainer<'a> {
             .map(
                 |(((image, input), (prediction, target)), ((maps, arrays), pairs))| Explanation {
                     true_class: self.true_class(&image),
+                    layer_note: self.layer_note.clone(),
                     image,
                     input,
                     prediction,
@@ -381,6 +457,10 @@ pub struct ExplanationRecord {
     pub maps: BTreeMap<String, MapRecord>,
     /// The k nearest training images, nearest first (and the reference image first, when given).
     pub neighbours: Vec<NeighbourRecord>,
+    /// When a CAM's layer is coarser than 7×7 at the input size: what the page says
+    /// about it, naming a finer layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_note: Option<String>,
 }
 
 /// One method's output files.
@@ -467,6 +547,7 @@ pub fn write_explanation(
         target: e.target.clone(),
         maps,
         neighbours,
+        layer_note: e.layer_note.clone(),
     };
     write_json(&dir.join(crate::run::explanations::ITEM_FILE), &record)?;
     crate::atomic::write_atomic(

@@ -2,7 +2,7 @@
 //! networks"): channel weights are the spatial mean of ∂score/∂A; the map is
 //! ReLU(Σ_c w_c·A_c), scaled to [0, 1] and resized to the input.
 
-use super::cam::{cam_maps, CamRule, CamWeights};
+use super::cam::{cam_maps, CamInput, CamRule, CamWeights};
 use super::chunk::Chunk;
 use super::map::SaliencyMap;
 use super::method::{MethodInfo, Pass};
@@ -27,8 +27,12 @@ impl CamRule for GradCam {
         &INFO
     }
 
-    fn weights(&self, chunk: &Chunk<'_>) -> Result<CamWeights> {
-        Ok(gradcam_weights(chunk.layer()?))
+    fn weights(&self, _chunk: &Chunk<'_>, input: &CamInput<'_>) -> Result<CamWeights> {
+        Ok(CamWeights {
+            weights: channel_weights(input.layer.grads()?),
+            activations: input.layer.activations.shallow_clone(),
+            dead: input.dead.to_vec(),
+        })
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Pass {
     InputGradient,
     /// The segmented guided-backprop walk to the input ([`super::guided`]).
     GuidedWalk,
+    /// The activations of the CAM layers (`--layer`, the last convolution by default)
+    /// without gradients: what gradient-free CAMs weight ([`super::layers`]).
+    LayerActivations,
 }
 
 /// What identifies a method and what it needs, as constants of its file.

@@ -9,8 +9,11 @@
 //! - [`saliency`]: the shared driver (forward, score, backward) and [`Explainable`];
 //! - [`target`]: what is explained (cosine similarity to a neighbour, centroid, image);
 //! - [`map`]: [`SaliencyMap`] in [0, 1] with its [`MapStatus`] (degenerate maps are labelled);
-//! - one file per method: [`gradcam`], [`transfer`], [`vanilla`], [`guided`],
-//!   [`guided_gradcam`], [`pair`];
+//! - one file per method: [`gradcam`], [`transfer`], [`gradcam_pp`], [`xgradcam`],
+//!   [`hirescam`], [`layercam`], [`scorecam`], [`ablationcam`], [`eigencam`],
+//!   [`random_map`], [`vanilla`], [`guided`], [`guided_gradcam`], [`pair`];
+//! - [`layers`]: the CAM family's target layers (`--layer`); [`smooth`]: `--aug-smooth`
+//!   and `--eigen-smooth`;
 //! - [`input`], [`render`] (PNGs), [`explainer`] (one image or a batch, all methods, the
 //!   output directory), [`batch`] (a folder of images), [`page`] (HTML), [`samples`]
 //!   (the report's sample of explained test images, `explanations.json`).
@@ -20,6 +23,7 @@ pub mod cam;
 pub mod chunk;
 pub mod explainer;
 pub mod input;
+pub mod layers;
 pub mod map;
 pub mod method;
 pub mod page;
@@ -27,6 +31,7 @@ pub mod registry;
 pub mod render;
 pub mod saliency;
 pub mod samples;
+pub mod smooth;
 pub mod target;
 
 pub use map::{MapStatus, SaliencyMap};
@@ -49,11 +54,21 @@ macro_rules! saliency_methods {
 saliency_methods! {
     gradcam => Cam(gradcam::GradCam),
     transfer => Cam(transfer::Transfer),
+    gradcam_pp => Cam(gradcam_pp::GradCamPlusPlus),
+    xgradcam => Cam(xgradcam::XGradCam),
+    hirescam => Cam(hirescam::HiResCam),
+    layercam => Cam(layercam::LayerCam),
+    scorecam => Cam(scorecam::ScoreCam),
+    ablationcam => Cam(ablationcam::AblationCam),
+    eigencam => Cam(eigencam::EigenCam),
+    random_map => Cam(random_map::RandomMap),
     vanilla => vanilla::Vanilla,
     guided => guided::Guided,
     guided_gradcam => guided_gradcam::GuidedGradCam,
     pair => pair::Pair,
 }
 
+#[cfg(test)]
+mod cam_tests;
 #[cfg(test)]
 mod tests;

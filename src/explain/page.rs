@@ -82,6 +82,9 @@ pub fn explanation_body(r: &ExplanationRecord, prefix: &str) -> Markup {
             "Score explained: cosine similarity of the embedding to " (target_text(r))
             " = " (format!("{:.4}", r.target.score)) "."
         }
+        @if let Some(note) = &r.layer_note {
+            p.bad { (note) }
+        }
         div.grid.saliency {
             figure {
                 img src=(url(&format!("{prefix}{}", r.input_png))) alt="input";

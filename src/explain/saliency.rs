@@ -4,7 +4,7 @@
 //! ∂score/∂input. Images of a batch are independent in eval mode (BatchNorm uses running
 //! statistics), so the backward of the summed scores gives every image its own gradient.
 
-use crate::model::{ActivationHook, EmbeddingNet};
+use crate::model::{ActivationHook, EmbeddingNet, LayerTap};
 use anyhow::{Context, Result};
 use tch::Tensor;
 
@@ -18,12 +18,43 @@ pub trait Explainable {
     /// Embeddings `[B, D]` and the last convolution's activation `[B, C, h, w]` of images
     /// `x`, in evaluation mode, with every ReLU/ReLU6 computed by `hook` in forward order.
     fn forward_explained(&self, x: &Tensor, hook: &mut ActivationHook<'_>) -> (Tensor, Tensor);
+
+    /// The names of the layers [`Explainable::forward_tapped`] reports, in forward order,
+    /// the last convolution's last (torchvision module names for the backbones). None for a
+    /// network that cannot be tapped.
+    fn layer_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Embeddings `[B, D]` of images `x` in evaluation mode, with every named layer's output
+    /// passed through `tap` (which may replace it) — what `--layer` and Ablation-CAM need.
+    fn forward_tapped(
+        &self,
+        _x: &Tensor,
+        _hook: &mut ActivationHook<'_>,
+        _tap: &mut LayerTap<'_>,
+    ) -> Result<Tensor> {
+        anyhow::bail!("this network has no named layers to tap")
+    }
 }
 
 impl Explainable for EmbeddingNet {
     fn forward_explained(&self, x: &Tensor, hook: &mut ActivationHook<'_>) -> (Tensor, Tensor) {
         let (e, f) = self.forward_hooked(x, false, hook);
         (e, f.last_conv)
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        self.backbone.layer_names()
+    }
+
+    fn forward_tapped(
+        &self,
+        x: &Tensor,
+        hook: &mut ActivationHook<'_>,
+        tap: &mut LayerTap<'_>,
+    ) -> Result<Tensor> {
+        Ok(EmbeddingNet::forward_tapped(self, x, false, hook, tap))
     }
 }
 

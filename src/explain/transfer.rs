@@ -12,7 +12,7 @@
 //! centroid of the *other* training images of its class (what makes it look like its
 //! class); for a class with a single training image, to its nearest other training image.
 
-use super::cam::{cam_maps, CamRule, CamWeights};
+use super::cam::{cam_maps, CamInput, CamRule, CamWeights};
 use super::chunk::Chunk;
 use super::gradcam::channel_weights;
 use super::map::SaliencyMap;
@@ -56,7 +56,11 @@ impl CamRule for Transfer {
         &INFO
     }
 
-    fn weights(&self, chunk: &Chunk<'_>) -> Result<CamWeights> {
+    fn follows_layer(&self) -> bool {
+        false
+    }
+
+    fn weights(&self, chunk: &Chunk<'_>, _input: &CamInput<'_>) -> Result<CamWeights> {
         let b = &chunk.base;
         Ok(transferred(
             chunk.store()?,

@@ -3,7 +3,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{apply_activation, ActivationHook, BatchNorm};
+use super::layers::{apply_activation, ActivationHook, BatchNorm, LayerTap};
 use super::mobilenet_v2::MobileNetV2;
 use super::resnet::{ResNet, ResNetDepth};
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,31 @@ impl Backbone {
         };
         let pooled = last_conv.mean_dim([2i64, 3].as_slice(), false, None);
         Features { last_conv, pooled }
+    }
+
+    /// The last convolution's activation of `[B, 3, H, W]` images (as
+    /// [`Backbone::forward_hooked`]), with every named layer's output passed through `tap`
+    /// (ResNet: `layer1.0` … `layer4`; MobileNetV2: `features.0` … `features.18`).
+    pub fn forward_tapped(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+        tap: &mut LayerTap<'_>,
+    ) -> Tensor {
+        match &self.net {
+            Network::ResNet(n) => n.forward_tapped(x, train, hook, tap),
+            Network::MobileNetV2(n) => n.forward_tapped(x, train, hook, tap),
+        }
+    }
+
+    /// The torchvision module names [`Backbone::forward_tapped`] reports, in forward order
+    /// (the last one is the last convolution's).
+    pub fn layer_names(&self) -> Vec<String> {
+        match &self.net {
+            Network::ResNet(n) => n.layer_names(),
+            Network::MobileNetV2(n) => n.layer_names(),
+        }
     }
 
     /// Every BatchNorm, in definition order.

@@ -13,7 +13,7 @@
 
 use super::backbone::{Arch, Backbone, Features};
 use super::head::{EmbeddingHead, HeadConfig};
-use super::layers::{apply_activation, ActivationHook};
+use super::layers::{apply_activation, ActivationHook, LayerTap};
 use tch::{nn, Tensor};
 
 /// Sub-path of the backbone's variables under the root given to [`EmbeddingNet::new`].
@@ -88,6 +88,20 @@ impl EmbeddingNet {
         let features = self.backbone.forward_hooked(x, train, hook);
         let embedding = self.head.forward_hooked(&features.pooled, train, hook);
         (embedding, features)
+    }
+
+    /// Embeddings of images `[B, 3, H, W]`, with every ReLU/ReLU6 computed by `hook` and
+    /// every named backbone layer's output passed through `tap` ([`Backbone::forward_tapped`]).
+    pub fn forward_tapped(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+        tap: &mut LayerTap<'_>,
+    ) -> Tensor {
+        let last = self.backbone.forward_tapped(x, train, hook, tap);
+        let pooled = last.mean_dim([2i64, 3].as_slice(), false, None);
+        self.head.forward_hooked(&pooled, train, hook)
     }
 
     /// Freezes or unfreezes the backbone's BatchNorms ([`Backbone::set_frozen_bn`]). The

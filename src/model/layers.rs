@@ -51,6 +51,12 @@ impl Activation {
 /// autograd hooks, see docs/DESIGN.md, "No autograd hooks").
 pub type ActivationHook<'a> = dyn FnMut(&Tensor, Activation) -> Tensor + 'a;
 
+/// A callback at each named layer's output (torchvision module names, e.g. `layer3`,
+/// `features.14`), in forward order: it gets the name and the output and returns what the
+/// forward pass continues with (the output itself, to record it; another tensor, to
+/// replace it, as Ablation-CAM does).
+pub type LayerTap<'a> = dyn FnMut(&str, Tensor) -> Tensor + 'a;
+
 /// The hook of a plain forward pass: just applies the activation.
 pub fn apply_activation(x: &Tensor, act: Activation) -> Tensor {
     act.apply(x)

@@ -15,7 +15,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{Activation, ActivationHook, BatchNorm, ConvBn};
+use super::layers::{Activation, ActivationHook, BatchNorm, ConvBn, LayerTap};
 use tch::{nn, Tensor};
 
 /// torchvision's inverted-residual setting: (expansion t, output channels c, repeats n, stride s).
@@ -176,11 +176,34 @@ impl MobileNetV2 {
     /// The last convolution's activation `[B, 1280, ⌈H/32⌉, ⌈W/32⌉]` (after its ReLU6);
     /// each ReLU6 goes through `hook`.
     pub fn forward_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Tensor {
-        let mut y = self.stem.forward_hooked(x, train, hook);
-        for b in &self.blocks {
-            y = b.forward_hooked(&y, train, hook);
+        self.forward_tapped(x, train, hook, &mut |_, t| t)
+    }
+
+    /// As [`MobileNetV2::forward_hooked`], with each output `features.{i}` passed through
+    /// `tap`, which may record or replace it.
+    pub fn forward_tapped(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+        tap: &mut LayerTap<'_>,
+    ) -> Tensor {
+        let mut y = tap("features.0", self.stem.forward_hooked(x, train, hook));
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = tap(
+                &format!("features.{}", i + 1),
+                b.forward_hooked(&y, train, hook),
+            );
         }
-        self.last.forward_hooked(&y, train, hook)
+        let name = format!("features.{}", self.blocks.len() + 1);
+        tap(&name, self.last.forward_hooked(&y, train, hook))
+    }
+
+    /// The names [`MobileNetV2::forward_tapped`] reports, in forward order.
+    pub fn layer_names(&self) -> Vec<String> {
+        (0..self.blocks.len() + 2)
+            .map(|i| format!("features.{i}"))
+            .collect()
     }
 
     /// Every BatchNorm, in definition order.

@@ -19,4 +19,4 @@ pub mod resnet;
 pub use backbone::{Arch, Backbone, Features, Network};
 pub use embedding_net::EmbeddingNet;
 pub use head::{EmbeddingHead, HeadConfig};
-pub use layers::{Activation, ActivationHook, BatchNorm};
+pub use layers::{Activation, ActivationHook, BatchNorm, LayerTap};

@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{Activation, ActivationHook, BatchNorm, Conv2d};
+use super::layers::{Activation, ActivationHook, BatchNorm, Conv2d, LayerTap};
 use tch::{nn, Tensor};
 
 /// Which ResNet.
@@ -257,11 +257,40 @@ impl ResNet {
     /// The last stage's activation `[B, C, H/32, W/32]` (after the final ReLU); each ReLU
     /// goes through `hook`.
     pub fn forward_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Tensor {
+        self.forward_tapped(x, train, hook, &mut |_, t| t)
+    }
+
+    /// As [`ResNet::forward_hooked`], with each block's output (`layer{s}.{i}`) and each
+    /// stage's output (`layer{s}`, after its last block's) passed through `tap`, which
+    /// may record or replace it.
+    pub fn forward_tapped(
+        &self,
+        x: &Tensor,
+        train: bool,
+        hook: &mut ActivationHook<'_>,
+        tap: &mut LayerTap<'_>,
+    ) -> Tensor {
         let mut y = self.stem_hooked(x, train, hook);
-        for block in self.layers.iter().flatten() {
-            y = block.forward_hooked(&y, train, hook);
+        for (s, stage) in self.layers.iter().enumerate() {
+            for (i, block) in stage.iter().enumerate() {
+                y = tap(
+                    &format!("layer{}.{i}", s + 1),
+                    block.forward_hooked(&y, train, hook),
+                );
+            }
+            y = tap(&format!("layer{}", s + 1), y);
         }
         y
+    }
+
+    /// The names [`ResNet::forward_tapped`] reports, in forward order.
+    pub fn layer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (s, stage) in self.layers.iter().enumerate() {
+            names.extend((0..stage.len()).map(|i| format!("layer{}.{i}", s + 1)));
+            names.push(format!("layer{}", s + 1));
+        }
+        names
     }
 
     /// Every BatchNorm, in definition order.
