@@ -19,6 +19,7 @@ pub mod batch;
 pub mod cam;
 pub mod chunk;
 pub mod explainer;
+pub mod faithfulness;
 pub mod input;
 pub mod map;
 pub mod method;
@@ -27,7 +28,9 @@ pub mod registry;
 pub mod render;
 pub mod saliency;
 pub mod samples;
+pub mod sanity;
 pub mod target;
+pub mod trust;
 
 pub use map::{MapStatus, SaliencyMap};
 pub use method::SaliencyMethod;

@@ -96,6 +96,7 @@ pub fn run_row(
                 count: settings.explain_samples,
                 k: EXPLAIN_K,
                 batch_size: EXPLAIN_BATCH,
+                ..Default::default()
             };
             explain_samples(run, Phase::All, &sample).context("explaining the sample")?;
         }
