@@ -1300,3 +1300,62 @@ mod tests {
         assert!(html.contains("dmlviz project --run"));
     }
 }
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+    use crate::run::trust::Stat;
+
+    #[test]
+    fn the_trust_table_marks_the_best_and_the_sanity_verdicts() {
+        let s = |mean: f64| Stat {
+            mean,
+            sd: 0.01,
+            n: 3,
+        };
+        let row = |method: &str, title: &str, insertion: f64, pass: Option<bool>| TrustRow {
+            method: method.into(),
+            title: title.into(),
+            deletion_auc: s(0.3),
+            insertion_auc: s(insertion),
+            road: s(0.1),
+            average_drop: s(0.4),
+            increase: s(0.0),
+            sanity: s(if pass == Some(false) { 0.9 } else { 0.1 }),
+            sanity_curve: vec![Some(0.5)],
+            sanity_pass: pass,
+            images_per_second: f64::NAN,
+            best: Vec::new(),
+        };
+        let mut t = TrustTable {
+            schema_version: 2,
+            phase: None,
+            images: 3,
+            steps: 4,
+            road_percentiles: vec![30.0, 70.0],
+            sanity_blocks: vec!["head".into()],
+            sanity_pass_below: 0.5,
+            rows: vec![
+                row("gradcam", "Grad-<CAM>", 0.7, Some(true)),
+                row("guided", "Guided", 0.6, Some(false)),
+                row(BASELINE, "Random", 0.9, None),
+            ],
+        };
+        t.mark_best();
+        let html = trust_html(Some(&t), "runs/x").into_string();
+        assert!(
+            html.contains("Most faithful here: <strong>Grad-&lt;CAM&gt;</strong>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<strong>★ 0.700 ± 0.010</strong>"),
+            "best insertion starred"
+        );
+        assert!(!html.contains("★ 0.900"), "the baseline is never best");
+        assert!(html.contains("fails (the map barely changes") && html.contains(": Guided."));
+        assert!(html.contains("(baseline)") && html.contains("percentiles 30, 70"));
+        assert!(trust_html(None, "runs/x")
+            .into_string()
+            .contains("No trust table yet"));
+    }
+}
