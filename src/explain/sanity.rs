@@ -210,7 +210,12 @@ pub fn cascading_randomisation(
     seed: u64,
 ) -> Result<(Vec<String>, Vec<Cascade>)> {
     let vs = &explainer.pm.model.vs;
-    let names: Vec<String> = vs.variables().into_keys().collect();
+    // The network's own variables (a loss's proxies or classifier map no image).
+    let names: Vec<String> = vs
+        .variables()
+        .into_keys()
+        .filter(|n| n.starts_with("backbone.") || n.starts_with("head."))
+        .collect();
     let blocks = cascade_blocks(names.iter().map(String::as_str));
     let snapshot = Snapshot::take(vs);
     let mut rng = Rng::new(seed);

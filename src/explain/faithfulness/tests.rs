@@ -216,3 +216,32 @@ fn the_true_region_and_gradcam_score_better_than_random() {
     assert!(truth.average_drop < 1e-6, "{truth:?}");
     assert_eq!(truth.deletion_curve.len(), 9);
 }
+
+#[test]
+fn road_masks_and_imputation_match_pytorch_grad_cam() {
+    tch::set_num_threads(1);
+    // Made by scripts/make-road-fixture.py with pytorch-grad-cam 1.5 (noise-free imputation).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/explain/faithfulness/testdata/road.safetensors");
+    let fixture: std::collections::HashMap<String, Tensor> =
+        crate::tensor_io::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .collect();
+    let image = &fixture["image"];
+    let cam: Vec<f32> = Vec::try_from(fixture["cam"].flatten(0, -1)).unwrap();
+    let complement: Vec<f32> = cam.iter().map(|v| 1.0 - v).collect();
+    for p in [20, 50, 90] {
+        for (name, values) in [("morf", &cam), ("lerf", &complement)] {
+            let kept: Vec<f32> =
+                Vec::try_from(fixture[&format!("{name}_{p}_kept")].flatten(0, -1)).unwrap();
+            let removed = removed_at(values, p as f64);
+            let expected: Vec<bool> = kept.iter().map(|&k| k < 0.5).collect();
+            assert_eq!(removed, expected, "{name} {p}: removed pixels");
+            let ours = impute(image, &removed, 0.0, &mut Rng::new(0)).unwrap();
+            let theirs = &fixture[&format!("{name}_{p}_imputed")];
+            let err = (&ours - theirs).abs().max().double_value(&[]);
+            assert!(err < 1e-4, "{name} {p}: imputation differs by {err}");
+        }
+    }
+}
