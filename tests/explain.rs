@@ -177,6 +177,10 @@ fn explain_writes_every_map_page_and_sample() {
         "seen",
         "--k",
         "3",
+        "--trust-steps",
+        "4",
+        "--road-percentiles",
+        "30,70",
         "--json",
     ])));
     let root = run.join("phase-seen/explanations");
@@ -220,7 +224,110 @@ fn explain_writes_every_map_page_and_sample() {
     }
     // Held-out classes (the last 3 of 8) come first.
     assert_eq!(items[0]["unseen_class"], true);
+    // Misclassified images are contrast maps (predicted class against true class, when
+    // the true class has gallery images); correct ones explain the nearest image.
+    for it in items {
+        let rec = json(
+            &std::fs::read_to_string(
+                root.join(it["dir"].as_str().unwrap())
+                    .join("explanation.json"),
+            )
+            .unwrap(),
+        );
+        let target = &rec["target"];
+        if it["correct"] == true {
+            assert_eq!(target["kind"], "nearest");
+            assert!(target.get("contrast").is_none());
+        } else {
+            assert_eq!(target["kind"], "predicted");
+            assert_eq!(target["class"], it["predicted"]);
+            if it["unseen_class"] == false {
+                assert_eq!(target["contrast"], it["true_class"]);
+            }
+        }
+    }
+    // The trust table: every map-producing method, scored on the same 4 images.
+    let trust = json(&std::fs::read_to_string(root.join("trust.json")).unwrap());
+    assert_eq!(trust["images"], 4);
+    assert_eq!(trust["steps"], 4);
+    let rows = trust["rows"].as_array().unwrap();
+    let methods: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["gradcam", "vanilla", "guided", "guided_gradcam"]);
+    let blocks = trust["sanity_blocks"].as_array().unwrap();
+    assert_eq!(
+        (blocks[0].as_str(), blocks.last().unwrap().as_str()),
+        (Some("head"), Some("features.0"))
+    );
+    for r in rows {
+        let name = r["method"].as_str().unwrap();
+        assert!(r["images_per_second"].as_f64().unwrap() > 0.0, "{name}");
+        // At 32² MobileNetV2's Grad-CAM maps are constant (1×1 last conv): nothing to
+        // order, so no faithfulness scores; the gradient maps are real.
+        let n = r["insertion_auc"]["n"].as_u64().unwrap();
+        if name == "gradcam" || name == "guided_gradcam" {
+            assert_eq!(n, 0, "{name}");
+            continue;
+        }
+        assert_eq!(n, 4, "{name}");
+        for key in [
+            "deletion_auc",
+            "insertion_auc",
+            "road",
+            "average_drop",
+            "sanity",
+        ] {
+            let v = r[key]["mean"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name} {key}"));
+            assert!(v.is_finite() && v.abs() <= 2.0, "{name} {key} {v}");
+        }
+        assert_eq!(r["sanity_curve"].as_array().unwrap().len(), blocks.len());
+        assert!(r["sanity_pass"].is_boolean(), "{name}");
+        eprintln!(
+            "trust {name}: sanity {} pass {}",
+            r["sanity"]["mean"], r["sanity_pass"]
+        );
+    }
+    assert!(rows.iter().any(|r| r["best"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b == "insertion_auc")));
     assert!(root.join("index.html").is_file());
+
+    // --contrast: the score is the difference of two cosines, and the class is named.
+    let cout = dir.path().join("contrast");
+    let v = json(&ok(dmlviz(&[
+        "explain",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--method",
+        "vanilla",
+        "--contrast",
+        "0028.2_heart",
+        "--out",
+        cout.to_str().unwrap(),
+        "--json",
+    ])));
+    let t = &v["explanation"]["target"];
+    assert_eq!(
+        (t["kind"].as_str(), t["contrast"].as_str()),
+        (Some("nearest"), Some("0028.2_heart"))
+    );
+    assert!(t["score"].as_f64().unwrap().abs() <= 2.0);
+    let bad = dmlviz(&[
+        "explain",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--contrast",
+        "no such <contrast>",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--contrast \"no such <contrast>\""));
 
     // User errors: exit code 1 with the culprit named.
     let bad = dmlviz(&[

@@ -7,10 +7,12 @@ use dmlviz::bench::explain::{ExplainBenchOptions, ExplainBenchRow};
 use dmlviz::eval::phase_model::PhaseModel;
 use dmlviz::explain::batch::{default_dir, list_images, write_batch};
 use dmlviz::explain::explainer::{write_explanation, ExplainOptions, Explainer, ExplanationRecord};
+use dmlviz::explain::faithfulness::FaithOptions;
 use dmlviz::explain::registry::{method_help, method_long_help};
 use dmlviz::explain::samples::{explain_samples, SampleOptions};
-use dmlviz::explain::target::TargetChoice;
+use dmlviz::explain::target::{ContrastChoice, TargetChoice};
 use dmlviz::explain::transfer::DEFAULT_TRANSFER_K;
+use dmlviz::explain::trust::TrustOptions;
 use dmlviz::model::Arch;
 use dmlviz::run::RunDir;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,22 @@ pub struct ExplainArgs {
     /// Explain the similarity to this class's centroid instead of the nearest training image.
     #[arg(long)]
     class: Option<String>,
+    /// Explain cos(f, target) − cos(f, centroid of CLASS): why the image went to its
+    /// target and not to CLASS.
+    #[arg(long, value_name = "CLASS", conflicts_with = "samples")]
+    contrast: Option<String>,
+    /// With --samples: steps of the trust table's deletion and insertion curves.
+    #[arg(long, default_value_t = FaithOptions::default().steps as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    trust_steps: u64,
+    /// With --samples: ROAD percentiles of the trust table (comma-separated, each in 1–99).
+    #[arg(long, value_delimiter = ',', default_values_t = FaithOptions::default().road_percentiles)]
+    road_percentiles: Vec<f64>,
+    /// With --samples: skip the trust table's sanity check (re-running every method per block).
+    #[arg(long)]
+    no_sanity: bool,
+    /// With --samples: write no trust table (an older trust.json is removed).
+    #[arg(long)]
+    no_trust: bool,
     /// Nearest training images listed (with pair maps) and voting.
     #[arg(long, default_value_t = 10)]
     k: usize,
@@ -131,6 +149,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let opts = ExplainOptions {
         methods: dmlviz::explain::registry::parse(&args.methods)?,
         target: target(&args)?,
+        contrast: args.contrast.clone().map(ContrastChoice::Class),
         k: args.k.max(1),
         transfer_k: args.transfer_k.max(1),
         batch_size: args.batch_size.max(1),
@@ -180,6 +199,29 @@ fn target(args: &ExplainArgs) -> Result<TargetChoice> {
     })
 }
 
+/// The trust table's options of `--trust-steps`, `--road-percentiles`, `--no-sanity`
+/// and `--no-trust`.
+fn trust_options(args: &ExplainArgs) -> Result<Option<TrustOptions>> {
+    if args.no_trust {
+        return Ok(None);
+    }
+    if let Some(p) = args
+        .road_percentiles
+        .iter()
+        .find(|p| !(1.0..=99.0).contains(*p))
+    {
+        bail!("--road-percentiles: {p} is not a percentile in 1–99");
+    }
+    Ok(Some(TrustOptions {
+        faith: FaithOptions {
+            steps: args.trust_steps as usize,
+            road_percentiles: args.road_percentiles.clone(),
+            ..FaithOptions::default()
+        },
+        sanity: !args.no_sanity,
+    }))
+}
+
 /// `--samples N`: the report's sample.
 fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize, device: tch::Device) -> Result<()> {
     if n == 0 {
@@ -193,6 +235,7 @@ fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize, device: tch::Device) 
         k: args.k,
         batch_size: args.batch_size.max(1),
         device,
+        trust: trust_options(args)?,
     };
     let index = explain_samples(run, phase, &opts)?;
     let dir = run.phase(phase).explanations_dir();
@@ -208,6 +251,9 @@ fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize, device: tch::Device) 
         dir.join("index.html").display()
     );
     println!("data: {}", run.phase(phase).explanations().display());
+    if opts.trust.is_some() {
+        println!("trust table: {}", run.phase(phase).trust().display());
+    }
     Ok(())
 }
 

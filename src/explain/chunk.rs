@@ -8,7 +8,7 @@ use super::input::Inputs;
 use super::layers::{last_layer_name, layer_passes, CamLayer, LayerPasses};
 use super::method::{MethodOutput, Pass, SaliencyMethod};
 use super::saliency::{gradients, Explainable, Gradients};
-use super::target::cosine_score;
+use super::target::similarity_score;
 use super::transfer::WeightStore;
 use crate::data::transform::Transform;
 use crate::eval::predict::Prediction;
@@ -37,6 +37,9 @@ pub struct ChunkBase<'a> {
     pub activations: &'a Tensor,
     /// Target embeddings `[B, D]`, on `device`.
     pub targets: &'a Tensor,
+    /// Contrast embeddings `[B, D]` on `device` (`--contrast`): the score is then
+    /// cos(e, target) − cos(e, contrast).
+    pub contrast: Option<&'a Tensor>,
     /// What each image's score compares with, and the score.
     pub target_info: &'a [TargetInfo],
     /// Nearest training images and majority vote, per image.
@@ -66,7 +69,7 @@ impl<'a> Chunk<'a> {
         let needs = |p: Pass| methods.iter().any(|m| m.info().passes.contains(&p));
         let x = &base.inputs.tensor;
         let (_, _, height, width) = x.size4().context("images must be [B, 3, H, W]")?;
-        let score = |e: &Tensor| cosine_score(e, base.targets);
+        let score = |e: &Tensor| similarity_score(e, base.targets, base.contrast);
         let input = needs(Pass::InputGradient);
         let layer = if input || needs(Pass::LayerGradient) {
             Some(gradients(base.net, x, &score, input)?)
@@ -143,7 +146,7 @@ impl<'a> Chunk<'a> {
 
     /// Each image's score `[B]` for embeddings `[B, D]` (against its own target).
     pub fn score(&self, embeddings: &Tensor) -> Tensor {
-        cosine_score(embeddings, self.base.targets)
+        similarity_score(embeddings, self.base.targets, self.base.contrast)
     }
 
     /// Forward passes without gradients over many images `[N, 3, H, W]` (e.g. masked

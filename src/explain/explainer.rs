@@ -19,7 +19,7 @@ use super::method::{MethodOutput, SaliencyMethod};
 use super::pair::PairExplanation;
 use super::render::{display_image, write_map_pngs};
 use super::saliency::Explainable;
-use super::target::{class_centroid, cosine_score, first_other, TargetChoice};
+use super::target::{class_centroid, first_other, similarity_score, ContrastChoice, TargetChoice};
 use super::transfer::{WeightStore, DEFAULT_TRANSFER_K};
 use crate::atomic::{write_json, write_png};
 use crate::data::decode::decode_rgb;
@@ -46,6 +46,8 @@ pub struct ExplainOptions {
     pub methods: Vec<&'static dyn SaliencyMethod>,
     /// What the score compares each image with.
     pub target: TargetChoice,
+    /// What the score is contrasted with (`--contrast`), if anything.
+    pub contrast: Option<ContrastChoice>,
     /// Nearest training images listed (and given pair maps), and the majority vote's k.
     pub k: usize,
     /// Stored neighbours whose weights weight transfer averages.
@@ -68,6 +70,7 @@ impl Default for ExplainOptions {
         ExplainOptions {
             methods: super::METHODS.to_vec(),
             target: TargetChoice::Nearest,
+            contrast: None,
             k: 10,
             transfer_k: DEFAULT_TRANSFER_K,
             batch_size: 16,
@@ -82,14 +85,41 @@ impl Default for ExplainOptions {
 /// The target an image's score was computed against.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
-    /// `nearest`, `class` or `reference`.
+    /// `nearest`, `class`, `reference` or `predicted`.
     pub kind: String,
     /// The class (nearest: the neighbour's class; class: the class).
     pub class: Option<String>,
     /// The image (nearest neighbour or reference image).
     pub path: Option<PathBuf>,
-    /// cos(embedding, target).
+    /// The class whose centroid the score is contrasted with (`--contrast`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<String>,
+    /// cos(embedding, target), minus cos(embedding, contrast centroid) under a contrast.
     pub score: f64,
+}
+
+/// A chunk's forward pass, prediction and targets: what the methods run on it read.
+pub struct Scene {
+    /// The images.
+    pub inputs: Inputs,
+    /// Embeddings and last-conv activations of the network as it was.
+    pub forward: Forward,
+    /// Target embeddings `[B, D]`, on the run's device.
+    pub targets: Tensor,
+    /// Contrast embeddings `[B, D]`, on the run's device (`--contrast`).
+    pub contrast: Option<Tensor>,
+    /// What each score compares with, and the score.
+    pub target_info: Vec<TargetInfo>,
+    /// Nearest training images and majority vote, per image.
+    pub predictions: Vec<Prediction>,
+}
+
+/// One forward pass without gradients.
+pub struct Forward {
+    /// `[B, D]`, on the CPU.
+    pub embeddings: Tensor,
+    /// `[B, C, h, w]`, on the run's device.
+    pub activations: Tensor,
 }
 
 /// Everything computed for one image.
@@ -289,12 +319,65 @@ impl<'a> Explainer<'a> {
         Ok(coarse_note(&chosen, &sizes))
     }
 
+    /// The centroid `[D]` of the gallery embeddings of class `name` (`what` names the
+    /// option in the error when there is no such class).
+    fn centroid(&self, name: &str, what: &str) -> Result<Tensor> {
+        let m = &self.gallery.manifest;
+        let Some(label) = m.classes.iter().position(|c| c == name) else {
+            let some: Vec<&str> = m.classes.iter().take(5).map(String::as_str).collect();
+            bail!(
+                "{what} {name:?} is not a class of this run (classes include {})",
+                some.join(", ")
+            );
+        };
+        class_centroid(&self.gallery.embeddings, &self.labels, label, name)
+    }
+
+    /// Contrast embeddings `[B, D]` of the images `paths` and the class of each, when
+    /// asked. Under [`ContrastChoice::TrueClass`] an image whose class is unknown or has no
+    /// gallery image (a held-out class) gets a zero row: cos(f, 0) = 0, no contrast.
+    fn contrasts(
+        &self,
+        paths: &[PathBuf],
+        opts: &ExplainOptions,
+    ) -> Result<Option<(Tensor, Vec<Option<String>>)>> {
+        let (rows, classes) = match &opts.contrast {
+            None => return Ok(None),
+            Some(ContrastChoice::Class(name)) => {
+                let c = self.centroid(name, "--contrast")?;
+                let rows = paths.iter().map(|_| c.shallow_clone()).collect();
+                (rows, vec![Some(name.clone()); paths.len()])
+            }
+            Some(ContrastChoice::TrueClass) => {
+                let dim = self.gallery.embeddings.size()[1];
+                let mut rows = Vec::with_capacity(paths.len());
+                let mut classes = Vec::with_capacity(paths.len());
+                for p in paths {
+                    let class = self.true_class(p);
+                    match class.as_deref().map(|c| self.centroid(c, "--contrast")) {
+                        Some(Ok(c)) => {
+                            rows.push(c);
+                            classes.push(class);
+                        }
+                        _ => {
+                            rows.push(Tensor::zeros([dim], (Kind::Float, Device::Cpu)));
+                            classes.push(None);
+                        }
+                    }
+                }
+                (rows, classes)
+            }
+        };
+        Ok(Some((Tensor::stack(&rows, 0), classes)))
+    }
+
     /// Target embeddings `[B, D]` for a chunk and what they are.
     fn targets(
         &self,
         embeddings: &Tensor,
         nearest: &[Vec<i64>],
         distances: &[Vec<f32>],
+        predictions: &[Prediction],
         opts: &ExplainOptions,
     ) -> Result<(Tensor, Vec<TargetInfo>)> {
         let m = &self.gallery.manifest;
@@ -303,6 +386,7 @@ impl<'a> Explainer<'a> {
             kind: kind.into(),
             class,
             path,
+            contrast: None,
             score: 0.0,
         };
         match &opts.target {
@@ -319,15 +403,19 @@ impl<'a> Explainer<'a> {
                 }
                 Ok((Tensor::stack(&rows_t, 0), infos))
             }
+            TargetChoice::Predicted => {
+                let mut rows_t = Vec::new();
+                for p in predictions {
+                    rows_t.push(self.centroid(&p.majority, "the predicted class")?);
+                }
+                let infos = predictions
+                    .iter()
+                    .map(|p| info("predicted", Some(p.majority.clone()), None))
+                    .collect();
+                Ok((Tensor::stack(&rows_t, 0), infos))
+            }
             TargetChoice::Class(name) => {
-                let Some(label) = m.classes.iter().position(|c| c == name) else {
-                    let some: Vec<&str> = m.classes.iter().take(5).map(String::as_str).collect();
-                    bail!(
-                        "--class {name:?} is not a class of this run (classes include {})",
-                        some.join(", ")
-                    );
-                };
-                let c = class_centroid(&self.gallery.embeddings, &self.labels, label, name)?;
+                let c = self.centroid(name, "--class")?;
                 let infos = (0..b)
                     .map(|_| info("class", Some(name.clone()), None))
                     .collect();
@@ -349,25 +437,45 @@ impl<'a> Explainer<'a> {
         }
     }
 
-    /// Explains one chunk of loaded images: the forward pass, the prediction and the
-    /// targets, then the passes the chosen methods need, then each method in turn.
-    fn explain_chunk(&self, inputs: Inputs, opts: &ExplainOptions) -> Result<Vec<Explanation>> {
+    /// The forward pass of images `x` without gradients, with the network as it is now.
+    pub fn forward(&self, x: &Tensor) -> Forward {
+        let (e, a) = tch::no_grad(|| {
+            self.pm
+                .model
+                .net
+                .forward_explained(x, &mut apply_activation)
+        });
+        Forward {
+            embeddings: e.to_device(Device::Cpu),
+            activations: a,
+        }
+    }
+
+    /// The forward pass, the prediction and the targets of a chunk of loaded images.
+    pub fn scene(&self, inputs: Inputs, opts: &ExplainOptions) -> Result<Scene> {
         let pm = self.pm;
         let (device, distance) = (pm.exp.device, pm.exp.cfg.model.distance);
-        let net = &pm.model.net;
-        let (e0, a0) =
-            tch::no_grad(|| net.forward_explained(&inputs.tensor, &mut apply_activation));
-        let e0 = e0.to_device(Device::Cpu);
+        let forward = self.forward(&inputs.tensor);
+        let e0 = &forward.embeddings;
         let k = opts.k.clamp(1, self.gallery.manifest.entries.len().max(1));
-        let predictions = predict_embeddings(&self.gallery, &e0, &inputs.paths, k, distance)?;
-        let (idx, dist) = k_nearest(&e0, &self.gallery.embeddings, k as i64, distance);
+        let predictions = predict_embeddings(&self.gallery, e0, &inputs.paths, k, distance)?;
+        let (idx, dist) = k_nearest(e0, &self.gallery.embeddings, k as i64, distance);
         let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading the nearest neighbours")?;
         let dist: Vec<Vec<f32>> =
             Vec::try_from(&dist).context("reading the neighbours' distances")?;
-        let (targets, mut target_info) = self.targets(&e0, &idx, &dist, opts)?;
+        let (targets, mut target_info) = self.targets(e0, &idx, &dist, &predictions, opts)?;
         let targets = targets.to_kind(Kind::Float).to_device(device);
+        let contrast = match self.contrasts(&inputs.paths, opts)? {
+            Some((c, classes)) => {
+                for (t, class) in target_info.iter_mut().zip(classes) {
+                    t.contrast = class;
+                }
+                Some(c.to_kind(Kind::Float).to_device(device))
+            }
+            None => None,
+        };
         let scores: Vec<f64> = Vec::try_from(
-            cosine_score(&e0.to_device(device), &targets)
+            similarity_score(&e0.to_device(device), &targets, contrast.as_ref())
                 .to_kind(Kind::Double)
                 .to_device(Device::Cpu),
         )
@@ -375,28 +483,56 @@ impl<'a> Explainer<'a> {
         for (t, s) in target_info.iter_mut().zip(&scores) {
             t.score = *s;
         }
+        Ok(Scene {
+            inputs,
+            forward,
+            targets,
+            contrast,
+            target_info,
+            predictions,
+        })
+    }
+
+    /// Runs `methods` on a scene, reading the forward pass `forward` (the scene's own, or
+    /// one of the network after its weights changed, for the sanity check).
+    pub fn run_methods(
+        &self,
+        scene: &Scene,
+        forward: &Forward,
+        methods: &[&'static dyn SaliencyMethod],
+        opts: &ExplainOptions,
+    ) -> Result<MethodOutput> {
+        let pm = self.pm;
         let base = ChunkBase {
-            net,
-            inputs: &inputs,
+            net: &pm.model.net,
+            inputs: &scene.inputs,
             transform: pm.exp.test_transform(),
-            device,
-            distance,
-            embeddings: &e0,
-            activations: &a0,
-            targets: &targets,
-            target_info: &target_info,
-            predictions: &predictions,
+            device: pm.exp.device,
+            distance: pm.exp.cfg.model.distance,
+            embeddings: &forward.embeddings,
+            activations: &forward.activations,
+            targets: &scene.targets,
+            contrast: scene.contrast.as_ref(),
+            target_info: &scene.target_info,
+            predictions: &scene.predictions,
             store: self.store.as_ref(),
             options: opts,
         };
-        let chunk = Chunk::run(base, &opts.methods)?;
+        let chunk = Chunk::run(base, methods)?;
         let mut out = MethodOutput::new(chunk.len());
-        for m in &opts.methods {
+        for m in methods {
             m.explain(&chunk, &mut out)
                 .with_context(|| format!("computing {}", m.info().title))?;
         }
-        drop(chunk);
-        Ok(self.assemble(inputs, predictions, target_info, out))
+        Ok(out)
+    }
+
+    /// Explains one chunk of loaded images: the scene (forward pass, prediction,
+    /// targets), then the chosen methods.
+    fn explain_chunk(&self, inputs: Inputs, opts: &ExplainOptions) -> Result<Vec<Explanation>> {
+        let scene = self.scene(inputs, opts)?;
+        let out = self.run_methods(&scene, &scene.forward, &opts.methods, opts)?;
+        Ok(self.assemble(scene.inputs, scene.predictions, scene.target_info, out))
     }
 
     /// One [`Explanation`] per image of a chunk.

@@ -22,6 +22,7 @@ pub mod batch;
 pub mod cam;
 pub mod chunk;
 pub mod explainer;
+pub mod faithfulness;
 pub mod input;
 pub mod layers;
 pub mod map;
@@ -32,7 +33,9 @@ pub mod render;
 pub mod saliency;
 pub mod samples;
 pub mod smooth;
+pub mod sanity;
 pub mod target;
+pub mod trust;
 
 pub use map::{MapStatus, SaliencyMap};
 pub use method::SaliencyMethod;

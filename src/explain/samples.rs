@@ -2,14 +2,18 @@
 //! classified test images (majority vote over the k nearest training images), each
 //! explained with every registered method that needs no precomputed store (today
 //! Grad-CAM, vanilla backprop, guided backprop, guided Grad-CAM and the pair maps against
-//! its nearest neighbour).
+//! its nearest neighbour). Correct images explain the similarity to their nearest
+//! training image; misclassified ones are contrast maps, predicted class against true
+//! class: cos(f, centroid of the predicted class) − cos(f, centroid of the true class).
+//! The same images are then scored for the trust table (`trust.json`, [`super::trust`]).
 //!
 //! Choice (deterministic): up to ⌈n/2⌉ correct and ⌊n/2⌋ incorrect test images (the
 //! other list fills in when one is short), spread evenly over each list in dataset order;
 //! for phase `seen`, test images of the held-out classes come first in both lists.
 //!
-//! Output: `runs/X/phase-P/explanations/`: `explanations.json`, `index.html`, and one
-//! directory per image, `NN-<stem>/`, laid out as [`super::explainer`] describes.
+//! Output: `runs/X/phase-P/explanations/`: `explanations.json`, `trust.json`,
+//! `index.html`, and one directory per image, `NN-<stem>/`, laid out as
+//! [`super::explainer`] describes.
 //!
 //! `explanations.json` (paths relative to `explanations/` unless said otherwise):
 //!
@@ -48,7 +52,8 @@ use super::explainer::{
     write_explanation, ExplainOptions, Explainer, Explanation, ExplanationRecord, MapRecord,
 };
 use super::page::{samples_page, SampleSection};
-use super::target::TargetChoice;
+use super::target::{ContrastChoice, TargetChoice};
+use super::trust::{trust_table, TrustOptions};
 use super::METHODS;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
@@ -74,6 +79,8 @@ pub struct SampleOptions {
     pub batch_size: usize,
     /// Compute device (`--device`).
     pub device: tch::Device,
+    /// How the trust table is computed; `None`: no table (an older one is removed).
+    pub trust: Option<TrustOptions>,
 }
 
 impl Default for SampleOptions {
@@ -83,6 +90,7 @@ impl Default for SampleOptions {
             k: 10,
             batch_size: 8,
             device: tch::Device::Cpu,
+            trust: Some(TrustOptions::default()),
         }
     }
 }
@@ -214,7 +222,24 @@ pub fn explain_samples(
         pair_neighbours: 1,
         ..Default::default()
     };
-    let explanations = explainer.explain(&sample.paths, &eopts)?;
+    let explanations = explain_sample(&mut explainer, &sample, &eopts)?;
+    let trust_path = run.phase(phase).trust();
+    match &opts.trust {
+        Some(topts) => {
+            let table = trust_table(
+                &explainer,
+                &sample.paths,
+                &eopts.methods,
+                &eopts,
+                topts,
+                phase,
+            )?;
+            write_json(&trust_path, &table)?;
+        }
+        None if trust_path.exists() => std::fs::remove_file(&trust_path)
+            .map_err(|e| anyhow::anyhow!("removing stale {}: {e}", trust_path.display()))?,
+        None => {}
+    }
     let out = run.phase(phase).explanations_dir();
     let (items, records) = write_items(&explanations, &sample.unseen, &out)?;
     let index = ExplanationIndex {
@@ -257,10 +282,40 @@ pub fn explain_samples(
     Ok(index)
 }
 
-/// The chosen test images, whether each one's class was held out, and the vote's k.
+/// Explains the sample in its order: correct images as `eopts` says, misclassified ones
+/// as contrast maps (predicted class against true class).
+fn explain_sample(
+    explainer: &mut Explainer<'_>,
+    sample: &Sample,
+    eopts: &ExplainOptions,
+) -> Result<Vec<Explanation>> {
+    let contrast = ExplainOptions {
+        target: TargetChoice::Predicted,
+        contrast: Some(ContrastChoice::TrueClass),
+        ..eopts.clone()
+    };
+    let pick = |want: bool| -> Vec<PathBuf> {
+        let rows = sample.paths.iter().zip(&sample.correct);
+        rows.filter(|(_, &c)| c == want)
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    let mut right = explainer.explain(&pick(true), eopts)?.into_iter();
+    let mut wrong = explainer.explain(&pick(false), &contrast)?.into_iter();
+    let mut out = Vec::with_capacity(sample.paths.len());
+    for &c in &sample.correct {
+        let next = if c { right.next() } else { wrong.next() };
+        out.extend(next);
+    }
+    Ok(out)
+}
+
+/// The chosen test images, whether each one's class was held out and whether it was
+/// classified correctly, and the vote's k.
 struct Sample {
     paths: Vec<PathBuf>,
     unseen: Vec<bool>,
+    correct: Vec<bool>,
     k: usize,
 }
 
@@ -313,9 +368,11 @@ fn choose(explainer: &Explainer<'_>, phase: Phase, opts: &SampleOptions) -> Resu
     };
     let (good_pref, bad_pref) = (split(&mut good), split(&mut bad));
     let chosen = pick((&good_pref, &good), (&bad_pref, &bad), opts.count);
+    let wrong: std::collections::HashSet<usize> = bad.iter().chain(&bad_pref).copied().collect();
     Ok(Sample {
         paths: chosen.iter().map(|&r| paths[r].clone()).collect(),
         unseen: chosen.iter().map(|&r| unseen(r)).collect(),
+        correct: chosen.iter().map(|&r| !wrong.contains(&r)).collect(),
         k,
     })
 }

@@ -1,6 +1,8 @@
 //! What a map explains: the cosine similarity of an image's embedding to a target
 //! embedding — its nearest training neighbour (default), a class centroid, or the
-//! embedding of another image (pytorch-grad-cam's "similarity to concept" target).
+//! embedding of another image (pytorch-grad-cam's "similarity to concept" target), or
+//! the centroid of the class the image was predicted as — optionally contrasted with a
+//! class centroid: cos(f, target) − cos(f, centroid of CLASS) (`--contrast`).
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -19,6 +21,32 @@ pub enum TargetChoice {
     Class(String),
     /// The embedding of another image file.
     Reference(PathBuf),
+    /// The centroid of the class each image is predicted as (majority vote).
+    Predicted,
+}
+
+/// What the score is contrasted with: cos(f, target) − cos(f, contrast).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContrastChoice {
+    /// The centroid of a class's gallery embeddings (`--contrast CLASS`).
+    Class(String),
+    /// The centroid of each image's own true class (the report's misclassified samples:
+    /// predicted class against true class).
+    TrueClass,
+}
+
+/// Row-wise score of embeddings `[B, D]` against targets `[B, D]` (or `[1, D]`):
+/// `cos(e, t)`, minus `cos(e, c)` for contrast embeddings `c` when given.
+pub fn similarity_score(
+    embeddings: &Tensor,
+    targets: &Tensor,
+    contrast: Option<&Tensor>,
+) -> Tensor {
+    let s = cosine_score(embeddings, targets);
+    match contrast {
+        Some(c) => s - cosine_score(embeddings, c),
+        None => s,
+    }
 }
 
 /// Row-wise score `cos(e_b, t_b)` of embeddings `[B, D]` against targets `[B, D]` (or `[1, D]`).
@@ -79,5 +107,11 @@ mod tests {
             .contains("cat"));
         assert_eq!(first_other(&[0.0, 1e-9, 0.2]), 2);
         assert_eq!(first_other(&[0.0]), 0);
+        // Contrast: cos(e, t) − cos(e, c); row 1 is (1, 1)/√2 against (0, 1) and (1, 0).
+        let c = Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2]);
+        let d: Vec<f32> = Vec::try_from(similarity_score(&e, &t, Some(&c))).unwrap();
+        assert!((d[0] + 1.0).abs() < 1e-6 && d[1].abs() < 1e-6, "{d:?}");
+        let plain: Vec<f32> = Vec::try_from(similarity_score(&e, &t, None)).unwrap();
+        assert_eq!(plain, s);
     }
 }

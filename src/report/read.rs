@@ -14,6 +14,7 @@ use crate::run::hardware::Hardware;
 use crate::run::metrics::PhaseMetrics;
 use crate::run::projections::{ProjectionRecord, SPRITE_STEM, THUMBNAILS_SUFFIX};
 use crate::run::record::{read_lines, read_record};
+use crate::run::trust::TrustTable;
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,8 @@ pub struct PhaseSummary {
     pub galleries: Option<Galleries>,
     /// `explanations/explanations.json`.
     pub explanations: Option<ExplanationIndex>,
+    /// `explanations/trust.json`: the per-method trust table of the explained sample.
+    pub trust: Option<TrustTable>,
     /// Files that exist but could not be read, each with the reason.
     pub problems: Vec<String>,
 }
@@ -290,6 +293,7 @@ pub fn read_phase(run: &RunDir, phase: Phase) -> Option<PhaseSummary> {
     let projections = read_projections(&dir, &mut problems);
     let galleries = read_json::<Galleries>(&dir.galleries(), &mut problems);
     let explanations = read_json::<ExplanationIndex>(&dir.explanations(), &mut problems);
+    let trust = read_json::<TrustTable>(&dir.trust(), &mut problems);
     Some(PhaseSummary {
         phase,
         root: dir.root,
@@ -299,6 +303,7 @@ pub fn read_phase(run: &RunDir, phase: Phase) -> Option<PhaseSummary> {
         projections,
         galleries,
         explanations,
+        trust,
         problems,
     })
 }

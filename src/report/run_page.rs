@@ -16,6 +16,7 @@ use crate::config::Phase;
 use crate::html::{join, page, url};
 use crate::run::explanations::ExplanationItem;
 use crate::run::metrics::PhaseMetrics;
+use crate::run::trust::{TrustRow, TrustTable, BASELINE, METRICS};
 use crate::run::{projections, tables, PhaseDir, RunDir};
 use anyhow::{Context, Result};
 use maud::{html, Markup};
@@ -471,18 +472,31 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
         .iter()
         .map(|item| explanation_row(item, &columns, &dir))
         .collect();
+    let trust = p.trust.as_ref();
+    let score_of = |key: &str| trust.and_then(|t| t.rows.iter().find(|r| r.method == key));
     html! {
         p {
             a href=(url(&format!("{dir}/index.html"))) { "All explanations" }
-            " (" (e.items.len()) " images)."
+            " (" (e.items.len()) " images). Correct queries explain the similarity to their nearest training image; wrong ones are contrast maps, cos(f, predicted class centroid) − cos(f, true class centroid): what pulled the image to the predicted class rather than its own."
         }
+        (trust_html(trust, run_root))
         div.scroll {
             table.expl {
                 thead {
                     tr {
                         th { "query" }
-                        @for (_, label) in &columns {
-                            th { (label) }
+                        @for (key, label) in &columns {
+                            th {
+                                (label)
+                                @if let Some(r) = score_of(key) {
+                                    br;
+                                    small.muted {
+                                        "ins " (fixed(r.insertion_auc.mean, 2))
+                                        " · del " (fixed(r.deletion_auc.mean, 2))
+                                        " · ROAD " (fixed(r.road.mean, 3))
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -491,6 +505,115 @@ fn explanations_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
                         (row)
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A number with `digits` decimals, or a dash when not finite.
+fn fixed(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "–".into()
+    }
+}
+
+/// The trust table (`trust.json`): per method, each metric's mean ± spread over the
+/// explained images, the best per metric starred, the sanity verdict.
+fn trust_html(trust: Option<&TrustTable>, run_root: &str) -> Markup {
+    let Some(t) = trust.filter(|t| !t.rows.is_empty()) else {
+        return html! {
+            p.muted {
+                "No trust table yet — run "
+                code { "dmlviz explain --run " (run_root) " --samples 8" } "."
+            }
+        };
+    };
+    let most = t.most_faithful().map(|r| r.title.clone());
+    let passing: Vec<&str> = t
+        .rows
+        .iter()
+        .filter(|r| r.sanity_pass == Some(true))
+        .map(|r| r.title.as_str())
+        .collect();
+    let failing: Vec<&str> = t
+        .rows
+        .iter()
+        .filter(|r| r.sanity_pass == Some(false))
+        .map(|r| r.title.as_str())
+        .collect();
+    html! {
+        h4 { "Which map to trust" }
+        p {
+            "Scored on the " (t.images) " explained images against the similarity each map explains: deletion and insertion curves of "
+            (t.steps) " steps (blurred baseline), ROAD at percentiles "
+            (t.road_percentiles.iter().map(|p| format!("{p}")).collect::<Vec<_>>().join(", "))
+            " (noisy linear imputation), average drop when only the map is kept, and the sanity check: Spearman correlation with the trained map once the "
+            (t.sanity_blocks.len()) " blocks are re-initialised from the head down (passes below "
+            (t.sanity_pass_below) "). ★ best per metric (the random baseline excluded); mean ± sd over the images."
+        }
+        @if let Some(m) = &most {
+            p { "Most faithful here: " strong { (m) } "." }
+        }
+        @if !t.sanity_blocks.is_empty() {
+            p {
+                "Sanity check — passes: " (if passing.is_empty() { "none".to_string() } else { passing.join(", ") })
+                "; fails (the map barely changes when the weights are destroyed, so it shows the image, not the model): "
+                (if failing.is_empty() { "none".to_string() } else { failing.join(", ") }) "."
+            }
+        }
+        div.scroll {
+            table.sortable {
+                thead {
+                    tr {
+                        th { "method" }
+                        @for (_, title, _) in METRICS { th.num { (title) } }
+                        th { "sanity" }
+                    }
+                }
+                tbody {
+                    @for r in &t.rows { (trust_row(r)) }
+                }
+            }
+        }
+    }
+}
+
+/// One method's row of the trust table.
+fn trust_row(r: &TrustRow) -> Markup {
+    let stat = |s: &crate::run::trust::Stat| -> String {
+        if s.sd.is_finite() {
+            format!("{} ± {}", fixed(s.mean, 3), fixed(s.sd, 3))
+        } else {
+            fixed(s.mean, 3)
+        }
+    };
+    let cells = [
+        stat(&r.deletion_auc),
+        stat(&r.insertion_auc),
+        stat(&r.road),
+        stat(&r.average_drop),
+        stat(&r.sanity),
+        fixed(r.images_per_second, 1),
+    ];
+    html! {
+        tr {
+            td {
+                (r.title)
+                @if r.method == BASELINE { " " span.muted { "(baseline)" } }
+            }
+            @for ((key, _, _), cell) in METRICS.iter().zip(cells) {
+                @if r.best.iter().any(|b| b == key) {
+                    td.num { strong { "★ " (cell) } }
+                } @else {
+                    td.num { (cell) }
+                }
+            }
+            @match r.sanity_pass {
+                Some(true) => td { span.ok { "passes" } },
+                Some(false) => td { span.bad { "fails" } },
+                None => td.muted { "–" },
             }
         }
     }
@@ -1175,5 +1298,64 @@ mod tests {
         );
         assert!(out.join("test-accuracy.png").exists() && out.join("train-loss.png").exists());
         assert!(html.contains("dmlviz project --run"));
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+    use crate::run::trust::Stat;
+
+    #[test]
+    fn the_trust_table_marks_the_best_and_the_sanity_verdicts() {
+        let s = |mean: f64| Stat {
+            mean,
+            sd: 0.01,
+            n: 3,
+        };
+        let row = |method: &str, title: &str, insertion: f64, pass: Option<bool>| TrustRow {
+            method: method.into(),
+            title: title.into(),
+            deletion_auc: s(0.3),
+            insertion_auc: s(insertion),
+            road: s(0.1),
+            average_drop: s(0.4),
+            increase: s(0.0),
+            sanity: s(if pass == Some(false) { 0.9 } else { 0.1 }),
+            sanity_curve: vec![Some(0.5)],
+            sanity_pass: pass,
+            images_per_second: f64::NAN,
+            best: Vec::new(),
+        };
+        let mut t = TrustTable {
+            schema_version: 2,
+            phase: None,
+            images: 3,
+            steps: 4,
+            road_percentiles: vec![30.0, 70.0],
+            sanity_blocks: vec!["head".into()],
+            sanity_pass_below: 0.5,
+            rows: vec![
+                row("gradcam", "Grad-<CAM>", 0.7, Some(true)),
+                row("guided", "Guided", 0.6, Some(false)),
+                row(BASELINE, "Random", 0.9, None),
+            ],
+        };
+        t.mark_best();
+        let html = trust_html(Some(&t), "runs/x").into_string();
+        assert!(
+            html.contains("Most faithful here: <strong>Grad-&lt;CAM&gt;</strong>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<strong>★ 0.700 ± 0.010</strong>"),
+            "best insertion starred"
+        );
+        assert!(!html.contains("★ 0.900"), "the baseline is never best");
+        assert!(html.contains("fails (the map barely changes") && html.contains(": Guided."));
+        assert!(html.contains("(baseline)") && html.contains("percentiles 30, 70"));
+        assert!(trust_html(None, "runs/x")
+            .into_string()
+            .contains("No trust table yet"));
     }
 }

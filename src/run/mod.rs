@@ -22,6 +22,7 @@
 //!   projections/<method>.{json,csv,png,svg,html}  projections::ProjectionRecord  project → report
 //!   galleries/galleries.json, q<N>.jpg      galleries::Galleries    project → report
 //!   explanations/explanations.json, NN-*/   explanations::ExplanationIndex  explain → report
+//!   explanations/trust.json                 trust::TrustTable       explain → report, study
 //! ```
 
 pub mod comparison;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod projections;
 pub mod record;
 pub mod tables;
+pub mod trust;
 
 pub use history::{EpochRecord, TrainState};
 
@@ -300,6 +302,11 @@ impl PhaseDir {
     /// `explanations/explanations.json` ([`explanations::ExplanationIndex`]).
     pub fn explanations(&self) -> PathBuf {
         self.explanations_dir().join(EXPLANATIONS_FILE)
+    }
+
+    /// `explanations/trust.json` ([`trust::TrustTable`]): which method to trust.
+    pub fn trust(&self) -> PathBuf {
+        self.explanations_dir().join(trust::TRUST_FILE)
     }
 
     /// `gradcam-weights.safetensors`: the stored Grad-CAM weights of weight transfer.

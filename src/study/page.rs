@@ -337,6 +337,36 @@ fn tradeoff(grid: &StudyGrid, results: &StudyResults) -> Markup {
 }
 
 /// Writes `study.html` and `study.json` into `out` and returns the page's path.
+/// One line per row: the most faithful saliency method of its phase-all model, per seed
+/// (from each run's trust table, `explain --samples`).
+fn trust_lines(grid: &StudyGrid, results: &StudyResults) -> Markup {
+    html! {
+        h2 { "Which explanation to trust" }
+        p.muted {
+            "Per row: the saliency method with the best mean rank over deletion AUC, insertion AUC and ROAD among those passing the sanity check, on the run's explained sample."
+        }
+        ul {
+            @for e in &grid.experiments {
+                @let found: Vec<(u64, String)> = results
+                    .of_row(&e.dataset, &e.row)
+                    .filter_map(|r| r.most_faithful.clone().map(|m| (r.seed, m)))
+                    .collect();
+                li {
+                    (e.dataset) " " code { (e.row) } ": "
+                    @if found.is_empty() {
+                        span.muted { "no trust table yet" }
+                    } @else {
+                        @for (i, (seed, method)) in found.iter().enumerate() {
+                            @if i > 0 { "; " }
+                            strong { (method) } " (seed " (seed) ")"
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `site_runs` is the runs folder the report site in `out` is built from (rows link
 /// to their run pages there).
 pub fn write_study_page(
@@ -354,6 +384,7 @@ pub fn write_study_page(
         (findings(grid, &judgements, &datasets))
         (experiments(grid, results, site_runs))
         (tradeoff(grid, results))
+        (trust_lines(grid, results))
     };
     let html = page(
         &format!("dmlviz — {}", grid.page.title),
@@ -400,6 +431,7 @@ mod tests {
             logits_accuracy: row.starts_with("ArcFace").then_some(0.9),
             majority_vote_accuracy: Some(p),
             cost: None,
+            most_faithful: (seed == 42).then(|| "Grad-<CAM>".to_string()),
         };
         let mut results = StudyResults::default();
         for (seed, p) in [(42, 0.60), (43, 0.62), (44, 0.61)] {
@@ -429,6 +461,12 @@ mod tests {
         );
         assert!(html.contains(">holds<") && html.contains(">pending<"));
         assert!(html.contains("0.900 vs 0.750"), "ArcFace logits vs kNN");
+        // One trust line per row, escaped.
+        assert!(
+            html.contains("<strong>Grad-&lt;CAM&gt;</strong> (seed 42)"),
+            "trust line"
+        );
+        assert!(html.contains("no trust table yet"));
         // The wording is page.toml's: its title, and a backtick span set as code.
         assert!(html.contains("<h1>The reference study, re-run here</h1>"));
         assert!(html.contains("re-run with <code>dmlviz study</code> on real data"));

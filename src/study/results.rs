@@ -7,6 +7,7 @@ use crate::run::comparison::PrecisionDrop;
 use crate::run::cost::PhaseCost;
 use crate::run::metrics::PhaseMetrics;
 use crate::run::record::read_record;
+use crate::run::trust::TrustTable;
 use crate::run::RunDir;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,10 @@ pub struct RunResult {
     /// Majority vote of the 10 nearest (phase-all).
     pub majority_vote_accuracy: Option<f64>,
     pub cost: Option<PhaseCost>,
+    /// Title of the most faithful saliency method of the phase-all model
+    /// ([`crate::run::trust::TrustTable::most_faithful`]), when its trust table exists.
+    #[serde(default)]
+    pub most_faithful: Option<String>,
 }
 
 impl RunResult {
@@ -54,6 +59,7 @@ pub fn read_run(dataset: &str, row: &str, seed: u64, run: &Path) -> Result<Optio
     let seen = read_record::<PhaseMetrics>(&dir.phase(Phase::Seen).metrics())?;
     let drop = read_record::<PrecisionDrop>(&dir.precision_drop())?;
     let cost = read_record::<PhaseCost>(&dir.phase(Phase::All).cost())?;
+    let trust = read_record::<TrustTable>(&dir.phase(Phase::All).trust())?;
     let finite = |v: f64| Some(v).filter(|v| v.is_finite());
     Ok(Some(RunResult {
         dataset: dataset.into(),
@@ -73,6 +79,10 @@ pub fn read_run(dataset: &str, row: &str, seed: u64, run: &Path) -> Result<Optio
         // The study uses k = 10 (the reference's "top 10 closest samples").
         majority_vote_accuracy: all.majority_vote_at(10),
         cost,
+        most_faithful: trust
+            .as_ref()
+            .and_then(|t| t.most_faithful())
+            .map(|r| r.title.clone()),
     }))
 }
 

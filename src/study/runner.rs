@@ -336,6 +336,7 @@ mod tests {
             logits_accuracy: None,
             majority_vote_accuracy: None,
             cost: None,
+            most_faithful: None,
         }
     }
 
