@@ -59,8 +59,12 @@ fn project_writes_maps_exports_and_galleries() {
             "splits and held-out classes in the CSV"
         );
         let html = read(&proj.join(format!("{method}.html")));
-        assert_eq!(html.matches("data-i=\"").count(), points);
-        assert!(html.contains("sprite.jpg"));
+        assert!(html.contains("<canvas") && !html.contains("data-i=\""));
+        assert_eq!(
+            html.matches("\"stem\":\"sprite\"").count(),
+            1,
+            "the page names its sprite sheets"
+        );
         for remote in ["src=\"http", "href=\"http", "src=\"//", "url(http"] {
             assert!(
                 !html.contains(remote),
@@ -78,7 +82,8 @@ fn project_writes_maps_exports_and_galleries() {
     let sprite: serde_json::Value = serde_json::from_str(&read(&proj.join("sprite.json"))).unwrap();
     assert_eq!(sprite["count"].as_u64().unwrap() as usize, points);
     assert!(sprite["cell"].as_u64().unwrap() <= 64);
-    assert!(proj.join("sprite.jpg").is_file());
+    assert_eq!(sprite["sheets"], 1);
+    assert!(proj.join("sprite-0.jpg").is_file());
     let tb = proj.join("tensorboard");
     assert_eq!(read(&tb.join("vectors.tsv")).lines().count(), points);
     assert_eq!(
@@ -86,8 +91,8 @@ fn project_writes_maps_exports_and_galleries() {
         "class\tsplit\tunseen"
     );
     assert!(
-        tb.join("sprite.png").is_file()
-            && read(&tb.join("projector_config.pbtxt")).contains("sprite.png")
+        tb.join("sprite.jpg").is_file()
+            && read(&tb.join("projector_config.pbtxt")).contains("sprite.jpg")
     );
 
     let galleries = run.join("phase-all/galleries");

@@ -60,4 +60,61 @@ pub struct ProjectionRecord {
     /// Rows equal to an earlier row.
     #[serde(default)]
     pub duplicates: usize,
+    /// How the layout was turned onto another phase's map of the same images, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aligned_to: Option<Alignment>,
 }
+
+/// How a layout was aligned onto a reference layout (Procrustes on the shared images;
+/// `project::align`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alignment {
+    /// The reference phase (`phase-all`).
+    pub reference: String,
+    /// Images both layouts hold.
+    pub shared: usize,
+    /// Scale applied.
+    pub scale: f64,
+    /// Rotation applied, degrees.
+    pub degrees: f64,
+    /// A reflection was applied.
+    pub reflected: bool,
+    /// Squared distance left between the shared points, over their spread around their
+    /// centre in the reference (0: the same map, 1: no better than its centre).
+    pub residual_share: f64,
+}
+
+/// The images placed on a stored layout without recomputing it (`added.json`,
+/// written by `dmlviz project --add`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedRecord {
+    /// Layout version of this record ([`super::record`]).
+    #[serde(default = "legacy_schema")]
+    pub schema_version: u32,
+    /// Nearest stored points each new point is placed among.
+    pub k: usize,
+    /// Epochs of the short optimisation with the stored points fixed.
+    pub epochs: usize,
+    /// The added images, in order.
+    pub points: Vec<AddedPoint>,
+}
+
+/// One added image: its embedding, so it can be placed again on a new layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedPoint {
+    /// The image.
+    pub path: String,
+    /// Its class (the folder it came from).
+    pub class: String,
+    /// Its embedding (the run's model).
+    pub embedding: Vec<f32>,
+    /// Per method (`umap`, `tsne`): its position on that layout.
+    pub positions: std::collections::BTreeMap<String, [f32; 2]>,
+    /// Nearest stored points (row in train-then-test order, distance), nearest first.
+    pub neighbours: Vec<(usize, f32)>,
+}
+
+/// File name of the added points' record.
+pub const ADDED_FILE: &str = "added.json";
+/// Stem of the added points' sprite sheets.
+pub const ADDED_SPRITE_STEM: &str = "added-sprite";
