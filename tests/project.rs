@@ -38,7 +38,7 @@ fn project_writes_maps_exports_and_galleries() {
                 "{method}.{ext} missing"
             );
         }
-        assert!(proj.join(format!("{method}-thumbnails.png")).is_file());
+        assert!(proj.join(format!("{method}-thumbnails.jpg")).is_file());
         let record: serde_json::Value =
             serde_json::from_str(&read(&proj.join(format!("{method}.json")))).unwrap();
         assert_eq!(record["method"], method);
@@ -145,6 +145,98 @@ fn project_writes_maps_exports_and_galleries() {
         (0.0..=1.0).contains(&trust),
         "linfa trustworthiness {trust}"
     );
+    // Phase-seen's t-SNE is turned onto phase-all's: the same images, one frame.
+    let aligned = &linfa["aligned_to"];
+    assert_eq!(aligned["reference"], "phase-all", "{linfa}");
+    assert_eq!(aligned["shared"].as_u64().unwrap() as usize, points);
+    assert!(
+        aligned["residual_share"].as_f64().unwrap() < 1.0,
+        "{aligned}"
+    );
+
+    // --add: copies of one class's images land on their originals' spots.
+    let class = "0043.4_spade";
+    let new = dir.path().join("new");
+    std::fs::create_dir_all(new.join("copies")).unwrap();
+    let originals: Vec<std::path::PathBuf> = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/cards")
+            .join(class),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().path())
+    .collect();
+    for o in &originals {
+        std::fs::copy(o, new.join("copies").join(o.file_name().unwrap())).unwrap();
+    }
+    let out = ok(dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--add",
+        new.to_str().unwrap(),
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        summary["added"].as_u64().unwrap() as usize,
+        originals.len(),
+        "{summary}"
+    );
+    let added: serde_json::Value = serde_json::from_str(&read(&proj.join("added.json"))).unwrap();
+    assert_eq!(added["schema_version"], dmlviz::run::record::SCHEMA_VERSION);
+    let csv = read(&proj.join("umap.csv"));
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .map(|r| (r[5].parse::<f64>().unwrap(), r[6].parse::<f64>().unwrap()))
+        .unzip();
+    let extent = (xs.iter().cloned().fold(f64::MIN, f64::max)
+        - xs.iter().cloned().fold(f64::MAX, f64::min))
+    .max(ys.iter().cloned().fold(f64::MIN, f64::max) - ys.iter().cloned().fold(f64::MAX, f64::min));
+    for p in added["points"].as_array().unwrap() {
+        assert_eq!(p["class"], "copies");
+        let name = Path::new(p["path"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let nearest = p["neighbours"][0][0].as_u64().unwrap() as usize;
+        assert!(
+            rows[nearest]
+                .last()
+                .unwrap()
+                .ends_with(&format!("{class}/{name}")),
+            "{p}"
+        );
+        let (x, y) = (
+            p["positions"]["umap"][0].as_f64().unwrap(),
+            p["positions"]["umap"][1].as_f64().unwrap(),
+        );
+        let d = (x - xs[nearest]).hypot(y - ys[nearest]);
+        assert!(
+            d < 0.15 * extent,
+            "{name} placed {d:.2} from its original (map extent {extent:.2})"
+        );
+    }
+    let html = read(&proj.join("umap.html"));
+    assert!(html.contains("images added later") && html.contains("\"stem\":\"added-sprite\""));
+    assert!(proj.join("added-sprite-0.jpg").is_file());
+    let err = dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--add",
+        "no/such/dir",
+    ]);
+    assert_eq!(err.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no/such/dir"));
+
     let out = dmlviz(&[
         "project",
         "--run",

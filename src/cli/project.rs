@@ -53,7 +53,7 @@ pub struct ProjectArgs {
     /// The t-SNE implementation.
     #[arg(long, value_enum, default_value = "ours")]
     tsne_engine: TsneEngineArg,
-    /// Also draw each image at its point (umap-thumbnails.png, tsne-thumbnails.png).
+    /// Also draw each image at its point (umap-thumbnails.jpg, tsne-thumbnails.jpg).
     #[arg(long)]
     thumbnails: bool,
     /// Reduce the embeddings to this many dimensions by PCA first (e.g. 50).

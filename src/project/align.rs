@@ -188,9 +188,92 @@ pub fn align_to(
     Ok(Some((Matrix::new(layout.rows, 2, moved)?, alignment)))
 }
 
+/// Per held-out class, its centroid on the reference layout and on `aligned` (its
+/// images both hold), for the arrows of [`super::plot::moves_png`].
+pub fn class_moves(
+    data: &PhaseData,
+    aligned: &Matrix,
+    reference_csv: &Path,
+) -> Result<Vec<super::plot::ClassMove>> {
+    let reference: HashMap<String, [f64; 2]> =
+        read_layout_csv(reference_csv)?.into_iter().collect();
+    let mut sums: std::collections::BTreeMap<usize, ([f64; 2], [f64; 2], f64)> = Default::default();
+    for (i, p) in data.paths.iter().enumerate() {
+        let Some(r) = reference.get(&p.display().to_string()) else {
+            continue;
+        };
+        if !data.unseen(i) {
+            continue;
+        }
+        let e = sums
+            .entry(data.labels[i] as usize)
+            .or_insert(([0.0; 2], [0.0; 2], 0.0));
+        e.0 = [e.0[0] + r[0], e.0[1] + r[1]];
+        e.1 = [
+            e.1[0] + aligned.row(i)[0] as f64,
+            e.1[1] + aligned.row(i)[1] as f64,
+        ];
+        e.2 += 1.0;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(label, (from, to, n))| super::plot::ClassMove {
+            class: data.classes[label].clone(),
+            label,
+            from: (from[0] / n, from[1] / n),
+            to: (to[0] / n, to[1] / n),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::data::synthetic;
+    use crate::project::export::layout_csv;
+
+    /// Phase-seen's layout = phase-all's turned by 90°, scaled by 2 and with the
+    /// held-out class moved by (5, 0): alignment undoes the similarity (the seen
+    /// classes fit exactly) and the arrow of the held-out class is its move.
+    #[test]
+    fn aligned_layout_shows_the_held_out_class_moving() {
+        let data = synthetic(&["a", "b", "c"], 1, 60, 30, 4);
+        let n = data.len();
+        let all: Vec<f32> = (0..2 * n).map(|v| ((v * 37) % 101) as f32 / 10.0).collect();
+        let all = Matrix::new(n, 2, all).unwrap();
+        let seen = Matrix::new(
+            n,
+            2,
+            (0..n)
+                .flat_map(|i| {
+                    let (x, y) = (all.row(i)[0], all.row(i)[1]);
+                    let x = if data.unseen(i) { x + 5.0 } else { x };
+                    [-2.0 * y, 2.0 * x] // turned by 90°, scaled by 2
+                })
+                .collect(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("umap.csv");
+        std::fs::write(&csv, layout_csv(&data, &all)).unwrap();
+        let (aligned, record) = align_to(&data, &seen, &csv, "phase-all").unwrap().unwrap();
+        assert_eq!(record.shared, n);
+        assert!((record.degrees + 90.0).abs() < 15.0, "{record:?}");
+        assert!(!record.reflected);
+        let moves = class_moves(&data, &aligned, &csv).unwrap();
+        assert_eq!(moves.len(), 1);
+        assert_eq!(moves[0].class, "c");
+        let (dx, dy) = (
+            moves[0].to.0 - moves[0].from.0,
+            moves[0].to.1 - moves[0].from.1,
+        );
+        // Least squares spreads part of the move over the shared fit, so the arrow is
+        // shorter than 5 but points the way the class went.
+        assert!(
+            dx > 2.0 && dx < 5.5 && dy.abs() < 1.0,
+            "arrow ({dx:.2}, {dy:.2})"
+        );
+    }
 
     fn points() -> Vec<[f64; 2]> {
         (0..40)

@@ -16,7 +16,10 @@
 //!                          the embeddings, unit rows for cosine runs; knn_label_agreement:
 //!                          share of the 15 nearest 2-D neighbours with the same class)
 //!   umap.png, umap.svg, tsne.png, tsne.svg         scatter plots
-//!   umap-thumbnails.png, tsne-thumbnails.png       with --thumbnails
+//!   umap-thumbnails.jpg, tsne-thumbnails.jpg       with --thumbnails
+//!   umap-moves.png, tsne-moves.png   phase-seen only, aligned onto phase-all's map of
+//!                         the same method ([`align`]): arrows from each held-out class's
+//!                         centroid there to its centroid here
 //!   umap.html, tsne.html  interactive map (hover: thumbnail, class, split, 5 nearest
 //!                         neighbours in the embedding space; click: the point's gallery
 //!                         entry ../galleries/index.html#q<N>, else #p<N> on the map)
@@ -59,8 +62,8 @@ use crate::data::rng::Rng;
 use crate::run::lock::RunLock;
 pub use crate::run::projections::ProjectionRecord;
 use crate::run::projections::{
-    file_name, thumbnails_name, AddedRecord, ADDED_FILE, ADDED_SPRITE_STEM, SPRITE_STEM,
-    TENSORBOARD_DIR,
+    file_name, moves_name, thumbnails_name, AddedRecord, ADDED_FILE, ADDED_SPRITE_STEM,
+    SPRITE_STEM, TENSORBOARD_DIR,
 };
 use crate::run::record::read_record;
 use crate::run::record::SCHEMA_VERSION;
@@ -312,12 +315,26 @@ fn align_seen(
     if phase != Phase::Seen || !reference.is_file() {
         return Ok((layout, None));
     }
-    Ok(
-        match align::align_to(data, &layout, &reference, Phase::All.dir_name())? {
-            Some((aligned, alignment)) => (aligned, Some(alignment)),
-            None => (layout, None),
-        },
-    )
+    let Some((aligned, alignment)) =
+        align::align_to(data, &layout, &reference, Phase::All.dir_name())?
+    else {
+        return Ok((layout, None));
+    };
+    let moves = align::class_moves(data, &aligned, &reference)?;
+    if !moves.is_empty() {
+        let title = format!(
+            "{}: held-out classes from phase-all (ring) to phase-seen (dot)",
+            method.title()
+        );
+        plot::moves_png(
+            data,
+            &aligned,
+            &moves,
+            &title,
+            &data.dir.projections().join(moves_name(method.name())),
+        )?;
+    }
+    Ok((aligned, Some(alignment)))
 }
 
 /// A layout's quality: trustworthiness (against `space`, the space distances were
@@ -443,7 +460,7 @@ impl MapPages<'_> {
         plot::scatter_svg(data, layout, &title, &out.join(file_name(name, "svg")))?;
         if self.thumbnails {
             let side = if n > 2000 { 24 } else { 32 };
-            plot::thumbnail_png(
+            plot::thumbnail_jpeg(
                 data,
                 layout,
                 &title,

@@ -1,6 +1,7 @@
 //! `phase-P/projections/`: one 2-D layout per method (`umap`, `tsne`, ...), each as
 //! `<method>.json` ([`ProjectionRecord`]), `.csv`, `.png`, `.svg`, `.html` and optionally
-//! `<method>-thumbnails.png`, beside the hover sprite (`sprite.jpg`, `sprite.json`) and
+//! `<method>-thumbnails.jpg` (`.png` in older runs), beside the hover sprite sheets
+//! (`sprite-<k>.jpg`, `sprite.json`), the added points (`added.json`) and
 //! the TensorBoard export (`tensorboard/`). Written by `dmlviz project`, read by the
 //! report.
 
@@ -20,9 +21,19 @@ pub fn file_name(method: &str, ext: &str) -> String {
     format!("{method}.{ext}")
 }
 
-/// File name of a layout's map drawn with the images: `<method>-thumbnails.png`.
+/// What `<method>` + this + `.png` names: held-out classes moving from phase-all's map.
+pub const MOVES_SUFFIX: &str = "-moves";
+
+/// File name of the figure of held-out classes moving between the aligned phase maps:
+/// `<method>-moves.png`.
+pub fn moves_name(method: &str) -> String {
+    format!("{method}{MOVES_SUFFIX}.png")
+}
+
+/// File name of a layout's map drawn with the images: `<method>-thumbnails.jpg` (a
+/// JPEG: a PNG of hundreds of photos is several times larger, nothing sharper).
 pub fn thumbnails_name(method: &str) -> String {
-    format!("{method}{THUMBNAILS_SUFFIX}.png")
+    format!("{method}{THUMBNAILS_SUFFIX}.jpg")
 }
 
 /// One layout's record (`<method>.json`).
