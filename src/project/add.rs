@@ -4,7 +4,7 @@
 //!
 //! Placement follows UMAP's `transform`: each new point starts at the weighted mean of
 //! its `k` nearest stored points' 2-D positions (weights from UMAP's fuzzy membership,
-//! `exp(−(d − d₁)/σ)`, `d₁` the nearest distance and `σ` the mean excess over it), then
+//! `exp(−(d − d₁)/σ)`, `d₁` the nearest distance, σ set so they sum to log₂ k), then
 //! a short optimisation of UMAP's cross-entropy moves it, the stored points fixed:
 //! attraction to its neighbours, repulsion from random stored points, learning rate
 //! falling to zero. The same runs on a t-SNE layout (its neighbourhoods are as local).
@@ -158,11 +158,22 @@ pub fn place(
     Ok((Matrix::new(new.rows, 2, out)?, neighbours))
 }
 
-/// UMAP's fuzzy membership of each neighbour: `exp(−(d − d₁)/σ)`, σ the mean excess.
+/// UMAP's fuzzy membership of each neighbour, `exp(−(d − d₁)/σ)`, with σ found by
+/// bisection so the memberships sum to log₂ k, as umap-learn's `smooth_knn_dist`.
 fn memberships(row: &[(usize, f32)]) -> Vec<f32> {
-    let rho = row.first().map_or(0.0, |r| r.1);
-    let sigma = (row.iter().map(|r| r.1 - rho).sum::<f32>() / row.len().max(1) as f32).max(1e-6);
-    row.iter().map(|r| (-(r.1 - rho) / sigma).exp()).collect()
+    let rho = row.first().map_or(0.0, |r| r.1 as f64);
+    let target = (row.len().max(2) as f64).log2();
+    let weight = |d: f32, sigma: f64| (-(d as f64 - rho).max(0.0) / sigma).exp();
+    let (mut lo, mut hi) = (1e-12f64, 1e12f64);
+    for _ in 0..200 {
+        let mid = (lo * hi).sqrt();
+        if row.iter().map(|r| weight(r.1, mid)).sum::<f64>() > target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    row.iter().map(|r| weight(r.1, hi) as f32).collect()
 }
 
 /// UMAP's SGD for one free point among fixed ones: each epoch pulls it towards every
@@ -527,12 +538,13 @@ mod tests {
     }
 
     #[test]
-    fn memberships_fall_with_distance_from_the_nearest() {
-        let w = memberships(&[(0, 1.0), (1, 1.5), (2, 2.0)]);
+    fn memberships_fall_with_distance_and_sum_to_log2_k() {
+        let row: Vec<(usize, f32)> = (0..15).map(|j| (j, 1.0 + 0.1 * j as f32)).collect();
+        let w = memberships(&row);
         assert_eq!(w[0], 1.0);
-        assert!(w[0] > w[1] && w[1] > w[2]);
-        // σ = mean excess = 0.5: the farthest is e^{-2}.
-        assert!((w[2] - (-2.0f32).exp()).abs() < 1e-6);
+        assert!(w.windows(2).all(|p| p[0] > p[1]));
+        let total: f32 = w.iter().sum();
+        assert!((total - 15f32.log2()).abs() < 1e-3, "{total}");
     }
 
     #[test]

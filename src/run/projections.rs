@@ -129,3 +129,77 @@ pub struct AddedPoint {
 pub const ADDED_FILE: &str = "added.json";
 /// Stem of the added points' sprite sheets.
 pub const ADDED_SPRITE_STEM: &str = "added-sprite";
+
+/// Largest side of one sprite sheet, pixels (well under TensorBoard's 8192).
+pub const SHEET_SIDE: u32 = 2048;
+
+/// Layout of the tiled hover-thumbnail sheets (`<stem>.json`, written by
+/// `project::sprites`): sheet `k` is `<stem>-<k>.jpg`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpriteInfo {
+    /// Layout version of this record ([`super::record`]).
+    #[serde(default = "legacy_schema")]
+    pub schema_version: u32,
+    /// File stem: sheet `k` is `<stem>-<k>.jpg` beside the map.
+    pub stem: String,
+    /// Side of a square cell, pixels.
+    pub cell: u32,
+    /// Cells per row of a sheet.
+    pub columns: u32,
+    /// Rows of cells of a full sheet (the last sheet may have fewer).
+    pub rows: u32,
+    /// Number of sheets.
+    pub sheets: u32,
+    /// Number of cells used: one per point, in point order, row-major, sheet after sheet.
+    pub count: usize,
+}
+
+impl SpriteInfo {
+    /// Sheets for `count` points: cells of 64 px up to 1 000 points, 48 up to 4 000,
+    /// else 32; each sheet square-ish and at most [`SHEET_SIDE`] px a side.
+    pub fn for_points(stem: &str, count: usize) -> SpriteInfo {
+        let cell = if count <= 1000 {
+            64
+        } else if count <= 4000 {
+            48
+        } else {
+            32
+        };
+        let most = SHEET_SIDE / cell;
+        let columns = ((count as f64).sqrt().ceil() as u32).clamp(1, most);
+        let rows = (count as u32).div_ceil(columns).clamp(1, most);
+        let per_sheet = (columns * rows) as usize;
+        SpriteInfo {
+            schema_version: super::record::SCHEMA_VERSION,
+            stem: stem.to_string(),
+            cell,
+            columns,
+            rows,
+            sheets: count.div_ceil(per_sheet).max(1) as u32,
+            count,
+        }
+    }
+
+    /// Cells on one full sheet.
+    pub fn per_sheet(&self) -> usize {
+        (self.columns * self.rows) as usize
+    }
+
+    /// Where point `i` is drawn: (sheet, column, row).
+    pub fn locate(&self, i: usize) -> (u32, u32, u32) {
+        let sheet = i / self.per_sheet();
+        let j = (i % self.per_sheet()) as u32;
+        (sheet as u32, j % self.columns, j / self.columns)
+    }
+
+    /// File name of sheet `k`.
+    pub fn sheet_name(&self, k: u32) -> String {
+        format!("{}-{k}.jpg", self.stem)
+    }
+
+    /// Rows of cells on sheet `k` (the last one holds only what is left).
+    pub fn sheet_rows(&self, k: u32) -> u32 {
+        let left = self.count.saturating_sub(k as usize * self.per_sheet());
+        (left as u32).div_ceil(self.columns).clamp(1, self.rows)
+    }
+}
