@@ -38,7 +38,7 @@ fn project_writes_maps_exports_and_galleries() {
                 "{method}.{ext} missing"
             );
         }
-        assert!(proj.join(format!("{method}-thumbnails.png")).is_file());
+        assert!(proj.join(format!("{method}-thumbnails.jpg")).is_file());
         let record: serde_json::Value =
             serde_json::from_str(&read(&proj.join(format!("{method}.json")))).unwrap();
         assert_eq!(record["method"], method);
@@ -59,8 +59,12 @@ fn project_writes_maps_exports_and_galleries() {
             "splits and held-out classes in the CSV"
         );
         let html = read(&proj.join(format!("{method}.html")));
-        assert_eq!(html.matches("data-i=\"").count(), points);
-        assert!(html.contains("sprite.jpg"));
+        assert!(html.contains("<canvas") && !html.contains("data-i=\""));
+        assert_eq!(
+            html.matches("\"stem\":\"sprite\"").count(),
+            1,
+            "the page names its sprite sheets"
+        );
         for remote in ["src=\"http", "href=\"http", "src=\"//", "url(http"] {
             assert!(
                 !html.contains(remote),
@@ -78,7 +82,8 @@ fn project_writes_maps_exports_and_galleries() {
     let sprite: serde_json::Value = serde_json::from_str(&read(&proj.join("sprite.json"))).unwrap();
     assert_eq!(sprite["count"].as_u64().unwrap() as usize, points);
     assert!(sprite["cell"].as_u64().unwrap() <= 64);
-    assert!(proj.join("sprite.jpg").is_file());
+    assert_eq!(sprite["sheets"], 1);
+    assert!(proj.join("sprite-0.jpg").is_file());
     let tb = proj.join("tensorboard");
     assert_eq!(read(&tb.join("vectors.tsv")).lines().count(), points);
     assert_eq!(
@@ -86,8 +91,8 @@ fn project_writes_maps_exports_and_galleries() {
         "class\tsplit\tunseen"
     );
     assert!(
-        tb.join("sprite.png").is_file()
-            && read(&tb.join("projector_config.pbtxt")).contains("sprite.png")
+        tb.join("sprite.jpg").is_file()
+            && read(&tb.join("projector_config.pbtxt")).contains("sprite.jpg")
     );
 
     let galleries = run.join("phase-all/galleries");
@@ -140,6 +145,104 @@ fn project_writes_maps_exports_and_galleries() {
         (0.0..=1.0).contains(&trust),
         "linfa trustworthiness {trust}"
     );
+    // Phase-seen's t-SNE is turned onto phase-all's: the same images, one frame.
+    let aligned = &linfa["aligned_to"];
+    assert_eq!(aligned["reference"], "phase-all", "{linfa}");
+    assert_eq!(
+        aligned["shared"], linfa["points"],
+        "every image is on both maps"
+    );
+    assert!(
+        aligned["residual_share"].as_f64().unwrap() < 1.0,
+        "{aligned}"
+    );
+
+    // --add: copies of one class's images are placed beside their originals.
+    let class = "0043.4_spade";
+    let new = dir.path().join("new");
+    std::fs::create_dir_all(new.join("copies")).unwrap();
+    let originals: Vec<std::path::PathBuf> = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/cards")
+            .join(class),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().path())
+    .collect();
+    for o in &originals {
+        std::fs::copy(o, new.join("copies").join(o.file_name().unwrap())).unwrap();
+    }
+    let out = ok(dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--add",
+        new.to_str().unwrap(),
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        summary["added"].as_u64().unwrap() as usize,
+        originals.len(),
+        "{summary}"
+    );
+    let added: serde_json::Value = serde_json::from_str(&read(&proj.join("added.json"))).unwrap();
+    assert_eq!(added["schema_version"], dmlviz::run::record::SCHEMA_VERSION);
+    let csv = read(&proj.join("umap.csv"));
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .map(|r| (r[5].parse::<f64>().unwrap(), r[6].parse::<f64>().unwrap()))
+        .unzip();
+    for p in added["points"].as_array().unwrap() {
+        assert_eq!(p["class"], "copies");
+        let name = Path::new(p["path"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let nearest = p["neighbours"][0][0].as_u64().unwrap() as usize;
+        assert!(
+            rows[nearest]
+                .last()
+                .unwrap()
+                .ends_with(&format!("{class}/{name}")),
+            "{p}"
+        );
+        let (x, y) = (
+            p["positions"]["umap"][0].as_f64().unwrap(),
+            p["positions"]["umap"][1].as_f64().unwrap(),
+        );
+        // Placed locally: nearer its original than half of the stored points are.
+        let d = (x - xs[nearest]).hypot(y - ys[nearest]);
+        let mut others: Vec<f64> = (0..xs.len())
+            .map(|j| (xs[j] - xs[nearest]).hypot(ys[j] - ys[nearest]))
+            .collect();
+        others.sort_by(f64::total_cmp);
+        let median = others[others.len() / 2];
+        assert!(
+            d < median,
+            "{name} placed {d:.2} from its original; median distance {median:.2}"
+        );
+    }
+    let html = read(&proj.join("umap.html"));
+    assert!(html.contains("images added later") && html.contains("\"stem\":\"added-sprite\""));
+    assert!(proj.join("added-sprite-0.jpg").is_file());
+    let err = dmlviz(&[
+        "project",
+        "--run",
+        run.to_str().unwrap(),
+        "--add",
+        "no/such/dir",
+    ]);
+    assert_eq!(err.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no/such/dir"));
+
     let out = dmlviz(&[
         "project",
         "--run",

@@ -134,6 +134,7 @@ fn projection() -> ProjectionRecord {
         pca_dims: Some(8),
         distance: Some(Distance::Cosine),
         duplicates: 1,
+        aligned_to: None,
     }
 }
 

@@ -4,6 +4,7 @@ use super::predict::PhaseArg;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use dmlviz::bench::project::{run as bench_run, ProjectBenchOptions};
+use dmlviz::project::add::{add_images, AddOptions};
 use dmlviz::project::tsne::TsneEngine;
 use dmlviz::project::{project_phase, Method, ProjectOptions};
 use dmlviz::run::RunDir;
@@ -39,7 +40,7 @@ pub enum MethodArg {
 /// runs/X/phase-P/projections/ and runs/X/phase-P/galleries/.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails\n  dmlviz project --run runs/demo --method tsne --tsne-engine linfa"
+    after_help = "Examples:\n  dmlviz project --run runs/demo --phase seen --method both --thumbnails\n  dmlviz project --run runs/demo --method tsne --tsne-engine linfa\n  dmlviz project --run runs/demo --add new-classes/"
 )]
 pub struct ProjectArgs {
     #[arg(long)]
@@ -52,7 +53,7 @@ pub struct ProjectArgs {
     /// The t-SNE implementation.
     #[arg(long, value_enum, default_value = "ours")]
     tsne_engine: TsneEngineArg,
-    /// Also draw each image at its point (umap-thumbnails.png, tsne-thumbnails.png).
+    /// Also draw each image at its point (umap-thumbnails.jpg, tsne-thumbnails.jpg).
     #[arg(long)]
     thumbnails: bool,
     /// Reduce the embeddings to this many dimensions by PCA first (e.g. 50).
@@ -70,6 +71,10 @@ pub struct ProjectArgs {
     /// Threads (libtorch and rayon).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Place the images under this folder (one subfolder per class, or the images of
+    /// one class) on the stored maps without recomputing them; drawn ringed in black.
+    #[arg(long, value_name = "DIR")]
+    add: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -87,6 +92,24 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.max(1))
         .build_global();
+    if let Some(dir) = &args.add {
+        let opts = AddOptions {
+            seed: args.seed,
+            ..Default::default()
+        };
+        let summary = add_images(&RunDir::new(&args.run), args.phase.into(), dir, &opts)?;
+        if args.json {
+            return super::print_json(&summary);
+        }
+        println!(
+            "{} images placed on the {} map(s) ({} added in all) in {}",
+            summary.added,
+            summary.methods.join(" and "),
+            summary.total,
+            summary.projections_dir.display()
+        );
+        return Ok(());
+    }
     let mut opts = ProjectOptions {
         methods: match args.method {
             MethodArg::Umap => vec![Method::Umap],

@@ -188,6 +188,53 @@ pub fn csv_field(field: &str) -> String {
     }
 }
 
+/// Parses CSV as the eval layer writes it (RFC 4180 quoting, `\n` or `\r\n` line ends).
+pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                c => {
+                    if c == '\n' {
+                        line += 1;
+                    }
+                    field.push(c)
+                }
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                line += 1;
+            }
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        anyhow::bail!("unterminated quoted field at line {line}");
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 fn csv_row(out: &mut String, fields: &[String]) {
     let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
     out.push_str(&row.join(","));

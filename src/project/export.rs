@@ -3,8 +3,8 @@
 
 use super::data::PhaseData;
 use super::input::Matrix;
-use super::map::SpriteInfo;
-use crate::atomic::{write_atomic, write_png};
+use super::sprites::{grid, tensorboard_cell};
+use crate::atomic::write_atomic;
 use crate::eval::report::csv_field;
 use anyhow::Result;
 use image::RgbImage;
@@ -36,14 +36,12 @@ fn tsv_field(s: &str) -> String {
     s.replace(['\t', '\n', '\r'], " ")
 }
 
-/// Writes `dir/{vectors.tsv, metadata.tsv, sprite.png, projector_config.pbtxt}` for the
-/// TensorBoard projector (point `dir` at it with `--logdir`). `sprite` is the
-/// thumbnail grid (cells of `info.cell` px, `⌈√n⌉` per row as the projector expects).
-pub fn tensorboard(
-    data: &PhaseData,
-    dir: &Path,
-    sprite: Option<(&RgbImage, &SpriteInfo)>,
-) -> Result<()> {
+/// Writes `dir/{vectors.tsv, metadata.tsv, sprite.jpg, projector_config.pbtxt}` for the
+/// TensorBoard projector (point `dir` at it with `--logdir`). The sprite is one grid of
+/// `thumbs`, `⌈√n⌉` cells a row as the projector expects, cells shrunk so the image
+/// stays within its 8192 px limit; JPEG, as the projector loads any image the browser
+/// does and a PNG of photos is several times larger.
+pub fn tensorboard(data: &PhaseData, dir: &Path, thumbs: Option<&[RgbImage]>) -> Result<()> {
     let mut vectors = String::with_capacity(data.len() * data.embeddings.cols * 10);
     for i in 0..data.len() {
         let row: Vec<String> = data
@@ -70,15 +68,15 @@ pub fn tensorboard(
     let name = format!("dmlviz {}", data.phase.dir_name());
     let mut config =
         format!("embeddings {{\n  tensor_name: \"{name}\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n");
-    if let Some((image, info)) = sprite {
-        write_png(
-            &dir.join("sprite.png"),
-            &image::DynamicImage::ImageRgb8(image.clone()),
-        )?;
+    if let Some(thumbs) = thumbs {
+        let n = thumbs.len();
+        let columns = ((n as f64).sqrt().ceil() as u32).max(1);
+        let cell = tensorboard_cell(n, 32);
+        let sheet = grid(thumbs, cell, columns, (n as u32).div_ceil(columns).max(1));
+        crate::imaging::write_jpeg(&dir.join("sprite.jpg"), &sheet)?;
         let _ = write!(
             config,
-            "  sprite {{\n    image_path: \"sprite.png\"\n    single_image_dim: {0}\n    single_image_dim: {0}\n  }}\n",
-            info.cell
+            "  sprite {{\n    image_path: \"sprite.jpg\"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n"
         );
     }
     config.push_str("}\n");
@@ -105,14 +103,8 @@ mod tests {
         );
         assert!(lines[9].starts_with("8,test,2,c\td,true,16,17,"));
         let dir = tempfile::tempdir().unwrap();
-        let sheet = RgbImage::new(9, 9);
-        let info = SpriteInfo {
-            cell: 3,
-            columns: 3,
-            rows: 3,
-            count: 9,
-        };
-        tensorboard(&data, dir.path(), Some((&sheet, &info))).unwrap();
+        let thumbs = vec![RgbImage::new(5, 5); 9];
+        tensorboard(&data, dir.path(), Some(&thumbs)).unwrap();
         let vectors = std::fs::read_to_string(dir.path().join("vectors.tsv")).unwrap();
         let meta = std::fs::read_to_string(dir.path().join("metadata.tsv")).unwrap();
         assert_eq!(vectors.lines().count(), 9);
@@ -121,9 +113,10 @@ mod tests {
         assert_eq!(meta.lines().nth(9).unwrap(), "c d\ttest\ttrue");
         let config = std::fs::read_to_string(dir.path().join("projector_config.pbtxt")).unwrap();
         assert!(
-            config.contains("single_image_dim: 3")
+            config.contains("single_image_dim: 32")
                 && config.contains("metadata_path: \"metadata.tsv\"")
         );
-        assert!(dir.path().join("sprite.png").exists());
+        let sprite = image::open(dir.path().join("sprite.jpg")).unwrap();
+        assert_eq!((sprite.width(), sprite.height()), (3 * 32, 3 * 32));
     }
 }

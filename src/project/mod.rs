@@ -16,14 +16,21 @@
 //!                          the embeddings, unit rows for cosine runs; knn_label_agreement:
 //!                          share of the 15 nearest 2-D neighbours with the same class)
 //!   umap.png, umap.svg, tsne.png, tsne.svg         scatter plots
-//!   umap-thumbnails.png, tsne-thumbnails.png       with --thumbnails
+//!   umap-thumbnails.jpg, tsne-thumbnails.jpg       with --thumbnails
+//!   umap-moves.png, tsne-moves.png   phase-seen only, aligned onto phase-all's map of
+//!                         the same method ([`align`]): arrows from each held-out class's
+//!                         centroid there to its centroid here
 //!   umap.html, tsne.html  interactive map (hover: thumbnail, class, split, 5 nearest
 //!                         neighbours in the embedding space; click: the point's gallery
 //!                         entry ../galleries/index.html#q<N>, else #p<N> on the map)
-//!   sprite.jpg, sprite.json   hover thumbnails: {cell, columns, rows, count}, cell i
-//!                         (point i) at column i % columns, row i / columns
-//!   tensorboard/          vectors.tsv, metadata.tsv (class, split, unseen), sprite.png,
-//!                         projector_config.pbtxt
+//!   sprite-<k>.jpg, sprite.json   hover thumbnails in tiled sheets of at most 2048 px:
+//!                         {stem, cell, columns, rows, sheets, count}; point i is cell
+//!                         j = i % (columns·rows) of sheet k = i / (columns·rows), at
+//!                         column j % columns, row j / columns
+//!   added.json            points placed later by `project --add` (see [`add`])
+//!   added-sprite-<k>.jpg, added-sprite.json   their thumbnails
+//!   tensorboard/          vectors.tsv, metadata.tsv (class, split, unseen), sprite.jpg
+//!                         (one sheet, at most 8192 px a side), projector_config.pbtxt
 //! runs/X/phase-P/galleries/
 //!   galleries.json        {"items":[{id:"q<N>", query, true_class, predicted, majority,
 //!                          correct, unseen, sheet:"q<N>.jpg", neighbours:[{path, class,
@@ -34,6 +41,8 @@
 //!
 //! `N` is always the point's row in train-then-test order.
 
+pub mod add;
+pub mod align;
 pub mod data;
 pub mod export;
 pub mod gallery;
@@ -42,6 +51,7 @@ pub mod map;
 pub mod plot;
 pub mod quality;
 pub mod spectral;
+pub mod sprites;
 pub mod tsne;
 pub mod tsne_linfa;
 pub mod umap;
@@ -53,7 +63,11 @@ use crate::device::onto;
 use crate::progress::Progress;
 use crate::run::lock::RunLock;
 pub use crate::run::projections::ProjectionRecord;
-use crate::run::projections::{file_name, thumbnails_name, SPRITE_STEM, TENSORBOARD_DIR};
+use crate::run::projections::{
+    file_name, moves_name, thumbnails_name, AddedRecord, ADDED_FILE, ADDED_SPRITE_STEM,
+    SPRITE_STEM, TENSORBOARD_DIR,
+};
+use crate::run::record::read_record;
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::RunDir;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
@@ -62,6 +76,7 @@ use anyhow::{Context, Result};
 use data::PhaseData;
 use input::Matrix;
 use serde::Serialize;
+use sprites::SpriteInfo;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -225,14 +240,11 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         in_gallery[i] = true;
     }
 
-    // Thumbnails: the hover sprite, the TensorBoard sprite and the thumbnail maps.
     bar.step("thumbnails and sprites");
-    let sprite = map::SpriteInfo::for_points(n);
-    let (thumbs, missing_images) = map::load_thumbnails(&data.paths, 64);
-    let sheet = map::sprite_sheet(&thumbs, &sprite);
-    crate::imaging::write_jpeg(&out.join(file_name(SPRITE_STEM, "jpg")), &sheet)?;
-    write_json(&out.join(file_name(SPRITE_STEM, "json")), &sprite)?;
-    export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some((&sheet, &sprite)))?;
+    // Thumbnails: the hover sheets, the TensorBoard sprite and the thumbnail maps.
+    let (thumbs, missing_images) = sprites::load_thumbnails(&data.paths, 64);
+    let sprite = sprites::write_sprites(&out, SPRITE_STEM, &thumbs)?;
+    export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some(&thumbs))?;
 
     let pages = MapPages {
         data: &data,
@@ -242,8 +254,15 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         neighbours: &neighbours,
         in_gallery: &in_gallery,
         thumbs: &thumbs,
-        sprite,
+        sprite: &sprite,
         thumbnails: opts.thumbnails,
+    };
+    // Images added to the old layouts (`--add`) are placed again on the new ones.
+    let added_path = out.join(ADDED_FILE);
+    let mut added = read_record::<AddedRecord>(&added_path)?;
+    let added_sprite = match added {
+        Some(_) => read_record::<SpriteInfo>(&out.join(file_name(ADDED_SPRITE_STEM, "json")))?,
+        None => None,
     };
     let mut records = Vec::new();
     for &method in &opts.methods {
@@ -256,6 +275,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             .with_context(|| format!("{} of {source}", method.title()))?;
         let seconds = start.elapsed().as_secs_f64();
         bar.step(&format!("{} quality, plots and pages", method.title()));
+        let (layout, aligned_to) = align_seen(run, phase, &data, layout, method)?;
         let (trustworthiness, knn_label_agreement) = layout_quality(&space, &layout, &data.labels)?;
         let record = ProjectionRecord {
             schema_version: SCHEMA_VERSION,
@@ -269,12 +289,24 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             pca_dims,
             distance: Some(data.distance),
             duplicates: report.duplicates,
+            aligned_to,
         };
-        pages.write(method, &layout, &record)?;
+        let view = match added.as_mut() {
+            Some(a) => {
+                add::replace_on(a, &data, method, &layout)?;
+                Some(add::AddedView::new(a, method)?)
+            }
+            None => None,
+        };
+        let points = view.as_ref().and_then(|v| v.points(added_sprite.as_ref()));
+        pages.write(method, &layout, &record, points)?;
         write_json(&data.dir.projection_record(method.name()), &record)?;
         records.push(record);
     }
     bar.finish();
+    if let Some(a) = &added {
+        write_json(&added_path, a)?;
+    }
     Ok(ProjectSummary {
         phase,
         projections_dir: out,
@@ -284,6 +316,44 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         gallery_items: items.len(),
         missing_images,
     })
+}
+
+/// Phase-seen's layout turned onto phase-all's map of the same method, when that map
+/// exists, so the two read side by side ([`align`]); other phases' layouts as they are.
+fn align_seen(
+    run: &RunDir,
+    phase: Phase,
+    data: &PhaseData,
+    layout: Matrix,
+    method: Method,
+) -> Result<(Matrix, Option<crate::run::projections::Alignment>)> {
+    let reference = run
+        .phase(Phase::All)
+        .projections()
+        .join(file_name(method.name(), "csv"));
+    if phase != Phase::Seen || !reference.is_file() {
+        return Ok((layout, None));
+    }
+    let Some((aligned, alignment)) =
+        align::align_to(data, &layout, &reference, Phase::All.dir_name())?
+    else {
+        return Ok((layout, None));
+    };
+    let moves = align::class_moves(data, &aligned, &reference)?;
+    if !moves.is_empty() {
+        let title = format!(
+            "{}: held-out classes from phase-all (ring) to phase-seen (dot)",
+            method.title()
+        );
+        plot::moves_png(
+            data,
+            &aligned,
+            &moves,
+            &title,
+            &data.dir.projections().join(moves_name(method.name())),
+        )?;
+    }
+    Ok((aligned, Some(alignment)))
 }
 
 /// A layout's quality: trustworthiness (against `space`, the space distances were
@@ -383,13 +453,20 @@ struct MapPages<'a> {
     neighbours: &'a [Vec<(usize, f32)>],
     in_gallery: &'a [bool],
     thumbs: &'a [image::RgbImage],
-    sprite: map::SpriteInfo,
+    sprite: &'a SpriteInfo,
     thumbnails: bool,
 }
 
 impl MapPages<'_> {
-    /// Writes one layout's CSV, PNG and SVG scatter plots, thumbnail map and HTML map.
-    fn write(&self, method: Method, layout: &Matrix, record: &ProjectionRecord) -> Result<()> {
+    /// Writes one layout's CSV, PNG and SVG scatter plots, thumbnail map and HTML map
+    /// (with the points of `added`, placed on this layout, when there are any).
+    fn write(
+        &self,
+        method: Method,
+        layout: &Matrix,
+        record: &ProjectionRecord,
+        added: Option<map::AddedPoints>,
+    ) -> Result<()> {
         let (data, out, n) = (self.data, self.out, self.data.len());
         let name = method.name();
         let title = format!(
@@ -406,7 +483,7 @@ impl MapPages<'_> {
         plot::scatter_svg(data, layout, &title, &out.join(file_name(name, "svg")))?;
         if self.thumbnails {
             let side = if n > 2000 { 24 } else { 32 };
-            plot::thumbnail_png(
+            plot::thumbnail_jpeg(
                 data,
                 layout,
                 &title,
@@ -415,6 +492,18 @@ impl MapPages<'_> {
                 &out.join(thumbnails_name(name)),
             )?;
         }
+        self.write_page(method, layout, record, added)
+    }
+
+    /// Writes one layout's HTML map.
+    fn write_page(
+        &self,
+        method: Method,
+        layout: &Matrix,
+        record: &ProjectionRecord,
+        added: Option<map::AddedPoints>,
+    ) -> Result<()> {
+        let (data, n) = (self.data, self.data.len());
         let facts = format!(
             "{} points ({} train, {} test) · trustworthiness {:.3} · kNN label agreement {:.3} · {:.1} s",
             n,
@@ -435,10 +524,11 @@ impl MapPages<'_> {
             neighbours: self.neighbours,
             gallery: self.in_gallery,
             sprite: Some(self.sprite),
+            added,
             nav,
         };
         write_atomic(
-            &out.join(file_name(name, "html")),
+            &self.out.join(file_name(method.name(), "html")),
             map::map_html(data, layout, &page).as_bytes(),
         )?;
         Ok(())

@@ -240,7 +240,7 @@ pub fn scatter_svg(data: &PhaseData, layout: &Matrix, title: &str, path: &Path) 
 /// Writes the thumbnail map: the scatter plot on a larger canvas with every image
 /// (`thumbs`, one per point, at most `side` pixels) drawn centred on its point inside
 /// a border of its class colour. Test images are drawn last, on top.
-pub fn thumbnail_png(
+pub fn thumbnail_jpeg(
     data: &PhaseData,
     layout: &Matrix,
     title: &str,
@@ -285,5 +285,87 @@ pub fn thumbnail_png(
             py as i64 - h as i64 / 2,
         );
     }
-    write_png(path, &image::DynamicImage::ImageRgb8(canvas))
+    crate::imaging::write_jpeg(path, &canvas)
+}
+
+/// One held-out class's move between two aligned layouts: its name, colour index and
+/// centroid on each.
+pub struct ClassMove {
+    /// Class name.
+    pub class: String,
+    /// Index for [`class_colour`].
+    pub label: usize,
+    /// Centroid on the reference layout (phase-all).
+    pub from: (f64, f64),
+    /// Centroid on the aligned layout (phase-seen).
+    pub to: (f64, f64),
+}
+
+/// Writes the overlay of two aligned layouts of the same images: every point of
+/// `layout` grey, the held-out classes' points in their colours, and per held-out class
+/// an arrow from its centroid on the reference map to its centroid on this one.
+pub fn moves_png(
+    data: &PhaseData,
+    layout: &Matrix,
+    moves: &[ClassMove],
+    title: &str,
+    path: &Path,
+) -> Result<()> {
+    register_fonts();
+    let size = (WIDTH, HEIGHT);
+    let mut buffer = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (xs, ys) = bounds(layout);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 20))
+            .margin(12)
+            .build_cartesian_2d(xs, ys)
+            .map_err(err)?;
+        let n_classes = data.classes.len();
+        let at = |i: usize| (layout.row(i)[0] as f64, layout.row(i)[1] as f64);
+        chart
+            .draw_series(
+                (0..data.len())
+                    .filter(|&i| !data.unseen(i))
+                    .map(|i| Circle::new(at(i), 2, RGBColor(200, 202, 208).filled())),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series((0..data.len()).filter(|&i| data.unseen(i)).map(|i| {
+                Circle::new(
+                    at(i),
+                    3,
+                    class_colour(data.labels[i] as usize, n_classes).filled(),
+                )
+            }))
+            .map_err(err)?;
+        for m in moves {
+            let colour = class_colour(m.label, n_classes);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![m.from, m.to],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series([
+                    Circle::new(m.from, 5, BLACK.stroke_width(2)),
+                    Circle::new(m.to, 6, colour.filled()),
+                ])
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    m.class.clone(),
+                    m.to,
+                    (FONT, 14).into_font().color(&BLACK),
+                )))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    let image = RgbImage::from_raw(size.0, size.1, buffer)
+        .ok_or_else(|| anyhow!("plot buffer has the wrong size"))?;
+    write_png(path, &image::DynamicImage::ImageRgb8(image))
 }

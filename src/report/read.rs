@@ -12,7 +12,7 @@ use crate::run::explanations::ExplanationIndex;
 use crate::run::galleries::Galleries;
 use crate::run::hardware::Hardware;
 use crate::run::metrics::PhaseMetrics;
-use crate::run::projections::{ProjectionRecord, SPRITE_STEM, THUMBNAILS_SUFFIX};
+use crate::run::projections::{ProjectionRecord, MOVES_SUFFIX, SPRITE_STEM, THUMBNAILS_SUFFIX};
 use crate::run::record::{read_lines, read_record};
 use crate::run::trust::TrustTable;
 use crate::run::{EpochRecord, PhaseDir, RunDir, TrainState};
@@ -25,7 +25,8 @@ pub struct Projection {
     pub method: String,
     /// Its record (`<method>.json`), if readable.
     pub info: Option<ProjectionRecord>,
-    /// Which of `png`, `svg`, `html`, `csv`, `thumbnails.png` (`<method>-thumbnails.png`) exist.
+    /// Which of `png`, `svg`, `html`, `csv`, `thumbnails.jpg` (`<method>-thumbnails.jpg`)
+    /// or, in older runs, `thumbnails.png` exist.
     pub files: Vec<String>,
 }
 
@@ -246,17 +247,24 @@ fn read_projections(phase: &PhaseDir, problems: &mut Vec<String>) -> Vec<Project
             continue;
         };
         let ext = ext.to_string_lossy().to_ascii_lowercase();
-        if ["json", "png", "svg", "html", "csv"].contains(&ext.as_str()) && path.is_file() {
+        if ["json", "png", "svg", "html", "csv", "jpg"].contains(&ext.as_str()) && path.is_file() {
             let stem = stem.to_string_lossy().into_owned();
-            if stem == SPRITE_STEM || stem == "index" {
+            // JPEGs are sprite sheets, except a layout's thumbnail map.
+            let sheet = ext == "jpg" && !stem.ends_with(THUMBNAILS_SUFFIX);
+            if sheet || stem == SPRITE_STEM || stem == "index" {
                 continue;
             }
             // `umap-thumbnails.png`: the map drawn with the images, an extra of `umap`.
+            if let Some(method) = stem.strip_suffix(MOVES_SUFFIX).filter(|_| ext == "png") {
+                let files = by_method.entry(method.to_string()).or_default();
+                files.push("moves.png".into());
+                continue;
+            }
             match stem.strip_suffix(THUMBNAILS_SUFFIX) {
-                Some(method) if ext == "png" => by_method
+                Some(method) if ext == "png" || ext == "jpg" => by_method
                     .entry(method.to_string())
                     .or_default()
-                    .push("thumbnails.png".into()),
+                    .push(format!("thumbnails.{ext}")),
                 _ => by_method.entry(stem).or_default().push(ext),
             }
         }
@@ -447,8 +455,14 @@ mod tests {
             "umap.png",
             "umap.html",
             "umap-thumbnails.png",
+            "umap-thumbnails.jpg",
+            "umap-moves.png",
             "sprite.jpg",
+            "sprite-0.jpg",
             "sprite.json",
+            "added.json",
+            "added-sprite-0.jpg",
+            "added-sprite.json",
         ] {
             std::fs::write(
                 phase.join("projections").join(f),
@@ -477,9 +491,9 @@ mod tests {
         assert_eq!(p.projections.len(), 1, "sprite is not a projection");
         assert_eq!(p.projections[0].method, "umap");
         assert!(
-            p.projections[0]
-                .files
-                .contains(&"thumbnails.png".to_string()),
+            ["thumbnails.png", "thumbnails.jpg", "moves.png"]
+                .iter()
+                .all(|t| p.projections[0].files.contains(&t.to_string())),
             "{:?}",
             p.projections[0].files
         );

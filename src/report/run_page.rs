@@ -336,23 +336,40 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
             .collect();
             caption.push_str(&format!(": {}", facts.join(", ")));
         }
-        let links = ["html", "svg", "png", "thumbnails.png", "csv"]
-            .iter()
-            .filter(|e| has(e))
-            .map(|e| {
-                let (label, file) = match *e {
-                    "html" => (
-                        "interactive map (hover: image, click: neighbours)".to_string(),
-                        projections::file_name(&proj.method, "html"),
-                    ),
-                    "thumbnails.png" => (
-                        "map with the images".to_string(),
-                        projections::thumbnails_name(&proj.method),
-                    ),
-                    e => (e.to_uppercase(), projections::file_name(&proj.method, e)),
-                };
-                html! { a href=(url(&format!("{dir}/{file}"))) { (label) } }
-            });
+        let links = [
+            "html",
+            "svg",
+            "png",
+            "thumbnails.jpg",
+            "thumbnails.png",
+            "moves.png",
+            "csv",
+        ]
+        .iter()
+        .filter(|e| has(e))
+        .map(|e| {
+            let (label, file) = match *e {
+                "html" => (
+                    "interactive map (hover: image, click: neighbours)".to_string(),
+                    projections::file_name(&proj.method, "html"),
+                ),
+                "thumbnails.jpg" => (
+                    "map with the images".to_string(),
+                    projections::thumbnails_name(&proj.method),
+                ),
+                "moves.png" => (
+                    "held-out classes moving from phase-all's map (arrows)".to_string(),
+                    projections::moves_name(&proj.method),
+                ),
+                // Runs made before the thumbnail maps were JPEGs.
+                "thumbnails.png" => (
+                    "map with the images".to_string(),
+                    format!("{}{}.png", proj.method, projections::THUMBNAILS_SUFFIX),
+                ),
+                e => (e.to_uppercase(), projections::file_name(&proj.method, e)),
+            };
+            html! { a href=(url(&format!("{dir}/{file}"))) { (label) } }
+        });
         let links = join(links, " · ");
         let target = if has("html") { "html" } else { "png" };
         figures.push(html! {

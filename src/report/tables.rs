@@ -2,7 +2,6 @@
 //! tables (`all_classes_metrics`, classification reports, comparisons) turned into
 //! it. Numbers are shown rounded and sorted by their full value (`data-sort`).
 
-use anyhow::{bail, Result};
 use maud::{html, Markup};
 use std::path::Path;
 
@@ -118,52 +117,8 @@ pub fn html_table(headers: &[&str], rows: &[Vec<Cell>], class: &str) -> Markup {
     }
 }
 
-/// Parses CSV as the eval layer writes it (RFC 4180 quoting, `\n` or `\r\n` line ends).
-pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                c => {
-                    if c == '\n' {
-                        line += 1;
-                    }
-                    field.push(c)
-                }
-            }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => quoted = true,
-            ',' => row.push(std::mem::take(&mut field)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-                line += 1;
-            }
-            c => field.push(c),
-        }
-    }
-    if quoted {
-        bail!("unterminated quoted field at line {line}");
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    Ok(rows)
-}
+/// Parses CSV as the eval layer writes it (it lives beside the writer).
+pub use crate::eval::report::parse_csv;
 
 /// Which columns of a CSV table hold shares in [0, 1] shown as numbers with 3 decimals.
 fn cell_for(value: &str) -> Cell {

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: running the binary and training a tiny run.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
