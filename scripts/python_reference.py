@@ -234,10 +234,19 @@ def train_phase(args, name, seen, data, train_idx, test_idx, times):
     return net, history, (q, ql, r, rl)
 
 
+class SimilarityTarget:
+    """Grad-CAM target: cosine similarity of an image's embedding to a fixed one."""
+
+    def __init__(self, concept):
+        self.concept = concept
+
+    def __call__(self, output):
+        return F.cosine_similarity(output, self.concept, dim=0)
+
+
 def explain(args, net, data, test_idx, refs, out, times):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
-    from pytorch_grad_cam.utils.model_targets import SimilarityToConceptTarget
     start = time.perf_counter()
     net.eval()
     cam = GradCAM(model=net, target_layers=[net.features[-1]])
@@ -246,7 +255,7 @@ def explain(args, net, data, test_idx, refs, out, times):
     with torch.no_grad():
         e = net(x).numpy()
     _, nn_idx = nearest(e, refs)
-    targets = [SimilarityToConceptTarget(torch.from_numpy(refs[j])) for j in nn_idx[:, 0]]
+    targets = [SimilarityTarget(torch.from_numpy(refs[j])) for j in nn_idx[:, 0]]
     maps = cam(input_tensor=x, targets=targets)
     files = []
     for i, (sample, heat) in enumerate(zip(chosen, maps)):
