@@ -8,6 +8,7 @@ use crate::data::path_text;
 use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
 use crate::data::Unreadable;
+use crate::model::fold::with_folded_batch_norms;
 use crate::model::EmbeddingNet;
 use crate::search::knn::k_nearest;
 use crate::search::Distance;
@@ -108,7 +109,9 @@ pub fn embed_readable_files(
         let x = Tensor::from_slice(&data)
             .view([n, 3, crop, crop])
             .to_device(device);
-        rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
+        // Folded as `embed` folds the gallery, so both sides run the same operations.
+        let e = tch::no_grad(|| with_folded_batch_norms(|| net.forward_t(&x, false)));
+        rows.push(e.to_device(Device::Cpu));
     }
     if !rows.is_empty() {
         out.embeddings = Tensor::cat(&rows, 0);
