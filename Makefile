@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup setup-cuda build-cuda build test demo study bench fixtures weights
+.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss fixtures weights
 
 setup: .libtorch/build-version
 
@@ -76,6 +76,22 @@ bench: build
 	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10
 	$(DMLVIZ) bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16
 	$(DMLVIZ) bench project --points 2000 --points 10000 --dim 128
+
+# The Python stack on the demo preset, stage by stage (scripts/python_reference.py; its
+# venv: README, "Benchmarks"). Same images, split rule and ImageNet weights as `make demo`.
+PYTHON ?= /work/pyref/bin/python
+bench-python: weights
+	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
+	$(PYTHON) scripts/python_reference.py --data data/emoji-animals --out .cache/python-reference
+
+# PyTorch's bare training step beside ours, and FAISS flat search beside ours, back to back.
+bench-step: build
+	$(DMLVIZ) bench train --config $(DEMO) --arch mobilenet_v2 --arch resnet18 --size 64 --size 224
+	$(PYTHON) scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 --size 64 --size 224 --threads 2
+
+bench-faiss: build
+	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2
+	$(PYTHON) scripts/bench-faiss.py --queries 10000 --references 50000 --dim 128 --k 10 --threads 2
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

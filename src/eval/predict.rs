@@ -9,6 +9,7 @@ use crate::data::rng::Rng;
 use crate::data::transform::{normalise_into, Transform};
 use crate::data::Unreadable;
 use crate::device::onto;
+use crate::model::fold::with_folded_batch_norms;
 use crate::model::EmbeddingNet;
 use crate::progress::Progress;
 use crate::search::knn::k_nearest;
@@ -110,7 +111,9 @@ pub fn embed_readable_files(
             continue;
         }
         let x = onto(&Tensor::from_slice(&data).view([n, 3, crop, crop]), device);
-        rows.push(tch::no_grad(|| net.forward_t(&x, false)).to_device(Device::Cpu));
+        // Folded as `embed` folds the gallery, so both sides run the same operations.
+        let e = tch::no_grad(|| with_folded_batch_norms(|| net.forward_t(&x, false)));
+        rows.push(e.to_device(Device::Cpu));
     }
     bar.finish();
     if !rows.is_empty() {

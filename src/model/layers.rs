@@ -253,7 +253,7 @@ impl ConvBn {
 
     /// Conv → BN → activation (through `hook`).
     pub fn forward_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Tensor {
-        let y = self.bn.forward_t(&self.conv.forward(x), train);
+        let y = super::fold::conv_bn(&self.conv, &self.bn, x, train);
         match self.act {
             Some(a) => hook(&y, a),
             None => y,

@@ -10,6 +10,7 @@
 
 pub mod backbone;
 pub mod embedding_net;
+pub mod fold;
 pub mod head;
 pub mod import;
 pub mod layers;

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+use super::fold::conv_bn;
 use super::layers::{Activation, ActivationHook, BatchNorm, Conv2d, LayerTap};
 use tch::{nn, Tensor};
 
@@ -59,7 +60,7 @@ impl Downsample {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(x), train)
+        conv_bn(&self.conv, &self.bn, x, train)
     }
 }
 
@@ -142,8 +143,8 @@ impl ResidualBlock {
         let relu = Activation::Relu;
         match self {
             ResidualBlock::Basic(b) => {
-                let y = hook(&b.bn1.forward_t(&b.conv1.forward(x), train), relu);
-                let y = b.bn2.forward_t(&b.conv2.forward(&y), train);
+                let y = hook(&conv_bn(&b.conv1, &b.bn1, x, train), relu);
+                let y = conv_bn(&b.conv2, &b.bn2, &y, train);
                 let identity = b
                     .downsample
                     .as_ref()
@@ -151,9 +152,9 @@ impl ResidualBlock {
                 hook(&(y + identity), relu)
             }
             ResidualBlock::Bottleneck(b) => {
-                let y = hook(&b.bn1.forward_t(&b.conv1.forward(x), train), relu);
-                let y = hook(&b.bn2.forward_t(&b.conv2.forward(&y), train), relu);
-                let y = b.bn3.forward_t(&b.conv3.forward(&y), train);
+                let y = hook(&conv_bn(&b.conv1, &b.bn1, x, train), relu);
+                let y = hook(&conv_bn(&b.conv2, &b.bn2, &y, train), relu);
+                let y = conv_bn(&b.conv3, &b.bn3, &y, train);
                 let identity = b
                     .downsample
                     .as_ref()
@@ -247,10 +248,7 @@ impl ResNet {
 
     /// Stem: conv1 → bn1 → relu (through `hook`) → 3×3 stride-2 max pool.
     pub fn stem_hooked(&self, x: &Tensor, train: bool, hook: &mut ActivationHook<'_>) -> Tensor {
-        let y = hook(
-            &self.bn1.forward_t(&self.conv1.forward(x), train),
-            Activation::Relu,
-        );
+        let y = hook(&conv_bn(&self.conv1, &self.bn1, x, train), Activation::Relu);
         y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 

@@ -1,7 +1,8 @@
 //! An experiment's data, opened and split once and shared by its phases, training
 //! and evaluation alike.
 
-use super::embed::{embed, EmbedOptions};
+use super::embed::{embed, EmbedOptions, Embedded};
+use super::eval_inputs::{EvalInputs, EvalSets, EVAL_INPUTS_BUDGET};
 use super::model::Model;
 use crate::config::{ExperimentConfig, Phase, SplitKind};
 use crate::data::loader::DecodedCache;
@@ -9,7 +10,7 @@ use crate::data::transform::Transform;
 use crate::data::{ClassProtocol, Dataset, Sample, Split};
 use crate::search::precision::precision_at_1;
 use anyhow::{Context, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tch::{Device, Tensor};
 
 /// A dataset opened and split for an experiment, shared by its phases.
@@ -21,6 +22,9 @@ pub struct Experiment {
     pub device: Device,
     /// Decoded images shared by training and evaluation.
     pub cache: Option<Arc<DecodedCache>>,
+    /// The per-epoch evaluation's normalised tensors, made at its first call (kept
+    /// when the decoded-image cache is on and they fit [`EVAL_INPUTS_BUDGET`]).
+    eval_sets: Mutex<Option<EvalSets>>,
 }
 
 impl Experiment {
@@ -49,6 +53,7 @@ impl Experiment {
             dataset,
             split,
             cache,
+            eval_sets: Mutex::new(None),
         })
     }
 
@@ -78,12 +83,41 @@ impl Experiment {
         }
     }
 
+    /// Whether the evaluation's inputs are kept across epochs: the decoded-image cache
+    /// is on and their tensors fit [`EVAL_INPUTS_BUDGET`].
+    fn keeps_eval_inputs(&self, opts: &EmbedOptions) -> bool {
+        let images = self.split.train.len() + self.split.test.len();
+        self.cache.is_some() && EvalInputs::bytes_for(images, opts) <= EVAL_INPUTS_BUDGET
+    }
+
+    /// The training (reference) and test (query) images embedded by `model`, from the
+    /// inputs transformed at the first call when they are kept.
+    fn embed_evaluation_sets(&self, model: &Model) -> Result<(Embedded, Embedded)> {
+        let opts = self.embed_options();
+        if !self.keeps_eval_inputs(&opts) {
+            return Ok((
+                embed(&model.net, &self.samples, &self.split.train, &opts)?,
+                embed(&model.net, &self.samples, &self.split.test, &opts)?,
+            ));
+        }
+        let mut kept = self.eval_sets.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.is_none() {
+            *kept = Some(EvalSets {
+                references: EvalInputs::load(&self.samples, &self.split.train, &opts)?,
+                queries: EvalInputs::load(&self.samples, &self.split.test, &opts)?,
+            });
+        }
+        let sets = kept.as_ref().expect("just filled");
+        Ok((
+            sets.references.embed(&model.net, &opts)?,
+            sets.queries.embed(&model.net, &opts)?,
+        ))
+    }
+
     /// precision@1 of the test images against the training images (all classes), and
     /// restricted to the classes `protocol` holds out (when it holds any out).
     pub fn evaluate(&self, model: &Model, protocol: &ClassProtocol) -> Result<(f64, Option<f64>)> {
-        let opts = self.embed_options();
-        let refs = embed(&model.net, &self.samples, &self.split.train, &opts)?;
-        let queries = embed(&model.net, &self.samples, &self.split.test, &opts)?;
+        let (refs, queries) = self.embed_evaluation_sets(model)?;
         let distance = self.cfg.model.distance;
         let all = precision_at_1(
             &queries.embeddings,

@@ -1,6 +1,7 @@
 //! Training: the trainer loop, the trainable model bundle, optimisers, schedules.
 
 pub mod embed;
+pub mod eval_inputs;
 pub mod experiment;
 pub mod loss_scale;
 pub mod model;
