@@ -58,8 +58,13 @@ impl Provenance {
         self.kind == KIND_EMBEDDINGS
     }
 
-    /// One line saying where the run came from, for pages and messages.
+    /// One line saying where the run came from, for messages.
     pub fn summary(&self) -> String {
+        format!("imported, not trained here: {}", self.origin())
+    }
+
+    /// What was imported from where: `weights from FILE` or `embeddings from FILES`.
+    pub fn origin(&self) -> String {
         let files: Vec<String> = self
             .sources
             .iter()
