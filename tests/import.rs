@@ -123,6 +123,11 @@ fn a_pml_model_imports_and_reproduces_pytorch_embeddings() {
     ));
     let page = std::fs::read_to_string(run_dir.join("report/index.html")).unwrap();
     assert!(page.contains("Imported, not trained here"), "{page}");
+    assert_eq!(
+        page.to_lowercase().matches("not trained here").count(),
+        1,
+        "said once"
+    );
     assert!(page.contains("pml_resnet18.pth") && page.contains("No training curves"));
     assert!(!page.contains("Incomplete run") && !page.contains("No epoch recorded"));
     assert!(!run_dir.join("report/accuracy.png").exists());

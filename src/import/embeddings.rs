@@ -227,6 +227,37 @@ fn embeddings_config(opts: &EmbeddingsImport, name: &str, dim: usize) -> Result<
     Ok(cfg)
 }
 
+/// `phase-all/embeddings.safetensors` and `embeddings.json`, as `eval` writes them for a
+/// trained run: training rows first, row indices counting on through the test rows.
+fn write_embeddings(run: &RunDir, train: Rows, test: Rows, classes: &[String]) -> Result<()> {
+    let dir = run.phase(Phase::All);
+    let n_train = train.labels.len();
+    let indices = |range: std::ops::Range<usize>| {
+        Tensor::from_slice(&range.map(|i| i as i64).collect::<Vec<_>>())
+    };
+    write_safetensors(
+        &dir.embeddings(),
+        &[
+            (TRAIN_EMBEDDINGS.into(), train.matrix.to_tensor()),
+            (TRAIN_LABELS.into(), Tensor::from_slice(&train.labels)),
+            (TRAIN_INDICES.into(), indices(0..n_train)),
+            (TEST_EMBEDDINGS.into(), test.matrix.to_tensor()),
+            (TEST_LABELS.into(), Tensor::from_slice(&test.labels)),
+            (
+                TEST_INDICES.into(),
+                indices(n_train..n_train + test.labels.len()),
+            ),
+        ],
+    )?;
+    let index = EmbeddingsIndex {
+        schema_version: SCHEMA_VERSION,
+        classes: classes.to_vec(),
+        train_paths: train.paths,
+        test_paths: test.paths,
+    };
+    write_json(&dir.embeddings_index(), &index)
+}
+
 /// Reads and checks everything, then writes the run under its writer lock: config,
 /// provenance, `phase-all/embeddings.{safetensors,json}`; evaluates it when asked.
 pub fn import_embeddings(opts: &EmbeddingsImport) -> Result<ImportedEmbeddings> {
@@ -282,32 +313,8 @@ pub fn import_embeddings(opts: &EmbeddingsImport) -> Result<ImportedEmbeddings> 
     let _lock = RunLock::acquire(&run.root, "import embeddings")?;
     run.write_config(&cfg)?;
     write_json(&run.provenance(), &provenance)?;
-    let dir = run.phase(Phase::All);
-    let n_train = train.labels.len();
-    let indices = |range: std::ops::Range<usize>| {
-        Tensor::from_slice(&range.map(|i| i as i64).collect::<Vec<_>>())
-    };
-    write_safetensors(
-        &dir.embeddings(),
-        &[
-            (TRAIN_EMBEDDINGS.into(), train.matrix.to_tensor()),
-            (TRAIN_LABELS.into(), Tensor::from_slice(&train.labels)),
-            (TRAIN_INDICES.into(), indices(0..n_train)),
-            (TEST_EMBEDDINGS.into(), test.matrix.to_tensor()),
-            (TEST_LABELS.into(), Tensor::from_slice(&test.labels)),
-            (
-                TEST_INDICES.into(),
-                indices(n_train..n_train + test.labels.len()),
-            ),
-        ],
-    )?;
-    let index = EmbeddingsIndex {
-        schema_version: SCHEMA_VERSION,
-        classes: classes.clone(),
-        train_paths: train.paths,
-        test_paths: test.paths,
-    };
-    write_json(&dir.embeddings_index(), &index)?;
+    let (n_train, n_test) = (train.labels.len(), test.labels.len());
+    write_embeddings(&run, train, test, &classes)?;
     let metrics = if opts.evaluate {
         evaluate_run(&run)
             .with_context(|| {
@@ -322,7 +329,7 @@ pub fn import_embeddings(opts: &EmbeddingsImport) -> Result<ImportedEmbeddings> 
     };
     Ok(ImportedEmbeddings {
         run,
-        rows: (n_train, test.labels.len()),
+        rows: (n_train, n_test),
         dim,
         classes,
         metrics,

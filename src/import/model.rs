@@ -151,7 +151,7 @@ fn import_config(opts: &ModelImport, name: &str) -> Result<ExperimentConfig> {
     }
     let cfg = ExperimentConfig {
         name: name.to_string(),
-        description: format!("imported from {}, not trained here", opts.weights.display()),
+        description: format!("weights imported from {}", opts.weights.display()),
         baseline: None,
         data: DataConfig {
             path: opts.data.clone(),

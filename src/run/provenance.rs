@@ -75,10 +75,7 @@ impl Provenance {
         } else {
             "weights"
         };
-        format!(
-            "imported, not trained here: {what} from {}",
-            files.join(", ")
-        )
+        format!("{what} from {}", files.join(", "))
     }
 }
 
@@ -93,4 +90,51 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic::write_json;
+
+    #[test]
+    fn the_record_round_trips_and_reads_newer_and_older_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path());
+        assert!(read(&run).unwrap().is_none(), "a trained run has none");
+        let full = Provenance {
+            schema_version: crate::run::record::SCHEMA_VERSION,
+            kind: KIND_MODEL.into(),
+            sources: vec![PathBuf::from("w/model.pth")],
+            imported_at_unix: 1_700_000_000,
+            dmlviz: "0.1.0".into(),
+            settings: vec!["arch = resnet18".into(), "map = enc.=trunk.".into()],
+            loaded: 120,
+            missing: vec!["head.bn.weight".into()],
+            unexpected: vec!["backbone.extra".into()],
+            mismatched: vec!["head.linear.weight (file [8, 512], model [16, 512])".into()],
+        };
+        write_json(&run.provenance(), &full).unwrap();
+        assert_eq!(read(&run).unwrap().as_ref(), Some(&full));
+        assert_eq!(
+            full.summary(),
+            "imported, not trained here: weights from w/model.pth"
+        );
+        assert!(!full.embeddings_only());
+
+        // A newer file (unknown fields) and an older one (only the core) both read.
+        std::fs::write(
+            run.provenance(),
+            r#"{"kind": "embeddings", "sources": ["a.npy", "b.npy"], "imported_at_unix": 5,
+                "dmlviz": "9", "future": {"x": 1}}"#,
+        )
+        .unwrap();
+        let p = read(&run).unwrap().unwrap();
+        assert_eq!(p.schema_version, crate::run::record::LEGACY_SCHEMA);
+        assert!(p.embeddings_only() && p.missing.is_empty());
+        assert_eq!(p.origin(), "embeddings from a.npy, b.npy");
+        std::fs::write(run.provenance(), "{").unwrap();
+        let err = format!("{:#}", read(&run).unwrap_err());
+        assert!(err.contains("provenance.json"), "{err}");
+    }
 }
