@@ -16,6 +16,7 @@ pub mod eval;
 pub mod explain;
 pub mod html;
 pub mod imaging;
+pub mod import;
 pub mod loss;
 pub mod model;
 pub mod progress;

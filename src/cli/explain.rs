@@ -26,9 +26,9 @@ dmlviz explain --run runs/demo --batch photos/ --method gradcam\n  \
 dmlviz explain --run runs/demo --samples 8 --phase seen   # the report's sample (explanations/)"
 )]
 pub struct ExplainArgs {
-    /// The run directory.
+    /// The run directory (default: the most recent finished run under runs/).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// One image to explain.
     #[arg(long, conflicts_with_all = ["batch", "samples"])]
     image: Option<PathBuf>,
@@ -142,7 +142,7 @@ fn print_record(dir: &Path, r: &ExplanationRecord) {
 pub fn run(args: ExplainArgs) -> Result<()> {
     let device = args.device.resolve()?;
     dmlviz::progress::set_quiet(args.quiet);
-    let run = RunDir::new(&args.run);
+    let run = super::predict::resolve_run(args.run.as_deref(), args.phase.into())?;
     if let Some(n) = args.samples {
         return run_samples(&run, &args, n, device);
     }

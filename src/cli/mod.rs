@@ -5,6 +5,7 @@ mod bench;
 mod data;
 mod eval;
 mod explain;
+mod import;
 mod predict;
 mod project;
 mod report;
@@ -44,6 +45,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Run the reference study's grid (resumable) and write its page.
     Study(study::StudyArgs),
+    /// Bring your own model (a PyTorch state_dict) or your own embeddings into a run.
+    Import(import::ImportArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
     /// Measure the speed of the pipeline's parts on this machine.
@@ -61,6 +64,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Weights(args) => weights::run(args),
+        Command::Import(args) => import::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::predict(args),
         Command::Index(args) => predict::index(args),

@@ -29,8 +29,9 @@ impl From<PhaseArg> for Phase {
 #[derive(Args)]
 #[command(after_help = "Example:\n  dmlviz predict --run runs/demo --image cat.png --k 10")]
 pub struct PredictArgs {
+    /// The run directory (default: the most recent finished run under runs/).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// Image files (repeat) or directories of images.
     #[arg(long = "image", required = true)]
     images: Vec<PathBuf>,
@@ -78,6 +79,21 @@ enum IndexCommand {
     },
 }
 
+/// The run of `--run`, else the most recent finished run under `runs/`, named on stderr
+/// (stdout stays the command's output, `--json` included).
+pub fn resolve_run(given: Option<&std::path::Path>, phase: Phase) -> Result<RunDir> {
+    let runs = std::path::Path::new(dmlviz::run::latest::RUNS_DIR);
+    let (run, picked) = dmlviz::run::latest::resolve(given, runs, phase)?;
+    if picked {
+        eprintln!(
+            "using run {} (the most recent finished run under {}/; --run picks another)",
+            run.root.display(),
+            runs.display()
+        );
+    }
+    Ok(run)
+}
+
 /// Image files named directly or found (sorted) in the directories given.
 fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -110,7 +126,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         bail!("--k must be at least 1 (the number of neighbours to vote over)");
     }
     let device = args.device.resolve()?;
-    let run = RunDir::new(&args.run);
+    let run = resolve_run(args.run.as_deref(), args.phase.into())?;
     let pm = PhaseModel::load_on(&run, args.phase.into(), device)?;
     let images = collect_images(&args.images)?;
     let embedded = embed_readable_files(

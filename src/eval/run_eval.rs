@@ -1,4 +1,5 @@
-//! `dmlviz eval`: every metric and table of a run, recomputed from its checkpoints —
+//! `dmlviz eval`: every metric and table of a run, recomputed from its checkpoints (or,
+//! for a run of imported embeddings, from its stored embeddings) —
 //! the reference experiments' tables (`all_classes_metrics`, `*_classification_report`,
 //! `comparison_*`, precision drops) plus Recall@k, MAP@R, MRR, NMI/AMI, majority vote
 //! and, for losses with class weights, the accuracy of their own logits.
@@ -8,22 +9,25 @@ use super::metrics::{
     label_counts, neighbour_labels, required_k, retrieval_metrics, Neighbours, DEFAULT_RECALL_KS,
     DEFAULT_VOTE_KS,
 };
-use super::phase_model::PhaseModel;
+use super::phase_model::{PhaseModel, StoredEmbeddings};
 use super::report::{
     classification_report, classification_report_csv, classification_report_dict, confusion_matrix,
     confusion_matrix_csv, csv_field, ClassificationReport,
 };
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
+use crate::data::ClassProtocol;
 use crate::device::onto;
 use crate::run::comparison::PrecisionDrop;
 use crate::run::embeddings::{self, EmbeddingsIndex};
 use crate::run::lock::RunLock;
 use crate::run::metrics::{ClassAccuracy, ClassRow, PhaseMetrics};
+use crate::run::provenance;
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::tables::{self, ConfusionMatrix};
 use crate::run::{is_run_dir, PhaseDir, RunDir};
 use crate::search::knn::k_nearest;
+use crate::search::Distance;
 use crate::tensor_io::write_safetensors;
 use crate::train::embed::{embed, EmbedOptions, Embedded};
 use anyhow::{bail, Context, Result};
@@ -85,6 +89,17 @@ fn save_embeddings(
     write_json(&dir.embeddings_index(), &index)
 }
 
+/// What scoring a phase needs: its embeddings, its classes and protocol, and the
+/// network when there is one (for the loss's logits and sub-centre outliers).
+struct PhaseEmbeddings<'a> {
+    refs: Embedded,
+    queries: Embedded,
+    classes: &'a [String],
+    protocol: ClassProtocol,
+    distance: Distance,
+    model: Option<&'a PhaseModel>,
+}
+
 /// Evaluates one trained phase and writes its files.
 pub fn evaluate_phase(run: &RunDir, phase: Phase, device: Device) -> Result<PhaseMetrics> {
     let pm = PhaseModel::load_on(run, phase, device)?;
@@ -97,7 +112,43 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase, device: Device) -> Result<Phas
     let refs = embed(&pm.model.net, &exp.samples, &exp.split.train, &opts)?;
     let queries = embed(&pm.model.net, &exp.samples, &exp.split.test, &opts)?;
     save_embeddings(&dir, &pm, &refs, &queries)?;
+    let input = PhaseEmbeddings {
+        refs,
+        queries,
+        classes: &exp.dataset.classes,
+        protocol: exp.protocol(phase)?,
+        distance: exp.cfg.model.distance,
+        model: Some(&pm),
+    };
+    score_phase(&dir, phase, &input)
+}
 
+/// Evaluates a phase of a run without a network (imported embeddings) from the
+/// embeddings stored in it, and writes its files (all but the stored embeddings).
+pub fn evaluate_stored_phase(run: &RunDir, phase: Phase) -> Result<PhaseMetrics> {
+    let cfg = run.read_config()?;
+    let dir = run.phase(phase);
+    let stored = StoredEmbeddings::load(&dir)?;
+    let n = stored.index.classes.len();
+    let protocol = match phase {
+        Phase::All => ClassProtocol::all(n),
+        Phase::Seen => ClassProtocol::hold_out_last(n, cfg.data.held_out_classes)?,
+    };
+    let input = PhaseEmbeddings {
+        refs: stored.train,
+        queries: stored.test,
+        classes: &stored.index.classes,
+        protocol,
+        distance: cfg.model.distance,
+        model: None,
+    };
+    score_phase(&dir, phase, &input)
+}
+
+/// Every metric and table of a phase from its embeddings; writes `metrics.json` and
+/// `tables/`.
+fn score_phase(dir: &PhaseDir, phase: Phase, input: &PhaseEmbeddings) -> Result<PhaseMetrics> {
+    let (refs, queries) = (&input.refs, &input.queries);
     let ref_labels = to_usize(&refs.labels, "training labels")?;
     let query_labels = to_usize(&queries.labels, "test labels")?;
     let counts = label_counts(&ref_labels);
@@ -106,7 +157,7 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase, device: Device) -> Result<Phas
         &queries.embeddings,
         &refs.embeddings,
         k as i64,
-        exp.cfg.model.distance,
+        input.distance,
     );
     let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading neighbour indices")?;
     let knn = neighbour_labels(&idx, &ref_labels)?;
@@ -123,11 +174,17 @@ pub fn evaluate_phase(run: &RunDir, phase: Phase, device: Device) -> Result<Phas
     let report = classification_report(&query_labels, &predicted)?;
     let confusion = confusion_matrix(&query_labels, &predicted)?;
 
-    let logits_accuracy = logits_accuracy(&pm, &queries);
-    let (classes, unseen_precision_at_1) =
-        class_rows(&pm, phase, &retrieval.per_class_precision_at_1, &counts)?;
-    write_tables(&dir, phase, &pm, &classes, &report, &confusion)?;
-    write_sub_center_outliers(&dir, &pm, &refs)?;
+    let logits_accuracy = input.model.and_then(|pm| logits_accuracy(pm, queries));
+    let (classes, unseen_precision_at_1) = class_rows(
+        input.classes,
+        &input.protocol,
+        &retrieval.per_class_precision_at_1,
+        &counts,
+    );
+    write_tables(dir, phase, input.classes, &classes, &report, &confusion)?;
+    if let Some(pm) = input.model {
+        write_sub_center_outliers(dir, pm, refs)?;
+    }
 
     let evaluation = PhaseMetrics {
         schema_version: SCHEMA_VERSION,
@@ -158,22 +215,20 @@ fn logits_accuracy(pm: &PhaseModel, queries: &Embedded) -> Option<f64> {
 /// One row per class (test and training counts, precision@1), and precision@1 over
 /// the held-out classes' test images when the phase holds classes out.
 fn class_rows(
-    pm: &PhaseModel,
-    phase: Phase,
+    class_names: &[String],
+    protocol: &ClassProtocol,
     per_class_precision_at_1: &[ClassAccuracy],
     counts: &[usize],
-) -> Result<(Vec<ClassRow>, Option<f64>)> {
-    let exp = &pm.exp;
-    let protocol = exp.protocol(phase)?;
+) -> (Vec<ClassRow>, Option<f64>) {
     let per_class: std::collections::HashMap<usize, (usize, f64)> = per_class_precision_at_1
         .iter()
         .map(|c| (c.label, (c.queries, c.accuracy)))
         .collect();
-    let classes: Vec<ClassRow> = (0..exp.dataset.classes.len())
+    let classes: Vec<ClassRow> = (0..class_names.len())
         .map(|c| {
             let (test_count, precision_at_1) = per_class.get(&c).copied().unwrap_or((0, 0.0));
             ClassRow {
-                class: exp.dataset.classes[c].clone(),
+                class: class_names[c].clone(),
                 test_count,
                 train_count: counts.get(c).copied().unwrap_or(0),
                 precision_at_1,
@@ -194,7 +249,7 @@ fn class_rows(
         }
     });
 
-    Ok((classes, unseen_precision_at_1))
+    (classes, unseen_precision_at_1)
 }
 
 /// The phase's tables: per-class precision@1, the classification report (JSON and
@@ -202,12 +257,11 @@ fn class_rows(
 fn write_tables(
     dir: &PhaseDir,
     phase: Phase,
-    pm: &PhaseModel,
+    class_names: &[String],
     classes: &[ClassRow],
     report: &ClassificationReport,
     confusion: &ConfusionMatrix,
 ) -> Result<()> {
-    let exp = &pm.exp;
     let tables_dir = dir.tables();
     let mut csv = String::from("class,test_count,train_count,precision_at_1\n");
     for r in classes {
@@ -223,19 +277,19 @@ fn write_tables(
         &tables_dir.join(tables::class_metrics_csv(phase)),
         csv.as_bytes(),
     )?;
-    let report_dict = classification_report_dict(report, &exp.dataset.classes);
+    let report_dict = classification_report_dict(report, class_names);
     write_json(
         &tables_dir.join(tables::classification_report(phase, "json")),
         &report_dict,
     )?;
     write_atomic(
         &tables_dir.join(tables::classification_report(phase, "csv")),
-        classification_report_csv(report, &exp.dataset.classes).as_bytes(),
+        classification_report_csv(report, class_names).as_bytes(),
     )?;
     write_json(&dir.confusion_matrix(), confusion)?;
     write_atomic(
         &tables_dir.join(tables::CONFUSION_CSV),
-        confusion_matrix_csv(confusion, &exp.dataset.classes).as_bytes(),
+        confusion_matrix_csv(confusion, class_names).as_bytes(),
     )?;
 
     Ok(())
@@ -355,16 +409,26 @@ pub fn evaluate_run(
     run: &RunDir,
     device: Device,
 ) -> Result<(Vec<PhaseMetrics>, Option<PrecisionDrop>)> {
+    // A run of imported embeddings has no network: its stored embeddings are scored.
+    let embeddings_only = provenance::read(run)?.is_some_and(|p| p.embeddings_only());
     let mut phases = Vec::new();
     for phase in [Phase::All, Phase::Seen] {
-        if run.phase(phase).checkpoint().exists() {
+        let dir = run.phase(phase);
+        if embeddings_only && dir.embeddings().exists() {
+            phases.push(evaluate_stored_phase(run, phase)?);
+        } else if !embeddings_only && dir.checkpoint().exists() {
             phases.push(evaluate_phase(run, phase, device)?);
         }
     }
     if phases.is_empty() {
         bail!(
-            "{}: no trained phase (no checkpoint.safetensors)",
-            run.root.display()
+            "{}: no trained phase (no {})",
+            run.root.display(),
+            if embeddings_only {
+                "embeddings.safetensors"
+            } else {
+                "checkpoint.safetensors"
+            }
         );
     }
     let comparison = match (

@@ -131,6 +131,8 @@ pub struct RunSummary {
     pub deductions: Option<String>,
     /// The training machine (`hardware.json`, written by `dmlviz train`).
     pub hardware: Option<Hardware>,
+    /// Where an imported run came from (`provenance.json`); `None` for a run trained here.
+    pub provenance: Option<crate::run::provenance::Provenance>,
     /// Files that exist but could not be read, each with the reason.
     pub problems: Vec<String>,
 }
@@ -159,11 +161,13 @@ impl RunSummary {
         let mut parts = Vec::new();
         for phase in self.planned_phases() {
             let name = phase.dir_name();
-            match self
-                .phase(phase)
-                .map(PhaseSummary::status)
-                .unwrap_or(PhaseStatus::Missing)
-            {
+            let status = match self.phase(phase) {
+                // An imported phase has no training records: it is complete as imported.
+                Some(_) if self.provenance.is_some() => PhaseStatus::Finished,
+                Some(p) => p.status(),
+                None => PhaseStatus::Missing,
+            };
+            match status {
                 PhaseStatus::Finished => {
                     if self.phase(phase).is_some_and(|p| p.metrics.is_none()) {
                         parts.push(format!("{name}: not evaluated"));
@@ -341,6 +345,7 @@ pub fn read_run(root: &Path) -> RunSummary {
     let comparison = read_json::<PrecisionDrop>(&run.precision_drop(), &mut problems);
     let deductions = crate::report::deductions::read(root, &mut problems);
     let hardware = read_json::<Hardware>(&run.hardware(), &mut problems);
+    let provenance = read_json(&run.provenance(), &mut problems);
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -354,6 +359,7 @@ pub fn read_run(root: &Path) -> RunSummary {
         comparison,
         deductions,
         hardware,
+        provenance,
         problems,
     }
 }

@@ -1128,6 +1128,9 @@ fn headline_section(run: &RunSummary) -> Markup {
 /// The training curves of both phases and the precision-drop bars (PNGs written
 /// beside the page).
 fn curves_section(run: &RunSummary, out_dir: &Path, stats: &mut WriteStats) -> Result<Markup> {
+    if let Some(p) = &run.provenance {
+        return Ok(imported_html(p));
+    }
     let no_epoch = run.phases.iter().all(|p| p.history.is_empty());
     let mut charts = Vec::new();
     for (stem, mut chart) in run_charts(run) {
@@ -1168,6 +1171,25 @@ fn curves_section(run: &RunSummary, out_dir: &Path, stats: &mut WriteStats) -> R
             (drop)
         }
     })
+}
+
+/// An imported run's origin, where a trained run has its curves: it has none to show.
+fn imported_html(p: &crate::run::provenance::Provenance) -> Markup {
+    html! {
+        h2 #curves { "Origin" }
+        p.note { b { "Imported, not trained here" } ": " (p.origin()) "." }
+        @if !p.settings.is_empty() {
+            p.muted { (p.settings.join(" · ")) }
+        }
+        @for (what, names) in [("Missing from the file (left as initialised)", &p.missing),
+            ("Ignored entries of the file", &p.unexpected),
+            ("Shapes that did not fit (left as initialised)", &p.mismatched)] {
+            @if !names.is_empty() {
+                p { b { (what) } ": " (names.join(", ")) }
+            }
+        }
+        p.muted { "No training curves: dmlviz did not train this run." }
+    }
 }
 
 /// One phase's maps, galleries and explanations.

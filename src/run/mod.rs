@@ -23,6 +23,7 @@
 //!   galleries/galleries.json, q<N>.jpg      galleries::Galleries    project → report
 //!   explanations/explanations.json, NN-*/   explanations::ExplanationIndex  explain → report
 //!   explanations/trust.json                 trust::TrustTable       explain → report, study
+//! runs/NAME/provenance.json                 provenance::Provenance  import → report, eval, explain, predict
 //! ```
 
 pub mod comparison;
@@ -33,9 +34,11 @@ pub mod explanations;
 pub mod galleries;
 pub mod hardware;
 pub mod history;
+pub mod latest;
 pub mod lock;
 pub mod metrics;
 pub mod projections;
+pub mod provenance;
 pub mod record;
 pub mod tables;
 pub mod trust;
@@ -128,6 +131,11 @@ impl RunDir {
         PhaseDir {
             root: self.root.join(phase.dir_name()),
         }
+    }
+
+    /// `provenance.json` of an imported run ([`provenance::Provenance`]).
+    pub fn provenance(&self) -> PathBuf {
+        self.root.join(provenance::PROVENANCE_FILE)
     }
 
     /// Writes the resolved config.
