@@ -33,6 +33,28 @@ def spread_subset(x, n):
     return x[(np.arange(n, dtype=np.int64) * len(x)) // n]
 
 
+def chunked_trustworthiness(x, layout, k=15, chunk=500):
+    """scikit-learn's trustworthiness, exact, without its n x n distance matrix (70 000
+    points would need 39 GB): input ranks are counted one block of rows at a time."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(x)
+    near_out = NearestNeighbors(n_neighbors=k + 1).fit(layout).kneighbors(return_distance=False)
+    near_out = near_out[:, :k] if near_out.shape[1] > k else near_out
+    penalty = 0.0
+    sq = (x.astype(np.float64) ** 2).sum(1)
+    for s in range(0, n, chunk):
+        rows = np.arange(s, min(n, s + chunk))
+        d = sq[rows, None] + sq[None, :] - 2.0 * (x[rows].astype(np.float64) @ x.T.astype(np.float64))
+        d[np.arange(len(rows)), rows] = np.inf  # the point itself is not its neighbour
+        order = np.argsort(d, axis=1)
+        ranks = np.empty_like(order)
+        ranks[np.arange(len(rows))[:, None], order] = np.arange(1, n + 1)[None, :]
+        r = ranks[np.arange(len(rows))[:, None], near_out[rows]] - k
+        penalty += r[r > 0].sum()
+    return 1.0 - penalty * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
+
+
 def run_umap(x):
     import umap
 
@@ -65,7 +87,10 @@ def main():
             start = time.perf_counter()
             layout = run_umap(x) if method == "umap" else run_tsne(x)
             seconds = time.perf_counter() - start
-            trust = trustworthiness(x, layout, n_neighbors=15)
+            if n <= 20000:
+                trust = trustworthiness(x, layout, n_neighbors=15)
+            else:
+                trust = chunked_trustworthiness(x, layout, 15)
             row = {
                 "method": {"umap": "umap-learn", "tsne": "openTSNE"}[method],
                 "points": n,
