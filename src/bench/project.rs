@@ -4,15 +4,20 @@
 //! once with their defaults; Python is not available to CI, so they are constants here).
 //!
 //! Data: [`crate::project::clustered_points`] — `clusters` standard-normal centres in
-//! `dim` dimensions, noise 0.5 — one set per size, the same for both methods.
+//! `dim` dimensions, noise 0.5 — one set per size, the same for both methods; or, with
+//! `data`, real embeddings from a file ([`super::embeddings`]), an evenly spread subset
+//! per size, the same rows `scripts/bench-projection.py` lays out with umap-learn and
+//! openTSNE (`make bench-projection` runs both sides back to back).
 
+use super::embeddings::{read_embeddings, spread_subset};
 use crate::project::clustered_points;
 use crate::project::quality::{knn_label_agreement, trustworthiness, QUALITY_K};
 use crate::project::tsne::{TsneEngine, TsneParams};
-use crate::project::umap::{umap, UmapParams};
+use crate::project::umap::{umap, UmapParams, UmapSgd};
 use crate::search::Distance;
 use anyhow::{ensure, Result};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// umap-learn (defaults) on 2 000 × 128 here: seconds and trustworthiness.
@@ -31,10 +36,14 @@ pub struct ProjectBenchOptions {
     pub clusters: usize,
     /// Threads (rayon and libtorch).
     pub threads: usize,
-    /// Which methods: "umap", "tsne" (ours), "tsne-linfa".
+    /// Which methods: "umap" (ours), "umap-rs" (umap-rs's optimiser), "tsne" (ours),
+    /// "tsne-linfa".
     pub methods: Vec<String>,
     /// Seed of the data and the layouts.
     pub seed: u64,
+    /// Real embeddings to lay out instead of clustered points (`dim` and `clusters`
+    /// are then the file's).
+    pub data: Option<PathBuf>,
 }
 
 impl Default for ProjectBenchOptions {
@@ -46,6 +55,7 @@ impl Default for ProjectBenchOptions {
             threads: 2,
             methods: vec!["umap".into(), "tsne".into()],
             seed: 0,
+            data: None,
         }
     }
 }
@@ -53,8 +63,10 @@ impl Default for ProjectBenchOptions {
 /// One method on one data set.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectBenchRow {
-    /// "umap", "tsne" or "tsne-linfa".
+    /// "umap", "umap-rs", "tsne" or "tsne-linfa".
     pub method: String,
+    /// "clustered", or the embeddings file's name.
+    pub data: String,
     /// Number of points.
     pub points: usize,
     /// Embedding dimension.
@@ -82,23 +94,26 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build_global();
+    let file = opts.data.as_ref().map(|p| read_embeddings(p)).transpose()?;
     let mut rows = Vec::new();
     for &n in &opts.sizes {
-        let (points, labels) = clustered_points(n, opts.dim, opts.clusters, 0.5, opts.seed);
+        let (points, labels) = match (&file, &opts.data) {
+            (Some((points, labels)), Some(path)) => spread_subset(points, labels, n, path)?,
+            _ => clustered_points(n, opts.dim, opts.clusters, 0.5, opts.seed),
+        };
         for method in &opts.methods {
             let start = Instant::now();
+            let umap_with = |sgd| {
+                let params = UmapParams {
+                    seed: opts.seed,
+                    sgd,
+                    ..Default::default()
+                };
+                umap(&points, Distance::Euclidean, &params)
+            };
             let (layout, reference) = match method.as_str() {
-                "umap" => (
-                    umap(
-                        &points,
-                        Distance::Euclidean,
-                        &UmapParams {
-                            seed: opts.seed,
-                            ..Default::default()
-                        },
-                    )?,
-                    UMAP_LEARN_2000,
-                ),
+                "umap" => (umap_with(UmapSgd::Ours)?, UMAP_LEARN_2000),
+                "umap-rs" => (umap_with(UmapSgd::UmapRs)?, UMAP_LEARN_2000),
                 "tsne" => (
                     TsneEngine::Ours
                         .layout(&points, &TsneParams::default())?
@@ -111,14 +126,22 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
                         .layout,
                     OPENTSNE_2000,
                 ),
-                other => anyhow::bail!("unknown method {other:?} (umap, tsne or tsne-linfa)"),
+                other => {
+                    anyhow::bail!("unknown method {other:?} (umap, umap-rs, tsne or tsne-linfa)")
+                }
             };
             let seconds = start.elapsed().as_secs_f64();
-            let measured = n == 2000 && opts.dim == 128;
+            let measured = n == 2000 && opts.dim == 128 && opts.data.is_none();
             rows.push(ProjectBenchRow {
                 method: method.clone(),
+                data: opts.data.as_ref().map_or("clustered".into(), |p| {
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                }),
                 points: n,
-                dim: opts.dim,
+                dim: points.cols,
                 seconds,
                 trustworthiness: trustworthiness(&points, &layout, QUALITY_K, Distance::Euclidean)?,
                 knn_label_agreement: knn_label_agreement(&layout, &labels, QUALITY_K)?,
@@ -153,5 +176,43 @@ mod tests {
             assert!(r.seconds > 0.0 && r.trustworthiness > 0.9, "{r:?}");
             assert!(r.reference_seconds.is_none());
         }
+    }
+
+    #[test]
+    fn data_file_is_laid_out_instead_of_clusters() {
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("real.safetensors");
+        let (points, labels) = clustered_points(400, 6, 4, 0.5, 3);
+        let emb = tch::Tensor::from_slice(&points.data).view([400, 6]);
+        let labels = tch::Tensor::from_slice(&labels);
+        crate::tensor_io::write_safetensors(
+            &path,
+            &[("embeddings".into(), emb), ("labels".into(), labels)],
+        )
+        .unwrap();
+        let opts = ProjectBenchOptions {
+            sizes: vec![200],
+            dim: 99,
+            threads: 1,
+            methods: vec!["umap".into()],
+            data: Some(path.clone()),
+            ..Default::default()
+        };
+        let rows = run(&opts).unwrap();
+        assert_eq!(
+            (rows[0].dim, rows[0].data.as_str()),
+            (6, "real.safetensors")
+        );
+        assert!(rows[0].knn_label_agreement > 0.9, "{:?}", rows[0]);
+        let too_many = ProjectBenchOptions {
+            sizes: vec![401],
+            ..opts
+        };
+        let err = run(&too_many).unwrap_err().to_string();
+        assert!(
+            err.contains("real.safetensors") && err.contains("401"),
+            "{err}"
+        );
     }
 }

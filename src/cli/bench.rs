@@ -37,6 +37,28 @@ enum BenchCommand {
         after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2"
     )]
     Knn(KnnArgs),
+    /// Embeds a whole dataset once (ImageNet MobileNetV2, untrained head) into a
+    /// safetensors file for `bench project --data`.
+    #[command(
+        after_help = "Example:\n  dmlviz data fetch fashion-mnist --out .cache/fashion-mnist\n  dmlviz bench embed --data .cache/fashion-mnist --size 64 \\\n      --out .cache/fashion-mnist-mobilenet64.safetensors"
+    )]
+    Embed(EmbedArgs),
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// Dataset directory (image-folder or CUB layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// Embeddings file to write (tensors `embeddings` and `labels`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Image side in px after the test transform's resize.
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Loader and libtorch threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 #[derive(Args)]
@@ -134,7 +156,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Loader(args) => bench_loader(args),
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Knn(args) => bench_knn(args),
+        BenchCommand::Embed(args) => bench_embed(args),
     }
+}
+
+fn bench_embed(args: EmbedArgs) -> Result<()> {
+    tch::set_num_threads(args.threads as i32);
+    let rows =
+        dmlviz::bench::embeddings::embed_dataset(&args.data, &args.out, args.size, args.threads)?;
+    eprintln!("{rows} embeddings written to {}", args.out.display());
+    Ok(())
 }
 
 fn bench_loader(args: LoaderArgs) -> Result<()> {

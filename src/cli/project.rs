@@ -165,11 +165,16 @@ pub struct ProjectBenchArgs {
     /// Gaussian clusters.
     #[arg(long, default_value_t = 20)]
     clusters: usize,
-    /// Methods to measure: umap, tsne (ours), tsne-linfa.
+    /// Methods to measure: umap (ours), umap-rs, tsne (ours), tsne-linfa.
     #[arg(long = "method", default_values_t = ["umap".to_string(), "tsne".to_string()])]
     methods: Vec<String>,
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Real embeddings instead of clustered points: a safetensors file with `embeddings`
+    /// [N, D] and `labels` [N] (e.g. written by `dmlviz bench embed`); each `--points`
+    /// takes an evenly spread subset of its rows.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// JSON rows instead of a table.
     #[arg(long)]
     json: bool,
@@ -183,19 +188,20 @@ pub fn bench(args: ProjectBenchArgs) -> Result<()> {
         threads: args.threads,
         methods: args.methods,
         seed: 0,
+        data: args.data,
     };
     let rows = bench_run(&opts)?;
     if args.json {
         return super::print_json(&rows);
     }
     println!(
-        "{:>10} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}",
+        "{:>10} {:>7} {:>5} {:>9} {:>8} {:>11} {:>9} {:>8}  data",
         "method", "points", "dim", "ours s", "trust", "label agr.", "ref s", "ref trust"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
-            "{:>10} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}",
+            "{:>10} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}  {}",
             r.method,
             r.points,
             r.dim,
@@ -203,7 +209,8 @@ pub fn bench(args: ProjectBenchArgs) -> Result<()> {
             r.trustworthiness,
             r.knn_label_agreement,
             opt(r.reference_seconds, 1),
-            opt(r.reference_trustworthiness, 3)
+            opt(r.reference_trustworthiness, 3),
+            r.data
         );
     }
     Ok(())

@@ -6,12 +6,13 @@
 //! component's position in a meta-layout (corners of a cross for up to 4 components,
 //! else a spectral layout of the components' centroids).
 //!
-//! Eigenvectors: dense (LAPACK `eigh` through libtorch) for small components, block subspace iteration with
-//! Rayleigh–Ritz for large ones (tolerance 1e-4 as umap-learn gives ARPACK; when it
-//! has not converged within its iteration cap the subspace reached is used, a fine
-//! starting point for the optimisation that follows).
+//! Eigenvectors: dense (LAPACK `eigh` through libtorch) for small components, restarted
+//! Lanczos with full reorthogonalisation for large ones (tolerance 1e-4 as umap-learn
+//! gives ARPACK; when it has not converged within its restarts the Ritz vectors reached
+//! are used, a fine starting point for the optimisation that follows).
 
 use crate::data::rng::Rng;
+use rayon::prelude::*;
 
 /// A symmetric sparse graph in CSR form (what umap-rs's fuzzy simplicial set holds).
 pub struct Graph<'a> {
@@ -31,8 +32,6 @@ impl Graph<'_> {
 
 /// Components up to this size get exact dense eigenvectors.
 const DENSE_LIMIT: usize = 400;
-/// Iteration cap of the subspace iteration.
-const MAX_ITERATIONS: usize = 1000;
 
 /// The spectral layout of `graph` in `dim` dimensions. `data` (row-major, `cols` wide)
 /// gives the component centroids when more than `2·dim` components need placing.
@@ -221,25 +220,8 @@ fn dense_laplacian_eigenvectors(a: &[f64], m: usize, dim: usize, rng: &mut Rng) 
         }
     }
     // LAPACK through libtorch: Jacobi is O(m³) per sweep and slow at a few hundred.
-    // Jacobi stays as the fallback should LAPACK fail (it reports, rather than panics).
-    let lapack = tch::no_grad(|| -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
-        let (v, w) = tch::Tensor::from_slice(&nmat)
-            .view([m as i64, m as i64])
-            .f_linalg_eigh("L")?;
-        Ok((
-            Vec::<f64>::try_from(&v)?,
-            Vec::<f64>::try_from(&w.contiguous().view([-1]))?,
-        ))
-    });
-    match lapack {
-        Ok((values, vectors)) if values.len() == m && vectors.len() == m * m => {
-            pick(&values, &vectors, m, dim, rng)
-        }
-        _ => {
-            let (values, vectors) = jacobi_eigen(&nmat, m);
-            pick(&values, &vectors, m, dim, rng)
-        }
-    }
+    let (values, vectors) = symmetric_eigen(&nmat, m);
+    pick(&values, &vectors, m, dim, rng)
 }
 
 /// Eigenvectors 2..=dim+1 by descending eigenvalue (columns of row-major `vectors`).
@@ -307,63 +289,20 @@ pub fn jacobi_eigen(matrix: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..m).map(|i| a[i * m + i]).collect(), v)
 }
 
-/// Rayleigh–Ritz on a block `X` and its image `Y = (N+I)X`: `H = XᵀY`, both rotated
-/// to `H`'s eigenvectors (largest first); returns them and the largest residual
-/// `‖y_k − θ_k x_k‖` of the first `dim` Ritz pairs.
-fn rayleigh_ritz(
-    block: &[Vec<f64>],
-    next: &[Vec<f64>],
-    dim: usize,
-) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, f64) {
-    let p = block.len();
-    let m = block[0].len();
-    let mut h = vec![0f64; p * p];
-    for a in 0..p {
-        for b in 0..p {
-            h[a * p + b] = block[a].iter().zip(&next[b]).map(|(u, v)| u * v).sum();
-        }
-    }
-    for a in 0..p {
-        for b in 0..a {
-            let s = 0.5 * (h[a * p + b] + h[b * p + a]);
-            h[a * p + b] = s;
-            h[b * p + a] = s;
-        }
-    }
-    let (values, vectors) = jacobi_eigen(&h, p);
-    let mut order: Vec<usize> = (0..p).collect();
-    order.sort_by(|&x, &y| {
-        values[y]
-            .partial_cmp(&values[x])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let rotate = |src: &[Vec<f64>]| -> Vec<Vec<f64>> {
-        order
-            .iter()
-            .map(|&c| {
-                (0..m)
-                    .map(|i| (0..p).map(|a| src[a][i] * vectors[a * p + c]).sum())
-                    .collect()
-            })
-            .collect()
-    };
-    let x = rotate(block);
-    let y = rotate(next);
-    let theta: Vec<f64> = order.iter().map(|&c| values[c]).collect();
-    let residual = (0..dim)
-        .map(|k| {
-            x[k].iter()
-                .zip(&y[k])
-                .map(|(a, b)| (b - theta[k] * a).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .fold(0f64, f64::max);
-    (x, y, residual)
-}
+/// Largest Krylov basis of one run before an explicit restart.
+const KRYLOV: usize = 96;
+/// Explicit restarts before the Ritz vectors reached are used as they are.
+const RESTARTS: usize = 4;
+/// Residual `‖Mx − θx‖` at which a Ritz pair counts as converged (umap-learn gives
+/// ARPACK tol 1e-4).
+const TOLERANCE: f64 = 1e-4;
 
-/// Block subspace iteration on `N = D^{-1/2} A D^{-1/2}` restricted to one
-/// component, with Rayleigh–Ritz; the known top eigenvector `√d` is deflated.
+/// The `dim` largest eigenvectors of `N = D^{-1/2} A D^{-1/2}` on one component, past
+/// its known top eigenvector `√d`, by block Lanczos on `N + I` (shifted so the wanted
+/// eigenvalues near 2 dominate those near 0; the block of `dim + 2` vectors resolves
+/// repeated eigenvalues, which a single-vector Krylov space cannot): see
+/// [`block_krylov`] and docs/REFERENCE.md, "Spectral start". Each step is one sparse
+/// product, O(nnz), parallel over rows.
 fn sparse_laplacian_eigenvectors(
     graph: &Graph,
     members: &[usize],
@@ -388,8 +327,8 @@ fn sparse_laplacian_eigenvectors(
     let mut top: Vec<f64> = degree.iter().map(|d| d.sqrt()).collect();
     normalise(&mut top);
     let apply = |x: &[f64], y: &mut [f64]| {
-        // y = N x, with the top eigenvector projected out (its eigenvalue is 1).
-        for (r, &i) in members.iter().enumerate() {
+        y.par_iter_mut().enumerate().for_each(|(r, out)| {
+            let i = members[r];
             let mut s = 0.0;
             for e in graph.indptr[i]..graph.indptr[i + 1] {
                 let c = local[graph.indices[e] as usize];
@@ -397,65 +336,170 @@ fn sparse_laplacian_eigenvectors(
                     s += graph.weights[e] as f64 * inv_sqrt[c] * x[c];
                 }
             }
-            y[r] = inv_sqrt[r] * s;
-        }
-        let dot: f64 = y.iter().zip(&top).map(|(a, b)| a * b).sum();
-        y.iter_mut().zip(&top).for_each(|(v, t)| *v -= dot * t);
-        // Shift by +1 so the wanted eigenvalues (near 1) dominate those near −1.
-        y.iter_mut().zip(x).for_each(|(v, xv)| *v += xv);
+            *out = inv_sqrt[r] * s + x[r];
+        });
     };
-    let p = (dim + 6).min(m - 1);
-    let mut block: Vec<Vec<f64>> = (0..p)
+    let block = (dim + 2).min(m - 1);
+    let krylov = KRYLOV.min(m - 1).max(block);
+    let mut start: Vec<Vec<f64>> = (0..block)
         .map(|_| (0..m).map(|_| super::normal(rng)).collect())
         .collect();
-    let mut next = vec![vec![0f64; m]; p];
-    orthonormalise(&mut block, &top);
-    for iteration in 0..MAX_ITERATIONS {
-        for (x, y) in block.iter().zip(next.iter_mut()) {
-            apply(x, y);
+    let mut ritz = Vec::new();
+    for _restart in 0..=RESTARTS {
+        let (vectors, converged) = block_krylov(&apply, &start, &top, krylov, dim);
+        if converged {
+            ritz = vectors;
+            break;
         }
-        let check = iteration % 10 == 9 || iteration + 1 == MAX_ITERATIONS;
-        if check {
-            let (x, y, residual) = rayleigh_ritz(&block, &next, dim);
-            block = x;
-            if residual < 1e-4 {
-                break;
-            }
-            next = y;
-        }
-        std::mem::swap(&mut block, &mut next);
-        orthonormalise(&mut block, &top);
+        // Restart from the best vectors reached (all `block` of them, not just `dim`).
+        start = vectors;
+        ritz = start.clone();
     }
     let mut out = vec![0f64; m * dim];
-    for k in 0..dim {
+    for (k, v) in ritz.iter().enumerate().take(dim) {
         for i in 0..m {
-            out[i * dim + k] = block[k][i];
+            out[i * dim + k] = v[i];
         }
     }
     out
+}
+
+/// Block Krylov (block Lanczos with full reorthogonalisation) of the symmetric
+/// operator `apply` from the block `start`, kept orthogonal to `top`: the basis grows
+/// by the orthonormalised images of its newest block; every block, Rayleigh–Ritz on
+/// `H = Qᵀ M Q` (kept column by column) gives Ritz pairs, whose residuals
+/// `‖MQs − θQs‖` are checked. Returns `start.len()` Ritz vectors (largest first) and
+/// whether the first `dim` converged within `krylov` basis vectors.
+fn block_krylov(
+    apply: &(dyn Fn(&[f64], &mut [f64]) + Sync),
+    start: &[Vec<f64>],
+    top: &[f64],
+    krylov: usize,
+    dim: usize,
+) -> (Vec<Vec<f64>>, bool) {
+    let m = top.len();
+    let keep = start.len();
+    let (mut basis, mut images): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
+    let mut h: Vec<Vec<f64>> = Vec::new();
+    let mut pending: Vec<Vec<f64>> = start.to_vec();
+    loop {
+        let before = basis.len();
+        // Orthonormalise the new block against everything and add it, with its images.
+        for mut v in std::mem::take(&mut pending) {
+            reorthogonalise(&mut v, &basis, top);
+            let norm = dot(&v, &v).sqrt();
+            if norm < 1e-8 || basis.len() >= krylov {
+                continue;
+            }
+            v.iter_mut().for_each(|x| *x /= norm);
+            let mut w = vec![0f64; m];
+            apply(&v, &mut w);
+            let column: Vec<f64> = basis.iter().map(|q| dot(q, &w)).collect();
+            for (row, &c) in h.iter_mut().zip(&column) {
+                row.push(c);
+            }
+            let mut own = column;
+            own.push(dot(&v, &w));
+            h.push(own);
+            basis.push(v);
+            images.push(w);
+        }
+        let p = basis.len();
+        let full = p >= krylov;
+        let added = p - before;
+        let (values, coeffs) = ritz_pairs(&h, keep.min(p));
+        let combine = |vs: &[Vec<f64>], s: &[f64]| -> Vec<f64> {
+            let mut out = vec![0f64; m];
+            for (v, &c) in vs.iter().zip(s) {
+                out.iter_mut().zip(v).for_each(|(x, y)| *x += c * y);
+            }
+            out
+        };
+        let vectors: Vec<Vec<f64>> = coeffs.iter().map(|s| combine(&basis, s)).collect();
+        let residual = coeffs
+            .iter()
+            .zip(&values)
+            .zip(&vectors)
+            .take(dim)
+            .map(|((s, &theta), x)| {
+                let mx = combine(&images, s);
+                mx.iter()
+                    .zip(x)
+                    .map(|(a, b)| (a - theta * b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .fold(0f64, f64::max);
+        // No new direction came in: the basis spans an invariant subspace.
+        if residual < TOLERANCE || full || added == 0 || p + 1 >= m {
+            return (vectors, residual < TOLERANCE || added == 0);
+        }
+        pending = images[before..].to_vec();
+    }
+}
+
+/// Eigenpairs of the symmetric `p × p` matrix `h` (rows as vectors) with the `count`
+/// largest eigenvalues, largest first: values and coefficient vectors.
+fn ritz_pairs(h: &[Vec<f64>], count: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let p = h.len();
+    let mut flat = vec![0f64; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            // Symmetrise: the two halves were computed from different products.
+            flat[i * p + j] = 0.5 * (h[i][j] + h[j][i]);
+        }
+    }
+    let (values, vectors) = symmetric_eigen(&flat, p);
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&x, &y| {
+        values[y]
+            .partial_cmp(&values[x])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    order
+        .iter()
+        .take(count)
+        .map(|&c| (values[c], (0..p).map(|i| vectors[i * p + c]).collect()))
+        .unzip()
+}
+
+/// Eigenvalues and eigenvectors (columns of a row-major matrix) of a symmetric
+/// `m × m` matrix: LAPACK through libtorch, Jacobi should it fail.
+fn symmetric_eigen(a: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let lapack = tch::no_grad(|| -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
+        let (v, w) = tch::Tensor::from_slice(a)
+            .view([m as i64, m as i64])
+            .f_linalg_eigh("L")?;
+        Ok((
+            Vec::<f64>::try_from(&v)?,
+            Vec::<f64>::try_from(&w.contiguous().view([-1]))?,
+        ))
+    });
+    match lapack {
+        Ok((values, vectors)) if values.len() == m && vectors.len() == m * m => (values, vectors),
+        _ => jacobi_eigen(a, m),
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Classical Gram–Schmidt of `v` against `top` and every basis vector, twice
+/// ("twice is enough" keeps the basis orthogonal to working precision).
+fn reorthogonalise(v: &mut [f64], basis: &[Vec<f64>], top: &[f64]) {
+    for _ in 0..2 {
+        for u in std::iter::once(top).chain(basis.iter().map(Vec::as_slice)) {
+            let d = dot(v, u);
+            v.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
+        }
+    }
 }
 
 fn normalise(v: &mut [f64]) {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-/// Modified Gram–Schmidt against `top` and each other.
-fn orthonormalise(block: &mut [Vec<f64>], top: &[f64]) {
-    for a in 0..block.len() {
-        let (done, rest) = block.split_at_mut(a);
-        let v = &mut rest[0];
-        for _ in 0..2 {
-            let dot: f64 = v.iter().zip(top).map(|(x, t)| x * t).sum();
-            v.iter_mut().zip(top).for_each(|(x, t)| *x -= dot * t);
-            for u in done.iter() {
-                let dot: f64 = v.iter().zip(u).map(|(x, y)| x * y).sum();
-                v.iter_mut().zip(u).for_each(|(x, y)| *x -= dot * y);
-            }
-        }
-        normalise(v);
     }
 }
 
@@ -519,6 +563,69 @@ mod tests {
         let members: Vec<usize> = (0..n).collect();
         let vectors = sparse_laplacian_eigenvectors(&g, &members, &members, 2, &mut Rng::new(1));
         is_circle(&vectors.iter().map(|&v| v as f32).collect::<Vec<_>>(), n);
+    }
+
+    #[test]
+    fn block_krylov_matches_a_dense_eigen_solve() {
+        tch::set_num_threads(1);
+        // A connected random geometric graph on 150 points of the plane, weights
+        // exp(−d²): the sparse path's 2-D subspace must be the dense solver's.
+        let n = 150;
+        let mut rng = Rng::new(5);
+        let pts: Vec<(f64, f64)> = (0..n)
+            .map(|_| (rng.next_f64() * 3.0, rng.next_f64()))
+            .collect();
+        let (mut indptr, mut indices, mut weights) = (vec![0], vec![], vec![]);
+        for i in 0..n {
+            for j in 0..n {
+                let d2 = (pts[i].0 - pts[j].0).powi(2) + (pts[i].1 - pts[j].1).powi(2);
+                if i != j && (d2 < 0.2 || j == (i + 1) % n) {
+                    indices.push(j as u32);
+                    weights.push((-d2).exp() as f32);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        // The ring edges (i, i+1) are one-directional: symmetrise by adding the reverse.
+        let mut dense = vec![0f64; n * n];
+        for i in 0..n {
+            for e in indptr[i]..indptr[i + 1] {
+                let j = indices[e] as usize;
+                dense[i * n + j] = weights[e] as f64;
+                dense[j * n + i] = weights[e] as f64;
+            }
+        }
+        let (mut indptr, mut indices, mut weights) = (vec![0], vec![], vec![]);
+        for i in 0..n {
+            for j in 0..n {
+                if dense[i * n + j] > 0.0 {
+                    indices.push(j as u32);
+                    weights.push(dense[i * n + j] as f32);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        let g = Graph {
+            indptr: &indptr,
+            indices: &indices,
+            weights: &weights,
+        };
+        let members: Vec<usize> = (0..n).collect();
+        let sparse = sparse_laplacian_eigenvectors(&g, &members, &members, 2, &mut Rng::new(1));
+        let exact = dense_laplacian_eigenvectors(&dense, n, 2, &mut Rng::new(1));
+        // Each exact eigenvector lies in the span of the sparse pair (unit vectors, so
+        // the squared projection is 1 when it does).
+        let col = |v: &[f64], k: usize| -> Vec<f64> { (0..n).map(|i| v[i * 2 + k]).collect() };
+        let (s0, s1) = (col(&sparse, 0), col(&sparse, 1));
+        assert!(dot(&s0, &s1).abs() < 1e-6);
+        for k in 0..2 {
+            let e = col(&exact, k);
+            let proj = dot(&e, &s0).powi(2) + dot(&e, &s1).powi(2);
+            assert!(
+                (proj - 1.0).abs() < 1e-3,
+                "eigenvector {k}: projection {proj}"
+            );
+        }
     }
 
     #[test]

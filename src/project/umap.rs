@@ -31,7 +31,9 @@ use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
 use anyhow::{bail, ensure, Result};
 use ndarray::{Array1, Array2, ArrayView1};
+use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU32, Ordering};
 use umap_rs::{
     GraphParams, LearnedManifold, ManifoldParams, Metric, MetricType, OptimizationParams,
     Optimizer, Umap, UmapConfig,
@@ -280,7 +282,7 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     noisy_scale(&mut init, &mut rng);
     let embedding: Vec<f32> = match params.sgd {
         UmapSgd::Ours => with_graph(&manifold, |g| {
-            optimize_layout(init, g, epochs, a, b, params, &mut rng)
+            optimize_layout(init, g, epochs, a, b, params)
         }),
         UmapSgd::UmapRs => {
             let init = Array2::from_shape_vec((n, 2), init)?;
@@ -330,17 +332,39 @@ fn clip(v: f32) -> f32 {
     v.clamp(-4.0, 4.0)
 }
 
-/// umap-learn's `optimize_layout_euclidean` (sequential, 2-D, moving both ends of an
-/// edge) from `init`, which is first rescaled to [0, 10] per coordinate.
-fn optimize_layout(
-    mut y: Vec<f32>,
-    graph: &Graph,
-    epochs: usize,
-    a: f32,
-    b: f32,
-    params: &UmapParams,
-    rng: &mut Rng,
-) -> Vec<f32> {
+/// The edges the SGD samples, with their schedules: both directions of the symmetric
+/// graph, weights below `max / epochs` dropped (umap-learn `make_epochs_per_sample`).
+struct Edges {
+    head: Vec<u32>,
+    tail: Vec<u32>,
+    epochs_per_sample: Vec<f64>,
+}
+
+impl Edges {
+    fn of(graph: &Graph, epochs: usize) -> Edges {
+        let max = graph.weights.iter().copied().fold(0f32, f32::max);
+        let threshold = max / epochs as f32;
+        let mut edges = Edges {
+            head: Vec::new(),
+            tail: Vec::new(),
+            epochs_per_sample: Vec::new(),
+        };
+        for i in 0..graph.indptr.len() - 1 {
+            for e in graph.indptr[i]..graph.indptr[i + 1] {
+                let w = graph.weights[e];
+                if w >= threshold && w > 0.0 {
+                    edges.head.push(i as u32);
+                    edges.tail.push(graph.indices[e]);
+                    edges.epochs_per_sample.push(max as f64 / w as f64);
+                }
+            }
+        }
+        edges
+    }
+}
+
+/// Rescales each coordinate of a 2-D layout to [0, 10] (umap-learn before its SGD).
+fn rescale_to_ten(y: &mut [f32]) {
     let n = y.len() / 2;
     for c in 0..2 {
         let (lo, hi) = (0..n)
@@ -357,59 +381,113 @@ fn optimize_layout(
             };
         }
     }
-    // Edges: both directions of the symmetric graph, weak ones dropped.
-    let max = graph.weights.iter().copied().fold(0f32, f32::max);
-    let threshold = max / epochs as f32;
-    let (mut head, mut tail, mut epochs_per_sample) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..n {
-        for e in graph.indptr[i]..graph.indptr[i + 1] {
-            let w = graph.weights[e];
-            if w >= threshold && w > 0.0 {
-                head.push(i as u32);
-                tail.push(graph.indices[e]);
-                epochs_per_sample.push(max as f64 / w as f64);
-            }
-        }
+}
+
+/// A layout coordinate shared between SGD threads: an `f32` stored as bits, read and
+/// written with relaxed ordering (plain loads and stores on x86 and ARM), so lock-free
+/// "Hogwild" updates, as umap-learn's `parallel=True` does them, stay safe Rust.
+struct Coord(AtomicU32);
+
+impl Coord {
+    fn get(&self) -> f32 {
+        f32::from_bits(self.0.load(Ordering::Relaxed))
     }
+    fn add(&self, v: f32) {
+        self.0.store((self.get() + v).to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// umap-learn's `optimize_layout_euclidean` (2-D, moving both ends of an edge) from
+/// `init`, which is first rescaled to [0, 10] per coordinate. Each epoch splits the
+/// edges into one contiguous run per thread of the current rayon pool, each with its own
+/// generator seeded by (seed, epoch, run); on one thread the result is reproducible, on
+/// several it depends on how the threads' updates interleave, as umap-learn's does.
+fn optimize_layout(
+    mut y: Vec<f32>,
+    graph: &Graph,
+    epochs: usize,
+    a: f32,
+    b: f32,
+    params: &UmapParams,
+) -> Vec<f32> {
+    rescale_to_ten(&mut y);
+    let n = y.len() / 2;
+    let edges = Edges::of(graph, epochs);
     let neg_rate = params.negative_sample_rate as f64;
-    let epochs_per_negative: Vec<f64> = epochs_per_sample.iter().map(|e| e / neg_rate).collect();
-    let mut next_sample = epochs_per_sample.clone();
+    let epochs_per_negative: Vec<f64> = edges
+        .epochs_per_sample
+        .iter()
+        .map(|e| e / neg_rate)
+        .collect();
+    let mut next_sample = edges.epochs_per_sample.clone();
     let mut next_negative = epochs_per_negative.clone();
+    let coords: Vec<Coord> = y
+        .iter()
+        .map(|v| Coord(AtomicU32::new(v.to_bits())))
+        .collect();
+    let runs = rayon::current_num_threads().max(1);
+    let run_len = edges.head.len().div_ceil(runs).max(1);
     let (gamma, two_ab) = (1.0f32, 2.0 * a * b);
     for epoch in 0..epochs {
         let alpha = params.learning_rate * (1.0 - epoch as f32 / epochs as f32);
         let now = epoch as f64;
-        for e in 0..head.len() {
-            if next_sample[e] > now {
-                continue;
-            }
-            let (j, k) = (head[e] as usize, tail[e] as usize);
-            let (dx, dy) = (y[2 * j] - y[2 * k], y[2 * j + 1] - y[2 * k + 1]);
-            let d2 = dx * dx + dy * dy;
-            if d2 > 0.0 {
-                let coeff = -two_ab * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0);
-                let (gx, gy) = (clip(coeff * dx) * alpha, clip(coeff * dy) * alpha);
-                y[2 * j] += gx;
-                y[2 * j + 1] += gy;
-                y[2 * k] -= gx;
-                y[2 * k + 1] -= gy;
-            }
-            next_sample[e] += epochs_per_sample[e];
-            let negatives = ((now - next_negative[e]) / epochs_per_negative[e]) as usize;
-            for _ in 0..negatives {
-                let k = rng.below(n as u64) as usize;
-                let (dx, dy) = (y[2 * j] - y[2 * k], y[2 * j + 1] - y[2 * k + 1]);
+        let step = |run: usize, next_sample: &mut [f64], next_negative: &mut [f64]| {
+            let mut rng = Rng::new(
+                params.seed
+                    ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    ^ (run as u64) << 48,
+            );
+            let first = run * run_len;
+            for (o, (ns, nn)) in next_sample
+                .iter_mut()
+                .zip(next_negative.iter_mut())
+                .enumerate()
+            {
+                if *ns > now {
+                    continue;
+                }
+                let e = first + o;
+                let (j, k) = (edges.head[e] as usize, edges.tail[e] as usize);
+                let (yj, yk) = (&coords[2 * j..2 * j + 2], &coords[2 * k..2 * k + 2]);
+                let (dx, dy) = (yj[0].get() - yk[0].get(), yj[1].get() - yk[1].get());
                 let d2 = dx * dx + dy * dy;
                 if d2 > 0.0 {
-                    let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
-                    y[2 * j] += clip(coeff * dx) * alpha;
-                    y[2 * j + 1] += clip(coeff * dy) * alpha;
+                    // One powf: d^{2(b−1)} = d^{2b} / d².
+                    let p = d2.powf(b);
+                    let coeff = -two_ab * (p / d2) / (a * p + 1.0);
+                    let (gx, gy) = (clip(coeff * dx) * alpha, clip(coeff * dy) * alpha);
+                    yj[0].add(gx);
+                    yj[1].add(gy);
+                    yk[0].add(-gx);
+                    yk[1].add(-gy);
                 }
+                *ns += edges.epochs_per_sample[e];
+                let negatives = ((now - *nn) / epochs_per_negative[e]) as usize;
+                for _ in 0..negatives {
+                    let k = rng.below(n as u64) as usize;
+                    let yk = &coords[2 * k..2 * k + 2];
+                    let (dx, dy) = (yj[0].get() - yk[0].get(), yj[1].get() - yk[1].get());
+                    let d2 = dx * dx + dy * dy;
+                    if d2 > 0.0 {
+                        let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
+                        yj[0].add(clip(coeff * dx) * alpha);
+                        yj[1].add(clip(coeff * dy) * alpha);
+                    }
+                }
+                *nn += negatives as f64 * epochs_per_negative[e];
             }
-            next_negative[e] += negatives as f64 * epochs_per_negative[e];
+        };
+        if runs == 1 {
+            step(0, &mut next_sample, &mut next_negative);
+        } else {
+            next_sample
+                .par_chunks_mut(run_len)
+                .zip(next_negative.par_chunks_mut(run_len))
+                .enumerate()
+                .for_each(|(run, (ns, nn))| step(run, ns, nn));
         }
     }
-    y
+    coords.iter().map(Coord::get).collect()
 }
 
 #[cfg(test)]
