@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup build test demo study bench fixtures weights
+.PHONY: setup build test demo study bench bench-serve fixtures weights pgserver
 
 setup: .libtorch/build-version
 
@@ -21,8 +21,13 @@ $(WEIGHTS): scripts/fetch-weights.sh | setup
 build: setup
 	$(CARGO) build --bins
 
+# PostgreSQL 16 + pgvector from the PyPI wheel pgserver 0.1.4, for the tests and
+# bench-serve (tests/pg_gallery.rs and tests/serve.rs start throwaway clusters).
+pgserver:
+	bash scripts/setup-pgserver.sh
+
 # All tests; libtorch threads are limited per test (cargo runs tests in parallel).
-test: setup weights
+test: setup weights pgserver
 	$(CARGO) test --no-fail-fast
 
 # The main job on the built-in dataset: the "Animals & Nature" emoji of four vendors,
@@ -64,6 +69,14 @@ bench: build
 	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10
 	$(DMLVIZ) bench explain --arch mobilenet_v2 --arch resnet18 --size 224 --batch 1 --batch 16
 	$(DMLVIZ) bench project --points 2000 --points 10000 --dim 128
+
+# The prediction service under load on loopback (bounded in count and time), its fault
+# cases, and pgvector's HNSW beside our exact search (figures in README.md, "The
+# gallery in PostgreSQL"). Starts its own PostgreSQL clusters.
+bench-serve: build pgserver
+	@test -d runs/bench-serve || $(DMLVIZ) train --quiet --config experiments/bench/serve_cards.toml --out runs/bench-serve
+	$(DMLVIZ) bench serve --run runs/bench-serve --images fixtures/cards/0027.1_heart --out reports/bench-serve.json
+	$(DMLVIZ) bench pgvector --rows 200000 --dim 128 --queries 200 --ef-search 100 --out reports/bench-pgvector.json
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

@@ -37,6 +37,10 @@ enum BenchCommand {
         after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2"
     )]
     Knn(KnnArgs),
+    /// The prediction service under load on loopback, and its fault cases.
+    Serve(super::serve::ServeBenchArgs),
+    /// pgvector's HNSW (build, latency, recall@k) beside our exact search.
+    Pgvector(super::serve::PgvectorBenchArgs),
 }
 
 #[derive(Args)]
@@ -130,6 +134,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Loader(args) => bench_loader(args),
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Knn(args) => bench_knn(args),
+        BenchCommand::Serve(args) => super::serve::bench_serve(args),
+        BenchCommand::Pgvector(args) => super::serve::bench_pgvector(args),
     }
 }
 

@@ -8,6 +8,7 @@ mod explain;
 mod predict;
 mod project;
 mod report;
+mod serve;
 mod study;
 mod train;
 mod weights;
@@ -46,6 +47,8 @@ enum Command {
     Study(study::StudyArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
+    /// Serve predictions and enrolments over HTTP (JSON API on loopback by default).
+    Serve(serve::ServeArgs),
     /// Measure the speed of the pipeline's parts on this machine.
     Bench(bench::BenchArgs),
 }
@@ -70,6 +73,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Project(args) => project::run(args),
         Command::Report(args) => report::run(args),
         Command::Study(args) => study::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
