@@ -52,17 +52,34 @@ fn a_postgres_gallery_predicts_enrols_whole_classes_and_refuses_foreign_ones() {
 
     // The same neighbours as the run's own file: exactly, and through HNSW on 40 rows.
     let query = root.join("fixtures/cards/0027.1_heart");
-    let image = std::fs::read_dir(&query).unwrap().next().unwrap().unwrap().path();
+    let image = std::fs::read_dir(&query)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let predict = |extra: &[&str]| {
-        let mut args = vec!["predict", "--run", run_s, "--image", image.to_str().unwrap()];
+        let mut args = vec![
+            "predict",
+            "--run",
+            run_s,
+            "--image",
+            image.to_str().unwrap(),
+        ];
         args.extend_from_slice(&["--k", "5", "--json"]);
         args.extend_from_slice(extra);
         json(dmlviz(&args))
     };
     let from_file = predict(&[]);
-    for extra in [vec!["--index", url.as_str(), "--exact"], vec!["--index", url.as_str()]] {
+    for extra in [
+        vec!["--index", url.as_str(), "--exact"],
+        vec!["--index", url.as_str()],
+    ] {
         let from_pg = predict(&extra);
-        assert_eq!(from_pg[0]["majority"], from_file[0]["majority"], "{extra:?}");
+        assert_eq!(
+            from_pg[0]["majority"], from_file[0]["majority"],
+            "{extra:?}"
+        );
         for (a, b) in from_pg[0]["neighbours"]
             .as_array()
             .unwrap()
@@ -70,7 +87,10 @@ fn a_postgres_gallery_predicts_enrols_whole_classes_and_refuses_foreign_ones() {
             .zip(from_file[0]["neighbours"].as_array().unwrap())
         {
             assert_eq!(a["path"], b["path"], "{extra:?}");
-            let (da, db) = (a["distance"].as_f64().unwrap(), b["distance"].as_f64().unwrap());
+            let (da, db) = (
+                a["distance"].as_f64().unwrap(),
+                b["distance"].as_f64().unwrap(),
+            );
             assert!((da - db).abs() < 1e-4, "{extra:?}: {da} vs {db}");
         }
     }
@@ -83,27 +103,55 @@ fn a_postgres_gallery_predicts_enrols_whole_classes_and_refuses_foreign_ones() {
     std::fs::write(mixed.join("b.png"), b"not a png").unwrap();
     let add = |images: &Path, class: &str| {
         dmlviz(&[
-            "index", "add", "--run", run_s, "--index", &url, "--images",
-            images.to_str().unwrap(), "--class", class, "--json",
+            "index",
+            "add",
+            "--run",
+            run_s,
+            "--index",
+            &url,
+            "--images",
+            images.to_str().unwrap(),
+            "--class",
+            class,
+            "--json",
         ])
     };
     let refused = add(&mixed, "mixed");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("b.png"));
-    assert_eq!(rows(&url, "SELECT count(*) FROM dmlviz_gallery WHERE class = 'mixed'"), 0);
+    assert_eq!(
+        rows(
+            &url,
+            "SELECT count(*) FROM dmlviz_gallery WHERE class = 'mixed'"
+        ),
+        0
+    );
 
     let done = json(add(&dog, "dog"));
-    assert_eq!((done["added"].clone(), done["gallery_size"].clone()), (2.into(), 42.into()));
+    assert_eq!(
+        (done["added"].clone(), done["gallery_size"].clone()),
+        (2.into(), 42.into())
+    );
     let p = json(dmlviz(&[
-        "predict", "--run", run_s, "--image", dog.join("twitter.png").to_str().unwrap(),
-        "--index", &url, "--k", "1", "--json",
+        "predict",
+        "--run",
+        run_s,
+        "--image",
+        dog.join("twitter.png").to_str().unwrap(),
+        "--index",
+        &url,
+        "--k",
+        "1",
+        "--json",
     ]));
     assert_eq!(p[0]["nearest"], "dog");
     // The file gallery is untouched by the database's enrolment.
     assert_eq!(predict(&[])[0]["neighbours"], from_file[0]["neighbours"]);
 
     // A gallery made by another checkpoint is refused, naming it.
-    ok(dmlviz(&["index", "export", "--run", run_s, "--to", &url, "--table", "other"]));
+    ok(dmlviz(&[
+        "index", "export", "--run", run_s, "--to", &url, "--table", "other",
+    ]));
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     c.execute(
         "UPDATE dmlviz_galleries SET checkpoint = $1, source = 'runs/elsewhere phase-all' \
@@ -112,12 +160,22 @@ fn a_postgres_gallery_predicts_enrols_whole_classes_and_refuses_foreign_ones() {
     )
     .unwrap();
     let foreign = dmlviz(&[
-        "predict", "--run", run_s, "--image", image.to_str().unwrap(), "--index", &url,
-        "--table", "other",
+        "predict",
+        "--run",
+        run_s,
+        "--image",
+        image.to_str().unwrap(),
+        "--index",
+        &url,
+        "--table",
+        "other",
     ]);
     assert_eq!(foreign.status.code(), Some(1));
     let err = String::from_utf8_lossy(&foreign.stderr);
-    assert!(err.contains("another checkpoint") && err.contains("runs/elsewhere"), "{err}");
+    assert!(
+        err.contains("another checkpoint") && err.contains("runs/elsewhere"),
+        "{err}"
+    );
     assert!(err.contains("abababababab"), "{err}");
     drop(c);
 
@@ -131,7 +189,10 @@ fn a_postgres_gallery_predicts_enrols_whole_classes_and_refuses_foreign_ones() {
     assert_eq!(store.nearest(&q, 3).unwrap()[0].len(), 3);
     cluster.kill().unwrap();
     let down = store.nearest(&q, 3).unwrap_err();
-    assert!(down.downcast_ref::<StoreUnavailable>().is_some(), "{down:#}");
+    assert!(
+        down.downcast_ref::<StoreUnavailable>().is_some(),
+        "{down:#}"
+    );
     cluster.resume().unwrap();
     assert_eq!(store.nearest(&q, 3).unwrap()[0].len(), 3);
     assert_eq!(store.classes().unwrap().len(), 9);

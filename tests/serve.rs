@@ -56,7 +56,14 @@ impl Server {
     }
 
     fn predict_explained(&self, image: &[u8]) -> Response {
-        request(self.addr, "POST", "/predict?k=3&explain=gradcam", &[], image).unwrap()
+        request(
+            self.addr,
+            "POST",
+            "/predict?k=3&explain=gradcam",
+            &[],
+            image,
+        )
+        .unwrap()
     }
 
     fn enrol(&self, class: &str, files: &[(&str, &[u8])], token: Option<&str>) -> Response {
@@ -65,7 +72,14 @@ impl Server {
         if let Some(t) = token {
             headers.push(("Authorization", format!("Bearer {t}")));
         }
-        request(self.addr, "POST", &format!("/classes/{class}/images"), &headers, &body).unwrap()
+        request(
+            self.addr,
+            "POST",
+            &format!("/classes/{class}/images"),
+            &headers,
+            &body,
+        )
+        .unwrap()
     }
 }
 
@@ -99,7 +113,7 @@ fn two_servers_share_a_postgres_gallery_and_survive_its_restart() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--token-file"));
 
     let common = ["--run", run_s, "--index", &url, "--token-file", token_s];
-    let a = Server::start(&[&common[..], &["--max-body-mib", "1"]].concat());
+    let a = Server::start(&[&common[..], &["--max-body-mib", "1"][..]].concat());
     let b = Server::start(&common);
     let health = a.get("/health");
     assert_eq!(health.status, 200, "{}", body(&health));
@@ -118,16 +132,27 @@ fn two_servers_share_a_postgres_gallery_and_survive_its_restart() {
     assert_eq!(bad.status, 400, "{}", body(&bad));
     assert!(bad.json().unwrap()["error"].as_str().unwrap().len() > 5);
     assert_eq!(a.enrol("dog", &[("g.png", &google)], None).status, 401);
-    assert_eq!(a.enrol("dog", &[("g.png", &google)], Some("wrong")).status, 403);
+    assert_eq!(
+        a.enrol("dog", &[("g.png", &google)], Some("wrong")).status,
+        403
+    );
     assert_eq!(a.predict(&vec![0u8; 2 << 20]).status, 413);
     assert_eq!(a.get("/classes/no-such-class").status, 404);
-    let mixed = a.enrol("half", &[("g.png", &google), ("x.png", b"junk")], Some(TOKEN));
+    let mixed = a.enrol(
+        "half",
+        &[("g.png", &google), ("x.png", b"junk")],
+        Some(TOKEN),
+    );
     assert_eq!(mixed.status, 400, "{}", body(&mixed));
     assert!(body(&mixed).contains("x.png"));
     assert_eq!(b.get("/classes/half").status, 404);
 
     // Enrolled through one server, recognised by the other.
-    let done = a.enrol("dog", &[("g.png", &google), ("t.png", &twitter)], Some(TOKEN));
+    let done = a.enrol(
+        "dog",
+        &[("g.png", &google), ("t.png", &twitter)],
+        Some(TOKEN),
+    );
     assert_eq!(done.status, 201, "{}", body(&done));
     assert_eq!(done.json().unwrap()["gallery_size"], 42);
     let seen = b.predict(&twitter).json().unwrap();
@@ -148,12 +173,23 @@ fn two_servers_share_a_postgres_gallery_and_survive_its_restart() {
     // Grad-CAM rides along as a PNG in the JSON.
     let cam = a.predict_explained(&twitter);
     assert_eq!(cam.status, 200, "{}", body(&cam));
-    let png = cam.json().unwrap()["gradcam_png_base64"].as_str().unwrap().to_string();
-    assert!(png.starts_with("iVBORw0KGgo"), "a base64 PNG: {}", &png[..20.min(png.len())]);
+    let png = cam.json().unwrap()["gradcam_png_base64"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        png.starts_with("iVBORw0KGgo"),
+        "a base64 PNG: {}",
+        &png[..20.min(png.len())]
+    );
 
     // Ctrl-C: the server stops by itself, successfully.
     let mut a = a;
     let pid = a.child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     assert!(a.child.wait().unwrap().success());
 }

@@ -91,7 +91,10 @@ pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<Pg
         distance: Distance::Cosine,
         source: "dmlviz bench pgvector".into(),
     };
-    eprintln!("pgvector: writing {} × {} and building HNSW", opts.rows, opts.dim);
+    eprintln!(
+        "pgvector: writing {} × {} and building HNSW",
+        opts.rows, opts.dim
+    );
     let start = Instant::now();
     export(&gallery, &target, &identity, true)?;
     let build_s = start.elapsed().as_secs_f64();
@@ -331,7 +334,10 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
             .arg(&opts.images[i % opts.images.len()])
             .output()?;
         if !out.status.success() {
-            bail!("dmlviz predict failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "dmlviz predict failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let cli_ms = t.elapsed().as_secs_f64() * 1e3 / opts.cli_runs.max(1) as f64;
@@ -399,7 +405,8 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
     }
 
     // Past capacity: a queue of 2 under 32 clients.
-    let small = ServerProcess::start(&[&base[..], &["--queue".into(), "2".into()]].concat())?;
+    let small =
+        ServerProcess::start(&[&base[..], &["--queue".to_string(), "2".to_string()][..]].concat())?;
     eprintln!("serve: past capacity");
     let past_capacity = load(32, opts.per_client, opts.budget, |c, i| {
         predict(small.addr, c + i)
@@ -426,11 +433,11 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
 
     // The server killed during an enrolment of 24 images.
     let victim = ServerProcess::start(&base)?;
-    let many: Vec<(String, &[u8])> = (0..24).map(|i| (format!("{i}.png"), good)).collect();
-    let files: Vec<(&str, &[u8])> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let names: Vec<String> = (0..24).map(|i| format!("{i}.png")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), good)).collect();
+    let (kind, body) = multipart(&files);
     let addr = victim.addr;
     let sender = std::thread::spawn(move || {
-        let (kind, body) = multipart(&files.iter().map(|(n, b)| (*n, *b)).collect::<Vec<_>>());
         let _ = request(
             addr,
             "POST",
@@ -450,7 +457,11 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
     // Two servers: enrolled through a, predicted by b.
     let b = ServerProcess::start(&base)?;
     let probe = &images[images.len() - 1];
-    let enrolled = enrol_request(a.addr, "second_server_probe", &[("p.png", probe)])?;
+    let enrolled = enrol_request(
+        a.addr,
+        "second_server_probe",
+        &[("p.png", probe.as_slice())],
+    )?;
     let seen = request(b.addr, "POST", "/predict?k=1", &[], probe)?;
     let second_server_sees_it = enrolled.status == 201
         && seen.status == 200

@@ -12,9 +12,11 @@ use std::time::Duration;
 /// Serve predictions and enrolments over HTTP (JSON), from the run's gallery file or a
 /// PostgreSQL gallery shared by several servers.
 #[derive(Args)]
-#[command(after_help = "Example:\n  DMLVIZ_SERVE_TOKEN=$(cat token) dmlviz serve --run runs/demo \\\n    --index postgresql://me@localhost/dml --token-env\n\n\
+#[command(
+    after_help = "Example:\n  DMLVIZ_SERVE_TOKEN=$(cat token) dmlviz serve --run runs/demo \\\n    --index postgresql://me@localhost/dml --token-env\n\n\
 Endpoints: POST /predict[?k=10&explain=gradcam] (image bytes), POST /classes/NAME/images \
-(multipart, Authorization: Bearer TOKEN), GET /classes, GET /classes/NAME, GET /health.")]
+(multipart, Authorization: Bearer TOKEN), GET /classes, GET /classes/NAME, GET /health."
+)]
 pub struct ServeArgs {
     #[arg(long)]
     run: PathBuf,

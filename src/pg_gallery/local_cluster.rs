@@ -77,7 +77,10 @@ impl LocalCluster {
                 .status()
                 .context("chown of the cluster directory")?;
             if !status.success() {
-                bail!("chown {SERVER_USER} {} failed", cluster.dir.path().display());
+                bail!(
+                    "chown {SERVER_USER} {} failed",
+                    cluster.dir.path().display()
+                );
             }
         }
         let data = cluster.data_dir().display().to_string();
@@ -140,7 +143,9 @@ impl LocalCluster {
         );
         self.server_command(
             "pg_ctl",
-            &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start"],
+            &[
+                "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+            ],
         )
     }
 

@@ -12,13 +12,13 @@
 pub mod local_cluster;
 pub mod schema;
 
+use crate::config::Phase;
 use crate::eval::enrol::Enrolment;
 use crate::eval::gallery::Gallery;
-use crate::config::Phase;
 use crate::eval::gallery_store::{ClassCount, GalleryStore, RunGallery, StoreUnavailable};
 use crate::eval::phase_model::PhaseModel;
-use crate::run::RunDir;
 use crate::eval::predict::Neighbour;
+use crate::run::RunDir;
 use crate::search::Distance;
 use anyhow::{bail, Context, Result};
 use pgvector::Vector;
@@ -169,21 +169,32 @@ impl PgGallery {
     }
 
     /// Runs `f` on the connection; a connection-level failure drops it, so the next call
-    /// opens a new one.
+    /// opens a new one. A read (`retry`) is tried once more on a new connection at once:
+    /// after a database restart the old connection fails only when next used.
     fn with_client<T>(
         &mut self,
         what: &str,
-        f: impl FnOnce(&mut Client, &Table) -> std::result::Result<T, postgres::Error>,
+        retry: bool,
+        mut f: impl FnMut(&mut Client, &Table) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let table = self.target.table.clone();
-        let result = f(self.client()?, &table);
-        result.map_err(|e| {
-            let err = classify(e, what, &self.target);
-            if err.is::<StoreUnavailable>() {
-                self.client = None;
+        let tries = if retry { 2 } else { 1 };
+        let mut last = None;
+        for _ in 0..tries {
+            let result = f(self.client()?, &table);
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = classify(e, what, &self.target);
+                    if !err.is::<StoreUnavailable>() {
+                        return Err(err);
+                    }
+                    self.client = None;
+                    last = Some(err);
+                }
             }
-            err
-        })
+        }
+        Err(last.expect("at least one try"))
     }
 }
 
@@ -217,7 +228,7 @@ impl GalleryStore for PgGallery {
             op = self.identity.distance_operator(),
             t = self.target.table,
         );
-        self.with_client("searching the gallery", |client, _| {
+        self.with_client("searching the gallery", true, |client, _| {
             let statement = client.prepare(&sql)?;
             queries
                 .iter()
@@ -252,7 +263,7 @@ impl GalleryStore for PgGallery {
             .collect::<Result<Vec<_>>>()?;
         let checkpoint = self.identity.checkpoint.clone();
         // One transaction: a failure anywhere (or a lost connection) stores no row.
-        let (size, classes) = self.with_client("enrolling", |client, t| {
+        let (size, classes) = self.with_client("enrolling", false, |client, t| {
             let mut tx = client.transaction()?;
             let insert = tx.prepare(&format!(
                 "INSERT INTO {t} (class, path, origin, checkpoint, embedding) \
@@ -277,7 +288,7 @@ impl GalleryStore for PgGallery {
     }
 
     fn classes(&mut self) -> Result<Vec<ClassCount>> {
-        self.with_client("listing classes", |client, t| {
+        self.with_client("listing classes", true, |client, t| {
             let rows = client.query(
                 &format!("SELECT class, count(*) FROM {t} GROUP BY class ORDER BY class"),
                 &[],

@@ -103,7 +103,9 @@ pub fn check_identity(
     let row = if exists {
         client
             .query_opt(
-                &format!("SELECT checkpoint, dim, distance, source FROM {CATALOGUE} WHERE name = $1"),
+                &format!(
+                    "SELECT checkpoint, dim, distance, source FROM {CATALOGUE} WHERE name = $1"
+                ),
                 &[&t.0],
             )
             .map_err(|e| classify(e, "reading the gallery catalogue", target))?
@@ -152,7 +154,7 @@ pub fn create_table(
     replace: bool,
 ) -> Result<()> {
     let t = &target.table;
-    let fail = |e| classify(e, "creating the gallery table", target);
+    let fail = |e: postgres::Error| classify(e, "creating the gallery table", target);
     let present = tx
         .query_one(
             &format!("SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT 1 FROM {CATALOGUE} WHERE name = $1)"),

@@ -146,10 +146,14 @@ mod tests {
     fn chunked_and_plain_answers_parse() {
         let plain = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
         assert_eq!((plain.status, plain.body.as_slice()), (200, &b"{}"[..]));
-        let chunked =
-            parse(b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n")
-                .unwrap();
-        assert_eq!((chunked.status, chunked.body.as_slice()), (503, &b"abcd"[..]));
+        let chunked = parse(
+            b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (chunked.status, chunked.body.as_slice()),
+            (503, &b"abcd"[..])
+        );
         assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }

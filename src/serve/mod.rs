@@ -58,7 +58,10 @@ fn read_token(source: &TokenSource) -> Result<Option<String>> {
             .unwrap_or("")
             .trim()
             .to_string(),
-        TokenSource::Env => std::env::var(TOKEN_ENV).unwrap_or_default().trim().to_string(),
+        TokenSource::Env => std::env::var(TOKEN_ENV)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     if token.len() < 16 {
         bail!(

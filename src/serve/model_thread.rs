@@ -13,7 +13,7 @@ use crate::eval::predict::{
 };
 use crate::explain::explainer::{ExplainOptions, Explainer};
 use crate::explain::registry;
-use crate::explain::render::{display_image, overlay};
+use crate::explain::render::overlay;
 use crate::pg_gallery::StoreChoice;
 use crate::run::RunDir;
 use anyhow::{Context, Result};
@@ -325,9 +325,10 @@ impl Worker {
         p: &Pending,
     ) -> std::result::Result<Predicted, Failure> {
         neighbours.truncate(p.k);
-        let mut prediction = predictions_from_neighbours(&[PathBuf::from("upload")], vec![neighbours])
-            .map_err(|e| Failure::BadRequest(format!("{e:#}")))?
-            .remove(0);
+        let mut prediction =
+            predictions_from_neighbours(&[PathBuf::from("upload")], vec![neighbours])
+                .map_err(|e| Failure::BadRequest(format!("{e:#}")))?
+                .remove(0);
         prediction.image = PathBuf::from("upload");
         let gradcam_png = match p.gradcam {
             true => Some(self.gradcam_png(path, p.k).map_err(Failure::of)?),
@@ -341,7 +342,7 @@ impl Worker {
 
     /// Grad-CAM of the image against its nearest neighbour in the run's gallery file, as
     /// an overlay PNG.
-    fn gradcam_png(&mut self, path: &std::path::Path, k: usize) -> Result<Vec<u8>> {
+    fn gradcam_png(&self, path: &std::path::Path, k: usize) -> Result<Vec<u8>> {
         let method = registry::find("gradcam").context("Grad-CAM is not registered")?;
         let opts = ExplainOptions {
             methods: vec![method],
@@ -355,7 +356,7 @@ impl Worker {
             .pop()
             .context("no explanation")?;
         let map = e.maps.get("gradcam").context("no Grad-CAM map")?;
-        let image = overlay(map, &display_image(&e.input))?;
+        let image = overlay(map, &e.input)?;
         let mut png = Vec::new();
         image::DynamicImage::ImageRgb8(image)
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
