@@ -312,7 +312,8 @@ fn rows_of(url: &str, class: &str) -> Result<i64> {
     .get(0))
 }
 
-/// The service benchmark: every figure of README, "The prediction service under load".
+/// The service benchmark: the load and fault figures of README.md, "Measured: pgvector
+/// beside our exact search, and the service under load".
 // One straight script of phases, each a few lines; splitting it would only pass the
 // servers and the cluster around.
 pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeReport> {
