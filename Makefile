@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss bench-projection fixtures weights
+.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss bench-projection bench-serve fixtures weights pgserver
 
 setup: .libtorch/build-version
 
@@ -33,8 +33,13 @@ $(WEIGHTS): scripts/fetch-weights.sh | setup
 build: setup
 	$(CARGO) build --bins
 
+# PostgreSQL 16 + pgvector from the PyPI wheel pgserver 0.1.4, for the tests and
+# bench-serve (tests/pg_gallery.rs and tests/serve.rs start throwaway clusters).
+pgserver:
+	bash scripts/setup-pgserver.sh
+
 # All tests; libtorch threads are limited per test (cargo runs tests in parallel).
-test: setup weights
+test: setup weights pgserver
 	$(CARGO) test --no-fail-fast
 
 # The main job on the built-in dataset: the "Animals & Nature" emoji of four vendors,
@@ -106,6 +111,14 @@ bench-projection: build weights
 	nice $(DMLVIZ) bench project --data $(FMNIST_EMB) $(PROJECTION_POINTS) --method umap --method tsne --json
 	nice $(DMLVIZ) bench project --data $(FMNIST_EMB) --points 10000 --method umap-rs --method tsne-linfa --json
 	nice $(PYTHON) scripts/bench-projection.py $(FMNIST_EMB) $(PROJECTION_POINTS)
+
+# The prediction service under load on loopback (bounded in count and time), its fault
+# cases, and pgvector's HNSW beside our exact search (figures in README.md, "The
+# gallery in PostgreSQL"). Starts its own PostgreSQL clusters.
+bench-serve: build pgserver
+	@test -d runs/bench-serve || $(DMLVIZ) train --quiet --config experiments/bench/serve_cards.toml --out runs/bench-serve
+	$(DMLVIZ) bench serve --run runs/bench-serve --images fixtures/cards/0027.1_heart --out reports/bench-serve.json
+	$(DMLVIZ) bench pgvector --rows 200000 --dim 128 --queries 200 --ef-search 100 --out reports/bench-pgvector.json
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

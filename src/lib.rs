@@ -2,7 +2,8 @@
 //! train, evaluate by nearest-neighbour search, explain, project and report.
 //!
 //! The modules form layers, each using only the layers below it (base → data →
-//! search → model/loss → run → train → eval → explain/project → report →
+//! search → model/loss → run → train → eval → explain/project/pg_gallery →
+//! report/serve →
 //! study/bench → cli); docs/DESIGN.md, "Layers", has the table that
 //! `tests/architecture.rs` enforces.
 
@@ -20,10 +21,12 @@ pub mod import;
 pub mod loss;
 pub mod model;
 pub mod progress;
+pub mod pg_gallery;
 pub mod project;
 pub mod report;
 pub mod run;
 pub mod search;
+pub mod serve;
 pub mod study;
 pub mod tensor_io;
 pub mod train;

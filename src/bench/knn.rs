@@ -91,7 +91,7 @@ pub struct KnnBenchRow {
 const TIE: f64 = 1e-5;
 
 /// `n` L2-normalised points around `centres`.
-fn clustered(centres: &Tensor, n: i64) -> Tensor {
+pub fn clustered(centres: &Tensor, n: i64) -> Tensor {
     let labels = Tensor::randint(centres.size()[0], [n], (Kind::Int64, Device::Cpu));
     let x = centres.index_select(0, &labels)
         + 0.5 * Tensor::randn([n, centres.size()[1]], (Kind::Float, Device::Cpu));

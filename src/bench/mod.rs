@@ -6,4 +6,5 @@ pub mod explain;
 pub mod knn;
 pub mod loader;
 pub mod project;
+pub mod serve;
 pub mod train;

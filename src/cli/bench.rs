@@ -37,6 +37,10 @@ enum BenchCommand {
         after_help = "Example:\n  dmlviz bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2"
     )]
     Knn(KnnArgs),
+    /// The prediction service under load on loopback, and its fault cases.
+    Serve(super::serve::ServeBenchArgs),
+    /// pgvector's HNSW (build, latency, recall@k) beside our exact search.
+    Pgvector(super::serve::PgvectorBenchArgs),
     /// Embeds a whole dataset once (ImageNet MobileNetV2, untrained head) into a
     /// safetensors file for `bench project --data`.
     #[command(
@@ -157,6 +161,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Knn(args) => bench_knn(args),
         BenchCommand::Embed(args) => bench_embed(args),
+        BenchCommand::Serve(args) => super::serve::bench_serve(args),
+        BenchCommand::Pgvector(args) => super::serve::bench_pgvector(args),
     }
 }
 

@@ -9,6 +9,7 @@ mod import;
 mod predict;
 mod project;
 mod report;
+mod serve;
 mod study;
 mod train;
 mod weights;
@@ -49,6 +50,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Import pretrained weights (PyTorch .pth) for a backbone.
     Weights(weights::WeightsArgs),
+    /// Serve predictions and enrolments over HTTP (JSON API on loopback by default).
+    Serve(serve::ServeArgs),
     /// Measure the speed of the pipeline's parts on this machine.
     Bench(bench::BenchArgs),
 }
@@ -74,6 +77,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Project(args) => project::run(args),
         Command::Report(args) => report::run(args),
         Command::Study(args) => study::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

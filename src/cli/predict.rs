@@ -1,14 +1,49 @@
-//! `dmlviz predict` and `dmlviz index add`.
+//! `dmlviz predict`, `dmlviz index add` and `dmlviz index export`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use dmlviz::config::Phase;
 use dmlviz::data::decode::has_image_extension;
-use dmlviz::eval::enrol::enrol;
+use dmlviz::eval::enrol::{enrol, enrol_into};
 use dmlviz::eval::phase_model::PhaseModel;
-use dmlviz::eval::predict::{embed_readable_files, predict_embeddings};
+use dmlviz::eval::predict::{embed_readable_files, predict_with_store};
+use dmlviz::pg_gallery::{export_phase, Search, StoreChoice, DEFAULT_EF_SEARCH, DEFAULT_TABLE};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
+
+/// Which gallery a command uses: the run's file (default) or a PostgreSQL table.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// A PostgreSQL database with pgvector (`postgresql://user@host:port/db`) holding a
+    /// gallery written by `dmlviz index export`; default: the run's own gallery file.
+    #[arg(long)]
+    index: Option<String>,
+    /// The gallery's table in that database.
+    #[arg(long, default_value = DEFAULT_TABLE)]
+    table: String,
+    /// HNSW search breadth (`hnsw.ef_search`) for a PostgreSQL gallery.
+    #[arg(long, default_value_t = DEFAULT_EF_SEARCH)]
+    ef_search: u32,
+    /// Exact search in PostgreSQL (a scan, no index): the reference the HNSW index is
+    /// measured against. The run's gallery file is always searched exactly.
+    #[arg(long)]
+    exact: bool,
+}
+
+impl StoreArgs {
+    pub fn choice(&self) -> StoreChoice {
+        StoreChoice {
+            index: self.index.clone(),
+            table: self.table.clone(),
+            search: match self.exact {
+                true => Search::Exact,
+                false => Search::Hnsw {
+                    ef_search: self.ef_search,
+                },
+            },
+        }
+    }
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PhaseArg {
@@ -45,6 +80,8 @@ pub struct PredictArgs {
     json: bool,
     #[command(flatten)]
     device: super::DeviceArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args)]
@@ -76,6 +113,29 @@ enum IndexCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write a phase's gallery into PostgreSQL with pgvector (a `vector(D)` table with an
+    /// HNSW index by the run's distance), for `predict`/`index add`/`serve --index`.
+    #[command(
+        after_help = "Example:\n  dmlviz index export --run runs/demo --to postgresql://me@localhost/dml"
+    )]
+    Export {
+        #[arg(long)]
+        run: PathBuf,
+        /// The database: `postgresql://user[:password]@host[:port]/dbname`.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = DEFAULT_TABLE)]
+        table: String,
+        #[arg(long, value_enum, default_value = "all")]
+        phase: PhaseArg,
+        /// Replace the table when it exists already.
+        #[arg(long)]
+        replace: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -145,21 +205,21 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             images.len()
         );
     }
-    let gallery = pm.gallery(&run)?;
-    let size = gallery.manifest.entries.len();
-    if args.k > size {
-        eprintln!(
-            "note: --k {} is more than the gallery's {size} images; using {size}",
-            args.k
-        );
-    }
-    let predictions = predict_embeddings(
-        &gallery,
+    let mut store = args.store.choice().open(&pm, &run)?;
+    let predictions = predict_with_store(
+        store.as_mut(),
         &embedded.embeddings,
         &embedded.paths,
         args.k,
-        pm.exp.cfg.model.distance,
     )?;
+    if let Some(size) = predictions.first().map(|p| p.neighbours.len()) {
+        if args.k > size {
+            eprintln!(
+                "note: --k {} is more than the gallery's {size} images; using {size}",
+                args.k
+            );
+        }
+    }
     if args.json {
         return super::print_json(&predictions);
     }
@@ -195,6 +255,7 @@ pub fn index(args: IndexArgs) -> Result<()> {
             json,
             device,
             quiet,
+            store,
         } => {
             let device = device.resolve()?;
             dmlviz::progress::set_quiet(quiet);
@@ -202,13 +263,39 @@ pub fn index(args: IndexArgs) -> Result<()> {
                 bail!("--class must not be empty");
             }
             let paths = collect_images(std::slice::from_ref(&images))?;
-            let done = enrol(&RunDir::new(run), phase.into(), &class, &paths, device)?;
+            let run = RunDir::new(run);
+            let done = match store.index {
+                None => enrol(&run, phase.into(), &class, &paths, device)?,
+                Some(_) => {
+                    let pm = PhaseModel::load_on(&run, phase.into(), device)?;
+                    let mut gallery = store.choice().open(&pm, &run)?;
+                    enrol_into(gallery.as_mut(), &pm, &class, &paths)?
+                }
+            };
             if json {
                 return super::print_json(&done);
             }
             println!(
                 "enrolled {} images of {class:?}; the gallery now holds {} images of {} classes",
                 done.added, done.gallery_size, done.classes
+            );
+            Ok(())
+        }
+        IndexCommand::Export {
+            run,
+            to,
+            table,
+            phase,
+            replace,
+            json,
+        } => {
+            let done = export_phase(&RunDir::new(run), phase.into(), &to, &table, replace)?;
+            if json {
+                return super::print_json(&done);
+            }
+            println!(
+                "exported {} images of {} classes ({}-d, {:?}) into table {}; checkpoint {}",
+                done.rows, done.classes, done.dim, done.distance, done.table, done.checkpoint
             );
             Ok(())
         }

@@ -2,13 +2,14 @@
 //! nothing, under the run's writer lock.
 //!
 //! The slow part (loading the model, decoding and embedding the images) runs before the
-//! lock is taken; under it, the gallery is read fresh, extended and replaced in one
-//! rename. Two `index add` at once therefore serialise instead of one overwriting the
+//! lock is taken; under it ([`RunGallery`]'s `enrol`), the gallery is read fresh, extended
+//! and replaced in one rename. A PostgreSQL gallery takes the same rows in one
+//! transaction instead (`crate::pg_gallery`). Two `index add` at once therefore serialise instead of one overwriting the
 //! other's enrolment: the second waits for the first, briefly, or is refused naming it.
 
-use super::gallery::Gallery;
+use super::gallery_store::{GalleryStore, RunGallery};
 use super::phase_model::PhaseModel;
-use super::predict::embed_readable_files;
+use super::predict::{embed_readable_files, EmbeddedFiles};
 use crate::config::Phase;
 use crate::run::lock::RunLock;
 use crate::run::RunDir;
@@ -54,7 +55,7 @@ pub fn acquire_patiently(run: &RunDir, command: &str, patience: Duration) -> Res
     }
 }
 
-/// Enrols `images` as class `class` (created when new) into the gallery of `phase`.
+/// Enrols `images` as class `class` (created when new) into the gallery file of `phase`.
 /// Every image must decode: otherwise nothing is added and the error names every file
 /// that does not.
 /// Embeds on `device` (`--device`).
@@ -65,19 +66,36 @@ pub fn enrol(
     images: &[PathBuf],
     device: tch::Device,
 ) -> Result<Enrolment> {
-    if class.trim().is_empty() {
-        bail!("the class name must not be empty");
-    }
-    if images.is_empty() {
-        bail!("no image to enrol");
-    }
+    check_request(class, images)?;
     let pm = PhaseModel::load_on(run, phase, device)?;
+    let mut store = RunGallery::open(&pm, run)?;
+    enrol_into(&mut store, &pm, class, images)
+}
+
+/// [`enrol`] into any store (the run's file or a PostgreSQL table), with the phase's
+/// model already loaded.
+pub fn enrol_into(
+    store: &mut dyn GalleryStore,
+    pm: &PhaseModel,
+    class: &str,
+    images: &[PathBuf],
+) -> Result<Enrolment> {
+    check_request(class, images)?;
     let embedded = embed_readable_files(
         &pm.model.net,
         images,
         pm.exp.test_transform(),
         pm.exp.device,
     )?;
+    enrol_embedded(store, class, embedded)
+}
+
+/// Stores embedded images of one class, or nothing when any of them did not decode.
+pub fn enrol_embedded(
+    store: &mut dyn GalleryStore,
+    class: &str,
+    embedded: EmbeddedFiles,
+) -> Result<Enrolment> {
     if !embedded.unreadable.is_empty() {
         let list: Vec<String> = embedded
             .unreadable
@@ -88,19 +106,21 @@ pub fn enrol(
             "{} of {} images cannot be read, so none was enrolled (a gallery row from an \
              unreadable file would be noise):\n{}",
             embedded.unreadable.len(),
-            images.len(),
+            embedded.unreadable.len() + embedded.paths.len(),
             list.join("\n")
         );
     }
-    let lock = acquire_patiently(run, "index add", LOCK_PATIENCE)?;
-    // Read under the lock: what another enrolment stored a moment ago is kept.
-    let mut gallery: Gallery = pm.gallery(run)?;
-    let added = gallery.add(class, embedded.paths, &embedded.embeddings)?;
-    gallery.replace(&pm.dir(run), &lock)?;
-    Ok(Enrolment {
-        class: class.to_string(),
-        added,
-        gallery_size: gallery.manifest.entries.len(),
-        classes: gallery.manifest.classes.len(),
-    })
+    check_request(class, &embedded.paths)?;
+    store.enrol(class, embedded.paths, &embedded.embeddings)
+}
+
+/// A class name and at least one image.
+pub fn check_request(class: &str, images: &[PathBuf]) -> Result<()> {
+    if class.trim().is_empty() {
+        bail!("the class name must not be empty");
+    }
+    if images.is_empty() {
+        bail!("no image to enrol");
+    }
+    Ok(())
 }

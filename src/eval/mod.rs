@@ -5,6 +5,7 @@ pub mod clustering;
 pub mod cost;
 pub mod enrol;
 pub mod gallery;
+pub mod gallery_store;
 pub mod metrics;
 pub mod phase_model;
 pub mod predict;

@@ -2,6 +2,7 @@
 //! and majority vote over k (ties: the nearest of the tied classes wins).
 
 use super::gallery::Gallery;
+use super::gallery_store::{gallery_neighbours, GalleryStore};
 use super::metrics::majority_vote;
 use crate::data::decode::decode_rgb;
 use crate::data::path_text;
@@ -12,9 +13,8 @@ use crate::device::onto;
 use crate::model::fold::with_folded_batch_norms;
 use crate::model::EmbeddingNet;
 use crate::progress::Progress;
-use crate::search::knn::k_nearest;
 use crate::search::Distance;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -131,50 +131,59 @@ pub fn predict_embeddings(
     k: usize,
     distance: Distance,
 ) -> Result<Vec<Prediction>> {
-    let m = &gallery.manifest;
+    check_k(k)?;
+    predictions_from_neighbours(images, gallery_neighbours(gallery, queries, k, distance)?)
+}
+
+/// [`predict_embeddings`] against any store: the run's file or a PostgreSQL table.
+pub fn predict_with_store(
+    store: &mut dyn GalleryStore,
+    queries: &Tensor,
+    images: &[PathBuf],
+    k: usize,
+) -> Result<Vec<Prediction>> {
+    check_k(k)?;
+    predictions_from_neighbours(images, store.nearest(queries, k)?)
+}
+
+fn check_k(k: usize) -> Result<()> {
     if k == 0 {
         bail!("k (the number of neighbours) must be at least 1");
     }
-    if m.entries.is_empty() {
-        bail!("the gallery is empty: enrol images with `dmlviz index add` first");
-    }
-    let k = k.min(m.entries.len());
-    let (idx, dist) = k_nearest(queries, &gallery.embeddings, k as i64, distance);
-    let idx: Vec<Vec<i64>> = Vec::try_from(&idx).context("reading neighbour indices")?;
-    let dist: Vec<Vec<f32>> =
-        Vec::try_from(&dist.to_kind(Kind::Float)).context("reading neighbour distances")?;
-    let entry = |j: i64| {
-        m.entries
-            .get(j as usize)
-            .with_context(|| format!("neighbour index {j} outside the gallery"))
-    };
+    Ok(())
+}
+
+/// The nearest class and the majority vote (ties: the nearest of the tied classes) of
+/// each image from its neighbours, nearest first.
+pub fn predictions_from_neighbours(
+    images: &[PathBuf],
+    neighbours: Vec<Vec<Neighbour>>,
+) -> Result<Vec<Prediction>> {
     images
         .iter()
-        .zip(idx.iter().zip(&dist))
-        .map(|(image, (row, drow))| {
-            let labels = row
+        .zip(neighbours)
+        .map(|(image, neighbours)| {
+            if neighbours.is_empty() {
+                bail!("the gallery is empty: enrol images with `dmlviz index add` first");
+            }
+            // Labels local to this query, numbered by first appearance.
+            let mut names: Vec<&str> = Vec::new();
+            let labels: Vec<usize> = neighbours
                 .iter()
-                .map(|&j| entry(j).map(|e| e.label))
-                .collect::<Result<Vec<usize>>>()?;
-            let nearest = *labels.first().context("no neighbour found")?;
-            let majority = majority_vote(&labels, labels.len()).unwrap_or(nearest);
-            let votes = labels.iter().filter(|&&l| l == majority).count();
-            let neighbours = row
-                .iter()
-                .zip(drow)
-                .map(|(&j, &d)| {
-                    let e = entry(j)?;
-                    Ok(Neighbour {
-                        class: m.classes[e.label].clone(),
-                        distance: d as f64,
-                        path: e.path.clone(),
-                    })
+                .map(|n| match names.iter().position(|c| *c == n.class) {
+                    Some(i) => i,
+                    None => {
+                        names.push(&n.class);
+                        names.len() - 1
+                    }
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect();
+            let majority = majority_vote(&labels, labels.len()).unwrap_or(0);
+            let votes = labels.iter().filter(|&&l| l == majority).count();
             Ok(Prediction {
                 image: image.clone(),
-                nearest: m.classes[nearest].clone(),
-                majority: m.classes[majority].clone(),
+                nearest: names[0].to_string(),
+                majority: names[majority].to_string(),
                 votes,
                 neighbours,
             })

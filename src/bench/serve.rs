@@ -1,0 +1,483 @@
+//! `dmlviz bench serve` and `dmlviz bench pgvector` (`make bench-serve`): the service
+//! under load on loopback, its fault cases, and pgvector's HNSW index beside our exact
+//! search. Every loop is bounded in count and in time; every server and database is
+//! started here, on 127.0.0.1, and stopped at the end.
+
+use super::knn::clustered;
+use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
+use crate::eval::gallery_store::GalleryStore;
+use crate::pg_gallery::local_cluster::LocalCluster;
+use crate::pg_gallery::schema::GalleryIdentity;
+use crate::pg_gallery::{export, PgGallery, PgTarget, Search};
+use crate::search::knn::k_nearest;
+use crate::search::Distance;
+use crate::serve::client::{multipart, request, Response};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+
+/// Percentile `p` (0–100) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// What `bench pgvector` measures.
+#[derive(Debug, Clone)]
+pub struct PgvectorBenchOptions {
+    pub rows: i64,
+    pub dim: i64,
+    pub queries: i64,
+    pub k: usize,
+    pub ef_search: u32,
+    pub seed: i64,
+}
+
+/// pgvector's build and search beside our exact search, on the same vectors.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgvectorReport {
+    pub rows: i64,
+    pub dim: i64,
+    pub queries: i64,
+    pub k: usize,
+    pub ef_search: u32,
+    /// COPY of the rows plus the HNSW build, in one transaction (the export path).
+    pub build_s: f64,
+    pub hnsw_p50_ms: f64,
+    pub hnsw_p99_ms: f64,
+    /// Mean share of the exact 10 nearest that HNSW returned.
+    pub recall_at_k: f64,
+    /// Our exact search (libtorch, in process), one query at a time.
+    pub exact_p50_ms: f64,
+    pub exact_p99_ms: f64,
+    /// libtorch threads of the exact search.
+    pub threads: i32,
+}
+
+/// Synthetic clustered, normalised vectors as a gallery, written with `export` into a
+/// fresh cluster; then timed HNSW queries against our exact answer.
+pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<PgvectorReport> {
+    tch::manual_seed(opts.seed);
+    let centres = Tensor::randn([100, opts.dim], (Kind::Float, Device::Cpu));
+    let references = clustered(&centres, opts.rows);
+    let queries = clustered(&centres, opts.queries);
+    let gallery = Gallery {
+        embeddings: references.shallow_clone(),
+        manifest: GalleryManifest {
+            classes: vec!["synthetic".into()],
+            entries: (0..opts.rows)
+                .map(|i| GalleryEntry {
+                    path: PathBuf::from(i.to_string()),
+                    label: 0,
+                    origin: Origin::Train,
+                })
+                .collect(),
+        },
+    };
+    let cluster = LocalCluster::start(crate_root)?;
+    let target = PgTarget::parse(&cluster.url(), "bench_vectors")?;
+    let identity = GalleryIdentity {
+        checkpoint: "synthetic".into(),
+        dim: opts.dim as usize,
+        distance: Distance::Cosine,
+        source: "dmlviz bench pgvector".into(),
+    };
+    eprintln!(
+        "pgvector: writing {} × {} and building HNSW",
+        opts.rows, opts.dim
+    );
+    let start = Instant::now();
+    export(&gallery, &target, &identity, true)?;
+    let build_s = start.elapsed().as_secs_f64();
+    drop(gallery);
+    let mut store = PgGallery::open(
+        target,
+        identity,
+        Search::Hnsw {
+            ef_search: opts.ef_search,
+        },
+    )?;
+    let (mut hnsw_ms, mut exact_ms, mut recall) = (Vec::new(), Vec::new(), 0.0);
+    for q in 0..opts.queries {
+        let query = queries.narrow(0, q, 1);
+        let t = Instant::now();
+        let found = store.nearest(&query, opts.k)?.pop().unwrap_or_default();
+        hnsw_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let (idx, _) = k_nearest(&query, &references, opts.k as i64, Distance::Cosine);
+        exact_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let exact: HashSet<i64> = Vec::<i64>::try_from(&idx.view([-1]))?.into_iter().collect();
+        let hits = found
+            .iter()
+            .filter(|n| {
+                n.path
+                    .to_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .is_some_and(|i| exact.contains(&i))
+            })
+            .count();
+        recall += hits as f64 / opts.k as f64;
+    }
+    hnsw_ms.sort_by(f64::total_cmp);
+    exact_ms.sort_by(f64::total_cmp);
+    Ok(PgvectorReport {
+        rows: opts.rows,
+        dim: opts.dim,
+        queries: opts.queries,
+        k: opts.k,
+        ef_search: opts.ef_search,
+        build_s,
+        hnsw_p50_ms: percentile(&hnsw_ms, 50.0),
+        hnsw_p99_ms: percentile(&hnsw_ms, 99.0),
+        recall_at_k: recall / opts.queries.max(1) as f64,
+        exact_p50_ms: percentile(&exact_ms, 50.0),
+        exact_p99_ms: percentile(&exact_ms, 99.0),
+        threads: tch::get_num_threads(),
+    })
+}
+
+/// A `dmlviz serve` child process, killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts this executable's `serve` with `args` on a free loopback port.
+    pub fn start(args: &[String]) -> Result<ServerProcess> {
+        let exe = std::env::current_exe().context("finding dmlviz itself")?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .args(args)
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dmlviz serve")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("dmlviz serve did not start: {line:?}"))?
+            .parse()?;
+        Ok(ServerProcess { child, addr })
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latency and throughput of one load level.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadRow {
+    pub clients: usize,
+    pub requests: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Answers by status.
+    pub statuses: BTreeMap<u16, usize>,
+}
+
+/// Runs `clients` threads, each sending up to `per_client` requests made by `send`, all
+/// stopping at `budget`; returns latencies and statuses.
+fn load(
+    clients: usize,
+    per_client: usize,
+    budget: Duration,
+    send: impl Fn(usize, usize) -> Result<Response> + Sync,
+) -> LoadRow {
+    let start = Instant::now();
+    let results: Vec<(f64, u16)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let send = &send;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in 0..per_client {
+                        if start.elapsed() > budget {
+                            break;
+                        }
+                        let t = Instant::now();
+                        let status = send(c, i).map(|r| r.status).unwrap_or(0);
+                        out.push((t.elapsed().as_secs_f64() * 1e3, status));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let mut ok_ms: Vec<f64> = results
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(ms, _)| *ms)
+        .collect();
+    ok_ms.sort_by(f64::total_cmp);
+    let mut statuses = BTreeMap::new();
+    for (_, s) in &results {
+        *statuses.entry(*s).or_insert(0) += 1;
+    }
+    LoadRow {
+        clients,
+        requests: results.len(),
+        per_second: ok_ms.len() as f64 / wall,
+        p50_ms: percentile(&ok_ms, 50.0),
+        p99_ms: percentile(&ok_ms, 99.0),
+        statuses,
+    }
+}
+
+/// What `bench serve` measures.
+#[derive(Debug, Clone)]
+pub struct ServeBenchOptions {
+    /// A trained run (its phase `all` is served).
+    pub run: PathBuf,
+    /// Query images (PNG/JPEG), cycled through.
+    pub images: Vec<PathBuf>,
+    /// Requests per client at each load level.
+    pub per_client: usize,
+    /// Time budget of each load phase.
+    pub budget: Duration,
+    /// CLI predictions, one process each.
+    pub cli_runs: usize,
+}
+
+/// Everything `bench serve` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeReport {
+    /// Mean wall time of one `dmlviz predict` process (one image).
+    pub cli_ms: f64,
+    pub levels: Vec<LoadRow>,
+    /// Predictions beside enrolments.
+    pub mixed: LoadRow,
+    /// Enrolments answered 2xx whose class has all its rows / answered otherwise whose
+    /// class has none; and the counts that break the rule (must be 0).
+    pub enrol_ok_whole: usize,
+    pub enrol_refused_absent: usize,
+    pub enrol_violations: usize,
+    /// A queue of 2 under 32 clients.
+    pub past_capacity: LoadRow,
+    /// The database killed for a while under load, then started again.
+    pub db_outage: LoadRow,
+    /// A prediction answered 200 after the database came back (no server restart).
+    pub recovered: bool,
+    /// The server killed during a 24-image enrolment: rows of the class found (0 or 24).
+    pub killed_enrolment_rows: i64,
+    /// A class enrolled through one server predicted by another.
+    pub second_server_sees_it: bool,
+}
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+fn enrol_request(addr: SocketAddr, class: &str, files: &[(&str, &[u8])]) -> Result<Response> {
+    let (kind, body) = multipart(files);
+    request(
+        addr,
+        "POST",
+        &format!("/classes/{class}/images"),
+        &[
+            ("Content-Type", kind),
+            ("Authorization", format!("Bearer {TOKEN}")),
+        ],
+        &body,
+    )
+}
+
+fn rows_of(url: &str, class: &str) -> Result<i64> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls)?;
+    Ok(c.query_one(
+        "SELECT count(*) FROM dmlviz_gallery WHERE class = $1",
+        &[&class],
+    )?
+    .get(0))
+}
+
+/// The service benchmark: the load and fault figures of README.md, "Measured: pgvector
+/// beside our exact search, and the service under load".
+// One straight script of phases, each a few lines; splitting it would only pass the
+// servers and the cluster around.
+pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeReport> {
+    if opts.images.is_empty() {
+        bail!("no query image");
+    }
+    let images: Vec<Vec<u8>> = opts
+        .images
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .collect::<Result<_>>()?;
+    let run_s = opts.run.display().to_string();
+    let exe = std::env::current_exe()?;
+    // One prediction at a time through the CLI (a process each: model load included).
+    let t = Instant::now();
+    for i in 0..opts.cli_runs {
+        let out = Command::new(&exe)
+            .args(["predict", "--run", &run_s, "--image"])
+            .arg(&opts.images[i % opts.images.len()])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "dmlviz predict failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let cli_ms = t.elapsed().as_secs_f64() * 1e3 / opts.cli_runs.max(1) as f64;
+
+    let cluster = LocalCluster::start(crate_root)?;
+    let url = cluster.url();
+    let out = Command::new(&exe)
+        .args(["index", "export", "--run", &run_s, "--to", &url])
+        .output()?;
+    if !out.status.success() {
+        bail!("export failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token_file = tempfile::NamedTempFile::new()?;
+    std::fs::write(token_file.path(), TOKEN)?;
+    let base: Vec<String> = [
+        "--run",
+        &run_s,
+        "--index",
+        &url,
+        "--token-file",
+        &token_file.path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let a = ServerProcess::start(&base)?;
+    let predict = |addr: SocketAddr, i: usize| {
+        request(addr, "POST", "/predict?k=5", &[], &images[i % images.len()])
+    };
+    let mut levels = Vec::new();
+    for clients in [1, 8, 32] {
+        eprintln!("serve: {clients} clients");
+        levels.push(load(clients, opts.per_client, opts.budget, |c, i| {
+            predict(a.addr, c * 7919 + i)
+        }));
+    }
+
+    // Mixed: client 0 enrols (every third class with one broken image), the rest predict.
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    let good = images[0].as_slice();
+    let mixed = load(8, opts.per_client, opts.budget, |c, i| {
+        if c != 0 {
+            return predict(a.addr, i);
+        }
+        let class = format!("mixed_{i}");
+        let files: Vec<(&str, &[u8])> = if i % 3 == 2 {
+            vec![("a.png", good), ("b.png", b"broken")]
+        } else {
+            vec![("a.png", good), ("b.png", good)]
+        };
+        let r = enrol_request(a.addr, &class, &files)?;
+        outcomes.lock().unwrap().push((class, r.status));
+        Ok(Response {
+            status: if r.status == 201 { 200 } else { r.status },
+            body: r.body,
+        })
+    });
+    let (mut enrol_ok_whole, mut enrol_refused_absent, mut enrol_violations) = (0, 0, 0);
+    for (class, status) in outcomes.into_inner().unwrap_or_default() {
+        match (status, rows_of(&url, &class)?) {
+            (201, 2) => enrol_ok_whole += 1,
+            (s, 0) if s != 201 => enrol_refused_absent += 1,
+            _ => enrol_violations += 1,
+        }
+    }
+
+    // Past capacity: a queue of 2 under 32 clients.
+    let small =
+        ServerProcess::start(&[&base[..], &["--queue".to_string(), "2".to_string()][..]].concat())?;
+    eprintln!("serve: past capacity");
+    let past_capacity = load(32, opts.per_client, opts.budget, |c, i| {
+        predict(small.addr, c + i)
+    });
+    drop(small);
+
+    // The database killed under load for two seconds, then back.
+    eprintln!("serve: database outage");
+    let db_outage = std::thread::scope(|s| -> Result<LoadRow> {
+        let row = s.spawn(|| {
+            load(4, opts.per_client, opts.budget, |c, i| {
+                std::thread::sleep(Duration::from_millis(20));
+                predict(a.addr, c + i)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.kill()?;
+        std::thread::sleep(Duration::from_secs(2));
+        cluster.resume()?;
+        row.join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))
+    })?;
+    let recovered = predict(a.addr, 0).is_ok_and(|r| r.status == 200);
+
+    // The server killed during an enrolment of 24 images.
+    let victim = ServerProcess::start(&base)?;
+    let names: Vec<String> = (0..24).map(|i| format!("{i}.png")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), good)).collect();
+    let (kind, body) = multipart(&files);
+    let addr = victim.addr;
+    let sender = std::thread::spawn(move || {
+        let _ = request(
+            addr,
+            "POST",
+            "/classes/killed/images",
+            &[
+                ("Content-Type", kind),
+                ("Authorization", format!("Bearer {TOKEN}")),
+            ],
+            &body,
+        );
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(victim);
+    let _ = sender.join();
+    let killed_enrolment_rows = rows_of(&url, "killed")?;
+
+    // Two servers: enrolled through a, predicted by b.
+    let b = ServerProcess::start(&base)?;
+    let probe = &images[images.len() - 1];
+    let enrolled = enrol_request(
+        a.addr,
+        "second_server_probe",
+        &[("p.png", probe.as_slice())],
+    )?;
+    let seen = request(b.addr, "POST", "/predict?k=1", &[], probe)?;
+    let second_server_sees_it = enrolled.status == 201
+        && seen.status == 200
+        && seen.json()?["nearest"] == "second_server_probe";
+    Ok(ServeReport {
+        cli_ms,
+        levels,
+        mixed,
+        enrol_ok_whole,
+        enrol_refused_absent,
+        enrol_violations,
+        past_capacity,
+        db_outage,
+        recovered,
+        killed_enrolment_rows,
+        second_server_sees_it,
+    })
+}
