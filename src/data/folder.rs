@@ -84,13 +84,14 @@ fn skipped_extensions(counts: &BTreeMap<Option<String>, usize>) -> Option<String
     if total == 0 {
         return None;
     }
-    let parts: Vec<String> = counts
+    // By extension, in order; files without one last.
+    let mut parts: Vec<String> = counts
         .iter()
-        .map(|(ext, n)| match ext {
-            Some(e) => format!("{n} .{e}"),
-            None => format!("{n} without one"),
-        })
+        .filter_map(|(ext, n)| ext.as_ref().map(|e| format!("{n} .{e}")))
         .collect();
+    if let Some(n) = counts.get(&None) {
+        parts.push(format!("{n} without one"));
+    }
     Some(format!(
         "{total} file{} skipped for their extension ({}; images are {})",
         if total == 1 { "" } else { "s" },
