@@ -107,6 +107,9 @@ pub fn list_images(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
+/// Per point, its nearest stored points (index, distance), nearest first.
+pub type Neighbours = Vec<Vec<(usize, f32)>>;
+
 /// Positions of `new` rows on `layout` (one row per stored point of `stored`), and
 /// each new row's `k` nearest stored points (index, distance), nearest first.
 pub fn place(
@@ -115,7 +118,7 @@ pub fn place(
     new: &Matrix,
     distance: Distance,
     opts: &AddOptions,
-) -> Result<(Matrix, Vec<Vec<(usize, f32)>>)> {
+) -> Result<(Matrix, Neighbours)> {
     if stored.rows != layout.rows || stored.cols != new.cols {
         bail!(
             "{} stored points of {} dimensions, a layout of {} and new points of {}",

@@ -154,6 +154,15 @@ fn fixed_row(row: &[(usize, f32)], k: usize, near: &mut Vec<u32>, dist: &mut Vec
     }
 }
 
+/// `f` when `on`, else no bit.
+fn bit(on: bool, f: u8) -> u8 {
+    if on {
+        f
+    } else {
+        0
+    }
+}
+
 /// The page's data columns. Long: one column after another, each a line or two.
 fn map_data<'a>(data: &PhaseData, layout: &Matrix, page: &MapPage<'a>) -> MapData<'a> {
     let n = data.len();
@@ -185,11 +194,13 @@ fn map_data<'a>(data: &PhaseData, layout: &Matrix, page: &MapPage<'a>) -> MapDat
     let mut flags: Vec<u8> = (0..n)
         .map(|i| {
             let nn = page.neighbours.get(i).and_then(|r| r.first());
-            (data.split[i] == Split::Test) as u8 * flag::TEST
-                | data.unseen(i) as u8 * flag::UNSEEN
-                | page.gallery.get(i).copied().unwrap_or(false) as u8 * flag::GALLERY
-                | nn.is_some_and(|&(j, _)| data.labels[j] == data.labels[i]) as u8
-                    * flag::NN_CORRECT
+            bit(data.split[i] == Split::Test, flag::TEST)
+                | bit(data.unseen(i), flag::UNSEEN)
+                | bit(page.gallery.get(i).copied().unwrap_or(false), flag::GALLERY)
+                | bit(
+                    nn.is_some_and(|&(j, _)| data.labels[j] == data.labels[i]),
+                    flag::NN_CORRECT,
+                )
         })
         .collect();
     let (mut near, mut dist) = (Vec::new(), Vec::new());
@@ -202,7 +213,7 @@ fn map_data<'a>(data: &PhaseData, layout: &Matrix, page: &MapPage<'a>) -> MapDat
             let correct = row
                 .first()
                 .is_some_and(|&(j, _)| data.class_name(j) == a.classes[m]);
-            flags.push(flag::ADDED | correct as u8 * flag::NN_CORRECT);
+            flags.push(flag::ADDED | bit(correct, flag::NN_CORRECT));
             fixed_row(row, k, &mut near, &mut dist);
         }
         paths.extend(a.paths.iter().cloned());

@@ -306,6 +306,17 @@ fn metric_kpis(m: &PhaseMetrics) -> Vec<Markup> {
     kpis
 }
 
+/// A layout's files the run page links, in order (as `read` lists them).
+const MAP_LINKS: [&str; 7] = [
+    "html",
+    "svg",
+    "png",
+    "thumbnails.jpg",
+    "thumbnails.png",
+    "moves.png",
+    "csv",
+];
+
 /// The embedding maps of one phase.
 fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
     let dir = format!("{base}/{}/projections", p.phase.dir_name());
@@ -336,18 +347,7 @@ fn maps_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
             .collect();
             caption.push_str(&format!(": {}", facts.join(", ")));
         }
-        let links = [
-            "html",
-            "svg",
-            "png",
-            "thumbnails.jpg",
-            "thumbnails.png",
-            "moves.png",
-            "csv",
-        ]
-        .iter()
-        .filter(|e| has(e))
-        .map(|e| {
+        let links = MAP_LINKS.iter().filter(|e| has(e)).map(|e| {
             let (label, file) = match *e {
                 "html" => (
                     "interactive map (hover: image, click: neighbours)".to_string(),
