@@ -58,6 +58,11 @@ fn study_runs_the_grid_writes_its_page_and_resumes() {
             !replica,
             "{run}: explained?"
         );
+        assert_eq!(
+            r.join("phase-all/explanations/trust.json").exists(),
+            !replica,
+            "{run}: trust table?"
+        );
     }
     // Galleries are capped by the grid's settings (1 held-out + 2 misclassified at most).
     let galleries: serde_json::Value = serde_json::from_str(
@@ -83,6 +88,19 @@ fn study_runs_the_grid_writes_its_page_and_resumes() {
         "deduction escaped"
     );
     assert!(html.contains("(2 seeds)"), "baseline spread over its seeds");
+    // One line per row on which saliency method is most faithful for its model.
+    assert!(html.contains("Which explanation to trust"));
+    assert!(
+        !html.contains("no trust table yet"),
+        "every row's own seed has a trust table"
+    );
+    // The run page shows the table (the site's copy of the base run).
+    let base_page =
+        std::fs::read_to_string(site.join("runs/study--cards--base/index.html")).unwrap();
+    assert!(
+        base_page.contains("Which map to trust"),
+        "no trust table on the run page"
+    );
     // The site covers the grid's nested runs, links the study page and has no broken link.
     assert!(
         html.contains("href=\"runs/study--cards--base/index.html\""),

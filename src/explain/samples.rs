@@ -223,23 +223,7 @@ pub fn explain_samples(
         ..Default::default()
     };
     let explanations = explain_sample(&mut explainer, &sample, &eopts)?;
-    let trust_path = run.phase(phase).trust();
-    match &opts.trust {
-        Some(topts) => {
-            let table = trust_table(
-                &explainer,
-                &sample.paths,
-                &eopts.methods,
-                &eopts,
-                topts,
-                phase,
-            )?;
-            write_json(&trust_path, &table)?;
-        }
-        None if trust_path.exists() => std::fs::remove_file(&trust_path)
-            .map_err(|e| anyhow::anyhow!("removing stale {}: {e}", trust_path.display()))?,
-        None => {}
-    }
+    write_trust(run, phase, &explainer, &sample, &eopts, opts.trust.as_ref())?;
     let out = run.phase(phase).explanations_dir();
     let (items, records) = write_items(&explanations, &sample.unseen, &out)?;
     let index = ExplanationIndex {
@@ -280,6 +264,35 @@ pub fn explain_samples(
     write_json(&out.join(EXPLANATIONS_FILE), &index)?;
     remove_stale_items(&out, &index)?;
     Ok(index)
+}
+
+/// Writes the trust table of the sample (`trust.json`), or removes an older one when
+/// none is asked for (it would describe another sample).
+fn write_trust(
+    run: &RunDir,
+    phase: Phase,
+    explainer: &Explainer<'_>,
+    sample: &Sample,
+    eopts: &ExplainOptions,
+    trust: Option<&TrustOptions>,
+) -> Result<()> {
+    let path = run.phase(phase).trust();
+    match trust {
+        Some(topts) => {
+            let table = trust_table(
+                explainer,
+                &sample.paths,
+                &eopts.methods,
+                eopts,
+                topts,
+                phase,
+            )?;
+            write_json(&path, &table)
+        }
+        None if path.exists() => std::fs::remove_file(&path)
+            .map_err(|e| anyhow::anyhow!("removing stale {}: {e}", path.display())),
+        None => Ok(()),
+    }
 }
 
 /// Explains the sample in its order: correct images as `eopts` says, misclassified ones

@@ -10,7 +10,7 @@
 //! constant) carry no order and are left out of the faithfulness means (`n` says how
 //! many images each mean has).
 
-use super::explainer::{ExplainOptions, Explainer};
+use super::explainer::{ExplainOptions, Explainer, Scene};
 use super::faithfulness::{evaluate, similarity_scorer, FaithOptions, Faithfulness};
 use super::input::load_inputs;
 use super::map::{MapStatus, SaliencyMap};
@@ -84,48 +84,21 @@ pub fn trust_table(
     let mut first_image = 0u64;
     for chunk in paths.chunks(eopts.batch_size.max(1)) {
         let scene = explainer.scene(load_inputs(chunk, transform, device)?, eopts)?;
-        let mut trained: Vec<BTreeMap<String, SaliencyMap>> =
-            (0..chunk.len()).map(|_| BTreeMap::new()).collect();
-        for (m, tally) in methods.iter().zip(tallies.iter_mut()) {
-            let start = Instant::now();
-            let out = explainer.run_methods(&scene, &scene.forward, &[*m], eopts)?;
-            tally.seconds += start.elapsed().as_secs_f64();
-            tally.images += chunk.len();
-            for (maps, mut got) in trained.iter_mut().zip(out.maps) {
-                if let Some(map) = got.remove(m.info().name) {
-                    maps.insert(m.info().name.to_string(), map);
-                }
-            }
-        }
-        for (i, maps) in trained.iter().enumerate() {
-            let target = scene.targets.get(i as i64);
-            let contrast = scene.contrast.as_ref().map(|c| c.get(i as i64));
-            let net = &pm.model.net;
-            let score =
-                similarity_scorer(net, device, &target, contrast.as_ref(), eopts.batch_size);
-            let image = scene.inputs.tensor.get(i as i64);
-            for (j, (m, tally)) in methods.iter().zip(tallies.iter_mut()).enumerate() {
-                let Some(map) = maps
-                    .get(m.info().name)
-                    .filter(|m| m.status == MapStatus::Ok)
-                else {
-                    continue;
-                };
-                let mut faith = topts.faith.clone();
-                faith.seed =
-                    Rng::derive(topts.faith.seed, &[first_image + i as u64, j as u64]).next_u64();
-                tally.scores.push(evaluate(&image, map, &score, &faith)?);
-            }
-        }
+        let trained = timed_maps(explainer, &scene, &methods, eopts, &mut tallies)?;
+        faithfulness(
+            explainer,
+            &scene,
+            &trained,
+            &methods,
+            eopts,
+            topts,
+            first_image,
+            &mut tallies,
+        )?;
         if topts.sanity {
-            let (labels, cascades) = cascading_randomisation(
-                explainer,
-                &scene,
-                &methods,
-                &trained,
-                eopts,
-                topts.faith.seed,
-            )?;
+            let seed = topts.faith.seed;
+            let (labels, cascades) =
+                cascading_randomisation(explainer, &scene, &methods, &trained, eopts, seed)?;
             blocks = labels;
             for (c, tally) in cascades.iter().zip(tallies.iter_mut()) {
                 if let Some(last) = c.correlations.last() {
@@ -156,6 +129,71 @@ pub fn trust_table(
     };
     table.mark_best();
     Ok(table)
+}
+
+/// Each method's maps of a scene, every method run on its own and timed into its tally.
+fn timed_maps(
+    explainer: &Explainer<'_>,
+    scene: &Scene,
+    methods: &[&'static dyn SaliencyMethod],
+    eopts: &ExplainOptions,
+    tallies: &mut [Tally],
+) -> Result<Vec<BTreeMap<String, SaliencyMap>>> {
+    let n = scene.inputs.paths.len();
+    let mut trained: Vec<BTreeMap<String, SaliencyMap>> = (0..n).map(|_| BTreeMap::new()).collect();
+    for (m, tally) in methods.iter().zip(tallies.iter_mut()) {
+        let start = Instant::now();
+        let out = explainer.run_methods(scene, &scene.forward, &[*m], eopts)?;
+        tally.seconds += start.elapsed().as_secs_f64();
+        tally.images += n;
+        for (maps, mut got) in trained.iter_mut().zip(out.maps) {
+            if let Some(map) = got.remove(m.info().name) {
+                maps.insert(m.info().name.to_string(), map);
+            }
+        }
+    }
+    Ok(trained)
+}
+
+/// The faithfulness scores of every real map of a scene into the methods' tallies
+/// (`first_image`: the scene's first image in the whole sample, for the noise seeds).
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the table's state
+fn faithfulness(
+    explainer: &Explainer<'_>,
+    scene: &Scene,
+    trained: &[BTreeMap<String, SaliencyMap>],
+    methods: &[&'static dyn SaliencyMethod],
+    eopts: &ExplainOptions,
+    topts: &TrustOptions,
+    first_image: u64,
+    tallies: &mut [Tally],
+) -> Result<()> {
+    let pm = explainer.pm;
+    for (i, maps) in trained.iter().enumerate() {
+        let target = scene.targets.get(i as i64);
+        let contrast = scene.contrast.as_ref().map(|c| c.get(i as i64));
+        let score = similarity_scorer(
+            &pm.model.net,
+            pm.exp.device,
+            &target,
+            contrast.as_ref(),
+            eopts.batch_size,
+        );
+        let image = scene.inputs.tensor.get(i as i64);
+        for (j, (m, tally)) in methods.iter().zip(tallies.iter_mut()).enumerate() {
+            let Some(map) = maps
+                .get(m.info().name)
+                .filter(|m| m.status == MapStatus::Ok)
+            else {
+                continue;
+            };
+            let mut faith = topts.faith.clone();
+            let path = [first_image + i as u64, j as u64];
+            faith.seed = Rng::derive(topts.faith.seed, &path).next_u64();
+            tally.scores.push(evaluate(&image, map, &score, &faith)?);
+        }
+    }
+    Ok(())
 }
 
 /// One method's row from its tally.

@@ -11,7 +11,9 @@ use crate::config::{ExperimentConfig, Phase};
 use crate::data::fetch::{ensure_dataset, spec::DEFAULT_CACHE};
 use crate::eval::cost::measure_cost;
 use crate::eval::run_eval::run_eval;
+use crate::explain::faithfulness::FaithOptions;
 use crate::explain::samples::{explain_samples, SampleOptions};
+use crate::explain::trust::TrustOptions;
 use crate::project::gallery::GalleryOptions;
 use crate::project::{project_phase, Method, ProjectOptions};
 use crate::run::comparison::PrecisionDrop;
@@ -27,6 +29,11 @@ use std::sync::Arc;
 const EXPLAIN_K: usize = 10;
 /// Images per forward/backward pass of the explained sample (`dmlviz explain`'s default).
 const EXPLAIN_BATCH: usize = 16;
+/// Deletion/insertion steps of a row's trust table: half the CLI default, since every
+/// row of the grid computes one (the ranking of methods, not the curve, is the output).
+const TRUST_STEPS: usize = 8;
+/// ROAD percentiles of a row's trust table.
+const TRUST_PERCENTILES: [f64; 4] = [20.0, 40.0, 60.0, 80.0];
 
 /// What one row's run produced.
 pub enum RowOutcome {
@@ -97,6 +104,14 @@ pub fn run_row(
                 count: settings.explain_samples,
                 k: EXPLAIN_K,
                 batch_size: EXPLAIN_BATCH,
+                trust: Some(TrustOptions {
+                    faith: FaithOptions {
+                        steps: TRUST_STEPS,
+                        road_percentiles: TRUST_PERCENTILES.to_vec(),
+                        ..FaithOptions::default()
+                    },
+                    sanity: true,
+                }),
                 ..SampleOptions::default()
             };
             explain_samples(run, Phase::All, &sample).context("explaining the sample")?;
