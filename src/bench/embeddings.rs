@@ -49,6 +49,7 @@ pub fn embed_dataset(data: &Path, out: &Path, size: u32, threads: usize) -> Resu
             threads,
             device: Device::Cpu,
             cache: None,
+            progress: Some("embed"),
         },
     )?;
     let rows = embedded.indices.len();

@@ -184,6 +184,7 @@ pub fn explain_tensor(
             class: None,
             path: None,
             score: 0.0,
+            contrast: None,
         })
         .collect();
     let predictions: Vec<Prediction> = paths
@@ -209,6 +210,7 @@ pub fn explain_tensor(
         predictions: &predictions,
         store: None,
         options,
+        contrast: None,
     };
     let chunk = Chunk::run(base, methods)?;
     let mut out = MethodOutput::new(b as usize);

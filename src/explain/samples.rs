@@ -220,6 +220,10 @@ pub fn explain_samples(
         k: sample.k,
         batch_size: opts.batch_size,
         pair_neighbours: 1,
+        // The deepest layer at least 7×7 at the run's input size: the last convolution
+        // of a 64 px MobileNetV2 is 2×2, four blobs; it also bounds Score-CAM's and
+        // Ablation-CAM's passes (one per channel) to that layer's few channels.
+        layers: vec![crate::explain::layers::AUTO_LAYER.to_string()],
         ..Default::default()
     };
     let explanations = explain_sample(&mut explainer, &sample, &eopts)?;

@@ -403,7 +403,7 @@ pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> 
     for (m, layout) in &layouts {
         replace_on(&mut record, &data, *m, layout)?;
     }
-    write_pages(&data, phase, &record, &layouts)?;
+    write_pages(&data, phase, &record, &layouts, pm.exp.device)?;
     write_json(&record_path, &record)?;
     Ok(AddSummary {
         added: record.points.len() - before,
@@ -419,6 +419,7 @@ fn write_pages(
     phase: Phase,
     record: &AddedRecord,
     layouts: &[(Method, Matrix)],
+    device: tch::Device,
 ) -> Result<()> {
     let out = data.dir.projections();
     let added_paths: Vec<PathBuf> = record
@@ -431,7 +432,7 @@ fn write_pages(
     let sprite = read_record::<SpriteInfo>(&out.join(file_name(SPRITE_STEM, "json")))
         .ok()
         .flatten();
-    let neighbours = hover_neighbours(data)?;
+    let neighbours = hover_neighbours(data, device)?;
     let mut in_gallery = vec![false; data.len()];
     if let Some(g) = read_record::<Galleries>(&data.dir.galleries())? {
         for i in g

@@ -115,6 +115,7 @@ mod tests {
             threads: 2,
             device: Device::Cpu,
             cache: Some(DecodedCache::new()),
+            progress: None,
         };
         let cached = EvalInputs::load(&samples, &indices, &opts).unwrap();
         assert_eq!(
