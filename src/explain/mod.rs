@@ -32,8 +32,8 @@ pub mod registry;
 pub mod render;
 pub mod saliency;
 pub mod samples;
-pub mod smooth;
 pub mod sanity;
+pub mod smooth;
 pub mod target;
 pub mod trust;
 

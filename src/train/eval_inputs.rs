@@ -7,11 +7,11 @@
 //! every epoch. The tensors take `4 · 3 · crop²` bytes per image, so they are kept only
 //! up to a budget ([`EVAL_INPUTS_BUDGET`]); beyond it the evaluation streams as before.
 
-use crate::progress::Progress;
 use super::embed::{embed_batches, evaluation_loader, EmbedOptions, Embedded};
 use crate::data::loader::Batch;
 use crate::data::Sample;
 use crate::model::EmbeddingNet;
+use crate::progress::Progress;
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -51,7 +51,13 @@ impl EvalInputs {
 
     /// Embeds the kept batches with `net` (evaluation mode, no autograd) on `opts.device`.
     pub fn embed(&self, net: &EmbeddingNet, opts: &EmbedOptions) -> Result<Embedded> {
-        embed_batches(net, &self.batches, opts.device, self.requested, &Progress::hidden())
+        embed_batches(
+            net,
+            &self.batches,
+            opts.device,
+            self.requested,
+            &Progress::hidden(),
+        )
     }
 }
 
