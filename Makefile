@@ -84,7 +84,7 @@ bench: build
 
 # The Python stack on the demo preset, stage by stage (scripts/python_reference.py; its
 # venv: README, "Benchmarks"). Same images, split rule and ImageNet weights as `make demo`.
-PYTHON ?= /work/pyref/bin/python
+PYTHON ?= $(HOME)/.venvs/dmlviz-reference/bin/python
 bench-python: weights
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	$(PYTHON) scripts/python_reference.py --data data/emoji-animals --out .cache/python-reference
@@ -100,7 +100,7 @@ bench-faiss: build
 
 # UMAP and t-SNE on real embeddings: Fashion-MNIST's 70 000 images (Debian package)
 # embedded once by the ImageNet MobileNetV2 at 64 px (untrained head, cached in .cache/),
-# then ours and umap-learn/openTSNE (scripts/bench-projection.py, /work/pyref or
+# then ours and umap-learn/openTSNE (scripts/bench-projection.py, ~/.venvs/dmlviz-reference or
 # $(PYTHON)) back to back on the same rows, 2 threads each, niced alike (README,
 # "Embedding maps"). The 70 000-point runs take long on 2 cores.
 FMNIST_EMB := .cache/fashion-mnist-mobilenet64.safetensors

@@ -8,7 +8,7 @@ SGD lr 0.03 without momentum (the demo preset), P x K = 32 x 3. Weights are rand
 not depend on them. After one warm-up step, `--steps` timed steps; prints images/s as
 JSON lines, one per (arch, size).
 
-    /work/pyref/bin/python scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 \
+    ~/.venvs/dmlviz-reference/bin/python scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 \
         --size 64 --size 224 --threads 2
 
 Run it back to back with `dmlviz bench train` (same threads, same `nice`), the machine

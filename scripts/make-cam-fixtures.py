@@ -1,6 +1,6 @@
 # Writes src/explain/testdata/cam_parity.safetensors, the reference of the tests
 # `explain::cam_tests::*_matches_pytorch_grad_cam`. From the repository root:
-#   /work/pyref/bin/python scripts/make-cam-fixtures.py   (any Python with torch,
+#   ~/.venvs/dmlviz-reference/bin/python scripts/make-cam-fixtures.py   (any Python with torch,
 #   grad-cam 1.5.x and safetensors)
 #
 # A small network (conv 3->4, ReLU, "block1"; conv 4->6 stride 2, ReLU, "block2"; conv 6->8

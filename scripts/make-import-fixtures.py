@@ -1,7 +1,7 @@
 """Writes src/import/testdata/: the fixture of `tests/import.rs`'s PyTorch parity test.
 
 Run from the repository root with the Python reference stack:
-    /work/pyref/bin/python scripts/make-import-fixtures.py
+    ~/.venvs/dmlviz-reference/bin/python scripts/make-import-fixtures.py
 
 What it writes:
 - `pml_resnet18.pth`: the state_dict of a pytorch-metric-learning style model, saved with

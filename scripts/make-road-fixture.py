@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes src/explain/faithfulness/testdata/road.safetensors: pytorch-grad-cam 1.5's ROAD
 pieces on a small case, for the Rust ROAD to match (docs/REFERENCE.md, "Faithfulness:
-ROAD"). Run with the reference venv: /work/pyref/bin/python scripts/make-road-fixture.py
+ROAD"). Run with the reference venv: ~/.venvs/dmlviz-reference/bin/python scripts/make-road-fixture.py
 
 - image [3, 9, 11] and cam [9, 11] (seeded random);
 - for each percentile p in PERCENTILES: the kept masks of RemoveMostRelevantFirst(p)

@@ -25,13 +25,13 @@ Same images, split rule and weights as `make demo`
 Prints one JSON object: seconds per stage, and precision@1 per phase (all test
 images; for phase-seen also the held-out classes' test images).
 
-    /work/pyref/bin/python scripts/python_reference.py --data data/emoji-animals --out /tmp/pyref-run
+    ~/.venvs/dmlviz-reference/bin/python scripts/python_reference.py --data data/emoji-animals --out /tmp/pyref-run
 
 Install a venv for it (CPU wheels):
 
-    python3 -m venv /work/pyref
-    /work/pyref/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision
-    /work/pyref/bin/pip install pytorch-metric-learning faiss-cpu umap-learn grad-cam safetensors matplotlib
+    python3 -m venv ~/.venvs/dmlviz-reference
+    ~/.venvs/dmlviz-reference/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision
+    ~/.venvs/dmlviz-reference/bin/pip install pytorch-metric-learning faiss-cpu umap-learn grad-cam safetensors matplotlib
 """
 import argparse
 import html

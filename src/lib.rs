@@ -19,6 +19,7 @@ pub mod html;
 pub mod imaging;
 pub mod import;
 pub mod loss;
+pub mod matrix;
 pub mod model;
 pub mod pg_gallery;
 pub mod progress;

@@ -268,7 +268,7 @@ impl<'a> Explainer<'a> {
     /// Replaces `auto` in `layers` by the deepest layer at least 7×7 at the run's input
     /// size (the last convolution when it is that fine; [`super::layers::finest_readable`]),
     /// and says which one it chose when that is not the last convolution.
-    fn resolve_auto_layer(&self, layers: &mut [String]) -> Result<Option<String>> {
+    pub fn resolve_auto_layer(&self, layers: &mut [String]) -> Result<Option<String>> {
         use super::layers::{finest_readable, last_layer_name, layer_sizes, AUTO_LAYER};
         if !layers.iter().any(|l| l == AUTO_LAYER) {
             return Ok(None);

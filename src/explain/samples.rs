@@ -227,7 +227,18 @@ pub fn explain_samples(
         ..Default::default()
     };
     let explanations = explain_sample(&mut explainer, &sample, &eopts)?;
-    write_trust(run, phase, &explainer, &sample, &eopts, opts.trust.as_ref())?;
+    // The trust table runs the methods directly, so `auto` is resolved for it here
+    // (`explain` resolves it itself, with the page's note).
+    let mut trust_opts = eopts.clone();
+    explainer.resolve_auto_layer(&mut trust_opts.layers)?;
+    write_trust(
+        run,
+        phase,
+        &explainer,
+        &sample,
+        &trust_opts,
+        opts.trust.as_ref(),
+    )?;
     let out = run.phase(phase).explanations_dir();
     let (items, records) = write_items(&explanations, &sample.unseen, &out)?;
     let index = ExplanationIndex {

@@ -31,23 +31,7 @@ impl Side {
     }
 }
 
-/// A `[rows, cols]` float32 matrix, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
-    /// Rows.
-    pub rows: usize,
-    /// Columns (the embedding dimension).
-    pub cols: usize,
-    /// `rows × cols` values.
-    pub data: Vec<f32>,
-}
-
-impl Matrix {
-    /// The matrix as a `[rows, cols]` float32 tensor.
-    pub fn to_tensor(&self) -> Tensor {
-        Tensor::from_slice(&self.data).view([self.rows as i64, self.cols as i64])
-    }
-}
+pub use crate::matrix::Matrix;
 
 /// Reads the `side` embeddings of `path`, by its extension; errors name the file (and the
 /// row or line).
