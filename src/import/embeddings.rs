@@ -10,14 +10,12 @@
 use super::labels::{read_labels, LabelRow};
 use super::matrix::{read_matrix, Matrix, Side};
 use super::model::{distance_name, run_name};
-use super::new_run_dir;
+use super::{imported_config, new_run_dir};
 use crate::atomic::write_json;
 use crate::config::{
-    DataConfig, ExperimentConfig, Init, ModelConfig, OptimizerConfig, Phase, ScheduleConfig,
-    SplitKind, TrainingConfig, MAX_EMBEDDING_DIM,
+    DataConfig, ExperimentConfig, Init, ModelConfig, Phase, SplitKind, MAX_EMBEDDING_DIM,
 };
 use crate::eval::run_eval::evaluate_run;
-use crate::loss::LossConfig;
 use crate::model::Arch;
 use crate::run::embeddings::{
     EmbeddingsIndex, TEST_EMBEDDINGS, TEST_INDICES, TEST_LABELS, TRAIN_EMBEDDINGS, TRAIN_INDICES,
@@ -177,54 +175,37 @@ fn embeddings_config(opts: &EmbeddingsImport, name: &str, dim: usize) -> Result<
             opts.train.display()
         );
     }
-    let cfg = ExperimentConfig {
-        name: name.to_string(),
-        description: format!(
-            "embeddings imported from {} and {}, no network",
-            opts.train.display(),
-            opts.test.display()
-        ),
-        baseline: None,
-        data: DataConfig {
-            path: opts
-                .train_labels
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-            fetch: None,
-            split: SplitKind::Stratified,
-            test_ratio: 0.2,
-            held_out_classes: 0,
-            image_size: 224,
-            resize: None,
-            augment: false,
-            cache_images: false,
-        },
-        model: ModelConfig {
-            backbone: Arch::ResNet18,
-            init: Init::Scratch,
-            weights: None,
-            distance: opts.distance,
-            embedding_dim: dim as i64,
-            batch_norm: false,
-            skip_connection: false,
-            frozen_bn: false,
-        },
-        loss: LossConfig::EpshnTriplet { margin: 0.05 },
-        optimizer: OptimizerConfig::default(),
-        schedule: ScheduleConfig::Constant,
-        training: TrainingConfig {
-            epochs: 1,
-            classes_per_batch: 2,
-            images_per_class: 2,
-            seed: 42,
-            device: Default::default(),
-            threads: 2,
-            phases: vec![Phase::All],
-        },
+    let description = format!(
+        "embeddings imported from {} and {}, no network",
+        opts.train.display(),
+        opts.test.display()
+    );
+    let data = DataConfig {
+        path: opts
+            .train_labels
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        fetch: None,
+        split: SplitKind::Stratified,
+        test_ratio: 0.2,
+        held_out_classes: 0,
+        image_size: 224,
+        resize: None,
+        augment: false,
+        cache_images: false,
     };
-    cfg.validate().context("the import's settings")?;
-    Ok(cfg)
+    let model = ModelConfig {
+        backbone: Arch::ResNet18,
+        init: Init::Scratch,
+        weights: None,
+        distance: opts.distance,
+        embedding_dim: dim as i64,
+        batch_norm: false,
+        skip_connection: false,
+        frozen_bn: false,
+    };
+    imported_config(name, description, data, model, 42)
 }
 
 /// `phase-all/embeddings.safetensors` and `embeddings.json`, as `eval` writes them for a

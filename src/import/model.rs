@@ -5,14 +5,10 @@
 //! (docs/DESIGN.md, "Imported runs").
 
 use super::keys::{dmlviz_name, Rewrite};
-use super::new_run_dir;
-use crate::config::{
-    DataConfig, ExperimentConfig, Init, ModelConfig, OptimizerConfig, Phase, ScheduleConfig,
-    SplitKind, TrainingConfig,
-};
+use super::{imported_config, new_run_dir};
+use crate::config::{DataConfig, ExperimentConfig, Init, ModelConfig, Phase, SplitKind};
 use crate::data::Dataset;
 use crate::eval::run_eval::evaluate_run;
-use crate::loss::LossConfig;
 use crate::model::import::{load_into, read_pth, ImportOptions, ImportReport};
 use crate::model::Arch;
 use crate::run::lock::RunLock;
@@ -149,50 +145,33 @@ fn import_config(opts: &ModelImport, name: &str) -> Result<ExperimentConfig> {
             opts.head
         );
     }
-    let cfg = ExperimentConfig {
-        name: name.to_string(),
-        description: format!("weights imported from {}", opts.weights.display()),
-        baseline: None,
-        data: DataConfig {
-            path: opts.data.clone(),
-            fetch: None,
-            split: if opts.official_split {
-                SplitKind::Official
-            } else {
-                SplitKind::Stratified
-            },
-            test_ratio: opts.test_ratio,
-            held_out_classes: 0,
-            image_size: opts.image_size,
-            resize: None,
-            augment: false,
-            cache_images: true,
+    let description = format!("weights imported from {}", opts.weights.display());
+    let data = DataConfig {
+        path: opts.data.clone(),
+        fetch: None,
+        split: if opts.official_split {
+            SplitKind::Official
+        } else {
+            SplitKind::Stratified
         },
-        model: ModelConfig {
-            backbone: opts.arch,
-            init: Init::Scratch,
-            weights: None,
-            distance: opts.distance,
-            embedding_dim: opts.head.embedding_dim,
-            batch_norm: opts.head.batch_norm,
-            skip_connection: false,
-            frozen_bn: false,
-        },
-        loss: LossConfig::EpshnTriplet { margin: 0.05 },
-        optimizer: OptimizerConfig::default(),
-        schedule: ScheduleConfig::Constant,
-        training: TrainingConfig {
-            epochs: 1,
-            classes_per_batch: 2,
-            images_per_class: 2,
-            seed: opts.seed,
-            device: Default::default(),
-            threads: 2,
-            phases: vec![Phase::All],
-        },
+        test_ratio: opts.test_ratio,
+        held_out_classes: 0,
+        image_size: opts.image_size,
+        resize: None,
+        augment: false,
+        cache_images: true,
     };
-    cfg.validate().context("the import's settings")?;
-    Ok(cfg)
+    let model = ModelConfig {
+        backbone: opts.arch,
+        init: Init::Scratch,
+        weights: None,
+        distance: opts.distance,
+        embedding_dim: opts.head.embedding_dim,
+        batch_norm: opts.head.batch_norm,
+        skip_connection: false,
+        frozen_bn: false,
+    };
+    imported_config(name, description, data, model, opts.seed)
 }
 
 /// `cosine` or `euclidean`, as the command line spells it.
