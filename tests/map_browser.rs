@@ -15,23 +15,13 @@ use dmlviz::project::input::Matrix;
 use dmlviz::project::map::{map_html, MapPage};
 use dmlviz::project::sprites::write_sprites;
 use dmlviz::run::PhaseDir;
+// Fashion-MNIST's class names, as the real benchmark map shows them.
+use dmlviz::data::fetch::fashion_mnist::CLASS_NAMES as CLASSES;
 use dmlviz::search::Distance;
 use image::{Rgb, RgbImage};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
 const POINTS: usize = 70_000;
 const TRAIN: usize = 60_000;
 
