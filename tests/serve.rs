@@ -1,11 +1,13 @@
 //! `dmlviz serve` as real processes over loopback, two of them on one real PostgreSQL
 //! (started by the test): predictions, a class enrolled through one server recognised
 //! by the other, all-or-nothing enrolment, the token, bad images, the body limit, a
-//! database restart without restarting the servers, and Ctrl-C.
+//! database restart without restarting the servers, a server killed mid-enrolment
+//! (its class whole or absent), and Ctrl-C.
 
 mod common;
 
 use common::{dmlviz, ok, tiny_run};
+use dmlviz::bench::serve::{kill_during_enrolment, KillAt, ServerProcess};
 use dmlviz::pg_gallery::local_cluster::LocalCluster;
 use dmlviz::serve::client::{multipart, request, Response};
 use std::io::{BufRead, BufReader};
@@ -169,6 +171,33 @@ fn two_servers_share_a_postgres_gallery_and_survive_its_restart() {
     let back = b.predict(&twitter);
     assert_eq!(back.status, 200, "{}", body(&back));
     assert_eq!(back.json().unwrap()["nearest"], "dog");
+
+    // A server killed (SIGKILL) while PostgreSQL shows its 64-image enrolment's
+    // transaction open: the class is wholly present or wholly absent.
+    let common_owned: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+    let exe = Path::new(env!("CARGO_BIN_EXE_dmlviz"));
+    let mut victim = ServerProcess::spawn(exe, &common_owned).unwrap();
+    let killed = kill_during_enrolment(
+        &cluster,
+        &mut victim,
+        TOKEN,
+        "killed",
+        &google,
+        64,
+        KillAt::AfterTransactionOpenMs(0),
+    )
+    .unwrap();
+    assert!(
+        killed.rows == 0 || killed.rows == 64,
+        "half an enrolment stored: {killed:?}"
+    );
+    if killed.answered == Some(201) {
+        assert_eq!(killed.rows, 64, "{killed:?}");
+    }
+    assert_eq!(
+        b.get("/classes/killed").status,
+        if killed.rows == 0 { 404 } else { 200 }
+    );
 
     // Grad-CAM rides along as a PNG in the JSON.
     let cam = a.predict_explained(&twitter);

@@ -38,8 +38,23 @@ pub struct PgvectorBenchOptions {
     pub dim: i64,
     pub queries: i64,
     pub k: usize,
-    pub ef_search: u32,
+    /// The `hnsw.ef_search` values swept, all over the one build.
+    pub ef_search: Vec<u32>,
     pub seed: i64,
+    /// The server's `maintenance_work_mem` (large enough that the graph stays in memory).
+    pub maintenance_work_mem: String,
+    /// The server's `max_parallel_maintenance_workers` (workers beside the leader).
+    pub parallel_workers: u32,
+}
+
+/// HNSW searches at one `ef_search`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EfSearchRow {
+    pub ef_search: u32,
+    pub hnsw_p50_ms: f64,
+    pub hnsw_p99_ms: f64,
+    /// Mean share of the exact k nearest that HNSW returned.
+    pub recall_at_k: f64,
 }
 
 /// pgvector's build and search beside our exact search, on the same vectors.
@@ -49,22 +64,24 @@ pub struct PgvectorReport {
     pub dim: i64,
     pub queries: i64,
     pub k: usize,
-    pub ef_search: u32,
+    pub maintenance_work_mem: String,
+    pub parallel_workers: u32,
     /// COPY of the rows plus the HNSW build, in one transaction (the export path).
     pub build_s: f64,
-    pub hnsw_p50_ms: f64,
-    pub hnsw_p99_ms: f64,
-    /// Mean share of the exact 10 nearest that HNSW returned.
-    pub recall_at_k: f64,
+    /// One row per `ef_search`, the same queries each time.
+    pub sweep: Vec<EfSearchRow>,
     /// Our exact search (libtorch, in process), one query at a time.
     pub exact_p50_ms: f64,
     pub exact_p99_ms: f64,
     /// libtorch threads of the exact search.
     pub threads: i32,
+    /// What the server logged about the build (pgvector warns here when the graph
+    /// outgrew `maintenance_work_mem`).
+    pub build_warnings: Vec<String>,
 }
 
 /// Synthetic clustered, normalised vectors as a gallery, written with `export` into a
-/// fresh cluster; then timed HNSW queries against our exact answer.
+/// fresh cluster; then timed HNSW queries at each `ef_search` against our exact answer.
 pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<PgvectorReport> {
     tch::manual_seed(opts.seed);
     let centres = Tensor::randn([100, opts.dim], (Kind::Float, Device::Cpu));
@@ -83,7 +100,16 @@ pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<Pg
                 .collect(),
         },
     };
-    let cluster = LocalCluster::start(crate_root)?;
+    let workers = opts.parallel_workers.to_string();
+    let cluster = LocalCluster::start_with(
+        crate_root,
+        &[
+            ("maintenance_work_mem", opts.maintenance_work_mem.as_str()),
+            ("max_parallel_maintenance_workers", workers.as_str()),
+            // pgvector's "graph no longer fits" is a NOTICE: keep it in the log.
+            ("log_min_messages", "notice"),
+        ],
+    )?;
     let target = PgTarget::parse(&cluster.url(), "bench_vectors")?;
     let identity = GalleryIdentity {
         checkpoint: "synthetic".into(),
@@ -98,50 +124,70 @@ pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<Pg
     let start = Instant::now();
     export(&gallery, &target, &identity, true)?;
     let build_s = start.elapsed().as_secs_f64();
+    eprintln!("pgvector: built in {build_s:.0} s");
     drop(gallery);
-    let mut store = PgGallery::open(
-        target,
-        identity,
-        Search::Hnsw {
-            ef_search: opts.ef_search,
-        },
-    )?;
-    let (mut hnsw_ms, mut exact_ms, mut recall) = (Vec::new(), Vec::new(), 0.0);
+    let build_warnings = cluster
+        .log()?
+        .lines()
+        .filter(|l| l.contains("WARNING") || l.contains("maintenance_work_mem"))
+        .map(str::to_string)
+        .collect();
+
+    // The exact answer once per query, then every ef_search against it.
+    let mut exact_ms = Vec::new();
+    let mut exact: Vec<HashSet<i64>> = Vec::new();
     for q in 0..opts.queries {
         let query = queries.narrow(0, q, 1);
         let t = Instant::now();
-        let found = store.nearest(&query, opts.k)?.pop().unwrap_or_default();
-        hnsw_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
         let (idx, _) = k_nearest(&query, &references, opts.k as i64, Distance::Cosine);
         exact_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let exact: HashSet<i64> = Vec::<i64>::try_from(&idx.view([-1]))?.into_iter().collect();
-        let hits = found
-            .iter()
-            .filter(|n| {
-                n.path
-                    .to_str()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .is_some_and(|i| exact.contains(&i))
-            })
-            .count();
-        recall += hits as f64 / opts.k as f64;
+        exact.push(Vec::<i64>::try_from(&idx.view([-1]))?.into_iter().collect());
     }
-    hnsw_ms.sort_by(f64::total_cmp);
+    let mut sweep = Vec::new();
+    for &ef_search in &opts.ef_search {
+        let mut store =
+            PgGallery::open(target.clone(), identity.clone(), Search::Hnsw { ef_search })?;
+        let (mut hnsw_ms, mut recall) = (Vec::new(), 0.0);
+        for (q, truth) in exact.iter().enumerate() {
+            let query = queries.narrow(0, q as i64, 1);
+            let t = Instant::now();
+            let found = store.nearest(&query, opts.k)?.pop().unwrap_or_default();
+            hnsw_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let hits = found
+                .iter()
+                .filter(|n| {
+                    n.path
+                        .to_str()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .is_some_and(|i| truth.contains(&i))
+                })
+                .count();
+            recall += hits as f64 / opts.k as f64;
+        }
+        hnsw_ms.sort_by(f64::total_cmp);
+        let row = EfSearchRow {
+            ef_search,
+            hnsw_p50_ms: percentile(&hnsw_ms, 50.0),
+            hnsw_p99_ms: percentile(&hnsw_ms, 99.0),
+            recall_at_k: recall / opts.queries.max(1) as f64,
+        };
+        eprintln!("pgvector: {row:?}");
+        sweep.push(row);
+    }
     exact_ms.sort_by(f64::total_cmp);
     Ok(PgvectorReport {
         rows: opts.rows,
         dim: opts.dim,
         queries: opts.queries,
         k: opts.k,
-        ef_search: opts.ef_search,
+        maintenance_work_mem: opts.maintenance_work_mem.clone(),
+        parallel_workers: opts.parallel_workers,
         build_s,
-        hnsw_p50_ms: percentile(&hnsw_ms, 50.0),
-        hnsw_p99_ms: percentile(&hnsw_ms, 99.0),
-        recall_at_k: recall / opts.queries.max(1) as f64,
+        sweep,
         exact_p50_ms: percentile(&exact_ms, 50.0),
         exact_p99_ms: percentile(&exact_ms, 99.0),
         threads: tch::get_num_threads(),
+        build_warnings,
     })
 }
 
@@ -155,6 +201,12 @@ impl ServerProcess {
     /// Starts this executable's `serve` with `args` on a free loopback port.
     pub fn start(args: &[String]) -> Result<ServerProcess> {
         let exe = std::env::current_exe().context("finding dmlviz itself")?;
+        Self::spawn(&exe, args)
+    }
+
+    /// Starts `exe serve` (`exe` a dmlviz binary) with `args` on a free loopback port
+    /// and waits for the line naming its address.
+    pub fn spawn(exe: &Path, args: &[String]) -> Result<ServerProcess> {
         let mut child = Command::new(exe)
             .arg("serve")
             .args(args)
@@ -180,6 +232,124 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// When a server is killed during an enrolment.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum KillAt {
+    /// This long after the request was sent.
+    AfterSendMs(u64),
+    /// This long after PostgreSQL showed the enrolment's transaction open with rows
+    /// written and not committed (`pg_stat_activity`: an `INSERT` with a transaction id).
+    AfterTransactionOpenMs(u64),
+}
+
+/// One server killed (SIGKILL) during one enrolment, and what the gallery held after.
+#[derive(Debug, Clone, Serialize)]
+pub struct KilledEnrolment {
+    pub at: KillAt,
+    pub class: String,
+    /// Images in the enrolment.
+    pub images: usize,
+    /// The class's rows once no transaction of the killed server was left (0 or
+    /// `images`; anything else breaks all-or-nothing).
+    pub rows: i64,
+    /// The answer, when the server answered before it died.
+    pub answered: Option<u16>,
+    /// `pg_stat_activity` showed the enrolment's transaction open before the kill.
+    pub seen_open: bool,
+    /// The server logged "unexpected EOF on client connection with an open
+    /// transaction" for this kill: the transaction was open when the client died.
+    pub open_transaction_logged: bool,
+}
+
+/// The enrolment's transaction: an `INSERT` into the gallery holding a transaction id
+/// (it has written rows), on any connection but ours.
+const OPEN_ENROLMENT: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND query LIKE 'INSERT INTO %'";
+/// Transactions with a transaction id left on other connections.
+const OPEN_WRITES: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE pid <> pg_backend_pid() AND backend_xid IS NOT NULL";
+/// What PostgreSQL logs when a client dies inside a transaction.
+const EOF_IN_TRANSACTION: &str = "unexpected EOF on client connection with an open transaction";
+
+/// Sends an enrolment of `images` copies of `image` as class `class` to `victim`, kills it with SIGKILL at `at`, waits (at most 10 s) until the
+/// database holds no transaction of it, and counts the class's rows. Bounded: the
+/// watch for the open transaction gives up after 30 s and kills anyway.
+// One sequence (send, watch, kill, settle, count); its pieces share the same handles.
+pub fn kill_during_enrolment(
+    cluster: &LocalCluster,
+    victim: &mut ServerProcess,
+    token: &str,
+    class: &str,
+    image: &[u8],
+    images: usize,
+    at: KillAt,
+) -> Result<KilledEnrolment> {
+    let (url, addr) = (cluster.url(), victim.addr);
+    let mut watcher = postgres::Client::connect(&url, postgres::NoTls)?;
+    let logged_before = cluster.log()?.matches(EOF_IN_TRANSACTION).count();
+    let names: Vec<String> = (0..images).map(|i| format!("{i}.png")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), image)).collect();
+    let (kind, body) = multipart(&files);
+    let path = format!("/classes/{class}/images");
+    let auth = format!("Bearer {token}");
+    let sender = std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            &path,
+            &[("Content-Type", kind), ("Authorization", auth)],
+            &body,
+        )
+        .ok()
+        .map(|r| r.status)
+    });
+    let sent = Instant::now();
+    let mut seen_open = false;
+    match at {
+        KillAt::AfterSendMs(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        KillAt::AfterTransactionOpenMs(ms) => {
+            while sent.elapsed() < Duration::from_secs(30) && !sender.is_finished() {
+                let open: i64 = watcher.query_one(OPEN_ENROLMENT, &[])?.get(0);
+                if open > 0 {
+                    seen_open = true;
+                    std::thread::sleep(Duration::from_millis(ms));
+                    break;
+                }
+            }
+        }
+    }
+    victim.child.kill().context("killing the server")?;
+    let _ = victim.child.wait();
+    let answered = sender.join().unwrap_or(None);
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(10) {
+        let open: i64 = watcher.query_one(OPEN_WRITES, &[])?.get(0);
+        if open == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rows: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM dmlviz_gallery WHERE class = $1",
+            &[&class],
+        )?
+        .get(0);
+    // The server writes its log line as it notices the EOF: give it a moment.
+    std::thread::sleep(Duration::from_millis(100));
+    let open_transaction_logged =
+        cluster.log()?.matches(EOF_IN_TRANSACTION).count() > logged_before;
+    Ok(KilledEnrolment {
+        at,
+        class: class.to_string(),
+        images,
+        rows,
+        answered,
+        seen_open,
+        open_transaction_logged,
+    })
 }
 
 /// Latency and throughput of one load level.
@@ -279,11 +449,19 @@ pub struct ServeReport {
     pub past_capacity: LoadRow,
     /// The database killed for a while under load, then started again.
     pub db_outage: LoadRow,
+    /// One prediction's answer while the database was down: status and body.
+    pub outage_status: u16,
+    pub outage_message: String,
     /// A prediction answered 200 after the database came back (no server restart).
     pub recovered: bool,
-    /// The server killed during a 24-image enrolment: rows of the class found (0 or 24).
-    pub killed_enrolment_rows: i64,
-    /// A class enrolled through one server predicted by another.
+    /// The server killed during enrolments, at several moments: each class's rows must
+    /// be 0 or all.
+    pub killed_enrolments: Vec<KilledEnrolment>,
+    /// Kills after which a class was partly present (must be 0).
+    pub killed_violations: usize,
+    /// A class enrolled through one server predicted by another: the class the second
+    /// server named as nearest to the enrolled image.
+    pub second_server_nearest: String,
     pub second_server_sees_it: bool,
 }
 
@@ -416,7 +594,7 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
 
     // The database killed under load for two seconds, then back.
     eprintln!("serve: database outage");
-    let db_outage = std::thread::scope(|s| -> Result<LoadRow> {
+    let (db_outage, outage_status, outage_message) = std::thread::scope(|s| -> Result<_> {
         let row = s.spawn(|| {
             load(4, opts.per_client, opts.budget, |c, i| {
                 std::thread::sleep(Duration::from_millis(20));
@@ -425,48 +603,74 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
         });
         std::thread::sleep(Duration::from_millis(500));
         cluster.kill()?;
+        let during = predict(a.addr, 0)?;
         std::thread::sleep(Duration::from_secs(2));
         cluster.resume()?;
-        row.join()
-            .map_err(|_| anyhow::anyhow!("load thread panicked"))
+        let row = row
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))?;
+        Ok((
+            row,
+            during.status,
+            String::from_utf8_lossy(&during.body).into_owned(),
+        ))
     })?;
     let recovered = predict(a.addr, 0).is_ok_and(|r| r.status == 200);
 
-    // The server killed during an enrolment of 24 images.
-    let victim = ServerProcess::start(&base)?;
-    let names: Vec<String> = (0..24).map(|i| format!("{i}.png")).collect();
-    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), good)).collect();
-    let (kind, body) = multipart(&files);
-    let addr = victim.addr;
-    let sender = std::thread::spawn(move || {
-        let _ = request(
-            addr,
-            "POST",
-            "/classes/killed/images",
-            &[
-                ("Content-Type", kind),
-                ("Authorization", format!("Bearer {TOKEN}")),
-            ],
-            &body,
-        );
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    drop(victim);
-    let _ = sender.join();
-    let killed_enrolment_rows = rows_of(&url, "killed")?;
+    // The server killed during 64-image enrolments: at fixed delays after sending, and
+    // as soon as (and shortly after) PostgreSQL shows the transaction open.
+    eprintln!("serve: killing servers mid-enrolment");
+    let moments = [
+        KillAt::AfterSendMs(50),
+        KillAt::AfterSendMs(150),
+        KillAt::AfterSendMs(300),
+        KillAt::AfterSendMs(600),
+        KillAt::AfterSendMs(1200),
+        KillAt::AfterTransactionOpenMs(0),
+        KillAt::AfterTransactionOpenMs(0),
+        KillAt::AfterTransactionOpenMs(2),
+        KillAt::AfterTransactionOpenMs(5),
+    ];
+    let mut killed_enrolments = Vec::new();
+    for (i, at) in moments.into_iter().enumerate() {
+        let mut victim = ServerProcess::start(&base)?;
+        let k = kill_during_enrolment(
+            &cluster,
+            &mut victim,
+            TOKEN,
+            &format!("killed_{i}"),
+            good,
+            64,
+            at,
+        )?;
+        eprintln!("serve: {k:?}");
+        killed_enrolments.push(k);
+    }
+    let killed_violations = killed_enrolments
+        .iter()
+        .filter(|k| {
+            !(k.rows == 0 || k.rows == k.images as i64)
+                || (k.answered == Some(201) && k.rows != k.images as i64)
+        })
+        .count();
 
     // Two servers: enrolled through a, predicted by b.
     let b = ServerProcess::start(&base)?;
-    let probe = &images[images.len() - 1];
+    // An image of no class in the gallery (an emoji among playing cards), so the
+    // enrolled copy is its only exact match.
+    let probe_path = crate_root.join("fixtures/emoji-cub/images/005.dog/google.png");
+    let probe =
+        &std::fs::read(&probe_path).with_context(|| format!("reading {}", probe_path.display()))?;
     let enrolled = enrol_request(
         a.addr,
         "second_server_probe",
         &[("p.png", probe.as_slice())],
     )?;
     let seen = request(b.addr, "POST", "/predict?k=1", &[], probe)?;
+    let second_server_nearest = seen.json()?["nearest"].as_str().unwrap_or("").to_string();
     let second_server_sees_it = enrolled.status == 201
         && seen.status == 200
-        && seen.json()?["nearest"] == "second_server_probe";
+        && second_server_nearest == "second_server_probe";
     Ok(ServeReport {
         cli_ms,
         levels,
@@ -476,8 +680,12 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
         enrol_violations,
         past_capacity,
         db_outage,
+        outage_status,
+        outage_message,
         recovered,
-        killed_enrolment_rows,
+        killed_enrolments,
+        killed_violations,
+        second_server_nearest,
         second_server_sees_it,
     })
 }

@@ -110,8 +110,15 @@ pub struct PgvectorBenchArgs {
     queries: i64,
     #[arg(long, default_value_t = 10)]
     k: usize,
-    #[arg(long, default_value_t = dmlviz::pg_gallery::DEFAULT_EF_SEARCH)]
-    ef_search: u32,
+    /// `hnsw.ef_search` values measured over the one build (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [40, 100, 200, 400])]
+    ef_search: Vec<u32>,
+    /// The server's `maintenance_work_mem` for the index build.
+    #[arg(long, default_value = "3GB")]
+    maintenance_work_mem: String,
+    /// The server's `max_parallel_maintenance_workers` (beside the leader).
+    #[arg(long, default_value_t = 1)]
+    parallel_workers: u32,
     /// libtorch threads of the exact search.
     #[arg(long, default_value_t = 2)]
     threads: i32,
@@ -167,6 +174,8 @@ pub fn bench_pgvector(args: PgvectorBenchArgs) -> Result<()> {
             k: args.k,
             ef_search: args.ef_search,
             seed: 0,
+            maintenance_work_mem: args.maintenance_work_mem,
+            parallel_workers: args.parallel_workers,
         },
     )?;
     report(&r, args.out.as_ref())

@@ -23,6 +23,8 @@ pub struct LocalCluster {
     port: u16,
     /// Run the server's commands as [`SERVER_USER`] (we are root).
     as_user: bool,
+    /// Extra `-c name=value` options of the server.
+    settings: String,
 }
 
 fn is_root() -> bool {
@@ -56,6 +58,12 @@ impl LocalCluster {
 
     /// Initialises and starts a cluster (trust authentication, loopback only).
     pub fn start(crate_root: &Path) -> Result<LocalCluster> {
+        Self::start_with(crate_root, &[])
+    }
+
+    /// [`LocalCluster::start`] with extra server settings (`name`, `value`), e.g. a
+    /// larger `maintenance_work_mem` for a big index build.
+    pub fn start_with(crate_root: &Path, settings: &[(&str, &str)]) -> Result<LocalCluster> {
         let bin = Self::binaries(crate_root)?;
         let as_user = is_root();
         if as_user {
@@ -70,6 +78,10 @@ impl LocalCluster {
             port: free_port()?,
             dir,
             as_user,
+            settings: settings
+                .iter()
+                .map(|(name, value)| format!(" -c {name}={value}"))
+                .collect(),
         };
         if as_user {
             let status = Command::new("chown")
@@ -137,9 +149,10 @@ impl LocalCluster {
         let data = self.data_dir().display().to_string();
         let log = self.dir.path().join("server.log").display().to_string();
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         self.server_command(
             "pg_ctl",
@@ -153,6 +166,12 @@ impl LocalCluster {
     pub fn kill(&self) -> Result<()> {
         let data = self.data_dir().display().to_string();
         self.server_command("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+    }
+
+    /// The server's log so far (what it said about clients that went away, for one).
+    pub fn log(&self) -> Result<String> {
+        let path = self.dir.path().join("server.log");
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
     /// The URL of the `postgres` database as the superuser.

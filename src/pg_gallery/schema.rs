@@ -203,7 +203,9 @@ pub fn create_index(
 ) -> Result<()> {
     let t = &target.table;
     tx.batch_execute(&format!(
-        "SET LOCAL maintenance_work_mem = '512MB';
+        // At least 512 MB for the graph, or the server's own setting when it is larger.
+        "SELECT set_config('maintenance_work_mem', '512MB', true) \
+         WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('512MB');
          CREATE INDEX {t}_hnsw ON {t} USING hnsw (embedding {})",
         identity.operator_class()
     ))
