@@ -115,10 +115,12 @@ bench-projection: build weights
 # The prediction service under load on loopback (bounded in count and time), its fault
 # cases, and pgvector's HNSW beside our exact search (figures in README.md, "The
 # gallery in PostgreSQL"). Starts its own PostgreSQL clusters.
-bench-serve: build pgserver
+bench-serve: build pgserver weights
 	@test -d runs/bench-serve || $(DMLVIZ) train --quiet --config experiments/bench/serve_cards.toml --out runs/bench-serve
 	$(DMLVIZ) bench serve --run runs/bench-serve --images fixtures/cards/0027.1_heart --out reports/bench-serve.json
-	$(DMLVIZ) bench pgvector --rows 200000 --dim 128 --queries 200 --ef-search 100 --out reports/bench-pgvector.json
+	nice -n 19 timeout 3600 $(DMLVIZ) bench pgvector --rows 1000000 --dim 128 --queries 200 \
+		--ef-search 40,100,200,400,800,1000 --maintenance-work-mem 3GB --parallel-workers 1 \
+		--out reports/bench-pgvector.json
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

@@ -7,8 +7,8 @@ use super::knn::clustered;
 use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
 use crate::eval::gallery_store::GalleryStore;
 use crate::pg_gallery::local_cluster::LocalCluster;
-use crate::pg_gallery::schema::GalleryIdentity;
-use crate::pg_gallery::{export, PgGallery, PgTarget, Search};
+use crate::pg_gallery::schema::{GalleryIdentity, HnswBuild};
+use crate::pg_gallery::{export_with, PgGallery, PgTarget, Search};
 use crate::search::knn::k_nearest;
 use crate::search::Distance;
 use crate::serve::client::{multipart, request, Response};
@@ -45,6 +45,8 @@ pub struct PgvectorBenchOptions {
     pub maintenance_work_mem: String,
     /// The server's `max_parallel_maintenance_workers` (workers beside the leader).
     pub parallel_workers: u32,
+    /// The HNSW graph's shape.
+    pub build: HnswBuild,
 }
 
 /// HNSW searches at one `ef_search`.
@@ -66,6 +68,8 @@ pub struct PgvectorReport {
     pub k: usize,
     pub maintenance_work_mem: String,
     pub parallel_workers: u32,
+    pub m: u32,
+    pub ef_construction: u32,
     /// COPY of the rows plus the HNSW build, in one transaction (the export path).
     pub build_s: f64,
     /// One row per `ef_search`, the same queries each time.
@@ -122,7 +126,7 @@ pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<Pg
         opts.rows, opts.dim
     );
     let start = Instant::now();
-    export(&gallery, &target, &identity, true)?;
+    export_with(&gallery, &target, &identity, true, opts.build)?;
     let build_s = start.elapsed().as_secs_f64();
     eprintln!("pgvector: built in {build_s:.0} s");
     drop(gallery);
@@ -182,6 +186,8 @@ pub fn run_pgvector(crate_root: &Path, opts: &PgvectorBenchOptions) -> Result<Pg
         k: opts.k,
         maintenance_work_mem: opts.maintenance_work_mem.clone(),
         parallel_workers: opts.parallel_workers,
+        m: opts.build.m,
+        ef_construction: opts.build.ef_construction,
         build_s,
         sweep,
         exact_p50_ms: percentile(&exact_ms, 50.0),
@@ -261,6 +267,14 @@ pub struct KilledEnrolment {
     /// The server logged "unexpected EOF on client connection with an open
     /// transaction" for this kill: the transaction was open when the client died.
     pub open_transaction_logged: bool,
+}
+
+impl KilledEnrolment {
+    /// All-or-nothing held: no rows or every row, and every row when it answered 201.
+    pub fn whole_or_absent(&self) -> bool {
+        let all = self.rows == self.images as i64;
+        (self.rows == 0 && self.answered != Some(201)) || all
+    }
 }
 
 /// The enrolment's transaction: an `INSERT` into the gallery holding a transaction id
@@ -454,6 +468,8 @@ pub struct ServeReport {
     pub outage_message: String,
     /// A prediction answered 200 after the database came back (no server restart).
     pub recovered: bool,
+    /// How long one whole 64-image enrolment took (the kill delays are shares of it).
+    pub enrol_64_ms: u64,
     /// The server killed during enrolments, at several moments: each class's rows must
     /// be 0 or all.
     pub killed_enrolments: Vec<KilledEnrolment>,
@@ -463,6 +479,9 @@ pub struct ServeReport {
     /// server named as nearest to the enrolled image.
     pub second_server_nearest: String,
     pub second_server_sees_it: bool,
+    /// The enrolment's status through the first server, the second server's answer.
+    pub second_server_enrol_status: u16,
+    pub second_server_answer: serde_json::Value,
 }
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
@@ -620,17 +639,20 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
     // The server killed during 64-image enrolments: at fixed delays after sending, and
     // as soon as (and shortly after) PostgreSQL shows the transaction open.
     eprintln!("serve: killing servers mid-enrolment");
-    let moments = [
-        KillAt::AfterSendMs(50),
-        KillAt::AfterSendMs(150),
-        KillAt::AfterSendMs(300),
-        KillAt::AfterSendMs(600),
-        KillAt::AfterSendMs(1200),
-        KillAt::AfterTransactionOpenMs(0),
-        KillAt::AfterTransactionOpenMs(0),
-        KillAt::AfterTransactionOpenMs(2),
-        KillAt::AfterTransactionOpenMs(5),
-    ];
+    // Fixed delays as shares of one whole enrolment's time, measured first on server a.
+    let names: Vec<String> = (0..64).map(|i| format!("{i}.png")).collect();
+    let whole: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), good)).collect();
+    let t = Instant::now();
+    let timed = enrol_request(a.addr, "killed_reference", &whole)?;
+    let enrol_ms = t.elapsed().as_millis() as u64;
+    if timed.status != 201 {
+        bail!("a whole 64-image enrolment failed: {}", timed.status);
+    }
+    let mut moments: Vec<KillAt> = [25, 50, 75, 90, 100, 150]
+        .iter()
+        .map(|share| KillAt::AfterSendMs(enrol_ms * share / 100))
+        .collect();
+    moments.extend([0, 0, 2, 5].map(KillAt::AfterTransactionOpenMs));
     let mut killed_enrolments = Vec::new();
     for (i, at) in moments.into_iter().enumerate() {
         let mut victim = ServerProcess::start(&base)?;
@@ -648,10 +670,7 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
     }
     let killed_violations = killed_enrolments
         .iter()
-        .filter(|k| {
-            !(k.rows == 0 || k.rows == k.images as i64)
-                || (k.answered == Some(201) && k.rows != k.images as i64)
-        })
+        .filter(|k| !k.whole_or_absent())
         .count();
 
     // Two servers: enrolled through a, predicted by b.
@@ -667,7 +686,12 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
         &[("p.png", probe.as_slice())],
     )?;
     let seen = request(b.addr, "POST", "/predict?k=1", &[], probe)?;
-    let second_server_nearest = seen.json()?["nearest"].as_str().unwrap_or("").to_string();
+    let second_server_enrol_status = enrolled.status;
+    let second_server_answer = seen.json()?;
+    let second_server_nearest = second_server_answer["nearest"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let second_server_sees_it = enrolled.status == 201
         && seen.status == 200
         && second_server_nearest == "second_server_probe";
@@ -683,8 +707,11 @@ pub fn run_serve(crate_root: &Path, opts: &ServeBenchOptions) -> Result<ServeRep
         outage_status,
         outage_message,
         recovered,
+        enrol_64_ms: enrol_ms,
         killed_enrolments,
         killed_violations,
+        second_server_enrol_status,
+        second_server_answer,
         second_server_nearest,
         second_server_sees_it,
     })

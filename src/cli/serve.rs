@@ -111,7 +111,7 @@ pub struct PgvectorBenchArgs {
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// `hnsw.ef_search` values measured over the one build (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [40, 100, 200, 400])]
+    #[arg(long, value_delimiter = ',', default_values_t = [40, 100, 200, 400, 800, 1000])]
     ef_search: Vec<u32>,
     /// The server's `maintenance_work_mem` for the index build.
     #[arg(long, default_value = "3GB")]
@@ -119,6 +119,12 @@ pub struct PgvectorBenchArgs {
     /// The server's `max_parallel_maintenance_workers` (beside the leader).
     #[arg(long, default_value_t = 1)]
     parallel_workers: u32,
+    /// The HNSW graph's links per node (pgvector's `m`).
+    #[arg(long, default_value_t = 16)]
+    hnsw_m: u32,
+    /// The HNSW build's candidate list (pgvector's `ef_construction`).
+    #[arg(long, default_value_t = 64)]
+    ef_construction: u32,
     /// libtorch threads of the exact search.
     #[arg(long, default_value_t = 2)]
     threads: i32,
@@ -176,6 +182,10 @@ pub fn bench_pgvector(args: PgvectorBenchArgs) -> Result<()> {
             seed: 0,
             maintenance_work_mem: args.maintenance_work_mem,
             parallel_workers: args.parallel_workers,
+            build: dmlviz::pg_gallery::schema::HnswBuild {
+                m: args.hnsw_m,
+                ef_construction: args.ef_construction,
+            },
         },
     )?;
     report(&r, args.out.as_ref())

@@ -23,7 +23,7 @@ use crate::search::Distance;
 use anyhow::{bail, Context, Result};
 use pgvector::Vector;
 use postgres::{Client, Config, NoTls};
-use schema::{GalleryIdentity, Table};
+use schema::{GalleryIdentity, HnswBuild, Table};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -315,14 +315,25 @@ pub struct Export {
     pub distance: Distance,
 }
 
-/// Writes `gallery` into a new table of `target` with its HNSW index, in one
-/// transaction: a failed export leaves nothing. An existing gallery table is refused
-/// unless `replace`.
+/// Writes `gallery` into a new table of `target` with its HNSW index (pgvector's
+/// default shape), in one transaction: a failed export leaves nothing. An existing
+/// gallery table is refused unless `replace`.
 pub fn export(
     gallery: &Gallery,
     target: &PgTarget,
     identity: &GalleryIdentity,
     replace: bool,
+) -> Result<Export> {
+    export_with(gallery, target, identity, replace, HnswBuild::default())
+}
+
+/// [`export`] with an HNSW graph of the shape `build`.
+pub fn export_with(
+    gallery: &Gallery,
+    target: &PgTarget,
+    identity: &GalleryIdentity,
+    replace: bool,
+    build: HnswBuild,
 ) -> Result<Export> {
     let m = &gallery.manifest;
     let paths = m
@@ -364,7 +375,7 @@ pub fn export(
         }
     }
     copy.finish().map_err(fail)?;
-    schema::create_index(&mut tx, target, identity)?;
+    schema::create_index(&mut tx, target, identity, build)?;
     tx.commit().map_err(fail)?;
     Ok(Export {
         table: t.to_string(),

@@ -195,19 +195,40 @@ pub fn create_table(
     Ok(())
 }
 
+/// The HNSW graph's shape: pgvector's `m` (links per node) and `ef_construction`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HnswBuild {
+    pub m: u32,
+    pub ef_construction: u32,
+}
+
+impl Default for HnswBuild {
+    /// pgvector's own defaults.
+    fn default() -> HnswBuild {
+        HnswBuild {
+            m: 16,
+            ef_construction: 64,
+        }
+    }
+}
+
 /// Builds the HNSW index with the gallery's distance (after the rows are in: faster).
 pub fn create_index(
     tx: &mut Transaction,
     target: &PgTarget,
     identity: &GalleryIdentity,
+    build: HnswBuild,
 ) -> Result<()> {
     let t = &target.table;
     tx.batch_execute(&format!(
         // At least 512 MB for the graph, or the server's own setting when it is larger.
         "SELECT set_config('maintenance_work_mem', '512MB', true) \
          WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('512MB');
-         CREATE INDEX {t}_hnsw ON {t} USING hnsw (embedding {})",
-        identity.operator_class()
+         CREATE INDEX {t}_hnsw ON {t} USING hnsw (embedding {}) \
+         WITH (m = {}, ef_construction = {})",
+        identity.operator_class(),
+        build.m,
+        build.ef_construction
     ))
     .map_err(|e| classify(e, "building the HNSW index", target))
 }
