@@ -125,7 +125,8 @@ pub struct ProjectOptions {
     pub thumbnails: bool,
     /// Gallery queries and neighbours.
     pub gallery: gallery::GalleryOptions,
-    /// Device of the hover-neighbour kNN search (`--device`).
+    /// Device of the exact kNN searches: hover neighbours and UMAP's kNN graph
+    /// (`--device`; t-SNE's affinities still search on the CPU).
     pub device: tch::Device,
 }
 
@@ -424,7 +425,7 @@ fn compute_layout(
             } else {
                 (&data.embeddings, data.distance)
             };
-            let layout = umap::umap(points, distance, &opts.umap)?;
+            let layout = umap::umap_on(points, distance, &opts.umap, opts.device)?;
             let mut params = serde_json::to_value(&opts.umap)?;
             params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(data.len()));
             Ok((layout, params))
