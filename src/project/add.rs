@@ -45,6 +45,9 @@ pub struct AddOptions {
     pub epochs: usize,
     /// Seed of the negative samples.
     pub seed: u64,
+    /// Where `project --add` embeds the images (`--device`); `index add` embeds with
+    /// its own phase model.
+    pub device: tch::Device,
 }
 
 impl Default for AddOptions {
@@ -53,6 +56,7 @@ impl Default for AddOptions {
             k: 15,
             epochs: 30,
             seed: 42,
+            device: tch::Device::Cpu,
         }
     }
 }
@@ -333,7 +337,7 @@ pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> 
         );
     }
     let images = list_images(dir)?;
-    let pm = PhaseModel::load(run, phase)?;
+    let pm = PhaseModel::load_on(run, phase, opts.device)?;
     let paths: Vec<PathBuf> = images.iter().map(|(p, _)| p.clone()).collect();
     let embedded = embed_readable_files(
         &pm.model.net,

@@ -27,6 +27,7 @@
 use super::input::{pca, validate, Matrix};
 use super::spectral::{spectral_layout, Graph};
 use crate::data::rng::Rng;
+use crate::progress::Progress;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
 use anyhow::{bail, ensure, Result};
@@ -239,20 +240,28 @@ fn noisy_scale(layout: &mut [f32], rng: &mut Rng) {
 /// The 2-D UMAP layout of `points` (row-major, one point per row), with `distance`
 /// between input points, computed on the CPU.
 pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<Matrix> {
-    umap_on(points, distance, params, tch::Device::Cpu)
+    umap_on(
+        points,
+        distance,
+        params,
+        tch::Device::Cpu,
+        &Progress::hidden(),
+    )
 }
 
 /// [`umap`] with its kNN graph searched on `device` (`--device`); the rest of UMAP
-/// (fuzzy graph, spectral start, SGD) runs on the CPU.
+/// (fuzzy graph, spectral start, SGD) runs on the CPU. `bar` names each stage.
 pub fn umap_on(
     points: &Matrix,
     distance: Distance,
     params: &UmapParams,
     device: tch::Device,
+    bar: &Progress,
 ) -> Result<Matrix> {
     validate(points, params.n_neighbors, "UMAP input")?;
     check_params(params)?;
     let n = points.rows;
+    bar.set_message(format!("UMAP: kNN graph of {n} points"));
     let (indices, dists) = knn_graph(points, params.n_neighbors, distance, device)?;
     let (a, b) = find_ab_params(params.spread, params.min_dist);
     let epochs = params.epochs_for(n);
@@ -279,6 +288,7 @@ pub fn umap_on(
     let umap = Umap::with_metrics(config.clone(), Box::new(PlaneMetric), Box::new(PlaneMetric));
     // umap-rs reads only the number of rows of its data argument.
     let shape_only = Array2::<f32>::zeros((n, 0));
+    bar.set_message("UMAP: fuzzy graph and spectral start".into());
     let manifold = umap.learn_manifold(shape_only.view(), indices.view(), dists.view());
     let mut rng = Rng::new(params.seed);
     let mut init = match params.init {
@@ -294,6 +304,7 @@ pub fn umap_on(
             .collect();
     }
     noisy_scale(&mut init, &mut rng);
+    bar.set_message(format!("UMAP: optimisation, {epochs} epochs"));
     let embedding: Vec<f32> = match params.sgd {
         UmapSgd::Ours => with_graph(&manifold, |g| {
             optimize_layout(init, g, epochs, a, b, params)
