@@ -96,8 +96,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Encodes an image as PNG, atomically, at the strongest deflate level with adaptive
-/// filters: `image`'s default is its fast level, whose files were about 1.4× as large
-/// (the report site's size; README, "The map page").
+/// filters: `image`'s default is its fast level, whose map plots were 1.55× as large
+/// (they are a share of the report site's size).
 pub fn write_png(path: &Path, image: &image::DynamicImage) -> Result<()> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     write_atomic_with(path, |w| {
