@@ -1,5 +1,5 @@
 /* dmlviz embedding map (src/project/map.rs): canvas drawing, grid index for hover,
-   zoom and pan, class search and highlight, colour modes, box selection.
+   zoom and pan, class search and highlight, colour modes, box and lasso selection.
    Hand-written, no dependencies; text goes into the page only through textContent. */
 (function () {
   'use strict';
@@ -57,6 +57,15 @@
         if (X[i] >= x0 && X[i] <= x1 && Y[i] >= y0 && Y[i] <= y1) f(i);
       }
     }
+  }
+  /* Even-odd rule: whether (x, y) lies inside the polygon of flat [x0, y0, x1, y1, ...]. */
+  function inPolygon(poly, x, y) {
+    var inside = false, n = poly.length / 2;
+    for (var a = 0, b = n - 1; a < n; b = a++) {
+      var xa = poly[2 * a], ya = poly[2 * a + 1], xb = poly[2 * b], yb = poly[2 * b + 1];
+      if ((ya > y) !== (yb > y) && x < (xb - xa) * (y - ya) / (yb - ya) + xa) inside = !inside;
+    }
+    return inside;
   }
   /* The visible point nearest to screen (px, py) within radius px, or -1. */
   function nearest(px, py, radius) {
@@ -126,6 +135,11 @@
     if (drag && drag.select) {
       octx.setLineDash([4, 3]); octx.strokeRect(drag.x0, drag.y0, drag.x1 - drag.x0, drag.y1 - drag.y0); octx.setLineDash([]);
     }
+    if (drag && drag.lasso) {
+      octx.setLineDash([4, 3]); octx.beginPath();
+      for (var v = 0; v < drag.lasso.length; v += 2) octx.lineTo(drag.lasso[v], drag.lasso[v + 1]);
+      octx.closePath(); octx.stroke(); octx.setLineDash([]);
+    }
     octx.strokeStyle = '#e07b00';
     octx.beginPath();
     state.selected.slice(0, 5000).forEach(function (i) { octx.moveTo(sx(i) + 4, sy(i)); octx.arc(sx(i), sy(i), 4, 0, 6.2832); });
@@ -136,7 +150,7 @@
   function className(i) { return D.classes[D.label[i]]; }
   function splitText(i) {
     var f = D.flags[i];
-    if (f & F.ADDED) return 'added later (project --add)';
+    if (f & F.ADDED) return 'added later (project --add or index add)';
     return (f & F.TEST ? 'test' : 'train') + (f & F.UNSEEN ? ' · held-out class' : '') + (f & F.GALLERY ? ' · in the galleries' : '');
   }
   /* Shows point i's sheet cell; the browser fetches a sheet the first time it is used. */
@@ -183,14 +197,21 @@
   }, { passive: false });
   over.addEventListener('mousedown', function (e) {
     var p = local(e);
-    drag = { x0: p[0], y0: p[1], x1: p[0], y1: p[1], tx: view.tx, ty: view.ty, select: e.shiftKey || el('box-select').checked, moved: false };
+    /* Alt-drag or the lasso toggle draws a loop (screen vertices); shift or box select a box. */
+    var lasso = e.altKey || el('lasso-select').checked;
+    drag = { x0: p[0], y0: p[1], x1: p[0], y1: p[1], tx: view.tx, ty: view.ty, moved: false,
+      select: !lasso && (e.shiftKey || el('box-select').checked), lasso: lasso ? [p[0], p[1]] : null };
   });
   window.addEventListener('mousemove', function (e) {
     var p = local(e);
     if (drag) {
       drag.x1 = p[0]; drag.y1 = p[1];
       if (Math.abs(drag.x1 - drag.x0) + Math.abs(drag.y1 - drag.y0) > 3) drag.moved = true;
-      if (drag.select) drawOverlay();
+      if (drag.lasso) {
+        var L = drag.lasso, lx = L[L.length - 2], ly = L[L.length - 1];
+        if (Math.abs(p[0] - lx) + Math.abs(p[1] - ly) > 2) { L.push(p[0], p[1]); }
+        drawOverlay();
+      } else if (drag.select) drawOverlay();
       else if (drag.moved) { view.tx = drag.tx + drag.x1 - drag.x0; view.ty = drag.ty + drag.y1 - drag.y0; schedule(); }
       return;
     }
@@ -201,8 +222,10 @@
   window.addEventListener('mouseup', function () {
     if (!drag) return;
     var d = drag; drag = null;
-    if (d.select && d.moved) {
-      select(unitX(Math.min(d.x0, d.x1)), unitY(Math.min(d.y0, d.y1)), unitX(Math.max(d.x0, d.x1)), unitY(Math.max(d.y0, d.y1)));
+    if (d.lasso && d.moved) {
+      if (d.lasso.length >= 6) selectLasso(d.lasso.map(function (v, k) { return k % 2 ? unitY(v) : unitX(v); }));
+    } else if (d.select && d.moved) {
+      selectBox(unitX(Math.min(d.x0, d.x1)), unitY(Math.min(d.y0, d.y1)), unitX(Math.max(d.x0, d.x1)), unitY(Math.max(d.y0, d.y1)));
     } else if (!d.moved) {
       var i = nearest(d.x0, d.y0, 8);
       if (i >= 0) location.href = galleryHref(i);
@@ -210,11 +233,25 @@
     drawOverlay();
   });
 
-  /* Box selection: every visible point in the unit rectangle, listed by class. */
-  var LIST_MAX = 500;
-  function select(x0, y0, x1, y1) {
+  /* Box selection: every visible point in the unit rectangle. */
+  function selectBox(x0, y0, x1, y1) {
     var chosen = [];
     inRect(x0, y0, x1, y1, function (i) { if (!dimmed(i)) chosen.push(i); });
+    list(chosen);
+  }
+  /* Lasso selection: the grid's cells under the loop's bounding box give the candidates,
+     the even-odd rule the points inside. poly: flat unit coordinates. */
+  function selectLasso(poly) {
+    var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity, chosen = [];
+    for (var v = 0; v < poly.length; v += 2) {
+      x0 = Math.min(x0, poly[v]); x1 = Math.max(x1, poly[v]); y0 = Math.min(y0, poly[v + 1]); y1 = Math.max(y1, poly[v + 1]);
+    }
+    inRect(x0, y0, x1, y1, function (i) { if (!dimmed(i) && inPolygon(poly, X[i], Y[i])) chosen.push(i); });
+    list(chosen);
+  }
+  /* Lists a selection by class, gallery queries first. */
+  var LIST_MAX = 500;
+  function list(chosen) {
     /* Gallery queries first (their entries say most), then in point order. */
     var g = function (i) { return D.flags[i] & F.GALLERY ? 0 : 1; };
     chosen.sort(function (a, b) { return g(a) - g(b) || a - b; });

@@ -95,11 +95,18 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Encodes an image as PNG, atomically.
+/// Encodes an image as PNG, atomically, at the strongest deflate level with adaptive
+/// filters: `image`'s default is its fast level, whose map plots were 1.55× as large
+/// (they are a share of the report site's size).
 pub fn write_png(path: &Path, image: &image::DynamicImage) -> Result<()> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     write_atomic_with(path, |w| {
         image
-            .write_to(w, image::ImageFormat::Png)
+            .write_with_encoder(PngEncoder::new_with_quality(
+                w,
+                CompressionType::Best,
+                FilterType::Adaptive,
+            ))
             .with_context(|| format!("encoding PNG {}", path.display()))
     })
 }
@@ -167,6 +174,30 @@ fn fault_point(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A heat-map-like image (smooth colour ramps, as the explanations' maps are): the
+    /// PNG decodes to the same pixels and is smaller than `image`'s default encoding.
+    #[test]
+    fn png_is_lossless_and_smaller_than_the_default_encoding() {
+        let img = image::RgbImage::from_fn(224, 224, |x, y| {
+            let v = ((x as f32 / 20.0).sin() * (y as f32 / 31.0).cos() * 127.0 + 128.0) as u8;
+            image::Rgb([v, 255 - v, (x + y) as u8 / 2])
+        });
+        let img = image::DynamicImage::ImageRgb8(img);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heat.png");
+        write_png(&path, &img).unwrap();
+        let ours = std::fs::metadata(&path).unwrap().len();
+        let mut default = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut default, image::ImageFormat::Png).unwrap();
+        let default = default.into_inner().len() as u64;
+        assert!(
+            ours < default,
+            "{ours} bytes against the default's {default}"
+        );
+        let back = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(back.as_raw(), img.to_rgb8().as_raw());
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temp_file() {

@@ -27,6 +27,10 @@ fn an_enrolled_class_is_recognised_and_survives_a_restart() {
     ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["added"], 2);
+    assert!(
+        v["placed"].is_null(),
+        "no maps in the run, so nothing placed: {v}"
+    );
     assert_eq!(
         v["gallery_size"],
         40 + 2,

@@ -233,6 +233,50 @@ fn project_writes_maps_exports_and_galleries() {
     let html = read(&proj.join("umap.html"));
     assert!(html.contains("images added later") && html.contains("\"stem\":\"added-sprite\""));
     assert!(proj.join("added-sprite-0.jpg").is_file());
+
+    // `index add` enrols into the gallery and places the images on both maps, under one
+    // acquisition of the run's lock (a second one in the same process would be refused).
+    let dogs = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/emoji-cub/images/005.dog");
+    let out = ok(dmlviz(&[
+        "index",
+        "add",
+        "--run",
+        run.to_str().unwrap(),
+        "--images",
+        dogs.to_str().unwrap(),
+        "--class",
+        "dog",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"], 2, "{v}");
+    assert_eq!(v["placed"]["added"], 2, "{v}");
+    assert_eq!(v["placed"]["methods"], serde_json::json!(["umap", "tsne"]));
+    assert_eq!(
+        v["placed"]["total"].as_u64().unwrap() as usize,
+        originals.len() + 2
+    );
+    let added: serde_json::Value = serde_json::from_str(&read(&proj.join("added.json"))).unwrap();
+    let dog_points: Vec<&serde_json::Value> = added["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["class"] == "dog")
+        .collect();
+    assert_eq!(dog_points.len(), 2);
+    for p in dog_points {
+        for method in ["umap", "tsne"] {
+            let xy = &p["positions"][method];
+            assert!(xy[0].as_f64().unwrap().is_finite() && xy[1].as_f64().unwrap().is_finite());
+        }
+    }
+    for method in ["umap", "tsne"] {
+        let html = read(&proj.join(format!("{method}.html")));
+        assert!(
+            html.contains(&format!("{} images added later", originals.len() + 2)),
+            "{method}.html draws the enrolled images among the added ones"
+        );
+    }
     let err = dmlviz(&[
         "project",
         "--run",

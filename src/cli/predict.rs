@@ -4,10 +4,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use dmlviz::config::Phase;
 use dmlviz::data::decode::has_image_extension;
-use dmlviz::eval::enrol::{enrol, enrol_into};
 use dmlviz::eval::phase_model::PhaseModel;
 use dmlviz::eval::predict::{embed_readable_files, predict_with_store};
 use dmlviz::pg_gallery::{export_phase, Search, StoreChoice, DEFAULT_EF_SEARCH, DEFAULT_TABLE};
+use dmlviz::project::add::{enrol_and_place, AddOptions};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
 
@@ -264,21 +264,32 @@ pub fn index(args: IndexArgs) -> Result<()> {
             }
             let paths = collect_images(std::slice::from_ref(&images))?;
             let run = RunDir::new(run);
-            let done = match store.index {
-                None => enrol(&run, phase.into(), &class, &paths, device)?,
+            // The images go on the phase's stored maps too, when it has any.
+            let pm = PhaseModel::load_on(&run, phase.into(), device)?;
+            let opts = AddOptions::default();
+            let result = match store.index {
+                None => enrol_and_place(&run, &pm, None, &class, &paths, &opts)?,
                 Some(_) => {
-                    let pm = PhaseModel::load_on(&run, phase.into(), device)?;
                     let mut gallery = store.choice().open(&pm, &run)?;
-                    enrol_into(gallery.as_mut(), &pm, &class, &paths)?
+                    enrol_and_place(&run, &pm, Some(gallery.as_mut()), &class, &paths, &opts)?
                 }
             };
             if json {
-                return super::print_json(&done);
+                return super::print_json(&result);
             }
+            let done = &result.enrolment;
             println!(
                 "enrolled {} images of {class:?}; the gallery now holds {} images of {} classes",
                 done.added, done.gallery_size, done.classes
             );
+            if let Some(placed) = &result.placed {
+                println!(
+                    "placed them on the {} map(s) ({} added in all) in {}",
+                    placed.methods.join(" and "),
+                    placed.total,
+                    placed.projections_dir.display()
+                );
+            }
             Ok(())
         }
         IndexCommand::Export {

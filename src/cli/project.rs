@@ -95,6 +95,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
     if let Some(dir) = &args.add {
         let opts = AddOptions {
             seed: args.seed,
+            device,
             ..Default::default()
         };
         let summary = add_images(&RunDir::new(&args.run), args.phase.into(), dir, &opts)?;

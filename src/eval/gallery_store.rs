@@ -8,6 +8,7 @@ use super::enrol::{acquire_patiently, Enrolment, LOCK_PATIENCE};
 use super::gallery::Gallery;
 use super::phase_model::PhaseModel;
 use super::predict::Neighbour;
+use crate::run::lock::RunLock;
 use crate::run::{RunDir, GALLERY_FILE};
 use crate::search::knn::k_nearest;
 use crate::search::Distance;
@@ -71,6 +72,29 @@ impl RunGallery {
         Ok(store)
     }
 
+    /// [`GalleryStore::enrol`] with the run's writer lock already held by the caller
+    /// (`index add` placing the images on the maps too, under the same lock).
+    pub fn enrol_under(
+        &mut self,
+        lock: &RunLock,
+        class: &str,
+        paths: Vec<PathBuf>,
+        embeddings: &Tensor,
+    ) -> Result<Enrolment> {
+        // Read under the lock: what another enrolment stored a moment ago is kept.
+        let mut gallery = Gallery::load(&self.dir)?;
+        let added = gallery.add(class, paths, embeddings)?;
+        gallery.replace(&self.dir, lock)?;
+        self.gallery = gallery;
+        self.seen = self.stamp();
+        Ok(Enrolment {
+            class: class.to_string(),
+            added,
+            gallery_size: self.gallery.manifest.entries.len(),
+            classes: self.gallery.manifest.classes.len(),
+        })
+    }
+
     /// The gallery as last read.
     pub fn gallery(&self) -> &Gallery {
         &self.gallery
@@ -109,18 +133,7 @@ impl GalleryStore for RunGallery {
         embeddings: &Tensor,
     ) -> Result<Enrolment> {
         let lock = acquire_patiently(&self.run, "index add", LOCK_PATIENCE)?;
-        // Read under the lock: what another enrolment stored a moment ago is kept.
-        let mut gallery = Gallery::load(&self.dir)?;
-        let added = gallery.add(class, paths, embeddings)?;
-        gallery.replace(&self.dir, &lock)?;
-        self.gallery = gallery;
-        self.seen = self.stamp();
-        Ok(Enrolment {
-            class: class.to_string(),
-            added,
-            gallery_size: self.gallery.manifest.entries.len(),
-            classes: self.gallery.manifest.classes.len(),
-        })
+        self.enrol_under(&lock, class, paths, embeddings)
     }
 
     fn classes(&mut self) -> Result<Vec<ClassCount>> {

@@ -18,8 +18,10 @@ use super::{hover_neighbours, map, MapPages, Method};
 use crate::atomic::write_json;
 use crate::config::Phase;
 use crate::data::rng::Rng;
+use crate::eval::enrol::{acquire_patiently, check_request, Enrolment, LOCK_PATIENCE};
+use crate::eval::gallery_store::{GalleryStore, RunGallery};
 use crate::eval::phase_model::PhaseModel;
-use crate::eval::predict::embed_readable_files;
+use crate::eval::predict::{embed_readable_files, EmbeddedFiles};
 use crate::run::galleries::Galleries;
 use crate::run::lock::RunLock;
 use crate::run::projections::{
@@ -43,6 +45,9 @@ pub struct AddOptions {
     pub epochs: usize,
     /// Seed of the negative samples.
     pub seed: u64,
+    /// Where `project --add` embeds the images (`--device`); `index add` embeds with
+    /// its own phase model.
+    pub device: tch::Device,
 }
 
 impl Default for AddOptions {
@@ -51,6 +56,7 @@ impl Default for AddOptions {
             k: 15,
             epochs: 30,
             seed: 42,
+            device: tch::Device::Cpu,
         }
     }
 }
@@ -322,7 +328,7 @@ impl AddedView {
 /// Embeds the images under `dir` (classes from folder names, [`list_images`]) with the
 /// phase's model, places them on every stored layout of the phase, records them in
 /// `added.json` and writes the maps again with them drawn. Images already added are
-/// skipped. Long: embedding before the lock, then the steps under it in order.
+/// skipped. Embedding before the lock, placing under it ([`place_embedded`]).
 pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> Result<AddSummary> {
     if !crate::run::is_run_dir(&run.root) {
         bail!(
@@ -331,7 +337,7 @@ pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> 
         );
     }
     let images = list_images(dir)?;
-    let pm = PhaseModel::load(run, phase)?;
+    let pm = PhaseModel::load_on(run, phase, opts.device)?;
     let paths: Vec<PathBuf> = images.iter().map(|(p, _)| p.clone()).collect();
     let embedded = embed_readable_files(
         &pm.model.net,
@@ -339,34 +345,147 @@ pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> 
         pm.exp.test_transform(),
         pm.exp.device,
     )?;
-    if !embedded.unreadable.is_empty() {
-        let list: Vec<String> = embedded
-            .unreadable
-            .iter()
-            .map(|u| format!("  {}", u.reason))
-            .collect();
-        bail!(
-            "{} images cannot be read, so none was added:\n{}",
-            list.len(),
-            list.join("\n")
-        );
+    all_readable(&embedded, "added")?;
+    let rows = embedding_rows(&embedded.embeddings)?;
+    let lock = RunLock::acquire(&run.root, "project --add")?;
+    match place_embedded(run, phase, &lock, &images, rows, pm.exp.device, opts)? {
+        Some(summary) => Ok(summary),
+        None => bail!(
+            "{}: no stored layout (umap.csv, tsne.csv): run `dmlviz project --run {}` first",
+            run.phase(phase).projections().display(),
+            run.root.display()
+        ),
     }
-    let rows = Vec::<Vec<f32>>::try_from(&embedded.embeddings.to_kind(tch::Kind::Float))
-        .context("reading the new embeddings")?;
+}
 
-    let _lock = RunLock::acquire(&run.root, "project --add")?;
+/// What `dmlviz index add` did: the enrolment, and the placement on the phase's maps
+/// when it has any.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrolAndPlace {
+    /// The gallery's side.
+    #[serde(flatten)]
+    pub enrolment: Enrolment,
+    /// The maps' side; `None` when the phase has no stored layout.
+    pub placed: Option<AddSummary>,
+}
+
+/// `dmlviz index add`: embeds `images` of class `class` on `device`, enrols them into
+/// the phase's gallery (`gallery`: another store, such as a PostgreSQL table; `None`:
+/// the run's own gallery file) and, when the phase has stored layouts, places them on
+/// its maps as `project --add` does. One acquisition of the run's writer lock covers
+/// both writes, so no other writer comes between the gallery and the maps.
+pub fn enrol_and_place(
+    run: &RunDir,
+    pm: &PhaseModel,
+    gallery: Option<&mut dyn GalleryStore>,
+    class: &str,
+    images: &[PathBuf],
+    opts: &AddOptions,
+) -> Result<EnrolAndPlace> {
+    check_request(class, images)?;
+    let embedded = embed_readable_files(
+        &pm.model.net,
+        images,
+        pm.exp.test_transform(),
+        pm.exp.device,
+    )?;
+    all_readable(&embedded, "enrolled")?;
+    check_request(class, &embedded.paths)?;
+    let has_maps = !stored_methods(&run.phase(pm.phase).projections()).is_empty();
+    let rows = if has_maps {
+        embedding_rows(&embedded.embeddings)?
+    } else {
+        Vec::new()
+    };
+    let labelled: Vec<(PathBuf, String)> = embedded
+        .paths
+        .iter()
+        .map(|p| (p.clone(), class.to_string()))
+        .collect();
+    let (enrolment, lock) = match gallery {
+        None => {
+            let mut store = RunGallery::open(pm, run)?;
+            let lock = acquire_patiently(run, "index add", LOCK_PATIENCE)?;
+            let done = store.enrol_under(&lock, class, embedded.paths, &embedded.embeddings)?;
+            (done, Some(lock))
+        }
+        // A store of its own (one database transaction): the run's lock only for the maps.
+        Some(store) => {
+            let done = store.enrol(class, embedded.paths, &embedded.embeddings)?;
+            let lock = has_maps
+                .then(|| acquire_patiently(run, "index add", LOCK_PATIENCE))
+                .transpose()?;
+            (done, lock)
+        }
+    };
+    let placed = match (has_maps, lock) {
+        (true, Some(lock)) => {
+            place_embedded(run, pm.phase, &lock, &labelled, rows, pm.exp.device, opts)
+                .with_context(|| {
+                    format!(
+                        "the {} images are enrolled in the gallery, but placing them on the \
+                         maps failed (`dmlviz project --add` can place them later)",
+                        enrolment.added
+                    )
+                })?
+        }
+        _ => None,
+    };
+    Ok(EnrolAndPlace { enrolment, placed })
+}
+
+/// Refuses a set of images of which any did not decode, naming each (`what`: what
+/// would have happened to them).
+fn all_readable(embedded: &EmbeddedFiles, what: &str) -> Result<()> {
+    if embedded.unreadable.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = embedded
+        .unreadable
+        .iter()
+        .map(|u| format!("  {}", u.reason))
+        .collect();
+    bail!(
+        "{} images cannot be read, so none was {what}:\n{}",
+        list.len(),
+        list.join("\n")
+    )
+}
+
+fn embedding_rows(embeddings: &tch::Tensor) -> Result<Vec<Vec<f32>>> {
+    Vec::<Vec<f32>>::try_from(
+        &embeddings
+            .to_kind(tch::Kind::Float)
+            .to_device(tch::Device::Cpu),
+    )
+    .context("reading the new embeddings")
+}
+
+/// The methods with a stored layout (`<method>.csv`) in `projections`.
+fn stored_methods(projections: &Path) -> Vec<Method> {
+    [Method::Umap, Method::Tsne]
+        .into_iter()
+        .filter(|m| projections.join(file_name(m.name(), "csv")).is_file())
+        .collect()
+}
+
+/// Places embedded images (`images` with their classes, `rows` their embeddings) on
+/// every stored layout of the phase, under the caller's writer lock `_lock`; `None`
+/// when the phase has no stored layout. Images already added are skipped.
+pub fn place_embedded(
+    run: &RunDir,
+    phase: Phase,
+    _lock: &RunLock,
+    images: &[(PathBuf, String)],
+    rows: Vec<Vec<f32>>,
+    device: tch::Device,
+    opts: &AddOptions,
+) -> Result<Option<AddSummary>> {
     let data = load_phase(run, phase)?;
     let out = data.dir.projections();
-    let methods: Vec<Method> = [Method::Umap, Method::Tsne]
-        .into_iter()
-        .filter(|m| out.join(file_name(m.name(), "csv")).is_file())
-        .collect();
+    let methods = stored_methods(&out);
     if methods.is_empty() {
-        bail!(
-            "{}: no stored layout (umap.csv, tsne.csv): run `dmlviz project --run {}` first",
-            out.display(),
-            run.root.display()
-        );
+        return Ok(None);
     }
     let record_path = out.join(ADDED_FILE);
     let mut record = read_record::<AddedRecord>(&record_path)?.unwrap_or(AddedRecord {
@@ -403,14 +522,14 @@ pub fn add_images(run: &RunDir, phase: Phase, dir: &Path, opts: &AddOptions) -> 
     for (m, layout) in &layouts {
         replace_on(&mut record, &data, *m, layout)?;
     }
-    write_pages(&data, phase, &record, &layouts, pm.exp.device)?;
+    write_pages(&data, phase, &record, &layouts, device)?;
     write_json(&record_path, &record)?;
-    Ok(AddSummary {
+    Ok(Some(AddSummary {
         added: record.points.len() - before,
         total: record.points.len(),
         methods: methods.iter().map(|m| m.name().to_string()).collect(),
         projections_dir: out,
-    })
+    }))
 }
 
 /// Writes the added points' sprite sheets and every layout's map page with them.

@@ -110,9 +110,13 @@ pub fn top_classes(classes: &[String]) -> Vec<ClassVotes> {
     tally
 }
 
-/// Side of an image cell of the contact sheet (96: the dataset images are 64–160 px;
-/// 128 made each sheet 1.8 times the pixels for no detail most of them have).
+/// Largest side of an image cell of the contact sheet (96: the dataset images are
+/// 64–160 px; 128 made each sheet 1.8 times the pixels for no detail most of them have).
 const CELL: u32 = 96;
+/// Smallest cell: a sheet whose images are all smaller uses their largest side, down to
+/// this (images are shrunk, never enlarged, so a 64 px dataset's 96 px cells were over
+/// half white margin, and the demo's sheets two thirds of its report site).
+const MIN_CELL: u32 = 64;
 const PAD: u32 = 8;
 const HEADER: u32 = 34;
 const CAPTION: u32 = 40;
@@ -133,11 +137,22 @@ fn short(s: &str, max: usize) -> String {
 }
 
 /// Paints `image` into cell `x` of the sheet's image row inside a 4-pixel frame.
-fn framed_cell(sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage) {
+fn framed_cell(sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage, cell: u32) {
     let (x0, y0) = (x - 4, HEADER + PAD - 4);
-    let frame = Rect::at(x0 as i32, y0 as i32).of_size(CELL + 8, CELL + 8);
+    let frame = Rect::at(x0 as i32, y0 as i32).of_size(cell + 8, cell + 8);
     draw_filled_rect_mut(sheet, frame, colour);
-    image::imageops::overlay(sheet, &square(image, CELL), x as i64, (HEADER + PAD) as i64);
+    image::imageops::overlay(sheet, &square(image, cell), x as i64, (HEADER + PAD) as i64);
+}
+
+/// The cell side of a sheet of `images` (`None`: unreadable): their largest side,
+/// between [`MIN_CELL`] and [`CELL`]; [`CELL`] when none is readable.
+fn cell_side(images: &[Option<RgbImage>]) -> u32 {
+    images
+        .iter()
+        .flatten()
+        .map(|i| i.width().max(i.height()))
+        .max()
+        .map_or(CELL, |side| side.clamp(MIN_CELL, CELL))
 }
 
 /// The sheet's header line: the query's classes and the vote of its neighbours.
@@ -164,18 +179,37 @@ fn header_text(item: &GalleryItem) -> String {
 fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Result<RgbImage> {
     let font = FontRef::try_from_slice(FONT_BYTES)
         .map_err(|e| anyhow!("the embedded font does not parse: {e}"))?;
+    let paths = std::iter::once(data.paths[query_point].as_path())
+        .chain(item.neighbours.iter().map(|n| Path::new(&n.path)));
+    let images: Vec<Option<RgbImage>> = paths
+        .map(|p| crate::data::decode::decode_rgb(p).ok())
+        .collect();
+    let cell = cell_side(&images);
+    let mut images = images.into_iter().map(|image| match image {
+        Some(image) => crate::imaging::shrink(&image, cell),
+        None => RgbImage::from_pixel(cell, cell, Rgb([200, 200, 200])),
+    });
+    let mut next_image = || images.next().expect("one image per cell");
+    // Captions under a smaller cell: a smaller font, and as many characters as fit its
+    // column (about 5.6 px each at 10 px), so neighbouring labels do not overlap.
+    let small = cell < CELL;
+    let caption_px = if small { 10.0 } else { 12.0 };
+    let column_chars = ((cell + PAD) as f32 / 5.6) as usize;
+    // `full` characters under a 96 px cell; under a smaller one, the column less `prefix`.
+    let fit = |full: usize, prefix: usize| {
+        if small {
+            column_chars.saturating_sub(prefix).max(4)
+        } else {
+            full
+        }
+    };
     let cells = 1 + item.neighbours.len() as u32;
     let (w, h) = (
-        PAD + cells * (CELL + PAD) + PAD,
-        HEADER + CELL + 2 * PAD + CAPTION,
+        PAD + cells * (cell + PAD) + PAD,
+        HEADER + cell + 2 * PAD + CAPTION,
     );
     let mut sheet = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let load = |path: &Path| {
-        crate::data::decode::decode_rgb(path)
-            .map(|image| crate::imaging::shrink(&image, CELL))
-            .unwrap_or_else(|_| RgbImage::from_pixel(CELL, CELL, Rgb([200, 200, 200])))
-    };
-    let x_of = |c: u32| PAD + c * (CELL + PAD) + PAD / 2;
+    let x_of = |c: u32| PAD + c * (cell + PAD) + PAD / 2;
     let text = |sheet: &mut RgbImage, s: &str, x: u32, y: u32, size: f32, colour: Rgb<u8>| {
         draw_text_mut(
             sheet,
@@ -188,33 +222,28 @@ fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Re
         )
     };
     text(&mut sheet, &header_text(item), PAD, 9, 15.0, Rgb([0, 0, 0]));
-    let y = HEADER + CELL + PAD + 8;
-    framed_cell(
-        &mut sheet,
-        x_of(0),
-        QUERY_BLUE,
-        &load(&data.paths[query_point]),
-    );
-    let query = short(&format!("query: {}", item.true_class), 21);
-    text(&mut sheet, &query, x_of(0), y, 12.0, QUERY_BLUE);
+    let y = HEADER + cell + PAD + 8;
+    framed_cell(&mut sheet, x_of(0), QUERY_BLUE, &next_image(), cell);
+    let query = short(&format!("query: {}", item.true_class), fit(21, 0));
+    text(&mut sheet, &query, x_of(0), y, caption_px, QUERY_BLUE);
     let kind = if item.unseen {
         "held-out class"
     } else {
         "test image"
     };
-    text(&mut sheet, kind, x_of(0), y + 15, 12.0, GREY_TEXT);
+    text(&mut sheet, kind, x_of(0), y + 15, caption_px, GREY_TEXT);
     for (c, n) in item.neighbours.iter().enumerate() {
         let x = x_of(c as u32 + 1);
         let colour = if n.correct { SAME_GREEN } else { OTHER_RED };
-        framed_cell(&mut sheet, x, colour, &load(Path::new(&n.path)));
-        let label = format!("{}. {}", c + 1, short(&n.class, 18));
-        text(&mut sheet, &label, x, y, 12.0, colour);
+        framed_cell(&mut sheet, x, colour, &next_image(), cell);
+        let label = format!("{}. {}", c + 1, short(&n.class, fit(18, 4)));
+        text(&mut sheet, &label, x, y, caption_px, colour);
         text(
             &mut sheet,
             &format!("d = {:.4}", n.distance),
             x,
             y + 15,
-            12.0,
+            caption_px,
             GREY_TEXT,
         );
     }
@@ -437,6 +466,21 @@ mod tests {
         assert_eq!(
             json["items"][0]["neighbours"][0]["correct"].as_bool(),
             Some(items[0].neighbours[0].correct)
+        );
+    }
+
+    /// Images smaller than the largest cell get cells of their own size, down to 64 px.
+    #[test]
+    fn cells_fit_the_largest_image_between_64_and_96_px() {
+        let img = |w, h| Some(RgbImage::new(w, h));
+        assert_eq!(cell_side(&[img(64, 40), img(50, 64), None]), 64);
+        assert_eq!(cell_side(&[img(32, 32)]), 64);
+        assert_eq!(cell_side(&[img(80, 72), img(64, 64)]), 80);
+        assert_eq!(cell_side(&[img(160, 120)]), 96);
+        assert_eq!(
+            cell_side(&[None, None]),
+            96,
+            "nothing readable: the largest cell"
         );
     }
 

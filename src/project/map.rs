@@ -256,10 +256,11 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
         p.muted { (page.facts) }
         p.muted {
             "■ train image · ▲ test image · black outline: held-out class"
-            @if added > 0 { " · large ringed dots: " (added) " images added later (project --add)" }
+            @if added > 0 { " · large ringed dots: " (added) " images added later (project --add, index add)" }
             ". Hover a point for its image and nearest neighbours; click to open its \
              gallery entry (or to link to the point); wheel or +/− to zoom, drag to pan, \
-             shift-drag (or box select) to select."
+             shift-drag (or box select) to select a box, alt-drag (or lasso) to draw \
+             a loop around what to select."
         }
         div.maptools {
             label { "colour by " select #colour-by {
@@ -273,6 +274,7 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
             button #zoom-out type="button" title="zoom out" { "−" }
             button #zoom-reset type="button" { "reset view" }
             label { input #box-select type="checkbox"; " box select" }
+            label { input #lasso-select type="checkbox"; " lasso" }
         }
         div.mapwrap {
             div #mapbox {
@@ -291,7 +293,8 @@ pub fn map_html(data: &PhaseData, layout: &Matrix, page: &MapPage) -> String {
         div #key.muted {}
         section #selection {
             h2 { "Selection" }
-            p #sel-info.muted { "Shift-drag a box on the map (or tick box select) to list its images." }
+            p #sel-info.muted { "Shift-drag a box on the map (or tick box select), or alt-drag a loop (or tick \
+                lasso), to list its images." }
             ol #sel-list {}
         }
         h2 { "Classes" }

@@ -125,7 +125,8 @@ pub struct ProjectOptions {
     pub thumbnails: bool,
     /// Gallery queries and neighbours.
     pub gallery: gallery::GalleryOptions,
-    /// Device of the hover-neighbour kNN search (`--device`).
+    /// Device of the exact kNN searches: hover neighbours and UMAP's kNN graph
+    /// (`--device`; t-SNE's affinities still search on the CPU).
     pub device: tch::Device,
 }
 
@@ -271,8 +272,9 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
             Method::Tsne => "t-SNE: affinities, PCA start, optimisation",
         });
         let start = Instant::now();
-        let (layout, params) = compute_layout(method, &data, &reduced, pca_dims.is_some(), opts)
-            .with_context(|| format!("{} of {source}", method.title()))?;
+        let (layout, params) =
+            compute_layout(method, &data, &reduced, pca_dims.is_some(), opts, &bar)
+                .with_context(|| format!("{} of {source}", method.title()))?;
         let seconds = start.elapsed().as_secs_f64();
         bar.step(&format!("{} quality, plots and pages", method.title()));
         let (layout, aligned_to) = align_seen(run, phase, &data, layout, method)?;
@@ -415,6 +417,7 @@ fn compute_layout(
     reduced: &Matrix,
     pca: bool,
     opts: &ProjectOptions,
+    bar: &Progress,
 ) -> Result<(Matrix, serde_json::Value)> {
     match method {
         Method::Umap => {
@@ -424,7 +427,7 @@ fn compute_layout(
             } else {
                 (&data.embeddings, data.distance)
             };
-            let layout = umap::umap(points, distance, &opts.umap)?;
+            let layout = umap::umap_on(points, distance, &opts.umap, opts.device, bar)?;
             let mut params = serde_json::to_value(&opts.umap)?;
             params["n_epochs"] = serde_json::json!(opts.umap.epochs_for(data.len()));
             Ok((layout, params))

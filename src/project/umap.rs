@@ -27,6 +27,7 @@
 use super::input::{pca, validate, Matrix};
 use super::spectral::{spectral_layout, Graph};
 use crate::data::rng::Rng;
+use crate::progress::Progress;
 use crate::search::knn::{k_nearest_with, Exclude, KnnOptions};
 use crate::search::Distance;
 use anyhow::{bail, ensure, Result};
@@ -194,11 +195,13 @@ pub fn find_ab_params(spread: f32, min_dist: f32) -> (f32, f32) {
 }
 
 /// Each point's `k` nearest points, itself first at distance 0 (umap-learn's layout
-/// of a kNN graph): `[n, k]` indices and distances.
+/// of a kNN graph): `[n, k]` indices and distances. The search runs on `device`
+/// (`--device`; the exact search is the same on every device).
 pub fn knn_graph(
     points: &Matrix,
     k: usize,
     distance: Distance,
+    device: tch::Device,
 ) -> Result<(Array2<u32>, Array2<f32>)> {
     let n = points.rows;
     ensure!(k >= 2 && k <= n, "{k} neighbours for {n} points");
@@ -206,10 +209,11 @@ pub fn knn_graph(
         exclude: Exclude::SameIndex,
         ..Default::default()
     };
-    let x = points.to_tensor();
+    let x = crate::device::onto(&points.to_tensor(), device);
     let (idx, dist) = k_nearest_with(&x, &x, (k - 1) as i64, distance, &options);
-    let idx = Vec::<i64>::try_from(&idx.view([-1]))?;
-    let dist = Vec::<f32>::try_from(&dist.to_kind(tch::Kind::Float).view([-1]))?;
+    let cpu = tch::Device::Cpu;
+    let idx = Vec::<i64>::try_from(&idx.to_device(cpu).view([-1]))?;
+    let dist = Vec::<f32>::try_from(&dist.to_device(cpu).to_kind(tch::Kind::Float).view([-1]))?;
     let mut indices = Array2::<u32>::zeros((n, k));
     let mut dists = Array2::<f32>::zeros((n, k));
     for i in 0..n {
@@ -234,12 +238,31 @@ fn noisy_scale(layout: &mut [f32], rng: &mut Rng) {
 }
 
 /// The 2-D UMAP layout of `points` (row-major, one point per row), with `distance`
-/// between input points.
+/// between input points, computed on the CPU.
 pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<Matrix> {
+    umap_on(
+        points,
+        distance,
+        params,
+        tch::Device::Cpu,
+        &Progress::hidden(),
+    )
+}
+
+/// [`umap`] with its kNN graph searched on `device` (`--device`); the rest of UMAP
+/// (fuzzy graph, spectral start, SGD) runs on the CPU. `bar` names each stage.
+pub fn umap_on(
+    points: &Matrix,
+    distance: Distance,
+    params: &UmapParams,
+    device: tch::Device,
+    bar: &Progress,
+) -> Result<Matrix> {
     validate(points, params.n_neighbors, "UMAP input")?;
     check_params(params)?;
     let n = points.rows;
-    let (indices, dists) = knn_graph(points, params.n_neighbors, distance)?;
+    bar.set_message(format!("UMAP: kNN graph of {n} points"));
+    let (indices, dists) = knn_graph(points, params.n_neighbors, distance, device)?;
     let (a, b) = find_ab_params(params.spread, params.min_dist);
     let epochs = params.epochs_for(n);
     ensure!(epochs >= 1, "UMAP needs at least one epoch");
@@ -265,6 +288,7 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
     let umap = Umap::with_metrics(config.clone(), Box::new(PlaneMetric), Box::new(PlaneMetric));
     // umap-rs reads only the number of rows of its data argument.
     let shape_only = Array2::<f32>::zeros((n, 0));
+    bar.set_message("UMAP: fuzzy graph and spectral start".into());
     let manifold = umap.learn_manifold(shape_only.view(), indices.view(), dists.view());
     let mut rng = Rng::new(params.seed);
     let mut init = match params.init {
@@ -280,6 +304,7 @@ pub fn umap(points: &Matrix, distance: Distance, params: &UmapParams) -> Result<
             .collect();
     }
     noisy_scale(&mut init, &mut rng);
+    bar.set_message(format!("UMAP: optimisation, {epochs} epochs"));
     let embedding: Vec<f32> = match params.sgd {
         UmapSgd::Ours => with_graph(&manifold, |g| {
             optimize_layout(init, g, epochs, a, b, params)
@@ -511,7 +536,7 @@ mod tests {
     fn graph_starts_with_the_point_itself() {
         tch::set_num_threads(1);
         let m = Matrix::new(5, 1, vec![0.0, 1.0, 3.0, 6.0, 10.0]).unwrap();
-        let (idx, dist) = knn_graph(&m, 3, Distance::Euclidean).unwrap();
+        let (idx, dist) = knn_graph(&m, 3, Distance::Euclidean, tch::Device::Cpu).unwrap();
         // 0 and 3 tie at distance 3: the lower index first.
         assert_eq!(idx.row(2).to_vec(), vec![2, 1, 0]);
         assert_eq!(dist.row(2).to_vec(), vec![0.0, 2.0, 3.0]);
