@@ -73,10 +73,10 @@ pub enum TsneMethod {
     Fft,
 }
 
-/// Where [`TsneMethod::Auto`] switches from Barnes–Hut to FFT interpolation. Measured
-/// with `dmlviz bench project --method tsne-bh --method tsne-fft` (README, "Embedding
-/// maps"): below it the FFT's fixed grid of at least 150 × 150 nodes costs more than
-/// the tree walk.
+/// Where [`TsneMethod::Auto`] switches from Barnes–Hut to FFT interpolation: below it
+/// the FFT's fixed grid of at least 150 × 150 nodes costs more than the tree walk. At
+/// 10 000 points FFT was faster (under load); the switch point itself is an estimate
+/// that `dmlviz bench project --method tsne-bh --method tsne-fft` can check.
 pub const FFT_FROM_POINTS: usize = 5000;
 
 impl TsneMethod {
