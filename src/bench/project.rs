@@ -12,7 +12,7 @@
 use super::embeddings::{read_embeddings, spread_subset};
 use crate::project::clustered_points;
 use crate::project::quality::{knn_label_agreement, trustworthiness, QUALITY_K};
-use crate::project::tsne::{TsneEngine, TsneParams};
+use crate::project::tsne::{TsneEngine, TsneMethod, TsneParams};
 use crate::project::umap::{umap, UmapParams, UmapSgd};
 use crate::search::Distance;
 use anyhow::{ensure, Result};
@@ -36,8 +36,9 @@ pub struct ProjectBenchOptions {
     pub clusters: usize,
     /// Threads (rayon and libtorch).
     pub threads: usize,
-    /// Which methods: "umap" (ours), "umap-rs" (umap-rs's optimiser), "tsne" (ours),
-    /// "tsne-linfa".
+    /// Which methods: "umap" (ours), "umap-rs" (umap-rs's optimiser), "tsne" (ours,
+    /// repulsion by the number of points), "tsne-bh" / "tsne-fft" (ours, Barnes–Hut /
+    /// FFT interpolation forced), "tsne-linfa".
     pub methods: Vec<String>,
     /// Seed of the data and the layouts.
     pub seed: u64,
@@ -63,7 +64,7 @@ impl Default for ProjectBenchOptions {
 /// One method on one data set.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectBenchRow {
-    /// "umap", "umap-rs", "tsne" or "tsne-linfa".
+    /// "umap", "umap-rs", "tsne", "tsne-bh", "tsne-fft" or "tsne-linfa".
     pub method: String,
     /// "clustered", or the embeddings file's name.
     pub data: String,
@@ -111,15 +112,19 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
                 };
                 umap(&points, Distance::Euclidean, &params)
             };
+            let ours_with = |method| {
+                let params = TsneParams {
+                    method,
+                    ..Default::default()
+                };
+                TsneEngine::Ours.layout(&points, &params)
+            };
             let (layout, reference) = match method.as_str() {
                 "umap" => (umap_with(UmapSgd::Ours)?, UMAP_LEARN_2000),
                 "umap-rs" => (umap_with(UmapSgd::UmapRs)?, UMAP_LEARN_2000),
-                "tsne" => (
-                    TsneEngine::Ours
-                        .layout(&points, &TsneParams::default())?
-                        .layout,
-                    OPENTSNE_2000,
-                ),
+                "tsne" => (ours_with(TsneMethod::Auto)?.layout, OPENTSNE_2000),
+                "tsne-bh" => (ours_with(TsneMethod::Bh)?.layout, OPENTSNE_2000),
+                "tsne-fft" => (ours_with(TsneMethod::Fft)?.layout, OPENTSNE_2000),
                 "tsne-linfa" => (
                     TsneEngine::Linfa
                         .layout(&points, &TsneParams::default())?
@@ -127,7 +132,10 @@ pub fn run(opts: &ProjectBenchOptions) -> Result<Vec<ProjectBenchRow>> {
                     OPENTSNE_2000,
                 ),
                 other => {
-                    anyhow::bail!("unknown method {other:?} (umap, umap-rs, tsne or tsne-linfa)")
+                    anyhow::bail!(
+                        "unknown method {other:?} (umap, umap-rs, tsne, tsne-bh, tsne-fft or \
+                         tsne-linfa)"
+                    )
                 }
             };
             let seconds = start.elapsed().as_secs_f64();
@@ -167,11 +175,13 @@ mod tests {
             ..Default::default()
         };
         let opts = ProjectBenchOptions {
-            methods: vec!["umap".into(), "tsne".into(), "tsne-linfa".into()],
+            methods: ["umap", "tsne", "tsne-bh", "tsne-fft", "tsne-linfa"]
+                .map(String::from)
+                .to_vec(),
             ..opts
         };
         let rows = run(&opts).unwrap();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 5);
         for r in rows {
             assert!(r.seconds > 0.0 && r.trustworthiness > 0.9, "{r:?}");
             assert!(r.reference_seconds.is_none());

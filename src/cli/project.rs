@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use dmlviz::bench::project::{run as bench_run, ProjectBenchOptions};
 use dmlviz::project::add::{add_images, AddOptions};
-use dmlviz::project::tsne::TsneEngine;
+use dmlviz::project::tsne::{TsneEngine, TsneMethod};
 use dmlviz::project::{project_phase, Method, ProjectOptions};
 use dmlviz::run::RunDir;
 use std::path::PathBuf;
@@ -24,6 +24,27 @@ impl From<TsneEngineArg> for TsneEngine {
         match arg {
             TsneEngineArg::Ours => TsneEngine::Ours,
             TsneEngineArg::Linfa => TsneEngine::Linfa,
+        }
+    }
+}
+
+/// How our t-SNE computes the repulsion (`--tsne-method`).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TsneMethodArg {
+    /// Barnes–Hut below 5 000 points, FFT interpolation from there on.
+    Auto,
+    /// Barnes–Hut on a quadtree.
+    Bh,
+    /// FFT-accelerated interpolation (FIt-SNE).
+    Fft,
+}
+
+impl From<TsneMethodArg> for TsneMethod {
+    fn from(arg: TsneMethodArg) -> Self {
+        match arg {
+            TsneMethodArg::Auto => TsneMethod::Auto,
+            TsneMethodArg::Bh => TsneMethod::Bh,
+            TsneMethodArg::Fft => TsneMethod::Fft,
         }
     }
 }
@@ -53,6 +74,9 @@ pub struct ProjectArgs {
     /// The t-SNE implementation.
     #[arg(long, value_enum, default_value = "ours")]
     tsne_engine: TsneEngineArg,
+    /// How our t-SNE computes the repulsion (linfa-tsne is always Barnes–Hut).
+    #[arg(long, value_enum, default_value = "auto")]
+    tsne_method: TsneMethodArg,
     /// Also draw each image at its point (umap-thumbnails.jpg, tsne-thumbnails.jpg).
     #[arg(long)]
     thumbnails: bool,
@@ -124,6 +148,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
         ..Default::default()
     }
     .with_seed(args.seed);
+    opts.tsne.method = args.tsne_method.into();
     opts.gallery.unseen_sample = args.gallery_unseen;
     opts.gallery.misclassified_limit = args.gallery_misclassified;
     let summary = project_phase(&RunDir::new(&args.run), args.phase.into(), &opts)?;
@@ -154,7 +179,7 @@ pub fn run(args: ProjectArgs) -> Result<()> {
 /// UMAP and t-SNE (ours and linfa-tsne) time and trustworthiness on clustered embeddings.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  dmlviz bench project --points 2000 --points 10000 --dim 128 --threads 2"
+    after_help = "Example:\n  dmlviz bench project --points 2000 --points 10000 --dim 128 --threads 2\n  dmlviz bench project --data .cache/fashion-mnist-mobilenet64.safetensors --points 10000 --method tsne-bh --method tsne-fft"
 )]
 pub struct ProjectBenchArgs {
     /// Point counts to measure (same clustered data for both methods).
@@ -166,7 +191,8 @@ pub struct ProjectBenchArgs {
     /// Gaussian clusters.
     #[arg(long, default_value_t = 20)]
     clusters: usize,
-    /// Methods to measure: umap (ours), umap-rs, tsne (ours), tsne-linfa.
+    /// Methods to measure: umap (ours), umap-rs, tsne (ours, auto), tsne-bh, tsne-fft
+    /// (ours with that repulsion), tsne-linfa.
     #[arg(long = "method", default_values_t = ["umap".to_string(), "tsne".to_string()])]
     methods: Vec<String>,
     #[arg(long, default_value_t = 2)]

@@ -53,6 +53,7 @@ pub mod quality;
 pub mod spectral;
 pub mod sprites;
 pub mod tsne;
+pub mod tsne_fft;
 pub mod tsne_linfa;
 pub mod umap;
 
@@ -441,6 +442,11 @@ fn compute_layout(
             params["engine"] = serde_json::json!(opts.tsne_engine.name());
             params["perplexity"] = serde_json::json!(result.perplexity);
             params["requested_perplexity"] = serde_json::json!(opts.tsne.perplexity);
+            if opts.tsne_engine == tsne::TsneEngine::Ours {
+                // `method` is what was asked ("auto"); this is what ran on these points.
+                params["resolved_method"] =
+                    serde_json::json!(opts.tsne.method.resolve(reduced.rows).name());
+            }
             Ok((result.layout, params))
         }
     }

@@ -17,7 +17,9 @@
 //!   (+0.2 / ×0.8, at least 0.01); each point's step clipped to norm 5; gradient without
 //!   the factor 4 (openTSNE's convention, matching its learning rate);
 //! * repulsion by Barnes–Hut on a quadtree, a cell summarised when
-//!   `width / distance < θ` (θ = 0.5); attraction exact over the sparse `P`.
+//!   `width / distance < θ` (θ = 0.5), or by FFT-accelerated interpolation
+//!   ([`super::tsne_fft`], FIt-SNE) from [`FFT_FROM_POINTS`] points on
+//!   ([`TsneMethod::Auto`]); attraction exact over the sparse `P`.
 //!
 //! Deterministic: no randomness after the PCA initialisation, and the parallel loops
 //! write disjoint rows and sum in a fixed order.
@@ -58,6 +60,45 @@ impl TsneEngine {
     }
 }
 
+/// How our engine computes the repulsion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TsneMethod {
+    /// Barnes–Hut below [`FFT_FROM_POINTS`] points, FFT interpolation from there on.
+    #[default]
+    Auto,
+    /// Barnes–Hut on a quadtree (θ from [`TsneParams::theta`]; θ = 0: every pair).
+    Bh,
+    /// FFT-accelerated interpolation ([`super::tsne_fft`]).
+    Fft,
+}
+
+/// Where [`TsneMethod::Auto`] switches from Barnes–Hut to FFT interpolation: below it
+/// the FFT's fixed grid of at least 150 × 150 nodes costs more than the tree walk.
+/// Measured with `dmlviz bench project --method tsne-bh --method tsne-fft` (2 threads,
+/// under load): FFT 3× slower at 2 000 points, level at 5 000, faster at 10 000.
+pub const FFT_FROM_POINTS: usize = 5000;
+
+impl TsneMethod {
+    /// The method's name, as `--tsne-method` and `<method>.json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TsneMethod::Auto => "auto",
+            TsneMethod::Bh => "bh",
+            TsneMethod::Fft => "fft",
+        }
+    }
+
+    /// The method that runs on `n` points: `Auto` resolved, the others as they are.
+    pub fn resolve(self, n: usize) -> TsneMethod {
+        match self {
+            TsneMethod::Auto if n >= FFT_FROM_POINTS => TsneMethod::Fft,
+            TsneMethod::Auto => TsneMethod::Bh,
+            other => other,
+        }
+    }
+}
+
 /// t-SNE parameters; the defaults are openTSNE's.
 #[derive(Debug, Clone, Serialize)]
 pub struct TsneParams {
@@ -73,6 +114,8 @@ pub struct TsneParams {
     pub theta: f64,
     /// Learning rate; `None`: `max(n / exaggeration, 50)` per phase.
     pub learning_rate: Option<f64>,
+    /// Barnes–Hut, FFT interpolation, or either by the number of points (our engine only).
+    pub method: TsneMethod,
 }
 
 impl Default for TsneParams {
@@ -84,6 +127,7 @@ impl Default for TsneParams {
             n_iter: 500,
             theta: 0.5,
             learning_rate: None,
+            method: TsneMethod::Auto,
         }
     }
 }
@@ -373,18 +417,36 @@ fn pca_start(points: &Matrix) -> Result<Vec<f64>> {
     Ok(y)
 }
 
+/// How one gradient evaluation sums the repulsion.
+#[derive(Debug, Clone, Copy)]
+enum Repulsion {
+    /// Every pair.
+    Exact,
+    /// Barnes–Hut with the squared opening angle.
+    BarnesHut(f64),
+    /// FFT-accelerated interpolation.
+    Fft,
+}
+
 /// The gradient at layout `y` into `grad`: exaggerated attraction over the sparse `P`
-/// minus the repulsion normalised by Z (Barnes–Hut when `theta2 > 0`). `forces` is
-/// scratch space, one row per point: attraction (x, y), repulsion (x, y), share of Z.
+/// minus the repulsion normalised by Z. `forces` is scratch space, one row per point:
+/// attraction (x, y), repulsion (x, y), share of Z.
 fn gradient(
     p: &Affinities,
     y: &[f64],
     exaggeration: f64,
-    theta2: f64,
+    repulsion: Repulsion,
     forces: &mut [[f64; 5]],
     grad: &mut [f64],
-) {
-    let tree = (theta2 > 0.0).then(|| QuadTree::build(y));
+) -> Result<()> {
+    let tree = match repulsion {
+        Repulsion::BarnesHut(_) => Some(QuadTree::build(y)),
+        _ => None,
+    };
+    let interpolated = match repulsion {
+        Repulsion::Fft => Some(super::tsne_fft::fft_repulsion(y)?),
+        _ => None,
+    };
     // Rows are disjoint, so points run in parallel.
     forces
         .par_iter_mut()
@@ -399,9 +461,12 @@ fn gradient(
                 ax += w * dx;
                 ay += w * dy;
             }
-            let (rx, ry, z) = match &tree {
-                Some(tree) => tree.repulsion(xi, yi, theta2, stack),
-                None => exact_repulsion(y, i),
+            let (rx, ry, z) = match (repulsion, &tree, &interpolated) {
+                (Repulsion::BarnesHut(theta2), Some(tree), _) => {
+                    tree.repulsion(xi, yi, theta2, stack)
+                }
+                (_, _, Some(rows)) => (rows[i][0], rows[i][1], rows[i][2]),
+                _ => exact_repulsion(y, i),
             };
             *f = [ax, ay, rx, ry, z];
         });
@@ -414,6 +479,7 @@ fn gradient(
         grad[2 * i] = exaggeration * f[0] - f[2] / z;
         grad[2 * i + 1] = exaggeration * f[1] - f[3] / z;
     }
+    Ok(())
 }
 
 /// One step with momentum and gains (+0.2 / ×0.8, at least 0.01), each point's step
@@ -470,7 +536,11 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     let mut gains = vec![1f64; 2 * n];
     let mut grad = vec![0f64; 2 * n];
     let mut forces = vec![[0f64; 5]; n];
-    let theta2 = params.theta * params.theta;
+    let repulsion = match params.method.resolve(n) {
+        TsneMethod::Fft => Repulsion::Fft,
+        _ if params.theta == 0.0 => Repulsion::Exact,
+        _ => Repulsion::BarnesHut(params.theta * params.theta),
+    };
     let phases = [
         (
             params.early_exaggeration,
@@ -479,12 +549,14 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
         ),
         (1.0, params.n_iter, 0.8),
     ];
+    let _one_torch_thread =
+        matches!(repulsion, Repulsion::Fft).then(super::tsne_fft::OneTorchThread::new);
     for (exaggeration, iterations, momentum) in phases {
         let lr = params
             .learning_rate
             .unwrap_or((n as f64 / exaggeration).max(50.0));
         for _ in 0..iterations {
-            gradient(&p, &y, exaggeration, theta2, &mut forces, &mut grad);
+            gradient(&p, &y, exaggeration, repulsion, &mut forces, &mut grad)?;
             descend(&mut y, &mut update, &mut gains, &grad, lr, momentum);
         }
     }
@@ -499,8 +571,8 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
     })
 }
 
-/// Every pair, for θ = 0.
-fn exact_repulsion(y: &[f64], i: usize) -> (f64, f64, f64) {
+/// Every pair, for θ = 0 (and the reference the approximations are tested against).
+pub(super) fn exact_repulsion(y: &[f64], i: usize) -> (f64, f64, f64) {
     let (xi, yi) = (y[2 * i], y[2 * i + 1]);
     let (mut fx, mut fy, mut z) = (0.0, 0.0, 0.0);
     for j in 0..y.len() / 2 {
@@ -598,5 +670,39 @@ mod tests {
         // A small set lowers the perplexity as openTSNE does.
         let (small, _) = clustered_points(31, 4, 2, 0.5, 1);
         assert_eq!(tsne(&small, &params).unwrap().perplexity, 10.0);
+    }
+
+    #[test]
+    fn fft_repulsion_lays_out_as_trustworthily_as_barnes_hut_and_reproducibly() {
+        tch::set_num_threads(1);
+        let (points, labels) = clustered_points(600, 16, 6, 0.5, 11);
+        let with = |method| TsneParams {
+            early_exaggeration_iter: 100,
+            n_iter: 250,
+            method,
+            ..Default::default()
+        };
+        let trust =
+            |layout: &Matrix| trustworthiness(&points, layout, 15, Distance::Euclidean).unwrap();
+        let bh = tsne(&points, &with(TsneMethod::Bh)).unwrap().layout;
+        let fft = tsne(&points, &with(TsneMethod::Fft)).unwrap().layout;
+        let (t_bh, t_fft) = (trust(&bh), trust(&fft));
+        assert!(t_fft > t_bh - 0.01, "FFT {t_fft} vs Barnes–Hut {t_bh}");
+        assert!(knn_label_agreement(&fft, &labels, 15).unwrap() > 0.95);
+        assert_ne!(
+            fft, bh,
+            "the FFT run must not have fallen back to Barnes–Hut"
+        );
+        assert_eq!(
+            fft,
+            tsne(&points, &with(TsneMethod::Fft)).unwrap().layout,
+            "FFT layout not deterministic"
+        );
+        assert_eq!(
+            TsneMethod::Auto.resolve(FFT_FROM_POINTS - 1),
+            TsneMethod::Bh
+        );
+        assert_eq!(TsneMethod::Auto.resolve(FFT_FROM_POINTS), TsneMethod::Fft);
+        assert_eq!(TsneMethod::Bh.resolve(1_000_000), TsneMethod::Bh);
     }
 }
