@@ -1,16 +1,16 @@
-//! `dmlviz index add`: enrolling images of a (new) class into a phase's gallery, all or
-//! nothing, under the run's writer lock.
+//! `dmlviz index add`'s gallery side: checking a request, and enrolling embedded images
+//! of a (new) class into a phase's gallery, all or nothing, under the run's writer lock
+//! (the command itself, which also places the images on the maps, is
+//! `crate::project::add::enrol_and_place`).
 //!
 //! The slow part (loading the model, decoding and embedding the images) runs before the
-//! lock is taken; under it ([`RunGallery`]'s `enrol`), the gallery is read fresh, extended
+//! lock is taken; under it (`RunGallery`'s `enrol`), the gallery is read fresh, extended
 //! and replaced in one rename. A PostgreSQL gallery takes the same rows in one
 //! transaction instead (`crate::pg_gallery`). Two `index add` at once therefore serialise instead of one overwriting the
 //! other's enrolment: the second waits for the first, briefly, or is refused naming it.
 
-use super::gallery_store::{GalleryStore, RunGallery};
-use super::phase_model::PhaseModel;
-use super::predict::{embed_readable_files, EmbeddedFiles};
-use crate::config::Phase;
+use super::gallery_store::GalleryStore;
+use super::predict::EmbeddedFiles;
 use crate::run::lock::RunLock;
 use crate::run::RunDir;
 use anyhow::{bail, Result};
@@ -53,41 +53,6 @@ pub fn acquire_patiently(run: &RunDir, command: &str, patience: Duration) -> Res
             Err(_) => std::thread::sleep(LOCK_RETRY),
         }
     }
-}
-
-/// Enrols `images` as class `class` (created when new) into the gallery file of `phase`.
-/// Every image must decode: otherwise nothing is added and the error names every file
-/// that does not.
-/// Embeds on `device` (`--device`).
-pub fn enrol(
-    run: &RunDir,
-    phase: Phase,
-    class: &str,
-    images: &[PathBuf],
-    device: tch::Device,
-) -> Result<Enrolment> {
-    check_request(class, images)?;
-    let pm = PhaseModel::load_on(run, phase, device)?;
-    let mut store = RunGallery::open(&pm, run)?;
-    enrol_into(&mut store, &pm, class, images)
-}
-
-/// [`enrol`] into any store (the run's file or a PostgreSQL table), with the phase's
-/// model already loaded.
-pub fn enrol_into(
-    store: &mut dyn GalleryStore,
-    pm: &PhaseModel,
-    class: &str,
-    images: &[PathBuf],
-) -> Result<Enrolment> {
-    check_request(class, images)?;
-    let embedded = embed_readable_files(
-        &pm.model.net,
-        images,
-        pm.exp.test_transform(),
-        pm.exp.device,
-    )?;
-    enrol_embedded(store, class, embedded)
 }
 
 /// Stores embedded images of one class, or nothing when any of them did not decode.
