@@ -61,22 +61,31 @@ pub fn enrol_embedded(
     class: &str,
     embedded: EmbeddedFiles,
 ) -> Result<Enrolment> {
-    if !embedded.unreadable.is_empty() {
-        let list: Vec<String> = embedded
-            .unreadable
-            .iter()
-            .map(|u| format!("  {}", u.reason))
-            .collect();
-        bail!(
-            "{} of {} images cannot be read, so none was enrolled (a gallery row from an \
-             unreadable file would be noise):\n{}",
-            embedded.unreadable.len(),
-            embedded.unreadable.len() + embedded.paths.len(),
-            list.join("\n")
-        );
-    }
+    all_readable(
+        &embedded,
+        "enrolled (a gallery row from an unreadable file would be noise)",
+    )?;
     check_request(class, &embedded.paths)?;
     store.enrol(class, embedded.paths, &embedded.embeddings)
+}
+
+/// Refuses a set of images of which any did not decode, naming each (`what`: what
+/// would have happened to them).
+pub fn all_readable(embedded: &EmbeddedFiles, what: &str) -> Result<()> {
+    if embedded.unreadable.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = embedded
+        .unreadable
+        .iter()
+        .map(|u| format!("  {}", u.reason))
+        .collect();
+    bail!(
+        "{} of {} images cannot be read, so none was {what}:\n{}",
+        list.len(),
+        list.len() + embedded.paths.len(),
+        list.join("\n")
+    )
 }
 
 /// A class name and at least one image.

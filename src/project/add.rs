@@ -18,10 +18,12 @@ use super::{hover_neighbours, map, MapPages, Method};
 use crate::atomic::write_json;
 use crate::config::Phase;
 use crate::data::rng::Rng;
-use crate::eval::enrol::{acquire_patiently, check_request, Enrolment, LOCK_PATIENCE};
+use crate::eval::enrol::{
+    acquire_patiently, all_readable, check_request, Enrolment, LOCK_PATIENCE,
+};
 use crate::eval::gallery_store::{GalleryStore, RunGallery};
 use crate::eval::phase_model::PhaseModel;
-use crate::eval::predict::{embed_readable_files, EmbeddedFiles};
+use crate::eval::predict::embed_readable_files;
 use crate::run::galleries::Galleries;
 use crate::run::lock::RunLock;
 use crate::run::projections::{
@@ -432,24 +434,6 @@ pub fn enrol_and_place(
         _ => None,
     };
     Ok(EnrolAndPlace { enrolment, placed })
-}
-
-/// Refuses a set of images of which any did not decode, naming each (`what`: what
-/// would have happened to them).
-fn all_readable(embedded: &EmbeddedFiles, what: &str) -> Result<()> {
-    if embedded.unreadable.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = embedded
-        .unreadable
-        .iter()
-        .map(|u| format!("  {}", u.reason))
-        .collect();
-    bail!(
-        "{} images cannot be read, so none was {what}:\n{}",
-        list.len(),
-        list.join("\n")
-    )
 }
 
 fn embedding_rows(embeddings: &tch::Tensor) -> Result<Vec<Vec<f32>>> {
