@@ -118,9 +118,9 @@ bench-projection: build weights
 bench-serve: build pgserver weights
 	@test -d runs/bench-serve || $(DMLVIZ) train --quiet --config experiments/bench/serve_cards.toml --out runs/bench-serve
 	$(DMLVIZ) bench serve --run runs/bench-serve --images fixtures/cards/0027.1_heart --out reports/bench-serve.json
-	nice -n 19 timeout 3600 $(DMLVIZ) bench pgvector --rows 1000000 --dim 128 --queries 200 \
-		--ef-search 40,100,200,400,800,1000 --maintenance-work-mem 3GB --parallel-workers 1 \
-		--out reports/bench-pgvector.json
+	nice -n 19 timeout 5400 $(DMLVIZ) bench pgvector --rows 1000000 --dim 128 --queries 200 \
+		--ef-search 100,200,400,800 --maintenance-work-mem 4GB --parallel-workers 1 \
+		--hnsw-m 32 --ef-construction 128 --out reports/bench-pgvector.json
 
 # Rebuilds fixtures/ from the registry packages (needs network access to npm and Debian).
 fixtures: build

@@ -6,6 +6,8 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Set once by the command line's `--quiet`: a display preference of the process,
 /// like a log level, so that library functions need no `quiet` parameter.
@@ -24,15 +26,15 @@ pub fn visible() -> bool {
 /// One progress bar: `label [=====>    ] done/total message (elapsed, eta)`.
 pub struct Progress {
     bar: ProgressBar,
+    /// Where each [`Progress::stage`] began, for the benchmarks' per-stage times.
+    stages: Mutex<Vec<(String, Instant)>>,
 }
 
 impl Progress {
     /// A bar of `total` units, drawn only when [`visible`].
     pub fn new(total: u64, label: &str) -> Progress {
         if !visible() {
-            return Progress {
-                bar: ProgressBar::hidden(),
-            };
+            return Progress::hidden();
         }
         let bar = ProgressBar::new(total);
         // The template is a constant: it parses (a test builds a visible one too).
@@ -43,13 +45,17 @@ impl Progress {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(label.to_string());
-        Progress { bar }
+        Progress {
+            bar,
+            stages: Mutex::default(),
+        }
     }
 
     /// A bar that draws nothing (a caller logging lines instead).
     pub fn hidden() -> Progress {
         Progress {
             bar: ProgressBar::hidden(),
+            stages: Mutex::default(),
         }
     }
 
@@ -87,6 +93,30 @@ impl Progress {
     /// Sets the text after the counts.
     pub fn set_message(&self, message: String) {
         self.bar.set_message(message);
+    }
+
+    /// Shows `message` as a stage of the current step (UMAP's kNN graph, spectral start,
+    /// SGD) and notes when it began, for [`Progress::stage_seconds`].
+    pub fn stage(&self, message: String) {
+        self.bar.set_message(message.clone());
+        if let Ok(mut stages) = self.stages.lock() {
+            stages.push((message, Instant::now()));
+        }
+    }
+
+    /// Each stage's message and seconds, the last one up to now.
+    pub fn stage_seconds(&self) -> Vec<(String, f64)> {
+        let now = Instant::now();
+        let stages = match self.stages.lock() {
+            Ok(stages) => stages.clone(),
+            Err(_) => return Vec::new(),
+        };
+        let ends = stages.iter().skip(1).map(|(_, t)| *t).chain([now]);
+        stages
+            .iter()
+            .zip(ends)
+            .map(|((name, start), end)| (name.clone(), (end - *start).as_secs_f64()))
+            .collect()
     }
 
     /// Prints a line on stderr whatever it is (terminal, file, `--quiet`), above the bar.
@@ -137,5 +167,21 @@ mod tests {
         assert_eq!(bar.bar.position(), 2);
         assert_eq!(bar.bar.message(), "sprites");
         bar.finish();
+    }
+
+    #[test]
+    fn stages_are_timed_in_order() {
+        let bar = Progress::hidden();
+        bar.stage("first".into());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        bar.stage("second".into());
+        let times = bar.stage_seconds();
+        assert_eq!(times.len(), 2);
+        assert_eq!(
+            (times[0].0.as_str(), times[1].0.as_str()),
+            ("first", "second")
+        );
+        assert!(times[0].1 >= 0.02 && times[1].1 < times[0].1, "{times:?}");
+        assert_eq!(bar.bar.message(), "second");
     }
 }

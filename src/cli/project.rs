@@ -205,6 +205,9 @@ pub struct ProjectBenchArgs {
     /// JSON rows instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time only: no trustworthiness or label agreement (minutes at 70 000 points).
+    #[arg(long)]
+    no_quality: bool,
 }
 
 pub fn bench(args: ProjectBenchArgs) -> Result<()> {
@@ -216,6 +219,7 @@ pub fn bench(args: ProjectBenchArgs) -> Result<()> {
         methods: args.methods,
         seed: 0,
         data: args.data,
+        quality: !args.no_quality,
     };
     let rows = bench_run(&opts)?;
     if args.json {
@@ -228,13 +232,13 @@ pub fn bench(args: ProjectBenchArgs) -> Result<()> {
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
-            "{:>10} {:>7} {:>5} {:>9.2} {:>8.4} {:>11.4} {:>9} {:>8}  {}",
+            "{:>10} {:>7} {:>5} {:>9.2} {:>8} {:>11} {:>9} {:>8}  {}",
             r.method,
             r.points,
             r.dim,
             r.seconds,
-            r.trustworthiness,
-            r.knn_label_agreement,
+            opt(r.trustworthiness, 4),
+            opt(r.knn_label_agreement, 4),
             opt(r.reference_seconds, 1),
             opt(r.reference_trustworthiness, 3),
             r.data

@@ -3,6 +3,7 @@
 use super::predict::{PhaseArg, StoreArgs};
 use anyhow::Result;
 use clap::Args;
+use dmlviz::pg_gallery::schema::HnswBuild;
 use dmlviz::serve::model_thread::Batching;
 use dmlviz::serve::{serve, ServeOptions, TokenSource};
 use std::net::SocketAddr;
@@ -111,19 +112,20 @@ pub struct PgvectorBenchArgs {
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// `hnsw.ef_search` values measured over the one build (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [40, 100, 200, 400, 800, 1000])]
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 200, 400, 800])]
     ef_search: Vec<u32>,
     /// The server's `maintenance_work_mem` for the index build.
-    #[arg(long, default_value = "3GB")]
+    #[arg(long, default_value = "4GB")]
     maintenance_work_mem: String,
     /// The server's `max_parallel_maintenance_workers` (beside the leader).
     #[arg(long, default_value_t = 1)]
     parallel_workers: u32,
-    /// The HNSW graph's links per node (pgvector's `m`).
-    #[arg(long, default_value_t = 16)]
+    /// The HNSW graph's links per node (pgvector's `m`; default: `index export`'s).
+    #[arg(long, default_value_t = HnswBuild::default().m)]
     hnsw_m: u32,
-    /// The HNSW build's candidate list (pgvector's `ef_construction`).
-    #[arg(long, default_value_t = 64)]
+    /// The HNSW build's candidate list (pgvector's `ef_construction`; default: `index
+    /// export`'s).
+    #[arg(long, default_value_t = HnswBuild::default().ef_construction)]
     ef_construction: u32,
     /// libtorch threads of the exact search.
     #[arg(long, default_value_t = 2)]
@@ -182,7 +184,7 @@ pub fn bench_pgvector(args: PgvectorBenchArgs) -> Result<()> {
             seed: 0,
             maintenance_work_mem: args.maintenance_work_mem,
             parallel_workers: args.parallel_workers,
-            build: dmlviz::pg_gallery::schema::HnswBuild {
+            build: HnswBuild {
                 m: args.hnsw_m,
                 ef_construction: args.ef_construction,
             },

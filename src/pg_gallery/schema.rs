@@ -203,11 +203,13 @@ pub struct HnswBuild {
 }
 
 impl Default for HnswBuild {
-    /// pgvector's own defaults.
+    /// Twice pgvector's own (16, 64): at 1 000 000 clustered 128-d vectors its default
+    /// graph reached recall@10 0.949 at ef_search 400, this one 0.9945 at 200, for a
+    /// third more build time (README.md, "Measured: pgvector beside our exact search").
     fn default() -> HnswBuild {
         HnswBuild {
-            m: 16,
-            ef_construction: 64,
+            m: 32,
+            ef_construction: 128,
         }
     }
 }
