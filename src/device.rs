@@ -128,6 +128,36 @@ pub fn synchronize(device: Device) {
     }
 }
 
+/// libtorch on one thread while it lives, its former thread count restored on drop.
+///
+/// Why: libtorch's OpenMP workers spin between parallel regions and end each with a
+/// barrier. Where the parallelism is coarser than one tensor operation (rayon's loops
+/// around t-SNE's small FFTs; the exact search's query chunks, one per rayon worker),
+/// libtorch on one thread leaves the cores to that. Profiled with `perf` on t-SNE at
+/// 10 000 points, 2 threads: about 70 % of the time was spent spinning in libgomp.
+pub struct OneTorchThread(i32);
+
+impl OneTorchThread {
+    /// Sets libtorch to one thread until the guard is dropped.
+    pub fn new() -> OneTorchThread {
+        let before = tch::get_num_threads();
+        tch::set_num_threads(1);
+        OneTorchThread(before)
+    }
+}
+
+impl Default for OneTorchThread {
+    fn default() -> Self {
+        OneTorchThread::new()
+    }
+}
+
+impl Drop for OneTorchThread {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -550,7 +550,7 @@ pub fn tsne(points: &Matrix, params: &TsneParams) -> Result<TsneLayout> {
         (1.0, params.n_iter, 0.8),
     ];
     let _one_torch_thread =
-        matches!(repulsion, Repulsion::Fft).then(super::tsne_fft::OneTorchThread::new);
+        matches!(repulsion, Repulsion::Fft).then(crate::device::OneTorchThread::new);
     for (exaggeration, iterations, momentum) in phases {
         let lr = params
             .learning_rate

@@ -36,29 +36,6 @@ const MIN_BOXES: usize = 50;
 /// Boxes per unit of the embedding's span (openTSNE's `ints_in_interval`).
 const BOXES_PER_UNIT: f64 = 1.0;
 
-/// libtorch on one thread while it lives, its former thread count restored on drop.
-///
-/// Why: the grid's FFTs are small (a few per cent of an iteration), but on libtorch's
-/// OpenMP workers the idle threads spin between iterations and take the cores from
-/// rayon's loops. Profiled with `perf` on 10 000 points, 2 threads: about 70 % of the
-/// time was spent spinning in libgomp.
-pub(crate) struct OneTorchThread(i32);
-
-impl OneTorchThread {
-    /// Sets libtorch to one thread until the guard is dropped.
-    pub(crate) fn new() -> OneTorchThread {
-        let before = tch::get_num_threads();
-        tch::set_num_threads(1);
-        OneTorchThread(before)
-    }
-}
-
-impl Drop for OneTorchThread {
-    fn drop(&mut self) {
-        tch::set_num_threads(self.0);
-    }
-}
-
 /// The square of boxes covering the embedding.
 #[derive(Debug, Clone, Copy)]
 struct Grid {
