@@ -14,7 +14,7 @@
 //!     a·d^{2b})` attractive, `2γb / ((0.001 + d²)(1 + a·d^{2b}))` repulsive, clipped at
 //!     ±4) and linear learning-rate decay, sequential like umap-learn with a seed, and
 //!     reproducible: negative samples come from the seeded generator, drawn by
-//!     multiply-shift ([`Rng::below_fast`]; a 64-bit modulo per draw took a fifth of
+//!     multiply-shift ([`Rng::below_fast`]; a 64-bit modulo per draw took an eighth of
 //!     the SGD's time);
 //!   - [`UmapSgd::UmapRs`]: umap-rs's own optimiser through its generic-metric path with
 //!     a 2-D Euclidean output metric. (Its Euclidean fast path divides the attractive
