@@ -561,7 +561,14 @@ fn search(
     let chunk = tile.queries.clamp(1, n);
     let starts: Vec<i64> = (0..n).step_by(chunk as usize).collect();
     let block = whole_groups(tile.references.max(1));
-    let solve_chunks = |scorer: &Scorer, queries: &Tensor, next: &dyn Fn() -> Option<usize>| {
+    // Chunks are taken one at a time from a shared counter, so a worker the OS holds
+    // back takes fewer of them.
+    let counter = AtomicUsize::new(0);
+    let next = || {
+        let c = counter.fetch_add(1, Ordering::Relaxed);
+        (c < starts.len()).then_some(c)
+    };
+    let solve_chunks = |scorer: &Scorer, queries: &Tensor| {
         let padded = whole_groups(m);
         let search = Search {
             scorer,
@@ -578,22 +585,9 @@ fn search(
         solved
     };
     let mut solved = if workers <= 1 || starts.len() <= 1 {
-        let counter = std::cell::Cell::new(0);
-        let next = || {
-            let c = counter.get();
-            counter.set(c + 1);
-            (c < starts.len()).then_some(c)
-        };
-        solve_chunks(&scorer, queries, &next)
+        solve_chunks(&scorer, queries)
     } else {
         let _one = OneTorchThread::new();
-        let counter = AtomicUsize::new(0);
-        let next = || {
-            let c = counter.fetch_add(1, Ordering::Relaxed);
-            (c < starts.len()).then_some(c)
-        };
-        // Chunks are taken one at a time from a shared counter, so a worker the OS
-        // holds back takes fewer of them.
         let handles: Vec<(Scorer, Tensor)> = (0..workers)
             .map(|_| (scorer.shallow_clone(), queries.shallow_clone()))
             .collect();
@@ -603,7 +597,7 @@ fn search(
                 // This worker's own OpenMP team size (a per-thread setting); the guard
                 // above restores the caller's when all are done.
                 tch::set_num_threads(1);
-                solve_chunks(&scorer, &queries, &next)
+                solve_chunks(&scorer, &queries)
             })
             .collect::<Vec<_>>()
     };
