@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-step bench-faiss bench-projection bench-serve fixtures weights pgserver
+.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-experiment bench-seeds bench-step bench-faiss bench-projection bench-serve fixtures weights pgserver
 
 setup: .libtorch/build-version
 
@@ -88,6 +88,20 @@ PYTHON ?= $(HOME)/.venvs/dmlviz-reference/bin/python
 bench-python: weights
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	$(PYTHON) scripts/python_reference.py --data data/emoji-animals --out .cache/python-reference
+
+# The whole demo experiment, ours then the Python stack's, back to back on the same images,
+# split, weights and threads (train both phases with per-epoch evaluation, UMAP, 16
+# Grad-CAMs, the site): stage seconds, precision@1 and the ratio as JSON lines.
+bench-experiment: build weights
+	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
+	python3 scripts/bench-experiment.py --seed 42 --dmlviz "$(DMLVIZ)" --python $(PYTHON)
+
+# The seed study: both stacks train and evaluate the demo preset at seeds 42-46 on the
+# same splits (precision@1 of both phases; about 90 minutes on 2 cores).
+SEEDS ?= 42 43 44 45 46
+bench-seeds: build weights
+	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
+	python3 scripts/bench-experiment.py --accuracy-only $(foreach s,$(SEEDS),--seed $(s)) --dmlviz "$(DMLVIZ)" --python $(PYTHON)
 
 # PyTorch's bare training step beside ours, and FAISS flat search beside ours, back to back.
 bench-step: build

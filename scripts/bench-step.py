@@ -70,6 +70,8 @@ def main():
     p.add_argument("--classes", type=int, default=32)
     p.add_argument("--per-class", type=int, default=3)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--out-of-place", action="store_true",
+                   help="ReLU/ReLU6 with inplace=False (torchvision uses inplace=True)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -78,6 +80,10 @@ def main():
     for arch in a.arch or ["mobilenet_v2"]:
         for size in a.size or [64]:
             net = Net(arch).train()
+            if a.out_of_place:
+                for m in net.modules():
+                    if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
+                        m.inplace = False
             x = torch.randn(batch, 3, size, size)
             if a.channels_last:
                 net = net.to(memory_format=torch.channels_last)
@@ -98,6 +104,7 @@ def main():
             print(json.dumps({
                 "side": "pytorch", "torch": torch.__version__, "arch": arch, "size": size,
                 "batch_size": batch, "threads": a.threads, "channels_last": a.channels_last,
+                "in_place_activations": not a.out_of_place,
                 "bare_images_per_s": round(a.steps * batch / seconds, 2),
             }), flush=True)
 

@@ -311,6 +311,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--explanations", type=int, default=16)
+    p.add_argument("--accuracy-only", action="store_true",
+                   help="train and evaluate both phases only (the seed study): no map, explanations or site")
     p.add_argument("--split-rule", choices=["dmlviz", "random"], default="dmlviz",
                    help="dmlviz: the same images as dmlviz; random: numpy's per-class shuffle (another split by the same rule)")
     args = p.parse_args()
@@ -346,10 +348,11 @@ def main():
         if name == "seen":
             metrics["seen_precision_at_1_unseen"] = history[-1]["precision_at_1_unseen"]
         results[name] = (net, embedded)
-    net, (q, ql, r, rl) = results["all"]
-    umap_map(args, q, ql, r, rl, out, times)
-    cams = explain(args, net, data, test_idx, r, out, times)
-    site(out, metrics, cams, times)
+    if not args.accuracy_only:
+        net, (q, ql, r, rl) = results["all"]
+        umap_map(args, q, ql, r, rl, out, times)
+        cams = explain(args, net, data, test_idx, r, out, times)
+        site(out, metrics, cams, times)
     times["total_s"] = round(time.perf_counter() - total, 2)
     import faiss
     import pytorch_metric_learning

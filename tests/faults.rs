@@ -476,3 +476,24 @@ fn unreadable_training_images_are_named_on_stderr() {
     // The split decides which of the two are training images; at least one is.
     assert!(named >= 1, "{err}");
 }
+
+/// `--seed` overrides training.seed for a new run; a resume under another seed is
+/// refused (applying it would silently continue someone else's run).
+#[test]
+fn seed_override_is_stored_and_a_resume_under_another_seed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", &[("epochs", "1")]);
+    let run = dir.path().join("run");
+    assert_ok(&train(&config, &run, &["--seed", "7"], &[]));
+    assert_eq!(RunDir::new(&run).read_config().unwrap().training.seed, 7);
+    let out = train(&config, &run, &["--resume", "--seed", "8"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("training.seed = 7 in the run, 8 in"), "{err}");
+    assert_ok(&train(
+        &config,
+        &run,
+        &["--resume", "--seed", "7", "--epochs", "2"],
+        &[],
+    ));
+}

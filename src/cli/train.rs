@@ -49,6 +49,9 @@ pub struct TrainArgs {
     /// Override training.threads.
     #[arg(long)]
     threads: Option<usize>,
+    /// Override training.seed (the split, the initial head, the sampler's batches).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Train only this phase.
     #[arg(long, value_enum)]
     phase: Option<PhaseArg>,
@@ -73,6 +76,9 @@ impl TrainArgs {
         if let Some(t) = self.threads {
             cfg.training.threads = t;
         }
+        if let Some(s) = self.seed {
+            cfg.training.seed = s;
+        }
         if let Some(p) = self.phase {
             cfg.training.phases = vec![match p {
                 PhaseArg::All => Phase::All,
@@ -90,7 +96,12 @@ fn resumed_config(
     given: &ExperimentConfig,
     run: &RunDir,
 ) -> Result<ExperimentConfig> {
-    let stored = args.overridden(run.read_config()?);
+    let stored_config = run.read_config()?;
+    let stored_seed = stored_config.training.seed;
+    let mut stored = args.overridden(stored_config);
+    // The seed makes the run what it is: a resume under another --seed is refused below,
+    // not applied to the stored config.
+    stored.training.seed = stored_seed;
     let differing: Vec<String> = dmlviz::report::config_diff::differences(&stored, given)
         .into_iter()
         .filter(|d| !RESUMABLE_DIFFERENCES.contains(&d.key.as_str()))

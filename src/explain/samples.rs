@@ -54,6 +54,7 @@ use super::explainer::{
 use super::page::{samples_page, SampleSection};
 use super::target::{ContrastChoice, TargetChoice};
 use super::trust::{trust_table, TrustOptions};
+use super::method::SaliencyMethod;
 use super::METHODS;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;
@@ -81,6 +82,9 @@ pub struct SampleOptions {
     pub device: tch::Device,
     /// How the trust table is computed; `None`: no table (an older one is removed).
     pub trust: Option<TrustOptions>,
+    /// The methods run (and scored); those that need the weight-transfer store are
+    /// left out, since it costs a pass over every training image.
+    pub methods: Vec<&'static dyn SaliencyMethod>,
 }
 
 impl Default for SampleOptions {
@@ -91,6 +95,7 @@ impl Default for SampleOptions {
             batch_size: 8,
             device: tch::Device::Cpu,
             trust: Some(TrustOptions::default()),
+            methods: METHODS.to_vec(),
         }
     }
 }
@@ -210,8 +215,8 @@ pub fn explain_samples(
     let mut explainer = Explainer::new(run, &pm)?;
     let sample = choose(&explainer, phase, opts)?;
     let eopts = ExplainOptions {
-        // The weight-transfer store costs a pass over every training image.
-        methods: METHODS
+        methods: opts
+            .methods
             .iter()
             .copied()
             .filter(|m| !m.info().weight_store)

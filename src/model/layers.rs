@@ -35,6 +35,14 @@ impl Activation {
         }
     }
 
+    /// Applies the activation in place and returns `x`, now the output.
+    fn apply_in_place(self, x: &mut Tensor) -> Tensor {
+        match self {
+            Activation::Relu => x.relu_(),
+            Activation::Relu6 => x.relu6_(),
+        }
+    }
+
     /// Gradient mask of the activation at pre-activation `x`: 1 where the activation passes
     /// the gradient through, 0 elsewhere (the same float kind as `x`).
     pub fn grad_mask(self, x: &Tensor) -> Tensor {
@@ -57,9 +65,13 @@ pub type ActivationHook<'a> = dyn FnMut(&Tensor, Activation) -> Tensor + 'a;
 /// replace it, as Ablation-CAM does).
 pub type LayerTap<'a> = dyn FnMut(&str, Tensor) -> Tensor + 'a;
 
-/// The hook of a plain forward pass: just applies the activation.
+/// The hook of a plain forward pass: applies the activation in place, as torchvision's
+/// `ReLU(inplace=True)` and `ReLU6(inplace=True)`. Every caller hands over a fresh
+/// pre-activation (a BatchNorm's or a linear layer's output, a residual sum) that no
+/// backward formula keeps, so this saves one activation-sized buffer per layer and its
+/// page faults; autograd would refuse the backward pass loudly if one ever did keep it.
 pub fn apply_activation(x: &Tensor, act: Activation) -> Tensor {
-    act.apply(x)
+    act.apply_in_place(&mut x.shallow_clone())
 }
 
 /// A bias-free 2-D convolution (`<path>.weight`, shape `[out, in/groups, k, k]`), as every
