@@ -84,8 +84,38 @@ def python_stack(args, seed):
     return report
 
 
+def summarize(lines):
+    """mean ± sample standard deviation of each side's precision@1 over the seeds in `lines`
+    (this script's JSON output), as one JSON line per side."""
+    import statistics
+    rows = {"dmlviz": {}, "python": {}}
+    for line in lines:
+        r = json.loads(line)
+        if r.get("side") == "dmlviz":
+            m = r["metrics"]
+            got = {"all": m["all"]["precision_at_1"], "seen": m["seen"]["precision_at_1"],
+                   "seen_unseen": m["seen"]["precision_at_1_unseen"]}
+        elif r.get("side") == "python":
+            m = r["metrics"]
+            got = {"all": m["all_precision_at_1"], "seen": m["seen_precision_at_1"],
+                   "seen_unseen": m["seen_precision_at_1_unseen"]}
+        else:
+            continue
+        for k, v in got.items():
+            rows[r["side"]].setdefault(k, {})[r["seed"]] = v
+    for side, metrics in rows.items():
+        out = {"side": side}
+        for k, by_seed in metrics.items():
+            v = list(by_seed.values())
+            out[k] = {"seeds": sorted(by_seed), "mean": round(statistics.mean(v), 4),
+                      "sd": round(statistics.stdev(v), 4) if len(v) > 1 else None}
+        print(json.dumps(out))
+
+
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--summarize", nargs="+", metavar="LOG",
+                   help="print mean ± sd of precision@1 per side from earlier outputs, and stop")
     p.add_argument("--seed", type=int, action="append", help="repeatable (default 42)")
     p.add_argument("--accuracy-only", action="store_true")
     p.add_argument("--config", default=DEMO)
@@ -96,6 +126,9 @@ def main():
     p.add_argument("--python", default=os.path.expanduser("~/.venvs/dmlviz-reference/bin/python"))
     p.add_argument("--side", choices=["both", "dmlviz", "python"], default="both")
     args = p.parse_args()
+    if args.summarize:
+        summarize(l for f in args.summarize for l in open(f) if l.startswith("{"))
+        return
     for seed in args.seed or [42]:
         sides = {}
         if args.side in ("both", "dmlviz"):

@@ -36,7 +36,8 @@ pub struct ExplainArgs {
     #[arg(long, conflicts_with = "samples")]
     batch: Option<PathBuf>,
     /// Explain this many test images (half correctly, half incorrectly classified) into
-    /// runs/X/phase-P/explanations/.
+    /// runs/X/phase-P/explanations/, with the --method methods (all by default; weight
+    /// transfer is left out, it needs a pass over every training image).
     #[arg(long)]
     samples: Option<usize>,
     #[arg(long = "method", default_value = "all", help = method_help(), long_help = method_long_help())]

@@ -164,7 +164,9 @@ fn every_cam_matches_pytorch_grad_cam() {
                 .iter()
                 .zip(&out.maps[i][name].values)
                 .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(d < 1e-6, "{name}: batch size changed the map by {d}");
+            // Another batch size is another GEMM blocking, so f32 rounding moves
+            // (2.3e-6 on an AVX-512 CPU); a wrong batching would move maps by far more.
+            assert!(d < 1e-5, "{name}: batch size changed the map by {d}");
         }
     }
 }

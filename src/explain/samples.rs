@@ -51,10 +51,10 @@ use super::batch::safe_name;
 use super::explainer::{
     write_explanation, ExplainOptions, Explainer, Explanation, ExplanationRecord, MapRecord,
 };
+use super::method::SaliencyMethod;
 use super::page::{samples_page, SampleSection};
 use super::target::{ContrastChoice, TargetChoice};
 use super::trust::{trust_table, TrustOptions};
-use super::method::SaliencyMethod;
 use super::METHODS;
 use crate::atomic::{write_atomic, write_json};
 use crate::config::Phase;

@@ -477,8 +477,11 @@ mod tests {
         let t = bb.forward_t(&x, true);
         t.pooled.sum(Kind::Float).backward();
         let train_err = max_rel_err(&t.last_conv, &io["train_last"]);
+        // Batch statistics amplify the f32 summation order of the convolution kernels,
+        // which oneDNN picks per CPU: ResNet50 lands 1.08e-4 off the fixture on an
+        // AVX-512 machine (the fixture's CPU had AVX2), so train mode gets 3e-4.
         assert!(
-            train_err < 1e-4,
+            train_err < 3e-4,
             "{arch}: train last conv differs by {train_err:e}"
         );
         let first_conv = if arch == Arch::MobileNetV2 {
@@ -490,11 +493,11 @@ mod tests {
         // Through ResNet50's 53 training-mode BNs, torch's own float32 gradient differs
         // from its float64 one by ~6e-3 (relative max) with random weights, ~2e-2 with the
         // formula weights (~4e-2 for MobileNetV2 with ImageNet weights; train_last: ~1.6e-4
-        // for ResNet50): compare at that noise level. Both sides run libtorch's float32
-        // kernels, so they agree far closer (measured: 2.4e-4 here, 2.3e-5 for train_last,
-        // from the script's 2 threads against our 1).
+        // for ResNet50): compare at that noise level. On the fixture's CPU both sides
+        // agreed far closer (2.4e-4 here, 2.3e-5 for train_last), but oneDNN picks other
+        // kernels on another CPU (AVX-512: 1.9e-2 here), so the bound is that noise level.
         assert!(
-            grad_err < 1e-2,
+            grad_err < 4e-2,
             "{arch}: first conv gradient differs by {grad_err:e}"
         );
         let bn = bb.batch_norms()[0];
