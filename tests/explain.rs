@@ -286,7 +286,9 @@ fn explain_writes_every_map_page_and_sample() {
             assert_eq!(n, 0, "{name}");
             continue;
         }
-        if name == "random" {
+        if name == "random" || name == "gradcam_pp" {
+            // Grad-CAM++'s ReLU-weighted gradients can cut a map of this untrained net to
+            // zero too: on an AVX-512 CPU 2 of the 4 were degenerate (4 on AVX2).
             assert!((1..=4).contains(&n), "{name} {n}");
         } else {
             assert_eq!(n, 4, "{name}");
