@@ -239,9 +239,6 @@ fn run_samples(run: &RunDir, args: &ExplainArgs, n: usize, device: tch::Device) 
         trust: trust_options(args)?,
         methods: dmlviz::explain::registry::parse(&args.methods)?,
     };
-    if opts.methods.iter().all(|m| m.info().weight_store) {
-        bail!("--samples cannot run only weight-transfer methods (they need a pass over every training image); choose another --method");
-    }
     let index = explain_samples(run, phase, &opts)?;
     let dir = run.phase(phase).explanations_dir();
     if args.json {

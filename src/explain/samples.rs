@@ -210,17 +210,21 @@ pub fn explain_samples(
     if !run.root.is_dir() {
         bail!("{}: no such run directory", run.root.display());
     }
+    let methods: Vec<&'static dyn SaliencyMethod> = opts
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| !m.info().weight_store)
+        .collect();
+    if methods.is_empty() {
+        bail!("--samples cannot run only weight-transfer methods (they need a pass over every training image); choose another --method");
+    }
     let _lock = RunLock::acquire(&run.root, "explain --samples")?;
     let pm = PhaseModel::load_on(run, phase, opts.device)?;
     let mut explainer = Explainer::new(run, &pm)?;
     let sample = choose(&explainer, phase, opts)?;
     let eopts = ExplainOptions {
-        methods: opts
-            .methods
-            .iter()
-            .copied()
-            .filter(|m| !m.info().weight_store)
-            .collect(),
+        methods,
         target: TargetChoice::Nearest,
         k: sample.k,
         batch_size: opts.batch_size,
