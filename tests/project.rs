@@ -101,9 +101,22 @@ fn project_writes_maps_exports_and_galleries() {
     let items = json["items"].as_array().unwrap();
     assert!(!items.is_empty(), "held-out classes give gallery queries");
     let index = read(&galleries.join("index.html"));
+    // Thumbnails: cells of the map's hover sheets (these maps have few points).
+    let thumbs = &json["thumbs"];
+    assert_eq!(thumbs["dir"], "../projections/");
+    let sheet = galleries
+        .join(thumbs["dir"].as_str().unwrap())
+        .join("sprite-0.jpg");
+    assert!(sheet.is_file() && index.contains("url(../projections/sprite-0.jpg)"));
+    let count = thumbs["sprite"]["count"].as_u64().unwrap();
     for item in items {
         let id = item["id"].as_str().unwrap();
-        assert!(galleries.join(item["sheet"].as_str().unwrap()).is_file());
+        assert!(item["cell"].as_u64().unwrap() < count);
+        assert!(item["neighbours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["cell"].as_u64().unwrap() < count));
         assert!(index.contains(&format!("id=\"{id}\"")));
         let neighbours = item["neighbours"].as_array().unwrap();
         assert_eq!(neighbours.len(), 10);

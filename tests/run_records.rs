@@ -12,12 +12,14 @@ use dmlviz::run::comparison::PrecisionDrop;
 use dmlviz::run::cost::PhaseCost;
 use dmlviz::run::embeddings::EmbeddingsIndex;
 use dmlviz::run::explanations::{ExplanationIndex, ExplanationItem, ExplanationNeighbour};
-use dmlviz::run::galleries::{ClassVotes, Galleries, GalleryItem, GalleryNeighbour, Query};
+use dmlviz::run::galleries::{
+    ClassVotes, Galleries, GalleryItem, GalleryNeighbour, GalleryThumbs, Query,
+};
 use dmlviz::run::hardware::Hardware;
 use dmlviz::run::metrics::{
     AtK, ClassAccuracy, ClassRow, ClusteringMetrics, PerClassAtK, PhaseMetrics, RetrievalMetrics,
 };
-use dmlviz::run::projections::ProjectionRecord;
+use dmlviz::run::projections::{ProjectionRecord, SpriteInfo};
 use dmlviz::run::record::{read_record, LEGACY_SCHEMA, SCHEMA_VERSION};
 use dmlviz::run::tables::ConfusionMatrix;
 use dmlviz::run::{EpochRecord, RunDir, TrainState};
@@ -150,17 +152,23 @@ fn galleries() -> Galleries {
             correct: true,
             unseen: true,
             sheet: "q12.jpg".into(),
+            cell: Some(12),
             neighbours: vec![GalleryNeighbour {
                 path: "data/y/b.png".into(),
                 class: "b".into(),
                 distance: 0.25,
                 correct: true,
+                cell: Some(3),
             }],
             top_classes: vec![ClassVotes {
                 class: "b".into(),
                 votes: 6,
             }],
         }],
+        thumbs: Some(GalleryThumbs {
+            sprite: SpriteInfo::with_cell("sprite", 20, 64),
+            dir: "../projections/".into(),
+        }),
     }
 }
 

@@ -17,7 +17,7 @@ use super::input::{load_inputs, load_readable, Inputs, Unreadable};
 use super::map::SaliencyMap;
 use super::method::{MethodOutput, SaliencyMethod};
 use super::pair::PairExplanation;
-use super::render::{display_image, write_map_pngs};
+use super::render::write_map_pngs;
 use super::saliency::Explainable;
 use super::target::{class_centroid, first_other, similarity_score, ContrastChoice, TargetChoice};
 use super::transfer::{WeightStore, DEFAULT_TRANSFER_K};
@@ -651,7 +651,7 @@ pub fn write_explanation(
         .map_err(|err| anyhow::anyhow!("creating {}: {err}", dir.display()))?;
     write_png(
         &dir.join("image.png"),
-        &DynamicImage::ImageRgb8(display_image(&e.input)),
+        &DynamicImage::ImageRgb8(e.input.clone()),
     )?;
     let mut maps = BTreeMap::new();
     for (name, m) in &e.maps {

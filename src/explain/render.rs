@@ -1,10 +1,13 @@
 //! PNGs of saliency maps: the heat map alone (JET), the JET overlay blended 50/50 with
-//! the image, and gradient images in the reference's display normalisation. Small network
-//! inputs (64² emoji) are enlarged for display so the maps can be seen; the arrays keep
-//! the input's size. A degenerate map is drawn as a flat grey blank (the page labels it),
-//! never as stretched noise; NaN cannot reach a PNG ([`SaliencyMap`] holds none).
+//! the image, and gradient images in the reference's display normalisation, all at the
+//! network input's size, as pytorch-grad-cam writes them. Pages enlarge small inputs
+//! (64² emoji) in the browser (`assets/site.css`, `.saliency img`), which draws what a
+//! bilinear enlargement in the file would, at a sixteenth of the bytes for 64² inputs
+//! (the explanations had been two thirds of the demo's site). A degenerate map is drawn
+//! as a flat grey blank (the page labels it), never as stretched noise; NaN cannot
+//! reach a PNG ([`SaliencyMap`] holds none).
 
-use super::map::{resize_bilinear, MapStatus, SaliencyMap};
+use super::map::{MapStatus, SaliencyMap};
 use crate::atomic::write_png;
 use crate::imaging::{blend, grey_image, jet_image};
 use anyhow::Result;
@@ -12,82 +15,50 @@ use image::imageops::FilterType;
 use image::{DynamicImage, Rgb, RgbImage};
 use std::path::Path;
 
-/// Inputs whose longer side is below this are enlarged by an integer factor for display.
-pub const DISPLAY_SIDE: u32 = 224;
-
 /// Grey of a blank (degenerate) map.
 const BLANK: Rgb<u8> = Rgb([200, 200, 200]);
 
-/// Display size of a `width`×`height` input: enlarged by the integer factor that brings
-/// its longer side to at least [`DISPLAY_SIDE`].
-pub fn display_size(width: u32, height: u32) -> (u32, u32) {
-    let side = width.max(height).max(1);
-    let factor = DISPLAY_SIDE.div_ceil(side).max(1);
-    (width * factor, height * factor)
-}
-
-/// The image at display size.
-pub fn display_image(image: &RgbImage) -> RgbImage {
-    let (w, h) = display_size(image.width(), image.height());
-    if (w, h) == image.dimensions() {
-        return image.clone();
-    }
-    image::imageops::resize(image, w, h, FilterType::CatmullRom)
-}
-
-/// One channel of a map at display size (bilinear), values in [0, 1].
-fn display_channel(map: &SaliencyMap, channel: usize) -> Result<(Vec<f32>, u32, u32)> {
-    let (w, h) = display_size(map.width as u32, map.height as u32);
+/// One channel of a map, values clamped to [0, 1].
+fn channel(map: &SaliencyMap, channel: usize) -> Vec<f32> {
     let plane = map.height * map.width;
-    let values = &map.values[channel * plane..(channel + 1) * plane];
-    if (w as usize, h as usize) == (map.width, map.height) {
-        return Ok((values.to_vec(), w, h));
-    }
-    let v = resize_bilinear(
-        values,
-        map.height as i64,
-        map.width as i64,
-        h as i64,
-        w as i64,
-    )?;
-    Ok((v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect(), w, h))
+    map.values[channel * plane..(channel + 1) * plane]
+        .iter()
+        .map(|x| x.clamp(0.0, 1.0))
+        .collect()
 }
 
 /// The heat map alone: JET for one-channel maps, RGB for gradient images; a blank for
 /// degenerate maps.
 pub fn heat(map: &SaliencyMap) -> Result<RgbImage> {
-    let (w, h) = display_size(map.width as u32, map.height as u32);
+    let (w, h) = (map.width as u32, map.height as u32);
     if map.status != MapStatus::Ok {
         return Ok(RgbImage::from_pixel(w, h, BLANK));
     }
     if map.channels == 1 {
-        let (v, w, h) = display_channel(map, 0)?;
-        return Ok(jet_image(&v, w, h));
+        return Ok(jet_image(&channel(map, 0), w, h));
     }
-    let planes: Vec<Vec<f32>> = (0..map.channels.min(3))
-        .map(|c| Ok(display_channel(map, c)?.0))
-        .collect::<Result<_>>()?;
+    let planes: Vec<Vec<f32>> = (0..map.channels.min(3)).map(|c| channel(map, c)).collect();
     if planes.len() < 3 {
         return Ok(grey_image(&planes[0], w, h));
     }
     Ok(RgbImage::from_fn(w, h, |x, y| {
         let i = (y * w + x) as usize;
         Rgb(std::array::from_fn(|c| {
-            (planes[c][i].clamp(0.0, 1.0) * 255.0).round() as u8
+            (planes[c][i] * 255.0).round() as u8
         }))
     }))
 }
 
-/// The JET heat map blended 50/50 with the image (the image, greyed, for a degenerate map).
+/// The JET heat map blended 50/50 with the image (the image, greyed, for a degenerate
+/// map); a map of another size than the image is resized to it.
 pub fn overlay(map: &SaliencyMap, image: &RgbImage) -> Result<RgbImage> {
-    let base = display_image(image);
     let top = heat(map)?;
-    let top = if top.dimensions() == base.dimensions() {
+    let top = if top.dimensions() == image.dimensions() {
         top
     } else {
-        image::imageops::resize(&top, base.width(), base.height(), FilterType::Triangle)
+        image::imageops::resize(&top, image.width(), image.height(), FilterType::Triangle)
     };
-    Ok(blend(&base, &top, 0.5))
+    Ok(blend(image, &top, 0.5))
 }
 
 /// Writes `<stem>.png` (heat map) and, for one-channel maps, `<stem>-overlay.png` into
@@ -115,13 +86,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_inputs_are_enlarged_and_blanks_are_flat() {
-        assert_eq!(display_size(64, 64), (256, 256));
-        assert_eq!(display_size(224, 224), (224, 224));
-        assert_eq!(display_size(300, 100), (300, 100));
-        let blank = SaliencyMap::blank(1, 4, 4, MapStatus::Zero);
+    fn maps_keep_the_input_size_and_blanks_are_flat() {
+        let blank = SaliencyMap::blank(1, 4, 6, MapStatus::Zero);
         let h = heat(&blank).unwrap();
-        assert_eq!(h.dimensions(), (224, 224));
+        assert_eq!(h.dimensions(), (6, 4));
         assert!(h.pixels().all(|p| *p == BLANK));
         let map = SaliencyMap {
             channels: 1,
@@ -131,9 +99,17 @@ mod tests {
             status: MapStatus::Ok,
         };
         let h = heat(&map).unwrap();
+        assert_eq!(h.dimensions(), (2, 2));
         assert_eq!(*h.get_pixel(0, 0), Rgb(crate::imaging::jet(0.0)));
-        assert_eq!(*h.get_pixel(223, 223), Rgb(crate::imaging::jet(1.0)));
-        let img = RgbImage::from_pixel(2, 2, Rgb([255, 255, 255]));
-        assert_eq!(overlay(&map, &img).unwrap().dimensions(), (224, 224));
+        assert_eq!(*h.get_pixel(1, 1), Rgb(crate::imaging::jet(1.0)));
+        let white = RgbImage::from_pixel(2, 2, Rgb([255, 255, 255]));
+        let o = overlay(&map, &white).unwrap();
+        assert_eq!(o.dimensions(), (2, 2));
+        let hot = crate::imaging::jet(1.0);
+        let half = |c: u8| ((c as f32 + 255.0) / 2.0).round() as i32;
+        assert!((0..3).all(|c| (o.get_pixel(1, 1)[c] as i32 - half(hot[c])).abs() <= 1));
+        // A map of another size is resized onto the image.
+        let big = RgbImage::from_pixel(8, 8, Rgb([0, 0, 0]));
+        assert_eq!(overlay(&map, &big).unwrap().dimensions(), (8, 8));
     }
 }

@@ -1,7 +1,8 @@
 //! Nearest-neighbour galleries: for chosen test images, the 10 nearest training
 //! images with class, distance and a correct/incorrect border, and the classes of the
 //! top 10 with their majority vote — the reference README's "Classes of Top 10 closest
-//! samples" example — as JPEG contact sheets, `galleries.json` and `index.html`.
+//! samples" example — as `galleries.json` and `index.html`, the thumbnails cells of
+//! tiled sheets (`super::gallery_strip`).
 //!
 //! Queries by default: a sample of the held-out classes' test images and every
 //! misclassified test image (nearest training image of another class), each up to a
@@ -9,25 +10,23 @@
 //! order (the same index as the maps' CSV), so maps link straight to it.
 
 use super::data::PhaseData;
+use super::gallery_strip::{strip, PAGE_CELL};
+use super::sprites::{self, SpriteInfo};
 use crate::atomic::write_json;
-use crate::chart::FONT_BYTES;
 use crate::data::rng::Rng;
 use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
 use crate::eval::predict::predict_embeddings;
 use crate::html;
-use crate::imaging::{square, write_jpeg};
-pub use crate::run::galleries::{ClassVotes, GalleryItem, GalleryNeighbour};
+pub use crate::run::galleries::{ClassVotes, GalleryItem, GalleryNeighbour, GalleryThumbs};
 use crate::run::galleries::{Galleries, Query};
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::GALLERIES_FILE;
-use ab_glyph::{FontRef, PxScale};
-use anyhow::{anyhow, Result};
-use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_text_mut};
-use imageproc::rect::Rect;
+use anyhow::{Context, Result};
+use image::RgbImage;
 use maud::html;
 use serde::Serialize;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// Which queries and how many neighbours.
 #[derive(Debug, Clone, Serialize)]
@@ -110,39 +109,15 @@ pub fn top_classes(classes: &[String]) -> Vec<ClassVotes> {
     tally
 }
 
-/// Largest side of an image cell of the contact sheet (96: the dataset images are
-/// 64–160 px; 128 made each sheet 1.8 times the pixels for no detail most of them have).
+/// Largest side of a gallery thumbnail (96: the dataset images are 64–160 px; 128 made
+/// each cell 1.8 times the pixels for no detail most of them have).
 const CELL: u32 = 96;
-/// Smallest cell: a sheet whose images are all smaller uses their largest side, down to
-/// this (images are shrunk, never enlarged, so a 64 px dataset's 96 px cells were over
-/// half white margin, and the demo's sheets two thirds of its report site).
+/// Smallest cell: a gallery whose images are all smaller uses their largest side, down
+/// to this (images are shrunk, never enlarged, so a 64 px dataset's 96 px cells were
+/// over half white margin). The map's hover sheets serve when their cells are this big.
 const MIN_CELL: u32 = 64;
-const PAD: u32 = 8;
-const HEADER: u32 = 34;
-const CAPTION: u32 = 40;
-
-/// Frame colours: the query, a neighbour of its class, a neighbour of another class.
-const QUERY_BLUE: Rgb<u8> = Rgb([36, 84, 197]);
-const SAME_GREEN: Rgb<u8> = Rgb([26, 127, 55]);
-const OTHER_RED: Rgb<u8> = Rgb([198, 40, 40]);
-const GREY_TEXT: Rgb<u8> = Rgb([90, 90, 90]);
-
-/// `s` cut to `max` characters, an ellipsis marking the cut.
-fn short(s: &str, max: usize) -> String {
-    if s.chars().count() > max {
-        s.chars().take(max - 1).collect::<String>() + "…"
-    } else {
-        s.to_string()
-    }
-}
-
-/// Paints `image` into cell `x` of the sheet's image row inside a 4-pixel frame.
-fn framed_cell(sheet: &mut RgbImage, x: u32, colour: Rgb<u8>, image: &RgbImage, cell: u32) {
-    let (x0, y0) = (x - 4, HEADER + PAD - 4);
-    let frame = Rect::at(x0 as i32, y0 as i32).of_size(cell + 8, cell + 8);
-    draw_filled_rect_mut(sheet, frame, colour);
-    image::imageops::overlay(sheet, &square(image, cell), x as i64, (HEADER + PAD) as i64);
-}
+/// Stem of the gallery's own sheets, `thumbs-<k>.jpg`.
+const THUMBS_STEM: &str = "thumbs";
 
 /// The cell side of a sheet of `images` (`None`: unreadable): their largest side,
 /// between [`MIN_CELL`] and [`CELL`]; [`CELL`] when none is readable.
@@ -155,109 +130,96 @@ fn cell_side(images: &[Option<RgbImage>]) -> u32 {
         .map_or(CELL, |side| side.clamp(MIN_CELL, CELL))
 }
 
-/// The sheet's header line: the query's classes and the vote of its neighbours.
-fn header_text(item: &GalleryItem) -> String {
-    let votes: Vec<String> = item
-        .top_classes
+/// Gives every query and neighbour of `items` its thumbnail cell and returns where the
+/// cells are: the map's hover sheets (`map_sprite`, in `../projections/`, one cell per
+/// point) when their cells are at least [`MIN_CELL`] px, else sheets of the gallery's
+/// own in `dir`, holding each image shown once, in order of first appearance.
+fn place_thumbnails(
+    data: &PhaseData,
+    dir: &Path,
+    items: &mut [GalleryItem],
+    map_sprite: Option<&SpriteInfo>,
+) -> Result<GalleryThumbs> {
+    // Neighbours are training images: point `i < n_train` is gallery entry `i`.
+    let point_of: HashMap<&Path, usize> = data.paths[..data.n_train]
         .iter()
-        .map(|v| format!("{} ×{}", short(&v.class, 22), v.votes))
+        .enumerate()
+        .rev() // a path listed twice keeps its first point
+        .map(|(i, p)| (p.as_path(), i))
         .collect();
-    let header = format!(
-        "true {} · nearest {} · majority {} — top {}: {}",
-        short(&item.true_class, 28),
-        short(&item.predicted, 28),
-        short(&item.majority, 28),
-        item.neighbours.len(),
-        votes.join(", ")
-    );
-    short(&header, 230)
-}
-
-/// Draws a query's contact sheet: the query (blue frame), then its neighbours framed
-/// green (same class) or red, with class and distance under each, and the top-k
-/// classes with the vote in the header. Text is the embedded DejaVu Sans.
-fn contact_sheet(data: &PhaseData, query_point: usize, item: &GalleryItem) -> Result<RgbImage> {
-    let font = FontRef::try_from_slice(FONT_BYTES)
-        .map_err(|e| anyhow!("the embedded font does not parse: {e}"))?;
-    let paths = std::iter::once(data.paths[query_point].as_path())
-        .chain(item.neighbours.iter().map(|n| Path::new(&n.path)));
-    let images: Vec<Option<RgbImage>> = paths
-        .map(|p| crate::data::decode::decode_rgb(p).ok())
-        .collect();
-    let cell = cell_side(&images);
-    let mut images = images.into_iter().map(|image| match image {
-        Some(image) => crate::imaging::shrink(&image, cell),
-        None => RgbImage::from_pixel(cell, cell, Rgb([200, 200, 200])),
-    });
-    let mut next_image = || images.next().expect("one image per cell");
-    // Captions under a smaller cell: a smaller font, and as many characters as fit its
-    // column (about 5.6 px each at 10 px), so neighbouring labels do not overlap.
-    let small = cell < CELL;
-    let caption_px = if small { 10.0 } else { 12.0 };
-    let column_chars = ((cell + PAD) as f32 / 5.6) as usize;
-    // `full` characters under a 96 px cell; under a smaller one, the column less `prefix`.
-    let fit = |full: usize, prefix: usize| {
-        if small {
-            column_chars.saturating_sub(prefix).max(4)
-        } else {
-            full
+    if let Some(sprite) = map_sprite.filter(|s| s.cell >= MIN_CELL && s.count == data.len()) {
+        for item in items.iter_mut() {
+            item.cell = item.id[1..].parse().ok();
+            for n in &mut item.neighbours {
+                n.cell = point_of.get(Path::new(&n.path)).copied();
+            }
         }
-    };
-    let cells = 1 + item.neighbours.len() as u32;
-    let (w, h) = (
-        PAD + cells * (cell + PAD) + PAD,
-        HEADER + cell + 2 * PAD + CAPTION,
-    );
-    let mut sheet = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let x_of = |c: u32| PAD + c * (cell + PAD) + PAD / 2;
-    let text = |sheet: &mut RgbImage, s: &str, x: u32, y: u32, size: f32, colour: Rgb<u8>| {
-        draw_text_mut(
-            sheet,
-            colour,
-            x as i32,
-            y as i32,
-            PxScale::from(size),
-            &font,
-            s,
-        )
-    };
-    text(&mut sheet, &header_text(item), PAD, 9, 15.0, Rgb([0, 0, 0]));
-    let y = HEADER + cell + PAD + 8;
-    framed_cell(&mut sheet, x_of(0), QUERY_BLUE, &next_image(), cell);
-    let query = short(&format!("query: {}", item.true_class), fit(21, 0));
-    text(&mut sheet, &query, x_of(0), y, caption_px, QUERY_BLUE);
-    let kind = if item.unseen {
-        "held-out class"
-    } else {
-        "test image"
-    };
-    text(&mut sheet, kind, x_of(0), y + 15, caption_px, GREY_TEXT);
-    for (c, n) in item.neighbours.iter().enumerate() {
-        let x = x_of(c as u32 + 1);
-        let colour = if n.correct { SAME_GREEN } else { OTHER_RED };
-        framed_cell(&mut sheet, x, colour, &next_image(), cell);
-        let label = format!("{}. {}", c + 1, short(&n.class, fit(18, 4)));
-        text(&mut sheet, &label, x, y, caption_px, colour);
-        text(
-            &mut sheet,
-            &format!("d = {:.4}", n.distance),
-            x,
-            y + 15,
-            caption_px,
-            GREY_TEXT,
-        );
+        return Ok(GalleryThumbs {
+            sprite: sprite.clone(),
+            dir: "../projections/".into(),
+        });
     }
-    Ok(sheet)
+    let mut shown: Vec<PathBuf> = Vec::new();
+    let mut cell_of: HashMap<PathBuf, usize> = HashMap::new();
+    let mut cell = |path: PathBuf| {
+        *cell_of.entry(path).or_insert_with_key(|p| {
+            shown.push(p.clone());
+            shown.len() - 1
+        })
+    };
+    for item in items.iter_mut() {
+        let query = item.id[1..].parse::<usize>().ok().map(|p| &data.paths[p]);
+        item.cell = query.map(|p| cell(p.clone()));
+        for n in &mut item.neighbours {
+            n.cell = Some(cell(PathBuf::from(&n.path)));
+        }
+    }
+    let decoded = sprites::decode_thumbnails(&shown, CELL);
+    let side = cell_side(&decoded);
+    let (thumbs, _) = sprites::fill_missing(decoded, side);
+    let sprite = SpriteInfo::with_cell(THUMBS_STEM, thumbs.len(), side);
+    Ok(GalleryThumbs {
+        sprite: sprites::write_sprites_as(dir, sprite, &thumbs)?,
+        dir: String::new(),
+    })
 }
 
-/// Builds the galleries of a phase into `dir` (`galleries.json`, `q<N>.jpg`,
-/// `index.html`); returns the items.
+/// Removes from `dir` the thumbnail files this gallery does not use: contact sheets of
+/// earlier versions (`q<N>.jpg`) and own sheets past the ones `thumbs` names (or all of
+/// them when the map's sheets serve), so the report does not copy dead images.
+fn remove_stale_sheets(dir: &Path, thumbs: &GalleryThumbs) -> Result<()> {
+    let own = thumbs.dir.is_empty();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let numbered = |prefix: &str, suffix: &str| {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .and_then(|k| k.parse::<u32>().ok())
+        };
+        let stale = numbered("q", ".jpg").is_some()
+            || numbered(&format!("{THUMBS_STEM}-"), ".jpg")
+                .is_some_and(|k| !own || k >= thumbs.sprite.sheets)
+            || (!own && name == format!("{THUMBS_STEM}.json"));
+        if stale {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing stale {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the galleries of a phase into `dir` (`galleries.json`, `index.html`, and
+/// `thumbs-<k>.jpg` unless the map's sheets `map_sprite` serve); returns the items.
 /// `nav` links the page to other pages (relative href from `dir`, label).
 pub fn write_galleries(
     data: &PhaseData,
     dir: &Path,
     opts: &GalleryOptions,
     nav: &[(String, String)],
+    map_sprite: Option<&SpriteInfo>,
 ) -> Result<Vec<GalleryItem>> {
     let n_test = data.len() - data.n_train;
     let mut items = Vec::new();
@@ -298,6 +260,7 @@ pub fn write_galleries(
                     class: n.class.clone(),
                     distance: n.distance,
                     correct: n.class == true_class,
+                    cell: None,
                 })
                 .collect();
             let classes: Vec<String> = neighbours.iter().map(|n| n.class.clone()).collect();
@@ -309,38 +272,42 @@ pub fn write_galleries(
                 predicted: p.nearest.clone(),
                 majority: p.majority.clone(),
                 unseen: data.unseen(point),
-                sheet: format!("q{point}.jpg"),
+                sheet: String::new(),
+                cell: None,
                 neighbours,
                 top_classes: top_classes(&classes),
             });
         }
     }
-    for item in &items {
-        let point: usize = item.id[1..].parse()?;
-        write_jpeg(&dir.join(&item.sheet), &contact_sheet(data, point, item)?)?;
-    }
+    let thumbs = place_thumbnails(data, dir, &mut items, map_sprite)?;
+    remove_stale_sheets(dir, &thumbs)?;
+    crate::atomic::write_atomic(
+        &dir.join("index.html"),
+        galleries_html(data, &items, &thumbs, nav).as_bytes(),
+    )?;
     let record = Galleries {
         schema_version: SCHEMA_VERSION,
         items,
+        thumbs: Some(thumbs),
     };
     write_json(&dir.join(GALLERIES_FILE), &record)?;
-    let items = record.items;
-    crate::atomic::write_atomic(
-        &dir.join("index.html"),
-        galleries_html(data, &items, nav).as_bytes(),
-    )?;
-    Ok(items)
+    Ok(record.items)
 }
 
 /// The galleries page: one section per query, anchored at its id.
-pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, String)]) -> String {
+pub fn galleries_html(
+    data: &PhaseData,
+    items: &[GalleryItem],
+    thumbs: &GalleryThumbs,
+    nav: &[(String, String)],
+) -> String {
     let body = html! {
         h1 { "Nearest-neighbour galleries — " (data.phase.dir_name()) }
         p.muted {
             (items.len()) " queries: a sample of the held-out classes' test images and the \
              misclassified ones. Each shows the test image and its nearest training images \
-             (green: same class, red: another), the classes of the top neighbours and their \
-             majority vote."
+             (blue: the query; green: same class; red: another), the classes of the top \
+             neighbours and their majority vote."
         }
         @if items.is_empty() {
             p.note { "No query: no held-out class and no misclassified test image." }
@@ -373,8 +340,7 @@ pub fn galleries_html(data: &PhaseData, items: &[GalleryItem], nav: &[(String, S
                 }
                 p { "Classes of top " (k) " closest samples: " (order.join(", ")) }
                 p.muted { "votes: " (votes.join(", ")) }
-                img src=(html::url(&item.sheet)) loading="lazy"
-                    alt={ "query " (item.query) " and its nearest neighbours" };
+                (strip(item, thumbs, "", PAGE_CELL, true))
                 table {
                     thead {
                         tr { th { "#" } th { "class" } th.num { "distance" } th { "image" } }
@@ -432,7 +398,7 @@ mod tests {
             k: 10,
             seed: 1,
         };
-        let items = write_galleries(&data, dir.path(), &opts, &[]).unwrap();
+        let items = write_galleries(&data, dir.path(), &opts, &[], None).unwrap();
         let unseen = items.iter().filter(|i| i.unseen).count();
         assert_eq!(unseen, 3);
         let wrong: Vec<&GalleryItem> = items.iter().filter(|i| !i.correct).collect();
@@ -452,8 +418,23 @@ mod tests {
             .windows(2)
             .all(|w| w[0].distance <= w[1].distance));
         assert_eq!(item.top_classes.iter().map(|v| v.votes).sum::<usize>(), 10);
+        // No map sheets given: the gallery's own, each image once, every cell placed.
+        let sheet = std::fs::metadata(dir.path().join("thumbs-0.jpg")).unwrap();
+        assert!(sheet.len() > 0);
+        let record: Galleries = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("galleries.json")).unwrap(),
+        )
+        .unwrap();
+        let thumbs = record.thumbs.unwrap();
+        let mut paths: Vec<&str> = items
+            .iter()
+            .flat_map(|i| i.neighbours.iter().map(|n| n.path.as_str()))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(thumbs.sprite.count, items.len() + paths.len());
         for i in &items {
-            assert!(dir.path().join(&i.sheet).exists());
+            assert!(i.cell.is_some() && i.neighbours.iter().all(|n| n.cell.is_some()));
         }
         let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
         assert!(!html.contains("<b>x</b>") && html.contains("&lt;b&gt;x&lt;/b&gt;"));
@@ -484,80 +465,62 @@ mod tests {
         );
     }
 
+    /// The map's sheets serve when their cells are 64 px: cells are point indices and
+    /// no image is written; smaller cells get the gallery's own sheets. Contact sheets of
+    /// earlier versions and sheets no longer used are removed.
     #[test]
-    fn sheets_frame_each_cell_by_its_verdict_and_write_its_labels() {
+    fn thumbnails_come_from_the_map_sheets_when_large_enough() {
         tch::set_num_threads(1);
-        let data = synthetic(&["a", "b"], 1, 4, 2, 3);
-        let neighbour = |class: &str, correct: bool| GalleryNeighbour {
-            path: "no/such/image.png".into(),
-            class: class.into(),
-            distance: 0.25,
-            correct,
+        let data = synthetic(&["a", "b", "c"], 1, 30, 9, 4);
+        let dir = tempfile::tempdir().unwrap();
+        for stale in ["q3.jpg", "thumbs-7.jpg", "keep.jpg"] {
+            std::fs::write(dir.path().join(stale), b"x").unwrap();
+        }
+        let opts = GalleryOptions::default();
+        let large = SpriteInfo::with_cell("sprite", data.len(), 64);
+        let items = write_galleries(&data, dir.path(), &opts, &[], Some(&large)).unwrap();
+        assert!(!items.is_empty());
+        let point_of = |path: &str| data.paths.iter().position(|p| p.to_str() == Some(path));
+        for item in &items {
+            assert_eq!(item.cell, item.id[1..].parse().ok());
+            for n in &item.neighbours {
+                assert_eq!(n.cell, point_of(&n.path), "{}", n.path);
+            }
+        }
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
         };
-        let item = GalleryItem {
-            id: "q4".into(),
-            query: Query::Path("q.png".into()),
-            true_class: "a".into(),
-            predicted: "a".into(),
-            majority: "a".into(),
-            correct: true,
-            unseen: false,
-            sheet: "q4.jpg".into(),
-            neighbours: vec![neighbour("a", true), neighbour("b", false)],
-            top_classes: top_classes(&["a".into(), "b".into()]),
-        };
-        let sheet = contact_sheet(&data, 4, &item).unwrap();
         assert_eq!(
-            sheet.dimensions(),
-            (
-                3 * (CELL + PAD) + 2 * PAD,
-                HEADER + CELL + 2 * PAD + CAPTION
-            )
+            names(dir.path()),
+            ["galleries.json", "index.html", "keep.jpg"]
         );
-        // The frame's top-left pixel of each cell, then the unreadable image drawn grey.
-        let frame_at =
-            |c: u32| *sheet.get_pixel(PAD + c * (CELL + PAD) + PAD / 2 - 4, HEADER + PAD - 4);
-        assert_eq!(frame_at(0), QUERY_BLUE);
-        assert_eq!(frame_at(1), SAME_GREEN);
-        assert_eq!(frame_at(2), OTHER_RED);
+        let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+        assert!(html.contains("url(../projections/sprite-0.jpg)"));
+
+        let small = SpriteInfo::with_cell("sprite", data.len(), 32);
+        write_galleries(&data, dir.path(), &opts, &[], Some(&small)).unwrap();
         assert_eq!(
-            *sheet.get_pixel(PAD + PAD / 2 + 1, HEADER + PAD + 1),
-            Rgb([200, 200, 200])
+            names(dir.path()),
+            [
+                "galleries.json",
+                "index.html",
+                "keep.jpg",
+                "thumbs-0.jpg",
+                "thumbs.json"
+            ]
         );
-        // Text was drawn: dark pixels in the header, the query's blue and the wrong
-        // neighbour's red under their cells, and nothing but white elsewhere there.
-        let inked = |x0: u32, x1: u32, y0: u32, y1: u32, hit: &dyn Fn(Rgb<u8>) -> bool| {
-            (x0..x1).any(|x| (y0..y1).any(|y| hit(*sheet.get_pixel(x, y))))
-        };
-        assert!(inked(0, sheet.width(), 0, HEADER, &|p| p
-            .0
-            .iter()
-            .all(|&v| v < 100)));
-        let caption = HEADER + CELL + PAD + 4;
-        let cell = |c: u32| PAD + c * (CELL + PAD);
-        let near = |target: Rgb<u8>| {
-            move |p: Rgb<u8>| (0..3).all(|i| (p.0[i] as i32 - target.0[i] as i32).abs() < 40)
-        };
-        assert!(inked(
-            cell(0),
-            cell(1),
-            caption,
-            caption + 16,
-            &near(QUERY_BLUE)
-        ));
-        assert!(inked(
-            cell(2),
-            cell(3),
-            caption,
-            caption + 16,
-            &near(OTHER_RED)
-        ));
-        assert!(!inked(
-            cell(0),
-            cell(1),
-            caption,
-            caption + 16,
-            &near(OTHER_RED)
-        ));
+        let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+        assert!(html.contains("url(thumbs-0.jpg)") && !html.contains("projections"));
+        // Unreadable images (these paths do not exist): grey cells of the largest size.
+        let record: Galleries = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("galleries.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record.thumbs.unwrap().sprite.cell, CELL);
     }
 }

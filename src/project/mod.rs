@@ -33,10 +33,14 @@
 //!                         (one sheet, at most 8192 px a side), projector_config.pbtxt
 //! runs/X/phase-P/galleries/
 //!   galleries.json        {"items":[{id:"q<N>", query, true_class, predicted, majority,
-//!                          correct, unseen, sheet:"q<N>.jpg", neighbours:[{path, class,
-//!                          distance, correct}], top_classes:[{class, votes}]}]}
-//!   q<N>.jpg              contact sheet: query + its 10 nearest training images
-//!   index.html            every query, anchored at its id
+//!                          correct, unseen, cell, neighbours:[{path, class, distance,
+//!                          correct, cell}], top_classes:[{class, votes}]}],
+//!                          "thumbs":{sprite:{…as sprite.json}, dir}}: each thumbnail is
+//!                          a cell of the map's sprite-<k>.jpg (dir "../projections/")
+//!                          when its cells are 64 px or more, else of thumbs-<k>.jpg here
+//!   thumbs-<k>.jpg, thumbs.json   the gallery's own sheets, each image shown once
+//!   index.html            every query, anchored at its id: query and its 10 nearest
+//!                         training images as framed cells, captions as text
 //! ```
 //!
 //! `N` is always the point's row in train-then-test order.
@@ -46,6 +50,7 @@ pub mod align;
 pub mod data;
 pub mod export;
 pub mod gallery;
+pub mod gallery_strip;
 pub mod input;
 pub mod map;
 pub mod plot;
@@ -211,7 +216,7 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         None => space.clone(),
     };
 
-    // Steps: hover kNN, galleries, sprites, then each layout and its quality and pages.
+    // Steps: hover kNN, sprites, galleries, then each layout and its quality and pages.
     let bar = Progress::steps(
         3 + 2 * opts.methods.len(),
         &format!("project {}", phase.dir_name()),
@@ -225,13 +230,21 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
         .filter(|m| opts.methods.contains(m) || out.join(file_name(m.name(), "html")).exists())
         .collect();
 
-    // Galleries first: the maps link to their entries.
+    bar.step("thumbnails and sprites");
+    // Thumbnails: the hover sheets, the TensorBoard sprite and the thumbnail maps.
+    let (thumbs, missing_images) = sprites::load_thumbnails(&data.paths, 64);
+    let sprite = sprites::write_sprites(&out, SPRITE_STEM, &thumbs)?;
+    export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some(&thumbs))?;
+
+    // Galleries before the maps, which link to their entries; they draw their
+    // thumbnails from the hover sheets when those are large enough.
     bar.step("nearest-neighbour galleries");
     let items = gallery::write_galleries(
         &data,
         &galleries_dir,
         &opts.gallery,
         &map_nav(&maps, "../projections/"),
+        Some(&sprite),
     )?;
     // Gallery ids are `q<point index>`.
     let mut in_gallery = vec![false; n];
@@ -241,12 +254,6 @@ pub fn project_phase(run: &RunDir, phase: Phase, opts: &ProjectOptions) -> Resul
     {
         in_gallery[i] = true;
     }
-
-    bar.step("thumbnails and sprites");
-    // Thumbnails: the hover sheets, the TensorBoard sprite and the thumbnail maps.
-    let (thumbs, missing_images) = sprites::load_thumbnails(&data.paths, 64);
-    let sprite = sprites::write_sprites(&out, SPRITE_STEM, &thumbs)?;
-    export::tensorboard(&data, &out.join(TENSORBOARD_DIR), Some(&thumbs))?;
 
     let pages = MapPages {
         data: &data,

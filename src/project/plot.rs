@@ -9,6 +9,8 @@ use crate::atomic::{write_atomic, write_png};
 use crate::chart::{class_colour, register_fonts, FONT};
 use anyhow::{anyhow, Result};
 use image::{Rgb, RgbImage};
+use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::rect::Rect as PixelRect;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -267,14 +269,8 @@ pub fn thumbnail_jpeg(
         let mut framed = RgbImage::from_pixel(w, h, Rgb([colour.0, colour.1, colour.2]));
         if data.unseen(i) {
             // Held-out classes: a black outer line inside the colour.
-            for x in 0..w {
-                framed.put_pixel(x, 0, Rgb([0, 0, 0]));
-                framed.put_pixel(x, h - 1, Rgb([0, 0, 0]));
-            }
-            for y in 0..h {
-                framed.put_pixel(0, y, Rgb([0, 0, 0]));
-                framed.put_pixel(w - 1, y, Rgb([0, 0, 0]));
-            }
+            let outline = PixelRect::at(0, 0).of_size(w, h);
+            draw_hollow_rect_mut(&mut framed, outline, Rgb([0, 0, 0]));
         }
         image::imageops::overlay(&mut framed, &small, border as i64, border as i64);
         let (px, py) = positions[i];

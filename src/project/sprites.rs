@@ -21,13 +21,23 @@ pub const TENSORBOARD_SIDE: u32 = 8192;
 /// Thumbnails of `paths` (at most `side` pixels), decoded in parallel; an image that
 /// cannot be read becomes a grey square, so a moved dataset still gives a map.
 pub fn load_thumbnails(paths: &[PathBuf], side: u32) -> (Vec<RgbImage>, usize) {
-    let thumbs: Vec<Option<RgbImage>> = paths
+    fill_missing(decode_thumbnails(paths, side), side)
+}
+
+/// Thumbnails of `paths` (at most `side` pixels), decoded in parallel; `None` for an
+/// image that cannot be read.
+pub fn decode_thumbnails(paths: &[PathBuf], side: u32) -> Vec<Option<RgbImage>> {
+    paths
         .par_iter()
         .map(|p| {
             let image = crate::data::decode::decode_rgb(p).ok()?;
             Some(crate::imaging::shrink(&image, side))
         })
-        .collect();
+        .collect()
+}
+
+/// `thumbs` with each missing one a grey `side`-px square, and how many were missing.
+pub fn fill_missing(thumbs: Vec<Option<RgbImage>>, side: u32) -> (Vec<RgbImage>, usize) {
     let missing = thumbs.iter().filter(|t| t.is_none()).count();
     (
         thumbs
@@ -61,13 +71,17 @@ pub fn sheets(thumbs: &[RgbImage], info: &SpriteInfo) -> Vec<RgbImage> {
 
 /// Writes the sheets of `thumbs` and `<stem>.json` into `dir`; returns their layout.
 pub fn write_sprites(dir: &Path, stem: &str, thumbs: &[RgbImage]) -> Result<SpriteInfo> {
-    let info = SpriteInfo::for_points(stem, thumbs.len());
+    write_sprites_as(dir, SpriteInfo::for_points(stem, thumbs.len()), thumbs)
+}
+
+/// [`write_sprites`] in the layout `info` (one cell per thumbnail).
+pub fn write_sprites_as(dir: &Path, info: SpriteInfo, thumbs: &[RgbImage]) -> Result<SpriteInfo> {
     let sheets = sheets(thumbs, &info);
     sheets
         .par_iter()
         .enumerate()
         .try_for_each(|(k, sheet)| write_jpeg(&dir.join(info.sheet_name(k as u32)), sheet))?;
-    write_json(&dir.join(format!("{stem}.json")), &info)?;
+    write_json(&dir.join(format!("{}.json", info.stem)), &info)?;
     Ok(info)
 }
 

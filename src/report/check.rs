@@ -60,19 +60,38 @@ pub fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The values of `href="…"` and `src="…"` attributes in a page.
+/// The values of the `name="…"` attributes in a page, unescaped.
+fn attribute_values<'a>(html: &'a str, name: &str) -> impl Iterator<Item = String> + 'a {
+    let attr = format!(" {name}=\"");
+    let mut rest = html;
+    std::iter::from_fn(move || {
+        let at = rest.find(&attr)?;
+        rest = &rest[at + attr.len()..];
+        let end = rest.find('"')?;
+        let value = unescape(&rest[..end]);
+        rest = &rest[end..];
+        Some(value)
+    })
+}
+
+/// The values of `href="…"` and `src="…"` attributes in a page, then each distinct
+/// `url(…)` of its `style="…"` attributes (the galleries' thumbnails are CSS
+/// backgrounds, which no `<img>` check sees).
 pub fn links(html: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for attr in [" href=\"", " src=\""] {
-        let mut rest = html;
-        while let Some(at) = rest.find(attr) {
-            rest = &rest[at + attr.len()..];
-            if let Some(end) = rest.find('"') {
-                out.push(unescape(&rest[..end]));
-                rest = &rest[end..];
-            }
+    let mut out: Vec<String> = attribute_values(html, "href")
+        .chain(attribute_values(html, "src"))
+        .collect();
+    let mut styled = std::collections::BTreeSet::new();
+    for style in attribute_values(html, "style") {
+        let mut rest = style.as_str();
+        while let Some(at) = rest.find("url(") {
+            rest = &rest[at + 4..];
+            let Some(end) = rest.find(')') else { break };
+            styled.insert(rest[..end].trim_matches(['"', '\'']).to_string());
+            rest = &rest[end..];
         }
     }
+    out.extend(styled);
     out
 }
 
@@ -188,7 +207,8 @@ mod tests {
         std::fs::write(
             root.join("index.html"),
             "<a href=\"a%20b/x&amp;y.png\">ok</a><a href=\"a%20b/p.html#q1\">ok</a><a href=\"#top\">self</a><h1 id=\"top\"></h1>\
-             <img src=\"gone.png\"><a href=\"https://cdn.example/x.js\">x</a><a href=\"/etc/passwd\">y</a><a href=\"a%20b/p.html#q2\">z</a>",
+             <img src=\"gone.png\"><a href=\"https://cdn.example/x.js\">x</a><a href=\"/etc/passwd\">y</a><a href=\"a%20b/p.html#q2\">z</a>\
+             <span style=\"width:4px;background-image:url(a%20b/x&amp;y.png)\"></span><span style=\"background:url(sheet-1.jpg) -4px 0\"></span>",
         )
         .unwrap();
         let broken = check_site(root);
@@ -200,7 +220,8 @@ mod tests {
                 "/etc/passwd",
                 "a%20b/p.html#q2",
                 "gone.png",
-                "https://cdn.example/x.js"
+                "https://cdn.example/x.js",
+                "sheet-1.jpg"
             ],
             "{broken:?}"
         );

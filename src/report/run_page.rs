@@ -14,6 +14,7 @@ use super::read::{read_run, PhaseStatus, PhaseSummary, RunSummary};
 use super::tables::{csv_table, html_table, percent, Cell};
 use crate::config::Phase;
 use crate::html::{join, page, url};
+use crate::project::gallery_strip::{strip, FIGURE_CELL};
 use crate::run::explanations::ExplanationItem;
 use crate::run::metrics::PhaseMetrics;
 use crate::run::trust::{TrustRow, TrustTable, BASELINE, METRICS};
@@ -426,7 +427,10 @@ fn galleries_html(p: &PhaseSummary, base: &str, run_root: &str) -> Markup {
         figures.push(html! {
             figure {
                 a href=(link) {
-                    @if let Some(sheet) = Some(&item.sheet).filter(|s| !s.is_empty()) {
+                    @if let Some(thumbs) = &g.thumbs {
+                        (strip(item, thumbs, &format!("{dir}/"), FIGURE_CELL, false))
+                    } @else if let Some(sheet) = Some(&item.sheet).filter(|s| !s.is_empty()) {
+                        // A contact sheet of an earlier version.
                         img src=(url(&format!("{dir}/{sheet}"))) loading="lazy" width="560"
                             alt={ "query of " (item.true_class) " and its neighbours" }
                             title=(votes.join(", "));

@@ -1,9 +1,23 @@
 //! `phase-P/galleries/galleries.json`: the nearest-neighbour galleries of chosen test
-//! images, beside their contact sheets (`q<N>.jpg`) and `index.html`. Written by
-//! `dmlviz project`, read by the report.
+//! images, beside `index.html`. Their thumbnails are cells of tiled sheets
+//! ([`GalleryThumbs`]): the map's hover sheets when their cells are large enough, else
+//! the gallery's own `thumbs-<k>.jpg`. Earlier versions drew one contact sheet per query
+//! (`q<N>.jpg`, [`GalleryItem::sheet`]). Written by `dmlviz project`, read by the report.
 
+use super::projections::SpriteInfo;
 use super::record::{f64_or_nan, legacy_schema, nan};
 use serde::{Deserialize, Serialize};
+
+/// Where a gallery's thumbnails are: tiled sheets and their folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GalleryThumbs {
+    /// The sheets' layout; a thumbnail's cell is [`GalleryItem::cell`] or
+    /// [`GalleryNeighbour::cell`].
+    pub sprite: SpriteInfo,
+    /// The sheets' folder relative to `galleries/`, empty or ending in `/`
+    /// (`../projections/` for the map's sheets).
+    pub dir: String,
+}
 
 /// `galleries/galleries.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +28,9 @@ pub struct Galleries {
     /// The queries shown.
     #[serde(default)]
     pub items: Vec<GalleryItem>,
+    /// The thumbnails' sheets; absent in files with contact sheets instead.
+    #[serde(default)]
+    pub thumbs: Option<GalleryThumbs>,
 }
 
 /// The query of a gallery entry: its image path; in legacy files, its point index.
@@ -58,9 +75,13 @@ pub struct GalleryItem {
     /// The query's class is held out.
     #[serde(default)]
     pub unseen: bool,
-    /// Contact sheet file name, beside `galleries.json`; empty when not recorded.
+    /// Contact sheet file name, beside `galleries.json`, in earlier versions; empty
+    /// when the thumbnails are cells of [`Galleries::thumbs`].
     #[serde(default)]
     pub sheet: String,
+    /// The query's cell in [`Galleries::thumbs`].
+    #[serde(default)]
+    pub cell: Option<usize>,
     /// The k nearest training images, nearest first.
     #[serde(default)]
     pub neighbours: Vec<GalleryNeighbour>,
@@ -95,6 +116,9 @@ pub struct GalleryNeighbour {
     /// Same class as the query.
     #[serde(default)]
     pub correct: bool,
+    /// Its cell in [`Galleries::thumbs`].
+    #[serde(default)]
+    pub cell: Option<usize>,
 }
 
 /// A class among the top k and its votes.

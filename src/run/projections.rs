@@ -165,6 +165,13 @@ impl SpriteInfo {
         } else {
             32
         };
+        SpriteInfo::with_cell(stem, count, cell)
+    }
+
+    /// Sheets for `count` cells of `cell` px, each sheet square-ish and at most
+    /// [`SHEET_SIDE`] px a side.
+    pub fn with_cell(stem: &str, count: usize, cell: u32) -> SpriteInfo {
+        let cell = cell.clamp(1, SHEET_SIDE);
         let most = SHEET_SIDE / cell;
         let columns = ((count as f64).sqrt().ceil() as u32).clamp(1, most);
         let rows = (count as u32).div_ceil(columns).clamp(1, most);
@@ -195,6 +202,11 @@ impl SpriteInfo {
     /// File name of sheet `k`.
     pub fn sheet_name(&self, k: u32) -> String {
         format!("{}-{k}.jpg", self.stem)
+    }
+
+    /// Width of every sheet, pixels (the last may be shorter, never narrower).
+    pub fn sheet_width(&self) -> u32 {
+        self.columns * self.cell
     }
 
     /// Rows of cells on sheet `k` (the last one holds only what is left).
