@@ -322,6 +322,12 @@ fn explain_writes_every_map_page_and_sample() {
 
     // --contrast: the score is the difference of two cosines, and the class is named.
     let cout = dir.path().join("contrast");
+    // In the --out folder: a user's own image, and a map of a method not asked for now
+    // (as an earlier explanation there would leave): the first stays, the second goes.
+    std::fs::create_dir_all(&cout).unwrap();
+    for name in ["mine.png", "gradcam-overlay.png", "neighbour-70.jpg"] {
+        std::fs::write(cout.join(name), b"old").unwrap();
+    }
     let v = json(&ok(dmlviz(&[
         "explain",
         "--run",
@@ -342,6 +348,8 @@ fn explain_writes_every_map_page_and_sample() {
         (Some("nearest"), Some("0028.2_heart"))
     );
     assert!(t["score"].as_f64().unwrap().abs() <= 2.0);
+    assert!(cout.join("mine.png").is_file() && cout.join("vanilla.png").is_file());
+    assert!(!cout.join("gradcam-overlay.png").exists() && !cout.join("neighbour-70.jpg").exists());
     let bad = dmlviz(&[
         "explain",
         "--run",

@@ -690,7 +690,63 @@ pub fn write_explanation(
         &dir.join("index.html"),
         super::page::explanation_page(&record, title, nav).as_bytes(),
     )?;
+    remove_stale_images(dir, &record)?;
     Ok(record)
+}
+
+/// The image files `record` names: the input, every map's, every neighbour's.
+fn record_images(record: &ExplanationRecord) -> std::collections::BTreeSet<&str> {
+    let maps = record.maps.values().chain(
+        record
+            .neighbours
+            .iter()
+            .filter_map(|n| n.pair.as_ref())
+            .flat_map(|p| [&p.query, &p.neighbour]),
+    );
+    maps.flat_map(|m| m.files.iter().map(String::as_str))
+        .chain(record.neighbours.iter().map(|n| n.thumbnail.as_str()))
+        .chain([record.input_png.as_str()])
+        .collect()
+}
+
+/// True for a file name an explanation writes: `<method>[-overlay].png`,
+/// `pair-<j>-<side>[-overlay].png`, `neighbour-<j>.jpg` (never a user's own file in an
+/// `--out` folder).
+fn is_explanation_image(name: &str) -> bool {
+    let numbered = |rest: &str| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0
+    };
+    if let Some(rest) = name.strip_prefix("neighbour-") {
+        return numbered(rest) && rest.ends_with(".jpg");
+    }
+    let Some(stem) = name.strip_suffix(".png") else {
+        return false;
+    };
+    let stem = stem.strip_suffix("-overlay").unwrap_or(stem);
+    if let Some(rest) = stem.strip_prefix("pair-") {
+        return numbered(rest);
+    }
+    super::METHODS.iter().any(|m| m.info().name == stem)
+}
+
+/// Removes the images in `dir` that an explanation writes ([`is_explanation_image`])
+/// and `record` does not name: those of an earlier explanation of the same image with
+/// other methods or more neighbours, which its page no longer shows and the report
+/// would otherwise copy.
+fn remove_stale_images(dir: &Path, record: &ExplanationRecord) -> Result<()> {
+    let keep = record_images(record);
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_explanation_image(&name) && !keep.contains(name.as_str()) {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing stale {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the thumbnails and pair maps of an explanation's neighbours into `dir`: the
@@ -753,4 +809,34 @@ fn write_pair(p: &PairExplanation, j: usize, dir: &Path, input: &RgbImage) -> Re
             files: o,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_explanation_image;
+
+    #[test]
+    fn only_the_names_an_explanation_writes_count_as_its_images() {
+        for ours in [
+            "gradcam.png",
+            "gradcam-overlay.png",
+            "guided_gradcam.png",
+            "pair-0-query-overlay.png",
+            "pair-12-neighbour.png",
+            "neighbour-3.jpg",
+        ] {
+            assert!(is_explanation_image(ours), "{ours}");
+        }
+        for theirs in [
+            "mine.png",
+            "image.jpg",
+            "gradcam.jpg",
+            "pair-x.png",
+            "neighbour-.jpg",
+            "neighbour-1.png",
+            "notes.txt",
+        ] {
+            assert!(!is_explanation_image(theirs), "{theirs}");
+        }
+    }
 }
