@@ -75,8 +75,8 @@ fn attribute_values<'a>(html: &'a str, name: &str) -> impl Iterator<Item = Strin
 }
 
 /// The values of `href="…"` and `src="…"` attributes in a page, then each distinct
-/// `url(…)` of its `style="…"` attributes (the galleries' thumbnails are CSS
-/// backgrounds, which no `<img>` check sees).
+/// `url(…)` of its `style="…"` attributes (gallery thumbnails are CSS
+/// backgrounds, which a check of image elements does not see).
 pub fn links(html: &str) -> Vec<String> {
     let mut out: Vec<String> = attribute_values(html, "href")
         .chain(attribute_values(html, "src"))
