@@ -204,11 +204,6 @@ impl SpriteInfo {
         format!("{}-{k}.jpg", self.stem)
     }
 
-    /// Width of every sheet, pixels (the last may be shorter, never narrower).
-    pub fn sheet_width(&self) -> u32 {
-        self.columns * self.cell
-    }
-
     /// Rows of cells on sheet `k` (the last one holds only what is left).
     pub fn sheet_rows(&self, k: u32) -> u32 {
         let left = self.count.saturating_sub(k as usize * self.per_sheet());
