@@ -197,12 +197,7 @@ fn measure_methods(
     batch: i64,
     opts: &ExplainBenchOptions,
 ) -> Result<Vec<MethodSpeed>> {
-    let methods: Vec<&'static dyn SaliencyMethod> = opts
-        .methods
-        .iter()
-        .copied()
-        .filter(|m| !m.info().weight_store)
-        .collect();
+    let methods = crate::explain::registry::without_weight_store(&opts.methods);
     let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
     let d = net.embedding_dim();
     let targets = l2_normalize(&Tensor::randn([batch, d], (Kind::Float, Device::Cpu)));

@@ -1,6 +1,6 @@
 //! Lookups over the registry of saliency methods ([`super::METHODS`], in page order): by
-//! command-line key, the notes pages show, the help of `--method`, and the columns of
-//! the report's sample.
+//! command-line key, the notes pages show, the help of `--method`, the columns of the
+//! report's sample, and the methods that run on a batch alone.
 
 use super::method::SaliencyMethod;
 use super::METHODS;
@@ -8,6 +8,18 @@ use anyhow::{bail, Result};
 
 /// What overlays and blanks mean, after the methods' notes.
 const DISPLAY_NOTE: &str = "Overlays: JET colormap blended 50/50 with the image. Grey blanks mark constant or all-zero maps (e.g. a dead target).";
+
+/// `methods` without those that need the stored weights of every training image
+/// (weight transfer), in order: the ones that run on a batch of images alone.
+pub fn without_weight_store(
+    methods: &[&'static dyn SaliencyMethod],
+) -> Vec<&'static dyn SaliencyMethod> {
+    methods
+        .iter()
+        .copied()
+        .filter(|m| !m.info().weight_store)
+        .collect()
+}
 
 /// A key as the command line writes it (`guided-gradcam` for `guided_gradcam`).
 pub fn cli_name(m: &dyn SaliencyMethod) -> String {

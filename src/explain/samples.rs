@@ -210,12 +210,7 @@ pub fn explain_samples(
     if !run.root.is_dir() {
         bail!("{}: no such run directory", run.root.display());
     }
-    let methods: Vec<&'static dyn SaliencyMethod> = opts
-        .methods
-        .iter()
-        .copied()
-        .filter(|m| !m.info().weight_store)
-        .collect();
+    let methods = super::registry::without_weight_store(&opts.methods);
     if methods.is_empty() {
         bail!("--samples cannot run only weight-transfer methods (they need a pass over every training image); choose another --method");
     }
