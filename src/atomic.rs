@@ -111,6 +111,22 @@ pub fn write_png(path: &Path, image: &image::DynamicImage) -> Result<()> {
     })
 }
 
+/// Deletes the files directly in `dir` whose name `stale` accepts: outputs an earlier
+/// run of a command left that this run did not write again. A missing `dir` has none.
+pub fn remove_files_where(dir: &Path, stale: impl Fn(&str) -> bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && stale(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing stale {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Deletes the temporary files (names starting with [`TEMP_PREFIX`]) that killed
 /// writers left anywhere under `root`, and returns how many. Only for a writer that
 /// holds the run directory's lock: another writer's live temporary files would go too.

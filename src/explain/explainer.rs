@@ -713,10 +713,7 @@ fn record_images(record: &ExplanationRecord) -> std::collections::BTreeSet<&str>
 /// `pair-<j>-<side>[-overlay].png`, `neighbour-<j>.jpg` (never a user's own file in an
 /// `--out` folder).
 fn is_explanation_image(name: &str) -> bool {
-    let numbered = |rest: &str| {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0
-    };
+    let numbered = |rest: &str| rest.starts_with(|c: char| c.is_ascii_digit());
     if let Some(rest) = name.strip_prefix("neighbour-") {
         return numbered(rest) && rest.ends_with(".jpg");
     }
@@ -736,17 +733,9 @@ fn is_explanation_image(name: &str) -> bool {
 /// would otherwise copy.
 fn remove_stale_images(dir: &Path, record: &ExplanationRecord) -> Result<()> {
     let keep = record_images(record);
-    for entry in std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_explanation_image(&name) && !keep.contains(name.as_str()) {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("removing stale {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+    crate::atomic::remove_files_where(dir, |name| {
+        is_explanation_image(name) && !keep.contains(name)
+    })
 }
 
 /// Writes the thumbnails and pair maps of an explanation's neighbours into `dir`: the

@@ -12,7 +12,7 @@
 use super::data::PhaseData;
 use super::gallery_strip::{strip, PAGE_CELL};
 use super::sprites::{self, SpriteInfo};
-use crate::atomic::write_json;
+use crate::atomic::{remove_files_where, write_json};
 use crate::data::rng::Rng;
 use crate::eval::gallery::{Gallery, GalleryEntry, GalleryManifest, Origin};
 use crate::eval::predict::predict_embeddings;
@@ -21,7 +21,7 @@ pub use crate::run::galleries::{ClassVotes, GalleryItem, GalleryNeighbour, Galle
 use crate::run::galleries::{Galleries, Query};
 use crate::run::record::SCHEMA_VERSION;
 use crate::run::GALLERIES_FILE;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use image::RgbImage;
 use maud::html;
 use serde::Serialize;
@@ -189,26 +189,17 @@ fn place_thumbnails(
 /// them when the map's sheets serve), so the report does not copy dead images.
 fn remove_stale_sheets(dir: &Path, thumbs: &GalleryThumbs) -> Result<()> {
     let own = thumbs.dir.is_empty();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    remove_files_where(dir, |name| {
         let numbered = |prefix: &str, suffix: &str| {
             name.strip_prefix(prefix)
                 .and_then(|rest| rest.strip_suffix(suffix))
                 .and_then(|k| k.parse::<u32>().ok())
         };
-        let stale = numbered("q", ".jpg").is_some()
+        numbered("q", ".jpg").is_some()
             || numbered(&format!("{THUMBS_STEM}-"), ".jpg")
                 .is_some_and(|k| !own || k >= thumbs.sprite.sheets)
-            || (!own && name == format!("{THUMBS_STEM}.json"));
-        if stale {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("removing stale {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+            || (!own && name == format!("{THUMBS_STEM}.json"))
+    })
 }
 
 /// Builds the galleries of a phase into `dir` (`galleries.json`, `index.html`, and
