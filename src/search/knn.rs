@@ -10,8 +10,12 @@
 //!   more column instead of a pass adding the norms; `‖q‖²` is the same along a row,
 //!   so it is left out).
 //!
-//! No sort of whole rows: the candidates come from two `topk`s on few values per
-//! query (group minima, then the best groups' scores; see `Search::candidates`).
+//! No sort of whole rows. On an AVX-512 CPU with f32 tensors the fused kernel of
+//! `dmlviz-kernels` scores a chunk tile by tile in registers and keeps each query's
+//! candidates on the fly (a compare per 32 scores, a heap for the few that pass), with
+//! no score buffer. Otherwise a chunk's scores fill a buffer and the candidates come
+//! from two `topk`s on few values per query (group minima, then the best groups'
+//! scores; see `Search::candidates`). Both select only: the results are the same.
 //!
 //! **Exactness and ties.** The product's rounding depends on where an entry sits in
 //! the tile (two copies of one reference may score a last bit apart), so the scores
@@ -35,6 +39,7 @@
 
 use super::distance::{normalize, Distance};
 use crate::device::OneTorchThread;
+use dmlviz_kernels::Packed;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{Device, Kind, Tensor};
@@ -166,7 +171,7 @@ pub fn k_nearest_with(
     distance: Distance,
     options: &KnnOptions,
 ) -> (Tensor, Tensor) {
-    tch::no_grad(|| search(queries, references, k, distance, options))
+    tch::no_grad(|| search(queries, references, k, distance, options, Selector::Fused))
 }
 
 /// Unit roundoff of a floating kind.
@@ -393,11 +398,50 @@ fn whole_groups(n: i64) -> i64 {
     (n + GROUP - 1) / GROUP * GROUP
 }
 
+/// How candidates are selected: `Fused` takes the fused kernel where it applies
+/// ([`fused_references`]); `Tensor` always the score buffer (tests compare the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selector {
+    Fused,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Tensor,
+}
+
+/// The products' right-hand side packed for the fused kernel, where it applies: f32
+/// CPU tensors, an AVX-512F CPU, and scores far from f32's overflow (the kernel never
+/// selects a NaN or infinite score, where `topk` would), by |lhs·rhs| ≤
+/// d′·max|lhs|·max|rhs| and max|lhs| ≤ max(2·max|q|, 1) (cosine: `q̂` of a finite `q`
+/// is within 1). Made once per search, shared by every chunk and worker.
+fn fused_references(queries: &Tensor, scorer: &Scorer, selector: Selector) -> Option<Packed> {
+    let product = &scorer.product;
+    if selector != Selector::Fused
+        || queries.device() != Device::Cpu
+        || product.device() != Device::Cpu
+        || queries.kind() != Kind::Float
+        || product.kind() != Kind::Float
+        || !dmlviz_kernels::available()
+    {
+        return None;
+    }
+    let (m, d) = (product.size()[0], product.size()[1]);
+    let largest = |t: &Tensor| t.abs().max().double_value(&[]);
+    let (q, r) = (largest(queries), largest(product));
+    // `is_finite` first: NaN inputs give NaN here, which `f64::max` would hide.
+    if !(q.is_finite() && r.is_finite() && d as f64 * (2.0 * q).max(1.0) * r < 1e36) {
+        return None;
+    }
+    let rhs = Vec::<f32>::try_from(&product.reshape([-1])).ok()?;
+    Packed::new(&rhs, m as usize, d as usize)
+}
+
 /// The score buffer and the settings every [`Search::solve`] of one search shares.
 struct Search<'s> {
     scorer: &'s Scorer,
+    /// The references for the fused kernel; `None`: the buffer path.
+    packed: Option<&'s Packed>,
     /// Flat, queries per chunk × `whole_groups(m)`: a chunk's scores against every
-    /// reference, reused by every chunk (a fresh allocation costs page faults).
+    /// reference, reused by every chunk (a fresh allocation costs page faults). Empty
+    /// on the fused path, as is `minima`.
     buffer: Tensor,
     /// Flat, a chunk's group minima: `1/GROUP` of the buffer.
     minima: Tensor,
@@ -418,7 +462,14 @@ impl Search<'_> {
     /// `kept` groups, whose minima are no larger than them, so they lie in the `kept`
     /// groups with the smallest minima (up to ties, which the bound reveals): a `topk`
     /// over the `m / GROUP` minima, then one over those groups' `kept × GROUP` scores.
+    ///
+    /// With [`Search::packed`], the fused kernel returns the same: the `kept` smallest
+    /// of its own scores (rounded otherwise, in the margin), sorted, and as bound the
+    /// smallest score it left out.
     fn candidates(&self, q: &Prepared, kept: i64) -> (Tensor, Tensor, Tensor) {
+        if let Some(packed) = self.packed {
+            return fused_candidates(packed, q, kept);
+        }
         let m = self.scorer.refs.size()[0];
         let (padded, groups) = (whole_groups(m), whole_groups(m) / GROUP);
         let len = q.lhs.size()[0];
@@ -515,12 +566,32 @@ impl Search<'_> {
     }
 }
 
+/// [`Search::candidates`] by the fused kernel: one call on the chunk, single-threaded
+/// (chunks run on rayon's workers). The excluded reference, when `kept` reaches it,
+/// comes back at +∞ as from `topk`.
+fn fused_candidates(packed: &Packed, q: &Prepared, kept: i64) -> (Tensor, Tensor, Tensor) {
+    let len = q.lhs.size()[0];
+    let lhs = Vec::<f32>::try_from(&q.lhs.reshape([-1])).expect("f32 queries");
+    let mut exclude = vec![-1; len as usize];
+    for &(j, row) in &q.skip {
+        exclude[row as usize] = j;
+    }
+    let s = dmlviz_kernels::smallest(&lhs, len as usize, packed, kept as usize, &exclude);
+    debug_assert!(s.indices.iter().all(|&j| j >= 0), "kept ≤ m");
+    (
+        Tensor::from_slice(&s.scores).view([len, kept]),
+        Tensor::from_slice(&s.indices).view([len, kept]),
+        Tensor::from_slice(&s.floors).view([len, 1]),
+    )
+}
+
 fn search(
     queries: &Tensor,
     references: &Tensor,
     k: i64,
     distance: Distance,
     options: &KnnOptions,
+    selector: Selector,
 ) -> (Tensor, Tensor) {
     let (n, m) = (queries.size()[0], references.size()[0]);
     let (kind, device) = (queries.kind(), queries.device());
@@ -543,6 +614,7 @@ fn search(
         );
     }
     let scorer = Scorer::new(references, distance);
+    let packed = fused_references(queries, &scorer, selector);
     // On the CPU with several libtorch threads, whole query chunks go to rayon's
     // workers, libtorch on one thread in each: a few hundred chunks instead of some
     // tens of thousands of libtorch parallel regions, each ending in a barrier that
@@ -569,9 +641,11 @@ fn search(
         (c < starts.len()).then_some(c)
     };
     let solve_chunks = |scorer: &Scorer, queries: &Tensor| {
-        let padded = whole_groups(m);
+        // The fused kernel needs no score buffer.
+        let padded = if packed.is_some() { 0 } else { whole_groups(m) };
         let search = Search {
             scorer,
+            packed: packed.as_ref(),
             buffer: Tensor::empty([chunk * padded], (kind, device)),
             minima: Tensor::empty([chunk * padded / GROUP], (kind, device)),
             block,
@@ -1070,6 +1144,98 @@ mod tests {
             Distance::Cosine,
         );
         assert_eq!(dist.kind(), Kind::Double);
+    }
+
+    /// Clustered rows (tight clusters around 6 centres) where every seventh row
+    /// repeats an earlier one.
+    fn clustered(n: i64, d: i64) -> Tensor {
+        let centres = Tensor::randn([6, d], (Kind::Float, Device::Cpu)) * 3.0;
+        let which = Tensor::randint(6, [n], (Kind::Int64, Device::Cpu));
+        let x = centres.index_select(0, &which)
+            + Tensor::randn([n, d], (Kind::Float, Device::Cpu)) * 0.05;
+        for j in (7..n).step_by(7) {
+            x.get(j).copy_(&x.get(j / 3));
+        }
+        x
+    }
+
+    #[test]
+    fn fused_kernel_equals_the_tensor_path_bit_for_bit() {
+        tch::set_num_threads(1);
+        tch::manual_seed(12);
+        let fused = dmlviz_kernels::available();
+        if !fused {
+            eprintln!("no AVX-512F: both runs take the tensor path");
+        }
+        for d in [16, 129] {
+            let x = clustered(400, d);
+            let q = clustered(150, d);
+            let skip: Vec<i64> = (0..150)
+                .map(|i| if i % 4 == 0 { -1 } else { (i * 11) % 400 })
+                .collect();
+            for distance in [Distance::Euclidean, Distance::Cosine] {
+                let scorer = Scorer::new(&x, distance);
+                assert_eq!(
+                    fused_references(&x, &scorer, Selector::Fused).is_some(),
+                    fused,
+                    "the fused path applies"
+                );
+                for tile in [
+                    None,
+                    Some(SMALL),
+                    Some(Tile {
+                        queries: 64,
+                        references: 160,
+                    }),
+                ] {
+                    for k in [1, 5, 30] {
+                        let runs: [(&Tensor, Exclude); 3] = [
+                            (&x, Exclude::SameIndex),
+                            (&q, Exclude::Nothing),
+                            (&q, Exclude::Indices(&skip)),
+                        ];
+                        for (queries, exclude) in runs {
+                            let options = KnnOptions {
+                                exclude,
+                                tile,
+                                ..Default::default()
+                            };
+                            let name = format!("d={d} {distance:?} {tile:?} k={k} {exclude:?}");
+                            let (fi, fd) = tch::no_grad(|| {
+                                search(queries, &x, k, distance, &options, Selector::Fused)
+                            });
+                            let (ti, td) = tch::no_grad(|| {
+                                search(queries, &x, k, distance, &options, Selector::Tensor)
+                            });
+                            assert!(fi.equal(&ti), "{name}: indices differ");
+                            // Bit for bit: equal as integers.
+                            let bits = |t: &Tensor| {
+                                Vec::<f32>::try_from(&t.reshape([-1]))
+                                    .unwrap()
+                                    .iter()
+                                    .map(|v| v.to_bits())
+                                    .collect::<Vec<u32>>()
+                            };
+                            assert_eq!(bits(&fd), bits(&td), "{name}: distances differ");
+                        }
+                    }
+                }
+            }
+        }
+        // Non-finite inputs or scores keep the tensor path (topk selects NaN and ∞
+        // scores): NaN queries, and finite ones whose products overflow.
+        let scorer = Scorer::new(
+            &Tensor::randn([10, 4], (Kind::Float, Device::Cpu)),
+            Distance::Euclidean,
+        );
+        let nan = Tensor::full([3, 4], f64::NAN, (Kind::Float, Device::Cpu));
+        assert!(fused_references(&nan, &scorer, Selector::Fused).is_none());
+        assert!(fused_references(
+            &(nan.nan_to_num(0.0, None, None) + 1e38),
+            &scorer,
+            Selector::Fused
+        )
+        .is_none());
     }
 
     #[test]
