@@ -7,6 +7,7 @@
 //! study/bench → cli); docs/DESIGN.md, "Layers", has the table that
 //! `tests/architecture.rs` enforces.
 
+pub mod allocator;
 pub mod atomic;
 pub mod bench;
 pub mod chart;

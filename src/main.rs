@@ -11,6 +11,7 @@ mod cli;
 const TEST_PANIC: &str = "DMLVIZ_TEST_PANIC";
 
 fn main() {
+    dmlviz::allocator::keep_freed_memory();
     let code = match std::panic::catch_unwind(run) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => match e.downcast_ref::<clap::Error>() {

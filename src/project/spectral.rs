@@ -326,17 +326,27 @@ fn sparse_laplacian_eigenvectors(
         .collect();
     let mut top: Vec<f64> = degree.iter().map(|d| d.sqrt()).collect();
     normalise(&mut top);
+    // N's entries in the component's own numbering, made once: each of the Lanczos
+    // products then reads two arrays per entry instead of looking up four.
+    let mut starts = Vec::with_capacity(m + 1);
+    let mut entries: Vec<(u32, f64)> = Vec::new();
+    starts.push(0);
+    for (r, &i) in members.iter().enumerate() {
+        for e in graph.indptr[i]..graph.indptr[i + 1] {
+            let c = local[graph.indices[e] as usize];
+            if c != usize::MAX {
+                entries.push((
+                    c as u32,
+                    inv_sqrt[r] * graph.weights[e] as f64 * inv_sqrt[c],
+                ));
+            }
+        }
+        starts.push(entries.len());
+    }
     let apply = |x: &[f64], y: &mut [f64]| {
         y.par_iter_mut().enumerate().for_each(|(r, out)| {
-            let i = members[r];
-            let mut s = 0.0;
-            for e in graph.indptr[i]..graph.indptr[i + 1] {
-                let c = local[graph.indices[e] as usize];
-                if c != usize::MAX {
-                    s += graph.weights[e] as f64 * inv_sqrt[c] * x[c];
-                }
-            }
-            *out = inv_sqrt[r] * s + x[r];
+            let row = &entries[starts[r]..starts[r + 1]];
+            *out = row.iter().map(|&(c, w)| w * x[c as usize]).sum::<f64>() + x[r];
         });
     };
     let block = (dim + 2).min(m - 1);
@@ -384,9 +394,14 @@ fn block_krylov(
     let mut pending: Vec<Vec<f64>> = start.to_vec();
     loop {
         let before = basis.len();
-        // Orthonormalise the new block against everything and add it, with its images.
-        for mut v in std::mem::take(&mut pending) {
-            reorthogonalise(&mut v, &basis, top);
+        // Orthonormalise the new block against everything and add it, with its images:
+        // against the basis as a block (each basis vector read once for the whole
+        // block; at 70 000 points the basis is far larger than the cache, so memory
+        // traffic, not arithmetic, bounds this), then within the block.
+        let mut block = std::mem::take(&mut pending);
+        block_reorthogonalise(&mut block, &basis, top);
+        for mut v in block {
+            reorthogonalise(&mut v, &basis[before..], &[]);
             let norm = dot(&v, &v).sqrt();
             if norm < 1e-8 || basis.len() >= krylov {
                 continue;
@@ -394,7 +409,8 @@ fn block_krylov(
             v.iter_mut().for_each(|x| *x /= norm);
             let mut w = vec![0f64; m];
             apply(&v, &mut w);
-            let column: Vec<f64> = basis.iter().map(|q| dot(q, &w)).collect();
+            let all: Vec<&[f64]> = basis.iter().map(Vec::as_slice).collect();
+            let column: Vec<f64> = dots(&all, &[&w]).into_iter().map(|d| d[0]).collect();
             for (row, &c) in h.iter_mut().zip(&column) {
                 row.push(c);
             }
@@ -408,21 +424,12 @@ fn block_krylov(
         let full = p >= krylov;
         let added = p - before;
         let (values, coeffs) = ritz_pairs(&h, keep.min(p));
-        let combine = |vs: &[Vec<f64>], s: &[f64]| -> Vec<f64> {
-            let mut out = vec![0f64; m];
-            for (v, &c) in vs.iter().zip(s) {
-                out.iter_mut().zip(v).for_each(|(x, y)| *x += c * y);
-            }
-            out
-        };
-        let vectors: Vec<Vec<f64>> = coeffs.iter().map(|s| combine(&basis, s)).collect();
-        let residual = coeffs
+        let vectors = combine(&basis, &coeffs);
+        let residual = combine(&images, &coeffs[..dim.min(coeffs.len())])
             .iter()
             .zip(&values)
             .zip(&vectors)
-            .take(dim)
-            .map(|((s, &theta), x)| {
-                let mx = combine(&images, s);
+            .map(|((mx, &theta), x)| {
                 mx.iter()
                     .zip(x)
                     .map(|(a, b)| (a - theta * b).powi(2))
@@ -466,6 +473,10 @@ fn ritz_pairs(h: &[Vec<f64>], count: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
 /// Eigenvalues and eigenvectors (columns of a row-major matrix) of a symmetric
 /// `m × m` matrix: LAPACK through libtorch, Jacobi should it fail.
 fn symmetric_eigen(a: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
+    // One libtorch thread: the Ritz matrices are at most 96 × 96, and beside rayon's
+    // workers, still spinning from the sparse products, two threads made each call
+    // ten times slower.
+    let _one = crate::device::OneTorchThread::new();
     let lapack = tch::no_grad(|| -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
         let (v, w) = tch::Tensor::from_slice(a)
             .view([m as i64, m as i64])
@@ -481,15 +492,32 @@ fn symmetric_eigen(a: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
     }
 }
 
+/// `a · b` in eight interleaved partial sums: one running sum waits for each addition
+/// before the next (about 4 cycles a term), eight keep the multiply-add units busy;
+/// the Lanczos basis's reorthogonalisation is mostly these dot products.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut partial = [0f64; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            partial[l] += x[l] * y[l];
+        }
+    }
+    partial.iter().sum::<f64>() + tail
 }
 
-/// Classical Gram–Schmidt of `v` against `top` and every basis vector, twice
+/// Gram–Schmidt of `v` against `top` (unless empty) and every basis vector, twice
 /// ("twice is enough" keeps the basis orthogonal to working precision).
 fn reorthogonalise(v: &mut [f64], basis: &[Vec<f64>], top: &[f64]) {
     for _ in 0..2 {
-        for u in std::iter::once(top).chain(basis.iter().map(Vec::as_slice)) {
+        let others = basis.iter().map(Vec::as_slice);
+        for u in std::iter::once(top).filter(|t| !t.is_empty()).chain(others) {
             let d = dot(v, u);
             v.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
         }
@@ -501,6 +529,80 @@ fn normalise(v: &mut [f64]) {
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
+}
+
+/// Elements per piece of the parallel vector operations below: pieces are fixed, and
+/// partial sums are added in piece order, so results do not depend on thread count.
+const PIECE: usize = 4096;
+
+/// Every `u · v` (`[us.len()][vs.len()]`), each `u` read once for all `v`, the pieces
+/// of the vectors on rayon's threads.
+fn dots(us: &[&[f64]], vs: &[&[f64]]) -> Vec<Vec<f64>> {
+    let m = vs.first().map_or(0, |v| v.len());
+    let partial: Vec<Vec<f64>> = (0..m.div_ceil(PIECE))
+        .into_par_iter()
+        .map(|c| {
+            let range = c * PIECE..((c + 1) * PIECE).min(m);
+            us.iter()
+                .flat_map(|u| vs.iter().map(|v| dot(&u[range.clone()], &v[range.clone()])))
+                .collect()
+        })
+        .collect();
+    let mut total = vec![0f64; us.len() * vs.len()];
+    for piece in &partial {
+        total.iter_mut().zip(piece).for_each(|(t, p)| *t += p);
+    }
+    total.chunks(vs.len().max(1)).map(<[f64]>::to_vec).collect()
+}
+
+/// `out[k] += sign · Σⱼ coefficients[j][k] · us[j]` for every `k`, by pieces on
+/// rayon's threads (each piece of `us` read once for all of `out`).
+fn add_combinations(out: &mut [Vec<f64>], us: &[&[f64]], coefficients: &[Vec<f64>], sign: f64) {
+    let m = out.first().map_or(0, Vec::len);
+    let mut pieces: Vec<Vec<&mut [f64]>> = (0..m.div_ceil(PIECE)).map(|_| Vec::new()).collect();
+    for v in out.iter_mut() {
+        for (c, piece) in v.chunks_mut(PIECE).enumerate() {
+            pieces[c].push(piece);
+        }
+    }
+    pieces.into_par_iter().enumerate().for_each(|(c, mut vs)| {
+        let start = c * PIECE;
+        for (u, coefficient) in us.iter().zip(coefficients) {
+            let u = &u[start..start + vs[0].len()];
+            for (v, &a) in vs.iter_mut().zip(coefficient) {
+                let a = sign * a;
+                v.iter_mut().zip(u).for_each(|(x, y)| *x += a * y);
+            }
+        }
+    });
+}
+
+/// Classical Gram–Schmidt of every vector of `block` against `top` and the basis,
+/// twice, reading each basis vector once per pass for the whole block: all dot
+/// products of a pass first, then the updates.
+fn block_reorthogonalise(block: &mut [Vec<f64>], basis: &[Vec<f64>], top: &[f64]) {
+    let all: Vec<&[f64]> = std::iter::once(top)
+        .chain(basis.iter().map(Vec::as_slice))
+        .collect();
+    for _ in 0..2 {
+        let vs: Vec<&[f64]> = block.iter().map(Vec::as_slice).collect();
+        let d = dots(&all, &vs);
+        add_combinations(block, &all, &d, -1.0);
+    }
+}
+
+/// `Σⱼ s[j]·vs[j]` for each coefficient vector `s` of `coeffs`, reading each of `vs`
+/// once for all of them.
+fn combine(vs: &[Vec<f64>], coeffs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let m = vs.first().map_or(0, Vec::len);
+    let mut out = vec![vec![0f64; m]; coeffs.len()];
+    let us: Vec<&[f64]> = vs.iter().map(Vec::as_slice).collect();
+    // add_combinations takes coefficients per input vector: transpose.
+    let by_input: Vec<Vec<f64>> = (0..us.len())
+        .map(|j| coeffs.iter().map(|s| s[j]).collect())
+        .collect();
+    add_combinations(&mut out, &us, &by_input, 1.0);
+    out
 }
 
 #[cfg(test)]

@@ -377,15 +377,26 @@ impl Edges {
             tail: Vec::new(),
             epochs_per_sample: Vec::new(),
         };
+        // Visited round-robin over the heads (every head's first kept edge, then every
+        // head's second, …), not head by head: consecutive samples then move different
+        // points, so the CPU overlaps them instead of waiting for each move of a head
+        // before the next sample of the same head can start.
+        let mut kept: Vec<(u32, u32, u32, f32)> = Vec::new();
         for i in 0..graph.indptr.len() - 1 {
+            let mut rank = 0u32;
             for e in graph.indptr[i]..graph.indptr[i + 1] {
                 let w = graph.weights[e];
                 if w >= threshold && w > 0.0 {
-                    edges.head.push(i as u32);
-                    edges.tail.push(graph.indices[e]);
-                    edges.epochs_per_sample.push(max as f64 / w as f64);
+                    kept.push((rank, i as u32, graph.indices[e], w));
+                    rank += 1;
                 }
             }
+        }
+        kept.sort_unstable_by_key(|&(rank, head, _, _)| (rank, head));
+        for (_, head, tail, w) in kept {
+            edges.head.push(head);
+            edges.tail.push(tail);
+            edges.epochs_per_sample.push(max as f64 / w as f64);
         }
         edges
     }
@@ -491,17 +502,26 @@ fn optimize_layout(
                 }
                 *ns += edges.epochs_per_sample[e];
                 let negatives = ((now - *nn) / epochs_per_negative[e]) as usize;
+                // The negatives all push from the head's position after its positive
+                // move, and their moves are summed, where umap-learn applies each
+                // before computing the next: one after another, every negative waits
+                // for the previous one's powf and division (a latency chain that made
+                // this loop 3–4× slower than the arithmetic); each move is at most 4α.
+                let (xj, zj) = (yj[0].get(), yj[1].get());
+                let (mut sx, mut sy) = (0.0f32, 0.0f32);
                 for _ in 0..negatives {
                     let k = rng.below_fast(n as u64) as usize;
                     let yk = &coords[2 * k..2 * k + 2];
-                    let (dx, dy) = (yj[0].get() - yk[0].get(), yj[1].get() - yk[1].get());
+                    let (dx, dy) = (xj - yk[0].get(), zj - yk[1].get());
                     let d2 = dx * dx + dy * dy;
                     if d2 > 0.0 {
                         let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
-                        yj[0].add(clip(coeff * dx) * alpha);
-                        yj[1].add(clip(coeff * dy) * alpha);
+                        sx += clip(coeff * dx) * alpha;
+                        sy += clip(coeff * dy) * alpha;
                     }
                 }
+                yj[0].add(sx);
+                yj[1].add(sy);
                 *nn += negatives as f64 * epochs_per_negative[e];
             }
         };
