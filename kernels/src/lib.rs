@@ -12,6 +12,8 @@
 //! of what was left out; the few that pass enter the row's max-heap of candidates,
 //! whose evicted top joins that minimum.
 //!
+//! [`Triangle`] searches the packed references against themselves, each pair once.
+//!
 //! Its own crate so that it is built optimised in dmlviz's opt-level-1 dev profile.
 //! Off x86-64, or on a CPU without AVX-512F, [`Packed::new`] returns `None` and the
 //! caller keeps its own path.
@@ -367,6 +369,325 @@ fn select(lhs: &[f32], len: usize, packed: &Packed, kept: usize, exclude: &[i64]
     selection
 }
 
+/// Rows per block of a [`Triangle`] pass: the tiles of one group.
+#[cfg(target_arch = "x86_64")]
+const BLOCK_ROWS: usize = GROUP_TILES * ROWS;
+
+/// One worker's share of a self-search, where the queries are the packed references
+/// themselves: each unordered pair is scored once, in the tile of the lower row's
+/// block, and offered to both rows (`[x, ‖x‖²]` scores `‖x_j‖² − 2x_i·x_j` for row
+/// `i` and `‖x_i‖² − 2x_i·x_j` for row `j`; cosine's `−x̂_i·x̂_j` serves both). The
+/// products `−2x_i[c]·x_j[c]` are exact and summed in component order, so a pair
+/// scores the same bits whichever of its rows is the query.
+///
+/// Every worker keeps state for every row (the column side reaches rows of other
+/// workers' blocks); [`gather`] merges the workers' states row by row.
+pub struct Triangle<'p> {
+    packed: &'p Packed,
+    kept: usize,
+    exclude_self: bool,
+    norms: bool,
+    #[cfg(target_arch = "x86_64")]
+    rows: Rows,
+    /// Per panel, the lane-wise minimum of the column-side scores that failed the
+    /// vector compare.
+    #[cfg(target_arch = "x86_64")]
+    col_low: Vec<[__m512; 2]>,
+}
+
+impl<'p> Triangle<'p> {
+    /// An empty state over the references of `packed` as queries too, keeping `kept ≥
+    /// 1` candidates per row. `norms`: the last component of the packed references
+    /// is their squared norm (`[x, ‖x‖²]`, Euclidean); otherwise the rows are `x̂`
+    /// (cosine, lhs `−x̂`). `exclude_self`: row `i` skips reference `i`.
+    pub fn new(packed: &'p Packed, kept: usize, exclude_self: bool, norms: bool) -> Self {
+        assert!(kept >= 1, "kept = 0");
+        assert!(
+            !norms || packed.d >= 2,
+            "norms need a component beside them"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let m = packed.m;
+            let padded = m.div_ceil(PANEL) * PANEL;
+            // SAFETY: a `Packed` exists only where AVX-512F was detected.
+            let inf = unsafe { splat(f32::INFINITY) };
+            let mut threshold = vec![f32::INFINITY; padded];
+            // Padding lanes never pass the column compare.
+            threshold[m..].fill(f32::NEG_INFINITY);
+            Triangle {
+                packed,
+                kept,
+                exclude_self,
+                norms,
+                rows: Rows {
+                    kept,
+                    values: vec![0.0; m * kept],
+                    indices: vec![0; m * kept],
+                    count: vec![0; m],
+                    threshold,
+                    low: vec![f32::INFINITY; m],
+                    low_lanes: vec![inf; m],
+                },
+                col_low: vec![[inf; 2]; padded / PANEL],
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            unreachable!("Packed::new returns None off x86-64")
+        }
+    }
+
+    /// Blocks of rows to [`Triangle::run`], each once, by any worker: block `b` costs
+    /// about `m − b·BLOCK` columns, so taking them in order from a shared counter
+    /// balances the workers.
+    pub fn blocks(packed: &Packed) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            packed.m.div_ceil(BLOCK_ROWS)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            unreachable!("Packed::new returns None off x86-64")
+        }
+    }
+
+    /// Scores block `block`'s rows against every reference from the block on.
+    pub fn run(&mut self, block: usize) {
+        assert!(block < Self::blocks(self.packed), "block {block}");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a `Packed` exists only where AVX-512F was detected.
+        unsafe {
+            triangle_block(self, block)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn splat(x: f32) -> __m512 {
+    _mm512_set1_ps(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lanes(v: __m512) -> [f32; 16] {
+    let mut out = [0f32; 16];
+    // SAFETY: 16 f32 fit in `out`.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// Lanes `0 .. n` set (`n` clamped to 32).
+#[cfg(target_arch = "x86_64")]
+fn below(n: usize) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn triangle_block(tri: &mut Triangle, block: usize) {
+    let packed = tri.packed;
+    let (m, dp) = (packed.m, packed.d);
+    let (dot, scale) = if tri.norms {
+        (dp - 1, -2.0)
+    } else {
+        (dp, -1.0)
+    };
+    let r0 = block * BLOCK_ROWS;
+    let r1 = (r0 + BLOCK_ROWS).min(m);
+    let tiles = (r1 - r0).div_ceil(ROWS);
+    // The block's rows as lhs (−2x or −x̂, exact), component-major per tile, taken
+    // from the panels so both sides are the same numbers; and their norms.
+    let mut a = vec![[0f32; ROWS]; tiles * dot];
+    let mut norms = vec![0f32; tiles * ROWS];
+    for i in r0..r1 {
+        let (p, l) = (i / PANEL, i % PANEL);
+        let (t, r) = ((i - r0) / ROWS, (i - r0) % ROWS);
+        for c in 0..dot {
+            a[t * dot + c][r] = scale * lanes(packed.panels[p * dp + c][l / 16])[l % 16];
+        }
+        if tri.norms {
+            norms[i - r0] = lanes(packed.panels[p * dp + dot][l / 16])[l % 16];
+        }
+    }
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let zero = _mm512_setzero_ps();
+    let rows = &mut tri.rows;
+    for p in r0 / PANEL..m.div_ceil(PANEL) {
+        let b = &packed.panels[p * dp..p * dp + dot];
+        let bias = if tri.norms {
+            packed.panels[p * dp + dot]
+        } else {
+            [zero; 2]
+        };
+        let j0 = p * PANEL;
+        let padding = if m - j0 >= PANEL { 0 } else { !below(m - j0) };
+        for t in 0..tiles {
+            let i0 = r0 + t * ROWS;
+            if j0 + PANEL <= i0 {
+                // Every pair below the diagonal: scored in the other rows' block.
+                continue;
+            }
+            let diagonal = j0 < i0 + ROWS;
+            let scores = tile(&a[t * dot..(t + 1) * dot], b);
+            let mut column = [inf; 2];
+            // The column-side scores (+∞ where not offered), for the rare lanes that
+            // pass.
+            let mut cols = [[inf; 2]; ROWS];
+            for (r, acc) in scores.iter().enumerate() {
+                let i = i0 + r;
+                if i >= r1 {
+                    break;
+                }
+                let (mut s0, mut s1) = (acc[0], acc[1]);
+                let (mut c0, mut c1) = (acc[0], acc[1]);
+                if tri.norms {
+                    s0 = _mm512_add_ps(s0, bias[0]);
+                    s1 = _mm512_add_ps(s1, bias[1]);
+                    let n = _mm512_set1_ps(norms[i - r0]);
+                    c0 = _mm512_add_ps(c0, n);
+                    c1 = _mm512_add_ps(c1, n);
+                }
+                // Row side: references j ≥ i (j > i when excluding self).
+                let mut out = padding;
+                if diagonal {
+                    let from = (i + tri.exclude_self as usize).saturating_sub(j0);
+                    out |= below(from);
+                    // Column side: j > i only, so a pair reaches each row once.
+                    let col_out = below((i + 1).saturating_sub(j0));
+                    c0 = _mm512_mask_mov_ps(c0, col_out as u16, inf);
+                    c1 = _mm512_mask_mov_ps(c1, (col_out >> 16) as u16, inf);
+                }
+                column[0] = _mm512_min_ps(column[0], c0);
+                column[1] = _mm512_min_ps(column[1], c1);
+                cols[r] = [c0, c1];
+                if out != 0 {
+                    s0 = _mm512_mask_mov_ps(s0, out as u16, inf);
+                    s1 = _mm512_mask_mov_ps(s1, (out >> 16) as u16, inf);
+                }
+                let limit = _mm512_set1_ps(rows.threshold[i]);
+                let k0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, limit);
+                let k1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, limit);
+                let low = rows.low_lanes[i];
+                if k0 | k1 == 0 {
+                    rows.low_lanes[i] = _mm512_min_ps(low, _mm512_min_ps(s0, s1));
+                } else {
+                    let low = _mm512_mask_min_ps(low, !k0, low, s0);
+                    rows.low_lanes[i] = _mm512_mask_min_ps(low, !k1, low, s1);
+                    rows.offer_lanes(i, s0, k0, j0);
+                    rows.offer_lanes(i, s1, k1, j0 + 16);
+                }
+            }
+            // Column side: one compare per reference for the tile's rows.
+            // SAFETY: `threshold` is padded to whole panels.
+            let (t0, t1) = unsafe {
+                let at = rows.threshold.as_ptr().add(j0);
+                (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)))
+            };
+            let k0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(column[0], t0);
+            let k1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(column[1], t1);
+            let low = &mut tri.col_low[p];
+            if k0 | k1 == 0 {
+                low[0] = _mm512_min_ps(low[0], column[0]);
+                low[1] = _mm512_min_ps(low[1], column[1]);
+                continue;
+            }
+            // Rare: per row, the scores below their reference's threshold are offered
+            // one by one, the others lower the lanes' floors. (Rows past the block's
+            // end hold +∞.)
+            for (r, [c0, c1]) in cols.into_iter().enumerate() {
+                let m0 = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(k0, c0, t0);
+                let m1 = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(k1, c1, t1);
+                low[0] = _mm512_mask_min_ps(low[0], !m0, low[0], c0);
+                low[1] = _mm512_mask_min_ps(low[1], !m1, low[1], c1);
+                let mut bits = m0 as u32 | (m1 as u32) << 16;
+                if bits == 0 {
+                    continue;
+                }
+                let mut lanes = [0f32; PANEL];
+                // SAFETY: 32 f32 fit in `lanes`.
+                unsafe {
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), c0);
+                    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), c1);
+                }
+                while bits != 0 {
+                    let l = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    rows.offer(j0 + l, lanes[l], (i0 + r) as u32);
+                }
+            }
+        }
+    }
+}
+
+/// The merged candidates of rows `rows` over every worker's [`Triangle`] (each
+/// pair was offered to one of them): per row, the `kept` smallest of the workers'
+/// candidates, and as floor the smallest of their floors and of the candidates the
+/// merge leaves out.
+pub fn gather(parts: &[Triangle], rows: std::ops::Range<usize>) -> Selection {
+    let first = parts.first().expect("one part at least");
+    let (kept, m) = (first.kept, first.packed.m);
+    assert!(rows.end <= m, "rows {rows:?} of {m}");
+    let len = rows.len();
+    let mut selection = Selection {
+        kept,
+        scores: Vec::with_capacity(len * kept),
+        indices: Vec::with_capacity(len * kept),
+        floors: Vec::with_capacity(len),
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut pairs: Vec<(f32, u32)> = Vec::with_capacity(kept * parts.len());
+        for row in rows {
+            pairs.clear();
+            let mut floor = f32::INFINITY;
+            for part in parts {
+                let r = &part.rows;
+                let heap = row * kept..row * kept + r.count[row];
+                pairs.extend(
+                    r.values[heap.clone()]
+                        .iter()
+                        .copied()
+                        .zip(r.indices[heap].iter().copied()),
+                );
+                // SAFETY: a `Packed` exists only where AVX-512F was detected.
+                let (lane_low, col) = unsafe {
+                    (
+                        _mm512_reduce_min_ps(r.low_lanes[row]),
+                        lanes(part.col_low[row / PANEL][(row % PANEL) / 16])[row % 16],
+                    )
+                };
+                floor = floor.min(r.low[row]).min(lane_low).min(col);
+            }
+            pairs.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            if let Some(&(v, _)) = pairs.get(kept) {
+                floor = floor.min(v);
+            }
+            pairs.truncate(kept);
+            selection.scores.extend(pairs.iter().map(|p| p.0));
+            selection.indices.extend(pairs.iter().map(|p| p.1 as i64));
+            let filled = pairs.len();
+            selection.indices.extend((filled..kept).map(|slot| {
+                if slot == filled && first.exclude_self {
+                    row as i64
+                } else {
+                    -1
+                }
+            }));
+            selection
+                .scores
+                .resize(selection.indices.len(), f32::INFINITY);
+            selection.floors.push(floor);
+        }
+    }
+    selection
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +745,22 @@ mod tests {
             return;
         };
         let got = smallest(lhs, len, &packed, kept, exclude);
+        check_selection(name, &got, lhs, rhs, d, kept, exclude, exact);
+    }
+
+    /// [`check`] of a given selection.
+    #[allow(clippy::too_many_arguments)]
+    fn check_selection(
+        name: &str,
+        got: &Selection,
+        lhs: &[f32],
+        rhs: &[f32],
+        d: usize,
+        kept: usize,
+        exclude: &[i64],
+        exact: bool,
+    ) {
+        let (len, m) = (lhs.len() / d, rhs.len() / d);
         let want = brute_force(lhs, rhs, d, exclude);
         let tol = if exact { 0.0 } else { 1e-5 * d as f64 };
         assert_eq!(got.scores.len(), len * kept, "{name}");
@@ -578,6 +915,126 @@ mod tests {
         }
     }
 
+    /// The triangle self-search of `x` (`[m, d]`) with `parts` workers taking blocks
+    /// in turn, checked against the brute force on the lhs and rhs it stands for.
+    fn check_triangle(name: &str, x: &[f32], d: usize, kept: usize, norms: bool, exact: bool) {
+        let m = x.len() / d;
+        let (lhs, rhs): (Vec<f32>, Vec<f32>) = if norms {
+            let mut lhs = Vec::new();
+            let mut rhs = Vec::new();
+            for r in x.chunks_exact(d) {
+                lhs.extend(r.iter().map(|v| -2.0 * v));
+                lhs.push(1.0);
+                rhs.extend(r);
+                rhs.push(r.iter().map(|v| v * v).sum());
+            }
+            (lhs, rhs)
+        } else {
+            (x.iter().map(|v| -v).collect(), x.to_vec())
+        };
+        let dp = d + norms as usize;
+        let Some(packed) = Packed::new(&rhs, m, dp) else {
+            eprintln!("no AVX-512F: {name} not run");
+            return;
+        };
+        let blocks = Triangle::blocks(&packed);
+        for exclude_self in [false, true] {
+            let kept = if exclude_self {
+                kept.min(m - 1).max(1)
+            } else {
+                kept.min(m)
+            };
+            let exclude: Vec<i64> = if exclude_self {
+                (0..m as i64).collect()
+            } else {
+                vec![]
+            };
+            for workers in [1, 2, 3] {
+                let mut parts: Vec<Triangle> = (0..workers)
+                    .map(|_| Triangle::new(&packed, kept, exclude_self, norms))
+                    .collect();
+                for b in 0..blocks {
+                    parts[(b * 7 + 1) % workers].run(b);
+                }
+                let name = format!("{name} kept={kept} self={exclude_self} workers={workers}");
+                let all = gather(&parts, 0..m);
+                check_selection(&name, &all, &lhs, &rhs, dp, kept, &exclude, exact);
+                // A range of rows is the same rows of the whole.
+                let (a, b) = (m / 3, m - m / 4);
+                let some = gather(&parts, a..b);
+                assert_eq!(some.scores, all.scores[a * kept..b * kept], "{name}");
+                assert_eq!(some.indices, all.indices[a * kept..b * kept], "{name}");
+                assert_eq!(some.floors, all.floors[a..b], "{name}");
+                // The same scores, bit for bit, as the one-sided kernel's (the floor
+                // too; the candidates may differ among ties).
+                let one = smallest(&lhs, m, &packed, kept, &exclude);
+                assert_eq!(one.floors.len(), all.floors.len());
+                for row in 0..m {
+                    let r = row * kept..(row + 1) * kept;
+                    assert_eq!(
+                        one.scores[r.clone()],
+                        all.scores[r],
+                        "{name}: row {row} scores"
+                    );
+                    assert_eq!(one.floors[row], all.floors[row], "{name}: row {row} floor");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn triangle_equals_brute_force() {
+        let mut g = Lcg(4);
+        for d in [1, 3, 16, 33, 128] {
+            for m in [1, 2, 11, 12, 13, 31, 32, 33, 100, 517, 1100] {
+                let x = data(&mut g, m, d, false);
+                for kept in [1, 5, 22, 40] {
+                    for norms in [false, true] {
+                        // Large cases at few settings (the brute force is slow).
+                        if (m == 1 && kept > 1) || (m * d > 20_000 && kept % 2 == 1) {
+                            continue;
+                        }
+                        check_triangle(
+                            &format!("d={d} m={m} norms={norms}"),
+                            &x,
+                            d,
+                            kept,
+                            norms,
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn triangle_with_tied_integers_is_exact() {
+        let mut g = Lcg(5);
+        for d in [1, 2, 5] {
+            for m in [7, 64, 600] {
+                let mut x = data(&mut g, m, d, true);
+                // Duplicated rows.
+                for j in (3..m).step_by(3) {
+                    let (src, dst) = x.split_at_mut(j * d);
+                    dst[..d].copy_from_slice(&src[(j / 2) * d..(j / 2) * d + d]);
+                }
+                for kept in [1, 4, 18] {
+                    for norms in [false, true] {
+                        check_triangle(
+                            &format!("ties d={d} m={m} norms={norms}"),
+                            &x,
+                            d,
+                            kept,
+                            norms,
+                            true,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn one_repeated_reference() {
         // Every score ties: the kept ones are some `kept` of them, the floor their value.
@@ -636,6 +1093,59 @@ mod speed {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             eprintln!("d = {d}: {:.3} ns per score", best * 1e9 / (len * m) as f64);
+        }
+    }
+
+    /// A self-search of `m` rows, the triangle against the one-sided kernel, one
+    /// thread.
+    #[test]
+    #[ignore]
+    fn triangle_against_one_sided() {
+        let (m, d) = (15_000, 129);
+        let mut x = 1u32;
+        let mut next = || {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let mut rhs: Vec<f32> = (0..m * d).map(|_| next()).collect();
+        for r in rhs.chunks_exact_mut(d) {
+            r[d - 1] = r[..d - 1].iter().map(|v| v * v).sum();
+        }
+        let lhs: Vec<f32> = rhs
+            .chunks_exact(d)
+            .flat_map(|r| r[..d - 1].iter().map(|v| -2.0 * v).chain([1.0]))
+            .collect();
+        let Some(packed) = Packed::new(&rhs, m, d) else {
+            return;
+        };
+        let exclude: Vec<i64> = (0..m as i64).collect();
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            std::hint::black_box(smallest(&lhs, m, &packed, 22, &exclude));
+            let one = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            let mut part = Triangle::new(&packed, 22, true, true);
+            for b in 0..Triangle::blocks(&packed) {
+                part.run(b);
+            }
+            let run = t.elapsed().as_secs_f64();
+            std::hint::black_box(gather(&[part], 0..m));
+            let all = t.elapsed().as_secs_f64();
+            eprintln!(
+                "one-sided {one:.3} s, triangle {run:.3} s (+ gather {:.3} s)",
+                all - run
+            );
+            // Two workers' states, blocks taken in turn (on one thread here).
+            let t = std::time::Instant::now();
+            let mut parts = [
+                Triangle::new(&packed, 22, true, true),
+                Triangle::new(&packed, 22, true, true),
+            ];
+            for b in 0..Triangle::blocks(&packed) {
+                parts[b % 2].run(b);
+            }
+            std::hint::black_box(gather(&parts, 0..m));
+            eprintln!("two states: {:.3} s", t.elapsed().as_secs_f64());
         }
     }
 }

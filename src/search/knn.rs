@@ -16,6 +16,9 @@
 //! no score buffer. Otherwise a chunk's scores fill a buffer and the candidates come
 //! from two `topk`s on few values per query (group minima, then the best groups'
 //! scores; see `Search::candidates`). Both select only: the results are the same.
+//! A self-search (queries are the references, the same tensor, skipping themselves or
+//! nothing) takes the kernel's triangle pass for its first round: each pair scored
+//! once and offered to both its rows, half the products.
 //!
 //! **Exactness and ties.** The product's rounding depends on where an entry sits in
 //! the tile (two copies of one reference may score a last bit apart), so the scores
@@ -528,10 +531,17 @@ impl Search<'_> {
     }
 
     /// The `k` nearest references of the queries `q` (indices, distances), keeping
-    /// `kept` candidates per query and retrying the unsure queries with more.
-    fn solve(&self, q: &Prepared, k: i64, kept: i64) -> (Tensor, Tensor) {
+    /// `kept` candidates per query (or taking `given` ones, as [`Search::candidates`]
+    /// returns them) and retrying the unsure queries with more.
+    fn solve(
+        &self,
+        q: &Prepared,
+        k: i64,
+        kept: i64,
+        given: Option<(Tensor, Tensor, Tensor)>,
+    ) -> (Tensor, Tensor) {
         let m = self.scorer.refs.size()[0];
-        let (s, i, floor) = self.candidates(q, kept);
+        let (s, i, floor) = given.unwrap_or_else(|| self.candidates(q, kept));
         // Sure when every reference left out scores above the k-th + 2 margins.
         let limit = s.narrow(1, k - 1, 1) + 2.0 * self.scorer.margin(q);
         let sure = floor
@@ -557,7 +567,7 @@ impl Search<'_> {
         )
         .expect("row indices");
         if !unsure.is_empty() {
-            let (ri, rd) = self.solve(&q.rows(&unsure), k, (kept * 4).min(m));
+            let (ri, rd) = self.solve(&q.rows(&unsure), k, (kept * 4).min(m), None);
             let at = Tensor::from_slice(&unsure).to_device(indices.device());
             let _ = indices.index_copy_(0, &at, &ri);
             let _ = distances.index_copy_(0, &at, &rd);
@@ -577,12 +587,64 @@ fn fused_candidates(packed: &Packed, q: &Prepared, kept: i64) -> (Tensor, Tensor
         exclude[row as usize] = j;
     }
     let s = dmlviz_kernels::smallest(&lhs, len as usize, packed, kept as usize, &exclude);
+    selection_tensors(&s)
+}
+
+/// A kernel's selection as [`Search::candidates`] returns it.
+fn selection_tensors(s: &dmlviz_kernels::Selection) -> (Tensor, Tensor, Tensor) {
+    let (len, kept) = (s.floors.len() as i64, s.kept as i64);
     debug_assert!(s.indices.iter().all(|&j| j >= 0), "kept ≤ m");
     (
         Tensor::from_slice(&s.scores).view([len, kept]),
         Tensor::from_slice(&s.indices).view([len, kept]),
         Tensor::from_slice(&s.floors).view([len, 1]),
     )
+}
+
+/// Whether `queries` is `references` (same storage, shape and strides), searched with
+/// no exclusion or each query skipping itself: then every pair's score serves both
+/// its rows, and [`triangle`] scores each pair once. Returns whether queries skip
+/// themselves.
+fn self_search(queries: &Tensor, references: &Tensor, exclude: &Exclude) -> Option<bool> {
+    let exclude_self = match exclude {
+        Exclude::Nothing => false,
+        Exclude::SameIndex => true,
+        Exclude::Indices(_) => return None,
+    };
+    (queries.data_ptr() == references.data_ptr()
+        && queries.size() == references.size()
+        && queries.stride() == references.stride())
+    .then_some(exclude_self)
+}
+
+/// The first round's candidates of a self-search, every pair scored once
+/// ([`dmlviz_kernels::Triangle`]): blocks of rows from a shared counter, one state
+/// per worker, merged by [`dmlviz_kernels::gather`] chunk by chunk.
+fn triangle<'p>(
+    packed: &'p Packed,
+    kept: i64,
+    exclude_self: bool,
+    distance: Distance,
+    workers: usize,
+) -> Vec<dmlviz_kernels::Triangle<'p>> {
+    let norms = distance == Distance::Euclidean;
+    let blocks = dmlviz_kernels::Triangle::blocks(packed);
+    let counter = AtomicUsize::new(0);
+    let work = || {
+        let mut part = dmlviz_kernels::Triangle::new(packed, kept as usize, exclude_self, norms);
+        loop {
+            let b = counter.fetch_add(1, Ordering::Relaxed);
+            if b >= blocks {
+                break part;
+            }
+            part.run(b);
+        }
+    };
+    if workers <= 1 || blocks <= 1 {
+        vec![work()]
+    } else {
+        (0..workers).into_par_iter().map(|_| work()).collect()
+    }
 }
 
 fn search(
@@ -631,6 +693,12 @@ fn search(
         Tile::choose(device, m, kind.elt_size_in_bytes(), budget)
     });
     let chunk = tile.queries.clamp(1, n);
+    let kept = (k + EXTRA).min(m);
+    // A self-search's first round over the triangle of pairs (retries as usual).
+    let parts = packed
+        .as_ref()
+        .zip(self_search(queries, references, &options.exclude))
+        .map(|(packed, exclude_self)| triangle(packed, kept, exclude_self, distance, workers));
     let starts: Vec<i64> = (0..n).step_by(chunk as usize).collect();
     let block = whole_groups(tile.references.max(1));
     // Chunks are taken one at a time from a shared counter, so a worker the OS holds
@@ -654,7 +722,11 @@ fn search(
         while let Some(c) = next() {
             let (q0, len) = (starts[c], chunk.min(n - starts[c]));
             let q = scorer.prepare(&queries.narrow(0, q0, len), q0, &options.exclude);
-            solved.push((c, search.solve(&q, k, (k + EXTRA).min(m))));
+            let given = parts.as_ref().map(|parts| {
+                let rows = q0 as usize..(q0 + len) as usize;
+                selection_tensors(&dmlviz_kernels::gather(parts, rows))
+            });
+            solved.push((c, search.solve(&q, k, kept, given)));
         }
         solved
     };
@@ -1236,6 +1308,89 @@ mod tests {
             Selector::Fused
         )
         .is_none());
+    }
+
+    #[test]
+    fn triangle_self_search_equals_the_tensor_path_bit_for_bit() {
+        tch::manual_seed(13);
+        let fused = dmlviz_kernels::available();
+        if !fused {
+            eprintln!("no AVX-512F: both runs take the tensor path");
+        }
+        // Two rayon workers, as on the 2-core machine (each worker keeps its own
+        // state for every row, merged per chunk).
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let bits = |t: &Tensor| {
+            Vec::<f32>::try_from(&t.reshape([-1]))
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
+        };
+        // Tensors are not `Sync`: the whole run inside the pool.
+        two.install(|| {
+            // Two of the triangle's blocks of rows (516 each).
+            for d in [16, 129] {
+                let x = clustered(700, d);
+                for distance in [Distance::Euclidean, Distance::Cosine] {
+                    let scorer = Scorer::new(&x, distance);
+                    assert_eq!(
+                        fused_references(&x, &scorer, Selector::Fused).is_some(),
+                        fused,
+                        "the fused path applies"
+                    );
+                    for exclude in [Exclude::SameIndex, Exclude::Nothing] {
+                        assert!(self_search(&x, &x, &exclude).is_some(), "a self-search");
+                        for k in [1, 5, 15, 30] {
+                            // The tensor path's answer does not depend on the tile.
+                            tch::set_num_threads(1);
+                            let plain = KnnOptions {
+                                exclude,
+                                ..Default::default()
+                            };
+                            let (ti, td) = tch::no_grad(|| {
+                                search(&x, &x, k, distance, &plain, Selector::Tensor)
+                            });
+                            for tile in [
+                                None,
+                                Some(SMALL),
+                                Some(Tile {
+                                    queries: 64,
+                                    references: 160,
+                                }),
+                            ] {
+                                let options = KnnOptions { tile, ..plain };
+                                let name = format!("d={d} {distance:?} {tile:?} k={k} {exclude:?}");
+                                for threads in [1, 2] {
+                                    tch::set_num_threads(threads);
+                                    let (fi, fd) = tch::no_grad(|| {
+                                        search(&x, &x, k, distance, &options, Selector::Fused)
+                                    });
+                                    assert!(
+                                        fi.equal(&ti),
+                                        "{name} threads={threads}: indices differ"
+                                    );
+                                    assert_eq!(
+                                        bits(&fd),
+                                        bits(&td),
+                                        "{name} threads={threads}: distances differ"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        tch::set_num_threads(1);
+        // A copy, a view of part, or other exclusions: not a self-search.
+        let x = clustered(50, 4);
+        assert!(self_search(&x, &x.copy(), &Exclude::SameIndex).is_none());
+        assert!(self_search(&x.narrow(0, 0, 40), &x, &Exclude::SameIndex).is_none());
+        assert!(self_search(&x, &x, &Exclude::Indices(&[0; 50])).is_none());
     }
 
     #[test]
