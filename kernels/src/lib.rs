@@ -14,7 +14,7 @@
 //!
 //! [`Triangle`] searches the packed references against themselves, each pair once.
 //!
-//! Its own crate so that it is built optimised in dmlviz's opt-level-1 dev profile.
+//! Its own crate so that it is built optimised whatever dmlviz's own profile is.
 //! Off x86-64, or on a CPU without AVX-512F, [`Packed::new`] returns `None` and the
 //! caller keeps its own path.
 
