@@ -247,6 +247,31 @@ impl Rows {
     }
 
     /// Offers the lanes of `s` set in `passed` (references `j0 + lane`).
+    /// One row's 32 fresh scores of the panel at `j0`: the lanes set in `out` (padding,
+    /// the excluded reference) count as +∞; the rest either pass the row's threshold
+    /// and are offered, or lower the running minimum of what was left out.
+    #[target_feature(enable = "avx512f")]
+    fn take_panel(&mut self, row: usize, scores: [__m512; 2], out: u32, j0: usize) {
+        let [mut s0, mut s1] = scores;
+        if out != 0 {
+            let inf = _mm512_set1_ps(f32::INFINITY);
+            s0 = _mm512_mask_mov_ps(s0, out as u16, inf);
+            s1 = _mm512_mask_mov_ps(s1, (out >> 16) as u16, inf);
+        }
+        let limit = _mm512_set1_ps(self.threshold[row]);
+        let k0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, limit);
+        let k1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, limit);
+        let low = self.low_lanes[row];
+        if k0 | k1 == 0 {
+            self.low_lanes[row] = _mm512_min_ps(low, _mm512_min_ps(s0, s1));
+        } else {
+            let low = _mm512_mask_min_ps(low, !k0, low, s0);
+            self.low_lanes[row] = _mm512_mask_min_ps(low, !k1, low, s1);
+            self.offer_lanes(row, s0, k0, j0);
+            self.offer_lanes(row, s1, k1, j0 + 16);
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     fn offer_lanes(&mut self, row: usize, s: __m512, passed: u16, j0: usize) {
         let mut bits = passed;
@@ -305,7 +330,7 @@ fn select(lhs: &[f32], len: usize, packed: &Packed, kept: usize, exclude: &[i64]
             };
             for t in group.clone() {
                 let scores = tile(&a[t * d..(t + 1) * d], b);
-                for (r, [mut s0, mut s1]) in scores.into_iter().enumerate() {
+                for (r, [s0, s1]) in scores.into_iter().enumerate() {
                     let row = t * ROWS + r;
                     if row >= len {
                         break;
@@ -317,22 +342,7 @@ fn select(lhs: &[f32], len: usize, packed: &Packed, kept: usize, exclude: &[i64]
                     if e < PANEL {
                         out |= 1 << e;
                     }
-                    if out != 0 {
-                        s0 = _mm512_mask_mov_ps(s0, out as u16, inf);
-                        s1 = _mm512_mask_mov_ps(s1, (out >> 16) as u16, inf);
-                    }
-                    let limit = _mm512_set1_ps(rows.threshold[row]);
-                    let k0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, limit);
-                    let k1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, limit);
-                    let low = rows.low_lanes[row];
-                    if k0 | k1 == 0 {
-                        rows.low_lanes[row] = _mm512_min_ps(low, _mm512_min_ps(s0, s1));
-                    } else {
-                        let low = _mm512_mask_min_ps(low, !k0, low, s0);
-                        rows.low_lanes[row] = _mm512_mask_min_ps(low, !k1, low, s1);
-                        rows.offer_lanes(row, s0, k0, j0);
-                        rows.offer_lanes(row, s1, k1, j0 + 16);
-                    }
+                    rows.take_panel(row, [s0, s1], out, j0);
                 }
             }
         }
@@ -566,22 +576,7 @@ fn triangle_block(tri: &mut Triangle, block: usize) {
                 column[0] = _mm512_min_ps(column[0], c0);
                 column[1] = _mm512_min_ps(column[1], c1);
                 cols[r] = [c0, c1];
-                if out != 0 {
-                    s0 = _mm512_mask_mov_ps(s0, out as u16, inf);
-                    s1 = _mm512_mask_mov_ps(s1, (out >> 16) as u16, inf);
-                }
-                let limit = _mm512_set1_ps(rows.threshold[i]);
-                let k0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, limit);
-                let k1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, limit);
-                let low = rows.low_lanes[i];
-                if k0 | k1 == 0 {
-                    rows.low_lanes[i] = _mm512_min_ps(low, _mm512_min_ps(s0, s1));
-                } else {
-                    let low = _mm512_mask_min_ps(low, !k0, low, s0);
-                    rows.low_lanes[i] = _mm512_mask_min_ps(low, !k1, low, s1);
-                    rows.offer_lanes(i, s0, k0, j0);
-                    rows.offer_lanes(i, s1, k1, j0 + 16);
-                }
+                rows.take_panel(i, [s0, s1], out, j0);
             }
             // Column side: one compare per reference for the tile's rows.
             // SAFETY: `threshold` is padded to whole panels.
@@ -1062,90 +1057,5 @@ mod tests {
             &[0, -1, 299, 5, 7],
             false,
         );
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// Nanoseconds per score on one thread: `cargo test -p dmlviz-kernels --
-    /// --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn nanoseconds_per_score() {
-        let (len, m) = (512, 50_000);
-        for d in [128, 129] {
-            let mut x = 1u32;
-            let mut next = || {
-                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (x >> 8) as f32 / (1 << 24) as f32 - 0.5
-            };
-            let lhs: Vec<f32> = (0..len * d).map(|_| next()).collect();
-            let rhs: Vec<f32> = (0..m * d).map(|_| next()).collect();
-            let Some(packed) = Packed::new(&rhs, m, d) else {
-                return;
-            };
-            let mut best = f64::INFINITY;
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                std::hint::black_box(smallest(&lhs, len, &packed, 18, &[]));
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            eprintln!("d = {d}: {:.3} ns per score", best * 1e9 / (len * m) as f64);
-        }
-    }
-
-    /// A self-search of `m` rows, the triangle against the one-sided kernel, one
-    /// thread.
-    #[test]
-    #[ignore]
-    fn triangle_against_one_sided() {
-        let (m, d) = (15_000, 129);
-        let mut x = 1u32;
-        let mut next = || {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
-        let mut rhs: Vec<f32> = (0..m * d).map(|_| next()).collect();
-        for r in rhs.chunks_exact_mut(d) {
-            r[d - 1] = r[..d - 1].iter().map(|v| v * v).sum();
-        }
-        let lhs: Vec<f32> = rhs
-            .chunks_exact(d)
-            .flat_map(|r| r[..d - 1].iter().map(|v| -2.0 * v).chain([1.0]))
-            .collect();
-        let Some(packed) = Packed::new(&rhs, m, d) else {
-            return;
-        };
-        let exclude: Vec<i64> = (0..m as i64).collect();
-        for _ in 0..2 {
-            let t = std::time::Instant::now();
-            std::hint::black_box(smallest(&lhs, m, &packed, 22, &exclude));
-            let one = t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            let mut part = Triangle::new(&packed, 22, true, true);
-            for b in 0..Triangle::blocks(&packed) {
-                part.run(b);
-            }
-            let run = t.elapsed().as_secs_f64();
-            std::hint::black_box(gather(&[part], 0..m));
-            let all = t.elapsed().as_secs_f64();
-            eprintln!(
-                "one-sided {one:.3} s, triangle {run:.3} s (+ gather {:.3} s)",
-                all - run
-            );
-            // Two workers' states, blocks taken in turn (on one thread here).
-            let t = std::time::Instant::now();
-            let mut parts = [
-                Triangle::new(&packed, 22, true, true),
-                Triangle::new(&packed, 22, true, true),
-            ];
-            for b in 0..Triangle::blocks(&packed) {
-                parts[b % 2].run(b);
-            }
-            std::hint::black_box(gather(&parts, 0..m));
-            eprintln!("two states: {:.3} s", t.elapsed().as_secs_f64());
-        }
     }
 }
