@@ -246,7 +246,6 @@ impl Rows {
         }
     }
 
-    /// Offers the lanes of `s` set in `passed` (references `j0 + lane`).
     /// One row's 32 fresh scores of the panel at `j0`: the lanes set in `out` (padding,
     /// the excluded reference) count as +∞; the rest either pass the row's threshold
     /// and are offered, or lower the running minimum of what was left out.
@@ -272,6 +271,7 @@ impl Rows {
         }
     }
 
+    /// Offers the lanes of `s` set in `passed` (references `j0 + lane`).
     #[target_feature(enable = "avx512f")]
     fn offer_lanes(&mut self, row: usize, s: __m512, passed: u16, j0: usize) {
         let mut bits = passed;
