@@ -401,7 +401,7 @@ fn block_krylov(
         let mut block = std::mem::take(&mut pending);
         block_reorthogonalise(&mut block, &basis, top);
         for mut v in block {
-            reorthogonalise(&mut v, &basis[before..], &[]);
+            reorthogonalise(&mut v, &basis[before..]);
             let norm = dot(&v, &v).sqrt();
             if norm < 1e-8 || basis.len() >= krylov {
                 continue;
@@ -512,12 +512,11 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
-/// Gram–Schmidt of `v` against `top` (unless empty) and every basis vector, twice
-/// ("twice is enough" keeps the basis orthogonal to working precision).
-fn reorthogonalise(v: &mut [f64], basis: &[Vec<f64>], top: &[f64]) {
+/// Gram–Schmidt of `v` against every vector of `basis`, twice ("twice is enough"
+/// keeps the basis orthogonal to working precision).
+fn reorthogonalise(v: &mut [f64], basis: &[Vec<f64>]) {
     for _ in 0..2 {
-        let others = basis.iter().map(Vec::as_slice);
-        for u in std::iter::once(top).filter(|t| !t.is_empty()).chain(others) {
+        for u in basis {
             let d = dot(v, u);
             v.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
         }
