@@ -51,8 +51,34 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts the browser with a fresh profile.
+    /// Starts the browser with a fresh profile. Chromium now and then exits during
+    /// start-up while the tests load both cores; one that does not answer its first
+    /// command is started again (three tries in all).
     pub fn launch(chromium: &Path) -> Browser {
+        for _ in 0..2 {
+            let mut browser = Browser::spawn(chromium);
+            if browser.answers() {
+                return browser;
+            }
+        }
+        Browser::spawn(chromium)
+    }
+
+    /// Whether the browser replies to `Browser.getVersion`.
+    fn answers(&mut self) -> bool {
+        let id = self.send(None, "Browser.getVersion", json!({}));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.messages.recv_timeout(left) {
+                Ok(m) if m["id"].as_u64() == Some(id) => return m.get("error").is_none(),
+                Ok(m) => self.events.push_back(m),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn spawn(chromium: &Path) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let flags = "--headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking --disable-component-update \
                      --disable-sync --disable-extensions --hide-scrollbars --mute-audio --remote-debugging-pipe";
@@ -100,18 +126,7 @@ impl Browser {
 
     /// Sends a command (to a page session, or the browser) and waits for its result.
     pub fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = session {
-            message["sessionId"] = json!(s);
-        }
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        self.input
-            .write_all(&bytes)
-            .and_then(|_| self.input.flush())
-            .expect("writing to chromium");
+        let id = self.send(session, method, params);
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -129,6 +144,24 @@ impl Browser {
                 Err(RecvTimeoutError::Disconnected) => panic!("{method}: chromium exited"),
             }
         }
+    }
+
+    /// Writes a command; returns its id.
+    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            message["sessionId"] = json!(s);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        // A browser that exited shows as a closed pipe on the next read.
+        let _ = self
+            .input
+            .write_all(&bytes)
+            .and_then(|_| self.input.flush());
+        id
     }
 
     /// Waits for an event of `session` named `method`.
