@@ -54,6 +54,7 @@ pub mod gallery_strip;
 pub mod input;
 pub mod map;
 pub mod plot;
+pub mod pow_lanes;
 pub mod quality;
 pub mod spectral;
 pub mod sprites;
