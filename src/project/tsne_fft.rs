@@ -204,35 +204,55 @@ pub fn fft_repulsion(y: &[f64]) -> Result<Vec<[f64; 3]>> {
 
 /// Node potentials `[Σ q·1, Σ q²·1, Σ q²·x, Σ q²·y]` (four `m × m` planes) from the
 /// charge planes `[1, x, y]`, by FFT on the grid padded to `2m × 2m`.
+///
+/// libtorch runs on one thread here ([`crate::device::OneTorchThread`]), so the work is
+/// split in two halves of five transforms each for the two rayon threads: the unit
+/// charges under both kernels, and the x and y charges under `q²` (whose kernel is
+/// transformed twice, once per half, so neither waits for the other).
 fn convolve(charges: &[f64], m: usize, spacing: f64) -> Result<Vec<f64>> {
+    let plane = m * m;
+    let kernels = kernels(m, spacing);
+    let q2 = &kernels[4 * plane..];
+    let mut potentials = vec![0f64; 4 * plane];
+    let (unit_part, xy_part) = potentials.split_at_mut(2 * plane);
+    let (unit, xy) = rayon::join(
+        || convolve_planes(&charges[..plane], 1, &kernels, 2, m, unit_part),
+        || convolve_planes(&charges[plane..], 2, q2, 1, m, xy_part),
+    );
+    unit?;
+    xy?;
+    Ok(potentials)
+}
+
+/// `out` (`max(c, k)` planes of `m × m`) = the `c` charge planes convolved with the `k`
+/// kernel planes (`2m × 2m` each, circular layout of [`kernels`]), one of `c` and `k`
+/// being 1 and broadcast against the other.
+fn convolve_planes(
+    charges: &[f64],
+    c: i64,
+    kernels: &[f64],
+    k: i64,
+    m: usize,
+    out: &mut [f64],
+) -> Result<()> {
     let (m, side) = (m as i64, 2 * m as i64);
     let size = [side, side];
     // rfft2 with `s` larger than the input pads it with zeros.
-    let charges_hat = Tensor::from_slice(charges).view([3, m, m]).f_fft_rfft2(
+    let charges_hat = Tensor::from_slice(charges).view([c, m, m]).f_fft_rfft2(
         size.as_slice(),
         [-2, -1],
         "backward",
     )?;
-    let kernels_hat = Tensor::from_slice(&kernels(m as usize, spacing))
-        .view([2, side, side])
+    let kernels_hat = Tensor::from_slice(kernels)
+        .view([k, side, side])
         .f_fft_rfft2(size.as_slice(), [-2, -1], "backward")?;
-    let (q_hat, q2_hat) = (kernels_hat.get(0), kernels_hat.get(1));
-    let ones_hat = charges_hat.get(0);
-    let products = Tensor::stack(
-        &[
-            &ones_hat * &q_hat,
-            &ones_hat * &q2_hat,
-            charges_hat.get(1) * &q2_hat,
-            charges_hat.get(2) * &q2_hat,
-        ],
-        0,
-    );
-    let potentials = products
+    let potentials = (charges_hat * kernels_hat)
         .f_fft_irfft2(size.as_slice(), [-2, -1], "backward")?
         .narrow(1, 0, m)
         .narrow(2, 0, m)
         .contiguous();
-    Ok(Vec::<f64>::try_from(potentials.view([-1]))?)
+    potentials.f_copy_data(out, out.len())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -710,7 +710,10 @@ mod layout_tests {
         let ((t1, k1), (t2, k2)) = (on(1), on(2));
         assert!(t1 > 0.9, "one thread: trustworthiness {t1}");
         assert!(t2 > t1 - 0.01, "two threads {t2} against one {t1}");
-        assert!(k2 > k1 - 0.02, "label agreement: two threads {k2}, one {k1}");
+        assert!(
+            k2 > k1 - 0.02,
+            "label agreement: two threads {k2}, one {k1}"
+        );
     }
 
     #[test]
