@@ -16,7 +16,8 @@
 //!     per-item seeded generators, drawn by multiply-shift ([`Rng::below_fast`]; a
 //!     64-bit modulo per draw took an eighth of the SGD's time), their `d^{2b}` eight at a
 //!     time ([`super::pow_lanes`]). Threads work on their own copies of the layout,
-//!     merged every few hundred thousand edges (`optimize_layout`); one thread is reproducible;
+//!     merged every few hundred thousand edges (`optimize_layout`); one thread is
+//!     reproducible;
 //!   - [`UmapSgd::UmapRs`]: umap-rs's own optimiser through its generic-metric path with
 //!     a 2-D Euclidean output metric. (Its Euclidean fast path divides the attractive
 //!     gradient by `a·d^{2b}·d² + 1` instead of `a·d^{2b} + 1` and scatters clusters.)
@@ -365,9 +366,8 @@ fn clip(v: f32) -> f32 {
 
 /// The summed moves of a point away from up to [`LANES`] negative samples at offsets
 /// `(dx, dy)` from it: umap-learn's repulsive gradient `2γb / ((0.001 + d²)(1 + a·d^{2b}))`
-/// times the offset, clipped per coordinate and scaled by `step` (γ times the learning
-/// rate, γ = 1 in umap-learn, where the clip happens first: so here only for γ = 1).
-/// A lane at distance 0 moves nothing.
+/// (γ = 1, its default repulsion strength) times the offset, clipped per coordinate and
+/// scaled by the learning rate `alpha`. A lane at distance 0 moves nothing.
 #[inline(always)]
 fn repulsive_moves(dx: &[f32; LANES], dy: &[f32; LANES], a: f32, b: f32, alpha: f32) -> (f32, f32) {
     let mut d2 = [0f32; LANES];
@@ -461,13 +461,13 @@ struct ItemSchedule {
 /// layout. Within an epoch the threads claim items of [`EDGES_PER_ITEM`] edges from one
 /// counter and move points in their own copy only; after every [`ITEMS_PER_ROUND`] items
 /// (a round) every thread's moves are added to the shared layout, which each copy then
-/// takes up. umap-learn's
-/// threads share one layout ("Hogwild"): tried that way here, every read of a point the
-/// other core had just moved waited for its cache line, and two threads ran the SGD of
-/// 10 000 points only 1.2× faster than one. A thread sees the other's moves up to a
-/// round late instead, as synchronous data-parallel SGD does. Each item draws from its own generator seeded by (seed, epoch, item), and the
-/// merge adds the copies in thread order, but which thread takes which item varies,
-/// so only a one-thread result is reproducible (as in umap-learn).
+/// takes up. umap-learn's threads share one layout ("Hogwild"): tried that way here,
+/// every read of a point the other core had just moved waited for its cache line, and
+/// two threads ran the SGD of 10 000 points only 1.2× faster than one. A thread sees
+/// the other's moves up to a round late instead, as synchronous data-parallel SGD does.
+/// Each item draws from its own generator seeded by (seed, epoch, item), and the merge
+/// adds the copies in thread order, but which thread takes which item varies, so only a
+/// one-thread result is reproducible (as in umap-learn).
 fn optimize_layout(
     mut y: Vec<f32>,
     graph: &Graph,
@@ -589,10 +589,10 @@ fn optimize_layout(
     y
 }
 
-/// Points per stretch of [`merge_copies`]' parallel pass (64 KB of each copy).
+/// Coordinates per stretch of [`merge_copies`]' parallel pass (64 KB of each copy).
 const MERGE_STRETCH: usize = 16_384;
 
-/// The end of a parallel epoch: every copy started the epoch equal to `y`; `y` takes up
+/// The end of a parallel round: every copy started the round equal to `y`; `y` takes up
 /// all their moves (`y + Σ (copy − y)`, summed in copy order) and every copy then
 /// equals `y` again.
 fn merge_copies(y: &mut [f32], copies: &mut [Vec<f32>]) {
