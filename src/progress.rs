@@ -3,11 +3,15 @@
 //! `--quiet` and when stderr is not a terminal (a log file, a test), so nothing but
 //! the notes reaches a file.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
+
+/// Every drawn bar belongs to one set, so bars of work running side by side (the two
+/// training phases) stack on their own lines instead of overwriting each other.
+static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
 
 /// Set once by the command line's `--quiet`: a display preference of the process,
 /// like a log level, so that library functions need no `quiet` parameter.
@@ -36,7 +40,7 @@ impl Progress {
         if !visible() {
             return Progress::hidden();
         }
-        let bar = ProgressBar::new(total);
+        let bar = BARS.add(ProgressBar::new(total));
         // The template is a constant: it parses (a test builds a visible one too).
         let style = ProgressStyle::with_template(
             "{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",

@@ -120,6 +120,39 @@ fn two_phases_write_the_run_directory_and_repeat_exactly() {
 }
 
 #[test]
+fn phases_side_by_side_equal_each_phase_trained_alone_on_one_thread() {
+    // Two threads for two phases: each trains on its own thread with one libtorch thread,
+    // sharing the experiment's decoded images and evaluation tensors. Nothing of one
+    // phase (its random draws, its allocator, its evaluation) may leak into the other.
+    let dir = tempfile::tempdir().unwrap();
+    let mut both = tiny(2);
+    both.training.threads = 2;
+    let side = RunDir::new(dir.path().join("side"));
+    let outcomes = train(&both, &side, &TrainOptions::default()).unwrap();
+    assert_eq!(
+        outcomes.iter().map(|o| o.phase).collect::<Vec<_>>(),
+        [Phase::All, Phase::Seen],
+        "outcomes in the config's order"
+    );
+    for phase in [Phase::All, Phase::Seen] {
+        let mut alone = tiny(2);
+        alone.training.phases = vec![phase];
+        let run = RunDir::new(dir.path().join(phase.dir_name()));
+        train(&alone, &run, &TrainOptions::default()).unwrap();
+        assert_eq!(
+            learning_curve(&side.phase(phase).read_history().unwrap()),
+            learning_curve(&run.phase(phase).read_history().unwrap()),
+            "{phase:?}: history"
+        );
+        assert_eq!(
+            checkpoint_bytes(&side, phase),
+            checkpoint_bytes(&run, phase),
+            "{phase:?}: weights"
+        );
+    }
+}
+
+#[test]
 fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = tiny(2);

@@ -44,6 +44,23 @@ impl EvalInputs {
         })
     }
 
+    /// New handles to the same tensors, for another thread: a libtorch tensor handle is
+    /// sent between threads, not shared (phases trained side by side each take theirs).
+    pub fn shallow_clone(&self) -> EvalInputs {
+        EvalInputs {
+            batches: self
+                .batches
+                .iter()
+                .map(|b| Batch {
+                    images: b.images.shallow_clone(),
+                    labels: b.labels.shallow_clone(),
+                    indices: b.indices.clone(),
+                })
+                .collect(),
+            requested: self.requested,
+        }
+    }
+
     /// The kept batches.
     pub fn batches(&self) -> &[Batch] {
         &self.batches
@@ -67,6 +84,16 @@ pub struct EvalSets {
     pub references: EvalInputs,
     /// The test split: the queries.
     pub queries: EvalInputs,
+}
+
+impl EvalSets {
+    /// [`EvalInputs::shallow_clone`] of both.
+    pub fn shallow_clone(&self) -> EvalSets {
+        EvalSets {
+            references: self.references.shallow_clone(),
+            queries: self.queries.shallow_clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct Experiment {
     pub cache: Option<Arc<DecodedCache>>,
     /// The per-epoch evaluation's normalised tensors, made at its first call (kept
     /// when the decoded-image cache is on and they fit [`EVAL_INPUTS_BUDGET`]).
+    /// Each call takes its own handles and embeds outside the lock: phases trained
+    /// side by side evaluate at the same time.
     eval_sets: Mutex<Option<EvalSets>>,
 }
 
@@ -100,14 +102,16 @@ impl Experiment {
                 embed(&model.net, &self.samples, &self.split.test, &opts)?,
             ));
         }
-        let mut kept = self.eval_sets.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.is_none() {
-            *kept = Some(EvalSets {
-                references: EvalInputs::load(&self.samples, &self.split.train, &opts)?,
-                queries: EvalInputs::load(&self.samples, &self.split.test, &opts)?,
-            });
-        }
-        let sets = kept.as_ref().expect("just filled");
+        let sets = {
+            let mut kept = self.eval_sets.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.is_none() {
+                *kept = Some(EvalSets {
+                    references: EvalInputs::load(&self.samples, &self.split.train, &opts)?,
+                    queries: EvalInputs::load(&self.samples, &self.split.test, &opts)?,
+                });
+            }
+            kept.as_ref().expect("just filled").shallow_clone()
+        };
         Ok((
             sets.references.embed(&model.net, &opts)?,
             sets.queries.embed(&model.net, &opts)?,
