@@ -183,7 +183,8 @@ pub struct TrainingConfig {
     pub seed: u64,
     #[serde(default)]
     pub device: DeviceKind,
-    /// libtorch and loader threads: 1 to 256.
+    /// libtorch and loader threads: 1 to 256. On the CPU, with two phases and two
+    /// threads or more, the phases train side by side, each with half (rounded down).
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Which protocol phases to train: "all" and/or "seen".
