@@ -44,7 +44,8 @@ test: setup weights pgserver
 
 # The main job on the built-in dataset: the "Animals & Nature" emoji of four vendors,
 # trained with both protocol phases on CPU, evaluated, projected, explained and
-# written as the report site (about 12 minutes on 2 cores from a fresh clone).
+# written as the report site (under 10 minutes on 2 cores from a fresh clone, build
+# included: README, "Two commands").
 DEMO := experiments/small/emoji_animals_EPSHN_cosine_mobilenet_v2_sgd.toml
 demo: build weights
 	@echo "== 1/6 dataset: emoji Animals & Nature (npm emoji-datasource-*)"
