@@ -7,8 +7,8 @@
 //! 6.3 s of 34 s in the kernel that way, 1.7 s with trimming off. A thread arena's
 //! heap still goes back whole once it is empty, whatever the trim setting, so every
 //! thread allocates from the one main arena: with the two training phases side by side
-//! on their own threads (10 epochs of the demo preset), kernel time went 22.0 → 6.3 s
-//! and wall time 47.2 → 34.9 s. Set once at start; memory then stays at the process's
+//! on their own threads (10 epochs of the demo preset), kernel time went 22.0 → 8.2 s
+//! and wall time 47.2 → 36.2 s. Set once at start; memory then stays at the process's
 //! peak, as with any caching allocator.
 
 /// glibc's `mallopt` parameter numbers (malloc.h).
