@@ -72,6 +72,8 @@ def main():
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--out-of-place", action="store_true",
                    help="ReLU/ReLU6 with inplace=False (torchvision uses inplace=True)")
+    p.add_argument("--bf16", action="store_true",
+                   help="forward under torch.autocast('cpu', torch.bfloat16), PyTorch's CPU mixed precision")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -91,7 +93,9 @@ def main():
             opt = torch.optim.SGD(net.parameters(), lr=0.03)
 
             def step():
-                loss = epshn(net(x), labels)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                    embeddings = net(x)
+                loss = epshn(embeddings.float(), labels)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -104,7 +108,7 @@ def main():
             print(json.dumps({
                 "side": "pytorch", "torch": torch.__version__, "arch": arch, "size": size,
                 "batch_size": batch, "threads": a.threads, "channels_last": a.channels_last,
-                "in_place_activations": not a.out_of_place,
+                "in_place_activations": not a.out_of_place, "bf16_autocast": a.bf16,
                 "bare_images_per_s": round(a.steps * batch / seconds, 2),
             }), flush=True)
 

@@ -190,6 +190,11 @@ pub struct TrainingConfig {
     /// Which protocol phases to train: "all" and/or "seen".
     #[serde(default = "default_phases")]
     pub phases: Vec<Phase>,
+    /// The network's forward pass under autocast (`--amp` sets it): bfloat16 on the
+    /// CPU, float16 with a dynamic loss scale on CUDA. The loss, the gradients and the
+    /// weights stay in single precision. Off by default.
+    #[serde(default)]
+    pub mixed_precision: bool,
 }
 
 /// The compute device.

@@ -21,6 +21,7 @@ pub mod imaging;
 pub mod import;
 pub mod loss;
 pub mod matrix;
+pub mod mixed_precision;
 pub mod model;
 pub mod pg_gallery;
 pub mod progress;

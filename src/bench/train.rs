@@ -3,6 +3,7 @@
 //! pre-made batch, in the same run. The ratio is the loop's overhead over raw libtorch.
 
 use crate::config::{ExperimentConfig, Init, Phase};
+use crate::mixed_precision::autocast;
 use crate::model::Arch;
 use crate::run::RunDir;
 use crate::train::model::{Model, ModelSpec};
@@ -26,6 +27,8 @@ pub struct TrainBenchRow {
     pub bare_images_per_s: f64,
     /// bare ÷ loop − 1: the training loop's overhead over raw libtorch.
     pub loop_overhead: f64,
+    /// Both sides' forward pass under autocast (`training.mixed_precision`).
+    pub mixed_precision: bool,
 }
 
 /// Measures `cfg` with the given backbone and image size (weights from scratch: speed
@@ -74,8 +77,10 @@ pub fn run(
         .map(|i| (i / cfg.training.images_per_class) as i64)
         .collect();
     let y = crate::device::onto(&Tensor::from_slice(&labels), device);
+    let mixed = cfg.training.mixed_precision;
     let mut step = || {
-        let loss = model.loss.loss(&model.net.forward_t(&x, true), &y);
+        let embeddings = autocast(mixed, device, || model.net.forward_t(&x, true));
+        let loss = model.loss.loss(&embeddings.to_kind(Kind::Float), &y);
         optimizer.zero_grad();
         loss.backward();
         optimizer.step(1.0);
@@ -97,5 +102,6 @@ pub fn run(
         data_wait_share,
         bare_images_per_s,
         loop_overhead: bare_images_per_s / loop_images_per_s - 1.0,
+        mixed_precision: mixed,
     })
 }

@@ -98,6 +98,9 @@ struct TrainArgs {
     /// Epochs per measurement (the first is a warm-up).
     #[arg(long, default_value_t = 3)]
     epochs: usize,
+    /// Mixed precision for both sides (sets training.mixed_precision): bfloat16 on the CPU.
+    #[arg(long)]
+    amp: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -218,7 +221,8 @@ fn bench_loader(args: LoaderArgs) -> Result<()> {
 
 fn bench_train(args: TrainArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let cfg = ExperimentConfig::load(&args.config)?;
+    let mut cfg = ExperimentConfig::load(&args.config)?;
+    cfg.training.mixed_precision |= args.amp;
     let mut rows = Vec::new();
     for &arch in &args.archs {
         for &size in &args.sizes {

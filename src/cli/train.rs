@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// Compute device: cpu, cuda or cuda:N (default: the config's training.device).
     #[arg(long)]
     device: Option<DeviceSpec>,
-    /// Mixed precision (CUDA only): forward pass in half precision, dynamic loss scale.
+    /// Mixed precision (sets training.mixed_precision): the forward pass in bfloat16 on
+    /// the CPU, in float16 with a dynamic loss scale on CUDA.
     #[arg(long)]
     amp: bool,
     /// Override training.epochs.
@@ -78,6 +79,9 @@ impl TrainArgs {
         }
         if let Some(s) = self.seed {
             cfg.training.seed = s;
+        }
+        if self.amp {
+            cfg.training.mixed_precision = true;
         }
         if let Some(p) = self.phase {
             cfg.training.phases = vec![match p {
@@ -157,9 +161,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(device) => device,
         None => cfg.training.device.device()?,
     };
-    if args.amp {
-        dmlviz::device::check_amp(device)?;
-    }
     ensure_dataset(&cfg)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,7 +177,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         quiet: args.quiet,
         stop,
         device: Some(device),
-        amp: args.amp,
     };
     // One writer for the whole run: training, then the evaluation and report below.
     let lock = RunLock::acquire(&run_dir.root, "train")?;

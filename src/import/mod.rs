@@ -51,6 +51,7 @@ pub(crate) fn imported_config(
             device: Default::default(),
             threads: 2,
             phases: vec![Phase::All],
+            mixed_precision: false,
         },
     };
     cfg.validate().context("the import's settings")?;

@@ -17,6 +17,7 @@ use crate::data::transform::Transform;
 use crate::data::ClassProtocol;
 use crate::device::onto;
 use crate::loss::LossConfig;
+use crate::mixed_precision::autocast;
 use crate::progress::Progress;
 use crate::run::epoch_commit::Staging;
 use crate::run::lock::RunLock;
@@ -39,9 +40,6 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// Compute device; `None`: the config's `training.device`.
     pub device: Option<tch::Device>,
-    /// Mixed precision (CUDA only): the network's forward pass under autocast, the loss
-    /// in single precision, the gradients under a dynamic loss scale.
-    pub amp: bool,
 }
 
 impl Default for TrainOptions {
@@ -51,7 +49,6 @@ impl Default for TrainOptions {
             quiet: true,
             stop: Arc::new(AtomicBool::new(false)),
             device: None,
-            amp: false,
         }
     }
 }
@@ -137,7 +134,7 @@ impl Fit<'_> {
         } else {
             Progress::new((self.epochs - start) as u64, &self.label)
         };
-        // --amp's loss scale carries over from epoch to epoch (a resumed run starts anew).
+        // CUDA mixed precision's loss scale carries over from epoch to epoch (a resumed run starts anew).
         let mut scale = LossScale::default();
         for epoch in start..self.epochs {
             let record = self.epoch(model, &mut optimizer, epoch, opts, &bar, &mut scale)?;
@@ -227,6 +224,10 @@ impl Fit<'_> {
         )?;
         let (mut loss_sum, mut batches, mut images) = (0.0, 0usize, 0usize);
         let mut wait = Duration::ZERO;
+        let mixed = cfg.training.mixed_precision;
+        // float16 (CUDA) underflows small gradients without a loss scale; bfloat16 (the
+        // CPU) has single precision's exponent range and needs none.
+        let scaled = mixed && self.exp.device != tch::Device::Cpu;
         loop {
             let before = loader.waited();
             let Some(batch) = loader.next() else { break };
@@ -242,16 +243,16 @@ impl Fit<'_> {
             }
             let x = onto(&batch.images, self.exp.device);
             let y = onto(&batch.labels, self.exp.device);
-            // Under --amp only the network runs in half precision; the loss's
+            // Under mixed precision only the network runs in lower precision; the loss's
             // normalisations and exponentials stay in single precision.
-            let embeddings = tch::autocast(opts.amp, || model.net.forward_t(&x, true));
+            let embeddings = autocast(mixed, self.exp.device, || model.net.forward_t(&x, true));
             let loss = model.loss.loss(&embeddings.to_kind(Kind::Float), &y);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 return Err(self.stop_non_finite(epoch, batches + 1, format!("loss ({value})")));
             }
             optimizer.zero_grad();
-            if opts.amp {
+            if scaled {
                 (&loss * scale.scale).backward();
                 let finite = optimizer.unscale_gradients(scale.scale);
                 if scale.update(finite) {
@@ -413,9 +414,6 @@ pub fn train_locked(
         Some(device) => device,
         None => cfg.training.device.device()?,
     };
-    if opts.amp {
-        crate::device::check_amp(device)?;
-    }
     let exp = Experiment::prepare_on(cfg, device)?;
     for warning in &exp.dataset.warnings {
         eprintln!("{}: warning: {warning}", cfg.data.path.display());
