@@ -46,8 +46,8 @@ struct CpuAutocast {
 
 impl CpuAutocast {
     fn enter() -> CpuAutocast {
-        // SAFETY: plain getters and setters of thread-local state (see the extern block).
-        let was_enabled = unsafe { at_is_autocast_enabled(DEVICE_TYPE_CPU) };
+        let was_enabled = cpu_autocast_enabled();
+        // SAFETY: setters of thread-local state (see the extern block).
         unsafe {
             at_set_autocast_enabled(DEVICE_TYPE_CPU, true);
             torch_sys::at_autocast_increment_nesting();

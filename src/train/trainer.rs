@@ -134,7 +134,8 @@ impl Fit<'_> {
         } else {
             Progress::new((self.epochs - start) as u64, &self.label)
         };
-        // CUDA mixed precision's loss scale carries over from epoch to epoch (a resumed run starts anew).
+        // CUDA mixed precision's loss scale carries over from epoch to epoch (a resumed
+        // run starts anew).
         let mut scale = LossScale::default();
         for epoch in start..self.epochs {
             let record = self.epoch(model, &mut optimizer, epoch, opts, &bar, &mut scale)?;
