@@ -55,7 +55,8 @@ def ours(args, seed):
     times = {}
     load = [os.getloadavg()[0]]
     times["train_s"], _ = timed(dmlviz + ["train", "--config", args.config, "--out", str(run),
-                                          "--seed", str(seed), "--threads", str(args.threads), "--quiet"])
+                                          "--seed", str(seed), "--threads", str(args.threads), "--quiet"]
+                                + (["--amp"] if args.amp else []))
     if not args.accuracy_only:
         times["umap_s"], _ = timed(dmlviz + ["project", "--run", str(run), "--phase", "all",
                                              "--method", "umap", "--quiet"])
@@ -67,7 +68,7 @@ def ours(args, seed):
     times["total_s"] = round(sum(times.values()), 2)
     load.append(os.getloadavg()[0])
     metrics = {p: final_precision(run, p) for p in ("all", "seen")}
-    return {"side": "dmlviz", "seed": seed, "times": times, "metrics": metrics, "load_average": load}
+    return {"side": "dmlviz", "seed": seed, "amp": args.amp, "times": times, "metrics": metrics, "load_average": load}
 
 
 def python_stack(args, seed):
@@ -75,6 +76,8 @@ def python_stack(args, seed):
            "--threads", str(args.threads), "--out", str(Path(args.out) / "python" / f"seed{seed}")]
     if args.accuracy_only:
         cmd.append("--accuracy-only")
+    if args.python_bf16:
+        cmd.append("--bf16")
     load = [os.getloadavg()[0]]
     seconds, stdout = timed(cmd, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
     load.append(os.getloadavg()[0])
@@ -124,6 +127,9 @@ def main():
     p.add_argument("--out", default=".cache/bench-experiment")
     p.add_argument("--dmlviz", default="cargo run --quiet --bin dmlviz --")
     p.add_argument("--python", default=os.path.expanduser("~/.venvs/dmlviz-reference/bin/python"))
+    p.add_argument("--amp", action="store_true", help="dmlviz trains with --amp (bfloat16 forward pass)")
+    p.add_argument("--python-bf16", action="store_true",
+                   help="the Python stack trains under torch.autocast to bfloat16 (python_reference.py --bf16)")
     p.add_argument("--side", choices=["both", "dmlviz", "python"], default="both")
     args = p.parse_args()
     if args.summarize:

@@ -215,7 +215,10 @@ def train_phase(args, name, seen, data, train_idx, test_idx, times):
         start = time.perf_counter()
         net.train()
         for x, y in loader:
-            e = net(x)
+            # --bf16: the forward pass under CPU autocast, the loss in float32 (as dmlviz's --amp)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                e = net(x)
+            e = e.float()
             loss = loss_fn(e, y, miner(e, y))
             opt.zero_grad()
             loss.backward()
@@ -311,6 +314,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--explanations", type=int, default=16)
+    p.add_argument("--bf16", action="store_true",
+                   help="train with the forward pass under CPU autocast to bfloat16 (dmlviz's --amp)")
     p.add_argument("--accuracy-only", action="store_true",
                    help="train and evaluate both phases only (the seed study): no map, explanations or site")
     p.add_argument("--split-rule", choices=["dmlviz", "random"], default="dmlviz",
@@ -358,7 +363,7 @@ def main():
     import pytorch_metric_learning
     print(json.dumps({"side": "python", "torch": torch.__version__, "pml": pytorch_metric_learning.__version__,
                       "faiss": faiss.__version__, "threads": args.threads, "workers": args.workers,
-                      "seed": args.seed, "epochs": args.epochs, "times": times, "metrics": metrics}))
+                      "seed": args.seed, "epochs": args.epochs, "bf16": args.bf16, "times": times, "metrics": metrics}))
 
 
 if __name__ == "__main__":
