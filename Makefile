@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DMLVIZ := $(CARGO) run --quiet --bin dmlviz --
 
-.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-experiment bench-seeds bench-step bench-faiss bench-projection bench-serve fixtures weights pgserver
+.PHONY: setup setup-cuda build-cuda build test demo study bench bench-python bench-experiment bench-seeds bench-step bench-faiss bench-sitting bench-projection bench-serve fixtures weights pgserver
 
 setup: .libtorch/build-version
 
@@ -108,6 +108,12 @@ bench-seeds: build weights
 bench-step: build
 	$(DMLVIZ) bench train --config $(DEMO) --arch mobilenet_v2 --arch resnet18 --size 64 --size 224
 	$(PYTHON) scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 --size 64 --size 224 --threads 2
+
+# Every comparison with PyTorch in one sitting (bare step float32 and bfloat16, kNN
+# against FAISS, the whole experiment both precisions, ours --amp at four more seeds).
+bench-sitting: build weights
+	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
+	PYTHON=$(PYTHON) DMLVIZ="$(DMLVIZ)" bash scripts/bench-sitting.sh
 
 bench-faiss: build
 	$(DMLVIZ) bench knn --queries 10000 --references 50000 --dim 128 --k 10 --threads 2
