@@ -2,7 +2,8 @@
 # One sitting, back to back on a quiet machine: the bare training step (fp32 and
 # bfloat16 autocast, ours then PyTorch's), kNN against FAISS flat, the whole demo
 # experiment (ours fp32, ours --amp, the Python stack fp32 and bf16), then ours --amp at
-# seeds 43-46 for the accuracy of the bfloat16 lever (about 10 minutes more). Everything goes to stdout.
+# seeds 43-46 for the accuracy of the bfloat16 lever (about 10 minutes more).
+# Everything goes to stdout.
 set -e
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$HOME/.venvs/dmlviz-reference/bin/python}
