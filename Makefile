@@ -109,8 +109,8 @@ bench-step: build
 	$(DMLVIZ) bench train --config $(DEMO) --arch mobilenet_v2 --arch resnet18 --size 64 --size 224
 	$(PYTHON) scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 --size 64 --size 224 --threads 2
 
-# Every comparison with PyTorch in one sitting (bare step float32 and bfloat16, kNN
-# against FAISS, the whole experiment both precisions, ours --amp at four more seeds).
+# Every comparison with the Python stack in one sitting (bare step at 64² and 224², kNN
+# against FAISS, the whole experiment, the five-seed table, `make demo` from a fresh clone).
 bench-sitting: build weights
 	@test -d data/emoji-animals || $(DMLVIZ) data fetch emoji --category "Animals & Nature" --out data/emoji-animals
 	PYTHON=$(PYTHON) DMLVIZ="$(DMLVIZ)" bash scripts/bench-sitting.sh
