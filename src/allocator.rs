@@ -10,8 +10,8 @@
 //! on their own threads (10 epochs of the demo preset), kernel time went 22.0 → 8.2 s
 //! and wall time 47.2 → 36.2 s. Blocks past glibc's largest mapping threshold (32 MB:
 //! MobileNetV2's widest activations at batch 96) were still mapped and unmapped each
-//! step, so no block gets its own mapping: they come from the heap too, and the system
-//! time of 10 demo epochs went from 7.6 to 3.8 s (mean of seven runs each). Set once at
+//! step, so no block gets its own mapping: they come from the heap too, and 10 demo
+//! epochs took 4.7 s of system time instead of 7.4 s (four alternating runs). Set once at
 //! start; memory then stays at the process's peak, as with any caching allocator.
 
 /// glibc's `mallopt` parameter numbers (malloc.h).
