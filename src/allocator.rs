@@ -8,44 +8,70 @@
 //! heap still goes back whole once it is empty, whatever the trim setting, so every
 //! thread allocates from the one main arena: with the two training phases side by side
 //! on their own threads (10 epochs of the demo preset), kernel time went 22.0 → 8.2 s
-//! and wall time 47.2 → 36.2 s. Blocks past glibc's largest mapping threshold (32 MB:
-//! MobileNetV2's widest activations at batch 96) were still mapped and unmapped each
-//! step, so no block gets its own mapping: they come from the heap too, and 10 demo
-//! epochs took 4.7 s of system time instead of 7.4 s (four alternating runs). Set once at
-//! start; memory then stays at the process's peak, as with any caching allocator.
+//! and wall time 47.2 → 36.2 s. Set once at start; memory then stays at the process's
+//! peak, as with any caching allocator.
+//!
+//! Training goes one step further ([`heap_for_every_block`]): blocks past glibc's
+//! largest mapping threshold (32 MB: MobileNetV2's widest activations at 64², batch 96;
+//! hundreds of MB at 224²) were still mapped and faulted in afresh every step, so while
+//! training no block gets its own mapping. 10 demo epochs then took 4.7 s of system time
+//! instead of 7.4 s (four alternating runs), and the bare step at 224² about three times
+//! fewer seconds. It is not the default: a 100 000-point UMAP + t-SNE with every block on
+//! the heap peaked at 2.6 GB instead of 1.4 GB (one run each), likely from its growing
+//! vectors, which move by remapping while mapped but by copying on the heap.
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    fn mallopt(param: i32, value: i32) -> i32;
+}
 
 /// glibc's `mallopt` parameter numbers (malloc.h).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const M_TRIM_THRESHOLD: i32 = -1;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+const M_MMAP_THRESHOLD: i32 = -3;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const M_MMAP_MAX: i32 = -4;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const M_ARENA_MAX: i32 = -8;
 
-/// No block gets its own mapping, however large: all come from the heap and are reused
-/// (glibc still maps more heap when the heap cannot grow in place).
+/// Blocks at least this large get their own mapping (glibc's largest allowed threshold
+/// on 64-bit, 32 MB); smaller ones come from the heap and are reused.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_MAX: i32 = 0;
+const MMAP_THRESHOLD: i32 = 32 << 20;
 
 /// Never trim: free space at the top of a heap stays mapped.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = i32::MAX;
 
-/// Turns heap trimming off, stops block mappings and keeps one arena (glibc on
+/// Turns heap trimming off, fixes the mapping threshold and keeps one arena (glibc on
 /// Linux; elsewhere nothing). Returns whether all three settings were taken.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
         // SAFETY: mallopt only changes the allocator's tuning parameters; glibc
         // documents it as safe to call at any time, from any thread.
         unsafe {
             mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-                && mallopt(M_MMAP_MAX, MMAP_MAX) == 1
+                && mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
                 && mallopt(M_ARENA_MAX, 1) == 1
         }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// From now on no block gets its own mapping, however large: all come from the heap
+/// and are reused (glibc still maps more heap when the heap cannot grow in place). For
+/// training, whose steps allocate the same sizes again and again (module doc). Returns
+/// whether the setting was taken.
+pub fn heap_for_every_block() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: as in keep_freed_memory.
+        unsafe { mallopt(M_MMAP_MAX, 0) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
@@ -59,5 +85,11 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_all_three_settings() {
         assert!(super::keep_freed_memory());
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_takes_the_training_setting() {
+        assert!(super::heap_for_every_block());
     }
 }
