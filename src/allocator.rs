@@ -15,8 +15,8 @@
 //! largest mapping threshold (32 MB: MobileNetV2's widest activations at 64², batch 96;
 //! hundreds of MB at 224²) were still mapped and faulted in afresh every step, so while
 //! training no block gets its own mapping. 10 demo epochs then took 4.7 s of system time
-//! instead of 7.4 s (four alternating runs), and the bare step at 224² about three times
-//! fewer seconds. It is not the default: a 100 000-point UMAP + t-SNE with every block on
+//! instead of 7.4 s (four alternating runs), and the bare step at 224² ran about three
+//! times as fast. It is not the default: a 100 000-point UMAP + t-SNE with every block on
 //! the heap peaked at 2.6 GB instead of 1.4 GB (one run each), likely from its growing
 //! vectors, which move by remapping while mapped but by copying on the heap.
 
