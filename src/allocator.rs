@@ -11,7 +11,7 @@
 //! and wall time 47.2 → 36.2 s. Set once at start; memory then stays at the process's
 //! peak, as with any caching allocator.
 //!
-//! Training goes one step further ([`heap_for_every_block`]): blocks past glibc's
+//! Training goes one step further ([`HeapForEveryBlock`]): blocks past glibc's
 //! largest mapping threshold (32 MB: MobileNetV2's widest activations at 64², batch 96;
 //! hundreds of MB at 224²) were still mapped and faulted in afresh every step, so while
 //! training no block gets its own mapping. 10 demo epochs then took 4.7 s of system time
@@ -63,19 +63,74 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
-/// From now on no block gets its own mapping, however large: all come from the heap
-/// and are reused (glibc still maps more heap when the heap cannot grow in place). For
-/// training, whose steps allocate the same sizes again and again (module doc). Returns
-/// whether the setting was taken.
-pub fn heap_for_every_block() -> bool {
+/// glibc's default for `M_MMAP_MAX` (malloc.c's `DEFAULT_MMAP_MAX`), put back when the
+/// last [`HeapForEveryBlock`] ends.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const DEFAULT_MMAP_MAX: i32 = 65536;
+
+/// How many [`HeapForEveryBlock`]s live now (trainings can overlap in one process).
+static HEAP_HOLDERS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// While one lives, no block gets its own mapping, however large: all come from the
+/// heap and are reused (glibc still maps more heap when the heap cannot grow in place).
+/// For training, whose steps allocate the same sizes again and again; the maps made
+/// after it in the same process (`dmlviz study`) get the mappings back (module doc).
+pub struct HeapForEveryBlock {
+    taken: bool,
+}
+
+/// Sets `M_MMAP_MAX`; whether glibc took it (elsewhere nothing, and false).
+fn set_mmap_max(value: i32) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: as in keep_freed_memory.
-        unsafe { mallopt(M_MMAP_MAX, 0) == 1 }
+        unsafe { mallopt(M_MMAP_MAX, value) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
+        let _ = value;
         false
+    }
+}
+
+/// Counts one holder in; whether it is the first.
+fn first_in(holders: &mut usize) -> bool {
+    *holders += 1;
+    *holders == 1
+}
+
+/// Counts one holder out; whether it was the last.
+fn last_out(holders: &mut usize) -> bool {
+    *holders -= 1;
+    *holders == 0
+}
+
+impl HeapForEveryBlock {
+    /// Starts it (the first holder sets the allocator; later ones only count).
+    pub fn start() -> Self {
+        let mut holders = HEAP_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        // Later holders find the setting as the first one left it.
+        let taken = if first_in(&mut holders) {
+            set_mmap_max(0)
+        } else {
+            cfg!(all(target_os = "linux", target_env = "gnu"))
+        };
+        HeapForEveryBlock { taken }
+    }
+
+    /// Whether the allocator took the setting.
+    pub fn taken(&self) -> bool {
+        self.taken
+    }
+}
+
+impl Drop for HeapForEveryBlock {
+    fn drop(&mut self) {
+        let mut holders = HEAP_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if last_out(&mut holders) {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            set_mmap_max(DEFAULT_MMAP_MAX);
+        }
     }
 }
 
@@ -90,6 +145,21 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_the_training_setting() {
-        assert!(super::heap_for_every_block());
+        let (outer, inner) = (
+            super::HeapForEveryBlock::start(),
+            super::HeapForEveryBlock::start(),
+        );
+        assert!(outer.taken() && inner.taken());
+    }
+
+    #[test]
+    fn only_the_first_holder_sets_and_only_the_last_gives_back() {
+        use super::{first_in, last_out};
+        let mut holders = 0;
+        assert!(first_in(&mut holders));
+        assert!(!first_in(&mut holders));
+        assert!(!last_out(&mut holders));
+        assert!(last_out(&mut holders));
+        assert_eq!(holders, 0);
     }
 }

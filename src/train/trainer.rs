@@ -397,7 +397,7 @@ pub fn train_locked(
 ) -> Result<Vec<PhaseOutcome>> {
     cfg.validate()?;
     // Each step allocates the same large activations again (crate::allocator's doc).
-    crate::allocator::heap_for_every_block();
+    let _heap = crate::allocator::HeapForEveryBlock::start();
     if let Some(holder) = &lock.stale_holder {
         eprintln!(
             "{}: the previous writer ({holder}) was killed; continuing from what it committed",
