@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every comparison with the Python stack in one sitting, back to back on a quiet machine:
 # the bare training step at 64² and 224² (float32; bfloat16 autocast at 64²), ours then
-# PyTorch's; kNN against FAISS flat; the whole demo experiment at seed 42 (both stacks);
+# PyTorch's (as installed, and with channels-last inputs); kNN against FAISS flat; the whole demo experiment at seed 42 (both stacks);
 # the accuracy of seeds 43-46 (both stacks; with seed 42 the five-seed table); then
 # `make demo` from a fresh clone of this repository, timed line by line (about an hour
 # in all on 2 cores). Everything goes to stdout.
@@ -20,6 +20,10 @@ mark "bench train --amp"
 $DMLVIZ bench train --config $DEMO --arch mobilenet_v2 --arch resnet18 --size 64 --epochs 3 --amp 2>&1 | tail -3
 mark "bench-step.py --bf16"
 "$PYTHON" scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 --size 64 --threads 2 --steps 10 --bf16
+mark "bench-step.py --channels-last"
+# Not PyTorch as installed: the layout dmlviz feeds its convolutions, for the same kernels
+# on both sides.
+"$PYTHON" scripts/bench-step.py --arch mobilenet_v2 --arch resnet18 --size 64 --size 224 --threads 2 --steps 10 --channels-last
 mark knn
 bash scripts/bench-knn-vs-faiss.sh
 mark "experiment seed 42"

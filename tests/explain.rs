@@ -58,9 +58,11 @@ fn explain_writes_every_map_page_and_sample() {
         "heat map and overlay"
     );
     // At 32² MobileNetV2's last conv is 1×1: a Grad-CAM map holds one value, which is
-    // reported as constant and drawn as a flat blank, not stretched into noise.
+    // reported as constant (or zero, when the ReLU cuts it: its sign is the briefly
+    // trained weights') and drawn as a flat blank, not stretched into noise.
     for m in ["gradcam", "transfer"] {
-        assert_eq!(e["maps"][m]["status"], "constant", "{m}");
+        let status = e["maps"][m]["status"].as_str().unwrap();
+        assert!(["constant", "zero"].contains(&status), "{m}: {status}");
         let png = image::open(out.join(e["maps"][m]["files"][0].as_str().unwrap()))
             .unwrap()
             .to_rgb8();
@@ -74,7 +76,7 @@ fn explain_writes_every_map_page_and_sample() {
         let status = e["maps"][m]["status"].as_str().unwrap();
         // guided Grad-CAM inherits the Grad-CAM map's status.
         let expected = if m == "guided_gradcam" {
-            "constant"
+            e["maps"]["gradcam"]["status"].as_str().unwrap()
         } else {
             "ok"
         };
@@ -287,9 +289,12 @@ fn explain_writes_every_map_page_and_sample() {
             assert_eq!(n, 0, "{name}");
             continue;
         }
-        if name == "random" || name == "gradcam_pp" {
+        if ["random", "gradcam_pp", "scorecam"].contains(&name) {
             // Grad-CAM++'s ReLU-weighted gradients can cut a map of this untrained net to
-            // zero too: on an AVX-512 CPU 2 of the 4 were degenerate (4 on AVX2).
+            // zero too: on an AVX-512 CPU 2 of the 4 were degenerate (4 on AVX2). So can
+            // Score-CAM's ReLU of its score-weighted sum: 1 of the 4 since the network
+            // runs channels-last (its kernels round differently, so the brief training
+            // ends elsewhere).
             assert!((1..=4).contains(&n), "{name} {n}");
         } else {
             assert_eq!(n, 4, "{name}");

@@ -3,7 +3,7 @@
 
 #![warn(missing_docs)]
 
-use super::layers::{apply_activation, ActivationHook, BatchNorm, LayerTap};
+use super::layers::{apply_activation, channels_last, ActivationHook, BatchNorm, LayerTap};
 use super::mobilenet_v2::MobileNetV2;
 use super::resnet::{ResNet, ResNetDepth};
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,7 @@ impl Backbone {
         train: bool,
         hook: &mut ActivationHook<'_>,
     ) -> Features {
+        let x = &channels_last(x);
         let last_conv = match &self.net {
             Network::ResNet(n) => n.forward_hooked(x, train, hook),
             Network::MobileNetV2(n) => n.forward_hooked(x, train, hook),
@@ -171,6 +172,7 @@ impl Backbone {
         hook: &mut ActivationHook<'_>,
         tap: &mut LayerTap<'_>,
     ) -> Tensor {
+        let x = &channels_last(x);
         match &self.net {
             Network::ResNet(n) => n.forward_tapped(x, train, hook, tap),
             Network::MobileNetV2(n) => n.forward_tapped(x, train, hook, tap),
@@ -251,6 +253,12 @@ mod tests {
                 let f = bb.forward_t(&x, true);
                 assert_eq!(f.last_conv.size(), [2, c, oh, ow], "{arch} at {h}×{w}");
                 assert_eq!(f.pooled.size(), [2, c], "{arch} at {h}×{w}");
+                // The input's channels-last layout survives every block (the speed lever
+                // is lost if one op falls back to NCHW).
+                if oh * ow > 1 {
+                    let s = f.last_conv.stride();
+                    assert_eq!(s[1], 1, "{arch} at {h}×{w}: strides {s:?}");
+                }
                 let mean = f.last_conv.mean_dim([2i64, 3].as_slice(), false, None);
                 assert!(f.pooled.allclose(&mean, 1e-5, 1e-6, false));
             }
@@ -492,12 +500,14 @@ mod tests {
         let grad_err = max_rel_err(&vs.variables()[first_conv].grad(), &io["first_conv_grad"]);
         // Through ResNet50's 53 training-mode BNs, torch's own float32 gradient differs
         // from its float64 one by ~6e-3 (relative max) with random weights, ~2e-2 with the
-        // formula weights (~4e-2 for MobileNetV2 with ImageNet weights; train_last: ~1.6e-4
-        // for ResNet50): compare at that noise level. On the fixture's CPU both sides
-        // agreed far closer (2.4e-4 here, 2.3e-5 for train_last), but oneDNN picks other
-        // kernels on another CPU (AVX-512: 1.9e-2 here), so the bound is that noise level.
+        // formula weights (train_last: ~1.6e-4 for ResNet50): compare at that noise level.
+        // On the fixture's CPU both sides agreed far closer (2.4e-4 here, 2.3e-5 for
+        // train_last), but oneDNN picks other kernels on another CPU (AVX-512: 1.9e-2
+        // here), so the bound is that noise level. MobileNetV2 with ImageNet weights on an
+        // AVX-512 CPU: torch's float64 gradient is 4.30e-2 off the (float32) fixture, its
+        // float32 one 4.28e-2 (NCHW) and 4.22e-2 (channels-last, as ours runs), so 5e-2.
         assert!(
-            grad_err < 4e-2,
+            grad_err < 5e-2,
             "{arch}: first conv gradient differs by {grad_err:e}"
         );
         let bn = bb.batch_norms()[0];
