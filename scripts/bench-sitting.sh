@@ -1,7 +1,8 @@
 #!/bin/bash
 # Every comparison with the Python stack in one sitting, back to back on a quiet machine:
 # the bare training step at 64² and 224² (float32; bfloat16 autocast at 64²), ours then
-# PyTorch's (as installed, and with channels-last inputs); kNN against FAISS flat; the whole demo experiment at seed 42 (both stacks);
+# PyTorch's (as installed, and with channels-last inputs); kNN against FAISS flat; the
+# whole demo experiment at seed 42 (both stacks);
 # the accuracy of seeds 43-46 (both stacks; with seed 42 the five-seed table); then
 # `make demo` from a fresh clone of this repository, timed line by line (about an hour
 # in all on 2 cores). Everything goes to stdout.
