@@ -14,6 +14,7 @@ pub mod chart;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dot;
 pub mod eval;
 pub mod explain;
 pub mod html;

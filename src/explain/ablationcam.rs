@@ -1,14 +1,15 @@
 //! Ablation-CAM for an embedding network (docs/REFERENCE.md, "Ablation-CAM"): each channel
 //! of the layer is ablated in turn (set to 0, or far below the layer's minimum when the
 //! layer has no zero) and the similarity score recomputed from there on; a channel's
-//! weight is the relative drop (s − s_c)/s. One forward pass per channel, run in batches
-//! of the explain batch size, the layer's output replaced through the network's layer tap
-//! (the batch size changes speed only).
+//! weight is the relative drop (s − s_c)/s. One forward pass per channel, run in
+//! gradient-free batches ([`Chunk::forward_only_batch`], BatchNorm folded), the layer's
+//! output replaced through the network's layer tap (the batch size changes speed only).
 
 use super::cam::{CamInput, CamRule, CamWeights};
 use super::chunk::Chunk;
 use super::method::{MethodInfo, Pass};
 use super::target::cosine_score;
+use crate::model::fold::with_folded_batch_norms;
 use crate::model::layers::apply_activation;
 use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
@@ -38,8 +39,12 @@ impl CamRule for AblationCam {
         let a = &input.layer.activations;
         let (b, c, _, _) = a.size4().context("activations must be [B, C, h, w]")?;
         let net = chunk.base.net;
-        let step = chunk.base.options.batch_size.max(1) as i64;
-        let (e, _) = tch::no_grad(|| net.forward_explained(input.images, &mut apply_activation));
+        let step = chunk.forward_only_batch() as i64;
+        // Folded like every gradient-free pass (`chunk::forward_batched`), the original
+        // score with the ablated ones.
+        let (e, _) = tch::no_grad(|| {
+            with_folded_batch_norms(|| net.forward_explained(input.images, &mut apply_activation))
+        });
         let original = chunk.score(&e).to_kind(Kind::Float);
         let mut rows = Vec::with_capacity(b as usize);
         for i in 0..b {
@@ -59,7 +64,11 @@ impl CamRule for AblationCam {
                     }
                 };
                 let batch = image.expand([n, -1, -1, -1], false);
-                let e = tch::no_grad(|| net.forward_tapped(&batch, &mut apply_activation, &mut tap))
+                let e = tch::no_grad(|| {
+                    with_folded_batch_norms(|| {
+                        net.forward_tapped(&batch, &mut apply_activation, &mut tap)
+                    })
+                })
                     .with_context(|| format!("ablating channels of {}", input.layer.name))?;
                 scores.push(cosine_score(&e, &target).to_kind(Kind::Float));
             }

@@ -12,6 +12,7 @@ use super::target::similarity_score;
 use super::transfer::WeightStore;
 use crate::data::transform::Transform;
 use crate::eval::predict::Prediction;
+use crate::model::fold::with_folded_batch_norms;
 use crate::model::layers::apply_activation;
 use crate::search::Distance;
 use anyhow::{bail, Context, Result};
@@ -149,11 +150,17 @@ impl<'a> Chunk<'a> {
         similarity_score(embeddings, self.base.targets, self.base.contrast)
     }
 
+    /// Images per gradient-free pass of this chunk's methods: the explain batch size, at
+    /// least [`FORWARD_ONLY_BATCH`].
+    pub fn forward_only_batch(&self) -> usize {
+        forward_only_batch(self.base.options.batch_size)
+    }
+
     /// Forward passes without gradients over many images `[N, 3, H, W]` (e.g. masked
-    /// copies of the chunk's images, as Score-CAM makes them), in batches of the run's
-    /// explain batch size: embeddings `[N, D]` and last-conv activations, on `device`.
+    /// copies of the chunk's images, as Score-CAM makes them), in batches of
+    /// [`Chunk::forward_only_batch`]: embeddings `[N, D]` and last-conv activations.
     pub fn forward_batched(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
-        forward_batched(self.base.net, images, self.base.options.batch_size)
+        forward_batched(self.base.net, images, self.forward_only_batch())
     }
 }
 
@@ -258,8 +265,23 @@ fn cam_passes(
     Ok(Some(layer_passes(base.net, x, score, names, grads)?))
 }
 
+/// Gradient-free passes (Score-CAM's masked copies, Ablation-CAM's ablated ones, the
+/// trust table's perturbed images) take at least this many images at a time. Without a
+/// backward nothing is kept between layers, so memory holds one batch's activations of
+/// one layer, and bigger batches keep libtorch's kernels busy: the demo's trust table
+/// (8 images, 12 methods, no sanity check) took 8.5 s with 64-image passes against
+/// 9.6–10.1 s with 16, alternating; 128 gained nothing more.
+pub const FORWARD_ONLY_BATCH: usize = 64;
+
+/// Images per gradient-free pass for an explain batch size of `batch_size`.
+pub fn forward_only_batch(batch_size: usize) -> usize {
+    batch_size.max(FORWARD_ONLY_BATCH)
+}
+
 /// Forward passes without gradients of `images` `[N, 3, H, W]` through `net` in batches of
-/// `batch_size`: embeddings `[N, D]` and last-conv activations `[N, C, h, w]`.
+/// `batch_size`: embeddings `[N, D]` and last-conv activations `[N, C, h, w]`. BatchNorm
+/// is folded into the convolutions ([`crate::model::fold`]): nothing differentiates
+/// these passes.
 pub fn forward_batched(
     net: &dyn Explainable,
     images: &Tensor,
@@ -273,7 +295,9 @@ pub fn forward_batched(
     let (mut e, mut a) = (Vec::new(), Vec::new());
     for start in (0..n).step_by(step as usize) {
         let x = images.narrow(0, start, step.min(n - start));
-        let (eb, ab) = tch::no_grad(|| net.forward_explained(&x, &mut apply_activation));
+        let (eb, ab) = tch::no_grad(|| {
+            with_folded_batch_norms(|| net.forward_explained(&x, &mut apply_activation))
+        });
         e.push(eb);
         a.push(ab);
     }

@@ -1,8 +1,8 @@
 //! Score-CAM for an embedding network (docs/REFERENCE.md, "Score-CAM"): each channel of
 //! the layer, upsampled to the input (bilinear, corners aligned) and min-max normalised,
 //! masks the image; the similarity score of each masked image, softmaxed over channels,
-//! is the channel's weight. One forward pass per channel, run in batches of the explain
-//! batch size through [`Chunk::forward_batched`] (the batch size changes speed only).
+//! is the channel's weight. One forward pass per channel, run in gradient-free batches
+//! through [`Chunk::forward_batched`] (the batch size changes speed only).
 
 use super::cam::{CamInput, CamRule, CamWeights};
 use super::chunk::Chunk;
@@ -32,7 +32,7 @@ impl CamRule for ScoreCam {
         let a = &input.layer.activations;
         let (b, c, _, _) = a.size4().context("activations must be [B, C, h, w]")?;
         let (_, _, height, width) = input.images.size4().context("images must be [B, 3, H, W]")?;
-        let step = chunk.base.options.batch_size.max(1) as i64;
+        let step = chunk.forward_only_batch() as i64;
         let mut rows = Vec::with_capacity(b as usize);
         for i in 0..b {
             let masks = channel_masks(&a.get(i).unsqueeze(0), height, width).squeeze_dim(0);

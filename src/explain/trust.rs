@@ -10,6 +10,7 @@
 //! constant) carry no order and are left out of the faithfulness means (`n` says how
 //! many images each mean has).
 
+use super::chunk::forward_only_batch;
 use super::explainer::{ExplainOptions, Explainer, Scene};
 use super::faithfulness::{evaluate, similarity_scorer, FaithOptions, Faithfulness};
 use super::input::load_inputs;
@@ -177,7 +178,7 @@ fn faithfulness(
             pm.exp.device,
             &target,
             contrast.as_ref(),
-            eopts.batch_size,
+            forward_only_batch(eopts.batch_size),
         );
         let image = scene.inputs.tensor.get(i as i64);
         for (j, (m, tally)) in methods.iter().zip(tallies.iter_mut()).enumerate() {

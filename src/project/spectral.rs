@@ -12,6 +12,7 @@
 //! are used, a fine starting point for the optimisation that follows).
 
 use crate::data::rng::Rng;
+use crate::dot::dot;
 use rayon::prelude::*;
 
 /// A symmetric sparse graph in CSR form (what umap-rs's fuzzy simplicial set holds).
@@ -490,26 +491,6 @@ fn symmetric_eigen(a: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
         Ok((values, vectors)) if values.len() == m && vectors.len() == m * m => (values, vectors),
         _ => jacobi_eigen(a, m),
     }
-}
-
-/// `a · b` in eight interleaved partial sums: one running sum waits for each addition
-/// before the next (about 4 cycles a term), eight keep the multiply-add units busy;
-/// the Lanczos basis's reorthogonalisation is mostly these dot products.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut partial = [0f64; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for l in 0..8 {
-            partial[l] += x[l] * y[l];
-        }
-    }
-    partial.iter().sum::<f64>() + tail
 }
 
 /// Gram–Schmidt of `v` against every vector of `basis`, twice ("twice is enough"

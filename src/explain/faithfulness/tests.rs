@@ -245,3 +245,54 @@ fn road_masks_and_imputation_match_pytorch_grad_cam() {
         }
     }
 }
+
+#[test]
+fn imputed_pixels_are_the_weighted_mean_of_their_neighbours_on_a_large_mask() {
+    tch::set_num_threads(1);
+    // 90 % of a 40×40 image removed at random (large connected regions, the case the
+    // Cholesky factor fills in most): every removed pixel must equal the weighted mean
+    // of its in-image 8-neighbours, imputed or not, in every channel.
+    let (h, w) = (40usize, 40usize);
+    let mut rng = Rng::new(7);
+    let values: Vec<f32> = (0..3 * h * w).map(|_| rng.next_f64() as f32).collect();
+    let removed: Vec<bool> = (0..h * w).map(|_| rng.chance(0.9)).collect();
+    let image = Tensor::from_slice(&values).view([3, h as i64, w as i64]);
+    let out: Vec<f32> = Vec::try_from(
+        impute(&image, &removed, 0.0, &mut Rng::new(0))
+            .unwrap()
+            .flatten(0, -1),
+    )
+    .unwrap();
+    let mut worst = 0f64;
+    for ch in 0..3 {
+        let at = |r: i64, c: i64| out[ch * h * w + (r as usize) * w + c as usize] as f64;
+        for p in (0..h * w).filter(|&p| removed[p]) {
+            let (r, c) = ((p / w) as i64, (p % w) as i64);
+            let (mut sum, mut total) = (0.0, 0.0);
+            for dr in -1i64..=1 {
+                for dc in -1i64..=1 {
+                    let (rr, cc) = (r + dr, c + dc);
+                    if (dr, dc) == (0, 0) || rr < 0 || cc < 0 || rr >= h as i64 || cc >= w as i64 {
+                        continue;
+                    }
+                    let weight = if dr == 0 || dc == 0 {
+                        1.0 / 6.0
+                    } else {
+                        1.0 / 12.0
+                    };
+                    sum += weight * at(rr, cc);
+                    total += weight;
+                }
+            }
+            worst = worst.max((at(r, c) - sum / total).abs());
+        }
+        for p in (0..h * w).filter(|&p| !removed[p]) {
+            assert_eq!(out[ch * h * w + p], values[ch * h * w + p]);
+        }
+    }
+    // The output is f32: the equations hold to its rounding.
+    assert!(
+        worst < 1e-5,
+        "largest deviation from the neighbour mean {worst}"
+    );
+}
